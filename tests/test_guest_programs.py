@@ -1,0 +1,261 @@
+"""The bundled guest programs: builder caching and errors, and native runs on the Linux host."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from vkckpt.errors import GuestBuildError
+from vkckpt.guests import build
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.uname().machine != "x86_64",
+    reason="guests run natively only on x86-64 Linux",
+)
+
+HELLO_ENV = {"HELLO_GREETING": "bonjour", "HELLO_B": "2", "VKCKPT_TEST_A": "1"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How to run one guest natively and what it must print."""
+
+    args: tuple[str, ...] = ()
+    needs_dir: bool = False  # pass a fresh temporary directory as argv[1]
+    env: dict[str, str] = field(default_factory=dict)
+    status: int = 0
+    lines: tuple[str, ...] = ()  # each must appear as a whole line of stdout
+
+
+SPECS: dict[str, Spec] = {
+    "hello": Spec(
+        args=("one", "two words"),
+        env=HELLO_ENV,
+        lines=(
+            "hello from guest",
+            "argc=3",
+            "argv[1]=one",
+            "argv[2]=two words",
+            "env HELLO_B=2",
+            "env HELLO_GREETING=bonjour",
+            "env VKCKPT_TEST_A=1",
+            "greeting=bonjour",
+            "env count=3",
+        ),
+    ),
+    "pthreads": Spec(
+        lines=(
+            "counter=80000 (expected 80000)",
+            "join return sum=410",
+            "tls ok=1",
+            "pthreads OK",
+        ),
+    ),
+    "signals": Spec(
+        lines=(
+            "raise: count=1 signo=10 code=SI_TKILL",
+            "handler mask: self=1 sa_mask=1",
+            "kill: count=2 signo=10 code=SI_USER pid_ok=1 uid_ok=1",
+            "blocked: pending=1 ran_while_blocked=0 ran_after_unblock=1 still_pending=0",
+            "sigsuspend: ret=-1 eintr=1 handled=1 mask_restored=1",
+            "ignored: handled=0 pending=0",
+            "altstack: runs=1 on_alt=1 ss_onstack=1 after_onstack=0 main_on_alt=0",
+            "no SA_ONSTACK: runs=2 on_alt=0",
+            "resethand: runs=1 reset_to_default=1",
+            "signals OK",
+        ),
+    ),
+    "forkpipe": Spec(
+        lines=(
+            "forkpipe start",
+            "child1: exited=1 status=7 signaled=0",
+            "child2: exited=0 signaled=1 sig=15",
+            "child3: exited=0 signaled=1 sig=9",
+            "chain depth 3: status=30",
+            "chain depth 0: status=33",
+            "chain result=33",
+            "forkpipe OK",
+        ),
+    ),
+    "execer": Spec(
+        lines=(
+            "parent: forking",
+            "child: argc=3",
+            "child: argv[1]=child",
+            "child: argv[2]=second arg",
+            "child: EXECER_VAR=from-parent",
+            "child: HOME=(unset)",
+            "parent: child exited=1 status=5",
+        ),
+    ),
+    "files": Spec(
+        needs_dir=True,
+        lines=(
+            "read@7: files",
+            "pread@0: HELLO, files",
+            "a.txt size after pwrite=104",
+            "ls vkckpt-files.d: a.txt b.txt c.txt (3)",
+            "ls vkckpt-files.d: a.txt d.txt (2)",
+            "/dev/null read=0 write=7",
+            "files OK",
+        ),
+    ),
+    "mmaps": Spec(
+        needs_dir=True,
+        lines=(
+            "munmap middle: others_intact=1 hole=MAPERR",
+            "mprotect: ro_read=ok ro_write=ACCERR rw_write=ok",
+            "map_fixed: replaced_zeroed=1 neighbours_kept=1",
+            "brk: grew=1 shrank=1",
+            "mmaps OK",
+        ),
+    ),
+    "segfault": Spec(status=-signal.SIGSEGV, lines=("about to segfault",)),
+    "compute": Spec(lines=("iterations=5000000",)),
+    "getppid_loop": Spec(args=("20000",), lines=("calls=20000", "done")),
+    "mutex_bench": Spec(lines=("total=400000",)),
+    "ckpt_signals": Spec(
+        args=("5",),
+        lines=(
+            "handlers installed for 62 and 63",
+            "round 4 sum=919857c4",
+            "ckpt handler ran 0 times",
+            "thaw handler ran 0 times",
+        ),
+    ),
+}
+
+
+@pytest.fixture(scope="session")
+def binaries() -> dict[str, Path]:
+    return build.build_all(jobs=os.cpu_count() or 2)
+
+
+def run_guest(binary: Path, spec: Spec, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    args = list(spec.args)
+    if spec.needs_dir:
+        work = tmp_path / "work"
+        work.mkdir(exist_ok=True)
+        args.insert(0, str(work))
+    return subprocess.run(
+        [str(binary), *args],
+        cwd=tmp_path,
+        env=dict(spec.env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_every_guest_has_a_spec() -> None:
+    assert sorted(SPECS) == build.guest_names()
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_guest_runs_natively(name: str, binaries: dict[str, Path], tmp_path: Path) -> None:
+    spec = SPECS[name]
+    first = run_guest(binaries[name], spec, tmp_path)
+    assert first.returncode == spec.status, first.stdout + first.stderr
+    assert "FAIL" not in first.stdout
+    assert first.stderr == ""
+    out_lines = first.stdout.splitlines()
+    for line in spec.lines:
+        assert line in out_lines, f"{line!r} missing from:\n{first.stdout}"
+    if spec.needs_dir:
+        assert list((tmp_path / "work").iterdir()) == [], "guest did not clean up"
+    second = run_guest(binaries[name], spec, tmp_path)
+    assert second.returncode == first.returncode
+    assert second.stdout == first.stdout, "output is not deterministic"
+
+
+def test_compute_scale(binaries: dict[str, Path], tmp_path: Path) -> None:
+    out = run_guest(binaries["compute"], Spec(args=("2",)), tmp_path)
+    assert out.returncode == 0
+    assert "iterations=10000000" in out.stdout.splitlines()
+
+
+def test_execer_child_mode(binaries: dict[str, Path], tmp_path: Path) -> None:
+    env = {"EXECER_VAR": "direct"}
+    out = run_guest(binaries["execer"], Spec(args=("child", "x"), env=env), tmp_path)
+    assert out.returncode == 5
+    assert out.stdout.splitlines() == [
+        "child: argc=3",
+        "child: argv[1]=child",
+        "child: argv[2]=x",
+        "child: EXECER_VAR=direct",
+        "child: HOME=(unset)",
+    ]
+
+
+def test_guest_path_is_cached(binaries: dict[str, Path]) -> None:
+    path = build.guest_path("hello")
+    assert path == binaries["hello"]
+    mtime = path.stat().st_mtime_ns
+    again = build.guest_path("hello")
+    assert again == path
+    assert again.stat().st_mtime_ns == mtime
+    assert path.name.startswith("hello-") and len(path.name) == len("hello-") + 16
+    assert os.access(path, os.X_OK)
+
+
+def test_cache_dir_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("VKCKPT_CACHE_DIR", str(tmp_path / "c"))
+    assert build.cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("VKCKPT_CACHE_DIR")
+    assert build.cache_dir() == Path.home() / ".cache" / "vkckpt" / "guests"
+
+
+def test_unknown_guest_raises() -> None:
+    with pytest.raises(GuestBuildError, match="no such guest"):
+        build.guest_path("no_such_program")
+
+
+def test_broken_source_raises(tmp_path: Path) -> None:
+    src = tmp_path / "broken.c"
+    src.write_text("int main(void) { return undeclared_identifier; }\n")
+    out_dir = tmp_path / "out"
+    with pytest.raises(GuestBuildError, match="undeclared_identifier"):
+        build.compile_source(src, out_dir)
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
+
+
+def test_compile_source_concurrently_and_rehash(tmp_path: Path) -> None:
+    src = tmp_path / "tiny.c"
+    src.write_text('#include <stdio.h>\nint main(void) { puts("tiny"); return 3; }\n')
+    out_dir = tmp_path / "out"
+    results: list[Path] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            results.append(build.compile_source(src, out_dir))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(set(results)) == 1
+    assert [p.name for p in out_dir.iterdir()] == [results[0].name]  # no temp files left
+    proc = subprocess.run([str(results[0])], capture_output=True, text=True, timeout=30)
+    assert (proc.returncode, proc.stdout) == (3, "tiny\n")
+
+    src.write_text('#include <stdio.h>\nint main(void) { puts("tiny2"); return 4; }\n')
+    assert build.output_name(src) != results[0].name
+
+
+def test_main_prints_paths(binaries: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert build.main(["-j", "2", "hello", "segfault"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"hello\t{binaries['hello']}", f"segfault\t{binaries['segfault']}"]
+    assert build.main(["no_such_program"]) == 1

@@ -1,0 +1,18 @@
+"""vkckpt: a DragonFly-style virtual kernel that runs static x86-64 Linux programs on Unicorn.
+
+Public API (see vkckpt(3)):
+  KernelConfig, ProcessSpec, load_config  -- describe a vkernel
+  VKernel                                 -- the kernel itself (boot with `boot`)
+  boot, run, RunResult                    -- start and run a configured vkernel
+"""
+
+from vkckpt.config import KernelConfig, ProcessSpec, load_config
+from vkckpt.errors import ConfigError, GuestError, ImageError, VkError
+from vkckpt.kernel import Deadlock, VKernel
+from vkckpt.runner import RunResult, boot, exit_code_of, run
+
+__version__ = "0.1.0"
+__all__ = [
+    "ConfigError", "Deadlock", "GuestError", "ImageError", "KernelConfig", "ProcessSpec",
+    "RunResult", "VKernel", "VkError", "boot", "exit_code_of", "load_config", "run",
+]

@@ -1,0 +1,113 @@
+"""The vkernel's configuration: built from the command line or a YAML file (vkckpt.yaml(5))."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from vkckpt.errors import ConfigError
+
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+@dataclass
+class ProcessSpec:
+    """One process the vkernel starts: guest path of the program, argv, environment, cwd."""
+
+    program: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = "/"
+
+
+@dataclass
+class KernelConfig:
+    """Everything that determines a vkernel run."""
+
+    root: str = "."
+    processes: list[ProcessSpec] = field(default_factory=list)
+    quantum: int = 50_000          # blocks per time slice
+    memory_limit: int = 4 << 30    # bytes of mappings per process
+    seed: int = 0                  # the deterministic random stream
+    max_processes: int = 1024
+    max_threads: int = 8192
+    trace_syscalls: bool = False
+    stdin: bytes | None = None     # None: the host's stdin
+    stdout: Callable[[bytes], None] | None = None
+    stderr: Callable[[bytes], None] | None = None
+    log: Callable[[str], None] | None = None
+
+
+def parse_size(value: object, what: str) -> int:
+    """Parse 64M, 2g, 4096 ... into bytes."""
+    if isinstance(value, int) and value > 0:
+        return value
+    text = str(value).strip().lower().removesuffix("b").removesuffix("i")
+    unit = text[-1:] if text[-1:] in _SIZE_UNITS else ""
+    try:
+        n = int(text[: len(text) - len(unit)]) * _SIZE_UNITS[unit]
+    except ValueError:
+        raise ConfigError(f"{what}: not a size: {value!r} (use e.g. 512M or 2G)") from None
+    if n <= 0:
+        raise ConfigError(f"{what}: must be positive")
+    return n
+
+
+_TOP_KEYS = {"root", "processes", "quantum", "memory_limit", "seed"}
+_PROC_KEYS = {"program", "argv", "env", "cwd"}
+
+
+def load_config(path: str | os.PathLike) -> KernelConfig:
+    """Read a vkckpt.yaml file; relative roots are taken from the file's directory."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{p}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(f"{p}: unknown keys: {', '.join(sorted(unknown))}")
+    root = Path(str(data.get("root", ".")))
+    cfg = KernelConfig(root=str(root if root.is_absolute() else p.parent / root))
+    if "quantum" in data:
+        cfg.quantum = _positive_int(data["quantum"], f"{p}: quantum")
+    if "memory_limit" in data:
+        cfg.memory_limit = parse_size(data["memory_limit"], f"{p}: memory_limit")
+    if "seed" in data:
+        cfg.seed = _positive_int(data["seed"], f"{p}: seed", allow_zero=True)
+    procs = data.get("processes")
+    if not isinstance(procs, list) or not procs:
+        raise ConfigError(f"{p}: 'processes' must be a non-empty list")
+    cfg.processes = [_process(x, f"{p}: processes[{i}]") for i, x in enumerate(procs)]
+    return cfg
+
+
+def _positive_int(v: object, what: str, allow_zero: bool = False) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < (0 if allow_zero else 1):
+        raise ConfigError(f"{what}: expected a {'non-negative' if allow_zero else 'positive'} "
+                          f"integer, got {v!r}")
+    return v
+
+
+def _process(x: object, what: str) -> ProcessSpec:
+    if not isinstance(x, dict) or "program" not in x:
+        raise ConfigError(f"{what}: expected a mapping with 'program'")
+    unknown = set(x) - _PROC_KEYS
+    if unknown:
+        raise ConfigError(f"{what}: unknown keys: {', '.join(sorted(unknown))}")
+    argv = x.get("argv", [x["program"]])
+    env = x.get("env", {})
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise ConfigError(f"{what}: argv must be a list of strings")
+    if not isinstance(env, dict):
+        raise ConfigError(f"{what}: env must be a mapping")
+    return ProcessSpec(str(x["program"]), argv, {str(k): str(v) for k, v in env.items()},
+                       str(x.get("cwd", "/")))

@@ -1,0 +1,1 @@
+"""The Unicorn boundary: engines, registers, hooks and preemption."""

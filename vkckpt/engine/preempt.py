@@ -1,0 +1,170 @@
+"""Deterministic preemption: count translated blocks and stop the engine when a budget is spent.
+
+A ``UC_HOOK_BLOCK`` callback runs on entry to every translated block. The native one (C, in
+``blockhook.c``) costs a few percent of emulator speed; the Python fallback has exactly the same
+semantics but costs about a microsecond per block.
+
+Semantics (identical for both): on block entry, if ``remaining`` is 0 the counter sets ``expired``
+and calls ``uc_emu_stop``; the block does not execute and is not counted, so it is counted when it
+runs after the engine is resumed at it. Otherwise ``remaining`` drops by one and ``total`` grows by
+one. ``total`` is therefore the exact number of blocks entered, and a run chopped into quanta at
+any budgets executes and counts the same blocks as one long run.
+
+Unicorn compiles hooks into translated blocks, so blocks translated before a hook was added never
+call it (``emu_start(count=...)`` has the same problem): the counter flushes the translation cache
+when it is created and when it is closed. Each iteration of a ``rep``-prefixed string instruction
+is a block of its own. A stop requested by another hook in the middle of a block splits it: the
+rest is counted as a new block on resume.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import TYPE_CHECKING, Any
+
+from unicorn import UC_HOOK_BLOCK, UcError
+from unicorn.unicorn_py3.unicorn import uclib
+
+if TYPE_CHECKING:
+    import unicorn
+
+__all__ = ["UNLIMITED", "BlockCounter", "BlockState", "native_available"]
+
+#: ``remaining`` of a counter that is not armed: it counts but never stops the engine.
+UNLIMITED = (1 << 64) - 1
+
+
+class BlockState(ctypes.Structure):
+    """Hook user data; mirrors ``struct vk_block_state`` in blockhook.c."""
+
+    _fields_ = [
+        ("remaining", ctypes.c_uint64),
+        ("total", ctypes.c_uint64),
+        ("expired", ctypes.c_uint64),
+        ("emu_stop", ctypes.c_void_p),
+    ]
+
+
+_BLOCK_CFUNC = ctypes.CFUNCTYPE(
+    None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p
+)
+_EMU_STOP_ADDR: int = ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value or 0
+
+_native_cb: int | None = None
+_native_tried = False
+_native_lib: list[ctypes.CDLL] = []  # keeps the loaded extension referenced
+
+
+def _native_callback() -> int | None:
+    """Address of ``vk_block_cb`` from the built extension, or None when it is missing."""
+    global _native_cb, _native_tried
+    if not _native_tried:
+        _native_tried = True
+        try:
+            from vkckpt.engine import _blockhook  # type: ignore[attr-defined]
+
+            lib = ctypes.CDLL(_blockhook.__file__)
+            lib.vk_block_state_size.restype = ctypes.c_uint64
+            if lib.vk_block_state_size() == ctypes.sizeof(BlockState):
+                _native_cb = ctypes.cast(lib.vk_block_cb, ctypes.c_void_p).value
+                _native_lib.append(lib)
+        except (ImportError, OSError, AttributeError):
+            _native_cb = None
+    return _native_cb
+
+
+def native_available() -> bool:
+    """True when the compiled ``vkckpt.engine._blockhook`` extension can be used."""
+    return _native_callback() is not None
+
+
+class BlockCounter:
+    """Count translated blocks executed on one Unicorn engine and stop it when a budget is spent.
+
+    A new counter is not armed: it counts without stopping until :meth:`arm` is called.
+    """
+
+    native: bool
+
+    def __init__(self, uc: unicorn.Uc, force_python: bool = False) -> None:
+        self._uc = uc
+        self._state = BlockState(UNLIMITED, 0, 0, _EMU_STOP_ADDR)
+        cb_addr = None if force_python else _native_callback()
+        self.native = cb_addr is not None
+        self._pycb: Any = None
+        if cb_addr is not None:
+            callback: Any = ctypes.c_void_p(cb_addr)
+        else:
+            self._pycb = callback = _BLOCK_CFUNC(self._python_cb)
+        handle = ctypes.c_size_t()
+        err = uclib.uc_hook_add(
+            uc._uch,
+            ctypes.byref(handle),
+            UC_HOOK_BLOCK,
+            callback,
+            ctypes.c_void_p(ctypes.addressof(self._state)),
+            ctypes.c_uint64(1),
+            ctypes.c_uint64(0),
+        )
+        if err != 0:
+            raise UcError(err)
+        self._handle: int | None = handle.value
+        # Hooks are compiled into translated blocks: blocks cached before the hook existed would
+        # never call it, so drop them.
+        uc.ctl_flush_tb()
+
+    def _python_cb(self, uch: int, addr: int, size: int, user_data: int) -> None:
+        """Python twin of ``vk_block_cb``."""
+        st = self._state
+        if st.remaining == 0:
+            st.expired = 1
+            uclib.uc_emu_stop(uch)
+            return
+        st.remaining -= 1
+        st.total += 1
+
+    def arm(self, budget: int) -> None:
+        """Allow ``budget`` (>= 1) more blocks, then stop the engine at the next block entry."""
+        if not 1 <= budget < UNLIMITED:
+            raise ValueError(f"budget must be in [1, 2**64-1), got {budget}")
+        self._state.remaining = budget
+        self._state.expired = 0
+
+    def disarm(self) -> None:
+        """Keep counting but never stop the engine."""
+        self._state.remaining = UNLIMITED
+        self._state.expired = 0
+
+    @property
+    def remaining(self) -> int:
+        """Blocks still allowed before the stop (``UNLIMITED`` when not armed)."""
+        return self._state.remaining
+
+    @property
+    def expired(self) -> bool:
+        """True when the last stop was caused by the budget running out."""
+        return bool(self._state.expired)
+
+    @property
+    def total(self) -> int:
+        """Blocks executed so far; writable so a restored checkpoint can carry it on."""
+        return self._state.total
+
+    @total.setter
+    def total(self, value: int) -> None:
+        if not 0 <= value < (1 << 64):
+            raise ValueError(f"total out of range: {value}")
+        self._state.total = value
+
+    def close(self) -> None:
+        """Remove the hook from the engine; further calls do nothing."""
+        if self._handle is not None:
+            uclib.uc_hook_del(self._uc._uch, self._handle)
+            self._handle = None
+            self._uc.ctl_flush_tb()  # cached blocks would still call into the hook dispatcher
+
+    def __enter__(self) -> BlockCounter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

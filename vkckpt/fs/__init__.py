@@ -1,0 +1,1 @@
+"""Guest file-system view: the guest-root sandbox and path resolution."""

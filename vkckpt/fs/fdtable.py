@@ -1,0 +1,76 @@
+"""Per-process descriptor tables (shared between threads created with CLONE_FILES)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vkckpt.abi import errno as E
+from vkckpt.errors import GuestError
+from vkckpt.fs.files import OpenFile
+
+if TYPE_CHECKING:
+    from vkckpt.kernel import VKernel
+
+NOFILE = 1024
+
+
+class FdTable:
+    """Descriptor number -> (open file description, close-on-exec flag)."""
+
+    def __init__(self) -> None:
+        self.fds: dict[int, tuple[OpenFile, bool]] = {}
+
+    def get(self, fd: int) -> OpenFile:
+        """The description behind fd (EBADF when closed)."""
+        ent = self.fds.get(fd)
+        if ent is None:
+            raise GuestError(E.EBADF)
+        return ent[0]
+
+    def cloexec(self, fd: int) -> bool:
+        self.get(fd)
+        return self.fds[fd][1]
+
+    def set_cloexec(self, fd: int, on: bool) -> None:
+        self.fds[fd] = (self.get(fd), on)
+
+    def install(self, f: OpenFile, cloexec: bool = False, lowest: int = 0,
+                fd: int | None = None, k: VKernel | None = None) -> int:
+        """Put f at fd (closing what was there) or at the lowest free number >= lowest."""
+        if fd is None:
+            fd = lowest
+            while fd in self.fds:
+                fd += 1
+            if fd >= NOFILE:
+                raise GuestError(E.EMFILE)
+        elif fd in self.fds:
+            assert k is not None
+            self.close(fd, k)
+        f.refs += 1
+        self.fds[fd] = (f, cloexec)
+        return fd
+
+    def close(self, fd: int, k: VKernel) -> None:
+        """Close fd; the description is released with its last reference."""
+        f = self.get(fd)
+        del self.fds[fd]
+        f.refs -= 1
+        if f.refs == 0:
+            f.release(k)
+
+    def close_all(self, k: VKernel) -> None:
+        for fd in sorted(self.fds):
+            self.close(fd, k)
+
+    def close_on_exec(self, k: VKernel) -> None:
+        for fd in sorted(self.fds):
+            if self.fds[fd][1]:
+                self.close(fd, k)
+
+    def copy(self) -> FdTable:
+        """fork without CLONE_FILES: same descriptions, new table."""
+        new = FdTable()
+        for fd, (f, ce) in self.fds.items():
+            f.refs += 1
+            new.fds[fd] = (f, ce)
+        return new

@@ -1,0 +1,250 @@
+"""Open file descriptions: host files and directories in the guest root, the console, devices."""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import TYPE_CHECKING
+
+from vkckpt.abi import errno as E
+from vkckpt.abi import fcntl as F
+from vkckpt.errors import GuestError
+
+if TYPE_CHECKING:
+    from vkckpt.kernel import VKernel
+
+
+def pack_stat(dev: int, ino: int, mode: int, nlink: int, uid: int, gid: int, rdev: int,
+              size: int, blksize: int, blocks: int, atime: float, mtime: float,
+              ctime: float) -> bytes:
+    """Encode struct stat (x86-64, 144 bytes)."""
+    def ts(t: float) -> tuple[int, int]:
+        ns = int(t * 1e9)
+        return ns // 10**9, ns % 10**9
+    return struct.pack("<QQQIII4xQqqq6q24x", dev, ino, nlink, mode, uid, gid, rdev, size,
+                       blksize, blocks, *ts(atime), *ts(mtime), *ts(ctime))
+
+
+def stat_of(st: os.stat_result) -> bytes:
+    """struct stat for a host stat result."""
+    return pack_stat(st.st_dev, st.st_ino, st.st_mode, st.st_nlink, st.st_uid, st.st_gid,
+                     st.st_rdev, st.st_size, st.st_blksize, st.st_blocks, st.st_atime,
+                     st.st_mtime, st.st_ctime)
+
+
+def char_stat(rdev: int) -> bytes:
+    """struct stat of a character device the vkernel itself provides."""
+    return pack_stat(5, rdev, F.S_IFCHR | 0o666, 1, 0, 0, rdev, 0, 4096, 0, 0, 0, 0)
+
+
+def host_call(fn, *args):  # noqa: ANN001, ANN202 - thin wrapper
+    """Call a host os function, turning OSError into the same Linux errno for the guest."""
+    try:
+        return fn(*args)
+    except OSError as exc:
+        raise GuestError(exc.errno or E.EIO, str(exc)) from None
+
+
+class OpenFile:
+    """An open file description, shared by dup'ed descriptors and across fork."""
+
+    kind = "file"
+    seekable = False
+
+    def __init__(self, flags: int) -> None:
+        self.flags = flags
+        self.refs = 0
+
+    def readable(self) -> bool:
+        return self.flags & F.O_ACCMODE in (F.O_RDONLY, F.O_RDWR)
+
+    def writable(self) -> bool:
+        return self.flags & F.O_ACCMODE in (F.O_WRONLY, F.O_RDWR)
+
+    def read(self, k: VKernel, n: int) -> bytes:
+        raise GuestError(E.EINVAL)
+
+    def write(self, k: VKernel, data: bytes) -> int:
+        raise GuestError(E.EINVAL)
+
+    def pread(self, n: int, off: int) -> bytes:
+        raise GuestError(E.ESPIPE)
+
+    def pwrite(self, data: bytes, off: int) -> int:
+        raise GuestError(E.ESPIPE)
+
+    def seek(self, off: int, whence: int) -> int:
+        raise GuestError(E.ESPIPE)
+
+    def stat(self) -> bytes:
+        raise GuestError(E.EBADF)
+
+    def getdents(self, n: int) -> bytes:
+        raise GuestError(E.ENOTDIR)
+
+    def ioctl(self, req: int) -> int:
+        raise GuestError(E.ENOTTY)
+
+    def readiness(self) -> tuple[bool, bool]:
+        """(readable now without blocking, writable now) for poll."""
+        return True, True
+
+    def release(self, k: VKernel) -> None:
+        """The last descriptor referring to this description was closed."""
+
+
+class HostFile(OpenFile):
+    """A regular file inside the guest root, backed by a host descriptor."""
+
+    kind = "host"
+    seekable = True
+
+    def __init__(self, fd: int, flags: int, guest_path: str) -> None:
+        super().__init__(flags)
+        self.fd = fd
+        self.guest_path = guest_path
+
+    def read(self, k: VKernel, n: int) -> bytes:
+        return host_call(os.read, self.fd, n)
+
+    def write(self, k: VKernel, data: bytes) -> int:
+        return host_call(os.write, self.fd, data)
+
+    def pread(self, n: int, off: int) -> bytes:
+        return host_call(os.pread, self.fd, n, off)
+
+    def pwrite(self, data: bytes, off: int) -> int:
+        return host_call(os.pwrite, self.fd, data, off)
+
+    def seek(self, off: int, whence: int) -> int:
+        if whence not in (F.SEEK_SET, F.SEEK_CUR, F.SEEK_END):
+            raise GuestError(E.EINVAL)
+        return host_call(os.lseek, self.fd, off, whence)
+
+    def stat(self) -> bytes:
+        return stat_of(host_call(os.fstat, self.fd))
+
+    def release(self, k: VKernel) -> None:
+        os.close(self.fd)
+
+
+class DirFile(HostFile):
+    """A directory opened for getdents64; entries are sorted so listings are deterministic."""
+
+    kind = "dir"
+
+    def __init__(self, fd: int, flags: int, guest_path: str, host_path: str) -> None:
+        super().__init__(fd, flags, guest_path)
+        self.host_path = host_path
+        self.pos = 0
+
+    def read(self, k: VKernel, n: int) -> bytes:
+        raise GuestError(E.EISDIR)
+
+    def write(self, k: VKernel, data: bytes) -> int:
+        raise GuestError(E.EISDIR)
+
+    def seek(self, off: int, whence: int) -> int:
+        if whence != F.SEEK_SET or off < 0:
+            raise GuestError(E.EINVAL)
+        self.pos = off
+        return off
+
+    def _entries(self) -> list[tuple[bytes, int, int]]:
+        st = host_call(os.fstat, self.fd)
+        ents = [(b".", st.st_ino, F.DT_DIR), (b"..", st.st_ino, F.DT_DIR)]
+        with os.scandir(self.fd) as it:
+            for e in sorted(it, key=lambda e: e.name):
+                st_e = e.stat(follow_symlinks=False)
+                ents.append((os.fsencode(e.name), st_e.st_ino, _dtype(st_e.st_mode)))
+        return ents
+
+    def getdents(self, n: int) -> bytes:
+        out = bytearray()
+        ents = self._entries()
+        while self.pos < len(ents):
+            name, ino, dtype = ents[self.pos]
+            reclen = (19 + len(name) + 1 + 7) & ~7
+            if len(out) + reclen > n:
+                if not out:
+                    raise GuestError(E.EINVAL)
+                break
+            rec = struct.pack("<QqHB", ino, self.pos + 1, reclen, dtype) + name + b"\0"
+            out += rec.ljust(reclen, b"\0")
+            self.pos += 1
+        return bytes(out)
+
+
+def _dtype(mode: int) -> int:
+    fmt = mode & F.S_IFMT
+    return {F.S_IFDIR: F.DT_DIR, F.S_IFREG: F.DT_REG, F.S_IFLNK: F.DT_LNK,
+            F.S_IFIFO: F.DT_FIFO, F.S_IFCHR: F.DT_CHR}.get(fmt, F.DT_UNKNOWN)
+
+
+class Console(OpenFile):
+    """The vkernel's console: guest stdin/stdout/stderr bound to the host's streams."""
+
+    kind = "console"
+
+    def __init__(self, flags: int, stream: int) -> None:
+        super().__init__(flags)
+        self.stream = stream  # 0, 1 or 2: which host stream
+
+    def read(self, k: VKernel, n: int) -> bytes:
+        return k.console_read(n)
+
+    def write(self, k: VKernel, data: bytes) -> int:
+        k.console_write(self.stream, data)
+        return len(data)
+
+    def stat(self) -> bytes:
+        return char_stat(0x8800 + self.stream)
+
+    def ioctl(self, req: int) -> int:
+        raise GuestError(E.ENOTTY)  # not a terminal: keeps stdio buffering like a pipe's
+
+
+class DevNull(OpenFile):
+    """/dev/null."""
+
+    kind = "null"
+
+    def read(self, k: VKernel, n: int) -> bytes:
+        return b""
+
+    def write(self, k: VKernel, data: bytes) -> int:
+        return len(data)
+
+    def seek(self, off: int, whence: int) -> int:
+        return 0
+
+    def stat(self) -> bytes:
+        return char_stat(0x103)
+
+
+class DevZero(DevNull):
+    """/dev/zero."""
+
+    kind = "zero"
+
+    def read(self, k: VKernel, n: int) -> bytes:
+        return bytes(n)
+
+    def stat(self) -> bytes:
+        return char_stat(0x105)
+
+
+class DevRandom(DevNull):
+    """/dev/urandom and /dev/random: the vkernel's deterministic random stream."""
+
+    kind = "random"
+
+    def read(self, k: VKernel, n: int) -> bytes:
+        return k.random_bytes(n)
+
+    def stat(self) -> bytes:
+        return char_stat(0x109)
+
+
+DEVICES = {"/dev/null": DevNull, "/dev/zero": DevZero, "/dev/urandom": DevRandom,
+           "/dev/random": DevRandom}

@@ -1,0 +1,91 @@
+"""Pipes: a bounded byte buffer with reader and writer ends and wait queues."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vkckpt.abi import errno as E
+from vkckpt.abi import fcntl as F
+from vkckpt.abi import signals as S
+from vkckpt.errors import GuestError
+from vkckpt.fs.files import OpenFile, pack_stat
+from vkckpt.threads.wait import Block, WaitQueue
+
+if TYPE_CHECKING:
+    from vkckpt.kernel import VKernel
+
+PIPE_BUF = 4096
+CAPACITY = 65536
+
+
+class Pipe:
+    """The shared buffer; counts of open ends decide EOF and EPIPE."""
+
+    def __init__(self, pipe_id: int) -> None:
+        self.id = pipe_id
+        self.data = bytearray()
+        self.readers = 0
+        self.writers = 0
+        self.read_q = WaitQueue(f"pipe {pipe_id} read")
+        self.write_q = WaitQueue(f"pipe {pipe_id} write")
+
+
+class PipeEnd(OpenFile):
+    """One end of a pipe."""
+
+    kind = "pipe"
+
+    def __init__(self, pipe: Pipe, flags: int) -> None:
+        super().__init__(flags)
+        self.pipe = pipe
+        if self.readable():
+            pipe.readers += 1
+        else:
+            pipe.writers += 1
+
+    def read(self, k: VKernel, n: int) -> bytes:
+        p = self.pipe
+        if not p.data:
+            if p.writers == 0 or n == 0:
+                return b""
+            if self.flags & F.O_NONBLOCK:
+                raise GuestError(E.EAGAIN)
+            raise Block(p.read_q)
+        out = bytes(p.data[:n])
+        del p.data[:n]
+        k.wake_all(p.write_q)
+        return out
+
+    def write(self, k: VKernel, data: bytes) -> int:
+        p = self.pipe
+        if p.readers == 0:
+            k.send_signal_thread(k.current, S.SIGPIPE)
+            raise GuestError(E.EPIPE)
+        room = CAPACITY - len(p.data)
+        if room < len(data) and (room == 0 or len(data) <= PIPE_BUF):
+            if self.flags & F.O_NONBLOCK:
+                raise GuestError(E.EAGAIN)
+            raise Block(p.write_q)
+        n = min(room, len(data))
+        p.data += data[:n]
+        k.wake_all(p.read_q)
+        return n
+
+    def stat(self) -> bytes:
+        return pack_stat(9, self.pipe.id, F.S_IFIFO | 0o600, 1, 0, 0, 0, 0, 4096, 0, 0, 0, 0)
+
+    def ioctl(self, req: int) -> int:
+        raise GuestError(E.ENOTTY)
+
+    def readiness(self) -> tuple[bool, bool]:
+        p = self.pipe
+        return bool(p.data) or p.writers == 0, len(p.data) < CAPACITY or p.readers == 0
+
+    def release(self, k: VKernel) -> None:
+        p = self.pipe
+        if self.readable():
+            p.readers -= 1
+            k.wake_all(p.write_q)
+        else:
+            p.writers -= 1
+            k.wake_all(p.read_q)

@@ -1,0 +1,1 @@
+"""Bundled guest workload programs (C sources) and their builder (:mod:`vkckpt.guests.build`)."""

@@ -1,0 +1,140 @@
+"""Build the bundled guest programs into static x86-64 musl binaries with ``zig cc``.
+
+Binaries are cached under ``$VKCKPT_CACHE_DIR`` (default ``~/.cache/vkckpt/guests``) with a
+name that hashes the source, the flags and the zig version, so an edited source rebuilds and
+an unchanged one never does. Builds write a temporary file in the cache directory and
+``os.replace`` it into place, which makes concurrent builds of the same guest safe.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from vkckpt.errors import GuestBuildError
+
+GUEST_DIR: Path = Path(__file__).resolve().parent
+CFLAGS: tuple[str, ...] = ("-target", "x86_64-linux-musl", "-static", "-O2", "-g0")
+LDLIBS: tuple[str, ...] = ("-lpthread",)
+_TIMEOUT = 600.0
+
+
+def _zig() -> list[str]:
+    return [sys.executable, "-m", "ziglang"]
+
+
+@functools.cache
+def zig_version() -> str:
+    """The version string of the bundled zig compiler."""
+    try:
+        out = subprocess.run(
+            [*_zig(), "version"], capture_output=True, text=True, timeout=120, check=True
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise GuestBuildError(f"cannot run zig: {exc}") from exc
+    return out.stdout.strip()
+
+
+def cache_dir() -> Path:
+    """The directory binaries are cached in (created on demand by the builders)."""
+    env = os.environ.get("VKCKPT_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "vkckpt" / "guests"
+
+
+def guest_names() -> list[str]:
+    """The names of the bundled guests (the stems of ``GUEST_DIR/*.c``), sorted."""
+    return sorted(p.stem for p in GUEST_DIR.glob("*.c"))
+
+
+def source_path(name: str) -> Path:
+    """The C source of guest ``name``; raises ``GuestBuildError`` if there is none."""
+    src = GUEST_DIR / f"{name}.c"
+    if not src.is_file():
+        raise GuestBuildError(f"no such guest program: {name!r}")
+    return src
+
+
+def output_name(src: Path) -> str:
+    """The cached binary's file name: ``STEM-<16 hex of sha256(source+flags+zig version)>``."""
+    h = hashlib.sha256()
+    h.update(src.read_bytes())
+    h.update(b"\0" + " ".join(CFLAGS + LDLIBS).encode())
+    h.update(b"\0" + zig_version().encode())
+    return f"{src.stem}-{h.hexdigest()[:16]}"
+
+
+def compile_source(src: Path, out_dir: Path) -> Path:
+    """Compile ``src`` into ``out_dir`` (if not already there) and return the binary's path."""
+    src = Path(src)
+    out_dir = Path(out_dir)
+    out = out_dir / output_name(src)
+    if out.is_file():
+        return out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out_dir)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        cmd = [*_zig(), "cc", *CFLAGS, "-o", str(tmp), str(src), *LDLIBS]
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise GuestBuildError(f"cannot compile {src}: {exc}") from exc
+        if res.returncode != 0:
+            raise GuestBuildError(
+                f"compiling {src} failed (exit {res.returncode}):\n{res.stderr.strip()}"
+            )
+        tmp.chmod(0o755)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def guest_path(name: str) -> Path:
+    """Build guest ``name`` if needed and return the path of its static binary."""
+    return compile_source(source_path(name), cache_dir())
+
+
+def build_all(jobs: int = 2) -> dict[str, Path]:
+    """Build every bundled guest with ``jobs`` parallel compilers; map name to binary path."""
+    names = guest_names()
+    zig_version()  # resolve once before fanning out
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        paths = list(pool.map(guest_path, names))
+    return dict(zip(names, paths, strict=True))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python -m vkckpt.guests.build [-j N] [NAME...]``; print name and path."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m vkckpt.guests.build", description=main.__doc__)
+    ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("names", nargs="*", help="guests to build (default: all)")
+    args = ap.parse_args(argv)
+    try:
+        if args.names:
+            with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+                built = dict(zip(args.names, pool.map(guest_path, args.names), strict=True))
+        else:
+            built = build_all(args.jobs)
+    except GuestBuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for name, path in built.items():
+        print(f"{name}\t{path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

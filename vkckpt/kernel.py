@@ -1,0 +1,313 @@
+"""The vkernel: owns processes and threads, runs the scheduler loop, enters system calls.
+
+Rules live with the objects that own them (vmspace, signals, files, lifecycle modules); this
+module coordinates.  All guest-visible behaviour is a function of the configuration and the
+block counts, so two runs of the same vkernel are identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from vkckpt.abi import errno as E
+from vkckpt.abi.syscalls import NAMES as SYSCALL_NAMES
+from vkckpt.config import KernelConfig
+from vkckpt.engine.engine import Stop
+from vkckpt.errors import GuestError, VkError
+from vkckpt.fs.sandbox import GuestRoot
+from vkckpt.sched import Scheduler
+from vkckpt import task_exit
+from vkckpt.signals import deliver
+from vkckpt.threads.futex import FutexTable
+from vkckpt.threads.thread import Sleep, Thread, ThreadState
+from vkckpt.threads.wait import Block, WaitQueue
+
+if TYPE_CHECKING:
+    from vkckpt.engine.engine import Engine
+    from vkckpt.process import Process
+    from vkckpt.vmspace.vmspace import VmSpace
+
+NORETURN = object()  # a handler's result when it set the registers itself (or never returns)
+
+
+class Deadlock(VkError):
+    """Every live thread sleeps forever."""
+
+
+class VKernel:
+    """A virtual kernel hosting guest processes on Unicorn engines."""
+
+    def __init__(self, config: KernelConfig) -> None:
+        from vkckpt.syscalls.table import TABLE  # late: the table imports handler modules
+
+        self.config = config
+        self.table = TABLE
+        self.root = GuestRoot(config.root)
+        self.sched = Scheduler(config.quantum)
+        self.futexes = FutexTable()
+        self.procs: dict[int, Process] = {}
+        self.threads: dict[int, Thread] = {}
+        self.next_pid = 1
+        self.next_pipe = 1
+        self.sleep_seq = 0
+        self.current: Thread | None = None
+        self.resched = False
+        self.deferred: list[Callable[[], None]] = []
+        self.reported_enosys: set[int] = set()
+        self.rng_counter = 0
+        self.exit_status: int | None = None  # pid 1's wait status once it exits
+        self.statuses: dict[int, int] = {}   # every process's wait status, by pid
+        self.stdout: Callable[[bytes], None] = config.stdout or _host_writer(1)
+        self.stderr: Callable[[bytes], None] = config.stderr or _host_writer(2)
+        self.log: Callable[[str], None] = config.log or (lambda s: sys.stderr.write(s + "\n"))
+        self._run_budget = 0
+        self.graveyard: list[tuple[VmSpace, Engine]] = []
+
+    # -- identifiers, time, randomness -------------------------------------------------------
+    def alloc_pid(self) -> int:
+        """Next pid/tid: ids are never reused within a vkernel's life (deterministic)."""
+        pid = self.next_pid
+        self.next_pid += 1
+        return pid
+
+    def now_ns(self) -> int:
+        """Virtual monotonic time, including the blocks of the run in progress."""
+        running = 0
+        if self.current is not None and self._run_budget:
+            running = self._run_budget - self.current.process.engine.counter.remaining
+        return self.sched.now_ns(running)
+
+    def random_bytes(self, n: int) -> bytes:
+        """The vkernel's deterministic random stream (AT_RANDOM, getrandom, /dev/urandom)."""
+        out = bytearray()
+        while len(out) < n:
+            self.rng_counter += 1
+            out += hashlib.sha256(b"%d:%d" % (self.config.seed, self.rng_counter)).digest()
+        return bytes(out[:n])
+
+    # -- console -----------------------------------------------------------------------------
+    def console_write(self, stream: int, data: bytes) -> None:
+        (self.stderr if stream == 2 else self.stdout)(data)
+
+    def console_read(self, n: int) -> bytes:
+        if self.config.stdin is not None:
+            data, self.config.stdin = self.config.stdin[:n], self.config.stdin[n:]
+            return data
+        try:
+            return os.read(0, n)
+        except OSError:
+            return b""
+
+    # -- sleeping and waking -----------------------------------------------------------------
+    def sleep(self, t: Thread, req: Block, nr: int, args: tuple[int, ...]) -> None:
+        """Put t to sleep as a handler asked; it leaves the run queue."""
+        self.sleep_seq += 1
+        t.sleep = Sleep(req.queue, req.deadline, req.timeout_result, req.restartable, nr,
+                        args, self.sleep_seq)
+        t.state = ThreadState.BLOCKED
+        t.wake_result = None
+        t.retry = False
+        if req.queue is not None:
+            req.queue.waiters.append(t)
+        if req.deadline is not None:
+            self.sched.add_timer(req.deadline, t)
+        self.sched.remove(t)
+
+    def wake(self, t: Thread, result: int | None = None) -> None:
+        """End t's sleep: with a result the syscall returns it, else the handler runs again."""
+        s = t.sleep
+        if s is None:
+            return
+        if s.queue is not None and t in s.queue.waiters:
+            s.queue.waiters.remove(t)
+        t.sleep = None
+        t.wake_result = result
+        t.retry = result is None
+        t.retry_call = (s.nr, s.args)
+        if t.state is ThreadState.BLOCKED:
+            self.sched.enqueue(t)
+
+    def wake_all(self, q: WaitQueue) -> None:
+        """Wake every sleeper of q so each re-checks its condition."""
+        for t in list(q.waiters):
+            self.wake(t)
+
+    # -- system call entry -------------------------------------------------------------------
+    def syscall_entry(self) -> bool:
+        """Engine callback at a syscall instruction; returns True to stop the engine."""
+        t = self.current
+        eng = t.process.engine
+        vals = eng.sys_args.read(eng.uch)
+        ret = self.dispatch(t, vals[0], tuple(vals[1:7]))
+        if ret is NORETURN or ret is None:
+            return True
+        eng.syscall_return(ret, vals[7] + 2, vals[8])
+        return self.resched or self._signal_ready(t)
+
+    def dispatch(self, t: Thread, nr: int, args: tuple[int, ...]) -> object:
+        """Run handler nr for t; returns its result, NORETURN, or None when t went to sleep."""
+        entry = self.table.get(nr)
+        if entry is None:
+            if nr not in self.reported_enosys:
+                self.reported_enosys.add(nr)
+                self.log(f"vkckpt: unimplemented syscall {SYSCALL_NAMES.get(nr, nr)} ({nr}) "
+                         f"in pid {t.process.pid}: ENOSYS")
+            ret: object = -E.ENOSYS
+        else:
+            try:
+                ret = entry.handler(self, t, *args[: entry.nargs])
+            except GuestError as exc:
+                ret = -exc.errno
+            except Block as req:
+                self.sleep(t, req, nr, args)
+                ret = None
+        if self.config.trace_syscalls:
+            self._trace(t, nr, args, entry, ret)
+        return ret
+
+    def _trace(self, t: Thread, nr: int, args: tuple[int, ...], entry, ret: object) -> None:
+        name = SYSCALL_NAMES.get(nr, str(nr))
+        n = entry.nargs if entry else 6
+        shown = ", ".join(hex(a) if a > 4096 else str(a) for a in args[:n])
+        res = "?" if ret is NORETURN else "<sleeps>" if ret is None else ret
+        if isinstance(res, int) and -4096 < res < 0:
+            res = f"-1 {E.NAMES.get(-res, -res)}"
+        self.log(f"[{t.process.pid}:{t.tid}] {name}({shown}) = {res}")
+
+    def _signal_ready(self, t: Thread) -> bool:
+        allowed = ~t.sigmask
+        return bool((t.pending.mask | t.process.pending.mask) & allowed)
+
+    # -- the run loop ------------------------------------------------------------------------
+    def run(self, until_ticks: int | None = None) -> int | None:
+        """Schedule threads until pid 1 exits (returns its wait status) or until_ticks."""
+        while self.exit_status is None:
+            if until_ticks is not None and self.sched.ticks >= until_ticks:
+                return None
+            for t in self.sched.expired():
+                self.wake(t, t.sleep.timeout_result)
+            t = self.sched.next()
+            if t is None:
+                if not self.sched.skip_idle():
+                    raise Deadlock(self._deadlock_report())
+                continue
+            self._run_thread(t, until_ticks)
+        return self.exit_status
+
+    def _run_thread(self, t: Thread, until_ticks: int | None) -> None:
+        p = t.process
+        self._load(t)
+        self.current = t
+        if not self._prepare(t):
+            self.current = None
+            return
+        budget = self.sched.quantum
+        if until_ticks is not None:
+            budget = max(1, min(budget, until_ticks - self.sched.ticks))
+        self._run_budget = budget
+        eng = p.engine
+        self.resched = False
+        stop = eng.run(eng.reg("rip"), budget)
+        used = budget - eng.counter.remaining
+        self._run_budget = 0
+        self.sched.ticks += used
+        t.ticks += used
+        p.ticks += used
+        deferred, self.deferred = self.deferred, []
+        for fn in deferred:
+            fn()
+        if stop in (Stop.FAULT, Stop.INTERRUPT, Stop.ILLEGAL) and t.alive:
+            deliver.cpu_exception(self, t, stop)
+        self.current = None
+        self._bury()
+        if t.state is ThreadState.RUNNABLE and t.alive:
+            self.sched.enqueue(t)
+
+    def _load(self, t: Thread) -> None:
+        """Make t's registers the ones in its process's engine."""
+        p = t.process
+        owner = p.engine_owner
+        if owner is t:
+            return
+        if owner is not None and owner.alive and owner.ctx is not None:
+            p.engine.context_save(owner.ctx)
+        p.engine.context_load(t.ctx)
+        p.engine_owner = t
+
+    def _prepare(self, t: Thread) -> bool:
+        """Finish t's interrupted syscall and deliver signals; False if t cannot run now."""
+        eng = t.process.engine
+        if t.retry:
+            t.retry = False
+            s_nr, s_args = t.retry_call
+            self.current = t
+            ret = self.dispatch(t, s_nr, s_args)
+            if ret is None:
+                return False
+            if ret is not NORETURN:
+                eng.set_reg("rax", ret)
+        elif t.restart_nr is not None:
+            eng.set_reg("rip", eng.reg("rip") - 2)  # back onto the syscall instruction
+            eng.set_reg("rax", t.restart_nr)
+            t.restart_nr = None
+        elif t.wake_result is not None:
+            eng.set_reg("rax", t.wake_result)
+            t.wake_result = None
+        deliver.deliver_pending(self, t)
+        return t.state is ThreadState.RUNNABLE and t.alive
+
+    def _deadlock_report(self) -> str:
+        lines = ["deadlock: every guest thread is blocked and no timer is pending"]
+        for t in self.threads.values():
+            if t.alive and t.sleep is not None:
+                name = SYSCALL_NAMES.get(t.sleep.nr, t.sleep.nr)
+                where = t.sleep.queue.name if t.sleep.queue else "-"
+                lines.append(f"  pid {t.process.pid} tid {t.tid}: {name} on {where}")
+        return "\n".join(lines)
+
+    # -- defer work until the engine has stopped ---------------------------------------------
+    def retire(self, vm: VmSpace, engine: Engine) -> None:
+        """Free an address space and its engine once no engine is running."""
+        self.graveyard.append((vm, engine))
+        if self.current is None:
+            self._bury()
+
+    def _bury(self) -> None:
+        for vm, engine in self.graveyard:
+            vm.release()
+            engine.close()
+        self.graveyard = []
+
+    def kill_group(self, p: Process, sig: int, core: bool = False) -> None:
+        """Terminate p as sig's default action does."""
+        task_exit.kill_group(self, p, sig, core)
+        self.resched = True
+
+    def reap_thread(self, t: Thread) -> None:
+        task_exit.reap_thread(self, t)
+
+    def notify_parent_stop(self, p: Process, code: int, sig: int) -> None:
+        task_exit.notify_parent_stop(self, p, code, sig)
+
+    def defer(self, fn: Callable[[], None]) -> object:
+        """Run fn once the current engine stops; the caller returns NORETURN."""
+        self.deferred.append(fn)
+        self.resched = True
+        return NORETURN
+
+    def send_signal_thread(self, t: Thread | None, sig: int) -> None:
+        if t is not None:
+            deliver.send_to_thread(self, t, deliver.kernel_info(sig))
+
+
+def _host_writer(fd: int) -> Callable[[bytes], None]:
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+    return write

@@ -1,0 +1,83 @@
+"""Running a configured vkernel to completion and turning the outcome into an exit status."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from vkckpt.abi import errno as E
+from vkckpt.config import KernelConfig, ProcessSpec
+from vkckpt.errors import ConfigError, GuestError
+from vkckpt.kernel import Deadlock, VKernel
+from vkckpt.task_exec import spawn
+
+EXIT_VKERNEL_ERROR, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND = 125, 126, 127
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced (pid 1's wait status and everything measured)."""
+
+    status: int
+    exit_code: int
+    ticks: int
+    statuses: dict[int, int] = field(default_factory=dict)
+
+
+def exit_code_of(status: int) -> int:
+    """Shell convention: the exit code, or 128+N when killed by signal N."""
+    return (status >> 8) & 0xFF if status & 0x7F == 0 else 128 + (status & 0x7F)
+
+
+def host_to_guest_program(root: str, program: str) -> str:
+    """Accept a host path inside the root (./prog) or a guest path (/bin/prog)."""
+    host = os.path.realpath(program)
+    real_root = os.path.realpath(root)
+    if os.path.exists(program) and (host + "/").startswith(real_root.rstrip("/") + "/"):
+        return "/" + os.path.relpath(host, real_root).replace(os.sep, "/").lstrip("./")
+    if program.startswith("/"):
+        return program
+    if os.path.exists(program):
+        raise ConfigError(f"{program}: the program must be inside the guest root {root} "
+                          f"(use --root)")
+    return "/" + program
+
+
+def boot(config: KernelConfig) -> VKernel:
+    """Create a vkernel and start the configured processes (pid 1 first)."""
+    if not config.processes:
+        raise ConfigError("no process to run")
+    k = VKernel(config)
+    for spec in config.processes:
+        _spawn(k, spec)
+    return k
+
+
+def _spawn(k: VKernel, spec: ProcessSpec) -> None:
+    try:
+        spawn(k, spec.program, spec.argv, spec.env, spec.cwd)
+    except GuestError as exc:
+        what = {E.ENOENT: "not found", E.EACCES: "permission denied",
+                E.ENOEXEC: "not a static x86-64 executable"}.get(exc.errno, E.NAMES.get(
+                    exc.errno, str(exc.errno)))
+        raise ProgramError(f"{spec.program}: {what}{': ' + exc.detail if exc.detail else ''}",
+                           EXIT_NOT_FOUND if exc.errno == E.ENOENT else EXIT_CANNOT_EXEC
+                           ) from None
+
+
+class ProgramError(ConfigError):
+    """The configured program cannot be started; carries the exit code to use."""
+
+    def __init__(self, msg: str, code: int) -> None:
+        super().__init__(msg)
+        self.code = code
+
+
+def run(config: KernelConfig) -> RunResult:
+    """Boot and run until pid 1 exits."""
+    k = boot(config)
+    try:
+        status = k.run()
+    except Deadlock:
+        raise
+    return RunResult(status, exit_code_of(status), k.sched.ticks, dict(k.statuses))

@@ -1,0 +1,78 @@
+"""The deterministic scheduler: round-robin over runnable threads, a virtual clock, timers."""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from typing import TYPE_CHECKING
+
+from vkckpt.threads.thread import ThreadState
+
+if TYPE_CHECKING:
+    from vkckpt.threads.thread import Thread
+
+NS_PER_TICK = 10                     # one translated block is 10 virtual ns
+EPOCH_NS = 1_767_225_600 * 10**9     # 2026-01-01T00:00:00Z: CLOCK_REALTIME at tick 0
+
+
+class Scheduler:
+    """Run queue and sleep timers.  Time is virtual: `ticks` (blocks executed) plus idle skips.
+
+    Invariant: a thread is in `runq` at most once and only while RUNNABLE.
+    """
+
+    def __init__(self, quantum: int = 50_000) -> None:
+        self.quantum = quantum
+        self.runq: deque[Thread] = deque()
+        self.ticks = 0         # blocks executed by every thread
+        self.idle_ns = 0       # virtual time skipped while every thread slept
+        self.timers: list[tuple[int, int, Thread]] = []  # (deadline ns, seq, thread)
+        self._timer_seq = 0
+
+    def now_ns(self, running: int = 0) -> int:
+        """Monotonic virtual time; `running` adds blocks of the run in progress."""
+        return (self.ticks + running) * NS_PER_TICK + self.idle_ns
+
+    def enqueue(self, t: Thread) -> None:
+        """Make t runnable at the tail of the queue."""
+        t.state = ThreadState.RUNNABLE
+        if t not in self.runq:
+            self.runq.append(t)
+
+    def remove(self, t: Thread) -> None:
+        try:
+            self.runq.remove(t)
+        except ValueError:
+            pass
+
+    def next(self) -> Thread | None:
+        """Pop the next runnable thread (None when nothing can run)."""
+        while self.runq:
+            t = self.runq.popleft()
+            if t.state is ThreadState.RUNNABLE:
+                return t
+        return None
+
+    def add_timer(self, deadline: int, t: Thread) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self.timers, (deadline, self._timer_seq, t))
+
+    def expired(self) -> list[Thread]:
+        """Pop threads whose sleep deadline has passed (stale entries are skipped)."""
+        now = self.now_ns()
+        out = []
+        while self.timers and self.timers[0][0] <= now:
+            deadline, _, t = heapq.heappop(self.timers)
+            if t.sleep is not None and t.sleep.deadline == deadline:
+                out.append(t)
+        return out
+
+    def skip_idle(self) -> bool:
+        """Nothing runnable: jump virtual time to the earliest live timer. False if none."""
+        while self.timers:
+            deadline, _, t = self.timers[0]
+            if t.sleep is not None and t.sleep.deadline == deadline:
+                self.idle_ns += max(0, deadline - self.now_ns())
+                return True
+            heapq.heappop(self.timers)
+        return False

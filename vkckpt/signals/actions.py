@@ -1,0 +1,48 @@
+"""Per-process signal dispositions (shared by threads created with CLONE_SIGHAND)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+from vkckpt.abi import signals as S
+
+
+@dataclass
+class SigAction:
+    """struct k_sigaction: handler address (or SIG_DFL/SIG_IGN), flags, restorer, mask."""
+
+    handler: int = S.SIG_DFL
+    flags: int = 0
+    restorer: int = 0
+    mask: int = 0
+
+
+class SignalActions:
+    """The 64 dispositions of a thread group."""
+
+    def __init__(self) -> None:
+        self.table: list[SigAction] = [SigAction() for _ in range(S.NSIG + 1)]
+
+    def get(self, sig: int) -> SigAction:
+        return self.table[sig]
+
+    def set(self, sig: int, act: SigAction) -> None:
+        self.table[sig] = act
+
+    def copy(self) -> SignalActions:
+        """An independent copy (fork without CLONE_SIGHAND)."""
+        new = SignalActions()
+        new.table = copy.deepcopy(self.table)
+        return new
+
+    def reset_for_exec(self) -> None:
+        """execve: caught signals go back to SIG_DFL, ignored ones stay ignored."""
+        for i, a in enumerate(self.table):
+            if a.handler not in (S.SIG_DFL, S.SIG_IGN):
+                self.table[i] = SigAction()
+
+    def ignored(self, sig: int) -> bool:
+        """True when delivering sig would do nothing (explicitly or by default)."""
+        h = self.table[sig].handler
+        return h == S.SIG_IGN or (h == S.SIG_DFL and S.default_action(sig) == S.IGNORE)

@@ -1,0 +1,236 @@
+"""Sending signals, choosing a thread, default actions, handler frames and rt_sigreturn."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vkckpt.abi import errno as E
+from vkckpt.abi import signals as S
+from vkckpt.engine.engine import Stop
+from vkckpt.errors import GuestError
+from vkckpt.signals import frame as FR
+from vkckpt.signals.actions import SigAction
+from vkckpt.signals.pending import SigInfo
+from vkckpt.threads.thread import ThreadState
+
+if TYPE_CHECKING:
+    from vkckpt.kernel import VKernel
+    from vkckpt.process import Process
+    from vkckpt.threads.thread import Thread
+
+_INIT_FPU = {"fpcw": 0x37F, "fpsw": 0, "fptag": 0xFFFF, "fop": 0, "fip": 0, "fdp": 0,
+             "mxcsr": 0x1F80, **{f"xmm{i}": 0 for i in range(16)}}
+_FLAGS_CLEARED = 0x400 | 0x100 | 0x40000  # DF, TF, AC
+
+
+def kernel_info(sig: int, code: int = S.SI_KERNEL, addr: int = 0) -> SigInfo:
+    return SigInfo(sig, code, addr=addr)
+
+
+# -- sending ----------------------------------------------------------------------------------
+def send_to_process(k: VKernel, p: Process, info: SigInfo) -> None:
+    """Queue info on the thread group (kill(2)); wakes a thread that can take it."""
+    if p.zombie or p.exiting:
+        return
+    sig = info.signo
+    if sig == S.SIGKILL:
+        k.kill_group(p, S.SIGKILL)
+        return
+    if sig == S.SIGCONT:
+        _continue(k, p)
+    if p.actions.ignored(sig) and not _blocked_everywhere(p, sig):
+        return
+    if p.pending.add(info):
+        _notify(k, p, sig)
+
+
+def send_to_thread(k: VKernel, t: Thread, info: SigInfo) -> None:
+    """Queue info on one thread (tgkill(2), faults, SIGPIPE)."""
+    p = t.process
+    if p.zombie or p.exiting or not t.alive:
+        return
+    if info.signo == S.SIGKILL:
+        k.kill_group(p, S.SIGKILL)
+        return
+    if p.actions.ignored(info.signo) and not t.sigmask & S.sigbit(info.signo):
+        return
+    if t.pending.add(info):
+        _interrupt(k, t, info.signo)
+
+
+def _blocked_everywhere(p: Process, sig: int) -> bool:
+    return all(t.sigmask & S.sigbit(sig) for t in p.live_threads)
+
+
+def _notify(k: VKernel, p: Process, sig: int) -> None:
+    """Pick the thread that will take a process-directed signal and interrupt its sleep."""
+    bit = S.sigbit(sig)
+    cur = k.current
+    if cur is not None and cur.process is p and not cur.sigmask & bit:
+        return
+    for t in p.live_threads:
+        if not t.sigmask & bit:
+            _interrupt(k, t, sig)
+            return
+
+
+def _interrupt(k: VKernel, t: Thread, sig: int) -> None:
+    """A deliverable signal arrived for sleeping t: end its syscall with EINTR or restart."""
+    if t.sigmask & S.sigbit(sig) or t.sleep is None:
+        return
+    act = t.process.actions.get(sig)
+    if act.handler == S.SIG_DFL and S.default_action(sig) in (S.IGNORE, S.STOP, S.CONT):
+        return
+    s = t.sleep
+    if s.restartable and act.flags & S.SA_RESTART and act.handler not in (S.SIG_DFL,):
+        k.wake(t, 0)
+        t.wake_result = None
+        t.restart_nr = s.nr
+    else:
+        k.wake(t, -E.EINTR)
+
+
+def _continue(k: VKernel, p: Process) -> None:
+    for sig in (S.SIGSTOP, S.SIGTSTP, S.SIGTTIN, S.SIGTTOU):
+        p.pending.discard(sig)
+    if p.stopped:
+        p.stopped = False
+        p.stop_report = 0xFFFF
+        for t in p.live_threads:
+            if t.state is ThreadState.STOPPED:
+                t.state = ThreadState.BLOCKED if t.sleep else ThreadState.RUNNABLE
+                if t.state is ThreadState.RUNNABLE:
+                    k.sched.enqueue(t)
+        k.notify_parent_stop(p, S.CLD_CONTINUED, S.SIGCONT)
+
+
+def _stop(k: VKernel, p: Process, sig: int) -> None:
+    p.pending.discard(S.SIGCONT)
+    p.stopped = True
+    p.stop_report = (sig << 8) | 0x7F
+    for t in p.live_threads:
+        if t.state is ThreadState.RUNNABLE:
+            k.sched.remove(t)
+        t.state = ThreadState.STOPPED
+    k.notify_parent_stop(p, S.CLD_STOPPED, sig)
+
+
+# -- delivery ---------------------------------------------------------------------------------
+def deliver_pending(k: VKernel, t: Thread) -> None:
+    """Act on t's deliverable signals; leaves at most one handler frame set up."""
+    p = t.process
+    while t.alive and not p.exiting:
+        allowed = ~t.sigmask & ((1 << S.NSIG) - 1)
+        info = t.pending.take(allowed) or p.pending.take(allowed)
+        if info is None:
+            return
+        act = p.actions.get(info.signo)
+        if act.handler == S.SIG_IGN:
+            continue
+        if act.handler == S.SIG_DFL:
+            action = S.default_action(info.signo)
+            if action in (S.TERM, S.CORE):
+                k.kill_group(p, info.signo, core=action == S.CORE)
+                return
+            if action == S.STOP:
+                _stop(k, p, info.signo)
+                return
+            continue
+        setup_frame(k, t, info, act)
+        return
+
+
+def setup_frame(k: VKernel, t: Thread, info: SigInfo, act: SigAction) -> None:
+    """Push an rt_sigframe on t's stack and point t at the handler (t is loaded)."""
+    eng = t.process.engine
+    regs = eng.get_state()
+    ss_sp, ss_flags, ss_size = t.altstack
+    on_alt = ss_flags != S.SS_DISABLE and ss_sp < regs["rsp"] <= ss_sp + ss_size
+    sp = regs["rsp"] - FR.RED_ZONE
+    if act.flags & S.SA_ONSTACK and ss_flags != S.SS_DISABLE and not on_alt:
+        sp = ss_sp + ss_size
+    frame, fp = FR.frame_address(sp)
+    oldmask = t.saved_sigmask if t.saved_sigmask is not None else t.sigmask
+    t.saved_sigmask = None
+    alt = (ss_sp, S.SS_ONSTACK if on_alt else ss_flags, ss_size)
+    body, fx = FR.build_frame(regs, info.pack(), oldmask, alt, act.restorer, frame, fp)
+    try:
+        if not act.flags & S.SA_RESTORER:
+            raise GuestError(E.EFAULT, "handler without SA_RESTORER")
+        eng.write(fp, fx)
+        eng.write(frame, body)
+    except GuestError:
+        k.kill_group(t.process, S.SIGSEGV, core=True)
+        return
+    eng.set_state({**_INIT_FPU, "rsp": frame, "rip": act.handler, "rdi": info.signo,
+                   "rsi": frame + FR.INFO_OFF, "rdx": frame + FR.UC_OFF, "rax": 0,
+                   "rflags": regs["rflags"] & ~_FLAGS_CLEARED})
+    t.sigmask |= act.mask
+    if not act.flags & S.SA_NODEFER:
+        t.sigmask |= S.sigbit(info.signo)
+    t.sigmask &= ~S.UNBLOCKABLE
+    if act.flags & S.SA_RESETHAND:
+        t.process.actions.set(info.signo, SigAction())
+
+
+def sigreturn(k: VKernel, t: Thread) -> None:
+    """Implement rt_sigreturn(2) once the engine has stopped: restore the frame at rsp-8."""
+    eng = t.process.engine
+    rsp = eng.reg("rsp")
+    try:
+        raw = eng.read(rsp - 8, FR.FRAME_SIZE)
+        fp = FR.fpstate_pointer(raw)
+        fx = eng.read(fp, FR.FXSAVE_SIZE) if fp else None
+    except GuestError:
+        k.kill_group(t.process, S.SIGSEGV, core=True)
+        return
+    regs, mask = FR.parse_frame(raw, fx)
+    cur_flags = eng.reg("rflags")
+    regs["rflags"] = (cur_flags & ~FR.RFLAGS_USER_MASK) | (regs["rflags"] & FR.RFLAGS_USER_MASK)
+    eng.set_state(regs)
+    t.sigmask = mask & ~S.UNBLOCKABLE
+    ss_sp, ss_flags, ss_size = _uc_stack(raw)
+    if ss_flags in (0, S.SS_DISABLE) and (ss_flags == S.SS_DISABLE or ss_size >= S.MINSIGSTKSZ):
+        t.altstack = (ss_sp, ss_flags, ss_size)
+
+
+def _uc_stack(raw: bytes) -> tuple[int, int, int]:
+    sp = int.from_bytes(raw[FR.UC_OFF + 16: FR.UC_OFF + 24], "little")
+    flags = int.from_bytes(raw[FR.UC_OFF + 24: FR.UC_OFF + 28], "little", signed=True)
+    size = int.from_bytes(raw[FR.UC_OFF + 32: FR.UC_OFF + 40], "little")
+    return sp, flags & ~S.SS_ONSTACK, size
+
+
+# -- CPU exceptions ---------------------------------------------------------------------------
+_INTR_SIGNALS = {0: (S.SIGFPE, S.FPE_INTDIV), 1: (S.SIGTRAP, S.TRAP_BRKPT),
+                 3: (S.SIGTRAP, S.TRAP_BRKPT), 4: (S.SIGSEGV, S.SI_KERNEL),
+                 5: (S.SIGSEGV, S.SI_KERNEL), 6: (S.SIGILL, S.ILL_ILLOPN),
+                 13: (S.SIGSEGV, S.SI_KERNEL), 16: (S.SIGFPE, 0), 17: (S.SIGBUS, S.BUS_ADRERR),
+                 19: (S.SIGFPE, 0)}
+
+
+def cpu_exception(k: VKernel, t: Thread, stop: Stop) -> None:
+    """Turn a fault, trap or illegal instruction into the signal Linux would force."""
+    eng = t.process.engine
+    if stop is Stop.FAULT:
+        f = eng.fault
+        code = S.SEGV_MAPERR if f.unmapped else S.SEGV_ACCERR
+        info = kernel_info(S.SIGSEGV, code, f.addr)
+    elif stop is Stop.ILLEGAL:
+        info = kernel_info(S.SIGILL, S.ILL_ILLOPN, eng.reg("rip"))
+    else:
+        sig, code = _INTR_SIGNALS.get(eng.intno, (S.SIGSEGV, S.SI_KERNEL))
+        info = kernel_info(sig, code, eng.reg("rip"))
+    force_signal(k, t, info)
+
+
+def force_signal(k: VKernel, t: Thread, info: SigInfo) -> None:
+    """Deliver a synchronous signal now; blocked or ignored means the process dies of it."""
+    p = t.process
+    bit = S.sigbit(info.signo)
+    act = p.actions.get(info.signo)
+    if t.sigmask & bit or act.handler == S.SIG_IGN:
+        p.actions.set(info.signo, SigAction())
+        t.sigmask &= ~bit
+    t.pending.add(info)
+    deliver_pending(k, t)

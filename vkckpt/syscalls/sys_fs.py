@@ -1,0 +1,254 @@
+"""Path operations inside the guest root: open, stat, directories, links, cwd."""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import TYPE_CHECKING
+
+from vkckpt.abi import errno as E
+from vkckpt.abi import fcntl as F
+from vkckpt.errors import GuestError
+from vkckpt.fs.files import DEVICES, DirFile, HostFile, host_call, stat_of
+from vkckpt.fs.sandbox import Resolved
+from vkckpt.syscalls.args import path_arg, s32
+
+if TYPE_CHECKING:
+    from vkckpt.kernel import VKernel
+    from vkckpt.threads.thread import Thread
+
+_OPEN_PASS = F.O_ACCMODE | F.O_CREAT | F.O_EXCL | F.O_TRUNC | F.O_APPEND | F.O_NONBLOCK | \
+    F.O_DIRECTORY | F.O_NOFOLLOW | F.O_DSYNC
+
+
+def _base(k: VKernel, t: Thread, dirfd: int, path: bytes) -> str:
+    """The guest directory a relative path starts from (cwd or an open directory)."""
+    if path.startswith(b"/") or dirfd == F.AT_FDCWD:
+        return t.process.cwd
+    f = t.process.fds.get(dirfd)
+    if not isinstance(f, DirFile):
+        raise GuestError(E.ENOTDIR)
+    return f.guest_path
+
+
+def resolve_at(k: VKernel, t: Thread, dirfd: int, path: bytes, follow: bool = True,
+               must_exist: bool = True) -> Resolved:
+    """Resolve path relative to dirfd within the guest root."""
+    if not path:
+        raise GuestError(E.ENOENT)
+    return k.root.resolve(os.fsdecode(path), _base(k, t, s32(dirfd), path), follow=follow,
+                          must_exist=must_exist)
+
+
+def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: int) -> int:
+    """Implement openat(2) for files, directories and the vkernel's devices."""
+    guest = os.fsdecode(path)
+    cloexec = bool(flags & F.O_CLOEXEC)
+    if guest in DEVICES:
+        return t.process.fds.install(DEVICES[guest](flags & F.O_ACCMODE), cloexec)
+    creat = bool(flags & F.O_CREAT)
+    r = resolve_at(k, t, dirfd, path, follow=not flags & F.O_NOFOLLOW, must_exist=not creat)
+    if os.path.isdir(r.host) and not os.path.islink(r.host):
+        if flags & F.O_ACCMODE != F.O_RDONLY or creat:
+            raise GuestError(E.EISDIR)
+        fd = k.root.host_open(r, os.O_RDONLY | os.O_DIRECTORY)
+        return t.process.fds.install(DirFile(fd, flags & _OPEN_PASS, r.guest, r.host), cloexec)
+    if flags & F.O_DIRECTORY:
+        raise GuestError(E.ENOTDIR)
+    fd = k.root.host_open(r, flags & _OPEN_PASS & ~F.O_NOFOLLOW,
+                          mode & ~t.process.umask & 0o7777)
+    return t.process.fds.install(HostFile(fd, flags & _OPEN_PASS, r.guest), cloexec)
+
+
+def sys_openat(k: VKernel, t: Thread, dirfd: int, path: int, flags: int, mode: int) -> int:
+    return open_at(k, t, dirfd, path_arg(t, path), flags, mode)
+
+
+def sys_open(k: VKernel, t: Thread, path: int, flags: int, mode: int) -> int:
+    return open_at(k, t, F.AT_FDCWD, path_arg(t, path), flags, mode)
+
+
+def sys_creat(k: VKernel, t: Thread, path: int, mode: int) -> int:
+    return open_at(k, t, F.AT_FDCWD, path_arg(t, path), F.O_CREAT | F.O_WRONLY | F.O_TRUNC,
+                   mode)
+
+
+def _stat_path(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int) -> bytes:
+    if not path and flags & F.AT_EMPTY_PATH:
+        return t.process.fds.get(s32(dirfd)).stat()
+    guest = os.fsdecode(path)
+    if guest in DEVICES:
+        return DEVICES[guest](0).stat()
+    r = resolve_at(k, t, dirfd, path, follow=not flags & F.AT_SYMLINK_NOFOLLOW)
+    return stat_of(host_call(os.lstat, r.host))
+
+
+def sys_newfstatat(k: VKernel, t: Thread, dirfd: int, path: int, buf: int, flags: int) -> int:
+    data = _stat_path(k, t, dirfd, t.process.vm.read_cstr(path), flags)
+    t.process.vm.write(buf, data)
+    return 0
+
+
+def sys_stat(k: VKernel, t: Thread, path: int, buf: int) -> int:
+    return sys_newfstatat(k, t, F.AT_FDCWD, path, buf, 0)
+
+
+def sys_lstat(k: VKernel, t: Thread, path: int, buf: int) -> int:
+    return sys_newfstatat(k, t, F.AT_FDCWD, path, buf, F.AT_SYMLINK_NOFOLLOW)
+
+
+def sys_faccessat(k: VKernel, t: Thread, dirfd: int, path: int, mode: int) -> int:
+    p = path_arg(t, path)
+    if os.fsdecode(p) in DEVICES:
+        return 0
+    r = resolve_at(k, t, dirfd, p)
+    st = host_call(os.stat, r.host)
+    want = mode & 7
+    if want & 1 and not st.st_mode & 0o111 and not os.path.isdir(r.host):
+        raise GuestError(E.EACCES)
+    return 0
+
+
+def sys_faccessat2(k: VKernel, t: Thread, dirfd: int, path: int, mode: int, flags: int) -> int:
+    return sys_faccessat(k, t, dirfd, path, mode)
+
+
+def sys_access(k: VKernel, t: Thread, path: int, mode: int) -> int:
+    return sys_faccessat(k, t, F.AT_FDCWD, path, mode)
+
+
+def sys_mkdirat(k: VKernel, t: Thread, dirfd: int, path: int, mode: int) -> int:
+    r = resolve_at(k, t, dirfd, path_arg(t, path), follow=False, must_exist=False)
+    host_call(os.mkdir, r.host, mode & ~t.process.umask & 0o7777)
+    return 0
+
+
+def sys_mkdir(k: VKernel, t: Thread, path: int, mode: int) -> int:
+    return sys_mkdirat(k, t, F.AT_FDCWD, path, mode)
+
+
+def sys_unlinkat(k: VKernel, t: Thread, dirfd: int, path: int, flags: int) -> int:
+    r = resolve_at(k, t, dirfd, path_arg(t, path), follow=False)
+    if r.guest == "/":
+        raise GuestError(E.EBUSY)
+    if flags & F.AT_REMOVEDIR:
+        host_call(os.rmdir, r.host)
+    else:
+        if os.path.isdir(r.host) and not os.path.islink(r.host):
+            raise GuestError(E.EISDIR)
+        host_call(os.unlink, r.host)
+    return 0
+
+
+def sys_unlink(k: VKernel, t: Thread, path: int) -> int:
+    return sys_unlinkat(k, t, F.AT_FDCWD, path, 0)
+
+
+def sys_rmdir(k: VKernel, t: Thread, path: int) -> int:
+    return sys_unlinkat(k, t, F.AT_FDCWD, path, F.AT_REMOVEDIR)
+
+
+def sys_renameat2(k: VKernel, t: Thread, od: int, old: int, nd: int, new: int,
+                  flags: int = 0) -> int:
+    if flags:
+        raise GuestError(E.EINVAL)
+    a = resolve_at(k, t, od, path_arg(t, old), follow=False)
+    b = resolve_at(k, t, nd, path_arg(t, new), follow=False, must_exist=False)
+    if a.guest == "/" or b.guest == "/":
+        raise GuestError(E.EBUSY)
+    host_call(os.rename, a.host, b.host)
+    return 0
+
+
+def sys_renameat(k: VKernel, t: Thread, od: int, old: int, nd: int, new: int) -> int:
+    return sys_renameat2(k, t, od, old, nd, new)
+
+
+def sys_rename(k: VKernel, t: Thread, old: int, new: int) -> int:
+    return sys_renameat2(k, t, F.AT_FDCWD, old, F.AT_FDCWD, new)
+
+
+def sys_symlinkat(k: VKernel, t: Thread, target: int, dirfd: int, path: int) -> int:
+    """Create a symlink; its target is only ever interpreted by our own resolver."""
+    tgt = path_arg(t, target)
+    r = resolve_at(k, t, dirfd, path_arg(t, path), follow=False, must_exist=False)
+    host_call(os.symlink, tgt, r.host)
+    return 0
+
+
+def sys_symlink(k: VKernel, t: Thread, target: int, path: int) -> int:
+    return sys_symlinkat(k, t, target, F.AT_FDCWD, path)
+
+
+def sys_readlinkat(k: VKernel, t: Thread, dirfd: int, path: int, buf: int, size: int) -> int:
+    if s32(size) <= 0:
+        raise GuestError(E.EINVAL)
+    r = resolve_at(k, t, dirfd, path_arg(t, path), follow=False)
+    if not os.path.islink(r.host):
+        raise GuestError(E.EINVAL)
+    data = os.fsencode(host_call(os.readlink, r.host))[: s32(size)]
+    t.process.vm.write(buf, data)
+    return len(data)
+
+
+def sys_readlink(k: VKernel, t: Thread, path: int, buf: int, size: int) -> int:
+    return sys_readlinkat(k, t, F.AT_FDCWD, path, buf, size)
+
+
+def sys_linkat(k: VKernel, t: Thread, od: int, old: int, nd: int, new: int, flags: int) -> int:
+    a = resolve_at(k, t, od, path_arg(t, old), follow=False)
+    b = resolve_at(k, t, nd, path_arg(t, new), follow=False, must_exist=False)
+    if os.path.islink(a.host):
+        raise GuestError(E.EPERM, "hard links to symlinks are refused")
+    host_call(os.link, a.host, b.host, follow_symlinks=False)
+    return 0
+
+
+def sys_link(k: VKernel, t: Thread, old: int, new: int) -> int:
+    return sys_linkat(k, t, F.AT_FDCWD, old, F.AT_FDCWD, new, 0)
+
+
+def sys_fchmodat(k: VKernel, t: Thread, dirfd: int, path: int, mode: int) -> int:
+    r = resolve_at(k, t, dirfd, path_arg(t, path))
+    host_call(os.chmod, r.host, mode & 0o7777)
+    return 0
+
+
+def sys_chmod(k: VKernel, t: Thread, path: int, mode: int) -> int:
+    return sys_fchmodat(k, t, F.AT_FDCWD, path, mode)
+
+
+def sys_truncate(k: VKernel, t: Thread, path: int, length: int) -> int:
+    r = resolve_at(k, t, F.AT_FDCWD, path_arg(t, path))
+    host_call(os.truncate, r.host, length)
+    return 0
+
+
+def sys_getcwd(k: VKernel, t: Thread, buf: int, size: int) -> int:
+    cwd = t.process.cwd.encode() + b"\0"
+    if len(cwd) > size:
+        raise GuestError(E.ERANGE)
+    t.process.vm.write(buf, cwd)
+    return len(cwd)
+
+
+def sys_chdir(k: VKernel, t: Thread, path: int) -> int:
+    r = resolve_at(k, t, F.AT_FDCWD, path_arg(t, path))
+    if not os.path.isdir(r.host):
+        raise GuestError(E.ENOTDIR)
+    t.process.cwd = r.guest
+    return 0
+
+
+def sys_fchdir(k: VKernel, t: Thread, fd: int) -> int:
+    f = t.process.fds.get(s32(fd))
+    if not isinstance(f, DirFile):
+        raise GuestError(E.ENOTDIR)
+    t.process.cwd = f.guest_path
+    return 0
+
+
+def sys_statfs(k: VKernel, t: Thread, path: int, buf: int) -> int:
+    t.process.vm.write(buf, struct.pack("<qqQQQQQ", 0xEF53, 4096, 1 << 20, 1 << 19, 1 << 19,
+                                        1 << 16, 1 << 15).ljust(120, b"\0"))
+    return 0

@@ -1,0 +1,199 @@
+"""Process and thread lifecycle, identity and limits."""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from vkckpt import task_clone, task_exec, task_exit
+from vkckpt.abi import errno as E
+from vkckpt.abi import signals as S
+from vkckpt.errors import GuestError
+from vkckpt.kernel import NORETURN
+from vkckpt.syscalls.args import path_arg, s32, s64, strv_arg
+
+if TYPE_CHECKING:
+    from vkckpt.kernel import VKernel
+    from vkckpt.threads.thread import Thread
+
+ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
+USER_LIMIT = 0x7FFF_FFFF_F000
+
+
+def sys_getpid(k: VKernel, t: Thread) -> int:
+    return t.process.pid
+
+
+def sys_getppid(k: VKernel, t: Thread) -> int:
+    return t.process.ppid
+
+
+def sys_gettid(k: VKernel, t: Thread) -> int:
+    return t.tid
+
+
+def sys_getuid(k: VKernel, t: Thread) -> int:
+    return 0  # every guest runs as root inside its root
+
+
+def sys_exit(k: VKernel, t: Thread, code: int) -> object:
+    return k.defer(lambda: task_exit.exit_thread(k, t, code))
+
+
+def sys_exit_group(k: VKernel, t: Thread, code: int) -> object:
+    return k.defer(lambda: task_exit.exit_group(k, t.process, (code & 0xFF) << 8))
+
+
+def sys_fork(k: VKernel, t: Thread) -> int:
+    return task_clone.fork(k, t)
+
+
+def sys_clone(k: VKernel, t: Thread, flags: int, stack: int, ptid: int, ctid: int,
+              tls: int) -> int:
+    return task_clone.clone(k, t, flags, stack, ptid, ctid, tls)
+
+
+def sys_execve(k: VKernel, t: Thread, path: int, argv: int, envp: int) -> object:
+    return task_exec.execve(k, t, path_arg(t, path), strv_arg(t, argv), strv_arg(t, envp))
+
+
+def sys_wait4(k: VKernel, t: Thread, pid: int, status: int, options: int, rusage: int) -> int:
+    return task_exit.wait4(k, t, s32(pid), status, s32(options), rusage)
+
+
+def sys_waitid(k: VKernel, t: Thread, idtype: int, ident: int, infop: int, options: int) -> int:
+    return task_exit.waitid(k, t, s32(idtype), s32(ident), infop, s32(options))
+
+
+def sys_set_tid_address(k: VKernel, t: Thread, addr: int) -> int:
+    t.clear_child_tid = addr
+    return t.tid
+
+
+def sys_set_robust_list(k: VKernel, t: Thread, head: int, size: int) -> int:
+    if size != 24:
+        raise GuestError(E.EINVAL)
+    t.robust_list = (head, size)
+    return 0
+
+
+def sys_arch_prctl(k: VKernel, t: Thread, code: int, addr: int) -> int:
+    """Implement arch_prctl(2): FS/GS base of the calling thread."""
+    eng = t.process.engine
+    if code in (ARCH_SET_FS, ARCH_SET_GS):
+        if addr >= USER_LIMIT:
+            raise GuestError(E.EPERM)
+        eng.set_reg("fs_base" if code == ARCH_SET_FS else "gs_base", addr)
+        return 0
+    if code in (ARCH_GET_FS, ARCH_GET_GS):
+        val = eng.reg("fs_base" if code == ARCH_GET_FS else "gs_base")
+        t.process.vm.write_u64(addr, val)
+        return 0
+    raise GuestError(E.EINVAL)
+
+
+def sys_uname(k: VKernel, t: Thread, buf: int) -> int:
+    fields = [b"Linux", b"vkckpt", b"6.1.0-vkckpt", b"#1 SMP vkckpt", b"x86_64", b"(none)"]
+    t.process.vm.write(buf, b"".join(f.ljust(65, b"\0") for f in fields))
+    return 0
+
+
+def sys_sched_yield(k: VKernel, t: Thread) -> int:
+    k.resched = True
+    return 0
+
+
+def sys_getpgid(k: VKernel, t: Thread, pid: int) -> int:
+    return _proc(k, t, s32(pid)).pgid
+
+
+def sys_getpgrp(k: VKernel, t: Thread) -> int:
+    return t.process.pgid
+
+
+def sys_getsid(k: VKernel, t: Thread, pid: int) -> int:
+    return _proc(k, t, s32(pid)).sid
+
+
+def sys_setpgid(k: VKernel, t: Thread, pid: int, pgid: int) -> int:
+    p = _proc(k, t, s32(pid))
+    pgid = s32(pgid)
+    if pgid < 0:
+        raise GuestError(E.EINVAL)
+    p.pgid = pgid or p.pid
+    return 0
+
+
+def sys_setsid(k: VKernel, t: Thread) -> int:
+    p = t.process
+    if p.pgid == p.pid:
+        raise GuestError(E.EPERM)
+    p.sid = p.pgid = p.pid
+    return p.pid
+
+
+def _proc(k: VKernel, t: Thread, pid: int):  # noqa: ANN202
+    if pid == 0:
+        return t.process
+    p = k.procs.get(pid)
+    if p is None or p.zombie:
+        raise GuestError(E.ESRCH)
+    return p
+
+
+def sys_umask(k: VKernel, t: Thread, mask: int) -> int:
+    old, t.process.umask = t.process.umask, mask & 0o777
+    return old
+
+
+_RLIM_INF = (1 << 64) - 1
+_LIMITS = {3: (8 << 20, _RLIM_INF), 7: (1024, 1024), 6: (4096, 4096)}  # STACK, NOFILE, NPROC
+
+
+def sys_prlimit64(k: VKernel, t: Thread, pid: int, res: int, new: int, old: int) -> int:
+    if res > 15:
+        raise GuestError(E.EINVAL)
+    if old:
+        t.process.vm.write(old, struct.pack("<QQ", *_LIMITS.get(res, (_RLIM_INF, _RLIM_INF))))
+    return 0  # new limits are accepted and not enforced
+
+
+def sys_getrlimit(k: VKernel, t: Thread, res: int, old: int) -> int:
+    return sys_prlimit64(k, t, 0, res, 0, old)
+
+
+def sys_getrusage(k: VKernel, t: Thread, who: int, buf: int) -> int:
+    t.process.vm.write(buf, bytes(144))
+    return 0
+
+
+def sys_prctl(k: VKernel, t: Thread, option: int, a2: int) -> int:
+    if option in (15, 16):  # PR_SET_NAME, PR_GET_NAME
+        if option == 16:
+            t.process.vm.write(a2, t.process.exe.encode()[-15:].ljust(16, b"\0"))
+        return 0
+    raise GuestError(E.EINVAL)
+
+
+def sys_sched_getaffinity(k: VKernel, t: Thread, pid: int, size: int, mask: int) -> int:
+    if size < 8:
+        raise GuestError(E.EINVAL)
+    t.process.vm.write(mask, struct.pack("<Q", 1))
+    return 8  # one virtual CPU
+
+
+def sys_kill(k: VKernel, t: Thread, pid: int, sig: int) -> int:
+    from vkckpt.syscalls.sys_signal import kill
+    return kill(k, t, s32(pid), s32(sig))
+
+
+def sys_nosys_quiet(k: VKernel, t: Thread) -> int:
+    """Calls musl probes and copes with (rseq, membarrier ...): ENOSYS without a report."""
+    raise GuestError(E.ENOSYS)
+
+
+def sys_vfork(k: VKernel, t: Thread) -> int:
+    return task_clone.fork(k, t, S.SIGCHLD)
+
+
+_unused = (NORETURN, s64)

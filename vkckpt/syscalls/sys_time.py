@@ -1,0 +1,98 @@
+"""Time on the virtual clock, sleeping, and the deterministic random stream."""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from vkckpt.abi import errno as E
+from vkckpt.errors import GuestError
+from vkckpt.sched import EPOCH_NS, NS_PER_TICK
+from vkckpt.syscalls.args import put_timespec, s32, timespec_arg
+from vkckpt.threads.wait import Block
+
+if TYPE_CHECKING:
+    from vkckpt.kernel import VKernel
+    from vkckpt.threads.thread import Thread
+
+CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID = 0, 1, 2, 3
+CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE, CLOCK_BOOTTIME = 4, 5, 6, 7
+TIMER_ABSTIME = 1
+
+
+def clock_ns(k: VKernel, t: Thread, clock: int) -> int:
+    """The value of a clock in virtual nanoseconds."""
+    now = k.now_ns()
+    if clock in (CLOCK_REALTIME, CLOCK_REALTIME_COARSE):
+        return EPOCH_NS + now
+    if clock in (CLOCK_MONOTONIC, CLOCK_MONOTONIC_RAW, CLOCK_MONOTONIC_COARSE, CLOCK_BOOTTIME):
+        return now
+    if clock == CLOCK_PROCESS_CPUTIME_ID:
+        return t.process.ticks * NS_PER_TICK
+    if clock == CLOCK_THREAD_CPUTIME_ID:
+        return t.ticks * NS_PER_TICK
+    raise GuestError(E.EINVAL)
+
+
+def sys_clock_gettime(k: VKernel, t: Thread, clock: int, tp: int) -> int:
+    put_timespec(t, tp, clock_ns(k, t, s32(clock)))
+    return 0
+
+
+def sys_clock_getres(k: VKernel, t: Thread, clock: int, tp: int) -> int:
+    clock_ns(k, t, s32(clock))
+    if tp:
+        put_timespec(t, tp, NS_PER_TICK)
+    return 0
+
+
+def sys_gettimeofday(k: VKernel, t: Thread, tv: int, tz: int) -> int:
+    ns = EPOCH_NS + k.now_ns()
+    if tv:
+        t.process.vm.write(tv, struct.pack("<qq", ns // 10**9, ns % 10**9 // 1000))
+    if tz:
+        t.process.vm.write(tz, bytes(8))
+    return 0
+
+
+def sys_time(k: VKernel, t: Thread, tloc: int) -> int:
+    sec = (EPOCH_NS + k.now_ns()) // 10**9
+    if tloc:
+        t.process.vm.write(tloc, struct.pack("<q", sec))
+    return sec
+
+
+def sys_nanosleep(k: VKernel, t: Thread, req: int, rem: int) -> int:
+    return _sleep_until(k, k.now_ns() + timespec_arg(t, req))
+
+
+def sys_clock_nanosleep(k: VKernel, t: Thread, clock: int, flags: int, req: int,
+                        rem: int) -> int:
+    ns = timespec_arg(t, req)
+    clock = s32(clock)
+    if clock not in (CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME):
+        raise GuestError(E.EINVAL)
+    if flags & TIMER_ABSTIME:
+        deadline = ns - (EPOCH_NS if clock == CLOCK_REALTIME else 0)
+    else:
+        deadline = k.now_ns() + ns
+    return _sleep_until(k, deadline)
+
+
+def _sleep_until(k: VKernel, deadline: int) -> int:
+    if deadline <= k.now_ns():
+        return 0
+    raise Block(None, deadline, 0, restartable=False)
+
+
+def sys_getrandom(k: VKernel, t: Thread, buf: int, size: int, flags: int) -> int:
+    n = min(size, 1 << 25)
+    t.process.vm.write(buf, k.random_bytes(n))
+    return n
+
+
+def sys_times(k: VKernel, t: Thread, buf: int) -> int:
+    ticks = t.process.ticks * NS_PER_TICK // 10_000_000
+    if buf:
+        t.process.vm.write(buf, struct.pack("<qqqq", ticks, 0, 0, 0))
+    return k.now_ns() // 10_000_000

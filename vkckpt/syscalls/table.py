@@ -1,0 +1,167 @@
+"""The system call table: one line per supported number, with its level of support.
+
+`Supported` calls follow Linux semantics; `Partial` ones document what they leave out
+(reported by vkckpt-abi(7)); numbers not listed return ENOSYS and are reported once by name.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vkckpt.abi.syscalls import NUMBERS
+from vkckpt.syscalls import sys_fs as fs
+from vkckpt.syscalls import sys_futex as fx
+from vkckpt.syscalls import sys_io as io
+from vkckpt.syscalls import sys_mm as mm
+from vkckpt.syscalls import sys_proc as pr
+from vkckpt.syscalls import sys_signal as sg
+from vkckpt.syscalls import sys_time as tm
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One table line: handler, how many arguments it takes, support level and a note."""
+
+    name: str
+    handler: Callable[..., object]
+    nargs: int
+    support: str
+    note: str = ""
+
+
+def _entry(name: str, fn: Callable[..., object], support: str, note: str) -> Entry:
+    nargs = len(inspect.signature(fn).parameters) - 2  # minus (kernel, thread)
+    return Entry(name, fn, nargs, support, note)
+
+
+def Supported(name: str, fn: Callable[..., object]) -> Entry:  # noqa: N802 - reads as data
+    return _entry(name, fn, "supported", "")
+
+
+def Partial(name: str, fn: Callable[..., object], note: str) -> Entry:  # noqa: N802
+    return _entry(name, fn, "partial", note)
+
+
+ENTRIES: list[Entry] = [
+    # -- files and descriptors
+    Supported("read", io.sys_read),
+    Supported("write", io.sys_write),
+    Supported("readv", io.sys_readv),
+    Supported("writev", io.sys_writev),
+    Supported("pread64", io.sys_pread64),
+    Supported("pwrite64", io.sys_pwrite64),
+    Supported("lseek", io.sys_lseek),
+    Supported("close", io.sys_close),
+    Supported("dup", io.sys_dup),
+    Supported("dup2", io.sys_dup2),
+    Supported("dup3", io.sys_dup3),
+    Partial("fcntl", io.sys_fcntl, "record locks always succeed"),
+    Partial("ioctl", io.sys_ioctl, "FIONBIO; everything else ENOTTY (no terminals)"),
+    Supported("pipe", io.sys_pipe),
+    Supported("pipe2", io.sys_pipe2),
+    Supported("fstat", io.sys_fstat),
+    Supported("getdents64", io.sys_getdents64),
+    Supported("ftruncate", io.sys_ftruncate),
+    Supported("fsync", io.sys_fsync),
+    Supported("fdatasync", io.sys_fsync),
+    Partial("poll", io.sys_poll, "blocks on at most one pipe, otherwise until the timeout"),
+    Partial("ppoll", io.sys_ppoll, "as poll; the signal mask argument is ignored"),
+    Supported("open", fs.sys_open),
+    Supported("openat", fs.sys_openat),
+    Supported("creat", fs.sys_creat),
+    Supported("stat", fs.sys_stat),
+    Supported("lstat", fs.sys_lstat),
+    Supported("newfstatat", fs.sys_newfstatat),
+    Partial("access", fs.sys_access, "checks existence and the x bits only"),
+    Partial("faccessat", fs.sys_faccessat, "as access"),
+    Partial("faccessat2", fs.sys_faccessat2, "as access; flags ignored"),
+    Supported("mkdir", fs.sys_mkdir),
+    Supported("mkdirat", fs.sys_mkdirat),
+    Supported("unlink", fs.sys_unlink),
+    Supported("unlinkat", fs.sys_unlinkat),
+    Supported("rmdir", fs.sys_rmdir),
+    Supported("rename", fs.sys_rename),
+    Supported("renameat", fs.sys_renameat),
+    Partial("renameat2", fs.sys_renameat2, "no RENAME_* flags"),
+    Supported("symlink", fs.sys_symlink),
+    Supported("symlinkat", fs.sys_symlinkat),
+    Supported("readlink", fs.sys_readlink),
+    Supported("readlinkat", fs.sys_readlinkat),
+    Supported("link", fs.sys_link),
+    Supported("linkat", fs.sys_linkat),
+    Supported("chmod", fs.sys_chmod),
+    Supported("fchmodat", fs.sys_fchmodat),
+    Supported("truncate", fs.sys_truncate),
+    Supported("getcwd", fs.sys_getcwd),
+    Supported("chdir", fs.sys_chdir),
+    Supported("fchdir", fs.sys_fchdir),
+    Partial("statfs", fs.sys_statfs, "fixed, plausible numbers"),
+    # -- memory
+    Partial("mmap", mm.sys_mmap, "files map as private copies; writable MAP_SHARED files refused"),
+    Supported("munmap", mm.sys_munmap),
+    Supported("mprotect", mm.sys_mprotect),
+    Supported("brk", mm.sys_brk),
+    Partial("madvise", mm.sys_madvise, "MADV_DONTNEED zeroes; other advice ignored"),
+    Partial("mremap", mm.sys_mremap, "moves by copying; no MREMAP_FIXED"),
+    # -- processes and threads
+    Supported("getpid", pr.sys_getpid),
+    Supported("getppid", pr.sys_getppid),
+    Supported("gettid", pr.sys_gettid),
+    Partial("getuid", pr.sys_getuid, "always 0"),
+    Partial("geteuid", pr.sys_getuid, "always 0"),
+    Partial("getgid", pr.sys_getuid, "always 0"),
+    Partial("getegid", pr.sys_getuid, "always 0"),
+    Supported("exit", pr.sys_exit),
+    Supported("exit_group", pr.sys_exit_group),
+    Supported("fork", pr.sys_fork),
+    Partial("vfork", pr.sys_vfork, "a full fork (the parent does not wait)"),
+    Partial("clone", pr.sys_clone, "threads and forks; no CLONE_VM without CLONE_THREAD"),
+    Supported("execve", pr.sys_execve),
+    Partial("wait4", pr.sys_wait4, "rusage is zeroed"),
+    Supported("waitid", pr.sys_waitid),
+    Supported("set_tid_address", pr.sys_set_tid_address),
+    Partial("set_robust_list", pr.sys_set_robust_list, "recorded, not walked at exit"),
+    Supported("arch_prctl", pr.sys_arch_prctl),
+    Supported("uname", pr.sys_uname),
+    Supported("sched_yield", pr.sys_sched_yield),
+    Supported("getpgid", pr.sys_getpgid),
+    Supported("getpgrp", pr.sys_getpgrp),
+    Supported("getsid", pr.sys_getsid),
+    Supported("setpgid", pr.sys_setpgid),
+    Supported("setsid", pr.sys_setsid),
+    Supported("umask", pr.sys_umask),
+    Partial("prlimit64", pr.sys_prlimit64, "reports fixed limits; new limits not enforced"),
+    Partial("getrlimit", pr.sys_getrlimit, "as prlimit64"),
+    Partial("getrusage", pr.sys_getrusage, "zeroed"),
+    Partial("prctl", pr.sys_prctl, "PR_SET_NAME/PR_GET_NAME only"),
+    Partial("sched_getaffinity", pr.sys_sched_getaffinity, "one CPU"),
+    Partial("rseq", pr.sys_nosys_quiet, "ENOSYS (musl copes)"),
+    Partial("membarrier", pr.sys_nosys_quiet, "ENOSYS"),
+    Supported("futex", fx.sys_futex),
+    # -- signals
+    Supported("rt_sigaction", sg.sys_rt_sigaction),
+    Supported("rt_sigprocmask", sg.sys_rt_sigprocmask),
+    Supported("rt_sigreturn", sg.sys_rt_sigreturn),
+    Supported("rt_sigpending", sg.sys_rt_sigpending),
+    Supported("rt_sigsuspend", sg.sys_rt_sigsuspend),
+    Supported("pause", sg.sys_pause),
+    Supported("sigaltstack", sg.sys_sigaltstack),
+    Supported("kill", pr.sys_kill),
+    Supported("tkill", sg.sys_tkill),
+    Supported("tgkill", sg.sys_tgkill),
+    Partial("rt_sigtimedwait", sg.sys_rt_sigtimedwait, "takes pending signals; waits by timeout"),
+    # -- time and randomness
+    Supported("clock_gettime", tm.sys_clock_gettime),
+    Supported("clock_getres", tm.sys_clock_getres),
+    Supported("gettimeofday", tm.sys_gettimeofday),
+    Supported("time", tm.sys_time),
+    Supported("nanosleep", tm.sys_nanosleep),
+    Supported("clock_nanosleep", tm.sys_clock_nanosleep),
+    Supported("getrandom", tm.sys_getrandom),
+    Partial("times", tm.sys_times, "user time only"),
+]
+
+TABLE: dict[int, Entry] = {NUMBERS[e.name]: e for e in ENTRIES}
+assert len(TABLE) == len(ENTRIES), "a syscall is listed twice"

@@ -1,0 +1,108 @@
+"""Creating programs: the vkernel's first processes and execve(2)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from vkckpt.abi import errno as E
+from vkckpt.abi import fcntl as F
+from vkckpt.engine.engine import Engine
+from vkckpt.errors import GuestError
+from vkckpt.fs.fdtable import FdTable
+from vkckpt.fs.files import Console
+from vkckpt.process import Process
+from vkckpt.signals.actions import SignalActions
+from vkckpt.threads.thread import Thread
+from vkckpt.vmspace.loader import build_stack, load_elf
+from vkckpt.vmspace.vmspace import VmSpace
+
+if TYPE_CHECKING:
+    from vkckpt.kernel import VKernel
+
+MAX_ARG_BYTES = 2 << 20
+MAX_ARGS = 65536
+
+
+def read_program(k: VKernel, path: str, cwd: str) -> tuple[str, bytes]:
+    """Resolve and read an executable inside the guest root; returns (guest path, bytes)."""
+    r = k.root.resolve(path, cwd)
+    st = os.stat(r.host)
+    if not os.path.isfile(r.host):
+        raise GuestError(E.EACCES, f"{path}: not a regular file")
+    if not st.st_mode & 0o111:
+        raise GuestError(E.EACCES, f"{path}: not executable")
+    fd = k.root.host_open(r, os.O_RDONLY)
+    try:
+        with os.fdopen(fd, "rb") as f:
+            return r.guest, f.read()
+    except OSError as exc:
+        raise GuestError(exc.errno or E.EIO) from None
+
+
+def new_image(k: VKernel, guest_path: str, image: bytes, argv: list[bytes],
+              envp: list[bytes]) -> tuple[Engine, VmSpace, dict[str, int]]:
+    """Build an engine and vmspace holding the program; returns its initial registers."""
+    eng = Engine(k.syscall_entry)
+    vm = VmSpace(eng, k.config.memory_limit)
+    try:
+        entry, phdr, phnum = load_elf(vm, image, guest_path)
+        sp = build_stack(vm, argv, envp, guest_path.encode(), entry, phdr, phnum,
+                         k.random_bytes(16))
+    except BaseException:
+        vm.release()
+        eng.close()
+        raise
+    return eng, vm, {"rip": entry, "rsp": sp, "rflags": 0x202}
+
+
+def spawn(k: VKernel, program: str, argv: list[str], env: dict[str, str],
+          cwd: str = "/", ppid: int = 0) -> Process:
+    """Start a process from the configuration (a child of the vkernel itself)."""
+    guest, image = read_program(k, program, cwd)
+    envp = [f"{a}={b}".encode() for a, b in env.items()]
+    eng, vm, regs = new_image(k, guest, image, [a.encode() for a in argv], envp)
+    pid = k.alloc_pid()
+    fds = FdTable()
+    for fd, flags in ((0, F.O_RDONLY), (1, F.O_WRONLY), (2, F.O_WRONLY)):
+        fds.install(Console(flags, fd), fd=fd)
+    p = Process(pid, ppid, vm, eng, fds, SignalActions(), cwd=k.root.resolve(cwd).guest,
+                exe=guest, argv=[a.encode() for a in argv], pgid=pid, sid=pid)
+    t = Thread(pid, p)
+    eng.set_state(regs)
+    t.ctx = eng.context_new()
+    p.engine_owner = t
+    p.threads.append(t)
+    k.procs[pid] = p
+    k.threads[pid] = t
+    k.sched.enqueue(t)
+    return p
+
+
+def execve(k: VKernel, t: Thread, path: bytes, argv: list[bytes], envp: list[bytes]) -> object:
+    """Implement execve(2): load the new image now, switch to it once the engine stops."""
+    p = t.process
+    guest, image = read_program(k, os.fsdecode(path), p.cwd)
+    eng, vm, regs = new_image(k, guest, image, argv, envp)
+
+    def commit() -> None:
+        for other in p.live_threads:
+            if other is not t:
+                k.reap_thread(other)
+        k.retire(p.vm, p.engine)
+        p.vm, p.engine, p.exe, p.argv = vm, eng, guest, argv
+        if t.tid != p.pid:  # a non-leader thread takes over the leader's id
+            del k.threads[t.tid]
+            t.tid = p.pid
+            k.threads[t.tid] = t
+        p.threads = [t]
+        p.actions.reset_for_exec()
+        p.fds.close_on_exec(k)
+        t.altstack = (0, 2, 0)
+        t.clear_child_tid = 0
+        t.robust_list = (0, 0)
+        eng.set_state(regs)
+        t.ctx = eng.context_new()
+        p.engine_owner = t
+
+    return k.defer(commit)

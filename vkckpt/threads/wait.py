@@ -1,0 +1,37 @@
+"""Sleeping: wait queues and the Block request a syscall handler raises to sleep."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vkckpt.threads.thread import Thread
+
+
+class WaitQueue:
+    """Threads asleep on one event, woken in FIFO order."""
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self.waiters: list[Thread] = []
+
+    def __len__(self) -> int:
+        return len(self.waiters)
+
+
+class Block(Exception):  # noqa: N818 - a control-flow request, not an error
+    """Raised by a syscall handler: put the calling thread to sleep on `queue`.
+
+    When woken with a result the syscall returns it; woken without one, the handler runs again
+    with the same arguments (so it re-checks its condition). `deadline` is in virtual ns;
+    reaching it returns `timeout_result`. `interruptible` lets signals end the sleep with EINTR
+    (or restart the call under SA_RESTART when `restartable`).
+    """
+
+    def __init__(self, queue: WaitQueue | None, deadline: int | None = None,
+                 timeout_result: int = 0, restartable: bool = True) -> None:
+        super().__init__()
+        self.queue = queue
+        self.deadline = deadline
+        self.timeout_result = timeout_result
+        self.restartable = restartable

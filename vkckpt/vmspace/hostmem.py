@@ -1,0 +1,55 @@
+"""Host memory that backs guest pages: anonymous host mappings we own and hand to Unicorn."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import mmap
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_MAP_NORESERVE = 0x4000
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+class HostBuffer:
+    """A page-aligned, zero-filled host mapping; pages cost nothing until first touched.
+
+    Several VMAs may share one buffer at different offsets (after a split) and several
+    vmspaces may share one buffer (MAP_SHARED across fork); `refs` counts the users.
+    """
+
+    def __init__(self, size: int) -> None:
+        addr = _libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE,
+                          mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE, -1, 0)
+        if addr in (None, _MAP_FAILED):
+            raise MemoryError(f"host mmap of {size} bytes failed (errno {ctypes.get_errno()})")
+        self.addr: int = addr
+        self.size = size
+        self.refs = 0
+        self.view = memoryview((ctypes.c_ubyte * size).from_address(addr)).cast("B")
+
+    def copy_from(self, other: HostBuffer, off: int, length: int) -> None:
+        """Copy [off, off+length) of other into the same offsets of this buffer."""
+        ctypes.memmove(self.addr + off, other.addr + off, length)
+
+    def zero(self, off: int, length: int) -> None:
+        """Give back [off, off+length) to the host: it reads as zeros again (MADV_DONTNEED)."""
+        _libc.madvise(self.addr + off, length, mmap.MADV_DONTNEED)
+
+    def incref(self) -> HostBuffer:
+        """Take one more reference; returns self."""
+        self.refs += 1
+        return self
+
+    def decref(self) -> None:
+        """Drop a reference and unmap the host memory with the last one."""
+        self.refs -= 1
+        if self.refs == 0 and self.addr:
+            self.view.release()
+            _libc.munmap(self.addr, self.size)
+            self.addr = 0

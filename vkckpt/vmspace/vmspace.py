@@ -1,0 +1,222 @@
+"""A process address space: VMAs kept in step with the Unicorn engine that executes them."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from vkckpt.abi import errno as E
+from vkckpt.engine.engine import Engine
+from vkckpt.errors import GuestError
+from vkckpt.vmspace.hostmem import HostBuffer
+from vkckpt.vmspace.vma import (
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_FIXED_NOREPLACE,
+    MAP_PRIVATE,
+    MAP_SHARED,
+    PAGE,
+    Vma,
+    VmaList,
+    page_down,
+    page_up,
+)
+
+MMAP_TOP = 0x7F00_0000_0000
+MMAP_BOTTOM = 0x1_0000
+USER_TOP = 0x7FFF_FFFF_F000
+HEAP_RESERVE = 1 << 30
+MADV_DONTNEED = 4
+
+
+class VmSpace:
+    """The VMAs, brk and memory of one process, mirrored into its engine.
+
+    Invariant: every VMA with prot != 0 is mapped in the engine at its host address;
+    PROT_NONE VMAs are not mapped at all, so any access faults like an unmapped page.
+    """
+
+    def __init__(self, engine: Engine, limit: int = 1 << 34) -> None:
+        self.engine = engine
+        self.vmas = VmaList()
+        self.limit = limit
+        self.brk_start = 0
+        self.brk = 0
+
+    # -- engine mirroring --------------------------------------------------------------------
+    def _map(self, v: Vma) -> None:
+        if v.prot:
+            self.engine.map_host(v.start, v.size, v.prot, v.host_addr(v.start))
+
+    def _unmap(self, v: Vma) -> None:
+        if v.prot:
+            self.engine.unmap(v.start, v.size)
+
+    def _apply(self, old: list[Vma], new: list[Vma]) -> None:
+        for v in old:
+            self._unmap(v)
+        for v in new:
+            self._map(v)
+
+    @property
+    def mapped_bytes(self) -> int:
+        return sum(v.size for v in self.vmas)
+
+    # -- mmap family -------------------------------------------------------------------------
+    def mmap(self, addr: int, length: int, prot: int, flags: int, name: str = "",
+             data: bytes = b"", path: str = "", file_off: int = 0) -> int:
+        """Implement mmap(2) for anonymous memory and private file copies (data)."""
+        if length <= 0 or addr % PAGE or length > USER_TOP:
+            raise GuestError(E.EINVAL)
+        if not flags & (MAP_PRIVATE | MAP_SHARED):
+            raise GuestError(E.EINVAL)
+        size = page_up(length)
+        fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)
+        if fixed:
+            if addr + size > USER_TOP or addr < MMAP_BOTTOM:
+                raise GuestError(E.EPERM if addr < MMAP_BOTTOM else E.ENOMEM)
+            if flags & MAP_FIXED_NOREPLACE and self.vmas.overlapping(addr, addr + size):
+                raise GuestError(E.EEXIST)
+        elif not (addr and addr + size <= MMAP_TOP and not self.vmas.overlapping(addr, addr + size)):
+            found = self.vmas.find_free(size, MMAP_TOP, MMAP_BOTTOM)
+            if found is None:
+                raise GuestError(E.ENOMEM)
+            addr = found
+        if self.mapped_bytes + size > self.limit:
+            raise GuestError(E.ENOMEM, "vkernel memory limit")
+        if fixed:
+            self.unmap_range(addr, size)
+        buf = HostBuffer(size)
+        if data:
+            buf.view[: min(len(data), size)] = data[:size]
+        v = Vma(addr, addr + size, prot & 7, flags & ~(MAP_FIXED | MAP_FIXED_NOREPLACE),
+                name, buf, 0, path, file_off)
+        self.vmas.insert(v)
+        self._map(v)
+        return addr
+
+    def unmap_range(self, addr: int, size: int) -> None:
+        """Remove [addr, addr+size) from the address space (munmap's core)."""
+        old, kept, _ = self.vmas.carve(addr, addr + size)
+        self._apply(old, kept)
+
+    def munmap(self, addr: int, length: int) -> None:
+        """Implement munmap(2)."""
+        if addr % PAGE or length <= 0 or addr + length > USER_TOP:
+            raise GuestError(E.EINVAL)
+        self.unmap_range(addr, page_up(length))
+
+    def mprotect(self, addr: int, length: int, prot: int) -> None:
+        """Implement mprotect(2): the whole range must be mapped (else ENOMEM)."""
+        if addr % PAGE:
+            raise GuestError(E.EINVAL)
+        end = addr + page_up(length)
+        if length == 0:
+            return
+        if not self.vmas.covered(addr, end):
+            raise GuestError(E.ENOMEM)
+        old, kept, new = self.vmas.carve(addr, end, lambda v: replace(v, prot=prot & 7))
+        self._apply(old, kept + new)
+
+    def madvise(self, addr: int, length: int, advice: int) -> None:
+        """Implement madvise(2): MADV_DONTNEED zeroes private pages, other advice is a hint."""
+        if addr % PAGE:
+            raise GuestError(E.EINVAL)
+        end = addr + page_up(length)
+        if advice != MADV_DONTNEED:
+            return
+        if not self.vmas.covered(addr, end):
+            raise GuestError(E.ENOMEM)
+        for v in self.vmas.overlapping(addr, end):
+            if not v.shared and not v.path:
+                s, e = max(v.start, addr), min(v.end, end)
+                v.buf.zero(v.off + s - v.start, e - s)
+
+    # -- brk ---------------------------------------------------------------------------------
+    def set_brk_start(self, addr: int) -> None:
+        """Place the program break just above the loaded image (done by exec)."""
+        self.brk_start = self.brk = page_up(addr)
+
+    def sys_brk(self, new: int) -> int:
+        """Implement brk(2): move the break if the pages are free; always return the break."""
+        if new < self.brk_start or new - self.brk_start > HEAP_RESERVE:
+            return self.brk
+        heap = self.vmas.find(self.brk_start)
+        heap = heap if heap is not None and heap.name == "[heap]" else None
+        cur_end = heap.end if heap else self.brk_start
+        want_end = page_up(new)
+        if want_end > cur_end:
+            if self.vmas.overlapping(cur_end, want_end):
+                return self.brk
+            if self.mapped_bytes + want_end - cur_end > self.limit:
+                return self.brk
+        if want_end != cur_end:
+            self._resize_heap(heap, want_end)
+        self.brk = new
+        return new
+
+    def _resize_heap(self, heap: Vma | None, end: int) -> None:
+        """Replace the [heap] VMA by one ending at end, on the same reserved host buffer."""
+        if heap is None:
+            buf = HostBuffer(HEAP_RESERVE)
+        else:
+            buf = heap.buf.incref()  # held while the VMA is swapped
+            if end < heap.end:
+                buf.zero(end - heap.start, heap.end - end)
+            self.vmas.remove(heap)
+            self._unmap(heap)
+        if end > self.brk_start:
+            v = Vma(self.brk_start, end, 3, MAP_PRIVATE | MAP_ANONYMOUS, "[heap]", buf, 0)
+            self.vmas.insert(v)
+            self._map(v)
+        if heap is not None:
+            buf.decref()
+
+    # -- memory access -----------------------------------------------------------------------
+    def read(self, addr: int, size: int) -> bytes:
+        """Copy guest memory (EFAULT if any byte is unmapped)."""
+        return self.engine.read(addr, size)
+
+    def write(self, addr: int, data: bytes) -> None:
+        """Copy into guest memory (EFAULT if any byte is unmapped)."""
+        self.engine.write(addr, data)
+
+    def read_u64(self, addr: int) -> int:
+        return int.from_bytes(self.engine.read(addr, 8), "little")
+
+    def write_u64(self, addr: int, value: int) -> None:
+        self.engine.write(addr, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
+
+    def read_cstr(self, addr: int, limit: int = 4096) -> bytes:
+        """Read a NUL-terminated string of at most limit bytes (ENAMETOOLONG past it)."""
+        out = bytearray()
+        while len(out) < limit:
+            chunk = self.engine.read(addr, min(PAGE - addr % PAGE, limit - len(out)))
+            nul = chunk.find(b"\0")
+            if nul >= 0:
+                return bytes(out + chunk[:nul])
+            out += chunk
+            addr += len(chunk)
+        raise GuestError(E.ENAMETOOLONG)
+
+    # -- fork --------------------------------------------------------------------------------
+    def fork(self, engine: Engine) -> VmSpace:
+        """A copy of this address space on another engine; MAP_SHARED memory stays shared."""
+        child = VmSpace(engine, self.limit)
+        child.brk_start, child.brk = self.brk_start, self.brk
+        copies: dict[int, HostBuffer] = {}
+        for v in self.vmas:
+            if v.shared:
+                nb = v.buf
+            else:
+                nb = copies.get(id(v.buf))
+                if nb is None:
+                    nb = copies[id(v.buf)] = HostBuffer(v.buf.size)
+                nb.copy_from(v.buf, v.off, v.size)
+            nv = replace(v, buf=nb)
+            child.vmas.insert(nv)
+            child._map(nv)
+        return child
+
+    def release(self) -> None:
+        """Drop every mapping (exit or exec); the engine itself is closed by the owner."""
+        self.vmas.clear()
