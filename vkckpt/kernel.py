@@ -116,6 +116,9 @@ class VKernel:
         if req.deadline is not None:
             self.sched.add_timer(req.deadline, t)
         self.sched.remove(t)
+        ready = (t.pending.mask | t.process.pending.mask) & ~t.sigmask
+        if ready:  # a signal already deliverable interrupts the sleep at once
+            deliver.interrupt(self, t, (ready & -ready).bit_length())
 
     def wake(self, t: Thread, result: int | None = None) -> None:
         """End t's sleep: with a result the syscall returns it, else the handler runs again."""

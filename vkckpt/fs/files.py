@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 from typing import TYPE_CHECKING
@@ -89,6 +90,10 @@ class OpenFile:
         """(readable now without blocking, writable now) for poll."""
         return True, True
 
+    def set_status_flags(self, flags: int) -> None:
+        """F_SETFL: change O_APPEND/O_NONBLOCK."""
+        self.flags = (self.flags & ~F.SETFL_MASK) | (flags & F.SETFL_MASK)
+
     def release(self, k: VKernel) -> None:
         """The last descriptor referring to this description was closed."""
 
@@ -123,6 +128,11 @@ class HostFile(OpenFile):
 
     def stat(self) -> bytes:
         return stat_of(host_call(os.fstat, self.fd))
+
+    def set_status_flags(self, flags: int) -> None:
+        super().set_status_flags(flags)
+        host = fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~os.O_APPEND
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, host | (os.O_APPEND if flags & F.O_APPEND else 0))
 
     def release(self, k: VKernel) -> None:
         os.close(self.fd)

@@ -55,7 +55,7 @@ def send_to_thread(k: VKernel, t: Thread, info: SigInfo) -> None:
     if p.actions.ignored(info.signo) and not t.sigmask & S.sigbit(info.signo):
         return
     if t.pending.add(info):
-        _interrupt(k, t, info.signo)
+        interrupt(k, t, info.signo)
 
 
 def _blocked_everywhere(p: Process, sig: int) -> bool:
@@ -70,11 +70,11 @@ def _notify(k: VKernel, p: Process, sig: int) -> None:
         return
     for t in p.live_threads:
         if not t.sigmask & bit:
-            _interrupt(k, t, sig)
+            interrupt(k, t, sig)
             return
 
 
-def _interrupt(k: VKernel, t: Thread, sig: int) -> None:
+def interrupt(k: VKernel, t: Thread, sig: int) -> None:
     """A deliverable signal arrived for sleeping t: end its syscall with EINTR or restart."""
     if t.sigmask & S.sigbit(sig) or t.sleep is None:
         return

@@ -128,7 +128,7 @@ def sys_fcntl(k: VKernel, t: Thread, fd: int, cmd: int, arg: int) -> int:
     if cmd == F.F_GETFL:
         return f.flags & ~F.O_CLOEXEC
     if cmd == F.F_SETFL:
-        f.flags = (f.flags & ~F.SETFL_MASK) | (arg & F.SETFL_MASK)
+        f.set_status_flags(arg)
         return 0
     if cmd in (F.F_GETLK, F.F_SETLK, F.F_SETLKW):
         return 0  # one vkernel, no competing lockers outside it

@@ -1,0 +1,7 @@
+"""python -m vkckpt."""
+
+import sys
+
+from vkckpt.cli import main
+
+sys.exit(main())
