@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from vkckpt import task_exit
 from vkckpt.abi import errno as E
 from vkckpt.abi.syscalls import NAMES as SYSCALL_NAMES
 from vkckpt.config import KernelConfig
@@ -20,7 +21,6 @@ from vkckpt.engine.engine import Stop
 from vkckpt.errors import GuestError, VkError
 from vkckpt.fs.sandbox import GuestRoot
 from vkckpt.sched import Scheduler
-from vkckpt import task_exit
 from vkckpt.signals import deliver
 from vkckpt.threads.futex import FutexTable
 from vkckpt.threads.thread import Sleep, Thread, ThreadState

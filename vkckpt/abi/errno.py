@@ -41,4 +41,5 @@ ENOTSUP = 95
 EOPNOTSUPP = 95
 ETIMEDOUT = 110
 
-NAMES = {v: k for k, v in sorted(globals().items(), reverse=True) if k.startswith("E") and isinstance(v, int)}
+NAMES = {v: k for k, v in sorted(globals().items(), reverse=True)
+         if k.startswith("E") and isinstance(v, int)}

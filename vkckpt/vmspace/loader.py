@@ -16,7 +16,8 @@ from vkckpt.vmspace.vmspace import USER_TOP, VmSpace
 
 STACK_SIZE = 8 << 20
 PIE_BASE = 0x5555_5555_4000
-AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_FLAGS, AT_ENTRY = 0, 3, 4, 5, 6, 7, 8, 9
+AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ = 0, 3, 4, 5, 6
+AT_BASE, AT_FLAGS, AT_ENTRY = 7, 8, 9
 AT_UID, AT_EUID, AT_GID, AT_EGID, AT_PLATFORM, AT_HWCAP, AT_CLKTCK = 11, 12, 13, 14, 15, 16, 17
 AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_EXECFN = 23, 25, 26, 31
 HWCAP = 0x178BFBFF  # fpu..sse2 as CPUID.1:EDX reports on the emulated CPU
@@ -66,7 +67,10 @@ def load_elf(vm: VmSpace, image: bytes, name: str) -> tuple[int, int, int]:
             vm.write(vaddr + n, bytes(max(0, min(top, vaddr + s["p_memsz"]) - vaddr - n)))
             start = top
         skip = start - vaddr  # bytes of the segment already placed (negative: page lead)
-        data = bytes(-skip) + image[off: off + filesz] if skip <= 0 else image[off + skip: off + filesz]
+        if skip <= 0:
+            data = bytes(-skip) + image[off: off + filesz]
+        else:
+            data = image[off + skip: off + filesz]
         if end > start:
             vm.mmap(start, end - start, _prot(s["p_flags"]), MAP_PRIVATE | MAP_FIXED,
                     name=name, data=data, path=name, file_off=off + skip)

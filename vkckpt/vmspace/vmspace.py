@@ -17,7 +17,6 @@ from vkckpt.vmspace.vma import (
     PAGE,
     Vma,
     VmaList,
-    page_down,
     page_up,
 )
 
@@ -76,7 +75,8 @@ class VmSpace:
                 raise GuestError(E.EPERM if addr < MMAP_BOTTOM else E.ENOMEM)
             if flags & MAP_FIXED_NOREPLACE and self.vmas.overlapping(addr, addr + size):
                 raise GuestError(E.EEXIST)
-        elif not (addr and addr + size <= MMAP_TOP and not self.vmas.overlapping(addr, addr + size)):
+        elif not (addr and addr + size <= MMAP_TOP
+                  and not self.vmas.overlapping(addr, addr + size)):
             found = self.vmas.find_free(size, MMAP_TOP, MMAP_BOTTOM)
             if found is None:
                 raise GuestError(E.ENOMEM)

@@ -1,0 +1,32 @@
+# vkckpt: two commands for a fresh machine.
+#   make demo   set up a virtualenv and run the built-in demonstration
+#   make test   set up a virtualenv and run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench guests clean
+
+$(STAMP): pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+guests: $(STAMP)
+	$(PY) -m vkckpt.guests.build
+
+demo: $(STAMP)
+	$(PY) -m vkckpt demo
+
+test: $(STAMP)
+	$(PY) -m ruff check vkckpt tests bench
+	$(PY) -m vkckpt.guests.build -j 2 > /dev/null
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info vkckpt/engine/_blockhook*.so
