@@ -1,39 +1,62 @@
-"""The `vkckpt` command line: argument parsing only; the work lives in the library."""
+"""The `vkckpt` command line: argument parsing and exit codes only (work is in commands.py)."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from vkckpt import __version__
-from vkckpt.config import KernelConfig, ProcessSpec, load_config, parse_size
-from vkckpt.errors import ConfigError, VkError
+from vkckpt.errors import ImageError, VkError
 from vkckpt.kernel import Deadlock
-from vkckpt.runner import EXIT_VKERNEL_ERROR, ProgramError, host_to_guest_program, run
+from vkckpt.runner import EXIT_VKERNEL_ERROR, ProgramError
+
+#: Exit status of inspect/verify/freeze for a bad image or request, and for usage errors.
+EXIT_FAILURE, EXIT_USAGE = 1, 2
+#: Subcommands that run guests exit with the guest's status, so their own errors use 125.
+GUEST_COMMANDS = {"run", "thaw", "demo"}
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that exits with vkckpt's error status for usage errors."""
+    """argparse whose usage errors exit with the subcommand's documented status."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        self.exit(EXIT_VKERNEL_ERROR, f"{self.prog}: error: {message}\n")
+        code = EXIT_VKERNEL_ERROR if self.prog.split()[-1] in GUEST_COMMANDS else EXIT_USAGE
+        self.exit(code, f"{self.prog}: error: {message}\n")
+
+
+def _freeze_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("freezing")
+    g.add_argument("--freeze-at", type=int, metavar="TICKS", help="freeze at the first "
+                   "scheduling point at or after this many executed blocks")
+    g.add_argument("--freeze-every", type=int, metavar="TICKS", help="freeze periodically "
+                   "(images IMAGE.0001, IMAGE.0002, ...; implies --continue)")
+    g.add_argument("-o", "--output", metavar="IMAGE", help="image file to write")
+    g.add_argument("--continue", dest="cont", action="store_true", help="keep running after "
+                   "a freeze (default: stop)")
+    g.add_argument("--incremental", action="store_true", help="after the first image, write "
+                   "only pages changed since the previous one")
+    g.add_argument("--compress", choices=("none", "zstd"), default="none", help="page "
+                   "compression (default none)")
+    g.add_argument("--no-control", action="store_true", help="do not listen for `vkckpt "
+                   "freeze --pid` requests")
+    g.add_argument("--trace-syscalls", action="store_true", help="log every system call to "
+                   "stderr, strace-style")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="vkckpt", description="A virtual kernel for static x86-64 Linux programs "
-                "with checkpoint and restore.")
+                "with checkpoint (freeze) and restore (thaw).")
     p.add_argument("--version", action="version", version=f"vkckpt {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    r = sub.add_parser("run", help="run a program (or a YAML-described vkernel)",
+
+    r = sub.add_parser("run", help="run a program or a YAML-described vkernel",
                        description="Run PROGRAM as pid 1 in a fresh vkernel, or the vkernel "
                        "described by -c FILE. Exits with pid 1's status (128+N if killed by "
-                       "signal N); 125 when the vkernel fails, 126 when the program cannot "
-                       "be executed, 127 when it is not found.")
-    r.add_argument("program", nargs="?", help="program: a host path inside --root, or a "
-                   "guest path")
+                       "signal N), 0 when stopped after a freeze, 125 when the vkernel fails, "
+                       "126 when the program cannot be executed, 127 when it is not found.")
+    r.add_argument("program", nargs="?", help="a host path inside --root, or a guest path")
     r.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the program")
     r.add_argument("-c", "--config", metavar="FILE", help="vkernel description (vkckpt.yaml(5))")
     r.add_argument("--root", metavar="DIR", help="guest root directory (default: .)")
@@ -41,69 +64,80 @@ def build_parser() -> argparse.ArgumentParser:
                    help="set a variable in the program's environment (repeatable)")
     r.add_argument("--quantum", type=int, metavar="BLOCKS", help="time slice in translated "
                    "blocks (default 50000)")
-    r.add_argument("--memory-limit", metavar="SIZE", help="mapped memory per process, "
-                   "e.g. 512M (default 4G)")
+    r.add_argument("--memory-limit", metavar="SIZE", help="mapped memory per process, e.g. "
+                   "512M (default 4G)")
     r.add_argument("--seed", type=int, metavar="N", help="seed of the guest-visible random "
                    "stream (default 0)")
-    r.add_argument("--trace-syscalls", action="store_true", help="log every system call "
-                   "to stderr, strace-style")
+    _freeze_options(r)
+
+    t = sub.add_parser("thaw", help="resume a frozen vkernel from an image",
+                       description="Thaw IMAGE (following its incremental chain) in this "
+                       "process and run it to completion. Exit status as for run; 125 when "
+                       "the image is invalid or cannot be thawed.")
+    t.add_argument("image", help="image file")
+    t.add_argument("--root", metavar="DIR", help="guest root (default: the one recorded)")
+    t.add_argument("--allow-changed-files", action="store_true", help="thaw even if files "
+                   "the guests had open changed since the freeze")
+    _freeze_options(t)
+
+    i = sub.add_parser("inspect", help="describe an image as YAML",
+                       description="Print an image's processes, threads, registers, VMAs, "
+                       "signal state and page statistics as YAML. Exit 1 for an invalid image.")
+    i.add_argument("image", help="image file")
+    i.add_argument("--no-registers", action="store_true", help="leave register values out")
+
+    v = sub.add_parser("verify", help="check an image's checksums, chain and structure",
+                       description="Check every checksum of IMAGE and of its parents, the "
+                       "links of the chain, and that it would thaw. Exit 0 when valid, 1 when "
+                       "not.")
+    v.add_argument("image", help="image file")
+    v.add_argument("--root", metavar="DIR", help="guest root to check open files against")
+    v.add_argument("-q", "--quiet", action="store_true", help="print nothing; exit status only")
+
+    f = sub.add_parser("freeze", help="ask a running vkckpt to freeze",
+                       description="Ask the vkckpt running with host pid PID to freeze into "
+                       "IMAGE at its next scheduling point. Exit 0 when written, 1 otherwise.")
+    f.add_argument("--pid", type=int, required=True, help="host pid of the running vkckpt")
+    f.add_argument("-o", "--output", required=True, metavar="IMAGE", help="image to write")
+    f.add_argument("--stop", action="store_true", help="stop the run after the freeze")
+    f.add_argument("--incremental", action="store_true", help="only pages changed since the "
+                   "previous image of that run")
+    f.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="how long to wait for the answer (default 60)")
+
+    d = sub.add_parser("demo", help="the built-in demonstration",
+                       description="Build the bundled multithreaded guest, run it, freeze it "
+                       "mid-run, inspect the image, thaw it in a new process and compare the "
+                       "output with an uninterrupted run.")
+    d.add_argument("--workdir", metavar="DIR", help="keep the demo's files here")
     return p
-
-
-def _config_from(args: argparse.Namespace) -> KernelConfig:
-    if args.config:
-        if args.program:
-            raise ConfigError("give either PROGRAM or -c FILE, not both")
-        cfg = load_config(args.config)
-        if args.root:
-            cfg.root = args.root
-    else:
-        if not args.program:
-            raise ConfigError("nothing to run: give PROGRAM or -c FILE")
-        root = args.root or "."
-        prog = host_to_guest_program(root, args.program)
-        env = {}
-        for item in args.env:
-            name, sep, value = item.partition("=")
-            if not sep or not name:
-                raise ConfigError(f"--env {item!r}: expected NAME=VALUE")
-            env[name] = value
-        cfg = KernelConfig(root=root, processes=[ProcessSpec(prog, [args.program, *args.args],
-                                                             env)])
-    if args.quantum is not None:
-        if args.quantum < 1:
-            raise ConfigError("--quantum must be positive")
-        cfg.quantum = args.quantum
-    if args.memory_limit:
-        cfg.memory_limit = parse_size(args.memory_limit, "--memory-limit")
-    if args.seed is not None:
-        cfg.seed = args.seed
-    cfg.trace_syscalls = args.trace_syscalls
-    if not os.path.isdir(cfg.root):
-        raise ConfigError(f"guest root {cfg.root}: not a directory")
-    return cfg
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _config_from(args)
-    return run(cfg).exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from vkckpt import commands  # late: keeps --help fast
+    guest = args.command in GUEST_COMMANDS
     try:
-        return {"run": cmd_run}[args.command](args)
+        fn = {"run": commands.cmd_run, "thaw": commands.cmd_thaw,
+              "inspect": commands.cmd_inspect, "verify": commands.cmd_verify,
+              "freeze": commands.cmd_freeze, "demo": _demo}[args.command]
+        return fn(args)
     except ProgramError as exc:
         print(f"vkckpt: {exc}", file=sys.stderr)
         return exc.code
-    except Deadlock as exc:
+    except ImageError as exc:
         print(f"vkckpt: {exc}", file=sys.stderr)
-        return EXIT_VKERNEL_ERROR
-    except VkError as exc:
+        return EXIT_VKERNEL_ERROR if guest else EXIT_FAILURE
+    except (Deadlock, VkError) as exc:
         print(f"vkckpt: {exc}", file=sys.stderr)
-        return EXIT_VKERNEL_ERROR
+        return EXIT_VKERNEL_ERROR if guest else EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from vkckpt.demo import run_demo
+    return run_demo(args.workdir)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,8 @@ class VKernel:
         self.threads: dict[int, Thread] = {}
         self.next_pid = 1
         self.next_pipe = 1
+        self.next_bid = 1
+        self.init_pid = 1  # the run ends when this process exits (PID-namespace semantics)
         self.sleep_seq = 0
         self.current: Thread | None = None
         self.resched = False
@@ -66,6 +68,12 @@ class VKernel:
         self.log: Callable[[str], None] = config.log or (lambda s: sys.stderr.write(s + "\n"))
         self._run_budget = 0
         self.graveyard: list[tuple[VmSpace, Engine]] = []
+        self.ckpt_request: object | None = None  # set by checkpoint(2), served by the driver
+        self.ckpt_queue = WaitQueue(("checkpoint",))
+        self.ckpt_count = 0                      # images written by this vkernel lineage
+        self.last_image: tuple[bytes, str] | None = None  # (image id, path): incremental parent
+        self.page_base: dict = {}                # page copies at the last freeze (dirty diff)
+        self.vkernel_id = _vkernel_id(config)
 
     # -- identifiers, time, randomness -------------------------------------------------------
     def alloc_pid(self) -> int:
@@ -73,6 +81,12 @@ class VKernel:
         pid = self.next_pid
         self.next_pid += 1
         return pid
+
+    def alloc_bid(self) -> int:
+        """Next host-buffer id (stable across freeze and thaw)."""
+        bid = self.next_bid
+        self.next_bid += 1
+        return bid
 
     def now_ns(self) -> int:
         """Virtual monotonic time, including the blocks of the run in progress."""
@@ -186,10 +200,16 @@ class VKernel:
         return bool((t.pending.mask | t.process.pending.mask) & allowed)
 
     # -- the run loop ------------------------------------------------------------------------
-    def run(self, until_ticks: int | None = None) -> int | None:
-        """Schedule threads until pid 1 exits (returns its wait status) or until_ticks."""
+    def run(self, until_ticks: int | None = None,
+            stop_when: Callable[[], bool] | None = None) -> int | None:
+        """Schedule threads until init exits (returns its wait status), or return None at the
+        first scheduling point where ticks >= until_ticks, stop_when() holds, or a guest asked
+        for a checkpoint.  Stopping never shortens a time slice, so the schedule is the same
+        as in a run that never stopped."""
         while self.exit_status is None:
             if until_ticks is not None and self.sched.ticks >= until_ticks:
+                return None
+            if self.ckpt_request is not None or (stop_when is not None and stop_when()):
                 return None
             for t in self.sched.expired():
                 self.wake(t, t.sleep.timeout_result)
@@ -198,10 +218,10 @@ class VKernel:
                 if not self.sched.skip_idle():
                     raise Deadlock(self._deadlock_report())
                 continue
-            self._run_thread(t, until_ticks)
+            self._run_thread(t)
         return self.exit_status
 
-    def _run_thread(self, t: Thread, until_ticks: int | None) -> None:
+    def _run_thread(self, t: Thread) -> None:
         p = t.process
         self._load(t)
         self.current = t
@@ -209,8 +229,6 @@ class VKernel:
             self.current = None
             return
         budget = self.sched.quantum
-        if until_ticks is not None:
-            budget = max(1, min(budget, until_ticks - self.sched.ticks))
         self._run_budget = budget
         eng = p.engine
         self.resched = False
@@ -285,6 +303,14 @@ class VKernel:
             engine.close()
         self.graveyard = []
 
+    def shutdown(self) -> None:
+        """Release every engine and host buffer (the vkernel is not run again)."""
+        for p in self.procs.values():
+            if not p.zombie and p.vm is not None:
+                self.graveyard.append((p.vm, p.engine))
+                p.zombie = True
+        self._bury()
+
     def kill_group(self, p: Process, sig: int, core: bool = False) -> None:
         """Terminate p as sig's default action does."""
         task_exit.kill_group(self, p, sig, core)
@@ -305,6 +331,13 @@ class VKernel:
     def send_signal_thread(self, t: Thread | None, sig: int) -> None:
         if t is not None:
             deliver.send_to_thread(self, t, deliver.kernel_info(sig))
+
+
+def _vkernel_id(config: KernelConfig) -> bytes:
+    """A vkernel's identity: derived from what it runs, so identical runs write identical images."""
+    desc = repr((config.seed, [(p.program, p.argv, sorted(p.env.items()), p.cwd)
+                               for p in config.processes]))
+    return hashlib.sha256(desc.encode()).digest()[:16]
 
 
 def _host_writer(fd: int) -> Callable[[bytes], None]:

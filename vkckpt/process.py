@@ -41,7 +41,7 @@ class Process:
     engine_owner: Thread | None = None
     pending: PendingSignals = field(default_factory=PendingSignals)  # process-wide
     children: list[int] = field(default_factory=list)
-    child_wait: WaitQueue = field(default_factory=lambda: WaitQueue("wait4"))
+    child_wait: WaitQueue = field(init=False)
     exiting: bool = False        # exit_group or a fatal signal is tearing the group down
     zombie: bool = False
     wait_status: int = 0         # the wait4 status word once a zombie
@@ -49,6 +49,9 @@ class Process:
     stopped: bool = False
     stop_report: int | None = None  # pending WUNTRACED/WCONTINUED report for the parent
     ticks: int = 0               # blocks executed by all its threads, including dead ones
+
+    def __post_init__(self) -> None:
+        self.child_wait = WaitQueue(("child", self.pid))
 
     @property
     def live_threads(self) -> list[Thread]:

@@ -44,7 +44,7 @@ def new_image(k: VKernel, guest_path: str, image: bytes, argv: list[bytes],
               envp: list[bytes]) -> tuple[Engine, VmSpace, dict[str, int]]:
     """Build an engine and vmspace holding the program; returns its initial registers."""
     eng = Engine(k.syscall_entry)
-    vm = VmSpace(eng, k.config.memory_limit)
+    vm = VmSpace(eng, k.config.memory_limit, k.alloc_bid)
     try:
         entry, phdr, phnum = load_elf(vm, image, guest_path)
         sp = build_stack(vm, argv, envp, guest_path.encode(), entry, phdr, phnum,

@@ -74,8 +74,8 @@ def process_exit(k: VKernel, p: Process, status: int) -> None:
     p.zombie = True
     p.wait_status = status
     k.statuses[p.pid] = status
-    init = k.procs.get(1)
-    heir = 1 if init is not None and not init.zombie and p.pid != 1 else 0
+    init = k.procs.get(k.init_pid)
+    heir = k.init_pid if init is not None and not init.zombie and p.pid != k.init_pid else 0
     for cpid in p.children:
         child = k.procs.get(cpid)
         if child is not None:
@@ -87,7 +87,7 @@ def process_exit(k: VKernel, p: Process, status: int) -> None:
     if heir and any(k.procs[c].zombie for c in p.children if c in k.procs):
         k.wake_all(init.child_wait)
     p.children = []
-    if p.pid == 1:
+    if p.pid == k.init_pid:
         k.exit_status = status
     _notify_parent(k, p)
 

@@ -26,8 +26,8 @@ class Pipe:
         self.data = bytearray()
         self.readers = 0
         self.writers = 0
-        self.read_q = WaitQueue(f"pipe {pipe_id} read")
-        self.write_q = WaitQueue(f"pipe {pipe_id} write")
+        self.read_q = WaitQueue(("pipe-read", pipe_id))
+        self.write_q = WaitQueue(("pipe-write", pipe_id))
 
 
 class PipeEnd(OpenFile):

@@ -165,6 +165,8 @@ def setup_frame(k: VKernel, t: Thread, info: SigInfo, act: SigAction) -> None:
     eng.set_state({**_INIT_FPU, "rsp": frame, "rip": act.handler, "rdi": info.signo,
                    "rsi": frame + FR.INFO_OFF, "rdx": frame + FR.UC_OFF, "rax": 0,
                    "rflags": regs["rflags"] & ~_FLAGS_CLEARED})
+    if info.signo == S.SIGCKPT:
+        t.ckpt_frames.append(frame)
     t.sigmask |= act.mask
     if not act.flags & S.SA_NODEFER:
         t.sigmask |= S.sigbit(info.signo)
@@ -184,6 +186,8 @@ def sigreturn(k: VKernel, t: Thread) -> None:
     except GuestError:
         k.kill_group(t.process, S.SIGSEGV, core=True)
         return
+    if t.ckpt_frames and t.ckpt_frames[-1] == rsp - 8:
+        t.ckpt_frames.pop()  # a SIGCKPT handler has returned
     regs, mask = FR.parse_frame(raw, fx)
     cur_flags = eng.reg("rflags")
     regs["rflags"] = (cur_flags & ~FR.RFLAGS_USER_MASK) | (regs["rflags"] & FR.RFLAGS_USER_MASK)

@@ -152,8 +152,11 @@ def sys_renameat2(k: VKernel, t: Thread, od: int, old: int, nd: int, new: int,
                   flags: int = 0) -> int:
     if flags:
         raise GuestError(E.EINVAL)
-    a = resolve_at(k, t, od, path_arg(t, old), follow=False)
+    # Linux's order: the old parent, then the new name and parent, then the old entry itself
+    a = resolve_at(k, t, od, path_arg(t, old), follow=False, must_exist=False)
     b = resolve_at(k, t, nd, path_arg(t, new), follow=False, must_exist=False)
+    if not os.path.lexists(a.host):
+        raise GuestError(E.ENOENT)
     if a.guest == "/" or b.guest == "/":
         raise GuestError(E.EBUSY)
     host_call(os.rename, a.host, b.host)
@@ -249,6 +252,7 @@ def sys_fchdir(k: VKernel, t: Thread, fd: int) -> int:
 
 
 def sys_statfs(k: VKernel, t: Thread, path: int, buf: int) -> int:
+    resolve_at(k, t, F.AT_FDCWD, path_arg(t, path))
     t.process.vm.write(buf, struct.pack("<qqQQQQQ", 0xEF53, 4096, 1 << 20, 1 << 19, 1 << 19,
                                         1 << 16, 1 << 15).ljust(120, b"\0"))
     return 0

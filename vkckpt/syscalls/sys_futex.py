@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
 from vkckpt.abi import errno as E
@@ -19,12 +18,12 @@ if TYPE_CHECKING:
     from vkckpt.threads.thread import Thread
 
 
-def futex_key(p: Process, addr: int) -> Hashable:
-    """Private memory is keyed by address space; MAP_SHARED memory by its backing page."""
+def futex_key(p: Process, addr: int) -> tuple:
+    """Private memory is keyed by process (one vmspace each); MAP_SHARED by backing page."""
     v = p.vm.vmas.find(addr)
     if v is not None and v.shared:
-        return ("shared", id(v.buf), v.off + addr - v.start)
-    return ("private", id(p.vm), addr)
+        return ("shared", v.buf.bid, v.off + addr - v.start)
+    return ("private", p.pid, addr)
 
 
 def _load(p: Process, addr: int) -> int:
@@ -43,8 +42,8 @@ def futex_wake(k: VKernel, p: Process, addr: int, n: int,
         for w in list(q.waiters):
             if woken >= n:
                 break
-            if k.futexes.bitsets.get(w.tid, FX.FUTEX_BITSET_MATCH_ANY) & bitset:
-                k.futexes.bitsets.pop(w.tid, None)
+            if w.futex_bitset & bitset:
+                w.futex_bitset = FX.FUTEX_BITSET_MATCH_ANY
                 k.wake(w, 0)
                 woken += 1
         k.futexes.prune(key)
@@ -57,7 +56,7 @@ def _wait(k: VKernel, t: Thread, addr: int, val: int, deadline: int | None,
         raise GuestError(E.EINVAL)
     if _load(t.process, addr) != val & 0xFFFFFFFF:
         raise GuestError(E.EAGAIN)
-    k.futexes.bitsets[t.tid] = bitset
+    t.futex_bitset = bitset
     raise Block(k.futexes.queue(futex_key(t.process, addr)), deadline, -E.ETIMEDOUT)
 
 

@@ -8,13 +8,130 @@ from typing import TYPE_CHECKING
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError
+from vkckpt.fs.files import DirFile, HostFile
 from vkckpt.fs.pipe import Pipe, PipeEnd
-from vkckpt.syscalls.args import MAX_IO, iovec_arg, s32, s64, timespec_arg
+from vkckpt.syscalls.args import MAX_IO, s32, s64, timespec_arg, u32
 from vkckpt.threads.wait import Block
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
     from vkckpt.threads.thread import Thread
+
+
+PROT_READ, PROT_WRITE = 1, 2
+TASK_SIZE = 0x7FFF_FFFF_F000  # the end of user space: access_ok()'s bound
+UIO_MAXIOV = 1024
+MAX_RW_COUNT = 0x7FFF_F000
+
+
+def user_span(t: Thread, addr: int, n: int, prot: int) -> int:
+    """How many leading bytes of guest [addr, addr+n) the guest could access with prot.
+
+    Linux copies to and from user memory up to the first byte that faults; the VMAs say where
+    that is.  (The engine's own accessors also write read-only pages, so ask the VMAs.)
+    """
+    vmas = t.process.vm.vmas
+    at, end = addr, addr + n
+    while at < end:
+        v = vmas.find(at)
+        if v is None or not v.prot & prot:
+            break
+        at = v.end
+    return min(at, end) - addr
+
+
+def access_ok(addr: int, n: int) -> None:
+    """Linux's access_ok(): a user range must end below the top of user space (else EFAULT)."""
+    if addr + n > TASK_SIZE:
+        raise GuestError(E.EFAULT)
+
+
+def _iovecs(t: Thread, addr: int, count: int) -> list[tuple[int, int]]:
+    """An iovec array imported as Linux does (EINVAL for a bad count or a negative length,
+    EFAULT for a segment outside user space; the total is capped at MAX_RW_COUNT)."""
+    count = s32(count)
+    if not 0 <= count <= UIO_MAXIOV:
+        raise GuestError(E.EINVAL)
+    raw = t.process.vm.read(addr, 16 * count)
+    pairs = [struct.unpack_from("<QQ", raw, 16 * i) for i in range(count)]
+    if any(n >> 63 for _, n in pairs):
+        raise GuestError(E.EINVAL)
+    out, total = [], 0
+    for base, n in pairs:
+        access_ok(base, n)
+        n = min(n, MAX_RW_COUNT - total)
+        total += n
+        out.append((base, n))
+    return out
+
+
+def _span(t: Thread, segs: list[tuple[int, int]], prot: int) -> int:
+    """Bytes of the segments, in order, that can be copied before the first fault."""
+    got = 0
+    for base, n in segs:
+        ok = user_span(t, base, n, prot)
+        got += ok
+        if ok < n:
+            break
+    return got
+
+
+def _short_read(f, room: int, want: int, off: int | None) -> int:  # noqa: ANN001
+    """How much to read when only room of want bytes of the buffer are writable (EFAULT when
+    Linux would copy nothing); uncopied data stays in the file or pipe, as on Linux."""
+    if isinstance(f, PipeEnd):
+        avail = len(f.pipe.data)
+        if not avail:
+            return want  # sleeps, EAGAIN or EOF: nothing is consumed either way
+        if room < min(want, avail):
+            raise GuestError(E.EFAULT)  # Linux copies a pipe buffer whole or not at all
+        return room
+    if room:
+        return room
+    if isinstance(f, HostFile):  # a regular file at its end has nothing to copy
+        pos = f.seek(0, F.SEEK_CUR) if off is None else off
+        if not f.pread(1, pos):
+            return 0
+    raise GuestError(E.EFAULT)
+
+
+def _read_into(k: VKernel, t: Thread, f, segs: list[tuple[int, int]],  # noqa: ANN001
+               off: int | None = None) -> int:
+    """read/readv/pread: copy into the guest up to the first unwritable byte."""
+    want = min(sum(n for _, n in segs), MAX_IO)
+    n = want
+    if f.kind != "null" and not isinstance(f, DirFile):
+        room = _span(t, segs, PROT_WRITE)
+        if room < want:
+            n = _short_read(f, room, want, off)
+    data = f.read(k, n) if off is None else f.pread(n, off)
+    vm, at = t.process.vm, 0
+    for base, size in segs:
+        if at >= len(data):
+            break
+        vm.write(base, data[at: at + size])
+        at += size
+    return len(data)
+
+
+def _write_from(k: VKernel, t: Thread, f, segs: list[tuple[int, int]],  # noqa: ANN001
+                off: int | None = None) -> int:
+    """write/writev/pwrite: take guest bytes up to the first unreadable one (a short write);
+    EFAULT when there are none, or for a pipe, which Linux fills whole buffers at a time."""
+    want = min(sum(n for _, n in segs), MAX_IO)
+    if f.kind == "null" and off is None:
+        return want  # /dev/null never looks at the buffer
+    n = min(_span(t, segs, PROT_READ), want)
+    if n < want and (n == 0 or isinstance(f, PipeEnd)):
+        raise GuestError(E.EFAULT)
+    vm, chunks, left = t.process.vm, [], n
+    for base, size in segs:
+        if left <= 0:
+            break
+        chunks.append(vm.read(base, min(size, left)))
+        left -= size
+    data = b"".join(chunks)
+    return f.write(k, data) if off is None else f.pwrite(data, off)
 
 
 def _readable(t: Thread, fd: int):  # noqa: ANN202
@@ -33,48 +150,47 @@ def _writable(t: Thread, fd: int):  # noqa: ANN202
 
 def sys_read(k: VKernel, t: Thread, fd: int, buf: int, count: int) -> int:
     f = _readable(t, fd)
-    t.process.vm.read(buf, min(count, 1))  # EFAULT before consuming anything
-    data = f.read(k, min(count, MAX_IO))
-    t.process.vm.write(buf, data)
-    return len(data)
+    access_ok(buf, count)
+    return _read_into(k, t, f, [(buf, count)])
 
 
 def sys_write(k: VKernel, t: Thread, fd: int, buf: int, count: int) -> int:
     f = _writable(t, fd)
-    return f.write(k, t.process.vm.read(buf, min(count, MAX_IO)))
+    access_ok(buf, count)
+    return _write_from(k, t, f, [(buf, count)])
 
 
 def sys_readv(k: VKernel, t: Thread, fd: int, iov: int, cnt: int) -> int:
     f = _readable(t, fd)
-    vecs = iovec_arg(t, iov, s32(cnt))
-    data = f.read(k, min(sum(n for _, n in vecs), MAX_IO))
-    at = 0
-    for base, n in vecs:
-        t.process.vm.write(base, data[at: at + n])
-        at += n
-        if at >= len(data):
-            break
-    return len(data)
+    return _read_into(k, t, f, _iovecs(t, iov, cnt))
 
 
 def sys_writev(k: VKernel, t: Thread, fd: int, iov: int, cnt: int) -> int:
     f = _writable(t, fd)
-    data = b"".join(t.process.vm.read(b, n) for b, n in iovec_arg(t, iov, s32(cnt)))
-    return f.write(k, data) if data else 0
+    segs = _iovecs(t, iov, cnt)
+    if not any(n for _, n in segs):
+        return 0
+    return _write_from(k, t, f, segs)
 
 
 def sys_pread64(k: VKernel, t: Thread, fd: int, buf: int, count: int, off: int) -> int:
     if s64(off) < 0:
         raise GuestError(E.EINVAL)
-    data = _readable(t, fd).pread(min(count, MAX_IO), s64(off))
-    t.process.vm.write(buf, data)
-    return len(data)
+    f = _readable(t, fd)
+    if not f.seekable:
+        raise GuestError(E.ESPIPE)
+    access_ok(buf, count)
+    return _read_into(k, t, f, [(buf, count)], s64(off))
 
 
 def sys_pwrite64(k: VKernel, t: Thread, fd: int, buf: int, count: int, off: int) -> int:
     if s64(off) < 0:
         raise GuestError(E.EINVAL)
-    return _writable(t, fd).pwrite(t.process.vm.read(buf, min(count, MAX_IO)), s64(off))
+    f = _writable(t, fd)
+    if not f.seekable:
+        raise GuestError(E.ESPIPE)
+    access_ok(buf, count)
+    return _write_from(k, t, f, [(buf, count)], s64(off))
 
 
 def sys_lseek(k: VKernel, t: Thread, fd: int, off: int, whence: int) -> int:
@@ -148,7 +264,8 @@ def sys_pipe2(k: VKernel, t: Thread, fds_addr: int, flags: int) -> int:
     """Implement pipe2(2)."""
     if flags & ~(F.O_CLOEXEC | F.O_NONBLOCK | F.O_DIRECT_PIPE):
         raise GuestError(E.EINVAL)
-    t.process.vm.read(fds_addr, 8)
+    if user_span(t, fds_addr, 8, PROT_WRITE) < 8:
+        raise GuestError(E.EFAULT)  # Linux undoes the pipe: no descriptor is left behind
     p = Pipe(k.next_pipe)
     k.next_pipe += 1
     nb = flags & F.O_NONBLOCK
@@ -170,7 +287,25 @@ def sys_fstat(k: VKernel, t: Thread, fd: int, buf: int) -> int:
 
 
 def sys_getdents64(k: VKernel, t: Thread, fd: int, buf: int, count: int) -> int:
-    data = t.process.fds.get(s32(fd)).getdents(min(count, MAX_IO))
+    """Implement getdents64(2); entries that cannot be copied out stay unread (as on Linux)."""
+    f = t.process.fds.get(s32(fd))
+    count = min(u32(count), MAX_IO)
+    access_ok(buf, count)
+    room = user_span(t, buf, count, PROT_WRITE)
+    pos = getattr(f, "pos", None)
+    data = f.getdents(count)
+    if len(data) > room and isinstance(pos, int):
+        cut = kept = 0
+        while cut < len(data):
+            reclen = struct.unpack_from("<H", data, cut + 16)[0]
+            if cut + reclen > room:
+                break
+            cut += reclen
+            kept += 1
+        f.pos = pos + kept
+        data = data[:cut]
+        if not data:
+            raise GuestError(E.EFAULT)
     t.process.vm.write(buf, data)
     return len(data)
 
@@ -178,7 +313,7 @@ def sys_getdents64(k: VKernel, t: Thread, fd: int, buf: int, count: int) -> int:
 def sys_ftruncate(k: VKernel, t: Thread, fd: int, length: int) -> int:
     import os
 
-    from vkckpt.fs.files import HostFile, host_call
+    from vkckpt.fs.files import host_call
     f = _writable(t, fd)
     if not isinstance(f, HostFile) or s64(length) < 0:
         raise GuestError(E.EINVAL)

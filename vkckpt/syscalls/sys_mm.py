@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vkckpt.abi import errno as E
-from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError
 from vkckpt.fs.files import HostFile
 from vkckpt.syscalls.args import s32, s64
@@ -88,4 +87,3 @@ def sys_mremap(k: VKernel, t: Thread, old: int, old_len: int, new_len: int, flag
     return dest
 
 
-_unused = F

@@ -9,8 +9,7 @@ from vkckpt import task_clone, task_exec, task_exit
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
 from vkckpt.errors import GuestError
-from vkckpt.kernel import NORETURN
-from vkckpt.syscalls.args import path_arg, s32, s64, strv_arg
+from vkckpt.syscalls.args import path_arg, s32, strv_arg
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
@@ -196,4 +195,3 @@ def sys_vfork(k: VKernel, t: Thread) -> int:
     return task_clone.fork(k, t, S.SIGCHLD)
 
 
-_unused = (NORETURN, s64)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vkckpt.abi.syscalls import NUMBERS
+from vkckpt.syscalls import sys_ckpt as ck
 from vkckpt.syscalls import sys_fs as fs
 from vkckpt.syscalls import sys_futex as fx
 from vkckpt.syscalls import sys_io as io
@@ -161,6 +162,8 @@ ENTRIES: list[Entry] = [
     Supported("clock_nanosleep", tm.sys_clock_nanosleep),
     Supported("getrandom", tm.sys_getrandom),
     Partial("times", tm.sys_times, "user time only"),
+    # -- vkckpt's own
+    Supported("checkpoint", ck.sys_checkpoint),
 ]
 
 TABLE: dict[int, Entry] = {NUMBERS[e.name]: e for e in ENTRIES}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-
 from vkckpt.threads.wait import WaitQueue
 
 FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE = 0, 1, 3, 4
@@ -16,20 +14,19 @@ class FutexTable:
     """All futex queues of a vkernel; empty queues are dropped."""
 
     def __init__(self) -> None:
-        self.queues: dict[Hashable, WaitQueue] = {}
-        self.bitsets: dict[int, int] = {}  # tid -> bitset it waits with
+        self.queues: dict[tuple, WaitQueue] = {}
 
-    def queue(self, key: Hashable) -> WaitQueue:
+    def queue(self, key: tuple) -> WaitQueue:
         """The queue for key, created on first use."""
         q = self.queues.get(key)
         if q is None:
-            q = self.queues[key] = WaitQueue(f"futex {key}")
+            q = self.queues[key] = WaitQueue(("futex", *key))
         return q
 
-    def peek(self, key: Hashable) -> WaitQueue | None:
+    def peek(self, key: tuple) -> WaitQueue | None:
         return self.queues.get(key)
 
-    def prune(self, key: Hashable) -> None:
+    def prune(self, key: tuple) -> None:
         """Forget key's queue once nobody waits on it."""
         q = self.queues.get(key)
         if q is not None and not q.waiters:

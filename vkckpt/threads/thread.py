@@ -58,6 +58,8 @@ class Thread:
     saved_sigmask: int | None = None  # rt_sigsuspend's mask to restore after the handler
     ticks: int = 0                   # blocks executed by this thread
     exit_code: int = 0
+    ckpt_frames: list[int] = field(default_factory=list)  # live SIGCKPT handler frames
+    futex_bitset: int = 0xFFFFFFFF   # the bitset of the futex wait it sleeps in
 
     @property
     def alive(self) -> bool:

@@ -11,9 +11,13 @@ if TYPE_CHECKING:
 class WaitQueue:
     """Threads asleep on one event, woken in FIFO order."""
 
-    def __init__(self, name: str = "") -> None:
-        self.name = name
+    def __init__(self, key: tuple) -> None:
+        self.key = key  # stable identity, saved in images: ("futex", ...), ("pipe-read", id) ...
         self.waiters: list[Thread] = []
+
+    @property
+    def name(self) -> str:
+        return " ".join(str(k) for k in self.key)
 
     def __len__(self) -> int:
         return len(self.waiters)

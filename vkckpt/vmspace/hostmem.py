@@ -23,13 +23,14 @@ class HostBuffer:
     vmspaces may share one buffer (MAP_SHARED across fork); `refs` counts the users.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, bid: int = 0) -> None:
         addr = _libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE,
                           mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE, -1, 0)
         if addr in (None, _MAP_FAILED):
             raise MemoryError(f"host mmap of {size} bytes failed (errno {ctypes.get_errno()})")
         self.addr: int = addr
         self.size = size
+        self.bid = bid  # the kernel-wide id images and futex keys use
         self.refs = 0
         self.view = memoryview((ctypes.c_ubyte * size).from_address(addr)).cast("B")
 

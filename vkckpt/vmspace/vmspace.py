@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import replace
 
 from vkckpt.abi import errno as E
@@ -34,8 +36,10 @@ class VmSpace:
     PROT_NONE VMAs are not mapped at all, so any access faults like an unmapped page.
     """
 
-    def __init__(self, engine: Engine, limit: int = 1 << 34) -> None:
+    def __init__(self, engine: Engine, limit: int = 1 << 34,
+                 alloc_bid: Callable[[], int] | None = None) -> None:
         self.engine = engine
+        self.alloc_bid = alloc_bid or _local_ids()
         self.vmas = VmaList()
         self.limit = limit
         self.brk_start = 0
@@ -85,7 +89,7 @@ class VmSpace:
             raise GuestError(E.ENOMEM, "vkernel memory limit")
         if fixed:
             self.unmap_range(addr, size)
-        buf = HostBuffer(size)
+        buf = HostBuffer(size, self.alloc_bid())
         if data:
             buf.view[: min(len(data), size)] = data[:size]
         v = Vma(addr, addr + size, prot & 7, flags & ~(MAP_FIXED | MAP_FIXED_NOREPLACE),
@@ -157,7 +161,7 @@ class VmSpace:
     def _resize_heap(self, heap: Vma | None, end: int) -> None:
         """Replace the [heap] VMA by one ending at end, on the same reserved host buffer."""
         if heap is None:
-            buf = HostBuffer(HEAP_RESERVE)
+            buf = HostBuffer(HEAP_RESERVE, self.alloc_bid())
         else:
             buf = heap.buf.incref()  # held while the VMA is swapped
             if end < heap.end:
@@ -201,7 +205,7 @@ class VmSpace:
     # -- fork --------------------------------------------------------------------------------
     def fork(self, engine: Engine) -> VmSpace:
         """A copy of this address space on another engine; MAP_SHARED memory stays shared."""
-        child = VmSpace(engine, self.limit)
+        child = VmSpace(engine, self.limit, self.alloc_bid)
         child.brk_start, child.brk = self.brk_start, self.brk
         copies: dict[int, HostBuffer] = {}
         for v in self.vmas:
@@ -210,7 +214,7 @@ class VmSpace:
             else:
                 nb = copies.get(id(v.buf))
                 if nb is None:
-                    nb = copies[id(v.buf)] = HostBuffer(v.buf.size)
+                    nb = copies[id(v.buf)] = HostBuffer(v.buf.size, self.alloc_bid())
                 nb.copy_from(v.buf, v.off, v.size)
             nv = replace(v, buf=nb)
             child.vmas.insert(nv)
@@ -220,3 +224,8 @@ class VmSpace:
     def release(self) -> None:
         """Drop every mapping (exit or exec); the engine itself is closed by the owner."""
         self.vmas.clear()
+
+
+def _local_ids() -> Callable[[], int]:
+    """Buffer ids for a vmspace used outside a kernel (tests)."""
+    return itertools.count(1).__next__

@@ -1,0 +1,1 @@
+"""Checkpointing the whole vkernel: snapshot (save), restore (load), the freeze protocol."""

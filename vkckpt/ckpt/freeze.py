@@ -1,0 +1,149 @@
+"""The freeze protocol (DragonFly style) and the run driver that decides when to freeze.
+
+1. A freeze is requested (tick count, host signal, control socket, or checkpoint(2)).
+2. SIGCKPT goes to every process that handles it; the vkernel keeps running until those
+   handlers have returned, for at most QUIESCE_TICKS blocks (then it freezes anyway).
+3. The image is written atomically; the run stops or continues.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from vkckpt.abi import errno as E
+from vkckpt.abi import signals as S
+from vkckpt.ckpt.snapshot import FreezeResult, write_image
+from vkckpt.errors import ImageError, VkError
+from vkckpt.signals.deliver import send_to_process
+from vkckpt.signals.pending import SigInfo
+
+if TYPE_CHECKING:
+    from vkckpt.kernel import VKernel
+
+QUIESCE_TICKS = 2_000_000  # ~40 default time slices
+
+
+@dataclass
+class CkptRequest:
+    """A checkpoint(2) call waiting to be served at the next scheduling point."""
+
+    tid: int
+    scope: list[int] | None
+    path: str | None
+    retval: int
+
+
+def _handles(p, sig: int) -> bool:  # noqa: ANN001
+    return not p.zombie and p.actions.get(sig).handler not in (S.SIG_DFL, S.SIG_IGN)
+
+
+def quiesce(k: VKernel, scope: list[int] | None, limit: int = QUIESCE_TICKS) -> bool:
+    """Deliver SIGCKPT and run until every handler returned; False if the bound was hit."""
+    targets = [p for pid, p in sorted(k.procs.items())
+               if (scope is None or pid in scope) and _handles(p, S.SIGCKPT)]
+    if not targets:
+        return True
+    for p in targets:
+        send_to_process(k, p, SigInfo(S.SIGCKPT, S.SI_KERNEL))
+    bit = S.sigbit(S.SIGCKPT)
+
+    def done() -> bool:
+        for p in targets:
+            if p.zombie:
+                continue
+            if p.pending.mask & bit or any(t.ckpt_frames or t.pending.mask & bit
+                                           for t in p.live_threads):
+                return False
+        return True
+
+    end = k.sched.ticks + limit
+    saved, k.ckpt_request = k.ckpt_request, None
+    try:
+        while not done() and k.exit_status is None and k.sched.ticks < end:
+            if k.run(until_ticks=end, stop_when=done) is not None or k.ckpt_request:
+                break
+    finally:
+        if k.ckpt_request is None:
+            k.ckpt_request = saved
+    return done()
+
+
+def freeze(k: VKernel, path: str, *, scope: list[int] | None = None, incremental: bool = False,
+           codec: str = "none", overrides: dict[int, int] | None = None,
+           progress: Callable[[int, int], None] | None = None) -> FreezeResult:
+    """Run the protocol and write the image; k must be at a scheduling point."""
+    if not quiesce(k, scope):
+        k.log("vkckpt: SIGCKPT handlers did not finish within the bound; freezing anyway")
+    return write_image(k, path, scope=scope, incremental=incremental, codec=codec,
+                       overrides=overrides, progress=progress)
+
+
+@dataclass
+class FreezePlan:
+    """When to freeze during a run and where images go."""
+
+    output: str | None = None
+    at: int | None = None
+    every: int | None = None
+    cont: bool = False
+    incremental: bool = False
+    codec: str = "none"
+    poll: Callable[[], bool] | None = None      # an external request is waiting
+    serve: Callable[[VKernel], bool] | None = None  # serve it; False = stop the run
+    results: list[FreezeResult] = field(default_factory=list)
+
+    def path_for(self, n: int) -> str:
+        """Image path for the n-th periodic freeze (out.img -> out.0001.img)."""
+        if self.output is None:
+            raise VkError("no image path: give -o IMAGE")
+        if self.every is None:
+            return self.output
+        base, ext = os.path.splitext(self.output)
+        return f"{base}.{n:04d}{ext or '.img'}"
+
+
+def drive(k: VKernel, plan: FreezePlan,
+          progress: Callable[[int, int], None] | None = None) -> int | None:
+    """Run k to completion, freezing as planned; None means the run stopped after a freeze."""
+    next_at = plan.at
+    if next_at is None and plan.every:
+        next_at = k.sched.ticks + plan.every
+    n = 0
+    while True:
+        status = k.run(until_ticks=next_at, stop_when=plan.poll)
+        if status is not None:
+            return status
+        if k.ckpt_request is not None:
+            serve_guest_request(k, plan)
+            continue
+        if plan.poll is not None and plan.poll():
+            if not plan.serve(k):
+                return None
+            continue
+        if next_at is not None and k.sched.ticks >= next_at:
+            n += 1
+            plan.results.append(freeze(k, plan.path_for(n), incremental=plan.incremental and n > 1,
+                                       codec=plan.codec, progress=progress))
+            if not (plan.cont or plan.every):
+                return None
+            next_at = next_at + plan.every if plan.every else None
+
+
+def serve_guest_request(k: VKernel, plan: FreezePlan) -> None:
+    """Freeze for checkpoint(2): 0 in this run, the caller's retval in the thawed one."""
+    req: CkptRequest = k.ckpt_request
+    k.ckpt_request = None
+    t = k.threads.get(req.tid)
+    result = 0
+    try:
+        path = req.path or plan.path_for(len(plan.results) + 1)
+        plan.results.append(freeze(k, path, scope=req.scope, incremental=plan.incremental,
+                                   codec=plan.codec, overrides={req.tid: req.retval}))
+    except (ImageError, OSError, VkError) as exc:
+        k.log(f"vkckpt: checkpoint(2) from tid {req.tid} failed: {exc}")
+        result = -E.EIO
+    if t is not None and t.alive:
+        k.wake(t, result)

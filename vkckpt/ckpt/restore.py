@@ -1,0 +1,295 @@
+"""Rebuild a vkernel from an image (following its incremental chain); see vkckpt-image(5).
+
+Every value read from an image is checked before use; any inconsistency is an ImageError
+naming the problem.  Host resources (engines, host buffers, reopened files) are rebuilt here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vkckpt.abi import signals as S
+from vkckpt.ckpt import pages as PG
+from vkckpt.ckpt.snapshot import RECORD_VERSIONS
+from vkckpt.config import KernelConfig
+from vkckpt.engine.engine import Engine
+from vkckpt.errors import ImageError
+from vkckpt.fs.fdtable import FdTable
+from vkckpt.fs.pipe import CAPACITY, Pipe
+from vkckpt.fs.state import load_file
+from vkckpt.image import ImageReader
+from vkckpt.kernel import VKernel
+from vkckpt.process import Process
+from vkckpt.signals.deliver import send_to_process
+from vkckpt.signals.pending import SigInfo
+from vkckpt.signals.state import load_actions, load_pending
+from vkckpt.threads.state import load_thread
+from vkckpt.threads.thread import ThreadState
+from vkckpt.threads.wait import WaitQueue
+from vkckpt.vmspace.hostmem import HostBuffer
+from vkckpt.vmspace.state import covered_pages, load_vmspace
+from vkckpt.vmspace.vma import PAGE
+from vkckpt.vmspace.vmspace import VmSpace
+
+MAX_BUFFER = 1 << 40
+MAX_CHAIN = 1000
+
+
+@dataclass
+class ThawOptions:
+    """How to thaw: where the guest root is now, and what to do about changed files."""
+
+    root: str | None = None
+    allow_changed_files: bool = False
+    deliver_sigthaw: bool = True
+    stdout: Callable[[bytes], None] | None = None
+    stderr: Callable[[bytes], None] | None = None
+    stdin: bytes | None = None
+    trace_syscalls: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def load_chain(path: str) -> list[ImageReader]:
+    """The image and its ancestors, base first; every link's ids are checked."""
+    chain = [ImageReader(path)]
+    seen = {chain[0].header.image_id}
+    while chain[0].header.incremental:
+        child = chain[0]
+        hint = _meta(child).get("parent_path")
+        if not isinstance(hint, str) or not hint:
+            raise ImageError(f"{child.path}: incremental image without a parent path")
+        ppath = os.path.join(os.path.dirname(os.path.abspath(child.path)), os.path.basename(hint))
+        if not os.path.exists(ppath):
+            raise ImageError(f"{child.path}: parent image {os.path.basename(hint)} not found "
+                             f"beside it")
+        parent = ImageReader(ppath)
+        if parent.header.image_id != child.header.parent_id:
+            raise ImageError(f"{ppath}: is not the parent of {child.path} (image id mismatch)")
+        if parent.header.vkernel_id != child.header.vkernel_id:
+            raise ImageError(f"{ppath}: belongs to another vkernel")
+        if parent.header.image_id in seen or len(chain) >= MAX_CHAIN:
+            raise ImageError(f"{child.path}: the incremental chain loops or is too long")
+        seen.add(parent.header.image_id)
+        chain.insert(0, parent)
+    return chain
+
+
+def _meta(r: ImageReader) -> dict:
+    for rec in r.records(RECORD_VERSIONS):
+        if rec.type == "meta":
+            return rec.fields
+        if rec.type == "kernel":
+            break
+    return {}
+
+
+def thaw(path: str, opts: ThawOptions | None = None) -> VKernel:
+    """Load the image at path into a new vkernel ready to run."""
+    opts = opts or ThawOptions()
+    chain = load_chain(path)
+    final = chain[-1]
+    recs: dict[str, list[dict]] = {}
+    for rec in final.records(RECORD_VERSIONS):
+        if rec.type not in ("pages", "zero_pages"):
+            recs.setdefault(rec.type, []).append(rec.fields)
+    try:
+        k = _build(final, recs, opts)
+        _apply_pages(k, chain)
+    except ImageError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
+        raise ImageError(f"{path}: malformed image ({type(exc).__name__}: {exc})") from None
+    k.last_image = (final.header.image_id, path)
+    if opts.deliver_sigthaw:
+        for p in sorted(k.procs.values(), key=lambda p: p.pid):
+            h = p.actions.get(S.SIGTHAW).handler
+            if not p.zombie and h not in (S.SIG_DFL, S.SIG_IGN):
+                send_to_process(k, p, SigInfo(S.SIGTHAW, S.SI_KERNEL))
+    return k
+
+
+def _one(recs: dict[str, list[dict]], kind: str) -> dict:
+    got = recs.get(kind, [])
+    if len(got) != 1:
+        raise ImageError(f"image must hold exactly one {kind} record, found {len(got)}")
+    return got[0]
+
+
+def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions) -> VKernel:
+    kr = _one(recs, "kernel")
+    cfg = KernelConfig(root=opts.root or kr["root"], quantum=_pos(kr["quantum"], "quantum"),
+                       memory_limit=_pos(kr["memory_limit"], "memory_limit"), seed=kr["seed"],
+                       max_processes=kr["max_processes"], max_threads=kr["max_threads"],
+                       stdout=opts.stdout, stderr=opts.stderr, stdin=opts.stdin,
+                       trace_syscalls=opts.trace_syscalls)
+    if not os.path.isdir(cfg.root):
+        raise ImageError(f"guest root {cfg.root} does not exist; pass --root")
+    k = VKernel(cfg)
+    k.vkernel_id = final.header.vkernel_id
+    for name in ("next_pid", "next_pipe", "next_bid", "init_pid", "sleep_seq", "rng_counter",
+                 "ckpt_count"):
+        setattr(k, name, _nonneg(kr[name], name))
+    k.exit_status = kr["exit_status"]
+    k.statuses = {int(a): int(b) for a, b in kr["statuses"]}
+    k.reported_enosys = set(kr["enosys"])
+    k.sched.ticks, k.sched.idle_ns = _nonneg(kr["ticks"], "ticks"), kr["idle_ns"]
+    k.sched._timer_seq = kr["timer_seq"]
+    bufs = _buffers(recs.get("buffer", []), k)
+    pipes = {}
+    for d in recs.get("pipe", []):
+        if not isinstance(d["data"], bytes) or len(d["data"]) > CAPACITY:
+            raise ImageError(f"pipe {d['id']} holds more than a pipe can")
+        pipes[d["id"]] = Pipe(d["id"])
+        pipes[d["id"]].data = bytearray(d["data"])
+    files = {d["id"]: load_file(d, k.root, pipes, opts.allow_changed_files)
+             for d in recs.get("file", [])}
+    vms = {d["pid"]: d for d in recs.get("vmspace", [])}
+    queues: dict[tuple, WaitQueue] = {}
+    for d in recs.get("process", []):
+        _process(k, d, vms, bufs, files, queues)
+    for pipe in pipes.values():
+        queues[pipe.read_q.key] = pipe.read_q
+        queues[pipe.write_q.key] = pipe.write_q
+    _threads(k, recs.get("thread", []), queues)
+    _waitqs(k, recs.get("waitq", []), queues)
+    _sched(k, kr)
+    return k
+
+
+def _pos(v: object, what: str) -> int:
+    if not isinstance(v, int) or v <= 0:
+        raise ImageError(f"kernel {what} must be a positive integer")
+    return v
+
+
+def _nonneg(v: object, what: str) -> int:
+    if not isinstance(v, int) or v < 0:
+        raise ImageError(f"kernel {what} must be a non-negative integer")
+    return v
+
+
+def _buffers(rows: list[dict], k: VKernel) -> dict[int, HostBuffer]:
+    bufs = {}
+    for d in rows:
+        size, bid = d["size"], d["bid"]
+        if not isinstance(size, int) or size <= 0 or size % PAGE or size > MAX_BUFFER:
+            raise ImageError(f"buffer {bid!r} has an impossible size {size!r}")
+        if bid in bufs or not isinstance(bid, int) or not 0 < bid < k.next_bid:
+            raise ImageError(f"buffer id {bid!r} is duplicated or out of range")
+        bufs[bid] = HostBuffer(size, bid)
+    return bufs
+
+
+def _process(k: VKernel, d: dict, vms: dict, bufs: dict, files: dict, queues: dict) -> None:
+    pid = d["pid"]
+    if not isinstance(pid, int) or not 0 < pid < k.next_pid or pid in k.procs:
+        raise ImageError(f"process id {pid!r} is duplicated or out of range")
+    eng = vm = None
+    fds = FdTable()
+    if not d["zombie"]:
+        if pid not in vms:
+            raise ImageError(f"process {pid} has no vmspace record")
+        eng = Engine(k.syscall_entry)
+        vm = VmSpace(eng, k.config.memory_limit, k.alloc_bid)
+        load_vmspace(vms[pid], vm, bufs)
+        for fd, fid, ce in d["fds"]:
+            if fid not in files or not 0 <= fd < 1024:
+                raise ImageError(f"process {pid}: descriptor {fd} refers to unknown file {fid}")
+            fds.install(files[fid], bool(ce), fd=fd)
+    p = Process(pid, d["ppid"], vm, eng, fds, load_actions(d["actions"]), cwd=d["cwd"],
+                exe=d["exe"], argv=list(d["argv"]), pgid=d["pgid"], sid=d["sid"],
+                umask=d["umask"], pending=load_pending(d["pending"]),
+                children=list(d["children"]), exiting=d["exiting"], zombie=d["zombie"],
+                wait_status=d["wait_status"], exit_signal=d["exit_signal"],
+                stopped=d["stopped"], stop_report=d["stop_report"], ticks=d["ticks"])
+    p.thread_order = list(d["threads"])
+    k.procs[pid] = p
+    queues[p.child_wait.key] = p.child_wait
+
+
+def _threads(k: VKernel, rows: list[dict], queues: dict) -> None:
+    by_tid = {}
+    for d in rows:
+        p = k.procs.get(d["pid"])
+        if p is None or p.zombie:
+            raise ImageError(f"thread {d['tid']!r} belongs to no live process")
+        t, regs = load_thread(d, p, queues)
+        if t.tid in by_tid or not 0 < t.tid < k.next_pid:
+            raise ImageError(f"thread id {t.tid!r} is duplicated or out of range")
+        p.engine.set_state(regs)
+        t.ctx = p.engine.context_new()
+        p.engine_owner = t
+        by_tid[t.tid] = t
+        k.threads[t.tid] = t
+    for p in k.procs.values():
+        order = p.__dict__.pop("thread_order", [])
+        if set(order) != {t.tid for t in by_tid.values() if t.process is p}:
+            raise ImageError(f"process {p.pid}: thread list does not match thread records")
+        p.threads = [by_tid[tid] for tid in order]
+        if not p.zombie and not p.threads:
+            raise ImageError(f"process {p.pid} is alive but has no thread")
+    for key, q in queues.items():
+        if key[0] == "futex":
+            k.futexes.queues[tuple(key[1:])] = q
+
+
+def _waitqs(k: VKernel, rows: list[dict], queues: dict) -> None:
+    for d in rows:
+        key = tuple(d["key"])
+        q = queues.get(key)
+        waiters = [k.threads.get(tid) for tid in d["tids"]]
+        if q is None or any(t is None or t.sleep is None or t.sleep.queue is not q
+                            for t in waiters):
+            raise ImageError(f"wait queue {key!r} does not match its sleeping threads")
+        q.waiters = waiters
+    for t in k.threads.values():
+        if t.sleep is not None and t.sleep.queue is not None and t not in t.sleep.queue.waiters:
+            raise ImageError(f"thread {t.tid} sleeps on a queue that does not list it")
+
+
+def _sched(k: VKernel, kr: dict) -> None:
+    for tid in kr["runq"]:
+        t = k.threads.get(tid)
+        if t is None or t.state is not ThreadState.RUNNABLE:
+            raise ImageError(f"run queue names thread {tid!r}, which is not runnable")
+        k.sched.runq.append(t)
+    for deadline, seq, tid in kr["timers"]:
+        t = k.threads.get(tid)
+        if t is None or t.sleep is None or t.sleep.deadline != deadline:
+            raise ImageError(f"timer for thread {tid!r} does not match its sleep")
+        k.sched.timers.append((deadline, seq, t))
+    k.sched.timers.sort(key=lambda x: (x[0], x[1]))
+
+
+def _apply_pages(k: VKernel, chain: list[ImageReader]) -> None:
+    """Lay down page data from the base image up to the final one; then remember it as the
+    base for the next incremental freeze."""
+    bufs = {}
+    cover = covered_pages(bufs, [p.vm for p in k.procs.values() if not p.zombie])
+    for r in chain:
+        for rec in r.records(RECORD_VERSIONS):
+            if rec.type == "pages":
+                _put_pages(bufs, rec.fields, r.pages(rec))
+            elif rec.type == "zero_pages":
+                buf = bufs.get(rec.fields["buf"])
+                for a, b in rec.fields["ranges"]:
+                    if buf is not None:
+                        _check_range(buf, a, b)
+                        buf.view[a * PAGE: b * PAGE] = bytes((b - a) * PAGE)
+    k.page_base = {bid: PG.copy_base(bufs[bid], cover[bid]) for bid in bufs}
+
+
+def _check_range(buf: HostBuffer, a: object, b: object) -> None:
+    if not (isinstance(a, int) and isinstance(b, int) and 0 <= a < b <= buf.size // PAGE):
+        raise ImageError(f"page range {a!r}-{b!r} lies outside buffer {buf.bid}")
+
+
+def _put_pages(bufs: dict[int, HostBuffer], f: dict, data: bytes) -> None:
+    buf = bufs.get(f["buf"])
+    if buf is None:
+        return  # the buffer was freed after that (parent) image was written
+    first = f["first"]
+    _check_range(buf, first, first + len(data) // PAGE)
+    buf.view[first * PAGE: first * PAGE + len(data)] = data

@@ -1,0 +1,205 @@
+"""Write a stopped vkernel into an image (records + pages); see vkckpt-image(5).
+
+Precondition: the kernel is at a scheduling point (no engine running, no deferred work).
+Subsystems turn their objects into plain fields (threads/state.py, signals/state.py,
+vmspace/state.py, fs/state.py); this module orders them and owns the page scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from vkckpt.ckpt import pages as PG
+from vkckpt.fs.state import save_fdtable, save_file, save_pipe
+from vkckpt.image import ImageWriter
+from vkckpt.signals.state import save_actions, save_pending
+from vkckpt.threads.state import save_thread
+from vkckpt.vmspace.state import covered_pages, save_vmspace
+
+if TYPE_CHECKING:
+    from vkckpt.image import Header
+    from vkckpt.kernel import VKernel
+    from vkckpt.process import Process
+    from vkckpt.threads.thread import Thread
+    from vkckpt.vmspace.hostmem import HostBuffer
+
+#: Record types and the versions this vkckpt writes (and reads, see restore.py).
+RECORD_VERSIONS = {"kernel": 1, "buffer": 1, "pipe": 1, "file": 1, "process": 1,
+                   "vmspace": 1, "thread": 1, "waitq": 1, "pages": 1, "zero_pages": 1,
+                   "meta": 1}
+#: Process fields saved under other names or rebuilt on thaw.
+PROCESS_TRANSIENT = {"vm", "engine", "engine_owner", "child_wait", "fds", "actions",
+                     "pending", "threads"}
+
+
+@dataclass
+class FreezeResult:
+    """What a freeze wrote."""
+
+    header: Header
+    path: str
+    pages: int
+    zero_pages: int
+
+
+def thread_regs(t: Thread) -> dict[str, int]:
+    """Every register of t, loading its context into the engine if another thread owns it."""
+    p = t.process
+    owner = p.engine_owner
+    if owner is not t:
+        if owner is not None and owner.alive and owner.ctx is not None:
+            p.engine.context_save(owner.ctx)
+        p.engine.context_load(t.ctx)
+        p.engine_owner = t
+    return p.engine.get_state()
+
+
+def save_process(p: Process, fids: dict[int, int], scope: list[int] | None) -> dict:
+    """A process; links to processes outside the image's scope are cut (parent -> vkernel)."""
+    return {
+        "pid": p.pid, "ppid": p.ppid if _in_scope(p.ppid, scope) else 0, "pgid": p.pgid,
+        "sid": p.sid, "umask": p.umask,
+        "cwd": p.cwd, "exe": p.exe, "argv": list(p.argv),
+        "children": [c for c in p.children if _in_scope(c, scope)],
+        "exiting": p.exiting, "zombie": p.zombie, "wait_status": p.wait_status,
+        "exit_signal": p.exit_signal, "stopped": p.stopped, "stop_report": p.stop_report,
+        "ticks": p.ticks, "pending": save_pending(p.pending), "actions": save_actions(p.actions),
+        "fds": [] if p.zombie else save_fdtable(p.fds, fids),
+        "threads": [t.tid for t in p.live_threads],
+    }
+
+
+def save_kernel(k: VKernel, scope: list[int] | None, woken: list[int]) -> dict:
+    """Kernel-wide state; `woken` threads join the run queue's tail (as the live run does)."""
+    c = k.config
+    s = k.sched
+    return {
+        "next_pid": k.next_pid, "next_pipe": k.next_pipe, "next_bid": k.next_bid,
+        "init_pid": k.init_pid if _in_scope(k.init_pid, scope) else min(scope),
+        "sleep_seq": k.sleep_seq, "rng_counter": k.rng_counter,
+        "ticks": s.ticks, "idle_ns": s.idle_ns, "timer_seq": s._timer_seq,
+        "runq": [t.tid for t in s.runq if _in_scope(t.process.pid, scope)] + woken,
+        "timers": [[d, q, t.tid] for d, q, t in sorted(s.timers)
+                   if t.sleep is not None and t.sleep.deadline == d
+                   and _in_scope(t.process.pid, scope)],
+        "quantum": s.quantum, "memory_limit": c.memory_limit, "seed": c.seed,
+        "max_processes": c.max_processes, "max_threads": c.max_threads,
+        "exit_status": k.exit_status, "statuses": sorted([p, st] for p, st in k.statuses.items()),
+        "enosys": sorted(k.reported_enosys), "root": k.root.host_root, "scope": scope,
+        "ckpt_count": k.ckpt_count,
+    }
+
+
+def _in_scope(pid: int, scope: list[int] | None) -> bool:
+    return scope is None or pid in scope
+
+
+def write_image(k: VKernel, path: str, *, scope: list[int] | None = None,
+                incremental: bool = False, codec: str = "none",
+                overrides: dict[int, int] | None = None,
+                progress: Callable[[int, int], None] | None = None,
+                fault_hook: Callable[[int], None] | None = None) -> FreezeResult:
+    """Freeze k into path (atomically).  overrides: tid -> syscall result in the image only
+    (checkpoint(2) returns its retval in the thawed run)."""
+    procs = [p for pid, p in sorted(k.procs.items()) if _in_scope(pid, scope)]
+    live = [p for p in procs if not p.zombie]
+    parent = k.last_image if incremental else None
+    k.ckpt_count += 1
+    try:
+        result = _write(k, path, procs, live, scope, parent, codec, overrides or {}, progress,
+                        fault_hook)
+    except BaseException:
+        k.ckpt_count -= 1
+        raise
+    return result
+
+
+def _write(k: VKernel, path: str, procs: list[Process], live: list[Process],
+           scope: list[int] | None, parent: tuple[bytes, str] | None, codec: str,
+           overrides: dict[int, int], progress: Callable[[int, int], None] | None,
+           fault_hook: Callable[[int], None] | None) -> FreezeResult:
+    with ImageWriter(path, vkernel_id=k.vkernel_id, parent_id=parent[0] if parent else None,
+                     incremental=parent is not None, codec=codec,
+                     fault_hook=fault_hook) as w:
+        w.add("meta", {"ticks": k.sched.ticks, "parent_path": parent[1] if parent else None,
+                       "processes": len(procs)}, critical=False)
+        w.add("kernel", save_kernel(k, scope, sorted(overrides)))
+        bufs: dict[int, HostBuffer] = {}
+        cover = covered_pages(bufs, [p.vm for p in live])
+        for bid in sorted(bufs):
+            w.add("buffer", {"bid": bid, "size": bufs[bid].size})
+        fids = _save_files(w, live)
+        for p in procs:
+            w.add("process", save_process(p, fids, scope))
+            if not p.zombie:
+                w.add("vmspace", {"pid": p.pid, **save_vmspace(p.vm)})
+        for p in live:
+            for t in p.live_threads:
+                rec = save_thread(t, thread_regs(t))
+                if t.tid in overrides:
+                    rec.update(state="runnable", sleep=None, wake_result=overrides[t.tid])
+                w.add("thread", rec)
+        for key, q in sorted(_queues(k, live).items(), key=lambda kv: repr(kv[0])):
+            tids = [t.tid for t in q.waiters if t.tid not in overrides]
+            if tids:
+                w.add("waitq", {"key": list(key), "tids": tids})
+        npages, nzero, base = _save_pages(k, w, bufs, cover, parent is not None, progress)
+        header = w.commit()
+    k.last_image = (header.image_id, path)
+    k.page_base = base
+    return FreezeResult(header, path, npages, nzero)
+
+
+def _save_files(w: ImageWriter, live: list[Process]) -> dict[int, int]:
+    fids: dict[int, int] = {}
+    pipes = {}
+    files = []
+    for p in live:
+        for _, (f, _) in sorted(p.fds.fds.items()):
+            if id(f) not in fids:
+                fids[id(f)] = len(fids) + 1
+                files.append(f)
+                if f.kind == "pipe":
+                    pipes[f.pipe.id] = f.pipe
+    for pid_ in sorted(pipes):
+        w.add("pipe", save_pipe(pipes[pid_]))
+    for f in files:
+        w.add("file", save_file(f, fids[id(f)]))
+    return fids
+
+
+def _queues(k: VKernel, live: list[Process]) -> dict[tuple, object]:
+    out = {}
+    for p in live:
+        for t in p.live_threads:
+            if t.sleep is not None and t.sleep.queue is not None:
+                out[t.sleep.queue.key] = t.sleep.queue
+    return out
+
+
+def _save_pages(k: VKernel, w: ImageWriter, bufs: dict[int, HostBuffer],
+                cover: dict[int, list[tuple[int, int]]], incremental: bool,
+                progress: Callable[[int, int], None] | None) -> tuple[int, int, dict]:
+    total = sum(b - a for rs in cover.values() for a, b in rs)
+    done = npages = nzero = 0
+    new_base = {}
+    for bid in sorted(bufs):
+        buf = bufs[bid]
+        for a, b in cover[bid]:
+            if incremental:
+                write, zero = PG.changed_runs(buf, a, b, k.page_base.get(bid))
+                if zero:
+                    w.add("zero_pages", {"buf": bid, "ranges": [list(r) for r in zero]})
+                    nzero += sum(e - s for s, e in zero)
+            else:
+                write = list(PG.nonzero_runs(buf, a, b))
+            for s, e in write:
+                w.add_pages(bid, s, buf.view[s * 4096: e * 4096])
+                npages += e - s
+            done += b - a
+            if progress:
+                progress(done, total)
+        new_base[bid] = PG.copy_base(buf, cover[bid])
+    return npages, nzero, new_base

@@ -1,0 +1,145 @@
+"""What each `vkckpt` subcommand does, given parsed arguments (cli.py only parses)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from contextlib import contextmanager
+
+import yaml
+
+from vkckpt.ckpt.control import ControlServer, request_freeze
+from vkckpt.ckpt.freeze import FreezePlan, drive
+from vkckpt.ckpt.inspect import describe, verify
+from vkckpt.ckpt.restore import ThawOptions, thaw
+from vkckpt.config import KernelConfig, ProcessSpec, load_config, parse_size
+from vkckpt.errors import ConfigError
+from vkckpt.kernel import VKernel
+from vkckpt.runner import boot, exit_code_of, host_to_guest_program
+
+
+def config_from_args(args: argparse.Namespace) -> KernelConfig:
+    """The vkernel configuration `vkckpt run` describes."""
+    if args.config:
+        if args.program:
+            raise ConfigError("give either PROGRAM or -c FILE, not both")
+        cfg = load_config(args.config)
+        if args.root:
+            cfg.root = args.root
+    else:
+        if not args.program:
+            raise ConfigError("nothing to run: give PROGRAM or -c FILE")
+        root = args.root or "."
+        prog = host_to_guest_program(root, args.program)
+        env = {}
+        for item in args.env:
+            name, sep, value = item.partition("=")
+            if not sep or not name:
+                raise ConfigError(f"--env {item!r}: expected NAME=VALUE")
+            env[name] = value
+        cfg = KernelConfig(root=root, processes=[ProcessSpec(prog, [args.program, *args.args],
+                                                             env)])
+    if args.quantum is not None:
+        if args.quantum < 1:
+            raise ConfigError("--quantum must be positive")
+        cfg.quantum = args.quantum
+    if args.memory_limit:
+        cfg.memory_limit = parse_size(args.memory_limit, "--memory-limit")
+    if args.seed is not None:
+        cfg.seed = args.seed
+    cfg.trace_syscalls = args.trace_syscalls
+    if not os.path.isdir(cfg.root):
+        raise ConfigError(f"guest root {cfg.root}: not a directory")
+    return cfg
+
+
+def plan_from_args(args: argparse.Namespace) -> FreezePlan:
+    """When and where to freeze, from --freeze-at/--freeze-every/-o/--continue."""
+    if args.freeze_at is not None and args.freeze_every is not None:
+        raise ConfigError("--freeze-at and --freeze-every exclude each other")
+    for opt in ("freeze_at", "freeze_every"):
+        v = getattr(args, opt)
+        if v is not None and v < (0 if opt == "freeze_at" else 1):
+            raise ConfigError(f"--{opt.replace('_', '-')} must be positive")
+    wants = args.freeze_at is not None or args.freeze_every is not None
+    if wants and not args.output:
+        raise ConfigError("freezing needs -o IMAGE")
+    return FreezePlan(output=args.output, at=args.freeze_at, every=args.freeze_every,
+                      cont=args.cont, incremental=args.incremental, codec=args.compress)
+
+
+@contextmanager
+def _progress():
+    """A progress bar on stderr for long freezes, when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import Progress
+    with Progress(transient=True, console=None) as bar:
+        task = bar.add_task("freezing", total=1)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=max(total, 1))
+        yield update
+
+
+def _run_kernel(k: VKernel, plan: FreezePlan, control: bool) -> int:
+    server = ControlServer(plan.output, plan.incremental, plan.codec) if control else None
+    if server is not None:
+        plan.poll, plan.serve = server.pending, server.serve
+    try:
+        with _progress() as progress:
+            status = drive(k, plan, progress)
+    finally:
+        if server is not None:
+            server.close()
+    for res in plan.results:
+        k.log(f"vkckpt: image {res.path} written at tick "
+              f"{k.sched.ticks if res is plan.results[-1] else '?'}: {res.pages} pages")
+    if status is None:
+        k.log("vkckpt: run stopped after the freeze (use vkckpt thaw to resume)")
+        return 0
+    return exit_code_of(status)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """vkckpt run."""
+    cfg = config_from_args(args)
+    plan = plan_from_args(args)
+    return _run_kernel(boot(cfg), plan, not args.no_control)
+
+
+def cmd_thaw(args: argparse.Namespace) -> int:
+    """vkckpt thaw."""
+    plan = plan_from_args(args)
+    k = thaw(args.image, ThawOptions(root=args.root, allow_changed_files=args.allow_changed_files,
+                                     trace_syscalls=args.trace_syscalls))
+    if k.exit_status is not None:
+        return exit_code_of(k.exit_status)
+    return _run_kernel(k, plan, not args.no_control)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """vkckpt inspect: the image as YAML on stdout."""
+    sys.stdout.write(yaml.safe_dump(describe(args.image, registers=not args.no_registers),
+                                    sort_keys=False, width=100))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """vkckpt verify: checksums, chain and structure."""
+    report = verify(args.image, args.root)
+    if not args.quiet:
+        sys.stdout.write(yaml.safe_dump(report, sort_keys=False))
+    return 0
+
+
+def cmd_freeze(args: argparse.Namespace) -> int:
+    """vkckpt freeze --pid: ask a running vkckpt to freeze."""
+    ans = request_freeze(args.pid, args.output, args.stop, args.incremental, args.timeout)
+    if not ans.get("ok"):
+        print(f"vkckpt: freeze failed: {ans.get('error')}", file=sys.stderr)
+        return 1
+    print(f"{ans['image']} (tick {ans['ticks']}, image id {ans['image_id']})")
+    return 0

@@ -1,0 +1,722 @@
+"""The checkpoint image container: a header, a stream of framed msgpack records, a trailer.
+
+Layout of format 1.0 (all integers little endian)::
+
+    header   100 bytes  magic b"VKCKPT\\x89\\n", u16 major, u16 minor, u32 flags
+                        (bit 0 incremental, bits 8-15 codec id), 16-byte vkernel id,
+                        16-byte image id, 16-byte parent image id (zero = none),
+                        32-byte NUL-padded ASCII producer, u32 CRC32 of the first 96 bytes
+    records  repeated   u32 length L (<= limits.MAX_RECORD) + L bytes of msgpack encoding
+                        [type: str, version: int, critical: bool, fields: map of str keys]
+    trailer  48 bytes   magic b"VKCKEND\\n", u64 record count,
+                        SHA-256 of every byte before the trailer
+
+The image id is the first 16 bytes of the SHA-256 of the record stream, so identical
+content gives identical ids and byte-identical files.  Maps are written with sorted keys
+(use lists for ordered data); map keys must be str (bytes are allowed in nested maps).
+
+Page data travels in "pages" records (critical, version 1) of at most 256 pages each:
+{"buf", "first", "count", "codec", "crc" (CRC32 of the uncompressed bytes), "data"}.
+
+Nothing read from an image is trusted: every length is checked against `Limits` and the
+bytes left in the file before anything is read or allocated, and every failure -- bad
+magic, truncation, corruption, unsupported versions -- surfaces as an ImageError.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import secrets
+import stat
+import struct
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import Any
+
+import msgpack
+
+from vkckpt.errors import ImageError
+from vkckpt.image import migrate
+from vkckpt.image.limits import DEFAULT_LIMITS, Limits
+
+FORMAT_MAJOR = 1
+FORMAT_MINOR = 0
+PAGE = 4096
+CODECS = {"none": 0, "zstd": 1}
+CODEC_NAMES = {v: k for k, v in CODECS.items()}
+
+MAGIC = b"VKCKPT\x89\n"
+TRAILER_MAGIC = b"VKCKEND\n"
+_HEADER = struct.Struct("<8sHHI16s16s16s32s")
+HEADER_SIZE = _HEADER.size + 4  # 100: the fields plus their CRC32
+_TRAILER = struct.Struct("<8sQ32s")
+TRAILER_SIZE = _TRAILER.size  # 48
+_U32 = struct.Struct("<I")
+
+FLAG_INCREMENTAL = 0x1
+_CODEC_SHIFT = 8
+_CODEC_MASK = 0xFF << _CODEC_SHIFT
+_KNOWN_FLAGS = FLAG_INCREMENTAL | _CODEC_MASK
+
+ID_LEN = 16
+PRODUCER_LEN = 32
+PAGES = "pages"
+PAGES_VERSION = 1
+MAX_CHUNK_PAGES = 256
+ZSTD_LEVEL = 1
+_IO_CHUNK = 1 << 20
+_NO_ID = bytes(ID_LEN)
+
+# Everything msgpack, struct, codecs and str decoding raise on malformed input.
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, TypeError, UnicodeDecodeError, struct.error, OverflowError, KeyError,
+    IndexError, msgpack.UnpackException,
+)
+
+
+@dataclass(frozen=True)
+class Header:
+    """The fixed 100-byte header of an image."""
+
+    major: int
+    minor: int
+    flags: int
+    vkernel_id: bytes
+    image_id: bytes
+    parent_id: bytes | None
+    producer: str
+
+    @property
+    def incremental(self) -> bool:
+        """True for an image holding only what changed since its parent."""
+        return bool(self.flags & FLAG_INCREMENTAL)
+
+    @property
+    def codec_id(self) -> int:
+        """The numeric codec the writer used by default for page chunks."""
+        return (self.flags & _CODEC_MASK) >> _CODEC_SHIFT
+
+    @property
+    def codec(self) -> str:
+        """The name of the writer's page codec ("none" or "zstd")."""
+        return CODEC_NAMES.get(self.codec_id, f"codec-{self.codec_id}")
+
+    def to_bytes(self) -> bytes:
+        """Encode as the 100 on-disk bytes, CRC included."""
+        fields = _HEADER.pack(
+            MAGIC, self.major, self.minor, self.flags, self.vkernel_id, self.image_id,
+            self.parent_id or _NO_ID, self.producer.encode("ascii"),
+        )
+        return fields + _U32.pack(zlib.crc32(fields))
+
+
+@dataclass
+class Record:
+    """One decoded record: its type, layout version, criticality and fields."""
+
+    type: str
+    version: int
+    critical: bool
+    fields: dict
+
+
+def _zstd() -> ModuleType:
+    """Import zstandard on first use (only zstd images need it)."""
+    try:
+        import zstandard
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImageError("zstd-compressed checkpoint images need the 'zstandard' package") from e
+    return zstandard
+
+
+def _default_producer() -> str:
+    import vkckpt
+
+    return f"vkckpt {getattr(vkckpt, '__version__', '0')}"
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in `directory` durable (no-op where directories cannot be synced)."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+class _EncodeError(Exception):
+    """A value a record cannot hold; `where` collects the path to it on the way out."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.where: list[str] = []
+
+
+def _canon(obj: Any, depth: int, lim: Limits) -> Any:
+    """Return `obj` with maps key-sorted and tuples as lists, enforcing the reader's limits."""
+    if obj is None or isinstance(obj, (bool, int, float)):
+        return obj
+    if isinstance(obj, str):
+        if len(obj) > lim.max_str or (
+            4 * len(obj) > lim.max_str and len(obj.encode("utf-8", "surrogatepass")) > lim.max_str
+        ):
+            raise _EncodeError(f"a string is longer than the {lim.max_str} byte limit")
+        return obj
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        if memoryview(obj).nbytes > lim.max_bin:
+            raise _EncodeError(f"a bytes value is longer than the {lim.max_bin} byte limit")
+        return obj
+    if depth > lim.max_depth:
+        raise _EncodeError(f"containers are nested deeper than {lim.max_depth} levels")
+    if isinstance(obj, dict):
+        if len(obj) > lim.max_map:
+            raise _EncodeError(f"a map has more than {lim.max_map} entries")
+        items = []
+        for k, v in obj.items():
+            if not isinstance(k, (str, bytes)):
+                raise _EncodeError(f"map key {k!r} is a {type(k).__name__}, not a str")
+            try:
+                items.append((k, _canon(v, depth + 1, lim)))
+            except _EncodeError as e:
+                e.where.append(repr(k))
+                raise
+        items.sort(key=lambda kv: (isinstance(kv[0], bytes), kv[0]))
+        return dict(items)
+    if isinstance(obj, (list, tuple)):
+        if len(obj) > lim.max_array:
+            raise _EncodeError(f"an array has more than {lim.max_array} elements")
+        out = []
+        for i, v in enumerate(obj):
+            try:
+                out.append(_canon(v, depth + 1, lim))
+            except _EncodeError as e:
+                e.where.append(f"[{i}]")
+                raise
+        return out
+    raise _EncodeError(f"a {type(obj).__name__} value cannot be stored in an image")
+
+
+def _depth_exceeds(obj: Any, limit: int) -> bool:
+    """True if decoded `obj` nests lists/maps more than `limit` deep (iteratively)."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if d > limit:
+            return True
+        for x in o.values() if isinstance(o, dict) else o:
+            if isinstance(x, (list, dict)):
+                stack.append((x, d + 1))
+    return False
+
+
+class ImageWriter:
+    """Stream records into a temp file beside `path`; `commit` atomically replaces `path`.
+
+    Used as a context manager it aborts (removes the temp file, leaving `path` untouched)
+    when the block raises, and commits when it ends normally without an explicit commit.
+    Every failure, I/O errors included, is raised as an ImageError.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        vkernel_id: bytes,
+        parent_id: bytes | None = None,
+        incremental: bool = False,
+        codec: str = "none",
+        producer: str | None = None,
+        fault_hook: Callable[[int], None] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.bytes_written = 0
+        self._state = "new"
+        where = f"checkpoint image {self.path}"
+        if not isinstance(vkernel_id, (bytes, bytearray)) or len(vkernel_id) != ID_LEN:
+            raise ImageError(f"{where}: the vkernel id must be {ID_LEN} bytes")
+        if parent_id is not None and (
+            not isinstance(parent_id, (bytes, bytearray)) or len(parent_id) != ID_LEN
+            or parent_id == _NO_ID
+        ):
+            raise ImageError(f"{where}: the parent image id must be {ID_LEN} non-zero bytes")
+        if incremental and parent_id is None:
+            raise ImageError(f"{where}: an incremental image needs a parent image id")
+        if codec not in CODECS:
+            raise ImageError(f"{where}: unknown codec {codec!r} (choose from {sorted(CODECS)})")
+        producer = _default_producer() if producer is None else producer
+        if (not producer.isascii() or "\0" in producer
+                or len(producer.encode("ascii")) > PRODUCER_LEN):
+            raise ImageError(f"{where}: the producer must be at most 32 ASCII characters")
+        self.vkernel_id = bytes(vkernel_id)
+        self.parent_id = None if parent_id is None else bytes(parent_id)
+        self.codec = codec
+        self.producer = producer
+        self._flags = (FLAG_INCREMENTAL if incremental else 0) | (CODECS[codec] << _CODEC_SHIFT)
+        self._cctx = _zstd().ZstdCompressor(level=ZSTD_LEVEL) if codec == "zstd" else None
+        self._lim = DEFAULT_LIMITS
+        self._fault_hook = fault_hook
+        self._count = 0
+        self._body_hash = hashlib.sha256()
+        self._tmp = self.path.with_name(
+            f"{self.path.name}.tmp.{os.getpid()}.{secrets.token_hex(4)}"
+        )
+        try:
+            self._f = open(self._tmp, "x+b")  # closed by commit/abort
+        except OSError as e:
+            raise ImageError(f"cannot create checkpoint image {self.path}: {e.strerror}") from e
+        self._state = "open"
+        self._io(self._write, bytes(HEADER_SIZE))  # placeholder; commit writes the real one
+
+    # -- context manager ---------------------------------------------------------------
+
+    def __enter__(self) -> ImageWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif self._state == "open":
+            self.commit()
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None) == "open":
+            try:
+                self.abort()
+            except Exception:  # never raise from a finalizer
+                pass
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _err(self, problem: str) -> ImageError:
+        return ImageError(f"cannot write checkpoint image {self.path}: {problem}")
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise self._err(f"the writer is already {self._state}")
+
+    def _write(self, data: bytes | memoryview) -> None:
+        if self._fault_hook is not None:
+            self._fault_hook(self.bytes_written)
+        self._f.write(data)
+        self.bytes_written += len(data)
+
+    def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run an I/O step; on OSError abort and raise an ImageError naming the file."""
+        try:
+            return fn(*args)
+        except OSError as e:
+            self.abort()
+            raise self._err(e.strerror or str(e)) from e
+
+    def _emit(self, rtype: str, payload: bytes) -> None:
+        n = len(payload)
+        if n > self._lim.max_record:
+            raise self._err(
+                f"record {rtype!r} encodes to {n} bytes, over the {self._lim.max_record} "
+                "byte limit; split it"
+            )
+        if self._count >= self._lim.max_records:
+            raise self._err(f"more than {self._lim.max_records} records")
+        frame = _U32.pack(n)
+        self._body_hash.update(frame)
+        self._body_hash.update(payload)
+        self._count += 1
+        self._io(self._write, frame)
+        self._io(self._write, payload)
+
+    def add(self, type: str, fields: dict, *, version: int = 1, critical: bool = True) -> None:
+        """Append one record.  Fields must be msgpack-able (maps with str keys)."""
+        self._check_open()
+        if not isinstance(type, str) or not type:
+            raise self._err(f"record type {type!r} is not a non-empty string")
+        if builtin_type(version) is not int or version < 1:
+            raise self._err(f"record {type!r} version {version!r} is not an integer >= 1")
+        if builtin_type(critical) is not bool:
+            raise self._err(f"record {type!r} critical flag {critical!r} is not a bool")
+        if not isinstance(fields, dict) or not all(isinstance(k, str) for k in fields):
+            raise self._err(f"record {type!r} fields must be a dict with str keys")
+        try:
+            body = [type, version, critical, _canon(fields, 2, self._lim)]
+            payload = msgpack.packb(body, use_bin_type=True)
+        except _EncodeError as e:
+            where = "".join(reversed(e.where))
+            raise self._err(f"record {type!r} field {where}: {e.problem}") from None
+        except (TypeError, ValueError, OverflowError) as e:
+            raise self._err(f"record {type!r} cannot be encoded: {e}") from e
+        self._emit(type, payload)
+
+    def add_pages(self, buf: int, first_page: int, data: bytes | bytearray | memoryview) -> None:
+        """Append page data (length a multiple of PAGE) as "pages" records of <= 256 pages."""
+        self._check_open()
+        if builtin_type(buf) is not int or buf < 0:
+            raise self._err(f"page buffer id {buf!r} is not an integer >= 0")
+        if builtin_type(first_page) is not int or first_page < 0:
+            raise self._err(f"first page {first_page!r} is not an integer >= 0")
+        try:
+            mv = memoryview(data).cast("B")
+        except TypeError as e:
+            raise self._err(f"page data is not a contiguous bytes-like object ({e})") from e
+        if mv.nbytes % PAGE:
+            raise self._err(f"page data is {mv.nbytes} bytes, not a multiple of {PAGE}")
+        npages = mv.nbytes // PAGE
+        for i in range(0, npages, MAX_CHUNK_PAGES):
+            count = min(MAX_CHUNK_PAGES, npages - i)
+            chunk = mv[i * PAGE:(i + count) * PAGE]
+            codec, stored = 0, chunk
+            if self._cctx is not None:
+                packed = self._cctx.compress(chunk)
+                if len(packed) < len(chunk):
+                    codec, stored = CODECS["zstd"], packed
+            fields = {  # sorted keys, as _canon would produce
+                "buf": buf, "codec": codec, "count": count, "crc": zlib.crc32(chunk),
+                "data": stored, "first": first_page + i,
+            }
+            self._emit(PAGES, msgpack.packb([PAGES, PAGES_VERSION, True, fields]))
+
+    def commit(self) -> Header:
+        """Write the trailer and header, fsync, rename onto `path`, fsync the directory."""
+        self._check_open()
+        header = Header(
+            FORMAT_MAJOR, FORMAT_MINOR, self._flags, self.vkernel_id,
+            self._body_hash.digest()[:ID_LEN], self.parent_id, self.producer,
+        )
+        self._io(self._finish, header.to_bytes())
+        self._io(os.replace, self._tmp, self.path)
+        self._state = "committed"
+        try:
+            _fsync_dir(self.path.parent)
+        except OSError as e:
+            raise self._err(f"renamed into place but could not sync its directory: {e}") from e
+        return header
+
+    def _finish(self, head: bytes) -> None:
+        f = self._f
+        f.flush()
+        file_hash = hashlib.sha256(head)
+        f.seek(HEADER_SIZE)
+        remaining = self.bytes_written - HEADER_SIZE
+        while remaining:
+            chunk = f.read(min(_IO_CHUNK, remaining))
+            if not chunk:
+                raise OSError(errno.EIO, "the temp file shrank while being written")
+            file_hash.update(chunk)
+            remaining -= len(chunk)
+        f.seek(0, os.SEEK_END)
+        self._write(_TRAILER.pack(TRAILER_MAGIC, self._count, file_hash.digest()))
+        f.seek(0)
+        if self._fault_hook is not None:
+            self._fault_hook(self.bytes_written)
+        f.write(head)
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+
+    def abort(self) -> None:
+        """Discard the temp file; `path` is untouched.  Idempotent."""
+        if self._state != "open":
+            return
+        self._state = "aborted"
+        try:
+            self._f.close()
+        except OSError:
+            pass
+        try:
+            os.unlink(self._tmp)
+        except FileNotFoundError:
+            pass
+
+
+builtin_type = type  # `type` is shadowed by the record-type parameter of ImageWriter.add
+
+
+class ImageReader:
+    """Validate an image's header and trailer on open; stream and check its records."""
+
+    def __init__(self, path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.path = Path(path)
+        self.limits = limits
+        self._fd = -1
+        self._dctx: Any = None
+        try:
+            # O_NONBLOCK: opening a FIFO must not hang; it is refused just below.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except OSError as e:
+            raise ImageError(f"cannot open checkpoint image {self.path}: {e.strerror}") from e
+        self._fd = fd
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise self._err("is not a regular file")
+            self.size = st.st_size
+            self._header_raw, self.header = self._read_header()
+            self._trailer_count, self._trailer_hash = self._read_trailer()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the file.  Idempotent."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> ImageReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # never raise from a finalizer
+            pass
+
+    # -- low level ---------------------------------------------------------------------
+
+    def _err(self, problem: str) -> ImageError:
+        return ImageError(f"checkpoint image {self.path} {problem}")
+
+    def _pread(self, off: int, n: int) -> bytes:
+        if self._fd < 0:
+            raise self._err("has been closed")
+        try:
+            data = os.pread(self._fd, n, off)
+        except OSError as e:
+            raise self._err(f"could not be read at offset {off}: {e.strerror}") from e
+        if len(data) != n:
+            raise self._err(f"is truncated at offset {off + len(data)} (was it being modified?)")
+        return data
+
+    def _read_header(self) -> tuple[bytes, Header]:
+        head = self._pread(0, min(self.size, HEADER_SIZE))
+        if head[:len(MAGIC)] != MAGIC:
+            if head and len(head) < len(MAGIC) and MAGIC.startswith(head):
+                raise self._err(f"is truncated ({len(head)} bytes)")
+            raise self._err("is not a vkckpt image (bad magic)")
+        if len(head) >= 12:
+            major, minor = struct.unpack_from("<HH", head, 8)
+            if major > FORMAT_MAJOR:
+                raise self._err(
+                    f"was written by a newer vkckpt (format {major}.{minor}); "
+                    f"this reader supports {FORMAT_MAJOR}.x"
+                )
+            if major != FORMAT_MAJOR:
+                raise self._err(
+                    f"has unsupported format {major}.{minor}; this reader supports {FORMAT_MAJOR}.x"
+                )
+        if len(head) < HEADER_SIZE:
+            raise self._err(f"is truncated ({self.size} bytes, shorter than its header)")
+        (crc,) = _U32.unpack_from(head, _HEADER.size)
+        if zlib.crc32(head[:_HEADER.size]) != crc:
+            raise self._err("has a corrupted header (CRC mismatch)")
+        _, major, minor, flags, vk, image_id, parent, producer_raw = _HEADER.unpack_from(head)
+        codec_id = (flags & _CODEC_MASK) >> _CODEC_SHIFT
+        if codec_id not in CODEC_NAMES:
+            raise self._err(f"uses page codec {codec_id}, unknown to this vkckpt; upgrade")
+        if flags & ~_KNOWN_FLAGS and minor <= FORMAT_MINOR:
+            raise self._err(f"has unknown header flags {flags & ~_KNOWN_FLAGS:#x}")
+        producer_raw = producer_raw.rstrip(b"\0")
+        if b"\0" in producer_raw or not producer_raw.isascii():
+            raise self._err("has a malformed producer string in its header")
+        parent_id = None if parent == _NO_ID else parent
+        if flags & FLAG_INCREMENTAL and parent_id is None:
+            raise self._err("is marked incremental but names no parent image")
+        header = Header(major, minor, flags, vk, image_id, parent_id, producer_raw.decode("ascii"))
+        return head, header
+
+    def _read_trailer(self) -> tuple[int, bytes]:
+        if self.size < HEADER_SIZE + TRAILER_SIZE:
+            raise self._err(f"is truncated ({self.size} bytes, no room for its trailer)")
+        magic, count, digest = _TRAILER.unpack(self._pread(self.size - TRAILER_SIZE, TRAILER_SIZE))
+        if magic != TRAILER_MAGIC:
+            raise self._err("is truncated or its trailer is damaged (no end marker)")
+        body = self.size - HEADER_SIZE - TRAILER_SIZE
+        if count > self.limits.max_records or count > body // 5:
+            raise self._err(f"has a trailer claiming {count} records, impossible for its size")
+        return count, digest
+
+    def _frames(self, hashers: tuple[Any, ...] = ()) -> Iterator[tuple[int, int, bytes]]:
+        """Yield (index, offset, payload) of every record frame, checking every length."""
+        lim = self.limits
+        off, end, index = HEADER_SIZE, self.size - TRAILER_SIZE, 0
+        while off < end:
+            if end - off < _U32.size:
+                raise self._err(f"is corrupted: {end - off} stray bytes at offset {off}")
+            prefix = self._pread(off, _U32.size)
+            (n,) = _U32.unpack(prefix)
+            if n == 0 or n > lim.max_record:
+                raise self._err(
+                    f"is corrupted: record {index} at offset {off} claims {n} bytes "
+                    f"(the limit is {lim.max_record})"
+                )
+            if n > end - off - _U32.size:
+                raise self._err(
+                    f"is truncated or corrupted: record {index} at offset {off} claims {n} "
+                    f"bytes but only {end - off - _U32.size} remain"
+                )
+            if index >= lim.max_records:
+                raise self._err(f"holds more than {lim.max_records} records")
+            payload = self._pread(off + _U32.size, n)
+            for h in hashers:
+                h.update(prefix)
+                h.update(payload)
+            yield index, off, payload
+            off += _U32.size + n
+            index += 1
+        if index != self._trailer_count:
+            raise self._err(
+                f"holds {index} records but its trailer says {self._trailer_count} "
+                "(truncated or corrupted)"
+            )
+
+    def _decode(self, data: bytes, index: int, off: int) -> Record:
+        """Unpack one record payload under the limits and check its shape."""
+        lim, n = self.limits, len(data)
+        what = f"record {index} at offset {off}"
+        try:
+            obj = msgpack.unpackb(
+                data, raw=False, strict_map_key=True, use_list=True, max_ext_len=0,
+                max_str_len=min(lim.max_str, n), max_bin_len=min(lim.max_bin, n),
+                max_array_len=min(lim.max_array, n), max_map_len=min(lim.max_map, n // 2),
+            )
+        except _DECODE_ERRORS as e:
+            problem = str(e) or type(e).__name__
+            raise self._err(f"is corrupted: {what} is not valid msgpack ({problem})") from None
+        if isinstance(obj, (list, dict)) and _depth_exceeds(obj, lim.max_depth):
+            raise self._err(f"is corrupted: {what} nests deeper than {lim.max_depth} levels")
+        if not isinstance(obj, list) or len(obj) != 4:
+            raise self._err(f"is corrupted: {what} is not a [type, version, critical, fields] list")
+        rtype, version, critical, fields = obj
+        if not isinstance(rtype, str) or not rtype:
+            raise self._err(f"is corrupted: {what} has no valid type")
+        if type(version) is not int or version < 1:
+            raise self._err(f"is corrupted: {what} ({rtype!r}) has an invalid version")
+        if type(critical) is not bool:
+            raise self._err(f"is corrupted: {what} ({rtype!r}) has an invalid critical flag")
+        if not isinstance(fields, dict) or not all(isinstance(k, str) for k in fields):
+            raise self._err(f"is corrupted: {what} ({rtype!r}) has invalid fields")
+        return Record(rtype, version, critical, fields)
+
+    # -- public --------------------------------------------------------------------------
+
+    def records(self, known: Mapping[str, int] | None = None) -> Iterator[Record]:
+        """Yield records, checking framing and bounds as it streams.
+
+        With `known` (record type -> newest version this caller understands; "pages" is
+        implied) unknown or too-new records are skipped when optional and refused when
+        critical, and older versions are upgraded through `migrate.MIGRATIONS`.  Without
+        it every record is yielded as stored.
+        """
+        table = None if known is None else {PAGES: PAGES_VERSION, **known}
+        for index, off, data in self._frames():
+            rec = self._decode(data, index, off)
+            if table is None:
+                yield rec
+                continue
+            want = table.get(rec.type)
+            if want is None:
+                if rec.critical:
+                    raise self._err(
+                        f"cannot be read: record type {rec.type!r} is critical and unknown "
+                        "to this vkckpt; upgrade"
+                    )
+                continue
+            if rec.version > want:
+                if rec.critical:
+                    raise self._err(
+                        f"cannot be read: record type {rec.type!r} is at version "
+                        f"{rec.version}, newer than the {want} this vkckpt supports; upgrade"
+                    )
+                continue
+            if rec.version < want:
+                try:
+                    fields = migrate.upgrade(rec.type, rec.version, rec.fields, want)
+                except migrate.MigrationError as e:
+                    if not rec.critical:
+                        continue
+                    raise self._err(f"cannot be read: {e}") from e
+                rec = Record(rec.type, want, rec.critical, fields)
+            yield rec
+
+    def pages(self, rec: Record) -> bytes:
+        """Return the verified, decompressed bytes of a "pages" record."""
+        if rec.type != PAGES or rec.version != PAGES_VERSION:
+            raise self._err(f"has no page data in a {rec.type!r} v{rec.version} record")
+        f = rec.fields
+        ints = {k: f.get(k) for k in ("buf", "first", "count", "codec", "crc")}
+        bad = [k for k, v in ints.items() if type(v) is not int or v < 0]
+        data = f.get("data")
+        if bad or not isinstance(data, bytes):
+            raise self._err(f"is corrupted: a pages record has invalid fields {bad or ['data']}")
+        buf, first, count, codec, crc = ints.values()
+        what = f"pages {first}..{first + count - 1} of buffer {buf}"
+        if not 1 <= count <= MAX_CHUNK_PAGES:
+            raise self._err(f"is corrupted: a pages record claims {count} pages")
+        size = count * PAGE
+        if codec == CODECS["none"]:
+            out = data
+        elif codec == CODECS["zstd"]:
+            out = self._unzstd(data, size, what)
+        else:
+            raise self._err(f"uses page codec {codec} for {what}, unknown to this vkckpt")
+        if len(out) != size:
+            raise self._err(f"is corrupted: {what} hold {len(out)} bytes instead of {size}")
+        if zlib.crc32(out) != crc:
+            raise self._err(f"is corrupted: {what} fail their CRC check")
+        return out
+
+    def _unzstd(self, data: bytes, size: int, what: str) -> bytes:
+        """Decompress at most size + 1 bytes, whatever the frame claims."""
+        zstd = _zstd()
+        if self._dctx is None:
+            self._dctx = zstd.ZstdDecompressor()
+        parts, total = [], 0
+        try:
+            reader = self._dctx.stream_reader(io.BytesIO(data), read_across_frames=False)
+            while total <= size:
+                part = reader.read(size + 1 - total)
+                if not part:
+                    break
+                parts.append(part)
+                total += len(part)
+        except (zstd.ZstdError, ValueError, OSError, MemoryError) as e:
+            raise self._err(f"is corrupted: {what} do not decompress ({e})") from None
+        return b"".join(parts)
+
+    def verify(self) -> dict:
+        """Check every frame, page CRC, the record count, SHA-256 and image id; return stats."""
+        body_hash, file_hash = hashlib.sha256(), hashlib.sha256(self._header_raw)
+        types: Counter[str] = Counter()
+        records = pages = chunks = 0
+        for index, off, data in self._frames((body_hash, file_hash)):
+            rec = self._decode(data, index, off)
+            records += 1
+            types[rec.type] += 1
+            if rec.type == PAGES:
+                pages += len(self.pages(rec)) // PAGE
+                chunks += 1
+        if file_hash.digest() != self._trailer_hash:
+            raise self._err("is corrupted: its SHA-256 does not match its trailer")
+        if body_hash.digest()[:ID_LEN] != self.header.image_id:
+            raise self._err("is corrupted: its image id does not match its content")
+        return {
+            "records": records, "pages": pages, "chunks": chunks, "bytes": self.size,
+            "types": dict(types),
+        }

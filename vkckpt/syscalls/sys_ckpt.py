@@ -1,0 +1,41 @@
+"""checkpoint(2): a guest asks the vkernel to freeze itself or another process."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from vkckpt.abi import errno as E
+from vkckpt.ckpt.freeze import CkptRequest
+from vkckpt.errors import GuestError
+from vkckpt.syscalls.args import s32, s64
+from vkckpt.threads.wait import Block
+
+if TYPE_CHECKING:
+    from vkckpt.kernel import VKernel
+    from vkckpt.threads.thread import Thread
+
+CKPT_FREEZE = 0
+
+
+def sys_checkpoint(k: VKernel, t: Thread, kind: int, path: int, pid: int, retval: int) -> int:
+    """checkpoint(CKPT_FREEZE, path, pid, retval): write an image of process pid (0 or -1:
+    the caller's) to path in the guest root (NULL: the vkernel's -o image).  Returns 0 once
+    written; the thawed image resumes the caller with retval."""
+    if s32(kind) != CKPT_FREEZE:
+        raise GuestError(E.EINVAL)
+    pid = s32(pid)
+    target = t.process if pid in (0, -1) else k.procs.get(pid)
+    if target is None or target.zombie:
+        raise GuestError(E.ESRCH)
+    host_path = None
+    if path:
+        guest = os.fsdecode(t.process.vm.read_cstr(path))
+        r = k.root.resolve(guest, t.process.cwd, must_exist=False)
+        if os.path.isdir(r.host):
+            raise GuestError(E.EISDIR)
+        host_path = r.host
+    if k.ckpt_request is not None:
+        raise GuestError(E.EBUSY)
+    k.ckpt_request = CkptRequest(t.tid, [target.pid], host_path, s64(retval))
+    raise Block(k.ckpt_queue, restartable=False)
