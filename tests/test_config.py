@@ -175,9 +175,6 @@ def test_config_error_is_a_vkerror():
     assert issubclass(ConfigError, VkError)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG: parse_size accepts a bool (isinstance(True, int)), so "
-                   "'memory_limit: yes' silently becomes a 1-byte limit; quantum/seed reject bools")
 def test_memory_limit_rejects_booleans(tmp_path: Path):
     p = write(tmp_path, "memory_limit: yes\nprocesses: [{program: /p}]\n")
     try:
@@ -188,9 +185,6 @@ def test_memory_limit_rejects_booleans(tmp_path: Path):
     assert cfg.memory_limit is not True and cfg.memory_limit > 1
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG: an empty 'root:' (YAML null) becomes the directory 'None' next "
-                   "to the file instead of an error (or the default '.')")
 def test_null_root_is_not_the_string_none(tmp_path: Path):
     try:
         cfg = load_config(write(tmp_path, "root:\nprocesses: [{program: /p}]\n"))

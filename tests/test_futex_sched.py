@@ -157,10 +157,6 @@ def test_skip_idle_never_moves_time_backwards():
     assert s.expired() == [a]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG: a stale timer with the same deadline as the thread's current "
-                   "sleep looks live, so expired() returns the thread twice and VKernel.run "
-                   "then reads t.sleep.timeout_result on a thread the first wake cleared")
 def test_expired_reports_a_thread_once_after_resleeping_with_the_same_deadline():
     s = Scheduler()
     a = thread(1)

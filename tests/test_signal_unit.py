@@ -173,10 +173,6 @@ def test_reset_for_exec_keeps_ignored_and_resets_handlers():
     assert a.ignored(S.SIGINT) and not a.ignored(S.SIGUSR1)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG: reset_for_exec keeps sa_flags/sa_mask/sa_restorer of SIG_DFL "
-                   "and SIG_IGN entries; Linux's flush_signal_handlers clears them for every "
-                   "signal, so e.g. SIGCHLD SA_NOCLDWAIT survives execve and auto-reaps")
 def test_reset_for_exec_clears_flags_of_kept_dispositions():
     a = SignalActions()
     a.set(S.SIGCHLD, SigAction(S.SIG_DFL, S.SA_NOCLDWAIT))

@@ -160,9 +160,6 @@ def test_mmap_errors(vm: VmSpace, args, err):
     assert len(vm.vmas) == 0
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG: a non-fixed hint below MMAP_BOTTOM is used as is, "
-                   "although MAP_FIXED there is refused (Linux raises it to mmap_min_addr)")
 def test_mmap_hint_below_min_addr_is_not_used(vm: VmSpace):
     a = vm.mmap(0x1000, PAGE, RW, ANON)
     assert a >= MMAP_BOTTOM
@@ -181,9 +178,6 @@ def test_memory_limit():
     small.release()
 
 
-@pytest.mark.xfail(strict=True, raises=GuestError,
-                   reason="BUG: mmap's limit check counts the pages MAP_FIXED is "
-                   "about to replace, so remapping in place at the limit fails with ENOMEM")
 def test_map_fixed_over_existing_at_the_limit():
     small = VmSpace(new_engine(), limit=4 * PAGE)
     a = small.mmap(0, 4 * PAGE, RW, ANON)
@@ -369,12 +363,8 @@ def test_brk_refusals_return_the_old_break(vm: VmSpace):
     assert vm.sys_brk(start + 4 * PAGE) == start + 4 * PAGE      # up to it is fine
 
 
-HEAP_SPLIT_BUG = ("BUG: sys_brk only looks at the [heap] VMA starting at brk_start; once "
-                  "mprotect has split the heap, the pieces above it block growth and survive "
-                  "a shrink (Linux brk works on the whole [old brk, new brk) range)")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=HEAP_SPLIT_BUG)
 def test_brk_grows_after_mprotect_split_the_heap(vm: VmSpace):
     start = 0x40_0000
     vm.set_brk_start(start)
@@ -383,7 +373,6 @@ def test_brk_grows_after_mprotect_split_the_heap(vm: VmSpace):
     assert vm.sys_brk(start + 6 * PAGE) == start + 6 * PAGE
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=HEAP_SPLIT_BUG)
 def test_brk_shrink_unmaps_split_heap_pieces(vm: VmSpace):
     start = 0x40_0000
     vm.set_brk_start(start)

@@ -42,6 +42,8 @@ def _freeze_options(p: argparse.ArgumentParser) -> None:
                    "freeze --pid` requests")
     g.add_argument("--trace-syscalls", action="store_true", help="log every system call to "
                    "stderr, strace-style")
+    g.add_argument("--stats", metavar="FILE", help="write the run's outcome (status, ticks, "
+                   "every process's wait status) to FILE as YAML")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--root", metavar="DIR", help="guest root (default: the one recorded)")
     t.add_argument("--allow-changed-files", action="store_true", help="thaw even if files "
                    "the guests had open changed since the freeze")
+    t.add_argument("--no-sigthaw", action="store_true", help="do not deliver SIGTHAW to "
+                   "processes that handle it")
     _freeze_options(t)
 
     i = sub.add_parser("inspect", help="describe an image as YAML",

@@ -84,7 +84,15 @@ def _progress():
         yield update
 
 
-def _run_kernel(k: VKernel, plan: FreezePlan, control: bool) -> int:
+def _write_stats(path: str | None, k: VKernel, status: int | None) -> None:
+    if path:
+        with open(path, "w") as f:
+            yaml.safe_dump({"status": status, "exit_code": None if status is None else
+                            exit_code_of(status), "ticks": k.sched.ticks,
+                            "statuses": dict(sorted(k.statuses.items()))}, f)
+
+
+def _run_kernel(k: VKernel, plan: FreezePlan, control: bool, stats: str | None = None) -> int:
     server = ControlServer(plan.output, plan.incremental, plan.codec) if control else None
     if server is not None:
         plan.poll, plan.serve = server.pending, server.serve
@@ -94,9 +102,7 @@ def _run_kernel(k: VKernel, plan: FreezePlan, control: bool) -> int:
     finally:
         if server is not None:
             server.close()
-    for res in plan.results:
-        k.log(f"vkckpt: image {res.path} written at tick "
-              f"{k.sched.ticks if res is plan.results[-1] else '?'}: {res.pages} pages")
+    _write_stats(stats, k, status)
     if status is None:
         k.log("vkckpt: run stopped after the freeze (use vkckpt thaw to resume)")
         return 0
@@ -107,17 +113,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     """vkckpt run."""
     cfg = config_from_args(args)
     plan = plan_from_args(args)
-    return _run_kernel(boot(cfg), plan, not args.no_control)
+    return _run_kernel(boot(cfg), plan, not args.no_control, args.stats)
 
 
 def cmd_thaw(args: argparse.Namespace) -> int:
     """vkckpt thaw."""
     plan = plan_from_args(args)
     k = thaw(args.image, ThawOptions(root=args.root, allow_changed_files=args.allow_changed_files,
-                                     trace_syscalls=args.trace_syscalls))
+                                     trace_syscalls=args.trace_syscalls,
+                                     deliver_sigthaw=not args.no_sigthaw))
     if k.exit_status is not None:
+        _write_stats(args.stats, k, k.exit_status)
         return exit_code_of(k.exit_status)
-    return _run_kernel(k, plan, not args.no_control)
+    return _run_kernel(k, plan, not args.no_control, args.stats)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

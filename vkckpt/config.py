@@ -44,6 +44,8 @@ class KernelConfig:
 
 def parse_size(value: object, what: str) -> int:
     """Parse 64M, 2g, 4096 ... into bytes."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what}: not a size: {value!r} (use e.g. 512M or 2G)")
     if isinstance(value, int) and value > 0:
         return value
     text = str(value).strip().lower().removesuffix("b").removesuffix("i")
@@ -75,7 +77,9 @@ def load_config(path: str | os.PathLike) -> KernelConfig:
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise ConfigError(f"{p}: unknown keys: {', '.join(sorted(unknown))}")
-    root = Path(str(data.get("root", ".")))
+    if "root" in data and not isinstance(data["root"], str):
+        raise ConfigError(f"{p}: root must be a directory path, got {data['root']!r}")
+    root = Path(data.get("root", "."))
     cfg = KernelConfig(root=str(root if root.is_absolute() else p.parent / root))
     if "quantum" in data:
         cfg.quantum = _positive_int(data["quantum"], f"{p}: quantum")

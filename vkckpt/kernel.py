@@ -70,7 +70,6 @@ class VKernel:
         self.graveyard: list[tuple[VmSpace, Engine]] = []
         self.ckpt_request: object | None = None  # set by checkpoint(2), served by the driver
         self.ckpt_queue = WaitQueue(("checkpoint",))
-        self.ckpt_count = 0                      # images written by this vkernel lineage
         self.last_image: tuple[bytes, str] | None = None  # (image id, path): incremental parent
         self.page_base: dict = {}                # page copies at the last freeze (dirty diff)
         self.vkernel_id = _vkernel_id(config)

@@ -54,7 +54,9 @@ class Scheduler:
         return None
 
     def add_timer(self, deadline: int, t: Thread) -> None:
+        """Arm t's sleep deadline; the entry is live while t.sleep.timer is its sequence."""
         self._timer_seq += 1
+        t.sleep.timer = self._timer_seq
         heapq.heappush(self.timers, (deadline, self._timer_seq, t))
 
     def expired(self) -> list[Thread]:
@@ -62,16 +64,16 @@ class Scheduler:
         now = self.now_ns()
         out = []
         while self.timers and self.timers[0][0] <= now:
-            deadline, _, t = heapq.heappop(self.timers)
-            if t.sleep is not None and t.sleep.deadline == deadline:
+            _, seq, t = heapq.heappop(self.timers)
+            if t.sleep is not None and t.sleep.timer == seq:
                 out.append(t)
         return out
 
     def skip_idle(self) -> bool:
         """Nothing runnable: jump virtual time to the earliest live timer. False if none."""
         while self.timers:
-            deadline, _, t = self.timers[0]
-            if t.sleep is not None and t.sleep.deadline == deadline:
+            deadline, seq, t = self.timers[0]
+            if t.sleep is not None and t.sleep.timer == seq:
                 self.idle_ns += max(0, deadline - self.now_ns())
                 return True
             heapq.heappop(self.timers)

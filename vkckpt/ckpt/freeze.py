@@ -77,8 +77,11 @@ def freeze(k: VKernel, path: str, *, scope: list[int] | None = None, incremental
     """Run the protocol and write the image; k must be at a scheduling point."""
     if not quiesce(k, scope):
         k.log("vkckpt: SIGCKPT handlers did not finish within the bound; freezing anyway")
-    return write_image(k, path, scope=scope, incremental=incremental, codec=codec,
-                       overrides=overrides, progress=progress)
+    res = write_image(k, path, scope=scope, incremental=incremental, codec=codec,
+                      overrides=overrides, progress=progress)
+    k.log(f"vkckpt: frozen at tick {k.sched.ticks} into {res.path} ({res.pages} pages"
+          f"{', incremental' if res.header.incremental else ''})")
+    return res
 
 
 @dataclass

@@ -38,7 +38,7 @@ def describe(path: str, registers: bool = True) -> dict:
         f = rec.fields
         if rec.type == "kernel":
             out["kernel"] = {k: f[k] for k in ("ticks", "quantum", "memory_limit", "seed",
-                                               "next_pid", "init_pid", "scope", "ckpt_count",
+                                               "next_pid", "init_pid", "scope",
                                                "root")}
         elif rec.type == "process":
             procs[f["pid"]] = {

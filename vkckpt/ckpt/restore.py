@@ -128,8 +128,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions) -
         raise ImageError(f"guest root {cfg.root} does not exist; pass --root")
     k = VKernel(cfg)
     k.vkernel_id = final.header.vkernel_id
-    for name in ("next_pid", "next_pipe", "next_bid", "init_pid", "sleep_seq", "rng_counter",
-                 "ckpt_count"):
+    for name in ("next_pid", "next_pipe", "next_bid", "init_pid", "sleep_seq", "rng_counter"):
         setattr(k, name, _nonneg(kr[name], name))
     k.exit_status = kr["exit_status"]
     k.statuses = {int(a): int(b) for a, b in kr["statuses"]}
@@ -257,7 +256,7 @@ def _sched(k: VKernel, kr: dict) -> None:
         k.sched.runq.append(t)
     for deadline, seq, tid in kr["timers"]:
         t = k.threads.get(tid)
-        if t is None or t.sleep is None or t.sleep.deadline != deadline:
+        if t is None or t.sleep is None or t.sleep.timer != seq or t.sleep.deadline != deadline:
             raise ImageError(f"timer for thread {tid!r} does not match its sleep")
         k.sched.timers.append((deadline, seq, t))
     k.sched.timers.sort(key=lambda x: (x[0], x[1]))

@@ -81,14 +81,13 @@ def save_kernel(k: VKernel, scope: list[int] | None, woken: list[int]) -> dict:
         "sleep_seq": k.sleep_seq, "rng_counter": k.rng_counter,
         "ticks": s.ticks, "idle_ns": s.idle_ns, "timer_seq": s._timer_seq,
         "runq": [t.tid for t in s.runq if _in_scope(t.process.pid, scope)] + woken,
-        "timers": [[d, q, t.tid] for d, q, t in sorted(s.timers)
-                   if t.sleep is not None and t.sleep.deadline == d
+        "timers": [[d, q, t.tid] for d, q, t in sorted(s.timers, key=lambda x: x[:2])
+                   if t.sleep is not None and t.sleep.timer == q
                    and _in_scope(t.process.pid, scope)],
         "quantum": s.quantum, "memory_limit": c.memory_limit, "seed": c.seed,
         "max_processes": c.max_processes, "max_threads": c.max_threads,
         "exit_status": k.exit_status, "statuses": sorted([p, st] for p, st in k.statuses.items()),
         "enosys": sorted(k.reported_enosys), "root": k.root.host_root, "scope": scope,
-        "ckpt_count": k.ckpt_count,
     }
 
 
@@ -106,14 +105,8 @@ def write_image(k: VKernel, path: str, *, scope: list[int] | None = None,
     procs = [p for pid, p in sorted(k.procs.items()) if _in_scope(pid, scope)]
     live = [p for p in procs if not p.zombie]
     parent = k.last_image if incremental else None
-    k.ckpt_count += 1
-    try:
-        result = _write(k, path, procs, live, scope, parent, codec, overrides or {}, progress,
-                        fault_hook)
-    except BaseException:
-        k.ckpt_count -= 1
-        raise
-    return result
+    return _write(k, path, procs, live, scope, parent, codec, overrides or {}, progress,
+                  fault_hook)
 
 
 def _write(k: VKernel, path: str, procs: list[Process], live: list[Process],

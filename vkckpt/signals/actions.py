@@ -37,10 +37,10 @@ class SignalActions:
         return new
 
     def reset_for_exec(self) -> None:
-        """execve: caught signals go back to SIG_DFL, ignored ones stay ignored."""
+        """execve: caught signals go back to SIG_DFL, ignored ones stay ignored; flags, masks
+        and restorers are cleared for every signal (Linux's flush_signal_handlers)."""
         for i, a in enumerate(self.table):
-            if a.handler not in (S.SIG_DFL, S.SIG_IGN):
-                self.table[i] = SigAction()
+            self.table[i] = SigAction(S.SIG_IGN if a.handler == S.SIG_IGN else S.SIG_DFL)
 
     def ignored(self, sig: int) -> bool:
         """True when delivering sig would do nothing (explicitly or by default)."""

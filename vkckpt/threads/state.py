@@ -56,7 +56,7 @@ def save_thread(t: Thread, regs: dict[str, int]) -> dict:
         "sleep": None if s is None else {
             "queue": None if s.queue is None else list(s.queue.key), "deadline": s.deadline,
             "timeout_result": s.timeout_result, "restartable": s.restartable, "nr": s.nr,
-            "args": list(s.args), "seq": s.seq},
+            "args": list(s.args), "seq": s.seq, "timer": s.timer},
         "wake_result": t.wake_result, "retry": t.retry,
         "retry_call": [t.retry_call[0], list(t.retry_call[1])], "restart_nr": t.restart_nr,
         "saved_sigmask": t.saved_sigmask, "ticks": t.ticks, "exit_code": t.exit_code,
@@ -83,5 +83,5 @@ def load_thread(d: dict, p: Process, queues: dict[tuple, WaitQueue]) -> tuple[Th
             key = tuple(s["queue"])
             q = queues.get(key) or queues.setdefault(key, WaitQueue(key))
         t.sleep = Sleep(q, s["deadline"], s["timeout_result"], s["restartable"], s["nr"],
-                        tuple(s["args"]), s["seq"])
+                        tuple(s["args"]), s["seq"], s["timer"])
     return t, load_regs(d["regs"])

@@ -31,6 +31,7 @@ class Sleep:
     nr: int
     args: tuple[int, ...]
     seq: int  # global order of going to sleep (keeps wake-up order across freeze/thaw)
+    timer: int = 0  # sequence of its live scheduler timer (0: none)
 
 
 @dataclass(eq=False)

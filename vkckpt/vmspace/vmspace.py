@@ -79,13 +79,15 @@ class VmSpace:
                 raise GuestError(E.EPERM if addr < MMAP_BOTTOM else E.ENOMEM)
             if flags & MAP_FIXED_NOREPLACE and self.vmas.overlapping(addr, addr + size):
                 raise GuestError(E.EEXIST)
-        elif not (addr and addr + size <= MMAP_TOP
+        elif not (addr >= MMAP_BOTTOM and addr + size <= MMAP_TOP
                   and not self.vmas.overlapping(addr, addr + size)):
             found = self.vmas.find_free(size, MMAP_TOP, MMAP_BOTTOM)
             if found is None:
                 raise GuestError(E.ENOMEM)
             addr = found
-        if self.mapped_bytes + size > self.limit:
+        replaced = sum(min(v.end, addr + size) - max(v.start, addr)
+                       for v in self.vmas.overlapping(addr, addr + size)) if fixed else 0
+        if self.mapped_bytes - replaced + size > self.limit:
             raise GuestError(E.ENOMEM, "vkernel memory limit")
         if fixed:
             self.unmap_range(addr, size)
@@ -141,39 +143,39 @@ class VmSpace:
         self.brk_start = self.brk = page_up(addr)
 
     def sys_brk(self, new: int) -> int:
-        """Implement brk(2): move the break if the pages are free; always return the break."""
+        """Implement brk(2): grow by mapping above the old break, shrink by unmapping.
+
+        Always returns the (possibly unchanged) break. Growth extends the last [heap] VMA in
+        place on its reserved host buffer when it can, so the heap stays one region.
+        """
         if new < self.brk_start or new - self.brk_start > HEAP_RESERVE:
             return self.brk
-        heap = self.vmas.find(self.brk_start)
-        heap = heap if heap is not None and heap.name == "[heap]" else None
-        cur_end = heap.end if heap else self.brk_start
-        want_end = page_up(new)
+        cur_end, want_end = page_up(self.brk), page_up(new)
         if want_end > cur_end:
-            if self.vmas.overlapping(cur_end, want_end):
+            if self.vmas.overlapping(cur_end, want_end) or \
+                    self.mapped_bytes + want_end - cur_end > self.limit:
                 return self.brk
-            if self.mapped_bytes + want_end - cur_end > self.limit:
-                return self.brk
-        if want_end != cur_end:
-            self._resize_heap(heap, want_end)
+            self._grow_heap(cur_end, want_end)
+        elif want_end < cur_end:
+            self.unmap_range(want_end, cur_end - want_end)
         self.brk = new
         return new
 
-    def _resize_heap(self, heap: Vma | None, end: int) -> None:
-        """Replace the [heap] VMA by one ending at end, on the same reserved host buffer."""
-        if heap is None:
-            buf = HostBuffer(HEAP_RESERVE, self.alloc_bid())
+    def _grow_heap(self, start: int, end: int) -> None:
+        """Map [start, end) as heap, extending the [heap] VMA that ends at start if possible."""
+        last = self.vmas.find(start - 1) if start > self.brk_start else None
+        if last is not None and last.name == "[heap]" and last.end == start and \
+                last.off + end - last.start <= last.buf.size and last.prot == 3:
+            buf, off, first = last.buf.incref(), last.off, last.start
+            self.vmas.remove(last)
+            self._unmap(last)
         else:
-            buf = heap.buf.incref()  # held while the VMA is swapped
-            if end < heap.end:
-                buf.zero(end - heap.start, heap.end - end)
-            self.vmas.remove(heap)
-            self._unmap(heap)
-        if end > self.brk_start:
-            v = Vma(self.brk_start, end, 3, MAP_PRIVATE | MAP_ANONYMOUS, "[heap]", buf, 0)
-            self.vmas.insert(v)
-            self._map(v)
-        if heap is not None:
-            buf.decref()
+            buf, off, first = HostBuffer(HEAP_RESERVE, self.alloc_bid()).incref(), 0, start
+        buf.zero(off + start - first, end - start)  # earlier shrinks left old bytes here
+        v = Vma(first, end, 3, MAP_PRIVATE | MAP_ANONYMOUS, "[heap]", buf, off)
+        self.vmas.insert(v)
+        self._map(v)
+        buf.decref()
 
     # -- memory access -----------------------------------------------------------------------
     def read(self, addr: int, size: int) -> bytes:
