@@ -118,6 +118,8 @@ def _write(k: VKernel, path: str, procs: list[Process], live: list[Process],
                      fault_hook=fault_hook) as w:
         w.add("meta", {"ticks": k.sched.ticks, "parent_path": parent[1] if parent else None,
                        "processes": len(procs)}, critical=False)
+        overrides = {tid: v for tid, v in overrides.items()
+                     if tid in k.threads and _in_scope(k.threads[tid].process.pid, scope)}
         w.add("kernel", save_kernel(k, scope, sorted(overrides)))
         bufs: dict[int, HostBuffer] = {}
         cover = covered_pages(bufs, [p.vm for p in live])
