@@ -21,6 +21,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "compute": (),
     "ckpt_signals": ("3",),
     "mutex_bench": (),
+    "demo": (),
 }
 ENV = {"HELLO_GREETING": "bonjour", "VKCKPT_TEST_A": "1"}
 

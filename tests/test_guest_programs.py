@@ -130,6 +130,7 @@ SPECS: dict[str, Spec] = {
             "thaw handler ran 0 times",
         ),
     ),
+    "demo": Spec(lines=("round 7: 4 threads agree on 63f414f8d4f009ab", "demo done")),
     # checkpoint(2) is vkckpt's own: the host kernel answers ENOSYS and the guest goes on.
     "ckpt_self": Spec(
         args=("self", "x.img"),

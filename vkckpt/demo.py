@@ -14,7 +14,7 @@ from vkckpt.config import KernelConfig, ProcessSpec
 from vkckpt.guests.build import guest_path
 from vkckpt.runner import run
 
-GUEST = "pthreads"
+GUEST = "demo"
 
 
 def _vkckpt(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -43,7 +43,9 @@ def run_demo(workdir: str | None = None) -> int:
         return 1
     lines = first.stdout.count(b"\n")
     say(f"[3/5] frozen at block {at} into {image} ({image.stat().st_size} bytes); "
-        f"{lines} lines printed before the freeze")
+        f"{lines} lines printed before the freeze:")
+    for ln in first.stdout.decode().splitlines():
+        say(f"      | {ln}")
     info = yaml.safe_load(_vkckpt("inspect", "--no-registers", str(image), cwd=root).stdout)
     for p in info["processes"]:
         say(f"      pid {p['pid']} {p['exe']}: {len(p['threads'])} threads, "
@@ -51,7 +53,9 @@ def run_demo(workdir: str | None = None) -> int:
     say(f"      pages stored: {info['pages']['stored_pages']} "
         f"of {info['pages']['covered_pages']} mapped (zero pages elided)")
     second = _vkckpt("thaw", str(image), cwd=root)
-    say(f"[4/5] thawed in a new host process: status {second.returncode}")
+    say(f"[4/5] thawed in a new host process (status {second.returncode}); it printed:")
+    for ln in second.stdout.decode().splitlines():
+        say(f"      | {ln}")
     combined = first.stdout + second.stdout
     same = combined == golden_out and second.returncode == golden.exit_code
     say(f"[5/5] frozen+thawed output {'is IDENTICAL to' if same else 'DIFFERS from'} the "
