@@ -158,11 +158,12 @@ class VKernel:
         t = self.current
         eng = t.process.engine
         vals = eng.sys_args.read(eng.uch)
+        rip, rflags = vals[7], vals[8]
         ret = self.dispatch(t, vals[0], tuple(vals[1:7]))
         if ret is NORETURN or ret is None:
             return True
-        eng.syscall_return(ret, vals[7] + 2, vals[8])
-        return self.resched or self._signal_ready(t)
+        eng.syscall_return(ret, rip + 2, rflags)
+        return self.resched or bool((t.pending.mask | t.process.pending.mask) & ~t.sigmask)
 
     def dispatch(self, t: Thread, nr: int, args: tuple[int, ...]) -> object:
         """Run handler nr for t; returns its result, NORETURN, or None when t went to sleep."""

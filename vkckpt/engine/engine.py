@@ -187,11 +187,11 @@ class Engine:
 
     def syscall_return(self, value: int, next_rip: int, rflags: int) -> None:
         """Set RAX and the RCX/R11 a real CPU leaves after syscall (Unicorn does not)."""
-        self._ret.write(self.uch, [value, next_rip, rflags])
+        self._ret.write3(self.uch, value, next_rip, rflags)
 
     def get_state(self) -> dict[str, int]:
         """Read every register a thread owns, by name."""
-        st = dict(zip(self._gpr.names, self._gpr.read(self.uch), strict=True))
+        st = dict(zip(self._gpr.names, list(self._gpr.read(self.uch)), strict=True))
         for n in R.ST_REGS + R.XMM_REGS:
             st[n] = R.read_wide(self.uch, n)
         return st
