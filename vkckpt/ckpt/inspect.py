@@ -23,7 +23,16 @@ def _sigset(mask: int) -> list[str]:
 
 
 def describe(path: str, registers: bool = True) -> dict:
-    """Everything an image says, as plain data ready for YAML."""
+    """Everything an image says, as plain data ready for YAML (ImageError if malformed)."""
+    try:
+        return _describe(path, registers)
+    except ImageError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
+        raise ImageError(f"{path}: malformed image ({type(exc).__name__}: {exc})") from None
+
+
+def _describe(path: str, registers: bool) -> dict:
     r = ImageReader(path)
     h = r.header
     out: dict = {"image": str(path), "format": f"{h.major}.{h.minor}", "producer": h.producer,

@@ -224,7 +224,8 @@ def _threads(k: VKernel, rows: list[dict], queues: dict) -> None:
         k.threads[t.tid] = t
     for p in k.procs.values():
         order = p.__dict__.pop("thread_order", [])
-        if set(order) != {t.tid for t in by_tid.values() if t.process is p}:
+        if len(order) != len(set(order)) or \
+                set(order) != {t.tid for t in by_tid.values() if t.process is p}:
             raise ImageError(f"process {p.pid}: thread list does not match thread records")
         p.threads = [by_tid[tid] for tid in order]
         if not p.zombie and not p.threads:

@@ -1,0 +1,155 @@
+"""Hostile images at the structure level: valid framing and checksums, malicious contents.
+
+Every thaw, inspect or verify of such an image must end in success or one ImageError --
+never another exception, a hang, or unbounded memory."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vkckpt.ckpt.inspect import describe
+from vkckpt.ckpt.restore import ThawOptions, thaw
+from vkckpt.ckpt.snapshot import write_image
+from vkckpt.errors import ImageError
+from vkckpt.image import ImageReader, ImageWriter
+from vkckpt.testing.oracle import Workload, freeze_points, golden, make_root, run_until
+
+
+@pytest.fixture(scope="module")
+def seed_image(tmp_path_factory) -> tuple[Path, Path, list]:
+    """A valid image of forkpipe frozen mid-run (several processes, pipes, sleepers)."""
+    base = tmp_path_factory.mktemp("hostile")
+    wl = Workload("forkpipe")
+    gold = golden(wl, make_root(base, ["forkpipe"]))
+    for at in freeze_points(gold, 40, seed=2):  # a point with sleepers, pipes, processes
+        root = make_root(base, ["forkpipe"])
+        k, _, _ = run_until(wl, root, at)
+        path = base / "seed.img"
+        write_image(k, str(path))
+        recs = [(r.type, r.version, r.critical, r.fields) for r in ImageReader(path).records()]
+        kinds = {r[0] for r in recs}
+        if {"waitq", "pipe", "thread", "process"} <= kinds and len(k.procs) > 1:
+            return path, root, recs
+    raise AssertionError("no freeze point of forkpipe has sleepers on pipes")
+
+
+def rewrite(path: Path, src: Path, recs: list) -> None:
+    """Write recs as a new, correctly checksummed image with src's header ids."""
+    h = ImageReader(src).header
+    with ImageWriter(path, vkernel_id=h.vkernel_id) as w:
+        for typ, ver, crit, fields in recs:
+            w.add(typ, fields, version=ver, critical=crit)
+
+
+def attempt(path: Path, root: Path) -> None:
+    try:
+        k = thaw(str(path), ThawOptions(root=str(root), allow_changed_files=True,
+                                        stdout=lambda b: None, deliver_sigthaw=False))
+        k.shutdown()
+    except ImageError:
+        pass
+    try:
+        describe(str(path))
+    except ImageError:
+        pass
+
+
+def _set(recs: list, kind: str, field: str, value: object, index: int = 0) -> list:
+    out = copy.deepcopy(recs)
+    hits = [i for i, r in enumerate(out) if r[0] == kind]
+    out[hits[index % len(hits)]][3][field] = value
+    return out
+
+
+CASES = [
+    ("buffer", "size", 1 << 62),             # absurd size
+    ("buffer", "size", 4095),                # unaligned
+    ("buffer", "bid", -1),
+    ("vmspace", "vmas", [[0x1000, 0x0, 3, 2, "", 1, 0, "", 0]]),            # end < start
+    ("vmspace", "vmas", [[0x10000, 0x20000, 3, 2, "", 1, 0, "", 0]] * 2),   # overlap
+    ("vmspace", "vmas", [[0x7FFFFFFFF000, 0x800000001000, 3, 2, "", 1, 0, "", 0]]),
+    ("vmspace", "vmas", [[0x10000, 0x20000, 3, 2, "", 999999, 0, "", 0]]),  # no such buffer
+    ("thread", "regs", {"rax": 1}),          # registers missing
+    ("thread", "pid", 424242),               # a pid that points nowhere
+    ("thread", "state", "levitating"),
+    ("thread", "sleep", {"queue": ["futex", "private", 1, 8], "deadline": None,
+                         "timeout_result": 0, "restartable": True, "nr": 202, "args": [],
+                         "seq": 1, "timer": 0}),
+    ("process", "threads", [1, 1, 1]),
+    ("process", "fds", [[3, 999, 0]]),
+    ("process", "pid", 0),
+    ("kernel", "quantum", 0),
+    ("kernel", "runq", [31337]),
+    ("kernel", "timers", [[5, 1, 1]]),
+    ("kernel", "next_pid", "many"),
+    ("pipe", "data", b"x" * (1 << 20)),
+    ("file", "kind", "socket"),
+    ("waitq", "tids", [1, 2, 3, 4, 5]),
+]
+
+
+@pytest.mark.parametrize("kind,field,value", CASES, ids=[f"{c[0]}.{c[1]}" for c in CASES])
+def test_malicious_field_is_refused_cleanly(seed_image, tmp_path: Path, kind: str,
+                                            field: str, value: object) -> None:
+    src, root, recs = seed_image
+    if not any(r[0] == kind for r in recs):
+        pytest.fail(f"seed image has no {kind} record")
+    bad = tmp_path / "bad.img"
+    rewrite(bad, src, _set(recs, kind, field, value))
+    with pytest.raises(ImageError):
+        k = thaw(str(bad), ThawOptions(root=str(root), allow_changed_files=True,
+                                       stdout=lambda b: None, deliver_sigthaw=False))
+        k.shutdown()
+
+
+def test_file_path_cannot_escape_the_root(seed_image, tmp_path: Path) -> None:
+    src, root, recs = seed_image
+    recs = copy.deepcopy(recs)
+    f = next(r for r in recs if r[0] == "file")
+    f[3].update(kind="host", path="/../../etc/passwd", offset=0,
+                fingerprint={"size": 0, "mtime_ns": 0, "sha256": None})
+    bad = tmp_path / "bad.img"
+    rewrite(bad, src, recs)
+    with pytest.raises(ImageError, match="etc/passwd"):
+        thaw(str(bad), ThawOptions(root=str(root), allow_changed_files=True))
+
+
+def test_wide_register_of_the_wrong_width(seed_image, tmp_path: Path) -> None:
+    src, root, recs = seed_image
+    recs = copy.deepcopy(recs)
+    th = next(r for r in recs if r[0] == "thread")
+    th[3]["regs"]["xmm0"] = b"\x01" * 17
+    bad = tmp_path / "bad.img"
+    rewrite(bad, src, recs)
+    with pytest.raises(ImageError, match="xmm0"):
+        thaw(str(bad), ThawOptions(root=str(root), allow_changed_files=True))
+
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-(1 << 70), 1 << 70),
+                    st.text(max_size=8), st.binary(max_size=16),
+                    st.lists(st.integers(-3, 1 << 20), max_size=6),
+                    st.dictionaries(st.text(max_size=4), st.integers(), max_size=3))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_one_field(seed_image, tmp_path: Path, data) -> None:
+    """Replace one field of one structural record with an arbitrary value."""
+    src, root, recs = seed_image
+    structural = [i for i, r in enumerate(recs) if r[0] not in ("pages", "meta")]
+    i = data.draw(st.sampled_from(structural))
+    field = data.draw(st.sampled_from(sorted(recs[i][3])))
+    mutated = copy.deepcopy(recs)
+    mutated[i][3][field] = data.draw(_values)
+    bad = tmp_path / "fuzz.img"
+    try:
+        rewrite(bad, src, mutated)
+    except ImageError:
+        return  # the writer itself refuses values no reader could accept
+    attempt(bad, root)
