@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench guests clean
+.PHONY: demo test lint bench soak guests clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+soak: $(STAMP)
+	$(PY) -m vkckpt.testing.soak --iterations 1000
 
 clean:
 	rm -rf $(VENV) build *.egg-info vkckpt/engine/_blockhook*.so

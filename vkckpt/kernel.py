@@ -310,6 +310,7 @@ class VKernel:
                 self.graveyard.append((p.vm, p.engine))
                 p.zombie = True
         self._bury()
+        self.page_base = {}
 
     def kill_group(self, p: Process, sig: int, core: bool = False) -> None:
         """Terminate p as sig's default action does."""

@@ -256,6 +256,14 @@ class Engine:
             raise GuestError(E.EFAULT, f"write {len(data)} bytes at {addr:#x}")
 
     def close(self) -> None:
-        """Release the engine (its memory belongs to the vmspace's host buffers)."""
+        """Release the engine now (its memory belongs to the vmspace's host buffers).
+
+        The binding would close the handle when the Uc object is collected, but engines sit
+        in reference cycles with their hooks; closing explicitly frees the translation cache
+        (several MiB) at once instead of at some later garbage collection."""
+        if self.uc is None:
+            return
         self.counter.close()
+        self.uc._Uc__finalizer()  # the binding's own uc_close, marked done so it runs once
         self.uc = None  # type: ignore[assignment]
+        self._cbs = []

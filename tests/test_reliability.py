@@ -1,0 +1,119 @@
+"""Nothing is lost: a freeze killed mid-write or failing on a full disk leaves the previous
+image intact and thawable; many chained freeze/thaw cycles neither diverge nor leak."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from vkckpt.ckpt.restore import ThawOptions, thaw
+from vkckpt.ckpt.snapshot import write_image
+from vkckpt.errors import ImageError
+from vkckpt.image import ImageReader
+from vkckpt.testing.oracle import Workload, golden, make_root, run_until
+from vkckpt.testing.soak import soak
+
+WRITER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from vkckpt.ckpt.snapshot import write_image
+    from vkckpt.testing.oracle import Workload
+    from vkckpt.runner import boot
+    root, image, ready = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+    k = boot(Workload("pthreads").config(root, []))
+    at = 0
+    while True:
+        at += 40000
+        if k.run(until_ticks=at) is not None:
+            k = boot(Workload("pthreads").config(root, []))
+            at = 0
+            continue
+        write_image(k, image, codec="zstd")
+        ready.touch()
+""")
+
+
+def test_sigkill_during_freezes_never_damages_the_last_image(tmp_path: Path) -> None:
+    root = make_root(tmp_path, ["pthreads"])
+    image = tmp_path / "live.img"
+    rng = random.Random(1234)
+    survived = 0
+    for round_ in range(8):
+        ready = tmp_path / f"ready{round_}"
+        p = subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(image), str(ready)],
+                             stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ready.exists(), p.stderr.read().decode() if p.poll() is not None else "no image"
+        time.sleep(rng.uniform(0.0, 0.4))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        stats = ImageReader(image).verify()  # the file at the path is always a whole image
+        assert stats["pages"] > 0
+        k = thaw(str(image), ThawOptions(stdout=lambda b: None))
+        assert k.run() == 0
+        k.shutdown()
+        survived += 1
+        for tmp in tmp_path.glob("live.img.tmp.*"):  # leftovers are never taken for images
+            with pytest.raises(ImageError):
+                ImageReader(tmp).verify()
+            tmp.unlink()
+    assert survived == 8
+
+
+def test_full_disk_during_freeze_keeps_the_previous_image_and_the_run(tmp_path: Path) -> None:
+    wl = Workload("forkpipe")
+    gold = golden(wl, make_root(tmp_path, ["forkpipe"]))
+    a, b = gold.points[len(gold.points) // 3], gold.points[2 * len(gold.points) // 3]
+    root = make_root(tmp_path, ["forkpipe"])
+    k, out, _ = run_until(wl, root, a)
+    good = root / "good.img"
+    write_image(k, str(good))
+    before = good.read_bytes()
+    assert k.run(until_ticks=b) is None
+
+    def enospc(written: int) -> None:
+        if written > 4096:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(ImageError, match="space"):
+        write_image(k, str(good), incremental=True, fault_hook=enospc)
+    assert good.read_bytes() == before
+    assert not list(root.glob("good.img.tmp.*"))
+    later = root / "later.img"
+    write_image(k, str(later), incremental=True)  # the failed freeze left no trace behind
+    assert k.run() == gold.status
+    assert b"".join(out) == gold.output
+    thawed: list[bytes] = []
+    k2 = thaw(str(later), ThawOptions(stdout=thawed.append, deliver_sigthaw=False))
+    assert k2.run() == gold.status and gold.output.endswith(b"".join(thawed))
+
+
+def test_soak_chain_matches_golden_and_does_not_leak(tmp_path: Path) -> None:
+    r = soak(iterations=30, workdir=tmp_path)
+    assert r.iterations == 30 and r.mismatches == []
+    assert r.final_output_ok
+    assert r.rss_end - r.rss_start < 64 << 20, "host memory grows across freeze/thaw cycles"
+
+
+def test_interrupted_writer_leaves_no_file_at_the_path(tmp_path: Path) -> None:
+    root = make_root(tmp_path, ["pthreads"])
+    image = tmp_path / "first.img"
+    ready = tmp_path / "ready"
+    p = subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(image), str(ready)])
+    while not any(tmp_path.glob("first.img.tmp.*")) and p.poll() is None:
+        time.sleep(0.001)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    if image.exists():  # the first image completed before the kill landed
+        ImageReader(image).verify()
