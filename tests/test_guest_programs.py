@@ -121,6 +121,11 @@ SPECS: dict[str, Spec] = {
     "compute": Spec(lines=("iterations=5000000",)),
     "getppid_loop": Spec(args=("20000",), lines=("calls=20000", "done")),
     "mutex_bench": Spec(lines=("total=400000",)),
+    # hostile guests (tests/test_hostile_guests.py runs every mode natively and under vkckpt)
+    "badptr": Spec(args=("null", "edge"), lines=("read[null]: ret=-1 errno=EFAULT",
+                                                 "badptr done")),
+    "crashers": Spec(args=("handled",), lines=("caught 3 SIGSEGV, blocked after=0",)),
+    "bombs": Spec(args=("threads",), lines=("ok",)),
     "ckpt_signals": Spec(
         args=("5",),
         lines=(
@@ -160,8 +165,12 @@ def run_guest(binary: Path, spec: Spec, tmp_path: Path) -> subprocess.CompletedP
     )
 
 
+#: Guests that must never run natively: escape tries to write outside its directory.
+NATIVE_UNSAFE = {"escape"}
+
+
 def test_every_guest_has_a_spec() -> None:
-    assert sorted(SPECS) == build.guest_names()
+    assert sorted(set(SPECS) | NATIVE_UNSAFE) == build.guest_names()
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
