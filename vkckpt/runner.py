@@ -35,12 +35,12 @@ def host_to_guest_program(root: str, program: str) -> str:
     real_root = os.path.realpath(root)
     if os.path.exists(program) and (host + "/").startswith(real_root.rstrip("/") + "/"):
         return "/" + os.path.relpath(host, real_root).replace(os.sep, "/").lstrip("./")
-    if program.startswith("/"):
+    if program.startswith("/") and os.path.lexists(os.path.join(real_root, program[1:])):
         return program
     if os.path.exists(program):
         raise ConfigError(f"{program}: the program must be inside the guest root {root} "
                           f"(use --root)")
-    return "/" + program
+    return program if program.startswith("/") else "/" + program
 
 
 def boot(config: KernelConfig) -> VKernel:
