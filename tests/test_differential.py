@@ -22,6 +22,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "ckpt_signals": ("3",),
     "mutex_bench": (),
     "demo": (),
+    "spawn": ("./hello",),
 }
 ENV = {"HELLO_GREETING": "bonjour", "VKCKPT_TEST_A": "1"}
 
@@ -48,8 +49,9 @@ def run_vkckpt(root: Path, name: str, args: tuple[str, ...], *extra: str
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_same_output_and_status_as_native(make_root, name: str) -> None:
     args = CASES[name]
-    native_out, native_rc = run_native(make_root(name), name, args)
-    p = run_vkckpt(make_root(name), name, args)
+    extra = ("hello",) if name == "spawn" else ()
+    native_out, native_rc = run_native(make_root(name, *extra), name, args)
+    p = run_vkckpt(make_root(name, *extra), name, args)
     assert p.stdout == native_out, p.stderr.decode()[-2000:]
     assert p.returncode == native_rc, p.stderr.decode()[-2000:]
     assert b"unimplemented syscall" not in p.stderr, p.stderr.decode()

@@ -136,6 +136,8 @@ SPECS: dict[str, Spec] = {
         ),
     ),
     "demo": Spec(lines=("round 7: 4 threads agree on 63f414f8d4f009ab", "demo done")),
+    "spawn": Spec(args=("/bin/true",), lines=("posix_spawn: 0", "spawned child exited 0",
+                                              "vforked child exited 0")),
     # checkpoint(2) is vkckpt's own: the host kernel answers ENOSYS and the guest goes on.
     "ckpt_self": Spec(
         args=("self", "x.img"),

@@ -42,6 +42,7 @@ class Process:
     pending: PendingSignals = field(default_factory=PendingSignals)  # process-wide
     children: list[int] = field(default_factory=list)
     child_wait: WaitQueue = field(init=False)
+    vfork_done: WaitQueue = field(init=False)
     exiting: bool = False        # exit_group or a fatal signal is tearing the group down
     zombie: bool = False
     wait_status: int = 0         # the wait4 status word once a zombie
@@ -49,9 +50,11 @@ class Process:
     stopped: bool = False
     stop_report: int | None = None  # pending WUNTRACED/WCONTINUED report for the parent
     ticks: int = 0               # blocks executed by all its threads, including dead ones
+    vfork_parent: int = 0        # tid sleeping in vfork/CLONE_VFORK until we exec or exit
 
     def __post_init__(self) -> None:
         self.child_wait = WaitQueue(("child", self.pid))
+        self.vfork_done = WaitQueue(("vfork", self.pid))
 
     @property
     def live_threads(self) -> list[Thread]:

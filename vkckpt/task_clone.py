@@ -12,6 +12,7 @@ from vkckpt.engine.engine import Engine
 from vkckpt.errors import GuestError
 from vkckpt.process import Process
 from vkckpt.threads.thread import Thread
+from vkckpt.threads.wait import Block
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
@@ -63,20 +64,43 @@ def clone(k: VKernel, t: Thread, flags: int, stack: int, ptid: int, ctid: int, t
     """Implement clone(2): a thread (CLONE_THREAD|CLONE_VM|CLONE_SIGHAND) or a fork."""
     if flags & CLONE_NEW_ANY:
         raise GuestError(E.EINVAL, "namespaces are not supported")
-    if not flags & CLONE_VM:
-        if flags & (CLONE_THREAD | CLONE_SIGHAND):
+    if flags & CLONE_VM and flags & CLONE_THREAD:
+        need = CLONE_THREAD | CLONE_SIGHAND
+        if flags & need != need:
             raise GuestError(E.EINVAL)
-        pid = fork(k, t, flags, ctid)
-        if stack:
-            k.threads[pid].process.engine.set_reg("rsp", stack)
-            k.threads[pid].ctx = k.threads[pid].process.engine.context_new()
-        if flags & CLONE_PARENT_SETTID:
-            t.process.vm.write(ptid, pid.to_bytes(4, "little"))
-        return pid
-    need = CLONE_THREAD | CLONE_SIGHAND
-    if flags & need != need:
-        raise GuestError(E.EINVAL, "CLONE_VM without CLONE_THREAD|CLONE_SIGHAND is unsupported")
-    return new_thread(k, t, flags, stack, ptid, ctid, tls)
+        return new_thread(k, t, flags, stack, ptid, ctid, tls)
+    if flags & CLONE_VM and not flags & CLONE_VFORK:
+        raise GuestError(E.EINVAL, "CLONE_VM without CLONE_THREAD needs CLONE_VFORK")
+    if flags & (CLONE_THREAD | CLONE_SIGHAND):
+        raise GuestError(E.EINVAL)
+    pid = fork(k, t, flags, ctid)
+    child = k.procs[pid]
+    if stack:
+        child.engine.set_reg("rsp", stack)
+        child.threads[0].ctx = child.engine.context_new()
+    if flags & CLONE_PARENT_SETTID:
+        t.process.vm.write(ptid, pid.to_bytes(4, "little"))
+    if flags & CLONE_VFORK:
+        return vfork_wait(k, t, child)
+    return pid
+
+
+def vfork_wait(k: VKernel, t: Thread, child: Process) -> int:
+    """vfork semantics on a copied address space: the parent sleeps until the child execs or
+    exits (CLONE_VM|CLONE_VFORK, as posix_spawn uses, runs the child on a copy: the child
+    only reads what the parent prepared before exec)."""
+    child.vfork_parent = t.tid
+    raise Block(child.vfork_done, restartable=False)
+
+
+def vfork_release(k: VKernel, child: Process) -> None:
+    """The vfork child exec'ed or exited: wake its parent with the child's pid."""
+    if child.vfork_parent:
+        parent = k.threads.get(child.vfork_parent)
+        child.vfork_parent = 0
+        if parent is not None and parent.sleep is not None and \
+                parent.sleep.queue is child.vfork_done:
+            k.wake(parent, child.pid)
 
 
 def new_thread(k: VKernel, t: Thread, flags: int, stack: int, ptid: int, ctid: int,

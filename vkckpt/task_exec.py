@@ -104,5 +104,7 @@ def execve(k: VKernel, t: Thread, path: bytes, argv: list[bytes], envp: list[byt
         eng.set_state(regs)
         t.ctx = eng.context_new()
         p.engine_owner = t
+        from vkckpt.task_clone import vfork_release
+        vfork_release(k, p)
 
     return k.defer(commit)

@@ -89,6 +89,8 @@ def process_exit(k: VKernel, p: Process, status: int) -> None:
     p.children = []
     if p.pid == k.init_pid:
         k.exit_status = status
+    from vkckpt.task_clone import vfork_release
+    vfork_release(k, p)
     _notify_parent(k, p)
 
 

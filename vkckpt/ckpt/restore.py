@@ -202,10 +202,12 @@ def _process(k: VKernel, d: dict, vms: dict, bufs: dict, files: dict, queues: di
                 umask=d["umask"], pending=load_pending(d["pending"]),
                 children=list(d["children"]), exiting=d["exiting"], zombie=d["zombie"],
                 wait_status=d["wait_status"], exit_signal=d["exit_signal"],
-                stopped=d["stopped"], stop_report=d["stop_report"], ticks=d["ticks"])
+                stopped=d["stopped"], stop_report=d["stop_report"], ticks=d["ticks"],
+                vfork_parent=d["vfork_parent"])
     p.thread_order = list(d["threads"])
     k.procs[pid] = p
     queues[p.child_wait.key] = p.child_wait
+    queues[p.vfork_done.key] = p.vfork_done
 
 
 def _threads(k: VKernel, rows: list[dict], queues: dict) -> None:

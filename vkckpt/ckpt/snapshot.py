@@ -30,8 +30,8 @@ RECORD_VERSIONS = {"kernel": 1, "buffer": 1, "pipe": 1, "file": 1, "process": 1,
                    "vmspace": 1, "thread": 1, "waitq": 1, "pages": 1, "zero_pages": 1,
                    "meta": 1}
 #: Process fields saved under other names or rebuilt on thaw.
-PROCESS_TRANSIENT = {"vm", "engine", "engine_owner", "child_wait", "fds", "actions",
-                     "pending", "threads"}
+PROCESS_TRANSIENT = {"vm", "engine", "engine_owner", "child_wait", "vfork_done", "fds",
+                     "actions", "pending", "threads"}
 
 
 @dataclass
@@ -65,7 +65,8 @@ def save_process(p: Process, fids: dict[int, int], scope: list[int] | None) -> d
         "children": [c for c in p.children if _in_scope(c, scope)],
         "exiting": p.exiting, "zombie": p.zombie, "wait_status": p.wait_status,
         "exit_signal": p.exit_signal, "stopped": p.stopped, "stop_report": p.stop_report,
-        "ticks": p.ticks, "pending": save_pending(p.pending), "actions": save_actions(p.actions),
+        "ticks": p.ticks, "vfork_parent": p.vfork_parent, "pending": save_pending(p.pending),
+        "actions": save_actions(p.actions),
         "fds": [] if p.zombie else save_fdtable(p.fds, fids),
         "threads": [t.tid for t in p.live_threads],
     }

@@ -117,8 +117,9 @@ ENTRIES: list[Entry] = [
     Supported("exit", pr.sys_exit),
     Supported("exit_group", pr.sys_exit_group),
     Supported("fork", pr.sys_fork),
-    Partial("vfork", pr.sys_vfork, "a full fork (the parent does not wait)"),
-    Partial("clone", pr.sys_clone, "threads and forks; no CLONE_VM without CLONE_THREAD"),
+    Partial("vfork", pr.sys_vfork, "the child runs on a copy; the parent waits for exec/exit"),
+    Partial("clone", pr.sys_clone, "threads, forks, CLONE_VM|CLONE_VFORK on a copy; no "
+            "namespaces"),
     Supported("execve", pr.sys_execve),
     Partial("wait4", pr.sys_wait4, "rusage is zeroed"),
     Supported("waitid", pr.sys_waitid),
