@@ -29,6 +29,21 @@ if TYPE_CHECKING:
 RECORD_VERSIONS = {"kernel": 1, "buffer": 1, "pipe": 1, "file": 1, "process": 1,
                    "vmspace": 1, "thread": 1, "waitq": 1, "pages": 1, "zero_pages": 1,
                    "meta": 1}
+#: VKernel attributes that are not kernel-record fields, and why.
+KERNEL_TRANSIENT = {
+    "config": "its saved parts are quantum/memory_limit/seed/max_*; streams are the host's",
+    "table": "the syscall table is code", "root": "saved as the root path",
+    "sched": "saved as ticks/idle_ns/timer_seq/runq/timers/quantum",
+    "futexes": "rebuilt from the waitq records", "procs": "process records",
+    "threads": "thread records", "current": "None at a scheduling point",
+    "resched": "False at a scheduling point", "deferred": "empty at a scheduling point",
+    "graveyard": "empty at a scheduling point", "_run_budget": "0 at a scheduling point",
+    "ckpt_queue": "its sleeper is saved runnable (overrides)",
+    "ckpt_request": "served before the image is written", "last_image": "header parent id",
+    "page_base": "rebuilt from the pages at thaw", "vkernel_id": "in the header",
+    "stdout": "host stream", "stderr": "host stream", "log": "host stream",
+    "exit_status": "saved", "statuses": "saved", "reported_enosys": "saved as enosys",
+}
 #: Process fields saved under other names or rebuilt on thaw.
 PROCESS_TRANSIENT = {"vm", "engine", "engine_owner", "child_wait", "vfork_done", "fds",
                      "actions", "pending", "threads"}
