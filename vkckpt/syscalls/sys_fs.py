@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from typing import TYPE_CHECKING
@@ -11,11 +12,15 @@ from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError
 from vkckpt.fs.files import DEVICES, DirFile, HostFile, host_call, stat_of
 from vkckpt.fs.sandbox import Resolved
-from vkckpt.syscalls.args import path_arg, s32
+from vkckpt.syscalls.args import path_arg, s32, s64
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
     from vkckpt.threads.thread import Thread
+
+# Modes reach the host without set-user/group-ID bits: a guest (perhaps run by root) must not
+# plant set-ID programs of its choosing in a host directory.
+HOST_MODE_MASK = 0o1777
 
 _OPEN_PASS = F.O_ACCMODE | F.O_CREAT | F.O_EXCL | F.O_TRUNC | F.O_APPEND | F.O_NONBLOCK | \
     F.O_DIRECTORY | F.O_NOFOLLOW | F.O_DSYNC
@@ -56,7 +61,7 @@ def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: in
     if flags & F.O_DIRECTORY:
         raise GuestError(E.ENOTDIR)
     fd = k.root.host_open(r, flags & _OPEN_PASS & ~F.O_NOFOLLOW,
-                          mode & ~t.process.umask & 0o7777)
+                          mode & ~t.process.umask & HOST_MODE_MASK)
     return t.process.fds.install(HostFile(fd, flags & _OPEN_PASS, r.guest), cloexec)
 
 
@@ -119,7 +124,7 @@ def sys_access(k: VKernel, t: Thread, path: int, mode: int) -> int:
 
 def sys_mkdirat(k: VKernel, t: Thread, dirfd: int, path: int, mode: int) -> int:
     r = resolve_at(k, t, dirfd, path_arg(t, path), follow=False, must_exist=False)
-    host_call(os.mkdir, r.host, mode & ~t.process.umask & 0o7777)
+    host_call(os.mkdir, r.host, mode & ~t.process.umask & HOST_MODE_MASK)
     return 0
 
 
@@ -203,7 +208,7 @@ def sys_linkat(k: VKernel, t: Thread, od: int, old: int, nd: int, new: int, flag
     b = resolve_at(k, t, nd, path_arg(t, new), follow=False, must_exist=False)
     if os.path.islink(a.host):
         raise GuestError(E.EPERM, "hard links to symlinks are refused")
-    host_call(os.link, a.host, b.host, follow_symlinks=False)
+    host_call(functools.partial(os.link, follow_symlinks=False), a.host, b.host)
     return 0
 
 
@@ -213,7 +218,7 @@ def sys_link(k: VKernel, t: Thread, old: int, new: int) -> int:
 
 def sys_fchmodat(k: VKernel, t: Thread, dirfd: int, path: int, mode: int) -> int:
     r = resolve_at(k, t, dirfd, path_arg(t, path))
-    host_call(os.chmod, r.host, mode & 0o7777)
+    host_call(os.chmod, r.host, mode & HOST_MODE_MASK)
     return 0
 
 
@@ -223,12 +228,14 @@ def sys_chmod(k: VKernel, t: Thread, path: int, mode: int) -> int:
 
 def sys_truncate(k: VKernel, t: Thread, path: int, length: int) -> int:
     r = resolve_at(k, t, F.AT_FDCWD, path_arg(t, path))
-    host_call(os.truncate, r.host, length)
+    if s64(length) < 0:
+        raise GuestError(E.EINVAL)
+    host_call(os.truncate, r.host, s64(length))
     return 0
 
 
 def sys_getcwd(k: VKernel, t: Thread, buf: int, size: int) -> int:
-    cwd = t.process.cwd.encode() + b"\0"
+    cwd = os.fsencode(t.process.cwd) + b"\0"
     if len(cwd) > size:
         raise GuestError(E.ERANGE)
     t.process.vm.write(buf, cwd)

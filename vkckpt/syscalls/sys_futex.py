@@ -9,6 +9,7 @@ from vkckpt.abi import errno as E
 from vkckpt.errors import GuestError
 from vkckpt.sched import EPOCH_NS
 from vkckpt.syscalls.args import timespec_arg
+from vkckpt.syscalls.sys_io import deadline_at
 from vkckpt.threads import futex as FX
 from vkckpt.threads.wait import Block
 
@@ -86,7 +87,7 @@ def sys_futex(k: VKernel, t: Thread, addr: int, op: int, val: int, timeout: int,
     cmd = op & ~(FX.FUTEX_PRIVATE_FLAG | FX.FUTEX_CLOCK_REALTIME)
     val &= 0xFFFFFFFF
     if cmd == FX.FUTEX_WAIT:
-        deadline = k.now_ns() + timespec_arg(t, timeout) if timeout else None
+        deadline = deadline_at(k.now_ns() + timespec_arg(t, timeout)) if timeout else None
         return _wait(k, t, addr, val, deadline, FX.FUTEX_BITSET_MATCH_ANY)
     if cmd == FX.FUTEX_WAIT_BITSET:
         deadline = None
@@ -94,9 +95,11 @@ def sys_futex(k: VKernel, t: Thread, addr: int, op: int, val: int, timeout: int,
             deadline = timespec_arg(t, timeout)
             if op & FX.FUTEX_CLOCK_REALTIME:
                 deadline -= EPOCH_NS
+            deadline = deadline_at(deadline)
         return _wait(k, t, addr, val, deadline, val3 & 0xFFFFFFFF)
     if cmd == FX.FUTEX_WAKE:
-        _load(t.process, addr) if addr % 4 else None
+        if addr % 4 or not op & FX.FUTEX_PRIVATE_FLAG:  # a shared key needs the page: EFAULT
+            _load(t.process, addr)
         return futex_wake(k, t.process, addr, val)
     if cmd == FX.FUTEX_WAKE_BITSET:
         if val3 & 0xFFFFFFFF == 0:

@@ -46,6 +46,14 @@ def access_ok(addr: int, n: int) -> None:
         raise GuestError(E.EFAULT)
 
 
+KTIME_MAX = (1 << 63) - 1  # Linux's timers saturate here: a later deadline never comes
+
+
+def deadline_at(ns: int) -> int | None:
+    """A sleep's virtual deadline, or None (no timeout) at or past KTIME_MAX."""
+    return ns if ns < KTIME_MAX else None
+
+
 def _iovecs(t: Thread, addr: int, count: int) -> list[tuple[int, int]]:
     """An iovec array imported as Linux does (EINVAL for a bad count or a negative length,
     EFAULT for a segment outside user space; the total is capped at MAX_RW_COUNT)."""
@@ -330,7 +338,7 @@ POLLIN, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 1, 4, 8, 16, 32
 
 
 def sys_ppoll(k: VKernel, t: Thread, fds_addr: int, nfds: int, tmo: int, sigmask: int) -> int:
-    deadline = k.now_ns() + timespec_arg(t, tmo) if tmo else None
+    deadline = deadline_at(k.now_ns() + timespec_arg(t, tmo)) if tmo else None
     return _poll(k, t, fds_addr, nfds, deadline)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
 from vkckpt.errors import GuestError
 from vkckpt.syscalls.args import path_arg, s32, strv_arg
+from vkckpt.syscalls.sys_io import PROT_WRITE, user_span
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
@@ -53,15 +55,35 @@ def sys_clone(k: VKernel, t: Thread, flags: int, stack: int, ptid: int, ctid: in
 
 
 def sys_execve(k: VKernel, t: Thread, path: int, argv: int, envp: int) -> object:
-    return task_exec.execve(k, t, path_arg(t, path), strv_arg(t, argv), strv_arg(t, envp))
+    prog = path_arg(t, path)
+    k.root.resolve(os.fsdecode(prog), t.process.cwd)  # Linux opens the file before argv/envp
+    return task_exec.execve(k, t, prog, strv_arg(t, argv), strv_arg(t, envp))
+
+
+def _bad_out(t: Thread, addr: int, size: int) -> bool:
+    """A non-NULL output pointer the kernel could not write size bytes through."""
+    return bool(addr) and user_span(t, addr, size, PROT_WRITE) < size
 
 
 def sys_wait4(k: VKernel, t: Thread, pid: int, status: int, options: int, rusage: int) -> int:
-    return task_exit.wait4(k, t, s32(pid), status, s32(options), rusage)
+    """wait4(2); with a bad status or rusage pointer Linux still reaps, then says EFAULT."""
+    if not (_bad_out(t, status, 4) or _bad_out(t, rusage, 144)):
+        return task_exit.wait4(k, t, s32(pid), status, s32(options), rusage)
+    got = task_exit.wait4(k, t, s32(pid), 0, s32(options), 0)
+    if got > 0:
+        raise GuestError(E.EFAULT)
+    return got
 
 
 def sys_waitid(k: VKernel, t: Thread, idtype: int, ident: int, infop: int, options: int) -> int:
-    return task_exit.waitid(k, t, s32(idtype), s32(ident), infop, s32(options))
+    """waitid(2); Linux writes infop last, whatever the outcome, so a bad one always fails."""
+    if not _bad_out(t, infop, 128):
+        return task_exit.waitid(k, t, s32(idtype), s32(ident), infop, s32(options))
+    try:
+        task_exit.waitid(k, t, s32(idtype), s32(ident), 0, s32(options))
+    except GuestError:
+        pass
+    raise GuestError(E.EFAULT)
 
 
 def sys_set_tid_address(k: VKernel, t: Thread, addr: int) -> int:
@@ -152,13 +174,20 @@ _LIMITS = {3: (8 << 20, _RLIM_INF), 7: (1024, 1024), 6: (4096, 4096)}  # STACK, 
 def sys_prlimit64(k: VKernel, t: Thread, pid: int, res: int, new: int, old: int) -> int:
     if res > 15:
         raise GuestError(E.EINVAL)
+    if new:
+        cur, top = struct.unpack("<QQ", t.process.vm.read(new, 16))
+        if cur > top:
+            raise GuestError(E.EINVAL)
     if old:
         t.process.vm.write(old, struct.pack("<QQ", *_LIMITS.get(res, (_RLIM_INF, _RLIM_INF))))
     return 0  # new limits are accepted and not enforced
 
 
 def sys_getrlimit(k: VKernel, t: Thread, res: int, old: int) -> int:
-    return sys_prlimit64(k, t, 0, res, 0, old)
+    if res > 15:
+        raise GuestError(E.EINVAL)
+    t.process.vm.write(old, struct.pack("<QQ", *_LIMITS.get(res, (_RLIM_INF, _RLIM_INF))))
+    return 0
 
 
 def sys_getrusage(k: VKernel, t: Thread, who: int, buf: int) -> int:
@@ -169,7 +198,8 @@ def sys_getrusage(k: VKernel, t: Thread, who: int, buf: int) -> int:
 def sys_prctl(k: VKernel, t: Thread, option: int, a2: int) -> int:
     if option in (15, 16):  # PR_SET_NAME, PR_GET_NAME
         if option == 16:
-            t.process.vm.write(a2, t.process.exe.encode()[-15:].ljust(16, b"\0"))
+            comm = os.fsencode(os.path.basename(t.process.exe))[:15]  # like Linux's comm
+            t.process.vm.write(a2, comm.ljust(16, b"\0"))
         return 0
     raise GuestError(E.EINVAL)
 
@@ -192,6 +222,7 @@ def sys_nosys_quiet(k: VKernel, t: Thread) -> int:
 
 
 def sys_vfork(k: VKernel, t: Thread) -> int:
-    return task_clone.fork(k, t, S.SIGCHLD)
+    pid = task_clone.fork(k, t, S.SIGCHLD)
+    return task_clone.vfork_wait(k, t, k.procs[pid])
 
 

@@ -12,6 +12,7 @@ from vkckpt.signals import deliver
 from vkckpt.signals.actions import SigAction
 from vkckpt.signals.pending import SigInfo
 from vkckpt.syscalls.args import s32, timespec_arg
+from vkckpt.syscalls.sys_io import deadline_at
 from vkckpt.threads.wait import Block
 
 if TYPE_CHECKING:
@@ -34,26 +35,28 @@ def _read_set(t: Thread, addr: int, size: int) -> int:
 
 
 def sys_rt_sigaction(k: VKernel, t: Thread, sig: int, act: int, oact: int, size: int) -> int:
-    """Implement rt_sigaction(2) (struct k_sigaction: handler, flags, restorer, mask)."""
-    sig = _check_sig(s32(sig))
+    """Implement rt_sigaction(2) (struct k_sigaction: handler, flags, restorer, mask).
+
+    Linux's order: the size, reading act (EFAULT), the signal number, installing the new
+    action, and only then writing oact, so a bad oact fails after the action has changed."""
     if size != 8:
+        raise GuestError(E.EINVAL)
+    raw = t.process.vm.read(act, 32) if act else None
+    sig = _check_sig(s32(sig))
+    if raw is not None and sig in (S.SIGKILL, S.SIGSTOP):
         raise GuestError(E.EINVAL)
     acts = t.process.actions
     old = acts.get(sig)
-    if act:
-        h, flags, restorer, mask = struct.unpack("<QQQQ", t.process.vm.read(act, 32))
-        if sig in (S.SIGKILL, S.SIGSTOP):
-            raise GuestError(E.EINVAL)
-        new = SigAction(h, flags & 0xFFFFFFFF, restorer, mask & ~S.UNBLOCKABLE)
-    if oact:
-        t.process.vm.write(oact, struct.pack("<QQQQ", old.handler, old.flags, old.restorer,
-                                             old.mask))
-    if act:
-        acts.set(sig, new)
+    if raw is not None:
+        h, flags, restorer, mask = struct.unpack("<QQQQ", raw)
+        acts.set(sig, SigAction(h, flags & 0xFFFFFFFF, restorer, mask & ~S.UNBLOCKABLE))
         if acts.ignored(sig):  # POSIX: setting SIG_IGN discards pending instances
             t.process.pending.discard(sig)
             for th in t.process.live_threads:
                 th.pending.discard(sig)
+    if oact:
+        t.process.vm.write(oact, struct.pack("<QQQQ", old.handler, old.flags, old.restorer,
+                                             old.mask))
     return 0
 
 
@@ -179,5 +182,5 @@ def sys_rt_sigtimedwait(k: VKernel, t: Thread, set_addr: int, info: int, timeout
     if timeout and timespec_arg(t, timeout) == 0:
         raise GuestError(E.EAGAIN)
     # Partial: the sleep ends at the timeout or on an unblocked signal, not on a waited one.
-    deadline = k.now_ns() + timespec_arg(t, timeout) if timeout else None
+    deadline = deadline_at(k.now_ns() + timespec_arg(t, timeout)) if timeout else None
     raise Block(None, deadline, -E.EAGAIN, restartable=False)

@@ -9,6 +9,7 @@ from vkckpt.abi import errno as E
 from vkckpt.errors import GuestError
 from vkckpt.sched import EPOCH_NS, NS_PER_TICK
 from vkckpt.syscalls.args import put_timespec, s32, timespec_arg
+from vkckpt.syscalls.sys_io import PROT_WRITE, access_ok, deadline_at, user_span
 from vkckpt.threads.wait import Block
 
 if TYPE_CHECKING:
@@ -82,11 +83,23 @@ def sys_clock_nanosleep(k: VKernel, t: Thread, clock: int, flags: int, req: int,
 def _sleep_until(k: VKernel, deadline: int) -> int:
     if deadline <= k.now_ns():
         return 0
-    raise Block(None, deadline, 0, restartable=False)
+    raise Block(None, deadline_at(deadline), 0, restartable=False)
+
+
+GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE = 1, 2, 4
 
 
 def sys_getrandom(k: VKernel, t: Thread, buf: int, size: int, flags: int) -> int:
-    n = min(size, 1 << 25)
+    """getrandom(2) from the deterministic stream; a buffer running into unwritable memory
+    gets a short count, as on Linux (EFAULT only when nothing could be copied)."""
+    if flags & ~(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE) or \
+            flags & (GRND_RANDOM | GRND_INSECURE) == GRND_RANDOM | GRND_INSECURE:
+        raise GuestError(E.EINVAL)
+    want = min(size, 1 << 25)
+    access_ok(buf, want)
+    n = user_span(t, buf, want, PROT_WRITE)
+    if want and not n:
+        raise GuestError(E.EFAULT)
     t.process.vm.write(buf, k.random_bytes(n))
     return n
 
