@@ -22,17 +22,9 @@ NATIVE_TIMEOUT = 60
 VKCKPT_TIMEOUT = 120
 EXIT_VKERNEL_ERROR = 125
 
-RO_WRITE_BUG = (
-    "VmSpace.write/Engine.write use uc_mem_write, which ignores page protection: the vkernel "
-    "writes through read-only pages instead of failing with EFAULT"
-)
 DOUBLE_FAULT_BUG = (
     "Unicorn keeps env->old_exception after a hooked #DE, so the second division by zero is "
     "reported as #DF (intno 8) and the vkernel raises SIGSEGV instead of SIGFPE"
-)
-PROT_NONE_CODE_BUG = (
-    "a fault on a PROT_NONE page is reported as SEGV_MAPERR (the page is unmapped in the "
-    "engine); Linux says SEGV_ACCERR"
 )
 CPL0_BUG = (
     "Unicorn runs guest code at CPL 0 and does not check SSE alignment: privileged and "
@@ -54,14 +46,13 @@ def _cases() -> dict[str, Case]:
     cases: dict[str, Case] = {}
     for group in ("null", "one", "high", "none", "edge"):
         cases[f"badptr-{group}"] = Case("badptr", (group,))
-    cases["badptr-ro"] = Case("badptr", ("ro",), xfail=RO_WRITE_BUG)
+    cases["badptr-ro"] = Case("badptr", ("ro",))
     for mode in ("ill", "div", "stack", "wild", "wild_unmapped", "abort", "int3",
                  "segv_blocked", "segv_ignored", "nested", "bad_sigreturn", "handled",
                  "stack_handled"):
         cases[f"crashers-{mode}"] = Case("crashers", (mode,))
     cases["crashers-fpe_handled"] = Case("crashers", ("fpe_handled",), xfail=DOUBLE_FAULT_BUG)
-    cases["crashers-handled_info"] = Case("crashers", ("handled_info",),
-                                          xfail=PROT_NONE_CODE_BUG)
+    cases["crashers-handled_info"] = Case("crashers", ("handled_info",))
     for mode in ("priv", "misaligned_sse"):
         cases[f"crashers-{mode}"] = Case("crashers", (mode,), xfail=CPL0_BUG)
     for mode in ("forks", "threads", "mem", "spin", "sigstorm"):

@@ -43,11 +43,11 @@ def read_program(k: VKernel, path: str, cwd: str) -> tuple[str, bytes]:
 def new_image(k: VKernel, guest_path: str, image: bytes, argv: list[bytes],
               envp: list[bytes]) -> tuple[Engine, VmSpace, dict[str, int]]:
     """Build an engine and vmspace holding the program; returns its initial registers."""
-    eng = Engine(k.syscall_entry)
+    eng = Engine(k.syscall_entry, preempt=k.config.preempt)
     vm = VmSpace(eng, k.config.memory_limit, k.alloc_bid)
     try:
         entry, phdr, phnum = load_elf(vm, image, guest_path)
-        sp = build_stack(vm, argv, envp, guest_path.encode(), entry, phdr, phnum,
+        sp = build_stack(vm, argv, envp, os.fsencode(guest_path), entry, phdr, phnum,
                          k.random_bytes(16))
     except BaseException:
         vm.release()

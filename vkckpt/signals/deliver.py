@@ -157,8 +157,8 @@ def setup_frame(k: VKernel, t: Thread, info: SigInfo, act: SigAction) -> None:
     try:
         if not act.flags & S.SA_RESTORER:
             raise GuestError(E.EFAULT, "handler without SA_RESTORER")
-        eng.write(fp, fx)
-        eng.write(frame, body)
+        t.process.vm.write(fp, fx)  # a stack that is not writable kills, as on Linux
+        t.process.vm.write(frame, body)
     except GuestError:
         k.kill_group(t.process, S.SIGSEGV, core=True)
         return
@@ -218,7 +218,8 @@ def cpu_exception(k: VKernel, t: Thread, stop: Stop) -> None:
     eng = t.process.engine
     if stop is Stop.FAULT:
         f = eng.fault
-        code = S.SEGV_MAPERR if f.unmapped else S.SEGV_ACCERR
+        # PROT_NONE VMAs are not mapped in the engine, yet Linux reports them as ACCERR.
+        code = S.SEGV_MAPERR if t.process.vm.vmas.find(f.addr) is None else S.SEGV_ACCERR
         info = kernel_info(S.SIGSEGV, code, f.addr)
     elif stop is Stop.ILLEGAL:
         info = kernel_info(S.SIGILL, S.ILL_ILLOPN, eng.reg("rip"))

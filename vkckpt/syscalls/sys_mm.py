@@ -82,7 +82,7 @@ def sys_mremap(k: VKernel, t: Thread, old: int, old_len: int, new_len: int, flag
     data = vm.read(old, old_len) if v.prot & 1 else bytes(old_len)
     dest = vm.mmap(0, new_len, v.prot, (v.flags & ~MAP_SHARED) | MAP_PRIVATE | MAP_ANONYMOUS,
                    name=v.name)
-    vm.write(dest, data)
+    vm.poke(dest, data)
     vm.munmap(old, old_len)
     return dest
 

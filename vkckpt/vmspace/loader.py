@@ -63,8 +63,8 @@ def load_elf(vm: VmSpace, image: bytes, name: str) -> tuple[int, int, int]:
         vaddr, off, filesz = base + s["p_vaddr"], s["p_offset"], s["p_filesz"]
         if start < top:  # shares a page with the previous segment: fill that part in place
             n = max(0, min(top, vaddr + filesz) - vaddr)
-            vm.write(vaddr, image[off: off + n])
-            vm.write(vaddr + n, bytes(max(0, min(top, vaddr + s["p_memsz"]) - vaddr - n)))
+            vm.poke(vaddr, image[off: off + n])
+            vm.poke(vaddr + n, bytes(max(0, min(top, vaddr + s["p_memsz"]) - vaddr - n)))
             start = top
         skip = start - vaddr  # bytes of the segment already placed (negative: page lead)
         if skip <= 0:

@@ -183,14 +183,37 @@ class VmSpace:
         return self.engine.read(addr, size)
 
     def write(self, addr: int, data: bytes) -> None:
-        """Copy into guest memory (EFAULT if any byte is unmapped)."""
+        """Copy into guest memory as the kernel's copy_to_user does: EFAULT unless every byte
+        is mapped writable (Unicorn's own write ignores page protection)."""
+        end = addr + len(data)
+        v = self.vmas.find(addr)
+        if v is None or not v.prot & 2 or (v.end < end and not self._writable(v.end, end)):
+            if data:
+                raise GuestError(E.EFAULT, f"write {len(data)} bytes at {addr:#x}")
+            return
         self.engine.write(addr, data)
+
+    def _writable(self, start: int, end: int) -> bool:
+        return self.vmas.covered(start, end) and all(
+            v.prot & 2 for v in self.vmas.overlapping(start, end))
+
+    def poke(self, addr: int, data: bytes) -> None:
+        """Store into guest memory whatever its protection (ELF loading, mremap copies)."""
+        at = addr
+        while at < addr + len(data):
+            v = self.vmas.find(at)
+            if v is None:
+                raise GuestError(E.EFAULT, f"poke at {at:#x}")
+            n = min(v.end, addr + len(data)) - at
+            off = v.off + at - v.start
+            v.buf.view[off: off + n] = data[at - addr: at - addr + n]
+            at += n
 
     def read_u64(self, addr: int) -> int:
         return int.from_bytes(self.engine.read(addr, 8), "little")
 
     def write_u64(self, addr: int, value: int) -> None:
-        self.engine.write(addr, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
+        self.write(addr, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
 
     def read_cstr(self, addr: int, limit: int = 4096) -> bytes:
         """Read a NUL-terminated string of at most limit bytes (ENAMETOOLONG past it)."""
