@@ -125,6 +125,15 @@ def test_checkpoint_syscall_self(tmp_path: Path) -> None:
     assert lines[1] == r.stdout.decode().splitlines()[1]
 
 
+def test_checkpoint_caller_with_a_sigckpt_handler_is_not_interrupted(tmp_path: Path) -> None:
+    root = make_root(tmp_path, ["ckpt_self"])
+    r = vk("run", "--root", str(root), "./ckpt_self", "selfsig", "work/s.img", cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(b"checkpointed acc=") and b"SIGCKPT handled 0 times" in r.stdout
+    t = vk("thaw", str(root / "work/s.img"), cwd=root)
+    assert t.returncode == 3 and t.stdout.startswith(b"resumed from the image")
+
+
 def test_checkpoint_syscall_external(tmp_path: Path) -> None:
     root = make_root(tmp_path, ["ckpt_self"])
     r = vk("run", "--root", str(root), "./ckpt_self", "external", "work/w.img", cwd=root)

@@ -40,10 +40,12 @@ def _handles(p, sig: int) -> bool:  # noqa: ANN001
     return not p.zombie and p.actions.get(sig).handler not in (S.SIG_DFL, S.SIG_IGN)
 
 
-def quiesce(k: VKernel, scope: list[int] | None, limit: int = QUIESCE_TICKS) -> bool:
-    """Deliver SIGCKPT and run until every handler returned; False if the bound was hit."""
+def quiesce(k: VKernel, scope: list[int] | None, limit: int = QUIESCE_TICKS,
+            exclude: int | None = None) -> bool:
+    """Deliver SIGCKPT and run until every handler returned; False if the bound was hit.
+    `exclude` is the pid that called checkpoint(2): it chose its own point and gets none."""
     targets = [p for pid, p in sorted(k.procs.items())
-               if (scope is None or pid in scope) and _handles(p, S.SIGCKPT)]
+               if (scope is None or pid in scope) and pid != exclude and _handles(p, S.SIGCKPT)]
     if not targets:
         return True
     for p in targets:
@@ -73,9 +75,10 @@ def quiesce(k: VKernel, scope: list[int] | None, limit: int = QUIESCE_TICKS) -> 
 
 def freeze(k: VKernel, path: str, *, scope: list[int] | None = None, incremental: bool = False,
            codec: str = "none", overrides: dict[int, int] | None = None,
-           progress: Callable[[int, int], None] | None = None) -> FreezeResult:
+           progress: Callable[[int, int], None] | None = None,
+           requester: int | None = None) -> FreezeResult:
     """Run the protocol and write the image; k must be at a scheduling point."""
-    if not quiesce(k, scope):
+    if not quiesce(k, scope, exclude=requester):
         k.log("vkckpt: SIGCKPT handlers did not finish within the bound; freezing anyway")
     res = write_image(k, path, scope=scope, incremental=incremental, codec=codec,
                       overrides=overrides, progress=progress)
@@ -143,8 +146,10 @@ def serve_guest_request(k: VKernel, plan: FreezePlan) -> None:
     result = 0
     try:
         path = req.path or plan.path_for(len(plan.results) + 1)
+        requester = t.process.pid if t is not None else None
         plan.results.append(freeze(k, path, scope=req.scope, incremental=plan.incremental,
-                                   codec=plan.codec, overrides={req.tid: req.retval}))
+                                   codec=plan.codec, overrides={req.tid: req.retval},
+                                   requester=requester))
     except (ImageError, OSError, VkError) as exc:
         k.log(f"vkckpt: checkpoint(2) from tid {req.tid} failed: {exc}")
         result = -E.EIO

@@ -3,6 +3,7 @@
  *   ckpt_self external IMAGE  fork a worker and checkpoint it from the parent
  * On a host kernel the call fails with ENOSYS and the program says so. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,11 +68,28 @@ static int external_mode(const char *image)
     return 0;
 }
 
+static volatile int ckpt_signals;
+
+static void on_ckpt(int sig)
+{
+    (void)sig;
+    ckpt_signals++;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
         fprintf(stderr, "usage: ckpt_self self|external IMAGE\n");
         return 2;
+    }
+    if (strcmp(argv[1], "selfsig") == 0) {  /* with a SIGCKPT handler: the caller gets none */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_ckpt;
+        sigaction(62, &sa, NULL);
+        int r = self_mode(argv[2]);
+        printf("SIGCKPT handled %d times\n", ckpt_signals);
+        return r;
     }
     if (strcmp(argv[1], "self") == 0)
         return self_mode(argv[2]);

@@ -76,8 +76,8 @@ def _notify(k: VKernel, p: Process, sig: int) -> None:
 
 def interrupt(k: VKernel, t: Thread, sig: int) -> None:
     """A deliverable signal arrived for sleeping t: end its syscall with EINTR or restart."""
-    if t.sigmask & S.sigbit(sig) or t.sleep is None:
-        return
+    if t.sigmask & S.sigbit(sig) or t.sleep is None or t.sleep.queue is k.ckpt_queue:
+        return  # checkpoint(2) callers wait for their image without interruption
     act = t.process.actions.get(sig)
     if act.handler == S.SIG_DFL and S.default_action(sig) in (S.IGNORE, S.STOP, S.CONT):
         return
