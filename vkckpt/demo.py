@@ -23,7 +23,7 @@ def _vkckpt(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def run_demo(workdir: str | None = None) -> int:
     """Tell the whole story on the bundled pthreads guest; exit 0 when outputs match."""
-    base = Path(workdir or tempfile.mkdtemp(prefix="vkckpt-demo-"))
+    base = Path(workdir or tempfile.mkdtemp(prefix="vkckpt-demo-")).resolve()
     root = base / "root"
     root.mkdir(parents=True, exist_ok=True)
     say = print

@@ -34,7 +34,8 @@ def host_to_guest_program(root: str, program: str) -> str:
     host = os.path.realpath(program)
     real_root = os.path.realpath(root)
     if os.path.exists(program) and (host + "/").startswith(real_root.rstrip("/") + "/"):
-        return "/" + os.path.relpath(host, real_root).replace(os.sep, "/").lstrip("./")
+        rel = os.path.relpath(host, real_root).replace(os.sep, "/")
+        return "/" if rel == "." else "/" + rel
     if program.startswith("/") and os.path.lexists(os.path.join(real_root, program[1:])):
         return program
     if os.path.exists(program):
@@ -60,7 +61,8 @@ def _spawn(k: VKernel, spec: ProcessSpec) -> None:
         what = {E.ENOENT: "not found", E.EACCES: "permission denied",
                 E.ENOEXEC: "not a static x86-64 executable"}.get(exc.errno, E.NAMES.get(
                     exc.errno, str(exc.errno)))
-        raise ProgramError(f"{spec.program}: {what}{': ' + exc.detail if exc.detail else ''}",
+        detail = f": {exc.detail}" if exc.detail and exc.detail != spec.program else ""
+        raise ProgramError(f"{spec.program}: {what}{detail}",
                            EXIT_NOT_FOUND if exc.errno == E.ENOENT else EXIT_CANNOT_EXEC
                            ) from None
 

@@ -101,7 +101,6 @@ class ControlServer:
                          codec=str(body.get("codec", self.codec)))
             answer = {"ok": True, "image": res.path, "ticks": k.sched.ticks,
                       "image_id": res.header.image_id.hex(), "pages": res.pages}
-            k.log(f"vkckpt: frozen at tick {k.sched.ticks} into {res.path}")
         except (VkError, ImageError, OSError) as exc:
             answer, stop = {"ok": False, "error": str(exc)}, False
         if req.conn is not None:
