@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench soak guests clean
+.PHONY: demo test lint bench soak fuzz guests clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+fuzz: $(STAMP)
+	VKCKPT_FUZZ_EXAMPLES=20000 $(PY) -m pytest -q tests/test_hostile_images.py -k fuzz
 
 soak: $(STAMP)
 	$(PY) -m vkckpt.testing.soak --iterations 1000

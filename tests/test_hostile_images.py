@@ -6,6 +6,7 @@ never another exception, a hang, or unbounded memory."""
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -136,8 +137,11 @@ _values = st.one_of(st.none(), st.booleans(), st.integers(-(1 << 70), 1 << 70),
                     st.dictionaries(st.text(max_size=4), st.integers(), max_size=3))
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+FUZZ_EXAMPLES = int(os.environ.get("VKCKPT_FUZZ_EXAMPLES", "120"))  # make fuzz: 20000
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzz_one_field(seed_image, tmp_path: Path, data) -> None:
     """Replace one field of one structural record with an arbitrary value."""

@@ -117,3 +117,35 @@ def test_interrupted_writer_leaves_no_file_at_the_path(tmp_path: Path) -> None:
     p.wait()
     if image.exists():  # the first image completed before the kill landed
         ImageReader(image).verify()
+
+
+def test_hostile_neighbours_do_not_disturb_freeze_and_thaw(make_root) -> None:
+    """A crasher, a fork bomb and a spinner share the vkernel with a pthreads program; frozen
+    after they misbehaved, the vkernel thaws and finishes like the run never frozen."""
+    from vkckpt.config import KernelConfig, ProcessSpec
+    from vkckpt.runner import boot
+
+    root = make_root("pthreads", "crashers", "bombs")
+
+    def config(out: list[bytes]) -> KernelConfig:
+        return KernelConfig(root=str(root), quantum=997, stdout=out.append, stderr=out.append,
+                            processes=[ProcessSpec("/pthreads", ["pthreads"]),
+                                       ProcessSpec("/crashers", ["crashers", "div"]),
+                                       ProcessSpec("/bombs", ["bombs", "forks"]),
+                                       ProcessSpec("/crashers", ["crashers", "ill"])])
+
+    gout: list[bytes] = []
+    g = boot(config(gout))
+    gstatus = g.run()
+    assert gstatus == 0 and b"pthreads OK" in b"".join(gout)
+    for at in (g.sched.ticks // 3, 2 * g.sched.ticks // 3):
+        out: list[bytes] = []
+        k = boot(config(out))
+        assert k.run(until_ticks=at) is None
+        image = root / "n.img"
+        write_image(k, str(image))
+        after: list[bytes] = []
+        k2 = thaw(str(image), ThawOptions(stdout=after.append, stderr=after.append))
+        assert k2.run() == gstatus
+        assert b"".join(out + after) == b"".join(gout)
+        assert k2.statuses == g.statuses and k2.sched.ticks == g.sched.ticks
