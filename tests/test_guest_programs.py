@@ -121,6 +121,14 @@ SPECS: dict[str, Spec] = {
     "compute": Spec(lines=("iterations=5000000",)),
     "getppid_loop": Spec(args=("20000",), lines=("calls=20000", "done")),
     "mutex_bench": Spec(lines=("total=400000",)),
+    # benchmark guests (bench/, python -m bench)
+    "memtouch": Spec(args=("8", "4", "2", "10"), lines=(
+        "touched 1024 pages", "round 1 changed 11 pages", "round 2 changed 11 pages",
+        "checksum=b7d220a76726ea48")),
+    "compute_mt": Spec(args=("3", "1"), lines=(
+        "thread 0 acc=00131212d20b920a", "threads=3 iterations=2500000 total=49f8ed231e94614a")),
+    "spawner": Spec(args=("6", "3", "2"), lines=("all started: 6 processes, 18 threads",
+                                                 "children exited=5 bad=0")),
     # hostile guests (tests/test_hostile_guests.py runs every mode natively and under vkckpt)
     "badptr": Spec(args=("null", "edge"), lines=("read[null]: ret=-1 errno=EFAULT",
                                                  "badptr done")),

@@ -7,8 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from vkckpt.errors import ConfigError
 
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -36,6 +34,7 @@ class KernelConfig:
     max_processes: int = 1024
     max_threads: int = 8192
     trace_syscalls: bool = False
+    preempt: bool = True           # False: no block counting at all (benchmarks' bare reference)
     stdin: bytes | None = None     # None: the host's stdin
     stdout: Callable[[bytes], None] | None = None
     stderr: Callable[[bytes], None] | None = None
@@ -65,6 +64,8 @@ _PROC_KEYS = {"program", "argv", "env", "cwd"}
 
 def load_config(path: str | os.PathLike) -> KernelConfig:
     """Read a vkckpt.yaml file; relative roots are taken from the file's directory."""
+    import yaml  # late: only YAML configurations need it
+
     p = Path(path)
     try:
         data = yaml.safe_load(p.read_text())

@@ -34,7 +34,7 @@ def fork(k: VKernel, t: Thread, flags: int = S.SIGCHLD, child_tid: int = 0) -> i
     state = p.engine.get_state()
     state["rip"] += 2
     state["rax"] = 0
-    eng = Engine(k.syscall_entry)
+    eng = Engine(k.syscall_entry, preempt=k.config.preempt)
     try:
         vm = p.vm.fork(eng)
     except BaseException:

@@ -196,21 +196,19 @@ def _save_pages(k: VKernel, w: ImageWriter, bufs: dict[int, HostBuffer],
     total = sum(b - a for rs in cover.values() for a, b in rs)
     done = npages = nzero = 0
     new_base = {}
+    gen = PG.begin_freeze()
     for bid in sorted(bufs):
         buf = bufs[bid]
-        for a, b in cover[bid]:
-            if incremental:
-                write, zero = PG.changed_runs(buf, a, b, k.page_base.get(bid))
-                if zero:
-                    w.add("zero_pages", {"buf": bid, "ranges": [list(r) for r in zero]})
-                    nzero += sum(e - s for s, e in zero)
-            else:
-                write = list(PG.nonzero_runs(buf, a, b))
+        plan = PG.plan_buffer(buf, cover[bid], k.page_base.get(bid), incremental, gen)
+        for (a, b), write, zero in zip(cover[bid], plan.write, plan.zero, strict=True):
+            if zero:
+                w.add("zero_pages", {"buf": bid, "ranges": [list(r) for r in zero]})
+                nzero += sum(e - s for s, e in zero)
             for s, e in write:
                 w.add_pages(bid, s, buf.view[s * 4096: e * 4096])
                 npages += e - s
             done += b - a
             if progress:
                 progress(done, total)
-        new_base[bid] = PG.copy_base(buf, cover[bid])
+        new_base[bid] = plan.base
     return npages, nzero, new_base

@@ -41,7 +41,7 @@ from unicorn.unicorn_py3.unicorn import uclib
 
 from vkckpt.abi import errno as E
 from vkckpt.engine import regs as R
-from vkckpt.engine.preempt import BlockCounter
+from vkckpt.engine.preempt import BlockCounter, NoCounter
 from vkckpt.errors import GuestError
 
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
@@ -87,11 +87,14 @@ def _uc_prot(prot: int) -> int:
 class Engine:
     """One Unicorn engine: the CPU and address space of one vmspace."""
 
-    def __init__(self, on_syscall: Callable[[], bool]) -> None:
+    def __init__(self, on_syscall: Callable[[], bool], preempt: bool = True) -> None:
+        """preempt=False (benchmarks only) installs no block counter: a run goes on until a
+        trap or a syscall stop, the budget is ignored and no tick is ever counted, so the
+        schedule is no longer deterministic.  It measures the emulator with no hook cost."""
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
         self.uc.ctl_set_tcg_buffer_size(TCG_BUFFER)
         self.uch = self.uc._uch
-        self.counter = BlockCounter(self.uc)
+        self.counter: BlockCounter | NoCounter = BlockCounter(self.uc) if preempt else NoCounter()
         self._on_syscall = on_syscall
         self.fault: Fault | None = None
         self.intno: int | None = None

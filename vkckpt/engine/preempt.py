@@ -28,7 +28,7 @@ from unicorn.unicorn_py3.unicorn import uclib
 if TYPE_CHECKING:
     import unicorn
 
-__all__ = ["UNLIMITED", "BlockCounter", "BlockState", "native_available"]
+__all__ = ["UNLIMITED", "BlockCounter", "BlockState", "NoCounter", "native_available"]
 
 #: ``remaining`` of a counter that is not armed: it counts but never stops the engine.
 UNLIMITED = (1 << 64) - 1
@@ -168,3 +168,27 @@ class BlockCounter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class NoCounter:
+    """Stand-in for :class:`BlockCounter` on an engine that is never preempted (benchmarks).
+
+    Nothing is hooked, so no block is counted and a run ends only at a trap or a stop asked for
+    by another hook; ``remaining`` stays at the armed budget, so callers see zero blocks used.
+    """
+
+    native = False
+    expired = False
+    total = 0
+
+    def __init__(self) -> None:
+        self.remaining = UNLIMITED
+
+    def arm(self, budget: int) -> None:
+        self.remaining = budget
+
+    def disarm(self) -> None:
+        self.remaining = UNLIMITED
+
+    def close(self) -> None:
+        pass

@@ -29,9 +29,11 @@ import errno
 import hashlib
 import io
 import os
+import queue
 import secrets
 import stat
 import struct
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -72,7 +74,11 @@ PAGES_VERSION = 1
 MAX_CHUNK_PAGES = 256
 ZSTD_LEVEL = 1
 _IO_CHUNK = 1 << 20
+_REREAD_CHUNK = 4 << 20
 _NO_ID = bytes(ID_LEN)
+#: add_pages calls with more chunks than this hash them on a helper thread (hashlib, zlib and
+#: file writes release the GIL, so hashing overlaps CRCs and writes on another core).
+_THREADED_CHUNKS = 2
 
 # Everything msgpack, struct, codecs and str decoding raise on malformed input.
 _DECODE_ERRORS: tuple[type[BaseException], ...] = (
@@ -220,6 +226,107 @@ def _depth_exceeds(obj: Any, limit: int) -> bool:
     return False
 
 
+def _bin_header(n: int) -> bytes:
+    """msgpack's header for a bin of n bytes (what packb writes with use_bin_type=True)."""
+    if n < 0x100:
+        return b"\xc4" + n.to_bytes(1, "big")
+    if n < 0x10000:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
+
+
+_pk = msgpack.packb
+_PAGES_PREFIX = b"\x94" + _pk(PAGES) + _pk(PAGES_VERSION) + _pk(True) + b"\x86"
+
+
+def page_record_parts(buf: int, codec: int, count: int, crc: int, nbytes: int,
+                      first: int) -> tuple[bytes, bytes]:
+    """The bytes before and after the page data of a "pages" record payload.
+
+    head + data + tail is exactly msgpack.packb([PAGES, PAGES_VERSION, True, {"buf": buf,
+    "codec": codec, "count": count, "crc": crc, "data": data, "first": first}]) (sorted keys),
+    built without copying the data."""
+    head = b"".join((_PAGES_PREFIX, _pk("buf"), _pk(buf), _pk("codec"), _pk(codec),
+                     _pk("count"), _pk(count), _pk("crc"), _pk(crc), _pk("data"),
+                     _bin_header(nbytes)))
+    return head, _pk("first") + _pk(first)
+
+
+_PAGE_HEAD_MAX = len(_PAGES_PREFIX) + 4 + 9 + 6 + 9 + 6 + 9 + 4 + 9 + 5 + 5  # 85
+
+
+def _read_uint(b: bytes, pos: int) -> tuple[int | None, int]:
+    """A msgpack unsigned integer at b[pos:] in its shortest encoding: (value, end)."""
+    if pos >= len(b):
+        return None, pos
+    t = b[pos]
+    if t < 0x80:
+        return t, pos + 1
+    width = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}.get(t)
+    if width is None or pos + 1 + width > len(b):
+        return None, pos
+    return int.from_bytes(b[pos + 1:pos + 1 + width], "big"), pos + 1 + width
+
+
+def _read_bin_len(b: bytes, pos: int) -> tuple[int | None, int]:
+    width = {0xC4: 1, 0xC5: 2, 0xC6: 4}.get(b[pos]) if pos < len(b) else None
+    if width is None or pos + 1 + width > len(b):
+        return None, pos
+    return int.from_bytes(b[pos + 1:pos + 1 + width], "big"), pos + 1 + width
+
+
+@dataclass(frozen=True)
+class PageChunk:
+    """A "pages" record located but not read: where its data lies in the file."""
+
+    index: int
+    off: int
+    n: int
+    buf: int
+    first: int
+    count: int
+    codec: int
+    crc: int
+    data_off: int
+    nbytes: int
+
+
+class _Hasher:
+    """Feeds a hash on a helper thread, in order; `drain` waits until it has caught up."""
+
+    def __init__(self, h: Any) -> None:
+        self.h = h
+        self.q: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="vkckpt-image-hash", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            parts = self.q.get()
+            try:
+                if parts is None:
+                    return
+                if self.error is None:
+                    for p in parts:
+                        self.h.update(p)
+            except BaseException as e:  # surfaced by drain()
+                self.error = e
+            finally:
+                self.q.task_done()
+
+    def put(self, parts: tuple) -> None:
+        self.q.put(parts)
+
+    def drain(self) -> None:
+        self.q.join()
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        self.q.put(None)
+
+
 class ImageWriter:
     """Stream records into a temp file beside `path`; `commit` atomically replaces `path`.
 
@@ -340,6 +447,24 @@ class ImageWriter:
         self._io(self._write, frame)
         self._io(self._write, payload)
 
+    def _emit_parts(self, parts: tuple, hasher: _Hasher | None) -> None:
+        """Append one record whose payload is the concatenation of parts (no copy made)."""
+        n = sum(len(p) for p in parts)
+        if n > self._lim.max_record:
+            raise self._err(f"a pages record encodes to {n} bytes, over the "
+                            f"{self._lim.max_record} byte limit")
+        if self._count >= self._lim.max_records:
+            raise self._err(f"more than {self._lim.max_records} records")
+        parts = (_U32.pack(n), *parts)
+        if hasher is not None:
+            hasher.put(parts)
+        else:
+            for p in parts:
+                self._body_hash.update(p)
+        self._count += 1
+        for p in parts:
+            self._io(self._write, p)
+
     def add(self, type: str, fields: dict, *, version: int = 1, critical: bool = True) -> None:
         """Append one record.  Fields must be msgpack-able (maps with str keys)."""
         self._check_open()
@@ -375,19 +500,27 @@ class ImageWriter:
         if mv.nbytes % PAGE:
             raise self._err(f"page data is {mv.nbytes} bytes, not a multiple of {PAGE}")
         npages = mv.nbytes // PAGE
-        for i in range(0, npages, MAX_CHUNK_PAGES):
-            count = min(MAX_CHUNK_PAGES, npages - i)
-            chunk = mv[i * PAGE:(i + count) * PAGE]
-            codec, stored = 0, chunk
-            if self._cctx is not None:
-                packed = self._cctx.compress(chunk)
-                if len(packed) < len(chunk):
-                    codec, stored = CODECS["zstd"], packed
-            fields = {  # sorted keys, as _canon would produce
-                "buf": buf, "codec": codec, "count": count, "crc": zlib.crc32(chunk),
-                "data": stored, "first": first_page + i,
-            }
-            self._emit(PAGES, msgpack.packb([PAGES, PAGES_VERSION, True, fields]))
+        hasher = None
+        if npages > _THREADED_CHUNKS * MAX_CHUNK_PAGES:
+            hasher = _Hasher(self._body_hash)
+        try:
+            for i in range(0, npages, MAX_CHUNK_PAGES):
+                count = min(MAX_CHUNK_PAGES, npages - i)
+                chunk = mv[i * PAGE:(i + count) * PAGE]
+                codec, stored = 0, chunk
+                if self._cctx is not None:
+                    packed = self._cctx.compress(chunk)
+                    if len(packed) < len(chunk):
+                        codec, stored = CODECS["zstd"], packed
+                # the record is msgpack [PAGES, PAGES_VERSION, True, {sorted fields}], as
+                # packb would encode it, but the data is written and hashed where it lies
+                head, tail = page_record_parts(buf, codec, count, zlib.crc32(chunk),
+                                               len(stored), first_page + i)
+                self._emit_parts((head, stored, tail), hasher)
+        finally:
+            if hasher is not None:
+                hasher.close()
+                hasher.drain()  # the caller's data must not be read after we return
 
     def commit(self) -> Header:
         """Write the trailer and header, fsync, rename onto `path`, fsync the directory."""
@@ -408,15 +541,30 @@ class ImageWriter:
     def _finish(self, head: bytes) -> None:
         f = self._f
         f.flush()
-        file_hash = hashlib.sha256(head)
-        f.seek(HEADER_SIZE)
-        remaining = self.bytes_written - HEADER_SIZE
-        while remaining:
-            chunk = f.read(min(_IO_CHUNK, remaining))
-            if not chunk:
-                raise OSError(errno.EIO, "the temp file shrank while being written")
-            file_hash.update(chunk)
-            remaining -= len(chunk)
+        fd = f.fileno()
+        # The body goes to disk while it is read back and hashed (the first sync is most of
+        # the fsync's work; the one at the end then only has the trailer and header to do).
+        synced: list[BaseException | None] = []
+        syncer = None
+        if self.bytes_written > _REREAD_CHUNK:
+            syncer = threading.Thread(target=_sync_into, args=(fd, synced), daemon=True)
+            syncer.start()
+        try:
+            file_hash = hashlib.sha256(head)
+            buf = memoryview(bytearray(min(_REREAD_CHUNK, max(1, self.bytes_written))))
+            off, remaining = HEADER_SIZE, self.bytes_written - HEADER_SIZE
+            while remaining:
+                n = os.preadv(fd, [buf[:min(len(buf), remaining)]], off)
+                if not n:
+                    raise OSError(errno.EIO, "the temp file shrank while being written")
+                file_hash.update(buf[:n])
+                remaining -= n
+                off += n
+        finally:
+            if syncer is not None:
+                syncer.join()
+        if synced and synced[0] is not None:
+            raise synced[0]
         f.seek(0, os.SEEK_END)
         self._write(_TRAILER.pack(TRAILER_MAGIC, self._count, file_hash.digest()))
         f.seek(0)
@@ -440,6 +588,14 @@ class ImageWriter:
             os.unlink(self._tmp)
         except FileNotFoundError:
             pass
+
+
+def _sync_into(fd: int, out: list[BaseException | None]) -> None:
+    try:
+        os.fdatasync(fd)
+        out.append(None)
+    except OSError as e:
+        out.append(e)
 
 
 builtin_type = type  # `type` is shadowed by the record-type parameter of ImageWriter.add
@@ -554,6 +710,16 @@ class ImageReader:
 
     def _frames(self, hashers: tuple[Any, ...] = ()) -> Iterator[tuple[int, int, bytes]]:
         """Yield (index, offset, payload) of every record frame, checking every length."""
+        for index, off, n in self._frame_heads():
+            payload = self._pread(off + _U32.size, n)
+            for h in hashers:
+                h.update(_U32.pack(n))
+                h.update(payload)
+            yield index, off, payload
+
+    def _frame_heads(self) -> Iterator[tuple[int, int, int]]:
+        """Yield (index, offset, payload length) of every record frame, checking every length;
+        the payload itself is not read."""
         lim = self.limits
         off, end, index = HEADER_SIZE, self.size - TRAILER_SIZE, 0
         while off < end:
@@ -573,11 +739,7 @@ class ImageReader:
                 )
             if index >= lim.max_records:
                 raise self._err(f"holds more than {lim.max_records} records")
-            payload = self._pread(off + _U32.size, n)
-            for h in hashers:
-                h.update(prefix)
-                h.update(payload)
-            yield index, off, payload
+            yield index, off, n
             off += _U32.size + n
             index += 1
         if index != self._trailer_count:
@@ -616,44 +778,151 @@ class ImageReader:
 
     # -- public --------------------------------------------------------------------------
 
-    def records(self, known: Mapping[str, int] | None = None) -> Iterator[Record]:
+    def records(self, known: Mapping[str, int] | None = None, *,
+                skip_pages: bool = False) -> Iterator[Record]:
         """Yield records, checking framing and bounds as it streams.
 
         With `known` (record type -> newest version this caller understands; "pages" is
         implied) unknown or too-new records are skipped when optional and refused when
         critical, and older versions are upgraded through `migrate.MIGRATIONS`.  Without
-        it every record is yielded as stored.
+        it every record is yielded as stored.  skip_pages=True passes over "pages" records
+        written the way ImageWriter writes them without reading their data.
         """
         table = None if known is None else {PAGES: PAGES_VERSION, **known}
-        for index, off, data in self._frames():
-            rec = self._decode(data, index, off)
-            if table is None:
+        for index, off, n in self._frame_heads():
+            if skip_pages and self._is_page_frame(off, n):
+                continue
+            rec = self._filter(self._decode(self._pread(off + _U32.size, n), index, off), table)
+            if rec is not None:
                 yield rec
-                continue
-            want = table.get(rec.type)
-            if want is None:
-                if rec.critical:
-                    raise self._err(
-                        f"cannot be read: record type {rec.type!r} is critical and unknown "
-                        "to this vkckpt; upgrade"
-                    )
-                continue
-            if rec.version > want:
-                if rec.critical:
-                    raise self._err(
-                        f"cannot be read: record type {rec.type!r} is at version "
-                        f"{rec.version}, newer than the {want} this vkckpt supports; upgrade"
-                    )
-                continue
-            if rec.version < want:
-                try:
-                    fields = migrate.upgrade(rec.type, rec.version, rec.fields, want)
-                except migrate.MigrationError as e:
-                    if not rec.critical:
-                        continue
-                    raise self._err(f"cannot be read: {e}") from e
-                rec = Record(rec.type, want, rec.critical, fields)
-            yield rec
+
+    def records_and_pages(self, known: Mapping[str, int]) -> Iterator[Record | PageChunk]:
+        """records(known), except that "pages" records written the way ImageWriter writes
+        them come as PageChunks, whose data `load_pages` reads straight into place."""
+        table = {PAGES: PAGES_VERSION, **known}
+        for index, off, n in self._frame_heads():
+            if self._is_page_frame(off, n):
+                chunk = self._page_chunk(index, off, n)
+                if chunk is not None:
+                    yield chunk
+                    continue
+            rec = self._filter(self._decode(self._pread(off + _U32.size, n), index, off), table)
+            if rec is not None:
+                yield rec
+
+    def _filter(self, rec: Record, table: Mapping[str, int] | None) -> Record | None:
+        """Apply the known-types table to rec (see records()): None means skip it."""
+        if table is None:
+            return rec
+        want = table.get(rec.type)
+        if want is None:
+            if rec.critical:
+                raise self._err(
+                    f"cannot be read: record type {rec.type!r} is critical and unknown "
+                    "to this vkckpt; upgrade"
+                )
+            return None
+        if rec.version > want:
+            if rec.critical:
+                raise self._err(
+                    f"cannot be read: record type {rec.type!r} is at version "
+                    f"{rec.version}, newer than the {want} this vkckpt supports; upgrade"
+                )
+            return None
+        if rec.version < want:
+            try:
+                fields = migrate.upgrade(rec.type, rec.version, rec.fields, want)
+            except migrate.MigrationError as e:
+                if not rec.critical:
+                    return None
+                raise self._err(f"cannot be read: {e}") from e
+            rec = Record(rec.type, want, rec.critical, fields)
+        return rec
+
+    def _is_page_frame(self, off: int, n: int) -> bool:
+        """True when the payload starts as [PAGES, 1, True, {6 fields}] does."""
+        return n > len(_PAGES_PREFIX) and \
+            self._pread(off + _U32.size, len(_PAGES_PREFIX)) == _PAGES_PREFIX
+
+    def _page_chunk(self, index: int, off: int, n: int) -> PageChunk | None:
+        """Parse a "pages" record's head and tail without its data; None unless the record is
+        byte for byte what ImageWriter.add_pages writes (then the generic decoder decides)."""
+        head = self._pread(off + _U32.size, min(n, _PAGE_HEAD_MAX))
+        pos = len(_PAGES_PREFIX)
+        vals = []
+        for key in (b"\xa3buf", b"\xa5codec", b"\xa5count", b"\xa3crc"):
+            if head[pos:pos + len(key)] != key:
+                return None
+            pos += len(key)
+            v, pos = _read_uint(head, pos)
+            if v is None:
+                return None
+            vals.append(v)
+        if head[pos:pos + 5] != b"\xa4data":
+            return None
+        nbytes, pos = _read_bin_len(head, pos + 5)
+        if nbytes is None or nbytes > self.limits.max_bin:
+            return None
+        tail_len = n - pos - nbytes
+        if not 7 <= tail_len <= 15:
+            return None
+        tail = self._pread(off + _U32.size + pos + nbytes, tail_len)
+        first, end = _read_uint(tail, 6) if tail[:6] == b"\xa5first" else (None, 0)
+        if first is None or end != tail_len:
+            return None
+        buf, codec, count, crc = vals
+        h2, t2 = page_record_parts(buf, codec, count, crc, nbytes, first)
+        if h2 != head[:pos] or t2 != tail:
+            return None
+        return PageChunk(index, off, n, buf, first, count, codec, crc,
+                         off + _U32.size + pos, nbytes)
+
+    def chunk_record(self, chunk: PageChunk) -> Record:
+        """The PageChunk's record, read and decoded in full (as records() yields it)."""
+        return self._decode(self._pread(chunk.off + _U32.size, chunk.n), chunk.index, chunk.off)
+
+    def load_pages(self, chunk: PageChunk, dest: memoryview) -> None:
+        """Read, decompress and verify a PageChunk's pages into dest (count * PAGE bytes).
+
+        Checks and errors are those of pages(); dest may hold garbage when it raises."""
+        size = chunk.count * PAGE
+        ok = 1 <= chunk.count <= MAX_CHUNK_PAGES and len(dest) == size
+        if ok and chunk.codec == CODECS["none"] and chunk.nbytes == size:
+            try:
+                got = os.preadv(self._fd, [dest], chunk.data_off)
+            except OSError as e:
+                raise self._err(f"could not be read at offset {chunk.data_off}: "
+                                f"{e.strerror}") from e
+            ok = got == size
+        elif ok and chunk.codec == CODECS["zstd"]:
+            ok = self._unzstd_into(self._pread(chunk.data_off, chunk.nbytes), dest)
+        else:
+            ok = False
+        if ok and zlib.crc32(dest) == chunk.crc:
+            return
+        # something is wrong: let the generic path find it and say what
+        data = self.pages(self.chunk_record(chunk))
+        if len(data) != len(dest):
+            raise self._err(f"is corrupted: a pages record holds {len(data)} bytes, "
+                            f"not {len(dest)}")
+        dest[:] = data
+
+    def _unzstd_into(self, data: bytes, dest: memoryview) -> bool:
+        """Decompress exactly len(dest) bytes into dest; False on any mismatch or error."""
+        zstd = _zstd()
+        if self._dctx is None:
+            self._dctx = zstd.ZstdDecompressor()
+        try:
+            reader = self._dctx.stream_reader(io.BytesIO(data), read_across_frames=False)
+            got = 0
+            while got < len(dest):
+                n = reader.readinto(dest[got:])
+                if not n:
+                    return False
+                got += n
+            return not reader.read(1)
+        except (zstd.ZstdError, ValueError, OSError, MemoryError):
+            return False
 
     def pages(self, rec: Record) -> bytes:
         """Return the verified, decompressed bytes of a "pages" record."""

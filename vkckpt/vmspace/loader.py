@@ -6,9 +6,6 @@ import io
 import struct
 from dataclasses import dataclass
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
 from vkckpt.abi import errno as E
 from vkckpt.errors import GuestError
 from vkckpt.vmspace.vma import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PAGE, page_down, page_up
@@ -40,6 +37,9 @@ def _prot(flags: int) -> int:
 
 def load_elf(vm: VmSpace, image: bytes, name: str) -> tuple[int, int, int]:
     """Map the PT_LOAD segments of image; returns (entry, phdr address, phnum)."""
+    from elftools.common.exceptions import ELFError  # late: thawing needs no ELF parser
+    from elftools.elf.elffile import ELFFile
+
     try:
         elf = ELFFile(io.BytesIO(image))
         if elf.get_machine_arch() != "x64" or elf.elfclass != 64:

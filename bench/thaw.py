@@ -1,0 +1,103 @@
+"""Target 5: thawing a large (256 MiB) and a small (< 4 MiB) image in a fresh host process.
+
+Each thaw runs `python -m bench.thaw_probe` (a new interpreter), which times the library
+import, the thaw and the first time slice itself.  Interpreter start-up is measured apart, as
+the wall time of `python -c pass`; `total_s` is the probe's wall time from spawn to exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.common import Console, Guests, Profile, Result, config, mb
+from vkckpt.ckpt.snapshot import write_image
+from vkckpt.runner import boot
+
+LARGE_TARGET = 0.5   # thaw + first slice, seconds
+SMALL_TARGET = 0.05  # whole process: interpreter + import + thaw + first slice, seconds
+SMALL_LIMIT = 4 << 20
+
+
+def _env() -> dict[str, str]:
+    """The probes' environment: bytecode caching on, as in any installed Python package
+    (with PYTHONDONTWRITEBYTECODE every module would be compiled again at each start)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def _probe(image: Path, root: Path) -> dict:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "bench.thaw_probe", str(image), str(root)],
+                          capture_output=True, text=True, timeout=600, env=_env(),
+                          cwd=Path(__file__).resolve().parents[1])
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"thaw probe failed: {proc.stderr[-2000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["total_s"] = wall
+    return out
+
+
+def _interpreter() -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True, env=_env())
+    return time.perf_counter() - t0
+
+
+def _median(rows: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+def small_image(g: Guests) -> Path:
+    out = Console()
+    k = boot(config(g, "compute", ["4"], out))
+    k.run(until_ticks=1_000_000)
+    path = g.path("small.img")
+    write_image(k, str(path))
+    k.shutdown()
+    return path
+
+
+def run(p: Profile, g: Guests) -> Result:
+    r = Result("thaw", "thaw in a fresh process")
+    repeat = max(3, p.repeat)
+    small = small_image(g)
+    r.add("small_image_MB", mb(small.stat().st_size), "MB")
+    if small.stat().st_size >= SMALL_LIMIT:
+        r.notes.append("the small image is not below 4 MiB")
+    _probe(small, g.root)  # warm-up: writes the bytecode caches, fills the page cache
+    interp = [_interpreter() for _ in range(repeat)]
+    rows = [_probe(small, g.root) for _ in range(repeat)]
+    r.add("interpreter_s", statistics.median(interp), "s")
+    r.add("small_import_s", _median(rows, "import_s"), "s")
+    r.add("small_thaw_s", _median(rows, "thaw_s"), "s")
+    r.add("small_slice_s", _median(rows, "slice_s"), "s")
+    r.add("small_library_s", _median(rows, "import_s") + _median(rows, "thaw_s")
+          + _median(rows, "slice_s"), "s")
+    r.add("small_total_s", _median(rows, "total_s"), "s")
+    r.target("small_total_s", "<=", SMALL_TARGET)
+    r.notes.append("small_library_s = import + thaw + first slice (interpreter start-up apart)")
+
+    large = g.artifacts.get("large_image")
+    if large is None or not large.exists():
+        from bench import freeze
+
+        freeze.run(p, g)
+        large = g.artifacts["large_image"]
+    r.add("large_image_MB", mb(large.stat().st_size), "MB")
+    rows = [_probe(large, g.root) for _ in range(p.repeat)]
+    r.add("large_import_s", _median(rows, "import_s"), "s")
+    r.add("large_thaw_s", _median(rows, "thaw_s"), "s")
+    r.add("large_slice_s", _median(rows, "slice_s"), "s")
+    r.add("large_running_s", _median(rows, "thaw_s") + _median(rows, "slice_s"), "s")
+    r.add("large_total_s", _median(rows, "total_s"), "s")
+    r.target("large_running_s", "<=", LARGE_TARGET)
+    r.notes.append("large_running_s = thaw + first time slice (library import counted apart)")
+    return r

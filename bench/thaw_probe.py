@@ -1,0 +1,34 @@
+"""Run in a fresh interpreter: thaw an image, run one time slice, print timings as JSON.
+
+Usage: ``python -m bench.thaw_probe IMAGE ROOT``.  Times are measured inside the process, from
+the probe's first line: `import_s` (the library), `thaw_s`, `slice_s` (the first time slice).
+The process ends with os._exit, so tearing the vkernel down is not measured.
+"""
+
+import time
+
+T0 = time.perf_counter()
+
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+
+def main() -> None:
+    image, root = sys.argv[1], sys.argv[2]
+    from vkckpt.ckpt.restore import ThawOptions, thaw
+
+    t1 = time.perf_counter()
+    k = thaw(image, ThawOptions(root=root, stdout=lambda b: None, stderr=lambda b: None,
+                                deliver_sigthaw=False))
+    t2 = time.perf_counter()
+    k.run(until_ticks=k.sched.ticks + 1)
+    t3 = time.perf_counter()
+    sys.stdout.write(json.dumps({"import_s": t1 - T0, "thaw_s": t2 - t1, "slice_s": t3 - t2,
+                                 "ticks": k.sched.ticks}) + "\n")
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
