@@ -22,10 +22,6 @@ NATIVE_TIMEOUT = 60
 VKCKPT_TIMEOUT = 120
 EXIT_VKERNEL_ERROR = 125
 
-DOUBLE_FAULT_BUG = (
-    "Unicorn keeps env->old_exception after a hooked #DE, so the second division by zero is "
-    "reported as #DF (intno 8) and the vkernel raises SIGSEGV instead of SIGFPE"
-)
 CPL0_BUG = (
     "Unicorn runs guest code at CPL 0 and does not check SSE alignment: privileged and "
     "misaligned movaps instructions execute instead of raising #GP (SIGSEGV)"
@@ -51,7 +47,7 @@ def _cases() -> dict[str, Case]:
                  "segv_blocked", "segv_ignored", "nested", "bad_sigreturn", "handled",
                  "stack_handled"):
         cases[f"crashers-{mode}"] = Case("crashers", (mode,))
-    cases["crashers-fpe_handled"] = Case("crashers", ("fpe_handled",), xfail=DOUBLE_FAULT_BUG)
+    cases["crashers-fpe_handled"] = Case("crashers", ("fpe_handled",))
     cases["crashers-handled_info"] = Case("crashers", ("handled_info",))
     for mode in ("priv", "misaligned_sse"):
         cases[f"crashers-{mode}"] = Case("crashers", (mode,), xfail=CPL0_BUG)

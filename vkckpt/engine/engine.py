@@ -58,6 +58,33 @@ _FETCH_ACCESS = {UC_MEM_FETCH_UNMAPPED, UC_MEM_FETCH_PROT}
 _UNMAPPED_ACCESS = {UC_MEM_READ_UNMAPPED, UC_MEM_WRITE_UNMAPPED, UC_MEM_FETCH_UNMAPPED}
 
 
+_DIVIDE_BY_ZERO = bytes.fromhex("31c9b801000000489948f7f9")  # xor ecx,ecx; mov eax,1; cqo; idiv
+
+
+def _probe_old_exception_offset() -> int | None:
+    """Where Unicorn's context blob holds the CPU's 'previous exception' (old_exception).
+
+    Unicorn never resets it after a hooked exception, so a second #DE would be escalated to
+    a double fault (#DF, vector 8). Found by diffing the blob around one #DE: the only
+    aligned 32-bit field that goes from -1 to 0. None when the layout is not recognised.
+    """
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc.mem_map(0x1000, 0x1000)
+    uc.mem_write(0x1000, _DIVIDE_BY_ZERO)
+    before = uc.context_save()
+    raw0 = ctypes.string_at(before.context, before.size)
+    uc.hook_add(UC_HOOK_INTR, lambda u, _i, _d: u.emu_stop())
+    uc.emu_start(0x1000, 0x1000 + len(_DIVIDE_BY_ZERO))
+    after = uc.context_save()
+    raw1 = ctypes.string_at(after.context, after.size)
+    hits = [i for i in range(0, min(len(raw0), len(raw1)) - 3, 4)
+            if raw0[i:i + 4] == b"\xff" * 4 and raw1[i:i + 4] == bytes(4)]
+    return hits[0] if len(hits) == 1 else None
+
+
+_OLD_EXCEPTION: list[int | None] = []
+
+
 class Stop(enum.Enum):
     """Why one run of the engine ended."""
 
@@ -159,6 +186,8 @@ class Engine:
         if self._error is not None:
             exc, self._error = self._error, None
             raise exc
+        if self._stop_reason is Stop.INTERRUPT:
+            self._forget_exception()
         if self._stop_reason is not None:
             return self._stop_reason
         if err == UC_ERR_INSN_INVALID:
@@ -171,6 +200,17 @@ class Engine:
         if self.counter.expired:
             return Stop.QUANTUM
         return Stop.QUANTUM  # emu_start ended at no trap: treat as a preemption point
+
+    def _forget_exception(self) -> None:
+        """The exception was delivered as a signal: reset old_exception like a real iret."""
+        if not _OLD_EXCEPTION:
+            _OLD_EXCEPTION.append(_probe_old_exception_offset())
+        off = _OLD_EXCEPTION[0]
+        if off is None:
+            return
+        ctx = self.uc.context_save()
+        ctypes.memmove(ctypes.cast(ctx.context, ctypes.c_void_p).value + off, b"\xff" * 4, 4)
+        self.uc.context_restore(ctx)
 
     def stop(self) -> None:
         """Ask the engine to stop at the next block boundary (from inside a hook)."""
