@@ -192,3 +192,20 @@ def test_changed_open_file_refuses_thaw(tmp_path: Path) -> None:
         assert b"changed since the freeze" not in ok.stderr
         return
     raise AssertionError("no freeze point with an open guest-root file")
+
+
+def test_thaw_refuses_a_flipped_bit_in_any_record(tmp_path: Path) -> None:
+    """Not only page chunks (CRC32) but structural records are covered when thawing."""
+    root = make_root(tmp_path, ["hello"])
+    img = tmp_path / "h.img"
+    assert vk("run", "--root", str(root), "--quantum", "101", "--freeze-at", "500", "-o",
+              str(img), "./hello", cwd=root).returncode == 0
+    data = img.read_bytes()
+    for off in (120, 200, len(data) // 3, len(data) - 60):
+        bad = tmp_path / f"b{off}.img"
+        flipped = bytearray(data)
+        flipped[off] ^= 0x01
+        bad.write_bytes(bytes(flipped))
+        r = vk("thaw", str(bad), cwd=root)
+        assert r.returncode == 125, (off, r.stdout, r.stderr)
+        assert b"Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

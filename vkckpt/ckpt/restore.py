@@ -7,6 +7,7 @@ naming the problem.  Host resources (engines, host buffers, reopened files) are 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -77,6 +78,28 @@ def load_chain(path: str) -> list[ImageReader]:
     return chain
 
 
+class _DigestCheck:
+    """check_digests() of every image of a chain on a helper thread (hashlib drops the GIL)."""
+
+    def __init__(self, chain: list[ImageReader]) -> None:
+        self.error: ImageError | None = None
+        self.thread = threading.Thread(target=self._run, args=(chain,), daemon=True)
+        self.thread.start()
+
+    def _run(self, chain: list[ImageReader]) -> None:
+        try:
+            for r in chain:
+                r.check_digests()
+        except ImageError as exc:
+            self.error = exc
+
+    def join(self) -> None:
+        """Wait for the check; raises its ImageError."""
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 def _meta(r: ImageReader) -> dict:
     for rec in r.records(RECORD_VERSIONS):
         if rec.type == "meta":
@@ -91,17 +114,26 @@ def thaw(path: str, opts: ThawOptions | None = None) -> VKernel:
     opts = opts or ThawOptions()
     chain = load_chain(path)
     final = chain[-1]
+    digests = _DigestCheck(chain)  # whole-file checksums, hashed beside the loading
     recs: dict[str, list[dict]] = {}
-    for rec in final.records(RECORD_VERSIONS, skip_pages=True):  # pages: _apply_pages
-        if rec.type not in ("pages", "zero_pages"):
-            recs.setdefault(rec.type, []).append(rec.fields)
+    k = None
     try:
+        for rec in final.records(RECORD_VERSIONS, skip_pages=True):  # pages: _apply_pages
+            if rec.type not in ("pages", "zero_pages"):
+                recs.setdefault(rec.type, []).append(rec.fields)
         k = _build(final, recs, opts)
         _apply_pages(k, chain)
     except ImageError:
+        digests.join()  # a corrupted file explains a malformed record best
         raise
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
+        digests.join()
         raise ImageError(f"{path}: malformed image ({type(exc).__name__}: {exc})") from None
+    try:
+        digests.join()
+    except ImageError:
+        k.shutdown()
+        raise
     k.last_image = (final.header.image_id, path)
     if opts.deliver_sigthaw:
         for p in sorted(k.procs.values(), key=lambda p: p.pid):

@@ -708,6 +708,26 @@ class ImageReader:
             raise self._err(f"has a trailer claiming {count} records, impossible for its size")
         return count, digest
 
+    def check_digests(self) -> None:
+        """Check the trailer's SHA-256 and the image id against the bytes, in one pass.
+
+        Cheaper than verify() (no decoding): thaw runs it beside loading so a flipped bit
+        in a structural record can never be thawed. Releases the GIL while hashing."""
+        import hashlib
+        whole, body = hashlib.sha256(), hashlib.sha256()
+        end = self.size - TRAILER_SIZE
+        whole.update(self._header_raw)
+        off = HEADER_SIZE
+        while off < end:
+            chunk = self._pread(off, min(8 << 20, end - off))
+            whole.update(chunk)
+            body.update(chunk)
+            off += len(chunk)
+        if whole.digest() != self._trailer_hash:
+            raise self._err("is corrupted (SHA-256 of its contents does not match its trailer)")
+        if body.digest()[:16] != self.header.image_id:
+            raise self._err("is corrupted (its records do not match its image id)")
+
     def _frames(self, hashers: tuple[Any, ...] = ()) -> Iterator[tuple[int, int, bytes]]:
         """Yield (index, offset, payload) of every record frame, checking every length."""
         for index, off, n in self._frame_heads():
