@@ -30,7 +30,7 @@ def _freeze_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--freeze-at", type=int, metavar="TICKS", help="freeze at the first "
                    "scheduling point at or after this many executed blocks")
     g.add_argument("--freeze-every", type=int, metavar="TICKS", help="freeze periodically "
-                   "(images IMAGE.0001, IMAGE.0002, ...; implies --continue)")
+                   "(out.img gives out.0001.img, out.0002.img, ...; implies --continue)")
     g.add_argument("-o", "--output", metavar="IMAGE", help="image file to write")
     g.add_argument("--continue", dest="cont", action="store_true", help="keep running after "
                    "a freeze (default: stop)")
@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "links of the chain, and that it would thaw. Exit 0 when valid, 1 when "
                        "not.")
     v.add_argument("image", help="image file")
-    v.add_argument("--root", metavar="DIR", help="guest root to check open files against")
+    v.add_argument("--root", metavar="DIR", help="guest root in which open files are "
+                   "reopened (a missing file fails the check; changed ones are accepted)")
     v.add_argument("-q", "--quiet", action="store_true", help="print nothing; exit status only")
 
     f = sub.add_parser("freeze", help="ask a running vkckpt to freeze",
@@ -114,7 +115,42 @@ def build_parser() -> argparse.ArgumentParser:
                        "mid-run, inspect the image, thaw it in a new process and compare the "
                        "output with an uninterrupted run.")
     d.add_argument("--workdir", metavar="DIR", help="keep the demo's files here")
+    _regress_parser(sub)
     return p
+
+
+def _regress_parser(sub: argparse._SubParsersAction) -> None:
+    g = sub.add_parser("regress", help="the checkpoint regression suite (run before releases)",
+                       description="Build the bundled guests, run each case's golden run, "
+                       "freeze at scheduling points chosen from --seed, thaw every image in "
+                       "a fresh host process and compare output, statuses, ticks and state "
+                       "digests; bisect a divergence to the first differing scheduling point "
+                       "and report the state that differs. Exit 0 when every case passes, 1 "
+                       "otherwise, 2 for usage errors.")
+    g.add_argument("--quick", action="store_true", help="the CI profile: a few workloads, 2 "
+                   "points each, chains of at most 3 (default: the full profile)")
+    g.add_argument("--points", type=int, metavar="K", help="freeze points per case (default "
+                   "2 quick, 8 full)")
+    g.add_argument("--seed", type=int, default=1, metavar="S", help="chooses the freeze "
+                   "points (default 1)")
+    g.add_argument("--iters", type=int, metavar="N", help="checkpoints in an iterated case "
+                   "(freeze, thaw, freeze again...; default 3 quick, 4 full)")
+    g.add_argument("--chain", type=int, metavar="N", help="images in an incremental chain "
+                   "(default 3 quick, 6 full)")
+    g.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="run cases in N "
+                   "parallel host processes (default 1)")
+    g.add_argument("-k", "--case", action="append", default=[], metavar="PATTERN",
+                   help="only cases whose name contains PATTERN, or matching it as a glob, "
+                   "or of that kind (repeatable)")
+    g.add_argument("--junit", metavar="FILE", help="write JUnit XML results to FILE")
+    g.add_argument("--workdir", metavar="DIR", help="work here and keep every file (default: "
+                   "a temporary directory, kept only when a case fails)")
+    g.add_argument("--fixtures", metavar="DIR", help="older-format images to thaw (default: "
+                   "tests/data of the source tree)")
+    g.add_argument("--no-bisect", action="store_true", help="report divergences without "
+                   "bisecting them")
+    g.add_argument("--list", action="store_true", help="list the selected cases and exit")
+    g.add_argument("-v", "--verbose", action="store_true", help="log every step on stderr")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fn = {"run": commands.cmd_run, "thaw": commands.cmd_thaw,
               "inspect": commands.cmd_inspect, "verify": commands.cmd_verify,
-              "freeze": commands.cmd_freeze, "demo": _demo}[args.command]
+              "freeze": commands.cmd_freeze, "demo": _demo,
+              "regress": commands.cmd_regress}[args.command]
         return fn(args)
     except ProgramError as exc:
         print(f"vkckpt: {exc}", file=sys.stderr)

@@ -24,6 +24,8 @@ def config_from_args(args: argparse.Namespace) -> KernelConfig:
     if args.config:
         if args.program:
             raise ConfigError("give either PROGRAM or -c FILE, not both")
+        if args.env:
+            raise ConfigError("-e applies to PROGRAM; set env: in the -c FILE instead")
         cfg = load_config(args.config)
         if args.root:
             cfg.root = args.root
@@ -151,3 +153,53 @@ def cmd_freeze(args: argparse.Namespace) -> int:
         return 1
     print(f"{ans['image']} (tick {ans['ticks']}, image id {ans['image_id']})")
     return 0
+
+
+def cmd_regress(args: argparse.Namespace) -> int:
+    """vkckpt regress: the checkpoint regression suite; 0 when every case passes."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from vkckpt.regress import cases as C
+    from vkckpt.regress import report
+    from vkckpt.regress.run import run_suite
+
+    for opt, low in (("points", 1), ("iters", 2), ("chain", 2), ("jobs", 1)):
+        v = getattr(args, opt)
+        if v is not None and v < low:
+            print(f"vkckpt regress: --{opt} must be at least {low}", file=sys.stderr)
+            return 2
+    profile = C.QUICK if args.quick else C.FULL
+    cases = C.select(C.build_cases(profile, points=args.points, iters=args.iters,
+                                   chain=args.chain,
+                                   fixtures=Path(args.fixtures) if args.fixtures else None),
+                     args.case)
+    if not cases:
+        print(f"vkckpt regress: no case matches {' '.join(args.case)}", file=sys.stderr)
+        return 2
+    if args.list:
+        for c in cases:
+            print(f"{c.name}\t{c.kind}\t{c.planned}")
+        return 0
+    keep = args.workdir is not None
+    work = Path(args.workdir) if keep else Path(tempfile.mkdtemp(prefix="vkckpt-regress-"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    def progress(msg: str) -> None:
+        print(f"vkckpt regress: {msg}", file=sys.stderr, flush=True)
+
+    progress(f"{profile.name} profile, {len(cases)} case(s), seed {args.seed}, "
+             f"{args.jobs} job(s), work in {work}")
+    results = run_suite(cases, work, seed=args.seed, jobs=args.jobs,
+                        bisect=not args.no_bisect, progress=progress, verbose=args.verbose)
+    report.print_table(results)
+    report.print_failures(results)
+    if args.junit:
+        Path(args.junit).write_text(report.junit_xml(results))
+    ok = all(r.ok for r in results)
+    if ok and not keep:
+        shutil.rmtree(work, ignore_errors=True)
+    elif not ok:
+        progress(f"files of the failed cases are kept in {work}")
+    return 0 if ok else 1

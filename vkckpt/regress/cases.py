@@ -1,0 +1,178 @@
+"""What `vkckpt regress` runs: the workloads, the kinds of case, and the two profiles.
+
+A *case* is one workload exercised one way (its *kind*):
+
+    points        freeze at K scheduling points of the golden run; thaw each image in a fresh
+                  host process; compare output, statuses, ticks and state digests
+    iterated      freeze, thaw (fresh process) and freeze again later from the thawed kernel,
+                  N times; the last thaw runs to the end; every image must equal the golden
+                  state at its tick and the end must equal the golden end
+    chain         a chain of N images: a full one, then incremental ones every M ticks, the
+                  last written by a kernel thawed from the one before; the last two links
+                  are thawed in fresh processes
+    ckpt-signals  the freeze protocol with SIGCKPT/SIGTHAW handlers (guest ckpt_signals)
+    ckpt-self     checkpoint(2) from inside the guest (guest ckpt_self, self and external)
+    fixture       images of older format versions kept in tests/data, thawed by this vkckpt
+
+Everything is deterministic for a given profile and seed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+
+from vkckpt.guests.build import guest_names
+from vkckpt.testing.oracle import Workload
+
+QUANTUM = 997  # small slices: dense scheduling (freeze) points
+
+KINDS = ("points", "iterated", "chain", "ckpt-signals", "ckpt-self", "fixture")
+
+#: Every workload the full profile runs, by name.  Quantum 997 unless the program is shorter
+#: than a few slices (then a smaller quantum still gives it several freeze points).
+WORKLOADS: dict[str, Workload] = {w.name: w for w in (
+    Workload("hello", ("a", "b c"), quantum=101, env=(("HELLO_GREETING", "hi"),)),
+    Workload("pthreads", quantum=QUANTUM),        # mutex, condvar, TLS, futex waits
+    Workload("mutex_bench", quantum=QUANTUM),     # 4 threads contending on one mutex
+    Workload("demo", quantum=QUANTUM),            # barriers, TLS, output between rounds
+    Workload("compute", ("1",), quantum=QUANTUM),  # pure CPU work over a 16 KiB array
+    Workload("compute_mt", ("3",), quantum=QUANTUM),  # threads computing without syscalls
+    Workload("getppid_loop", ("20000",), quantum=QUANTUM),  # a syscall in a tight loop
+    Workload("memtouch", ("8", "4", "2", "100"), quantum=QUANTUM),  # 4 MiB touched, sparse
+                                                                    # changes, sleeps
+    Workload("spawner", ("6", "3", "3"), quantum=QUANTUM),  # 6 processes x 3 threads, pipes
+    Workload("forkpipe", quantum=QUANTUM),        # fork, pipes, wait4, a killed child
+    Workload("execer", quantum=QUANTUM),          # fork + execve + wait
+    Workload("spawn", ("/hello",), quantum=QUANTUM),  # posix_spawn (CLONE_VFORK), vfork
+    Workload("files", ("work",), quantum=QUANTUM),  # descriptors, offsets, directories
+    Workload("mmaps", ("work",), quantum=QUANTUM),  # VMAs split/protected, SIGSEGV, brk
+    Workload("signals", quantum=QUANTUM),         # handlers, masks, sigaltstack, FP state
+    Workload("segfault", quantum=37),             # dies of SIGSEGV after the thaw
+    Workload("ckpt_signals", ("4",), quantum=QUANTUM),  # SIGCKPT/SIGTHAW handlers
+)}
+
+#: Workloads whose guest memory holds host file metadata: stat(2) and getdents(2) pass the
+#: host's inode numbers and timestamps through, so two runs never agree on those bytes.  Their
+#: state digests compare everything but page data (output, statuses and ticks still must match).
+HOST_METADATA: dict[str, str] = {
+    "files": "struct stat and dirent buffers hold host inode numbers and timestamps",
+}
+
+#: Other guests a workload's root must hold (programs it executes).
+NEEDS: dict[str, tuple[str, ...]] = {"spawn": ("hello",)}
+
+#: Bundled guests the regression suite does not run, and why.  A new guest must be added to
+#: WORKLOADS or here (tests/test_regress.py checks it).
+EXCLUDED: dict[str, str] = {
+    "badptr": "bad-pointer syscall surface: tests/test_hostile_guests.py (natively diffed)",
+    "bombs": "resource exhaustion: tests/test_hostile_guests.py",
+    "crashers": "fatal CPU exceptions: tests/test_hostile_guests.py; segfault covers a fatal "
+                "signal after a thaw",
+    "escape": "needs a secret planted outside the root: tests/test_sandbox_guest.py",
+    "stuck": "deadlocks on purpose (never reaches an end to compare)",
+    "ckpt_self": "run by the ckpt-self cases (it checkpoints itself)",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One regression case (picklable: cases run in worker processes with --jobs)."""
+
+    name: str
+    kind: str
+    workload: Workload | None = None
+    points: int = 0          # points, ckpt-signals: how many freeze points
+    iters: int = 0           # iterated: checkpoints in the sequence
+    chain: int = 0           # chain: images in the incremental chain
+    mode: str = ""           # ckpt-self: "self" or "external"
+    image: str = ""          # fixture: the image file
+
+    @property
+    def guests(self) -> tuple[str, ...]:
+        """Guest programs the case's root holds."""
+        if self.kind == "ckpt-self":
+            return ("ckpt_self",)
+        if self.workload is None:
+            return ()
+        return (self.workload.name, *NEEDS.get(self.workload.name, ()))
+
+    @property
+    def planned(self) -> int:
+        """Freeze points the case exercises (the table's points column)."""
+        return {"points": self.points, "ckpt-signals": self.points, "iterated": self.iters,
+                "chain": self.chain}.get(self.kind, 1)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Which cases to build and how deep."""
+
+    name: str
+    points: list[str]      # workloads frozen at points
+    iterated: list[str]
+    chained: list[str]
+    npoints: int
+    iters: int
+    chain: int
+    ckpt_self: tuple[str, ...] = ("self", "external")
+
+
+QUICK = Profile("quick", points=["pthreads", "mutex_bench", "forkpipe", "execer", "files",
+                                 "mmaps", "signals"],
+                iterated=["pthreads", "files"], chained=["forkpipe"], npoints=2, iters=3,
+                chain=3, ckpt_self=("self",))
+FULL = Profile("full", points=[n for n in WORKLOADS if n != "ckpt_signals"],
+               iterated=["pthreads", "mutex_bench", "forkpipe", "files", "mmaps", "signals",
+                         "spawner"],
+               chained=["pthreads", "compute", "forkpipe", "mmaps", "demo", "memtouch"],
+               npoints=8, iters=4,
+               chain=6)
+
+
+def fixtures_dir() -> Path:
+    """tests/data of the source tree this vkckpt runs from."""
+    return Path(__file__).resolve().parents[2] / "tests" / "data"
+
+
+def fixture_cases(directory: Path) -> list[Case]:
+    """One case per IMAGE.img that has an IMAGE.expected.yaml beside it."""
+    if not directory.is_dir():
+        return []
+    return [Case(f"fixture/{img.stem}", "fixture", image=str(img))
+            for img in sorted(directory.glob("*.img"))
+            if img.with_name(f"{img.stem}.expected.yaml").is_file()]
+
+
+def build_cases(profile: Profile, *, points: int | None = None, iters: int | None = None,
+                chain: int | None = None, fixtures: Path | None = None) -> list[Case]:
+    """The profile's cases, with --points/--iters/--chain overrides applied."""
+    k = profile.npoints if points is None else points
+    n = profile.iters if iters is None else iters
+    m = profile.chain if chain is None else chain
+    cases = [Case(f"{w}/points", "points", WORKLOADS[w], points=k) for w in profile.points]
+    cases += [Case(f"{w}/iterated", "iterated", WORKLOADS[w], iters=n) for w in profile.iterated]
+    cases += [Case(f"{w}/chain", "chain", WORKLOADS[w], chain=m) for w in profile.chained]
+    cases.append(Case("ckpt_signals/handlers", "ckpt-signals", WORKLOADS["ckpt_signals"],
+                      points=k))
+    cases += [Case(f"ckpt_self/{mode}", "ckpt-self", mode=mode) for mode in profile.ckpt_self]
+    cases += fixture_cases(fixtures or fixtures_dir())
+    return cases
+
+
+def select(cases: list[Case], patterns: list[str]) -> list[Case]:
+    """Cases whose name or kind matches any glob pattern (a bare word matches a substring)."""
+    if not patterns:
+        return cases
+
+    def hit(c: Case, p: str) -> bool:
+        if any(ch in p for ch in "*?["):
+            return fnmatch.fnmatchcase(c.name, p) or fnmatch.fnmatchcase(c.kind, p)
+        return p in c.name or p == c.kind
+    return [c for c in cases if any(hit(c, p) for p in patterns)]
+
+
+def uncovered_guests() -> list[str]:
+    """Bundled guests neither run nor excluded with a reason."""
+    return [n for n in guest_names() if n not in WORKLOADS and n not in EXCLUDED]
