@@ -236,7 +236,7 @@ def _process(k: VKernel, d: dict, vms: dict, bufs: dict, files: dict, queues: di
                 children=list(d["children"]), exiting=d["exiting"], zombie=d["zombie"],
                 wait_status=d["wait_status"], exit_signal=d["exit_signal"],
                 stopped=d["stopped"], stop_report=d["stop_report"], ticks=d["ticks"],
-                vfork_parent=d["vfork_parent"])
+                vfork_parent=d.get("vfork_parent", 0))
     p.thread_order = list(d["threads"])
     k.procs[pid] = p
     queues[p.child_wait.key] = p.child_wait
