@@ -19,6 +19,7 @@ from vkckpt.abi.syscalls import NAMES as SYSCALL_NAMES
 from vkckpt.config import KernelConfig
 from vkckpt.engine.engine import Stop
 from vkckpt.errors import GuestError, VkError
+from vkckpt.fs.inodes import InodeTable
 from vkckpt.fs.sandbox import GuestRoot
 from vkckpt.sched import Scheduler
 from vkckpt.signals import deliver
@@ -47,6 +48,7 @@ class VKernel:
         self.config = config
         self.table = TABLE
         self.root = GuestRoot(config.root)
+        self.inodes = InodeTable(self.now_ns)
         self.sched = Scheduler(config.quantum)
         self.futexes = FutexTable()
         self.procs: dict[int, Process] = {}
@@ -86,6 +88,13 @@ class VKernel:
         bid = self.next_bid
         self.next_bid += 1
         return bid
+
+    def host_path_of(self, guest: str) -> str | None:
+        """Host path of a guest path in the root (not following a final symlink), or None."""
+        try:
+            return self.root.resolve(guest, "/", follow=False).host
+        except GuestError:
+            return None
 
     def now_ns(self) -> int:
         """Virtual monotonic time, including the blocks of the run in progress."""

@@ -175,7 +175,11 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions) -
             raise ImageError(f"pipe {d['id']} holds more than a pipe can")
         pipes[d["id"]] = Pipe(d["id"])
         pipes[d["id"]].data = bytearray(d["data"])
-    files = {d["id"]: load_file(d, k.root, pipes, opts.allow_changed_files)
+    if not all(isinstance(r, list) and len(r) == 3 and isinstance(r[0], str)
+               for r in kr.get("inodes", [])):
+        raise ImageError("the inode table is malformed")
+    k.inodes.load(kr.get("inodes", []), kr.get("next_ino", 2), k.host_path_of)
+    files = {d["id"]: load_file(d, k.root, pipes, opts.allow_changed_files, k.inodes)
              for d in recs.get("file", [])}
     vms = {d["pid"]: d for d in recs.get("vmspace", [])}
     queues: dict[tuple, WaitQueue] = {}

@@ -104,6 +104,7 @@ def save_kernel(k: VKernel, scope: list[int] | None, woken: list[int]) -> dict:
         "max_processes": c.max_processes, "max_threads": c.max_threads,
         "exit_status": k.exit_status, "statuses": sorted([p, st] for p, st in k.statuses.items()),
         "enosys": sorted(k.reported_enosys), "root": k.root.host_root, "scope": scope,
+        "inodes": k.inodes.save(k.host_path_of), "next_ino": k.inodes.next_ino,
     }
 
 

@@ -12,6 +12,7 @@ from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError
 
 if TYPE_CHECKING:
+    from vkckpt.fs.inodes import InodeTable
     from vkckpt.kernel import VKernel
 
 
@@ -24,13 +25,6 @@ def pack_stat(dev: int, ino: int, mode: int, nlink: int, uid: int, gid: int, rde
         return ns // 10**9, ns % 10**9
     return struct.pack("<QQQIII4xQqqq6q24x", dev, ino, nlink, mode, uid, gid, rdev, size,
                        blksize, blocks, *ts(atime), *ts(mtime), *ts(ctime))
-
-
-def stat_of(st: os.stat_result) -> bytes:
-    """struct stat for a host stat result."""
-    return pack_stat(st.st_dev, st.st_ino, st.st_mode, st.st_nlink, st.st_uid, st.st_gid,
-                     st.st_rdev, st.st_size, st.st_blksize, st.st_blocks, st.st_atime,
-                     st.st_mtime, st.st_ctime)
 
 
 def char_stat(rdev: int) -> bytes:
@@ -104,22 +98,31 @@ class HostFile(OpenFile):
     kind = "host"
     seekable = True
 
-    def __init__(self, fd: int, flags: int, guest_path: str) -> None:
+    def __init__(self, fd: int, flags: int, guest_path: str, inodes: InodeTable) -> None:
         super().__init__(flags)
         self.fd = fd
         self.guest_path = guest_path
+        self.inodes = inodes
 
     def read(self, k: VKernel, n: int) -> bytes:
         return host_call(os.read, self.fd, n)
 
     def write(self, k: VKernel, data: bytes) -> int:
-        return host_call(os.write, self.fd, data)
+        n = host_call(os.write, self.fd, data)
+        self.touched()
+        return n
 
     def pread(self, n: int, off: int) -> bytes:
         return host_call(os.pread, self.fd, n, off)
 
     def pwrite(self, data: bytes, off: int) -> int:
-        return host_call(os.pwrite, self.fd, data, off)
+        n = host_call(os.pwrite, self.fd, data, off)
+        self.touched()
+        return n
+
+    def touched(self) -> None:
+        """The guest modified the file: its virtual mtime is now."""
+        self.inodes.touch(host_call(os.fstat, self.fd), self.guest_path)
 
     def seek(self, off: int, whence: int) -> int:
         if whence not in (F.SEEK_SET, F.SEEK_CUR, F.SEEK_END):
@@ -127,7 +130,7 @@ class HostFile(OpenFile):
         return host_call(os.lseek, self.fd, off, whence)
 
     def stat(self) -> bytes:
-        return stat_of(host_call(os.fstat, self.fd))
+        return self.inodes.stat_bytes(host_call(os.fstat, self.fd), self.guest_path)
 
     def set_status_flags(self, flags: int) -> None:
         super().set_status_flags(flags)
@@ -143,8 +146,9 @@ class DirFile(HostFile):
 
     kind = "dir"
 
-    def __init__(self, fd: int, flags: int, guest_path: str, host_path: str) -> None:
-        super().__init__(fd, flags, guest_path)
+    def __init__(self, fd: int, flags: int, guest_path: str, host_path: str,
+                 inodes: InodeTable) -> None:
+        super().__init__(fd, flags, guest_path, inodes)
         self.host_path = host_path
         self.pos = 0
 
@@ -162,11 +166,14 @@ class DirFile(HostFile):
 
     def _entries(self) -> list[tuple[bytes, int, int]]:
         st = host_call(os.fstat, self.fd)
-        ents = [(b".", st.st_ino, F.DT_DIR), (b"..", st.st_ino, F.DT_DIR)]
+        me = self.inodes.vino(st, self.guest_path)
+        ents = [(b".", me, F.DT_DIR), (b"..", me, F.DT_DIR)]
+        base = self.guest_path.rstrip("/")
         with os.scandir(self.fd) as it:
             for e in sorted(it, key=lambda e: e.name):
                 st_e = e.stat(follow_symlinks=False)
-                ents.append((os.fsencode(e.name), st_e.st_ino, _dtype(st_e.st_mode)))
+                ino = self.inodes.vino(st_e, f"{base}/{e.name}")
+                ents.append((os.fsencode(e.name), ino, _dtype(st_e.st_mode)))
         return ents
 
     def getdents(self, n: int) -> bytes:

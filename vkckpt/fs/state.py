@@ -26,6 +26,7 @@ from vkckpt.fs.files import (
 from vkckpt.fs.pipe import Pipe, PipeEnd
 
 if TYPE_CHECKING:
+    from vkckpt.fs.inodes import InodeTable
     from vkckpt.fs.sandbox import GuestRoot
 
 HASH_LIMIT = 1 << 20
@@ -80,8 +81,8 @@ class FileChanged(ImageError):
     """A host file a guest had open differs from the one frozen."""
 
 
-def load_file(d: dict, root: GuestRoot, pipes: dict[int, Pipe], allow_changed: bool
-              ) -> OpenFile:
+def load_file(d: dict, root: GuestRoot, pipes: dict[int, Pipe], allow_changed: bool,
+              inodes: InodeTable) -> OpenFile:
     """Recreate an open file description (reopening guest-root files by path)."""
     kind = d["kind"]
     flags = d["flags"]
@@ -95,11 +96,11 @@ def load_file(d: dict, root: GuestRoot, pipes: dict[int, Pipe], allow_changed: b
             raise ImageError(f"file {d['id']} refers to unknown pipe {d['pipe']}")
         return PipeEnd(pipe, flags)
     if kind in ("host", "dir"):
-        return _reopen(d, root, allow_changed)
+        return _reopen(d, root, allow_changed, inodes)
     raise ImageError(f"unknown open file kind {kind!r}")
 
 
-def _reopen(d: dict, root: GuestRoot, allow_changed: bool) -> OpenFile:
+def _reopen(d: dict, root: GuestRoot, allow_changed: bool, inodes: InodeTable) -> OpenFile:
     from vkckpt.errors import GuestError
     path = d["path"]
     try:
@@ -119,10 +120,10 @@ def _reopen(d: dict, root: GuestRoot, allow_changed: bool) -> OpenFile:
         raise FileChanged(f"{path}: changed since the freeze (size {want['size']} -> "
                           f"{fp['size']}); pass --allow-changed-files to thaw anyway")
     if d["kind"] == "dir":
-        f: HostFile = DirFile(fd, d["flags"], path, r.host)
+        f: HostFile = DirFile(fd, d["flags"], path, r.host, inodes)
         f.pos = d["offset"]
     else:
-        f = HostFile(fd, d["flags"], path)
+        f = HostFile(fd, d["flags"], path, inodes)
         os.lseek(fd, d["offset"], os.SEEK_SET)
     return f
 

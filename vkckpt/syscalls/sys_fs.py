@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError
-from vkckpt.fs.files import DEVICES, DirFile, HostFile, host_call, stat_of
+from vkckpt.fs.files import DEVICES, DirFile, HostFile, host_call
 from vkckpt.fs.sandbox import Resolved
 from vkckpt.syscalls.args import path_arg, s32, s64
 
@@ -57,12 +57,17 @@ def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: in
         if flags & F.O_ACCMODE != F.O_RDONLY or creat:
             raise GuestError(E.EISDIR)
         fd = k.root.host_open(r, os.O_RDONLY | os.O_DIRECTORY)
-        return t.process.fds.install(DirFile(fd, flags & _OPEN_PASS, r.guest, r.host), cloexec)
+        return t.process.fds.install(DirFile(fd, flags & _OPEN_PASS, r.guest, r.host,
+                                             k.inodes), cloexec)
     if flags & F.O_DIRECTORY:
         raise GuestError(E.ENOTDIR)
+    existed = os.path.lexists(r.host)
     fd = k.root.host_open(r, flags & _OPEN_PASS & ~F.O_NOFOLLOW,
                           mode & ~t.process.umask & HOST_MODE_MASK)
-    return t.process.fds.install(HostFile(fd, flags & _OPEN_PASS, r.guest), cloexec)
+    f = HostFile(fd, flags & _OPEN_PASS, r.guest, k.inodes)
+    if not existed or flags & F.O_TRUNC:
+        f.touched()
+    return t.process.fds.install(f, cloexec)
 
 
 def sys_openat(k: VKernel, t: Thread, dirfd: int, path: int, flags: int, mode: int) -> int:
@@ -85,7 +90,7 @@ def _stat_path(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int) -> by
     if guest in DEVICES:
         return DEVICES[guest](0).stat()
     r = resolve_at(k, t, dirfd, path, follow=not flags & F.AT_SYMLINK_NOFOLLOW)
-    return stat_of(host_call(os.lstat, r.host))
+    return k.inodes.stat_bytes(host_call(os.lstat, r.host), r.guest)
 
 
 def sys_newfstatat(k: VKernel, t: Thread, dirfd: int, path: int, buf: int, flags: int) -> int:
@@ -231,6 +236,7 @@ def sys_truncate(k: VKernel, t: Thread, path: int, length: int) -> int:
     if s64(length) < 0:
         raise GuestError(E.EINVAL)
     host_call(os.truncate, r.host, s64(length))
+    k.inodes.touch(host_call(os.lstat, r.host), r.guest)
     return 0
 
 

@@ -326,6 +326,7 @@ def sys_ftruncate(k: VKernel, t: Thread, fd: int, length: int) -> int:
     if not isinstance(f, HostFile) or s64(length) < 0:
         raise GuestError(E.EINVAL)
     host_call(os.ftruncate, f.fd, s64(length))
+    f.touched()
     return 0
 
 
