@@ -483,3 +483,22 @@ def test_u64_and_cstr_helpers(vm: VmSpace):
     # running off the end of the mapping faults
     vm.write(a + 2 * PAGE - 4, b"abcd")
     assert errno_of(vm.read_cstr, a + 2 * PAGE - 4) == E.EFAULT
+
+
+def test_fork_copies_only_pages_the_host_backs() -> None:
+    """Forking a process with a huge, mostly untouched mapping costs no host memory for the
+    untouched part (a guest could otherwise exhaust the host with mmap + fork)."""
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+
+    vm = VmSpace(Engine(lambda: False))
+    a = vm.mmap(0, 3 << 30, 3, MAP_PRIVATE | MAP_ANONYMOUS)
+    vm.write(a + 12345, b"hello")
+    vm.write(a + (2 << 30) + 7, b"world")
+    before = rss()
+    kids = [vm.fork(Engine(lambda: False)) for _ in range(3)]
+    assert rss() - before < 256 << 20
+    for kid in kids:
+        assert kid.read(a + 12345, 5) == b"hello" and kid.read(a + (2 << 30) + 7, 5) == b"world"
+        assert kid.read(a + (1 << 30), 8) == bytes(8)

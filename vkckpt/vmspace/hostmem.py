@@ -14,6 +14,7 @@ _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _MAP_NORESERVE = 0x4000
 _MAP_FAILED = ctypes.c_void_p(-1).value
+PAGE = 4096
 
 
 class HostBuffer:
@@ -35,8 +36,30 @@ class HostBuffer:
         self.view = memoryview((ctypes.c_ubyte * size).from_address(addr)).cast("B")
 
     def copy_from(self, other: HostBuffer, off: int, length: int) -> None:
-        """Copy [off, off+length) of other into the same offsets of this buffer."""
-        ctypes.memmove(self.addr + off, other.addr + off, length)
+        """Copy [off, off+length) of other into the same offsets of this buffer.
+
+        Only pages the host has ever backed are copied (the rest read as zeros in both), so
+        forking a process with large untouched mappings costs no host memory for them."""
+        from vkckpt.ckpt import wp
+        npages = length // PAGE
+        present = wp.present_pages(other.addr + off, npages) if npages > 16 else None
+        if present is None:
+            ctypes.memmove(self.addr + off, other.addr + off, length)
+            return
+        idx = present.nonzero()[0]
+        start = prev = None
+        for p in list(idx) + [None]:
+            if p is not None and prev is not None and p == prev + 1:
+                prev = p
+                continue
+            if start is not None:
+                a, n = off + int(start) * PAGE, (int(prev) - int(start) + 1) * PAGE
+                ctypes.memmove(self.addr + a, other.addr + a, n)
+            start = prev = p
+        tail = length - npages * PAGE
+        if tail:
+            ctypes.memmove(self.addr + off + npages * PAGE, other.addr + off + npages * PAGE,
+                           tail)
 
     def zero(self, off: int, length: int) -> None:
         """Give back [off, off+length) to the host: it reads as zeros again (MADV_DONTNEED)."""
