@@ -138,7 +138,7 @@ class VKernel:
         if req.deadline is not None:
             self.sched.add_timer(req.deadline, t)
         self.sched.remove(t)
-        ready = (t.pending.mask | t.process.pending.mask) & ~t.sigmask
+        ready = t.deliverable()
         if ready:  # a signal already deliverable interrupts the sleep at once
             deliver.interrupt(self, t, (ready & -ready).bit_length())
 
@@ -172,7 +172,7 @@ class VKernel:
         if ret is NORETURN or ret is None:
             return True
         eng.syscall_return(ret, rip + 2, rflags)
-        return self.resched or bool((t.pending.mask | t.process.pending.mask) & ~t.sigmask)
+        return self.resched or bool(t.deliverable())
 
     def dispatch(self, t: Thread, nr: int, args: tuple[int, ...]) -> object:
         """Run handler nr for t; returns its result, NORETURN, or None when t went to sleep."""
@@ -204,10 +204,6 @@ class VKernel:
             res = f"-1 {E.NAMES.get(-res, -res)}"
         self.log(f"[{t.process.pid}:{t.tid}] {name}({shown}) = {res}")
 
-    def _signal_ready(self, t: Thread) -> bool:
-        allowed = ~t.sigmask
-        return bool((t.pending.mask | t.process.pending.mask) & allowed)
-
     # -- the run loop ------------------------------------------------------------------------
     def run(self, until_ticks: int | None = None,
             stop_when: Callable[[], bool] | None = None) -> int | None:
@@ -232,7 +228,7 @@ class VKernel:
 
     def _run_thread(self, t: Thread) -> None:
         p = t.process
-        self._load(t)
+        t.load()
         self.current = t
         if not self._prepare(t):
             self.current = None
@@ -256,17 +252,6 @@ class VKernel:
         self._bury()
         if t.state is ThreadState.RUNNABLE and t.alive:
             self.sched.enqueue(t)
-
-    def _load(self, t: Thread) -> None:
-        """Make t's registers the ones in its process's engine."""
-        p = t.process
-        owner = p.engine_owner
-        if owner is t:
-            return
-        if owner is not None and owner.alive and owner.ctx is not None:
-            p.engine.context_save(owner.ctx)
-        p.engine.context_load(t.ctx)
-        p.engine_owner = t
 
     def _prepare(self, t: Thread) -> bool:
         """Finish t's interrupted syscall and deliver signals; False if t cannot run now."""

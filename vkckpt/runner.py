@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from vkckpt.abi import errno as E
 from vkckpt.config import KernelConfig, ProcessSpec
 from vkckpt.errors import ConfigError, GuestError
-from vkckpt.kernel import Deadlock, VKernel
+from vkckpt.kernel import VKernel
 from vkckpt.task_exec import spawn
 
 EXIT_VKERNEL_ERROR, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND = 125, 126, 127
@@ -78,8 +78,5 @@ class ProgramError(ConfigError):
 def run(config: KernelConfig) -> RunResult:
     """Boot and run until pid 1 exits."""
     k = boot(config)
-    try:
-        status = k.run()
-    except Deadlock:
-        raise
+    status = k.run()
     return RunResult(status, exit_code_of(status), k.sched.ticks, dict(k.statuses))

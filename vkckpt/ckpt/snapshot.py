@@ -61,14 +61,8 @@ class FreezeResult:
 
 def thread_regs(t: Thread) -> dict[str, int]:
     """Every register of t, loading its context into the engine if another thread owns it."""
-    p = t.process
-    owner = p.engine_owner
-    if owner is not t:
-        if owner is not None and owner.alive and owner.ctx is not None:
-            p.engine.context_save(owner.ctx)
-        p.engine.context_load(t.ctx)
-        p.engine_owner = t
-    return p.engine.get_state()
+    t.load()
+    return t.process.engine.get_state()
 
 
 def save_process(p: Process, fids: dict[int, int], scope: list[int] | None) -> dict:

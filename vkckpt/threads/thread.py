@@ -62,6 +62,21 @@ class Thread:
     ckpt_frames: list[int] = field(default_factory=list)  # live SIGCKPT handler frames
     futex_bitset: int = 0xFFFFFFFF   # the bitset of the futex wait it sleeps in
 
+    def deliverable(self) -> int:
+        """Signals pending for this thread or its process that its mask lets through."""
+        return (self.pending.mask | self.process.pending.mask) & ~self.sigmask
+
+    def load(self) -> None:
+        """Make this thread's registers the ones in its process's engine."""
+        p = self.process
+        owner = p.engine_owner
+        if owner is self:
+            return
+        if owner is not None and owner.alive and owner.ctx is not None:
+            p.engine.context_save(owner.ctx)
+        p.engine.context_load(self.ctx)
+        p.engine_owner = self
+
     @property
     def alive(self) -> bool:
         return self.state is not ThreadState.DEAD
