@@ -69,7 +69,7 @@ def run_bare(uc: Uc, end: int) -> int:
 
 
 def run_counter(uc: Uc, end: int, quantum: int, force_python: bool) -> int:
-    bc = BlockCounter(uc, force_python=force_python)
+    bc = BlockCounter(uc._uch.value, force_python=force_python)
     pc, starts = CODE, 0
     while True:
         bc.arm(quantum)

@@ -22,6 +22,7 @@ from vkckpt.runner import boot
 LARGE_TARGET = 0.5   # thaw + first slice, seconds
 SMALL_TARGET = 0.05  # whole process: interpreter + import + thaw + first slice, seconds
 SMALL_LIMIT = 4 << 20
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _env() -> dict[str, str]:
@@ -29,14 +30,14 @@ def _env() -> dict[str, str]:
     (with PYTHONDONTWRITEBYTECODE every module would be compiled again at each start)."""
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPATH"] = str(REPO)  # the probe runs as a script, from any install state
     return env
 
 
 def _probe(image: Path, root: Path) -> dict:
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "bench.thaw_probe", str(image), str(root)],
-                          capture_output=True, text=True, timeout=600, env=_env(),
-                          cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "thaw_probe.py"), str(image),
+                           str(root)], capture_output=True, text=True, timeout=600, env=_env())
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"thaw probe failed: {proc.stderr[-2000:]}")

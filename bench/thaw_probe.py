@@ -1,7 +1,9 @@
 """Run in a fresh interpreter: thaw an image, run one time slice, print timings as JSON.
 
-Usage: ``python -m bench.thaw_probe IMAGE ROOT``.  Times are measured inside the process, from
-the probe's first line: `import_s` (the library), `thaw_s`, `slice_s` (the first time slice).
+Usage: ``python bench/thaw_probe.py IMAGE ROOT``, run as a script the way a console command
+starts (``-m`` would add runpy's imports).  Times are measured inside the process, from the
+probe's first line: `import_s` (the library), `thaw_s`, `slice_s` (the first time slice).
+The result is one JSON line, formatted by hand so the probe imports nothing of its own.
 The process ends with os._exit, so tearing the vkernel down is not measured.
 """
 
@@ -9,7 +11,6 @@ import time
 
 T0 = time.perf_counter()
 
-import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
@@ -24,8 +25,8 @@ def main() -> None:
     t2 = time.perf_counter()
     k.run(until_ticks=k.sched.ticks + 1)
     t3 = time.perf_counter()
-    sys.stdout.write(json.dumps({"import_s": t1 - T0, "thaw_s": t2 - t1, "slice_s": t3 - t2,
-                                 "ticks": k.sched.ticks}) + "\n")
+    sys.stdout.write(f'{{"import_s": {t1 - T0!r}, "thaw_s": {t2 - t1!r}, '
+                     f'"slice_s": {t3 - t2!r}, "ticks": {k.sched.ticks}}}\n')
     sys.stdout.flush()
     os._exit(0)
 

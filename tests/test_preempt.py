@@ -88,7 +88,7 @@ def run(
 ) -> tuple[tuple[tuple[int, ...], bytes], int, list[Stop]]:
     """Run to the end, re-arming with ``budget()`` at every stop (None: one unarmed run)."""
     uc, end = make(code, n)
-    bc = BlockCounter(uc, force_python=force_python)
+    bc = BlockCounter(uc._uch.value, force_python=force_python)
     stops: list[Stop] = []
     pc = CODE
     while True:
@@ -130,7 +130,7 @@ def branchy_blocks(n: int) -> int:
 @pytest.mark.parametrize("force_python", MODES)
 def test_backend_selection(force_python: bool) -> None:
     uc, _ = make(ALU)
-    bc = BlockCounter(uc, force_python=force_python)
+    bc = BlockCounter(uc._uch.value, force_python=force_python)
     assert bc.native is (not force_python)
     bc.close()
 
@@ -139,7 +139,7 @@ def test_backend_selection(force_python: bool) -> None:
 @pytest.mark.parametrize("budget", [1, 2, 7, 100, 999])
 def test_stop_block_does_not_execute(force_python: bool, budget: int) -> None:
     uc, end = make(ALU, 1000)
-    bc = BlockCounter(uc, force_python=force_python)
+    bc = BlockCounter(uc._uch.value, force_python=force_python)
     bc.arm(budget)
     uc.emu_start(CODE, end)
     assert bc.expired and bc.remaining == 0
@@ -196,7 +196,7 @@ def test_native_matches_python(name: str) -> None:
 @pytest.mark.parametrize("force_python", MODES)
 def test_rep_iterations_are_preemptible(force_python: bool) -> None:
     uc, end = make(REP)
-    bc = BlockCounter(uc, force_python=force_python)
+    bc = BlockCounter(uc._uch.value, force_python=force_python)
     bc.arm(10)
     uc.emu_start(CODE, end)
     assert bc.expired
@@ -207,7 +207,7 @@ def test_rep_iterations_are_preemptible(force_python: bool) -> None:
 @pytest.mark.parametrize("force_python", MODES)
 def test_unarmed_counts_and_spent_budget_stops_at_once(force_python: bool) -> None:
     uc, end = make(ALU, 50)
-    bc = BlockCounter(uc, force_python=force_python)
+    bc = BlockCounter(uc._uch.value, force_python=force_python)
     assert bc.remaining == UNLIMITED and not bc.expired
     bc.arm(10)
     uc.emu_start(CODE, end)
@@ -222,7 +222,7 @@ def test_unarmed_counts_and_spent_budget_stops_at_once(force_python: bool) -> No
 @pytest.mark.parametrize("force_python", MODES)
 def test_total_is_writable(force_python: bool) -> None:
     uc, end = make(ALU, 100)
-    bc = BlockCounter(uc, force_python=force_python)
+    bc = BlockCounter(uc._uch.value, force_python=force_python)
     bc.total = 1_000_000
     bc.arm(30)
     uc.emu_start(CODE, end)
@@ -236,7 +236,7 @@ def test_counter_added_after_code_was_translated(force_python: bool) -> None:
     uc, end = make(ALU, 100)
     uc.emu_start(CODE, end)  # translation cache now holds hook-less blocks
     uc.reg_write(X.UC_X86_REG_RCX, 100)
-    bc = BlockCounter(uc, force_python=force_python)
+    bc = BlockCounter(uc._uch.value, force_python=force_python)
     bc.arm(40)
     uc.emu_start(CODE, end)
     assert (bc.total, bc.expired, reg(uc, "rax")) == (40, True, 40)
@@ -245,7 +245,7 @@ def test_counter_added_after_code_was_translated(force_python: bool) -> None:
 @pytest.mark.parametrize("force_python", MODES)
 def test_close(force_python: bool) -> None:
     uc, end = make(ALU, 100)
-    bc = BlockCounter(uc, force_python=force_python)
+    bc = BlockCounter(uc._uch.value, force_python=force_python)
     uc.emu_start(CODE, end)
     assert bc.total == 100
     bc.close()
@@ -257,7 +257,7 @@ def test_close(force_python: bool) -> None:
 
 def test_two_counters_on_two_engines_are_independent() -> None:
     (u1, e1), (u2, e2) = make(ALU, 100), make(STORE, 100)
-    c1, c2 = BlockCounter(u1), BlockCounter(u2)
+    c1, c2 = BlockCounter(u1._uch.value), BlockCounter(u2._uch.value)
     c1.arm(5)
     c2.arm(9)
     u1.emu_start(CODE, e1)
@@ -269,7 +269,7 @@ def test_two_counters_on_two_engines_are_independent() -> None:
 def test_arm_rejects_bad_budget(budget: int) -> None:
     uc, _ = make(ALU)
     with pytest.raises(ValueError):
-        BlockCounter(uc, force_python=True).arm(budget)
+        BlockCounter(uc._uch.value, force_python=True).arm(budget)
 
 
 def test_falls_back_when_extension_missing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -277,7 +277,7 @@ def test_falls_back_when_extension_missing(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(preempt, "_native_callback", lambda: None)
     uc, end = make(ALU, 100)
-    bc = BlockCounter(uc)
+    bc = BlockCounter(uc._uch.value)
     assert not bc.native
     bc.arm(7)
     uc.emu_start(CODE, end)

@@ -57,7 +57,7 @@ def faults(vm: VmSpace, addr: int, size: int = 1) -> bool:
 def engine_regions(vm: VmSpace) -> list[tuple[int, int, int]]:
     """The engine's own mappings as (start, end exclusive, perms), merged where contiguous."""
     out: list[list[int]] = []
-    for begin, end, perms in sorted(vm.engine.uc.mem_regions()):
+    for begin, end, perms in sorted(vm.engine.regions()):
         if out and out[-1][1] == begin and out[-1][2] == perms:
             out[-1][1] = end + 1
         else:

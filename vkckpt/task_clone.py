@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from unicorn import x86_const as X
-
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
+from vkckpt.engine import regs as R
 from vkckpt.engine.engine import Engine
 from vkckpt.errors import GuestError
 from vkckpt.process import Process
@@ -116,12 +115,12 @@ def new_thread(k: VKernel, t: Thread, flags: int, stack: int, ptid: int, ctid: i
         p.vm.write(ctid, tid.to_bytes(4, "little"))
     ctx = p.engine.context_new()
     rip = p.engine.reg("rip")
-    ctx.reg_write(X.UC_X86_REG_RAX, 0)
-    ctx.reg_write(X.UC_X86_REG_RIP, rip + 2)
+    ctx.reg_write(R.REG_ID["rax"], 0)
+    ctx.reg_write(R.REG_ID["rip"], rip + 2)
     if stack:
-        ctx.reg_write(X.UC_X86_REG_RSP, stack)
+        ctx.reg_write(R.REG_ID["rsp"], stack)
     if flags & CLONE_SETTLS:
-        ctx.reg_write(X.UC_X86_REG_FS_BASE, tls)
+        ctx.reg_write(R.REG_ID["fs_base"], tls)
     nt = Thread(tid, p, ctx=ctx, sigmask=t.sigmask)
     if flags & CLONE_CHILD_CLEARTID:
         nt.clear_child_tid = ctid

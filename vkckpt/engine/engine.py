@@ -10,41 +10,22 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import mmap
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from unicorn import (
-    UC_ARCH_X86,
-    UC_ERR_FETCH_PROT,
-    UC_ERR_FETCH_UNMAPPED,
-    UC_ERR_INSN_INVALID,
-    UC_ERR_OK,
-    UC_HOOK_INSN,
-    UC_HOOK_INTR,
-    UC_HOOK_MEM_FETCH_PROT,
-    UC_HOOK_MEM_FETCH_UNMAPPED,
-    UC_HOOK_MEM_READ_PROT,
-    UC_HOOK_MEM_READ_UNMAPPED,
-    UC_HOOK_MEM_WRITE_PROT,
-    UC_HOOK_MEM_WRITE_UNMAPPED,
-    UC_MEM_FETCH_PROT,
-    UC_MEM_FETCH_UNMAPPED,
-    UC_MEM_READ_UNMAPPED,
-    UC_MEM_WRITE_PROT,
-    UC_MEM_WRITE_UNMAPPED,
-    UC_MODE_64,
-    Uc,
-    UcError,
-)
-from unicorn import x86_const as X
-from unicorn.unicorn_py3.unicorn import uclib
-
 from vkckpt.abi import errno as E
+from vkckpt.engine import libuc
 from vkckpt.engine import regs as R
+from vkckpt.engine import ucconst as C
+from vkckpt.engine.libuc import lib
 from vkckpt.engine.preempt import BlockCounter, NoCounter
 from vkckpt.errors import GuestError
 
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
+_emu_start, _emu_stop = lib.uc_emu_start, lib.uc_emu_stop
+_mem_read, _mem_write = lib.uc_mem_read, lib.uc_mem_write
+_context_save, _context_restore = lib.uc_context_save, lib.uc_context_restore
 UNTIL_NEVER = 0xFFFF_FFFF_FFFF_FFFF
 TCG_BUFFER = 8 << 20
 _HOOK_SYSCALL = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
@@ -53,9 +34,9 @@ _HOOK_MEM_BAD = ctypes.CFUNCTYPE(
     ctypes.c_bool, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_int,
     ctypes.c_int64, ctypes.c_void_p,
 )
-_WRITE_ACCESS = {UC_MEM_WRITE_UNMAPPED, UC_MEM_WRITE_PROT}
-_FETCH_ACCESS = {UC_MEM_FETCH_UNMAPPED, UC_MEM_FETCH_PROT}
-_UNMAPPED_ACCESS = {UC_MEM_READ_UNMAPPED, UC_MEM_WRITE_UNMAPPED, UC_MEM_FETCH_UNMAPPED}
+_WRITE_ACCESS = {C.MEM_WRITE_UNMAPPED, C.MEM_WRITE_PROT}
+_FETCH_ACCESS = {C.MEM_FETCH_UNMAPPED, C.MEM_FETCH_PROT}
+_UNMAPPED_ACCESS = {C.MEM_READ_UNMAPPED, C.MEM_WRITE_UNMAPPED, C.MEM_FETCH_UNMAPPED}
 
 
 _DIVIDE_BY_ZERO = bytes.fromhex("31c9b801000000489948f7f9")  # xor ecx,ecx; mov eax,1; cqo; idiv
@@ -68,15 +49,19 @@ def _probe_old_exception_offset() -> int | None:
     a double fault (#DF, vector 8). Found by diffing the blob around one #DE: the only
     aligned 32-bit field that goes from -1 to 0. None when the layout is not recognised.
     """
-    uc = Uc(UC_ARCH_X86, UC_MODE_64)
-    uc.mem_map(0x1000, 0x1000)
-    uc.mem_write(0x1000, _DIVIDE_BY_ZERO)
-    before = uc.context_save()
-    raw0 = ctypes.string_at(before.context, before.size)
-    uc.hook_add(UC_HOOK_INTR, lambda u, _i, _d: u.emu_stop())
-    uc.emu_start(0x1000, 0x1000 + len(_DIVIDE_BY_ZERO))
-    after = uc.context_save()
-    raw1 = ctypes.string_at(after.context, after.size)
+    page = mmap.mmap(-1, 0x1000)
+    page.write(_DIVIDE_BY_ZERO)
+    eng = Engine(lambda: False, preempt=False)
+    try:
+        eng.map_host(0x1000, 0x1000, PROT_READ | PROT_WRITE | PROT_EXEC,
+                     ctypes.addressof(ctypes.c_char.from_buffer(page)))
+        before = eng.context_new()
+        raw0 = ctypes.string_at(before.ptr, before.size)
+        _emu_start(eng.uch, 0x1000, 0x1000 + len(_DIVIDE_BY_ZERO), 0, 0)  # stops at the #DE
+        after = eng.context_new()
+        raw1 = ctypes.string_at(after.ptr, after.size)
+    finally:
+        eng.close()
     hits = [i for i in range(0, min(len(raw0), len(raw1)) - 3, 4)
             if raw0[i:i + 4] == b"\xff" * 4 and raw1[i:i + 4] == bytes(4)]
     return hits[0] if len(hits) == 1 else None
@@ -118,10 +103,9 @@ class Engine:
         """preempt=False (benchmarks only) installs no block counter: a run goes on until a
         trap or a syscall stop, the budget is ignored and no tick is ever counted, so the
         schedule is no longer deterministic.  It measures the emulator with no hook cost."""
-        self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
-        self.uc.ctl_set_tcg_buffer_size(TCG_BUFFER)
-        self.uch = self.uc._uch
-        self.counter: BlockCounter | NoCounter = BlockCounter(self.uc) if preempt else NoCounter()
+        self.uch: int = libuc.open_x86_64()
+        libuc.set_tcg_buffer_size(self.uch, TCG_BUFFER)
+        self.counter: BlockCounter | NoCounter = BlockCounter(self.uch) if preempt else NoCounter()
         self._on_syscall = on_syscall
         self.fault: Fault | None = None
         self.intno: int | None = None
@@ -140,33 +124,27 @@ class Engine:
             _HOOK_INTR(self._intr_cb),
             _HOOK_MEM_BAD(self._mem_cb),
         ]
-        bad = (UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED | UC_HOOK_MEM_FETCH_UNMAPPED
-               | UC_HOOK_MEM_READ_PROT | UC_HOOK_MEM_WRITE_PROT | UC_HOOK_MEM_FETCH_PROT)
-        self._hook(UC_HOOK_INSN, self._cbs[0], ctypes.c_int(X.UC_X86_INS_SYSCALL))
-        self._hook(UC_HOOK_INTR, self._cbs[1])
-        self._hook(bad, self._cbs[2])
-
-    def _hook(self, kind: int, cb: object, *extra: object) -> None:
-        h = ctypes.c_size_t()
-        err = uclib.uc_hook_add(self.uch, ctypes.byref(h), kind, ctypes.cast(cb, ctypes.c_void_p),
-                                None, ctypes.c_uint64(1), ctypes.c_uint64(0), *extra)
-        if err != UC_ERR_OK:
-            raise UcError(err)
+        bad = (C.HOOK_MEM_READ_UNMAPPED | C.HOOK_MEM_WRITE_UNMAPPED | C.HOOK_MEM_FETCH_UNMAPPED
+               | C.HOOK_MEM_READ_PROT | C.HOOK_MEM_WRITE_PROT | C.HOOK_MEM_FETCH_PROT)
+        addr = [ctypes.cast(cb, ctypes.c_void_p).value or 0 for cb in self._cbs]
+        libuc.hook_add(self.uch, C.HOOK_INSN, addr[0], None, ctypes.c_int(C.X86_INS_SYSCALL))
+        libuc.hook_add(self.uch, C.HOOK_INTR, addr[1])
+        libuc.hook_add(self.uch, bad, addr[2])
 
     def _syscall_cb(self, _uc: int, _ud: int) -> None:
         try:
             if self._on_syscall():
                 self._stop_reason = Stop.SYSCALL
-                uclib.uc_emu_stop(self.uch)
+                _emu_stop(self.uch)
         except BaseException as exc:  # surfaced by run(); ctypes would swallow it
             self._error = exc
             self._stop_reason = Stop.ERROR
-            uclib.uc_emu_stop(self.uch)
+            _emu_stop(self.uch)
 
     def _intr_cb(self, _uc: int, intno: int, _ud: int) -> None:
         self.intno = intno
         self._stop_reason = Stop.INTERRUPT
-        uclib.uc_emu_stop(self.uch)
+        _emu_stop(self.uch)
 
     def _mem_cb(self, _uc: int, access: int, addr: int, _size: int, _v: int, _ud: int) -> bool:
         self.fault = Fault(addr, access in _WRITE_ACCESS, access in _FETCH_ACCESS,
@@ -181,8 +159,7 @@ class Engine:
         self.fault = None
         self.intno = None
         self.counter.arm(budget)
-        err = uclib.uc_emu_start(self.uch, ctypes.c_uint64(rip), ctypes.c_uint64(UNTIL_NEVER),
-                                 ctypes.c_uint64(0), ctypes.c_size_t(0))
+        err = _emu_start(self.uch, rip, UNTIL_NEVER, 0, 0)
         if self._error is not None:
             exc, self._error = self._error, None
             raise exc
@@ -190,13 +167,12 @@ class Engine:
             self._forget_exception()
         if self._stop_reason is not None:
             return self._stop_reason
-        if err == UC_ERR_INSN_INVALID:
+        if err == C.ERR_INSN_INVALID:
             return Stop.ILLEGAL
-        if err in (UC_ERR_FETCH_UNMAPPED, UC_ERR_FETCH_PROT):
-            self.fault = Fault(self.reg("rip"), False, True, err == UC_ERR_FETCH_UNMAPPED)
+        if err in (C.ERR_FETCH_UNMAPPED, C.ERR_FETCH_PROT):
+            self.fault = Fault(self.reg("rip"), False, True, err == C.ERR_FETCH_UNMAPPED)
             return Stop.FAULT
-        if err != UC_ERR_OK:
-            raise UcError(err)
+        libuc.check(err)
         if self.counter.expired:
             return Stop.QUANTUM
         return Stop.QUANTUM  # emu_start ended at no trap: treat as a preemption point
@@ -208,25 +184,25 @@ class Engine:
         off = _OLD_EXCEPTION[0]
         if off is None:
             return
-        ctx = self.uc.context_save()
-        ctypes.memmove(ctypes.cast(ctx.context, ctypes.c_void_p).value + off, b"\xff" * 4, 4)
-        self.uc.context_restore(ctx)
+        ctx = self.context_new()
+        ctypes.memmove(ctx.ptr + off, b"\xff" * 4, 4)
+        self.context_load(ctx)
 
     def stop(self) -> None:
         """Ask the engine to stop at the next block boundary (from inside a hook)."""
-        uclib.uc_emu_stop(self.uch)
+        _emu_stop(self.uch)
 
     # -- registers ---------------------------------------------------------------------------
     def reg(self, name: str) -> int:
         """Read one 8-byte register."""
         v = ctypes.c_uint64()
-        uclib.uc_reg_read(self.uch, R.REG_ID[name], ctypes.byref(v))
+        lib.uc_reg_read(self.uch, R.REG_ID[name], ctypes.byref(v))
         return v.value
 
     def set_reg(self, name: str, value: int) -> None:
         """Write one 8-byte register."""
         v = ctypes.c_uint64(value & 0xFFFFFFFFFFFFFFFF)
-        uclib.uc_reg_write(self.uch, R.REG_ID[name], ctypes.byref(v))
+        lib.uc_reg_write(self.uch, R.REG_ID[name], ctypes.byref(v))
 
     def syscall_return(self, value: int, next_rip: int, rflags: int) -> None:
         """Set RAX and the RCX/R11 a real CPU leaves after syscall (Unicorn does not)."""
@@ -252,41 +228,43 @@ class Engine:
         self.set_reg("fpcw", 0x37F)
         self.set_reg("mxcsr", 0x1F80)
 
-    def context_new(self) -> object:
-        """Allocate a context that holds one thread's CPU state on this engine."""
-        return self.uc.context_save()
+    def context_new(self) -> libuc.Context:
+        """A context holding a copy of the CPU's current state (one thread's registers)."""
+        ctx = libuc.Context(self.uch)
+        self.context_save(ctx)
+        return ctx
 
-    def context_save(self, ctx: object) -> None:
+    def context_save(self, ctx: libuc.Context) -> None:
         """Save the CPU into ctx (cheap thread switch)."""
-        self.uc.context_update(ctx)
+        libuc.check(_context_save(self.uch, ctx.ptr))
 
-    def context_load(self, ctx: object) -> None:
+    def context_load(self, ctx: libuc.Context) -> None:
         """Load the CPU from ctx."""
-        self.uc.context_restore(ctx)
+        libuc.check(_context_restore(self.uch, ctx.ptr))
 
     # -- memory ------------------------------------------------------------------------------
     def map_host(self, addr: int, size: int, prot: int, host_addr: int) -> None:
         """Map host memory at host_addr as guest [addr, addr+size) with prot."""
-        err = uclib.uc_mem_map_ptr(self.uch, ctypes.c_uint64(addr), ctypes.c_size_t(size),
-                                   ctypes.c_uint32(_uc_prot(prot)), ctypes.c_void_p(host_addr))
-        if err != UC_ERR_OK:
-            raise UcError(err)
+        libuc.check(lib.uc_mem_map_ptr(self.uch, addr, size, _uc_prot(prot), host_addr))
 
     def unmap(self, addr: int, size: int) -> None:
         """Remove [addr, addr+size) from the engine."""
-        self.uc.mem_unmap(addr, size)
+        libuc.check(lib.uc_mem_unmap(self.uch, addr, size))
 
     def protect(self, addr: int, size: int, prot: int) -> None:
         """Change the protection of an already mapped range."""
-        self.uc.mem_protect(addr, size, _uc_prot(prot))
+        libuc.check(lib.uc_mem_protect(self.uch, addr, size, _uc_prot(prot)))
+
+    def regions(self) -> list[tuple[int, int, int]]:
+        """The engine's mapped regions as (begin, end inclusive, perms)."""
+        return libuc.mem_regions(self.uch)
 
     def read(self, addr: int, size: int) -> bytes:
         """Copy guest memory out; an unmapped byte anywhere gives EFAULT."""
         if size == 0:
             return b""
         buf = ctypes.create_string_buffer(size)
-        if addr < 0 or uclib.uc_mem_read(self.uch, ctypes.c_uint64(addr), buf,
-                                         ctypes.c_size_t(size)) != UC_ERR_OK:
+        if addr < 0 or _mem_read(self.uch, addr, buf, size) != C.ERR_OK:
             raise GuestError(E.EFAULT, f"read {size} bytes at {addr:#x}")
         return buf.raw
 
@@ -294,19 +272,22 @@ class Engine:
         """Copy data into guest memory; an unmapped byte anywhere gives EFAULT."""
         if not data:
             return
-        if addr < 0 or uclib.uc_mem_write(self.uch, ctypes.c_uint64(addr), data,
-                                          ctypes.c_size_t(len(data))) != UC_ERR_OK:
+        if addr < 0 or _mem_write(self.uch, addr, data, len(data)) != C.ERR_OK:
             raise GuestError(E.EFAULT, f"write {len(data)} bytes at {addr:#x}")
 
     def close(self) -> None:
         """Release the engine now (its memory belongs to the vmspace's host buffers).
 
-        The binding would close the handle when the Uc object is collected, but engines sit
-        in reference cycles with their hooks; closing explicitly frees the translation cache
-        (several MiB) at once instead of at some later garbage collection."""
-        if self.uc is None:
+        Engines sit in reference cycles with their hooks; closing explicitly frees the
+        translation cache (several MiB) at once instead of at some later garbage collection,
+        and __del__ closes an engine that was never closed."""
+        if not self.uch:
             return
         self.counter.close()
-        self.uc._Uc__finalizer()  # the binding's own uc_close, marked done so it runs once
-        self.uc = None  # type: ignore[assignment]
+        lib.uc_close(self.uch)
+        self.uch = 0
         self._cbs = []
+
+    def __del__(self) -> None:
+        if getattr(self, "uch", 0):
+            self.close()

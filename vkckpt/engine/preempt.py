@@ -20,13 +20,10 @@ rest is counted as a new block on resume.
 from __future__ import annotations
 
 import ctypes
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from unicorn import UC_HOOK_BLOCK, UcError
-from unicorn.unicorn_py3.unicorn import uclib
-
-if TYPE_CHECKING:
-    import unicorn
+from vkckpt.engine import libuc
+from vkckpt.engine.ucconst import HOOK_BLOCK
 
 __all__ = ["UNLIMITED", "BlockCounter", "BlockState", "NoCounter", "native_available"]
 
@@ -48,7 +45,7 @@ class BlockState(ctypes.Structure):
 _BLOCK_CFUNC = ctypes.CFUNCTYPE(
     None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p
 )
-_EMU_STOP_ADDR: int = ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value or 0
+_EMU_STOP_ADDR: int = ctypes.cast(libuc.lib.uc_emu_stop, ctypes.c_void_p).value or 0
 
 _native_cb: int | None = None
 _native_tried = False
@@ -86,39 +83,28 @@ class BlockCounter:
 
     native: bool
 
-    def __init__(self, uc: unicorn.Uc, force_python: bool = False) -> None:
-        self._uc = uc
+    def __init__(self, uch: int, force_python: bool = False) -> None:
+        """uch is the raw handle of the engine (uc_engine *) to count on."""
+        self._uch = uch
         self._state = BlockState(UNLIMITED, 0, 0, _EMU_STOP_ADDR)
         cb_addr = None if force_python else _native_callback()
         self.native = cb_addr is not None
         self._pycb: Any = None
-        if cb_addr is not None:
-            callback: Any = ctypes.c_void_p(cb_addr)
-        else:
-            self._pycb = callback = _BLOCK_CFUNC(self._python_cb)
-        handle = ctypes.c_size_t()
-        err = uclib.uc_hook_add(
-            uc._uch,
-            ctypes.byref(handle),
-            UC_HOOK_BLOCK,
-            callback,
-            ctypes.c_void_p(ctypes.addressof(self._state)),
-            ctypes.c_uint64(1),
-            ctypes.c_uint64(0),
-        )
-        if err != 0:
-            raise UcError(err)
-        self._handle: int | None = handle.value
+        if cb_addr is None:
+            self._pycb = _BLOCK_CFUNC(self._python_cb)
+            cb_addr = ctypes.cast(self._pycb, ctypes.c_void_p).value or 0
+        self._handle: int | None = libuc.hook_add(uch, HOOK_BLOCK, cb_addr,
+                                                  ctypes.addressof(self._state))
         # Hooks are compiled into translated blocks: blocks cached before the hook existed would
         # never call it, so drop them.
-        uc.ctl_flush_tb()
+        libuc.flush_tb(uch)
 
     def _python_cb(self, uch: int, addr: int, size: int, user_data: int) -> None:
         """Python twin of ``vk_block_cb``."""
         st = self._state
         if st.remaining == 0:
             st.expired = 1
-            uclib.uc_emu_stop(uch)
+            libuc.lib.uc_emu_stop(uch)
             return
         st.remaining -= 1
         st.total += 1
@@ -159,9 +145,9 @@ class BlockCounter:
     def close(self) -> None:
         """Remove the hook from the engine; further calls do nothing."""
         if self._handle is not None:
-            uclib.uc_hook_del(self._uc._uch, self._handle)
+            libuc.hook_del(self._uch, self._handle)
             self._handle = None
-            self._uc.ctl_flush_tb()  # cached blocks would still call into the hook dispatcher
+            libuc.flush_tb(self._uch)  # cached blocks would still call into the hook dispatcher
 
     def __enter__(self) -> BlockCounter:
         return self

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ctypes
 
-from unicorn import x86_const as X
-from unicorn.unicorn_py3.unicorn import uclib
+from vkckpt.engine.libuc import lib
+from vkckpt.engine.ucconst import X86_REG
 
 GPRS = (
     "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
@@ -20,7 +20,7 @@ ALL_REGS = GPRS + BASES + FPU_CTRL + ST_REGS + XMM_REGS
 #: Byte width of each wide register; all others are 8-byte integers.
 WIDTH = {**{n: 10 for n in ST_REGS}, **{n: 16 for n in XMM_REGS}}
 
-REG_ID = {n: getattr(X, f"UC_X86_REG_{n.upper()}") for n in ALL_REGS}
+REG_ID = {n: X86_REG[n] for n in ALL_REGS}
 SYSCALL_ARGS = ("rax", "rdi", "rsi", "rdx", "r10", "r8", "r9", "rip", "rflags")
 
 _u64 = ctypes.c_uint64
@@ -28,8 +28,8 @@ _u64 = ctypes.c_uint64
 # which makes a call ~4x cheaper than through the binding's checked prototypes.
 _BATCH = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                           ctypes.c_int)
-_raw_read_batch = _BATCH(ctypes.cast(uclib.uc_reg_read_batch, ctypes.c_void_p).value)
-_raw_write_batch = _BATCH(ctypes.cast(uclib.uc_reg_write_batch, ctypes.c_void_p).value)
+_raw_read_batch = _BATCH(ctypes.cast(lib.uc_reg_read_batch, ctypes.c_void_p).value)
+_raw_write_batch = _BATCH(ctypes.cast(lib.uc_reg_write_batch, ctypes.c_void_p).value)
 
 
 class RegBatch:
@@ -47,39 +47,39 @@ class RegBatch:
         self._ids_at = ctypes.addressof(self._ids)
         self._ptrs_at = ctypes.addressof(self._ptrs)
 
-    def read(self, uch: ctypes.c_void_p) -> ctypes.Array:
+    def read(self, uch: int) -> ctypes.Array:
         """Read all registers of the batch; returns the values array (valid until next read)."""
-        _raw_read_batch(uch.value, self._ids_at, self._ptrs_at, self._n)
+        _raw_read_batch(uch, self._ids_at, self._ptrs_at, self._n)
         return self._vals
 
-    def write(self, uch: ctypes.c_void_p, values: list[int]) -> None:
+    def write(self, uch: int, values: list[int]) -> None:
         """Write all registers of the batch from values (same order as names)."""
         vals = self._vals
         for i, v in enumerate(values):
             vals[i] = v & 0xFFFFFFFFFFFFFFFF
-        _raw_write_batch(uch.value, self._ids_at, self._ptrs_at, self._n)
+        _raw_write_batch(uch, self._ids_at, self._ptrs_at, self._n)
 
-    def write3(self, uch: ctypes.c_void_p, a: int, b: int, c: int) -> None:
+    def write3(self, uch: int, a: int, b: int, c: int) -> None:
         """write() for a batch of exactly three registers, without building a list."""
         vals = self._vals
         vals[0] = a & 0xFFFFFFFFFFFFFFFF
         vals[1] = b
         vals[2] = c
-        _raw_write_batch(uch.value, self._ids_at, self._ptrs_at, 3)
+        _raw_write_batch(uch, self._ids_at, self._ptrs_at, 3)
 
 
-def read_wide(uch: ctypes.c_void_p, name: str) -> int:
+def read_wide(uch: int, name: str) -> int:
     """Read a 10- or 16-byte register as an unsigned little-endian integer."""
     buf = (ctypes.c_ubyte * 16)()
-    uclib.uc_reg_read(uch, REG_ID[name], buf)
+    lib.uc_reg_read(uch, REG_ID[name], buf)
     return int.from_bytes(bytes(buf)[: WIDTH[name]], "little")
 
 
-def write_wide(uch: ctypes.c_void_p, name: str, value: int) -> None:
+def write_wide(uch: int, name: str, value: int) -> None:
     """Write a 10- or 16-byte register from an unsigned integer."""
     raw = value.to_bytes(16, "little")
     buf = (ctypes.c_ubyte * 16).from_buffer_copy(raw)
     if name.startswith("st"):
         # Keep the physical register's unused bytes intact: read-modify-write 10 bytes.
         buf = (ctypes.c_ubyte * 16).from_buffer_copy(raw[:10] + bytes(6))
-    uclib.uc_reg_write(uch, REG_ID[name], buf)
+    lib.uc_reg_write(uch, REG_ID[name], buf)

@@ -1,0 +1,87 @@
+"""The raw ctypes layer over libunicorn: constants, library identity, and no binding import."""
+
+import os
+import subprocess
+import sys
+
+import unicorn
+from unicorn import unicorn_const as U
+from unicorn import x86_const as X
+
+from vkckpt.engine import libuc
+from vkckpt.engine import ucconst as C
+from vkckpt.engine.engine import Engine, _probe_old_exception_offset
+
+
+def test_every_constant_matches_the_binding() -> None:
+    for name, value in vars(C).items():
+        if name.isupper() and isinstance(value, int):
+            prefix = "UC_X86_INS_" if name.startswith("X86_INS_") else "UC_"
+            mod = X if name.startswith("X86_") else U
+            key = prefix + (name[len("X86_INS_"):] if name.startswith("X86_INS_") else name)
+            assert getattr(mod, key) == value, name
+    for reg, value in C.X86_REG.items():
+        assert getattr(X, f"UC_X86_REG_{reg.upper()}") == value, reg
+
+
+def test_loads_the_library_the_binding_ships() -> None:
+    shipped = os.path.join(os.path.dirname(unicorn.__file__), "lib", libuc.LIB_NAME)
+    assert os.path.samefile(libuc.lib._name, shipped)
+    assert libuc.version()[0] == 2
+
+
+def test_errors_carry_unicorn_message() -> None:
+    eng = Engine(lambda: False)
+    try:
+        try:
+            eng.protect(0x5000, 0x1000, 3)  # nothing is mapped there
+        except libuc.UcError as e:
+            assert e.errno == U.UC_ERR_NOMEM and "UC_ERR_NOMEM" in str(e)
+        else:
+            raise AssertionError("protecting unmapped memory succeeded")
+    finally:
+        eng.close()
+
+
+def test_context_reg_write_and_close_are_safe() -> None:
+    eng = Engine(lambda: False)
+    ctx = eng.context_new()
+    ctx.reg_write(C.X86_REG["rax"], 0x1234)
+    eng.context_load(ctx)
+    assert eng.reg("rax") == 0x1234
+    eng.close()
+    eng.close()  # idempotent
+    assert eng.uch == 0
+
+
+def test_old_exception_field_is_found() -> None:
+    assert _probe_old_exception_offset() is not None
+
+
+def test_running_a_guest_never_imports_the_binding(make_root) -> None:
+    """Thaw and run in a fresh interpreter: the unicorn package must stay unimported."""
+    from vkckpt.ckpt.snapshot import write_image
+    from vkckpt.config import KernelConfig, ProcessSpec
+    from vkckpt.runner import boot
+
+    root = make_root("compute")
+    out: list[bytes] = []
+    k = boot(KernelConfig(root=str(root), processes=[ProcessSpec("/compute", ["compute", "2"])],
+                          stdout=out.append, stderr=out.append))
+    k.run(until_ticks=200_000)
+    img = root.parent / "small.img"
+    write_image(k, str(img))
+    k.shutdown()
+    code = (
+        "import sys\n"
+        "from vkckpt.ckpt.restore import ThawOptions, thaw\n"
+        f"k = thaw({str(img)!r}, ThawOptions(root={str(root)!r}, stdout=lambda b: None,"
+        " stderr=lambda b: None))\n"
+        "k.run()\n"
+        "bad = sorted(m for m in sys.modules if m == 'unicorn' or m.startswith('unicorn.'))\n"
+        "print(bad)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]"

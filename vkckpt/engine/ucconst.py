@@ -1,0 +1,47 @@
+"""The Unicorn 2.x constants vkckpt uses, by value (the C API's enums are stable within 2.x).
+
+Declared here so that running a guest never imports the ``unicorn`` Python package, whose
+import costs more than the rest of a small thaw; tests/test_libuc.py checks every value
+against the binding's own constant modules.
+"""
+
+ARCH_X86 = 4
+MODE_64 = 8
+
+ERR_OK = 0
+ERR_FETCH_UNMAPPED = 8
+ERR_INSN_INVALID = 10
+ERR_FETCH_PROT = 14
+
+HOOK_INTR = 1
+HOOK_INSN = 2
+HOOK_BLOCK = 8
+HOOK_MEM_READ_UNMAPPED = 16
+HOOK_MEM_WRITE_UNMAPPED = 32
+HOOK_MEM_FETCH_UNMAPPED = 64
+HOOK_MEM_READ_PROT = 128
+HOOK_MEM_WRITE_PROT = 256
+HOOK_MEM_FETCH_PROT = 512
+
+MEM_READ_UNMAPPED = 19
+MEM_WRITE_UNMAPPED = 20
+MEM_FETCH_UNMAPPED = 21
+MEM_WRITE_PROT = 22
+MEM_READ_PROT = 23
+MEM_FETCH_PROT = 24
+
+CTL_IO_WRITE = 1
+CTL_TB_FLUSH = 10
+CTL_TCG_BUFFER_SIZE = 13
+
+X86_INS_SYSCALL = 699
+
+#: x86 register ids (uc_x86_reg) of every register a thread owns.
+X86_REG = {
+    "rax": 35, "rbx": 37, "rcx": 38, "rdx": 40, "rsi": 43, "rdi": 39, "rbp": 36, "rsp": 44,
+    "r8": 106, "r9": 107, "r10": 108, "r11": 109, "r12": 110, "r13": 111, "r14": 112,
+    "r15": 113, "rip": 41, "rflags": 253, "fs_base": 250, "gs_base": 251,
+    "fpcw": 246, "fpsw": 31, "fptag": 247, "fop": 258, "fip": 254, "fdp": 256, "mxcsr": 249,
+    **{f"st{i}": 114 + i for i in range(8)},
+    **{f"xmm{i}": 122 + i for i in range(16)},
+}
