@@ -4,11 +4,10 @@ still thaw (test_freeze_thaw.py, tests/data via test_regress.py)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from vkckpt.ckpt import snapshot
 from vkckpt.config import KernelConfig, ProcessSpec
 from vkckpt.process import Process
+from vkckpt.record import field_names
 from vkckpt.runner import boot
 from vkckpt.signals.pending import SigInfo
 from vkckpt.signals.state import _INFO_FIELDS
@@ -27,16 +26,16 @@ def test_every_thread_field_is_saved_or_transient(make_root) -> None:
     k = _kernel(make_root)
     t = k.threads[1]
     saved = set(tstate.save_thread(t, t.process.engine.get_state()))
-    for f in dataclasses.fields(Thread):
-        name = {"process": "pid"}.get(f.name, f.name)
-        assert name in saved or f.name in tstate.TRANSIENT, f"Thread.{f.name} is not saved"
+    for f in field_names(Thread):
+        name = {"process": "pid"}.get(f, f)
+        assert name in saved or f in tstate.TRANSIENT, f"Thread.{f} is not saved"
 
 
 def test_every_sleep_and_siginfo_field_is_saved() -> None:
     sleep_keys = {"queue", "deadline", "timeout_result", "restartable", "nr", "args", "seq",
                   "timer"}
-    assert {f.name for f in dataclasses.fields(Sleep)} == sleep_keys
-    assert {f.name for f in dataclasses.fields(SigInfo)} - {"extra"} == set(_INFO_FIELDS)
+    assert set(field_names(Sleep)) == sleep_keys
+    assert set(field_names(SigInfo)) - {"extra"} == set(_INFO_FIELDS)
 
 
 def test_every_process_field_is_saved_or_transient(make_root) -> None:
@@ -44,9 +43,8 @@ def test_every_process_field_is_saved_or_transient(make_root) -> None:
     p = k.procs[1]
     fids = {id(f): i for i, (f, _) in enumerate(p.fds.fds.values())}
     saved = set(snapshot.save_process(p, fids, None))
-    for f in dataclasses.fields(Process):
-        assert f.name in saved or f.name in snapshot.PROCESS_TRANSIENT, \
-            f"Process.{f.name} is not saved"
+    for f in field_names(Process):
+        assert f in saved or f in snapshot.PROCESS_TRANSIENT, f"Process.{f} is not saved"
 
 
 def test_every_kernel_and_vmspace_attribute_is_saved_or_transient(make_root) -> None:

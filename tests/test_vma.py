@@ -8,7 +8,6 @@ its host buffer, so a wrong offset after a split is caught through the host memo
 from __future__ import annotations
 
 import ctypes
-from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -69,10 +68,10 @@ def test_vma_slice_shifts_offsets_and_file_offset():
     # a slice reaching past the VMA is clipped to it
     c = v.slice(P(0) - PAGE, P(9))
     assert (c.start, c.end, c.off, c.file_off) == (P(0), P(4), PAGE, 0x2000)
-    anon = replace(v, path="", file_off=0).slice(P(2), P(4))
+    anon = v.replace(path="", file_off=0).slice(P(2), P(4))
     assert anon.file_off == 0
     assert v.size == 4 * PAGE and not v.shared
-    assert replace(v, flags=MAP_SHARED).shared
+    assert v.replace(flags=MAP_SHARED).shared
 
 
 # -- find / overlapping / covered ------------------------------------------------------------
@@ -147,7 +146,7 @@ def test_remove_requires_the_same_object():
     v = make_vma(0, 1)
     vl.insert(v)
     with pytest.raises(AssertionError):
-        vl.remove(replace(v))  # equal fields, different object
+        vl.remove(v.replace())  # equal fields, different object
 
 
 def test_clear_frees_every_buffer(three: VmaList):
@@ -221,7 +220,7 @@ def test_carve_with_transform_puts_pieces_back():
 
     def to_ro(piece: Vma) -> Vma:
         seen.append((piece.start, piece.end, piece.off))
-        return replace(piece, prot=1)
+        return piece.replace(prot=1)
 
     old, kept, cut = vl.carve(P(2), P(4), to_ro)
     assert seen == [(P(2), P(4), 2 * PAGE)]
@@ -238,7 +237,7 @@ def test_carve_with_transform_whole_single_vma_keeps_buffer_alive():
     v = make_vma(0, 2)
     v.buf.view[0] = 0x5A
     vl.insert(v)
-    vl.carve(P(0), P(2), lambda x: replace(x, prot=0))
+    vl.carve(P(0), P(2), lambda x: x.replace(prot=0))
     (nv,) = list(vl)
     assert nv.buf is v.buf and nv.buf.refs == 1 and nv.buf.addr != 0
     assert nv.prot == 0
@@ -329,7 +328,7 @@ class VmaMachine(RuleBasedStateMachine):
     @rule(a=page_idx, b=page_idx, prot=prots)
     def mprotect(self, a: int, b: int, prot: int) -> None:
         lo, hi = self._range(a, b)
-        _, _, new = self.vl.carve(P(lo), P(hi), lambda v: replace(v, prot=prot))
+        _, _, new = self.vl.carve(P(lo), P(hi), lambda v: v.replace(prot=prot))
         assert all(v.prot == prot and P(lo) <= v.start < v.end <= P(hi) for v in new)
         for p in range(lo, hi):
             if p in self.model:

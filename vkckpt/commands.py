@@ -7,11 +7,7 @@ import os
 import sys
 from contextlib import contextmanager
 
-import yaml
-
-from vkckpt.ckpt.control import ControlServer, request_freeze
 from vkckpt.ckpt.freeze import FreezePlan, drive
-from vkckpt.ckpt.inspect import describe, verify
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.config import KernelConfig, ProcessSpec, load_config, parse_size
 from vkckpt.errors import ConfigError
@@ -88,6 +84,7 @@ def _progress():
 
 def _write_stats(path: str | None, k: VKernel, status: int | None) -> None:
     if path:
+        import yaml  # each subcommand imports what only it needs: start-up is latency
         with open(path, "w") as f:
             yaml.safe_dump({"status": status, "exit_code": None if status is None else
                             exit_code_of(status), "ticks": k.sched.ticks,
@@ -95,6 +92,8 @@ def _write_stats(path: str | None, k: VKernel, status: int | None) -> None:
 
 
 def _run_kernel(k: VKernel, plan: FreezePlan, control: bool, stats: str | None = None) -> int:
+    from vkckpt.ckpt.control import ControlServer
+
     server = ControlServer(plan.output, plan.incremental, plan.codec) if control else None
     if server is not None:
         plan.poll, plan.serve = server.pending, server.serve
@@ -132,6 +131,10 @@ def cmd_thaw(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """vkckpt inspect: the image as YAML on stdout."""
+    import yaml
+
+    from vkckpt.ckpt.inspect import describe
+
     sys.stdout.write(yaml.safe_dump(describe(args.image, registers=not args.no_registers),
                                     sort_keys=False, width=100))
     return 0
@@ -139,6 +142,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """vkckpt verify: checksums, chain and structure."""
+    import yaml
+
+    from vkckpt.ckpt.inspect import verify
+
     report = verify(args.image, args.root)
     if not args.quiet:
         sys.stdout.write(yaml.safe_dump(report, sort_keys=False))
@@ -147,6 +154,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_freeze(args: argparse.Namespace) -> int:
     """vkckpt freeze --pid: ask a running vkckpt to freeze."""
+    from vkckpt.ckpt.control import request_freeze
+
     ans = request_freeze(args.pid, args.output, args.stop, args.incremental, args.timeout)
     if not ans.get("ok"):
         print(f"vkckpt: freeze failed: {ans.get('error')}", file=sys.stderr)

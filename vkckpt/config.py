@@ -4,41 +4,61 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from vkckpt.errors import ConfigError
+from vkckpt.record import Comparable
 
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
-@dataclass
-class ProcessSpec:
+class ProcessSpec(Comparable):
     """One process the vkernel starts: guest path of the program, argv, environment, cwd."""
 
-    program: str
-    argv: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    cwd: str = "/"
+    __slots__ = ("program", "argv", "env", "cwd")
+
+    def __init__(self, program: str, argv: list[str], env: dict[str, str] | None = None,
+                 cwd: str = "/") -> None:
+        self.program = program
+        self.argv = argv
+        self.env = {} if env is None else env
+        self.cwd = cwd
 
 
-@dataclass
-class KernelConfig:
+class KernelConfig(Comparable):
     """Everything that determines a vkernel run."""
 
-    root: str = "."
-    processes: list[ProcessSpec] = field(default_factory=list)
-    quantum: int = 50_000          # blocks per time slice
-    memory_limit: int = 4 << 30    # bytes of mappings per process
-    seed: int = 0                  # the deterministic random stream
-    max_processes: int = 1024
-    max_threads: int = 8192
-    trace_syscalls: bool = False
-    preempt: bool = True           # False: no block counting at all (benchmarks' bare reference)
-    stdin: bytes | None = None     # None: the host's stdin
-    stdout: Callable[[bytes], None] | None = None
-    stderr: Callable[[bytes], None] | None = None
-    log: Callable[[str], None] | None = None
+    __slots__ = ("root", "processes", "quantum", "memory_limit", "seed", "max_processes",
+                 "max_threads", "trace_syscalls", "preempt", "stdin", "stdout", "stderr", "log")
+
+    def __init__(
+        self,
+        root: str = ".",
+        processes: list[ProcessSpec] | None = None,
+        quantum: int = 50_000,        # blocks per time slice
+        memory_limit: int = 4 << 30,  # bytes of mappings per process
+        seed: int = 0,                # the deterministic random stream
+        max_processes: int = 1024,
+        max_threads: int = 8192,
+        trace_syscalls: bool = False,
+        preempt: bool = True,         # False: no block counting at all (benchmarks' bare reference)
+        stdin: bytes | None = None,   # None: the host's stdin
+        stdout: Callable[[bytes], None] | None = None,
+        stderr: Callable[[bytes], None] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.root = root
+        self.processes = [] if processes is None else processes
+        self.quantum = quantum
+        self.memory_limit = memory_limit
+        self.seed = seed
+        self.max_processes = max_processes
+        self.max_threads = max_threads
+        self.trace_syscalls = trace_syscalls
+        self.preempt = preempt
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.log = log
 
 
 def parse_size(value: object, what: str) -> int:
@@ -64,6 +84,8 @@ _PROC_KEYS = {"program", "argv", "env", "cwd"}
 
 def load_config(path: str | os.PathLike) -> KernelConfig:
     """Read a vkckpt.yaml file; relative roots are taken from the file's directory."""
+    from pathlib import Path  # late, like yaml: thawing never reads a YAML configuration
+
     import yaml  # late: only YAML configurations need it
 
     p = Path(path)

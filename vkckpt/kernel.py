@@ -11,7 +11,6 @@ import hashlib
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from vkckpt import task_exit
 from vkckpt.abi import errno as E
@@ -26,6 +25,8 @@ from vkckpt.signals import deliver
 from vkckpt.threads.futex import FutexTable
 from vkckpt.threads.thread import Sleep, Thread, ThreadState
 from vkckpt.threads.wait import Block, WaitQueue
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.engine.engine import Engine

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
 from vkckpt.fs.fdtable import FdTable
+from vkckpt.record import Record
 from vkckpt.signals.actions import SignalActions
 from vkckpt.signals.pending import PendingSignals
 from vkckpt.threads.wait import WaitQueue
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.engine.engine import Engine
     from vkckpt.threads.thread import Thread
     from vkckpt.vmspace.vmspace import VmSpace
 
 
-@dataclass(eq=False)
-class Process:
+class Process(Record):
     """A guest process.
 
     `threads` holds live threads in creation order; the thread group leader's tid is `pid`.
@@ -25,36 +23,45 @@ class Process:
     After exit the process is a zombie until its parent reaps it (`wait_status` set).
     """
 
-    pid: int
-    ppid: int
-    vm: VmSpace
-    engine: Engine
-    fds: FdTable
-    actions: SignalActions
-    cwd: str = "/"
-    exe: str = ""
-    argv: list[bytes] = field(default_factory=list)
-    pgid: int = 0
-    sid: int = 0
-    umask: int = 0o022
-    threads: list[Thread] = field(default_factory=list)
-    engine_owner: Thread | None = None
-    pending: PendingSignals = field(default_factory=PendingSignals)  # process-wide
-    children: list[int] = field(default_factory=list)
-    child_wait: WaitQueue = field(init=False)
-    vfork_done: WaitQueue = field(init=False)
-    exiting: bool = False        # exit_group or a fatal signal is tearing the group down
-    zombie: bool = False
-    wait_status: int = 0         # the wait4 status word once a zombie
-    exit_signal: int = 17        # signal sent to the parent at exit (SIGCHLD)
-    stopped: bool = False
-    stop_report: int | None = None  # pending WUNTRACED/WCONTINUED report for the parent
-    ticks: int = 0               # blocks executed by all its threads, including dead ones
-    vfork_parent: int = 0        # tid sleeping in vfork/CLONE_VFORK until we exec or exit
+    __slots__ = ("pid", "ppid", "vm", "engine", "fds", "actions", "cwd", "exe", "argv", "pgid",
+                 "sid", "umask", "threads", "engine_owner", "pending", "children", "child_wait",
+                 "vfork_done", "exiting", "zombie", "wait_status", "exit_signal", "stopped",
+                 "stop_report", "ticks", "vfork_parent")
 
-    def __post_init__(self) -> None:
-        self.child_wait = WaitQueue(("child", self.pid))
-        self.vfork_done = WaitQueue(("vfork", self.pid))
+    def __init__(self, pid: int, ppid: int, vm: VmSpace, engine: Engine, fds: FdTable,
+                 actions: SignalActions, cwd: str = "/", exe: str = "",
+                 argv: list[bytes] | None = None, pgid: int = 0, sid: int = 0,
+                 umask: int = 0o022, threads: list[Thread] | None = None,
+                 engine_owner: Thread | None = None, pending: PendingSignals | None = None,
+                 children: list[int] | None = None, exiting: bool = False, zombie: bool = False,
+                 wait_status: int = 0, exit_signal: int = 17, stopped: bool = False,
+                 stop_report: int | None = None, ticks: int = 0, vfork_parent: int = 0) -> None:
+        self.pid = pid
+        self.ppid = ppid
+        self.vm = vm
+        self.engine = engine
+        self.fds = fds
+        self.actions = actions
+        self.cwd = cwd
+        self.exe = exe
+        self.argv = [] if argv is None else argv
+        self.pgid = pgid
+        self.sid = sid
+        self.umask = umask
+        self.threads = [] if threads is None else threads
+        self.engine_owner = engine_owner
+        self.pending = PendingSignals() if pending is None else pending  # process-wide
+        self.children = [] if children is None else children
+        self.child_wait = WaitQueue(("child", pid))
+        self.vfork_done = WaitQueue(("vfork", pid))
+        self.exiting = exiting  # exit_group or a fatal signal is tearing the group down
+        self.zombie = zombie
+        self.wait_status = wait_status  # the wait4 status word once a zombie
+        self.exit_signal = exit_signal  # signal sent to the parent at exit (SIGCHLD)
+        self.stopped = stopped
+        self.stop_report = stop_report  # pending WUNTRACED/WCONTINUED report for the parent
+        self.ticks = ticks  # blocks executed by all its threads, including dead ones
+        self.vfork_parent = vfork_parent  # tid sleeping in vfork/CLONE_VFORK until we exec or exit
 
     @property
     def live_threads(self) -> list[Thread]:

@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from vkckpt.abi import errno as E
 from vkckpt.config import KernelConfig, ProcessSpec
 from vkckpt.errors import ConfigError, GuestError
 from vkckpt.kernel import VKernel
+from vkckpt.record import Comparable
 from vkckpt.task_exec import spawn
 
 EXIT_VKERNEL_ERROR, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND = 125, 126, 127
 
 
-@dataclass
-class RunResult:
+class RunResult(Comparable):
     """What a finished run produced (pid 1's wait status and everything measured)."""
 
-    status: int
-    exit_code: int
-    ticks: int
-    statuses: dict[int, int] = field(default_factory=dict)
+    __slots__ = ("status", "exit_code", "ticks", "statuses")
+
+    def __init__(self, status: int, exit_code: int, ticks: int,
+                 statuses: dict[int, int] | None = None) -> None:
+        self.status = status
+        self.exit_code = exit_code
+        self.ticks = ticks
+        self.statuses = {} if statuses is None else statuses
 
 
 def exit_code_of(status: int) -> int:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from typing import TYPE_CHECKING
 
 from vkckpt.threads.thread import ThreadState
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.threads.thread import Thread

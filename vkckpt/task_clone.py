@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
 from vkckpt.engine import regs as R
@@ -12,6 +10,8 @@ from vkckpt.errors import GuestError
 from vkckpt.process import Process
 from vkckpt.threads.thread import Thread
 from vkckpt.threads.wait import Block
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel

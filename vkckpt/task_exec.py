@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
@@ -16,6 +15,8 @@ from vkckpt.signals.actions import SignalActions
 from vkckpt.threads.thread import Thread
 from vkckpt.vmspace.loader import build_stack, load_elf
 from vkckpt.vmspace.vmspace import VmSpace
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
 
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
@@ -11,6 +10,8 @@ from vkckpt.errors import GuestError
 from vkckpt.signals.pending import SigInfo
 from vkckpt.threads.thread import ThreadState
 from vkckpt.threads.wait import Block
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel

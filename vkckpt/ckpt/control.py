@@ -14,11 +14,12 @@ import signal
 import socket
 import tempfile
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from vkckpt.ckpt.freeze import freeze
 from vkckpt.errors import ImageError, VkError
+from vkckpt.record import Record
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
@@ -33,10 +34,14 @@ def socket_path(host_pid: int) -> str:
     return os.path.join(base, f"{host_pid}.sock")
 
 
-@dataclass
-class _Request:
-    body: dict
-    conn: socket.socket | None
+class _Request(Record):
+    """One freeze request: its JSON body and the connection to answer (None for SIGUSR1)."""
+
+    __slots__ = ("body", "conn")
+
+    def __init__(self, body: dict, conn: socket.socket | None) -> None:
+        self.body = body
+        self.conn = conn
 
 
 class ControlServer:

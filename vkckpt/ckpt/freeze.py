@@ -10,30 +10,32 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
 from vkckpt.ckpt.snapshot import FreezeResult, write_image
 from vkckpt.errors import ImageError, VkError
+from vkckpt.record import Comparable
 from vkckpt.signals.deliver import send_to_process
 from vkckpt.signals.pending import SigInfo
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
 
 QUIESCE_TICKS = 2_000_000  # ~40 default time slices
 
 
-@dataclass
-class CkptRequest:
+class CkptRequest(Comparable):
     """A checkpoint(2) call waiting to be served at the next scheduling point."""
 
-    tid: int
-    scope: list[int] | None
-    path: str | None
-    retval: int
+    __slots__ = ("tid", "scope", "path", "retval")
+
+    def __init__(self, tid: int, scope: list[int] | None, path: str | None, retval: int) -> None:
+        self.tid = tid
+        self.scope = scope
+        self.path = path
+        self.retval = retval
 
 
 def _handles(p, sig: int) -> bool:  # noqa: ANN001
@@ -87,19 +89,33 @@ def freeze(k: VKernel, path: str, *, scope: list[int] | None = None, incremental
     return res
 
 
-@dataclass
-class FreezePlan:
+class FreezePlan(Comparable):
     """When to freeze during a run and where images go."""
 
-    output: str | None = None
-    at: int | None = None
-    every: int | None = None
-    cont: bool = False
-    incremental: bool = False
-    codec: str = "none"
-    poll: Callable[[], bool] | None = None      # an external request is waiting
-    serve: Callable[[VKernel], bool] | None = None  # serve it; False = stop the run
-    results: list[FreezeResult] = field(default_factory=list)
+    __slots__ = ("output", "at", "every", "cont", "incremental", "codec", "poll", "serve",
+                 "results")
+
+    def __init__(
+        self,
+        output: str | None = None,
+        at: int | None = None,
+        every: int | None = None,
+        cont: bool = False,
+        incremental: bool = False,
+        codec: str = "none",
+        poll: Callable[[], bool] | None = None,      # an external request is waiting
+        serve: Callable[[VKernel], bool] | None = None,  # serve it; False = stop the run
+        results: list[FreezeResult] | None = None,
+    ) -> None:
+        self.output = output
+        self.at = at
+        self.every = every
+        self.cont = cont
+        self.incremental = incremental
+        self.codec = codec
+        self.poll = poll
+        self.serve = serve
+        self.results = [] if results is None else results
 
     def path_for(self, n: int) -> str:
         """Image path for the n-th periodic freeze (out.img -> out.0001.img)."""

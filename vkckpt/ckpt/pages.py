@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from vkckpt.record import Comparable
 from vkckpt.vmspace.vma import PAGE
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import numpy as np
 
@@ -158,28 +158,34 @@ def _prune() -> None:
             del _regs[key]
 
 
-@dataclass
-class BufBase:
+class BufBase(Comparable):
     """What an image chain holds of one host buffer as of its newest image (k.page_base)."""
 
-    ref: weakref.ref
-    addr: int
-    gen: int                       # generation of that freeze (0: contents are in `copy`)
-    covered: np.ndarray | Runs     # pages VMAs covered then
-    nonzero: np.ndarray | Runs     # pages that may have held data then (a superset)
-    copy: np.ndarray | None = None  # comparison mode: the pages' contents then
+    __slots__ = ("ref", "addr", "gen", "covered", "nonzero", "copy")
+
+    def __init__(self, ref: weakref.ref, addr: int, gen: int, covered: np.ndarray | Runs,
+                 nonzero: np.ndarray | Runs, copy: np.ndarray | None = None) -> None:
+        self.ref = ref
+        self.addr = addr
+        self.gen = gen                # generation of that freeze (0: contents are in `copy`)
+        self.covered = covered        # pages VMAs covered then
+        self.nonzero = nonzero        # pages that may have held data then (a superset)
+        self.copy = copy              # comparison mode: the pages' contents then
 
     def valid_for(self, buf: HostBuffer) -> bool:
         return self.ref() is buf and buf.addr == self.addr and buf.addr != 0
 
 
-@dataclass
-class BufferPlan:
+class BufferPlan(Comparable):
     """What one freeze writes for one buffer: runs of pages per covered range."""
 
-    write: list[list[tuple[int, int]]]  # per covered range
-    zero: list[list[tuple[int, int]]]
-    base: BufBase
+    __slots__ = ("write", "zero", "base")
+
+    def __init__(self, write: list[list[tuple[int, int]]], zero: list[list[tuple[int, int]]],
+                 base: BufBase) -> None:
+        self.write = write  # per covered range
+        self.zero = zero
+        self.base = base
 
 
 def _covered_mask(ranges: Runs, end: int) -> np.ndarray:

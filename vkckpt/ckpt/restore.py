@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from vkckpt.abi import signals as S
 from vkckpt.ckpt import pages as PG
@@ -24,6 +23,7 @@ from vkckpt.image import ImageReader
 from vkckpt.image.format import MAX_CHUNK_PAGES, PageChunk
 from vkckpt.kernel import VKernel
 from vkckpt.process import Process
+from vkckpt.record import Comparable
 from vkckpt.signals.deliver import send_to_process
 from vkckpt.signals.pending import SigInfo
 from vkckpt.signals.state import load_actions, load_pending
@@ -39,18 +39,31 @@ MAX_BUFFER = 1 << 40
 MAX_CHAIN = 1000
 
 
-@dataclass
-class ThawOptions:
+class ThawOptions(Comparable):
     """How to thaw: where the guest root is now, and what to do about changed files."""
 
-    root: str | None = None
-    allow_changed_files: bool = False
-    deliver_sigthaw: bool = True
-    stdout: Callable[[bytes], None] | None = None
-    stderr: Callable[[bytes], None] | None = None
-    stdin: bytes | None = None
-    trace_syscalls: bool = False
-    extra: dict = field(default_factory=dict)
+    __slots__ = ("root", "allow_changed_files", "deliver_sigthaw", "stdout", "stderr", "stdin",
+                 "trace_syscalls", "extra")
+
+    def __init__(
+        self,
+        root: str | None = None,
+        allow_changed_files: bool = False,
+        deliver_sigthaw: bool = True,
+        stdout: Callable[[bytes], None] | None = None,
+        stderr: Callable[[bytes], None] | None = None,
+        stdin: bytes | None = None,
+        trace_syscalls: bool = False,
+        extra: dict | None = None,
+    ) -> None:
+        self.root = root
+        self.allow_changed_files = allow_changed_files
+        self.deliver_sigthaw = deliver_sigthaw
+        self.stdout = stdout
+        self.stderr = stderr
+        self.stdin = stdin
+        self.trace_syscalls = trace_syscalls
+        self.extra = {} if extra is None else extra
 
 
 def load_chain(path: str) -> list[ImageReader]:
@@ -188,7 +201,8 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions) -
     for pipe in pipes.values():
         queues[pipe.read_q.key] = pipe.read_q
         queues[pipe.write_q.key] = pipe.write_q
-    _threads(k, recs.get("thread", []), queues)
+    orders = {d["pid"]: list(d["threads"]) for d in recs.get("process", [])}
+    _threads(k, recs.get("thread", []), queues, orders)
     _waitqs(k, recs.get("waitq", []), queues)
     _sched(k, kr)
     return k
@@ -241,13 +255,13 @@ def _process(k: VKernel, d: dict, vms: dict, bufs: dict, files: dict, queues: di
                 wait_status=d["wait_status"], exit_signal=d["exit_signal"],
                 stopped=d["stopped"], stop_report=d["stop_report"], ticks=d["ticks"],
                 vfork_parent=d.get("vfork_parent", 0))
-    p.thread_order = list(d["threads"])
     k.procs[pid] = p
     queues[p.child_wait.key] = p.child_wait
     queues[p.vfork_done.key] = p.vfork_done
 
 
-def _threads(k: VKernel, rows: list[dict], queues: dict) -> None:
+def _threads(k: VKernel, rows: list[dict], queues: dict, orders: dict[int, list]) -> None:
+    """Threads from their records; orders lists each process's tids as the image had them."""
     by_tid = {}
     for d in rows:
         p = k.procs.get(d["pid"])
@@ -263,7 +277,7 @@ def _threads(k: VKernel, rows: list[dict], queues: dict) -> None:
         by_tid[t.tid] = t
         k.threads[t.tid] = t
     for p in k.procs.values():
-        order = p.__dict__.pop("thread_order", [])
+        order = orders.get(p.pid, [])
         if len(order) != len(set(order)) or \
                 set(order) != {t.tid for t in by_tid.values() if t.process is p}:
             raise ImageError(f"process {p.pid}: thread list does not match thread records")

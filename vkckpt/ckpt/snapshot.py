@@ -8,16 +8,16 @@ vmspace/state.py, fs/state.py); this module orders them and owns the page scan.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from vkckpt.ckpt import pages as PG
 from vkckpt.fs.state import save_fdtable, save_file, save_pipe
 from vkckpt.image import ImageWriter
+from vkckpt.record import Comparable
 from vkckpt.signals.state import save_actions, save_pending
 from vkckpt.threads.state import save_thread
 from vkckpt.vmspace.state import covered_pages, save_vmspace
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.image import Header
     from vkckpt.kernel import VKernel
@@ -49,14 +49,16 @@ PROCESS_TRANSIENT = {"vm", "engine", "engine_owner", "child_wait", "vfork_done",
                      "actions", "pending", "threads"}
 
 
-@dataclass
-class FreezeResult:
+class FreezeResult(Comparable):
     """What a freeze wrote."""
 
-    header: Header
-    path: str
-    pages: int
-    zero_pages: int
+    __slots__ = ("header", "path", "pages", "zero_pages")
+
+    def __init__(self, header: Header, path: str, pages: int, zero_pages: int) -> None:
+        self.header = header
+        self.path = path
+        self.pages = pages
+        self.zero_pages = zero_pages
 
 
 def thread_regs(t: Thread) -> dict[str, int]:

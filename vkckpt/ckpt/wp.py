@@ -21,7 +21,8 @@ import errno
 import mmap
 import os
 import threading
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     import numpy as np

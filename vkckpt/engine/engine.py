@@ -12,7 +12,6 @@ import ctypes
 import enum
 import mmap
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from vkckpt.abi import errno as E
 from vkckpt.engine import libuc
@@ -21,6 +20,7 @@ from vkckpt.engine import ucconst as C
 from vkckpt.engine.libuc import lib
 from vkckpt.engine.preempt import BlockCounter, NoCounter
 from vkckpt.errors import GuestError
+from vkckpt.record import Comparable
 
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 _emu_start, _emu_stop = lib.uc_emu_start, lib.uc_emu_stop
@@ -81,14 +81,16 @@ class Stop(enum.Enum):
     ERROR = "error"          # the kernel's syscall entry raised; re-raised by run()
 
 
-@dataclass
-class Fault:
+class Fault(Comparable):
     """A memory fault: address and whether it was a write, a fetch and/or unmapped memory."""
 
-    addr: int
-    write: bool
-    fetch: bool
-    unmapped: bool
+    __slots__ = ("addr", "write", "fetch", "unmapped")
+
+    def __init__(self, addr: int, write: bool, fetch: bool, unmapped: bool) -> None:
+        self.addr = addr
+        self.write = write
+        self.fetch = fetch
+        self.unmapped = unmapped
 
 
 def _uc_prot(prot: int) -> int:

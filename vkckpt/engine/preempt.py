@@ -20,7 +20,6 @@ rest is counted as a new block on resume.
 from __future__ import annotations
 
 import ctypes
-from typing import Any
 
 from vkckpt.engine import libuc
 from vkckpt.engine.ucconst import HOOK_BLOCK
@@ -89,7 +88,7 @@ class BlockCounter:
         self._state = BlockState(UNLIMITED, 0, 0, _EMU_STOP_ADDR)
         cb_addr = None if force_python else _native_callback()
         self.native = cb_addr is not None
-        self._pycb: Any = None
+        self._pycb: object = None
         if cb_addr is None:
             self._pycb = _BLOCK_CFUNC(self._python_cb)
             cb_addr = ctypes.cast(self._pycb, ctypes.c_void_p).value or 0

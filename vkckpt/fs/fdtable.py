@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from vkckpt.abi import errno as E
 from vkckpt.errors import GuestError
 from vkckpt.fs.files import OpenFile
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel

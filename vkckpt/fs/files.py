@@ -5,11 +5,12 @@ from __future__ import annotations
 import fcntl
 import os
 import struct
-from typing import TYPE_CHECKING
 
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.fs.inodes import InodeTable

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
 from vkckpt.abi import signals as S
 from vkckpt.errors import GuestError
 from vkckpt.fs.files import OpenFile, pack_stat
 from vkckpt.threads.wait import Block, WaitQueue
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel

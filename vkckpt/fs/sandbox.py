@@ -23,10 +23,10 @@ from __future__ import annotations
 import errno as _host_errno
 import os
 import stat
-from dataclasses import dataclass
 
 from vkckpt.abi import errno as E
 from vkckpt.errors import ConfigError, GuestError
+from vkckpt.record import Value
 
 PATH_MAX = 4096  # including the terminating NUL
 NAME_MAX = 255
@@ -35,12 +35,14 @@ MAXSYMLINKS = 40
 _Component = tuple[str, bool]  # (name, must be a directory)
 
 
-@dataclass(frozen=True)
-class Resolved:
+class Resolved(Value):
     """A guest path after resolution."""
 
-    guest: str  # normalized absolute guest path, symlinks followed ("/a/b")
-    host: str  # absolute host path inside the guest root
+    __slots__ = ("guest", "host")
+
+    def __init__(self, guest: str, host: str) -> None:
+        self.guest = guest  # normalized absolute guest path, symlinks followed ("/a/b")
+        self.host = host  # absolute host path inside the guest root
 
 
 def guest_errno(exc: OSError) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from typing import TYPE_CHECKING
 
 from vkckpt.abi import fcntl as F
 from vkckpt.errors import ImageError
@@ -24,6 +23,8 @@ from vkckpt.fs.files import (
     OpenFile,
 )
 from vkckpt.fs.pipe import Pipe, PipeEnd
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.fs.inodes import InodeTable

@@ -30,23 +30,24 @@ import hashlib
 import io
 import os
 import queue
-import secrets
 import stat
 import struct
 import threading
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Any
 
 import msgpack
 
 from vkckpt.errors import ImageError
 from vkckpt.image import migrate
 from vkckpt.image.limits import DEFAULT_LIMITS, Limits
+from vkckpt.record import Comparable, Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMAT_MAJOR = 1
 FORMAT_MINOR = 0
@@ -87,17 +88,20 @@ _DECODE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(Value):
     """The fixed 100-byte header of an image."""
 
-    major: int
-    minor: int
-    flags: int
-    vkernel_id: bytes
-    image_id: bytes
-    parent_id: bytes | None
-    producer: str
+    __slots__ = ("major", "minor", "flags", "vkernel_id", "image_id", "parent_id", "producer")
+
+    def __init__(self, major: int, minor: int, flags: int, vkernel_id: bytes, image_id: bytes,
+                 parent_id: bytes | None, producer: str) -> None:
+        self.major = major
+        self.minor = minor
+        self.flags = flags
+        self.vkernel_id = vkernel_id
+        self.image_id = image_id
+        self.parent_id = parent_id
+        self.producer = producer
 
     @property
     def incremental(self) -> bool:
@@ -123,14 +127,16 @@ class Header:
         return fields + _U32.pack(zlib.crc32(fields))
 
 
-@dataclass
-class Record:
+class Record(Comparable):
     """One decoded record: its type, layout version, criticality and fields."""
 
-    type: str
-    version: int
-    critical: bool
-    fields: dict
+    __slots__ = ("type", "version", "critical", "fields")
+
+    def __init__(self, type: str, version: int, critical: bool, fields: dict) -> None:
+        self.type = type
+        self.version = version
+        self.critical = critical
+        self.fields = fields
 
 
 def _zstd() -> ModuleType:
@@ -148,7 +154,7 @@ def _default_producer() -> str:
     return f"vkckpt {getattr(vkckpt, '__version__', '0')}"
 
 
-def _fsync_dir(directory: Path) -> None:
+def _fsync_dir(directory: str) -> None:
     """Make a rename in `directory` durable (no-op where directories cannot be synced)."""
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
@@ -275,20 +281,24 @@ def _read_bin_len(b: bytes, pos: int) -> tuple[int | None, int]:
     return int.from_bytes(b[pos + 1:pos + 1 + width], "big"), pos + 1 + width
 
 
-@dataclass(frozen=True)
-class PageChunk:
+class PageChunk(Value):
     """A "pages" record located but not read: where its data lies in the file."""
 
-    index: int
-    off: int
-    n: int
-    buf: int
-    first: int
-    count: int
-    codec: int
-    crc: int
-    data_off: int
-    nbytes: int
+    __slots__ = ("index", "off", "n", "buf", "first", "count", "codec", "crc", "data_off",
+                 "nbytes")
+
+    def __init__(self, index: int, off: int, n: int, buf: int, first: int, count: int,
+                 codec: int, crc: int, data_off: int, nbytes: int) -> None:
+        self.index = index
+        self.off = off
+        self.n = n
+        self.buf = buf
+        self.first = first
+        self.count = count
+        self.codec = codec
+        self.crc = crc
+        self.data_off = data_off
+        self.nbytes = nbytes
 
 
 class _Hasher:
@@ -346,7 +356,7 @@ class ImageWriter:
         producer: str | None = None,
         fault_hook: Callable[[int], None] | None = None,
     ) -> None:
-        self.path = Path(path)
+        self.path = os.fspath(path)
         self.bytes_written = 0
         self._state = "new"
         where = f"checkpoint image {self.path}"
@@ -375,9 +385,7 @@ class ImageWriter:
         self._fault_hook = fault_hook
         self._count = 0
         self._body_hash = hashlib.sha256()
-        self._tmp = self.path.with_name(
-            f"{self.path.name}.tmp.{os.getpid()}.{secrets.token_hex(4)}"
-        )
+        self._tmp = f"{self.path}.tmp.{os.getpid()}.{os.urandom(4).hex()}"
         try:
             self._f = open(self._tmp, "x+b")  # closed by commit/abort
         except OSError as e:
@@ -533,7 +541,7 @@ class ImageWriter:
         self._io(os.replace, self._tmp, self.path)
         self._state = "committed"
         try:
-            _fsync_dir(self.path.parent)
+            _fsync_dir(os.path.dirname(self.path) or os.curdir)
         except OSError as e:
             raise self._err(f"renamed into place but could not sync its directory: {e}") from e
         return header
@@ -605,7 +613,7 @@ class ImageReader:
     """Validate an image's header and trailer on open; stream and check its records."""
 
     def __init__(self, path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> None:
-        self.path = Path(path)
+        self.path = os.fspath(path)
         self.limits = limits
         self._fd = -1
         self._dctx: Any = None

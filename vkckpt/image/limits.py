@@ -8,7 +8,7 @@ writer enforces the same limits so it never produces an image its own reader ref
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from vkckpt.record import Value
 
 MIB = 1 << 20
 
@@ -21,17 +21,22 @@ MAX_RECORDS = 10_000_000     # records in one image
 MAX_DEPTH = 32               # container nesting, the record's own array being depth 1
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Value):
     """Upper bounds on what one image may contain."""
 
-    max_record: int = MAX_RECORD
-    max_str: int = MAX_STR
-    max_bin: int = MAX_BIN
-    max_array: int = MAX_ARRAY
-    max_map: int = MAX_MAP
-    max_records: int = MAX_RECORDS
-    max_depth: int = MAX_DEPTH
+    __slots__ = ("max_record", "max_str", "max_bin", "max_array", "max_map", "max_records",
+                 "max_depth")
+
+    def __init__(self, max_record: int = MAX_RECORD, max_str: int = MAX_STR,
+                 max_bin: int = MAX_BIN, max_array: int = MAX_ARRAY, max_map: int = MAX_MAP,
+                 max_records: int = MAX_RECORDS, max_depth: int = MAX_DEPTH) -> None:
+        self.max_record = max_record
+        self.max_str = max_str
+        self.max_bin = max_bin
+        self.max_array = max_array
+        self.max_map = max_map
+        self.max_records = max_records
+        self.max_depth = max_depth
 
 
 DEFAULT_LIMITS = Limits()

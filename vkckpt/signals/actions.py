@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 from vkckpt.abi import signals as S
+from vkckpt.record import Comparable
 
 
-@dataclass
-class SigAction:
+class SigAction(Comparable):
     """struct k_sigaction: handler address (or SIG_DFL/SIG_IGN), flags, restorer, mask."""
 
-    handler: int = S.SIG_DFL
-    flags: int = 0
-    restorer: int = 0
-    mask: int = 0
+    __slots__ = ("handler", "flags", "restorer", "mask")
+
+    def __init__(self, handler: int = S.SIG_DFL, flags: int = 0, restorer: int = 0,
+                 mask: int = 0) -> None:
+        self.handler = handler
+        self.flags = flags
+        self.restorer = restorer
+        self.mask = mask
 
 
 class SignalActions:

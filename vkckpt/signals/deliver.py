@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
 from vkckpt.engine.engine import Stop
@@ -12,6 +10,8 @@ from vkckpt.signals import frame as FR
 from vkckpt.signals.actions import SigAction
 from vkckpt.signals.pending import SigInfo
 from vkckpt.threads.thread import ThreadState
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel

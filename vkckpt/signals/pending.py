@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 
 from vkckpt.abi import signals as S
+from vkckpt.record import Comparable
 
 SIGINFO_SIZE = 128
 
 
-@dataclass
-class SigInfo:
+class SigInfo(Comparable):
     """The parts of siginfo_t the vkernel produces (x86-64 layout in `pack`)."""
 
-    signo: int
-    code: int = S.SI_USER
-    errno: int = 0
-    pid: int = 0
-    uid: int = 0
-    status: int = 0      # SIGCHLD
-    addr: int = 0        # faults
-    value: int = 0       # sigqueue
-    extra: dict = field(default_factory=dict)
+    __slots__ = ("signo", "code", "errno", "pid", "uid", "status", "addr", "value", "extra")
+
+    def __init__(self, signo: int, code: int = S.SI_USER, errno: int = 0, pid: int = 0,
+                 uid: int = 0, status: int = 0, addr: int = 0, value: int = 0,
+                 extra: dict | None = None) -> None:
+        self.signo = signo
+        self.code = code
+        self.errno = errno
+        self.pid = pid
+        self.uid = uid
+        self.status = status  # SIGCHLD
+        self.addr = addr      # faults
+        self.value = value    # sigqueue
+        self.extra = {} if extra is None else extra
 
     def pack(self) -> bytes:
         """Encode as the kernel's 128-byte siginfo_t."""

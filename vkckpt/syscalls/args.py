@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
 
 from vkckpt.abi import errno as E
 from vkckpt.errors import GuestError
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.threads.thread import Thread

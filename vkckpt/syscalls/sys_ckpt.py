@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from vkckpt.abi import errno as E
 from vkckpt.ckpt.freeze import CkptRequest
 from vkckpt.errors import GuestError
 from vkckpt.syscalls.args import s32, s64
 from vkckpt.threads.wait import Block
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel

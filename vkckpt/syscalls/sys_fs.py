@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import struct
-from typing import TYPE_CHECKING
 
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
@@ -13,6 +12,8 @@ from vkckpt.errors import GuestError
 from vkckpt.fs.files import DEVICES, DirFile, HostFile, host_call
 from vkckpt.fs.sandbox import Resolved
 from vkckpt.syscalls.args import path_arg, s32, s64
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
 
 from vkckpt.abi import errno as E
 from vkckpt.errors import GuestError
@@ -12,6 +11,8 @@ from vkckpt.syscalls.args import timespec_arg
 from vkckpt.syscalls.sys_io import deadline_at
 from vkckpt.threads import futex as FX
 from vkckpt.threads.wait import Block
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
 
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
@@ -12,6 +11,8 @@ from vkckpt.fs.files import DirFile, HostFile
 from vkckpt.fs.pipe import Pipe, PipeEnd
 from vkckpt.syscalls.args import MAX_IO, s32, s64, timespec_arg, u32
 from vkckpt.threads.wait import Block
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel

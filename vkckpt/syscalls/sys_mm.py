@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from vkckpt.abi import errno as E
 from vkckpt.errors import GuestError
 from vkckpt.fs.files import HostFile
 from vkckpt.syscalls.args import s32, s64
 from vkckpt.vmspace.vma import MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PAGE, page_up
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel

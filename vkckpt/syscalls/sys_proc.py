@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import TYPE_CHECKING
 
 from vkckpt import task_clone, task_exec, task_exit
 from vkckpt.abi import errno as E
@@ -12,6 +11,8 @@ from vkckpt.abi import signals as S
 from vkckpt.errors import GuestError
 from vkckpt.syscalls.args import path_arg, s32, strv_arg
 from vkckpt.syscalls.sys_io import PROT_WRITE, user_span
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
 
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
@@ -14,6 +13,8 @@ from vkckpt.signals.pending import SigInfo
 from vkckpt.syscalls.args import s32, timespec_arg
 from vkckpt.syscalls.sys_io import deadline_at
 from vkckpt.threads.wait import Block
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
 
 from vkckpt.abi import errno as E
 from vkckpt.errors import GuestError
@@ -11,6 +10,8 @@ from vkckpt.sched import EPOCH_NS, NS_PER_TICK
 from vkckpt.syscalls.args import put_timespec, s32, timespec_arg
 from vkckpt.syscalls.sys_io import PROT_WRITE, access_ok, deadline_at, user_span
 from vkckpt.threads.wait import Block
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel

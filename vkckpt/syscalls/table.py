@@ -6,11 +6,10 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from vkckpt.abi.syscalls import NUMBERS
+from vkckpt.record import Value
 from vkckpt.syscalls import sys_ckpt as ck
 from vkckpt.syscalls import sys_fs as fs
 from vkckpt.syscalls import sys_futex as fx
@@ -21,19 +20,22 @@ from vkckpt.syscalls import sys_signal as sg
 from vkckpt.syscalls import sys_time as tm
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(Value):
     """One table line: handler, how many arguments it takes, support level and a note."""
 
-    name: str
-    handler: Callable[..., object]
-    nargs: int
-    support: str
-    note: str = ""
+    __slots__ = ("name", "handler", "nargs", "support", "note")
+
+    def __init__(self, name: str, handler: Callable[..., object], nargs: int, support: str,
+                 note: str = "") -> None:
+        self.name = name
+        self.handler = handler
+        self.nargs = nargs
+        self.support = support
+        self.note = note
 
 
 def _entry(name: str, fn: Callable[..., object], support: str, note: str) -> Entry:
-    nargs = len(inspect.signature(fn).parameters) - 2  # minus (kernel, thread)
+    nargs = fn.__code__.co_argcount - 2  # minus (kernel, thread); handlers take plain positionals
     return Entry(name, fn, nargs, support, note)
 
 

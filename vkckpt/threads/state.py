@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from vkckpt.engine import regs as R
 from vkckpt.errors import ImageError
 from vkckpt.signals.state import load_pending, save_pending
 from vkckpt.threads.thread import Sleep, Thread, ThreadState
 from vkckpt.threads.wait import WaitQueue
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.process import Process

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from vkckpt.record import Comparable, Record
 from vkckpt.signals.pending import PendingSignals
 from vkckpt.threads.wait import WaitQueue
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.process import Process
 
@@ -20,47 +20,66 @@ class ThreadState(enum.Enum):
     DEAD = "dead"
 
 
-@dataclass
-class Sleep:
+class Sleep(Comparable):
     """Why a blocked thread sleeps and how its syscall resumes."""
 
-    queue: WaitQueue | None
-    deadline: int | None
-    timeout_result: int
-    restartable: bool
-    nr: int
-    args: tuple[int, ...]
-    seq: int  # global order of going to sleep (keeps wake-up order across freeze/thaw)
-    timer: int = 0  # sequence of its live scheduler timer (0: none)
+    __slots__ = ("queue", "deadline", "timeout_result", "restartable", "nr", "args", "seq",
+                 "timer")
+
+    def __init__(self, queue: WaitQueue | None, deadline: int | None, timeout_result: int,
+                 restartable: bool, nr: int, args: tuple[int, ...], seq: int,
+                 timer: int = 0) -> None:
+        self.queue = queue
+        self.deadline = deadline
+        self.timeout_result = timeout_result
+        self.restartable = restartable
+        self.nr = nr
+        self.args = args
+        self.seq = seq  # global order of going to sleep (keeps wake-up order across freeze/thaw)
+        self.timer = timer  # sequence of its live scheduler timer (0: none)
 
 
-@dataclass(eq=False)
-class Thread:
+class Thread(Record):
     """A schedulable thread of a process.
 
     Owned by the kernel; `ctx` holds the CPU state whenever the thread is not loaded on the
     engine (`process.engine_owner is not self`).
     """
 
-    tid: int
-    process: Process
-    ctx: object = None
-    state: ThreadState = ThreadState.RUNNABLE
-    sigmask: int = 0
-    pending: PendingSignals = field(default_factory=PendingSignals)
-    altstack: tuple[int, int, int] = (0, 2, 0)  # ss_sp, ss_flags (SS_DISABLE), ss_size
-    clear_child_tid: int = 0
-    robust_list: tuple[int, int] = (0, 0)
-    sleep: Sleep | None = None
-    wake_result: int | None = None  # result handed over by the waker
-    retry: bool = False              # re-run the sleeping syscall before user code
-    retry_call: tuple[int, tuple[int, ...]] = (0, ())
-    restart_nr: int | None = None    # SA_RESTART: re-execute this syscall after the handler
-    saved_sigmask: int | None = None  # rt_sigsuspend's mask to restore after the handler
-    ticks: int = 0                   # blocks executed by this thread
-    exit_code: int = 0
-    ckpt_frames: list[int] = field(default_factory=list)  # live SIGCKPT handler frames
-    futex_bitset: int = 0xFFFFFFFF   # the bitset of the futex wait it sleeps in
+    __slots__ = ("tid", "process", "ctx", "state", "sigmask", "pending", "altstack",
+                 "clear_child_tid", "robust_list", "sleep", "wake_result", "retry", "retry_call",
+                 "restart_nr", "saved_sigmask", "ticks", "exit_code", "ckpt_frames",
+                 "futex_bitset")
+
+    def __init__(self, tid: int, process: Process, ctx: object = None,
+                 state: ThreadState = ThreadState.RUNNABLE, sigmask: int = 0,
+                 pending: PendingSignals | None = None,
+                 altstack: tuple[int, int, int] = (0, 2, 0), clear_child_tid: int = 0,
+                 robust_list: tuple[int, int] = (0, 0), sleep: Sleep | None = None,
+                 wake_result: int | None = None, retry: bool = False,
+                 retry_call: tuple[int, tuple[int, ...]] = (0, ()),
+                 restart_nr: int | None = None, saved_sigmask: int | None = None,
+                 ticks: int = 0, exit_code: int = 0, ckpt_frames: list[int] | None = None,
+                 futex_bitset: int = 0xFFFFFFFF) -> None:
+        self.tid = tid
+        self.process = process
+        self.ctx = ctx
+        self.state = state
+        self.sigmask = sigmask
+        self.pending = PendingSignals() if pending is None else pending
+        self.altstack = altstack  # ss_sp, ss_flags (SS_DISABLE), ss_size
+        self.clear_child_tid = clear_child_tid
+        self.robust_list = robust_list
+        self.sleep = sleep
+        self.wake_result = wake_result  # result handed over by the waker
+        self.retry = retry  # re-run the sleeping syscall before user code
+        self.retry_call = retry_call
+        self.restart_nr = restart_nr  # SA_RESTART: re-execute this syscall after the handler
+        self.saved_sigmask = saved_sigmask  # rt_sigsuspend's mask to restore after the handler
+        self.ticks = ticks  # blocks executed by this thread
+        self.exit_code = exit_code
+        self.ckpt_frames = [] if ckpt_frames is None else ckpt_frames  # live SIGCKPT frames
+        self.futex_bitset = futex_bitset  # the bitset of the futex wait it sleeps in
 
     def deliverable(self) -> int:
         """Signals pending for this thread or its process that its mask lets through."""

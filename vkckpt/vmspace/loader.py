@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import io
 import struct
-from dataclasses import dataclass
 
 from vkckpt.abi import errno as E
 from vkckpt.errors import GuestError
+from vkckpt.record import Comparable
 from vkckpt.vmspace.vma import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PAGE, page_down, page_up
 from vkckpt.vmspace.vmspace import USER_TOP, VmSpace
 
@@ -21,14 +21,16 @@ HWCAP = 0x178BFBFF  # fpu..sse2 as CPUID.1:EDX reports on the emulated CPU
 PF_X, PF_W, PF_R = 1, 2, 4
 
 
-@dataclass
-class Loaded:
+class Loaded(Comparable):
     """Where an executable landed: entry point, program headers, initial stack pointer."""
 
-    entry: int
-    phdr: int
-    phnum: int
-    sp: int
+    __slots__ = ("entry", "phdr", "phnum", "sp")
+
+    def __init__(self, entry: int, phdr: int, phnum: int, sp: int) -> None:
+        self.entry = entry
+        self.phdr = phdr
+        self.phnum = phnum
+        self.sp = sp
 
 
 def _prot(flags: int) -> int:

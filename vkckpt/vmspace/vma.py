@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 
+from vkckpt.record import Value
 from vkckpt.vmspace.hostmem import HostBuffer
 
 PAGE = 4096
@@ -29,23 +29,26 @@ def page_up(x: int) -> int:
     return (x + PAGE - 1) & ~(PAGE - 1)
 
 
-@dataclass(frozen=True)
-class Vma:
+class Vma(Value):
     """One mapping [start, end): protection, MAP_* flags, a name, and its host backing.
 
     Invariant: start < end, both page aligned; guest address a lives at buf.addr + off + a - start.
     `path`/`file_off` record where a file-backed mapping came from (for images and reports).
     """
 
-    start: int
-    end: int
-    prot: int
-    flags: int
-    name: str
-    buf: HostBuffer
-    off: int
-    path: str = ""
-    file_off: int = 0
+    __slots__ = ("start", "end", "prot", "flags", "name", "buf", "off", "path", "file_off")
+
+    def __init__(self, start: int, end: int, prot: int, flags: int, name: str, buf: HostBuffer,
+                 off: int, path: str = "", file_off: int = 0) -> None:
+        self.start = start
+        self.end = end
+        self.prot = prot
+        self.flags = flags
+        self.name = name
+        self.buf = buf
+        self.off = off
+        self.path = path
+        self.file_off = file_off
 
     @property
     def size(self) -> int:
@@ -63,8 +66,8 @@ class Vma:
         """The part of this VMA inside [start, end) (same backing, shifted offsets)."""
         s, e = max(start, self.start), min(end, self.end)
         delta = s - self.start
-        return replace(self, start=s, end=e, off=self.off + delta,
-                       file_off=self.file_off + delta if self.path else 0)
+        return self.replace(start=s, end=e, off=self.off + delta,
+                            file_off=self.file_off + delta if self.path else 0)
 
 
 class VmaList:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import replace
 
 from vkckpt.abi import errno as E
 from vkckpt.engine.engine import Engine
@@ -120,7 +119,7 @@ class VmSpace:
             return
         if not self.vmas.covered(addr, end):
             raise GuestError(E.ENOMEM)
-        old, kept, new = self.vmas.carve(addr, end, lambda v: replace(v, prot=prot & 7))
+        old, kept, new = self.vmas.carve(addr, end, lambda v: v.replace(prot=prot & 7))
         self._apply(old, kept + new)
 
     def madvise(self, addr: int, length: int, advice: int) -> None:
@@ -241,7 +240,7 @@ class VmSpace:
                 if nb is None:
                     nb = copies[id(v.buf)] = HostBuffer(v.buf.size, self.alloc_bid())
                 nb.copy_from(v.buf, v.off, v.size)
-            nv = replace(v, buf=nb)
+            nv = v.replace(buf=nb)
             child.vmas.insert(nv)
             child._map(nv)
         return child
