@@ -16,7 +16,7 @@ from vkckpt.runner import boot
 
 #: Modules a thaw-and-run must not import, with what each would cost (measured in bench/).
 HEAVY = ("unicorn", "dataclasses", "inspect", "typing", "pathlib", "secrets", "yaml",
-         "subprocess", "tempfile", "zstandard")
+         "subprocess", "tempfile", "zstandard", "threading", "queue")
 
 _PROBE = """
 import sys

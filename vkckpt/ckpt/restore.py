@@ -7,7 +7,6 @@ naming the problem.  Host resources (engines, host buffers, reopened files) are 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 
 from vkckpt.abi import signals as S
@@ -92,10 +91,22 @@ def load_chain(path: str) -> list[ImageReader]:
 
 
 class _DigestCheck:
-    """check_digests() of every image of a chain on a helper thread (hashlib drops the GIL)."""
+    """check_digests() of every image of a chain on a helper thread (hashlib drops the GIL).
+
+    A chain smaller than INLINE_DIGESTS is checked at once: starting a thread (and importing
+    threading, ~3 ms) would cost more than the hashing it overlaps.
+    """
+
+    INLINE_DIGESTS = 4 << 20
 
     def __init__(self, chain: list[ImageReader]) -> None:
         self.error: ImageError | None = None
+        self.thread = None
+        if sum(os.path.getsize(r.path) for r in chain) < self.INLINE_DIGESTS:
+            self._run(chain)
+            return
+        import threading
+
         self.thread = threading.Thread(target=self._run, args=(chain,), daemon=True)
         self.thread.start()
 
@@ -108,7 +119,8 @@ class _DigestCheck:
 
     def join(self) -> None:
         """Wait for the check; raises its ImageError."""
-        self.thread.join()
+        if self.thread is not None:
+            self.thread.join()
         if self.error is not None:
             raise self.error
 

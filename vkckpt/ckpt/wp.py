@@ -16,11 +16,11 @@ and callers then fall back to comparing page contents.  Nothing here runs in the
 
 from __future__ import annotations
 
+import _thread
 import ctypes
 import errno
 import mmap
 import os
-import threading
 
 TYPE_CHECKING = False
 
@@ -91,7 +91,7 @@ _madvise.restype = ctypes.c_int
 _madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
 _VEC = 4096  # regions per PAGEMAP_SCAN call
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()  # the threading module costs 3 ms of start-up
 _pagemap_fd: int | None = None
 _scan_ok: bool | None = None
 

@@ -29,10 +29,8 @@ import errno
 import hashlib
 import io
 import os
-import queue
 import stat
 import struct
-import threading
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -305,6 +303,9 @@ class _Hasher:
     """Feeds a hash on a helper thread, in order; `drain` waits until it has caught up."""
 
     def __init__(self, h: Any) -> None:
+        import queue  # late, like threading: thawing never writes an image
+        import threading
+
         self.h = h
         self.q: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
@@ -555,6 +556,8 @@ class ImageWriter:
         synced: list[BaseException | None] = []
         syncer = None
         if self.bytes_written > _REREAD_CHUNK:
+            import threading
+
             syncer = threading.Thread(target=_sync_into, args=(fd, synced), daemon=True)
             syncer.start()
         try:
