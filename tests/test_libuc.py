@@ -56,3 +56,21 @@ def test_context_reg_write_and_close_are_safe() -> None:
 
 def test_old_exception_field_is_found() -> None:
     assert _probe_old_exception_offset() is not None
+
+
+def test_libunicorn_path_names_a_file_or_a_directory(monkeypatch, tmp_path) -> None:
+    lib_dir = os.path.dirname(libuc.lib._name)
+    monkeypatch.setenv("LIBUNICORN_PATH", lib_dir)
+    assert libuc._candidates()[0] == os.path.join(lib_dir, libuc.LIB_NAME)
+    monkeypatch.setenv("LIBUNICORN_PATH", str(tmp_path / "custom.so"))
+    assert libuc._candidates()[0] == str(tmp_path / "custom.so")
+
+
+def test_a_missing_library_says_what_to_install(monkeypatch) -> None:
+    monkeypatch.setattr(libuc, "_candidates", lambda: ["/nonexistent/libunicorn.so.2"])
+    try:
+        libuc._load()
+    except ImportError as e:
+        assert "pip install unicorn" in str(e) and "/nonexistent/libunicorn.so.2" in str(e)
+    else:
+        raise AssertionError("loading a missing library succeeded")

@@ -25,7 +25,7 @@ def _candidates() -> list[str]:
     found = []
     env = os.environ.get("LIBUNICORN_PATH")
     if env:
-        found.append(env if env.endswith((".so", ".so.2")) else os.path.join(env, LIB_NAME))
+        found.append(os.path.join(env, LIB_NAME) if os.path.isdir(env) else env)
     for entry in sys.path:
         path = os.path.join(entry or ".", "unicorn", "lib", LIB_NAME)
         if os.path.exists(path):
