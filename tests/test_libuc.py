@@ -8,9 +8,9 @@ import unicorn
 from unicorn import unicorn_const as U
 from unicorn import x86_const as X
 
-from vkckpt.engine import libuc
+from vkckpt.engine import libuc, quirks
 from vkckpt.engine import ucconst as C
-from vkckpt.engine.engine import Engine, _probe_old_exception_offset
+from vkckpt.engine.engine import Engine
 
 
 def test_every_constant_matches_the_binding() -> None:
@@ -54,8 +54,16 @@ def test_context_reg_write_and_close_are_safe() -> None:
     assert eng.uch == 0
 
 
-def test_old_exception_field_is_found() -> None:
-    assert _probe_old_exception_offset() is not None
+def test_both_context_quirks_are_found() -> None:
+    """On the pinned Unicorn both blob fields are recognised (a new layout would fail here
+    first, while the engine itself would keep working with the quirks unfixed)."""
+    assert quirks.offset("old_exception") is not None
+    assert quirks.offset("hflags") is not None
+    eng = Engine(lambda: False)
+    try:
+        assert eng.user_mode
+    finally:
+        eng.close()
 
 
 def test_libunicorn_path_names_a_file_or_a_directory(monkeypatch, tmp_path) -> None:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import enum
-import mmap
 from collections.abc import Callable
 
 from vkckpt.abi import errno as E
-from vkckpt.engine import libuc
+from vkckpt.engine import libuc, quirks
 from vkckpt.engine import regs as R
 from vkckpt.engine import ucconst as C
 from vkckpt.engine.libuc import lib
@@ -39,35 +38,7 @@ _FETCH_ACCESS = {C.MEM_FETCH_UNMAPPED, C.MEM_FETCH_PROT}
 _UNMAPPED_ACCESS = {C.MEM_READ_UNMAPPED, C.MEM_WRITE_UNMAPPED, C.MEM_FETCH_UNMAPPED}
 
 
-_DIVIDE_BY_ZERO = bytes.fromhex("31c9b801000000489948f7f9")  # xor ecx,ecx; mov eax,1; cqo; idiv
 
-
-def _probe_old_exception_offset() -> int | None:
-    """Where Unicorn's context blob holds the CPU's 'previous exception' (old_exception).
-
-    Unicorn never resets it after a hooked exception, so a second #DE would be escalated to
-    a double fault (#DF, vector 8). Found by diffing the blob around one #DE: the only
-    aligned 32-bit field that goes from -1 to 0. None when the layout is not recognised.
-    """
-    page = mmap.mmap(-1, 0x1000)
-    page.write(_DIVIDE_BY_ZERO)
-    eng = Engine(lambda: False, preempt=False)
-    try:
-        eng.map_host(0x1000, 0x1000, PROT_READ | PROT_WRITE | PROT_EXEC,
-                     ctypes.addressof(ctypes.c_char.from_buffer(page)))
-        before = eng.context_new()
-        raw0 = ctypes.string_at(before.ptr, before.size)
-        _emu_start(eng.uch, 0x1000, 0x1000 + len(_DIVIDE_BY_ZERO), 0, 0)  # stops at the #DE
-        after = eng.context_new()
-        raw1 = ctypes.string_at(after.ptr, after.size)
-    finally:
-        eng.close()
-    hits = [i for i in range(0, min(len(raw0), len(raw1)) - 3, 4)
-            if raw0[i:i + 4] == b"\xff" * 4 and raw1[i:i + 4] == bytes(4)]
-    return hits[0] if len(hits) == 1 else None
-
-
-_OLD_EXCEPTION: list[int | None] = []
 
 
 class Stop(enum.Enum):
@@ -118,6 +89,7 @@ class Engine:
         self._ret = R.RegBatch(("rax", "rcx", "r11"))
         self._gpr = R.RegBatch(R.GPRS + R.BASES + R.FPU_CTRL)
         self.reset_fpu()
+        self.user_mode = quirks.enter_user_mode(self.uch)  # CPL 3, as a Linux process runs
 
     # -- hooks -------------------------------------------------------------------------------
     def _install_hooks(self) -> None:
@@ -181,14 +153,7 @@ class Engine:
 
     def _forget_exception(self) -> None:
         """The exception was delivered as a signal: reset old_exception like a real iret."""
-        if not _OLD_EXCEPTION:
-            _OLD_EXCEPTION.append(_probe_old_exception_offset())
-        off = _OLD_EXCEPTION[0]
-        if off is None:
-            return
-        ctx = self.context_new()
-        ctypes.memmove(ctx.ptr + off, b"\xff" * 4, 4)
-        self.context_load(ctx)
+        quirks.forget_exception(self.uch)
 
     def stop(self) -> None:
         """Ask the engine to stop at the next block boundary (from inside a hook)."""

@@ -1,0 +1,138 @@
+"""Two pieces of x86 CPU state Unicorn gives no register for, set by patching its context blob.
+
+* **CPL.** Unicorn starts the CPU at privilege level 0, so a guest's privileged instructions
+  (cli, hlt, in/out, mov to or from a control register) execute instead of raising #GP,
+  which Linux turns into SIGSEGV. `enter_user_mode` sets the CPL bits of ``hflags`` to 3.
+* **old_exception.** Unicorn never resets it after a hooked exception, so a second #DE would
+  be escalated to a double fault. `forget_exception` resets it, as a real iret does.
+
+Each field's offset in the blob is found once per host process by behaviour, not hard-coded,
+on a scratch engine: for hflags, the 32-bit field that has the 64-bit-mode bits set and,
+with its CPL bits set to 3, makes ``cli`` raise #GP; for old_exception, the only field a
+hooked #DE turns from -1 to 0. When a layout is not recognised the quirk stays unfixed and
+everything else works as before.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import struct
+
+from vkckpt.engine import libuc
+from vkckpt.engine import ucconst as C
+
+_HF_LMA_CS64 = (1 << 14) | (1 << 15)  # hflags: long mode active, 64-bit code segment
+_HF_CPL = 3
+_GP = 13
+_CLI = bytes.fromhex("fa")
+_DIVIDE_BY_ZERO = bytes.fromhex("31c9b801000000489948f7f9")  # xor ecx,ecx; mov eax,1; cqo; idiv
+_CODE = 0x1000
+_INTR = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
+
+_offsets: dict[str, int | None] = {}
+
+
+class _Scratch:
+    """A throwaway engine running `code` at 0x1000, recording the last CPU exception."""
+
+    def __init__(self, code: bytes) -> None:
+        self.page = mmap.mmap(-1, 0x1000)
+        self.page.write(code)
+        self.end = _CODE + len(code)
+        self.intno: int | None = None
+        self.uch = libuc.open_x86_64()
+        libuc.set_tcg_buffer_size(self.uch, 1 << 20)
+        libuc.check(libuc.lib.uc_mem_map_ptr(self.uch, _CODE, 0x1000, 7, ctypes.addressof(
+            ctypes.c_char.from_buffer(self.page))))
+        self._cb = _INTR(self._on_intr)
+        libuc.hook_add(self.uch, C.HOOK_INTR, ctypes.cast(self._cb, ctypes.c_void_p).value or 0)
+
+    def _on_intr(self, uch: int, intno: int, _ud: int) -> None:
+        self.intno = intno
+        libuc.lib.uc_emu_stop(uch)
+
+    def blob(self) -> tuple[libuc.Context, bytes]:
+        ctx = libuc.Context(self.uch)
+        libuc.check(libuc.lib.uc_context_save(self.uch, ctx.ptr))
+        return ctx, ctypes.string_at(ctx.ptr, ctx.size)
+
+    def run(self) -> int:
+        """Run the code once from the start; returns RIP where it stopped."""
+        self.intno = None
+        libuc.lib.uc_emu_start(self.uch, _CODE, self.end, 0, 0)
+        rip = ctypes.c_uint64()
+        libuc.lib.uc_reg_read(self.uch, C.X86_REG["rip"], ctypes.byref(rip))
+        return rip.value
+
+    def close(self) -> None:
+        libuc.lib.uc_close(self.uch)
+
+
+def _u32(raw: bytes, off: int) -> int:
+    return struct.unpack_from("<I", raw, off)[0]
+
+
+def _patch(ctx: libuc.Context, off: int, value: int) -> None:
+    ctypes.memmove(ctx.ptr + off, struct.pack("<I", value & 0xFFFF_FFFF), 4)
+
+
+def _probe_hflags() -> int | None:
+    s = _Scratch(_CLI)
+    try:
+        ctx, raw = s.blob()
+        for off in range(0, len(raw) - 3, 4):
+            v = _u32(raw, off)
+            if v & _HF_LMA_CS64 != _HF_LMA_CS64 or v & _HF_CPL:
+                continue
+            _patch(ctx, off, v | _HF_CPL)
+            libuc.check(libuc.lib.uc_context_restore(s.uch, ctx.ptr))
+            hit = s.run() == _CODE and s.intno == _GP
+            _patch(ctx, off, v)  # back to the original state before the next candidate
+            libuc.check(libuc.lib.uc_context_restore(s.uch, ctx.ptr))
+            if hit:
+                return off
+        return None
+    finally:
+        s.close()
+
+
+def _probe_old_exception() -> int | None:
+    s = _Scratch(_DIVIDE_BY_ZERO)
+    try:
+        _, raw0 = s.blob()
+        s.run()
+        _, raw1 = s.blob()
+    finally:
+        s.close()
+    hits = [i for i in range(0, min(len(raw0), len(raw1)) - 3, 4)
+            if raw0[i:i + 4] == b"\xff" * 4 and raw1[i:i + 4] == bytes(4)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def offset(name: str) -> int | None:
+    """The blob offset of 'hflags' or 'old_exception', probed on first use."""
+    if name not in _offsets:
+        _offsets[name] = {"hflags": _probe_hflags, "old_exception": _probe_old_exception}[name]()
+    return _offsets[name]
+
+
+def _update(uch: int, name: str, change: object) -> bool:
+    off = offset(name)
+    if off is None:
+        return False
+    ctx = libuc.Context(uch)
+    libuc.check(libuc.lib.uc_context_save(uch, ctx.ptr))
+    _patch(ctx, off, change(_u32(ctypes.string_at(ctx.ptr, ctx.size), off)))  # type: ignore[operator]
+    libuc.check(libuc.lib.uc_context_restore(uch, ctx.ptr))
+    return True
+
+
+def enter_user_mode(uch: int) -> bool:
+    """Run the engine's CPU at CPL 3 from now on; False when hflags was not found."""
+    return _update(uch, "hflags", lambda v: v | _HF_CPL)
+
+
+def forget_exception(uch: int) -> bool:
+    """Reset old_exception after an exception was delivered as a signal."""
+    return _update(uch, "old_exception", lambda v: 0xFFFF_FFFF)
