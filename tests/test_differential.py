@@ -14,6 +14,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "pthreads": (),
     "signals": (),
     "forkpipe": (),
+    "pollpipes": (),
     "execer": (),
     "files": ("work",),
     "mmaps": ("work",),

@@ -28,6 +28,7 @@ WORKLOADS = [
     Workload("mmaps", ("work",)),    # VMAs split and protected, SIGSEGV handled, brk
     Workload("segfault", quantum=37),  # dies of SIGSEGV after the thaw
     Workload("hello", ("a", "b c"), quantum=101, env=(("HELLO_GREETING", "hi"),)),
+    Workload("pollpipes"),           # poll over several pipes, ppoll's temporary mask
 ]
 
 

@@ -84,6 +84,16 @@ SPECS: dict[str, Spec] = {
             "forkpipe OK",
         ),
     ),
+    "pollpipes": Spec(
+        lines=(
+            'pipe 1: "child 1 says hi" (revents 0x1)',
+            "pipe 0: end of file (revents 0x10)",
+            "child 2 exited 12",
+            "no reader, bad fd: poll=2 write 0xc bad 0x20",
+            "ppoll=-1 errno=Interrupted system call handler=1 usr1 still blocked=1",
+            "ppoll timeout=0 handler=0 usr1 still blocked=1",
+        ),
+    ),
     "execer": Spec(
         lines=(
             "parent: forking",

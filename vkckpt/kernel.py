@@ -52,6 +52,7 @@ class VKernel:
         self.inodes = InodeTable(self.now_ns)
         self.sched = Scheduler(config.quantum)
         self.futexes = FutexTable()
+        self.poll_q = WaitQueue(("poll",))  # poll/ppoll sleepers; woken by any pipe event
         self.procs: dict[int, Process] = {}
         self.threads: dict[int, Thread] = {}
         self.next_pid = 1
@@ -274,6 +275,8 @@ class VKernel:
             eng.set_reg("rax", t.wake_result)
             t.wake_result = None
         deliver.deliver_pending(self, t)
+        if t.sleep is None:
+            t.end_temporary_mask()  # ppoll ended by its timeout or without a handler
         return t.state is ThreadState.RUNNABLE and t.alive
 
     def _deadlock_report(self) -> str:

@@ -213,6 +213,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions) -
     for pipe in pipes.values():
         queues[pipe.read_q.key] = pipe.read_q
         queues[pipe.write_q.key] = pipe.write_q
+    queues[k.poll_q.key] = k.poll_q
     orders = {d["pid"]: list(d["threads"]) for d in recs.get("process", [])}
     _threads(k, recs.get("thread", []), queues, orders)
     _waitqs(k, recs.get("waitq", []), queues)

@@ -35,6 +35,7 @@ KERNEL_TRANSIENT = {
     "table": "the syscall table is code", "root": "saved as the root path",
     "sched": "saved as ticks/idle_ns/timer_seq/runq/timers/quantum",
     "futexes": "rebuilt from the waitq records", "procs": "process records",
+    "poll_q": "its sleepers are in the waitq records",
     "threads": "thread records", "current": "None at a scheduling point",
     "resched": "False at a scheduling point", "deferred": "empty at a scheduling point",
     "graveyard": "empty at a scheduling point", "_run_budget": "0 at a scheduling point",

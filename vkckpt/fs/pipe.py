@@ -18,6 +18,12 @@ PIPE_BUF = 4096
 CAPACITY = 65536
 
 
+def _wake(k: VKernel, q: WaitQueue) -> None:
+    """A pipe changed: wake the threads sleeping on q, and every poll, which re-checks."""
+    k.wake_all(q)
+    k.wake_all(k.poll_q)
+
+
 class Pipe:
     """The shared buffer; counts of open ends decide EOF and EPIPE."""
 
@@ -53,7 +59,7 @@ class PipeEnd(OpenFile):
             raise Block(p.read_q)
         out = bytes(p.data[:n])
         del p.data[:n]
-        k.wake_all(p.write_q)
+        _wake(k, p.write_q)
         return out
 
     def write(self, k: VKernel, data: bytes) -> int:
@@ -68,7 +74,7 @@ class PipeEnd(OpenFile):
             raise Block(p.write_q)
         n = min(room, len(data))
         p.data += data[:n]
-        k.wake_all(p.read_q)
+        _wake(k, p.read_q)
         return n
 
     def stat(self) -> bytes:
@@ -81,11 +87,20 @@ class PipeEnd(OpenFile):
         p = self.pipe
         return bool(p.data) or p.writers == 0, len(p.data) < CAPACITY or p.readers == 0
 
+    def poll_mask(self) -> int:
+        """poll(2) events, as Linux's pipe_poll computes them: POLLIN when data waits and
+        POLLHUP when no writer is left (read end); POLLOUT when there is room and POLLERR
+        when no reader is left (write end)."""
+        p = self.pipe
+        if self.readable():
+            return (F.POLLIN if p.data else 0) | (F.POLLHUP if p.writers == 0 else 0)
+        return (F.POLLOUT if len(p.data) < CAPACITY else 0) | (F.POLLERR if p.readers == 0 else 0)
+
     def release(self, k: VKernel) -> None:
         p = self.pipe
         if self.readable():
             p.readers -= 1
-            k.wake_all(p.write_q)
+            _wake(k, p.write_q)
         else:
             p.writers -= 1
-            k.wake_all(p.read_q)
+            _wake(k, p.read_q)

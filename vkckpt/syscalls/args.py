@@ -65,6 +65,13 @@ def iovec_arg(t: Thread, addr: int, count: int) -> list[tuple[int, int]]:
     return pairs
 
 
+def sigset_arg(t: Thread, addr: int, size: int) -> int:
+    """A sigset_t argument: 64 signal bits; any other size is EINVAL (as on x86-64 Linux)."""
+    if size != 8:
+        raise GuestError(E.EINVAL)
+    return struct.unpack("<Q", t.process.vm.read(addr, 8))[0]
+
+
 def timespec_arg(t: Thread, addr: int) -> int:
     """A struct timespec as nanoseconds (EINVAL when malformed)."""
     sec, nsec = struct.unpack("<qq", t.process.vm.read(addr, 16))

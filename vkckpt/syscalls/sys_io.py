@@ -6,10 +6,11 @@ import struct
 
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
+from vkckpt.abi import signals as S
 from vkckpt.errors import GuestError
 from vkckpt.fs.files import DirFile, HostFile
 from vkckpt.fs.pipe import Pipe, PipeEnd
-from vkckpt.syscalls.args import MAX_IO, s32, s64, timespec_arg, u32
+from vkckpt.syscalls.args import MAX_IO, s32, s64, sigset_arg, timespec_arg, u32
 from vkckpt.threads.wait import Block
 
 TYPE_CHECKING = False
@@ -336,12 +337,24 @@ def sys_fsync(k: VKernel, t: Thread, fd: int) -> int:
     return 0
 
 
-POLLIN, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 1, 4, 8, 16, 32
 
 
-def sys_ppoll(k: VKernel, t: Thread, fds_addr: int, nfds: int, tmo: int, sigmask: int) -> int:
+def sys_ppoll(k: VKernel, t: Thread, fds_addr: int, nfds: int, tmo: int, sigmask: int,
+              sigsetsize: int) -> int:
+    """Implement ppoll(2): poll with a timespec timeout and, while it waits, a temporary
+    signal mask. The mask is kept in saved_sigmask as rt_sigsuspend's is: a handler's frame
+    restores the caller's mask, and a call that ends otherwise restores it on return."""
     deadline = deadline_at(k.now_ns() + timespec_arg(t, tmo)) if tmo else None
-    return _poll(k, t, fds_addr, nfds, deadline)
+    if sigmask and t.saved_sigmask is None:  # not on a re-run after a wake-up
+        mask = sigset_arg(t, sigmask, sigsetsize)
+        t.saved_sigmask, t.sigmask = t.sigmask, mask & ~S.UNBLOCKABLE
+    try:
+        ready = _poll(k, t, fds_addr, nfds, deadline)  # a Block sleeps with the mask in place
+    except GuestError:
+        t.end_temporary_mask()
+        raise
+    t.end_temporary_mask()
+    return ready
 
 
 def sys_poll(k: VKernel, t: Thread, fds_addr: int, nfds: int, timeout_ms: int) -> int:
@@ -351,12 +364,17 @@ def sys_poll(k: VKernel, t: Thread, fds_addr: int, nfds: int, timeout_ms: int) -
 
 
 def _poll(k: VKernel, t: Thread, fds_addr: int, nfds: int, deadline: int | None) -> int:
-    """poll over pipes and files; sleeps on the pipes' queues until something is ready."""
+    """poll over pipes and files; sleeps on the kernel's poll queue until a pipe changes.
+
+    Every pipe event wakes every poller, which re-checks all its descriptors (spurious
+    wake-ups cost a re-check, never a lost event). Pipe ends report what Linux's pipe_poll
+    does (POLLHUP and POLLERR whether asked for or not); other files are always ready.
+    """
     if nfds > 1024:
         raise GuestError(E.EINVAL)
     raw = bytearray(t.process.vm.read(fds_addr, 8 * nfds))
     ready = 0
-    queues = []
+    pipes = False
     for i in range(nfds):
         fd, events, _ = struct.unpack_from("<ihh", raw, 8 * i)
         rev = 0
@@ -364,17 +382,19 @@ def _poll(k: VKernel, t: Thread, fds_addr: int, nfds: int, deadline: int | None)
             try:
                 f = t.process.fds.get(fd)
             except GuestError:
-                rev = POLLNVAL
+                rev = F.POLLNVAL
             else:
-                r, w = f.readiness()
-                rev = (POLLIN if r and events & POLLIN else 0) | \
-                      (POLLOUT if w and events & POLLOUT else 0)
                 if isinstance(f, PipeEnd):
-                    queues.append(f.pipe.read_q if f.readable() else f.pipe.write_q)
+                    pipes = True
+                    rev = f.poll_mask() & (events | F.POLLHUP | F.POLLERR)
+                else:
+                    r, w = f.readiness()
+                    rev = (F.POLLIN if r and events & F.POLLIN else 0) | \
+                          (F.POLLOUT if w and events & F.POLLOUT else 0)
         struct.pack_into("<h", raw, 8 * i + 6, rev)
         ready += bool(rev)
     if ready or deadline is not None and deadline <= k.now_ns():
         t.process.vm.write(fds_addr, bytes(raw))
         return ready
-    q = queues[0] if len(queues) == 1 else None  # partial: several pipes poll by timeout
-    raise Block(q, deadline if q or deadline else None, 0)
+    # never restarted after a handler (ERESTARTNOHAND): poll returns EINTR, as on Linux
+    raise Block(k.poll_q if pipes else None, deadline, 0, restartable=False)

@@ -10,7 +10,7 @@ from vkckpt.errors import GuestError
 from vkckpt.signals import deliver
 from vkckpt.signals.actions import SigAction
 from vkckpt.signals.pending import SigInfo
-from vkckpt.syscalls.args import s32, timespec_arg
+from vkckpt.syscalls.args import s32, sigset_arg, timespec_arg
 from vkckpt.syscalls.sys_io import deadline_at
 from vkckpt.threads.wait import Block
 
@@ -27,12 +27,6 @@ def _check_sig(sig: int) -> int:
     if not 1 <= sig <= S.NSIG:
         raise GuestError(E.EINVAL)
     return sig
-
-
-def _read_set(t: Thread, addr: int, size: int) -> int:
-    if size != 8:
-        raise GuestError(E.EINVAL)
-    return struct.unpack("<Q", t.process.vm.read(addr, 8))[0]
 
 
 def sys_rt_sigaction(k: VKernel, t: Thread, sig: int, act: int, oact: int, size: int) -> int:
@@ -68,7 +62,7 @@ def sys_rt_sigprocmask(k: VKernel, t: Thread, how: int, nset: int, oset: int,
         raise GuestError(E.EINVAL)
     old = t.sigmask
     if nset:
-        new = _read_set(t, nset, size)
+        new = sigset_arg(t, nset, size)
         if how == S.SIG_BLOCK:
             mask = old | new
         elif how == S.SIG_UNBLOCK:
@@ -94,7 +88,7 @@ def sys_rt_sigpending(k: VKernel, t: Thread, addr: int, size: int) -> int:
 def sys_rt_sigsuspend(k: VKernel, t: Thread, addr: int, size: int) -> int:
     """Implement rt_sigsuspend(2): sleep with a temporary mask until a handler runs."""
     if t.saved_sigmask is None:
-        mask = _read_set(t, addr, size)
+        mask = sigset_arg(t, addr, size)
         t.saved_sigmask = t.sigmask
         t.sigmask = mask & ~S.UNBLOCKABLE
     raise Block(None, restartable=False)
@@ -174,7 +168,7 @@ def _tkill(k: VKernel, t: Thread, tgid: int, tid: int, sig: int) -> int:
 def sys_rt_sigtimedwait(k: VKernel, t: Thread, set_addr: int, info: int, timeout: int,
                         size: int) -> int:
     """Implement rt_sigtimedwait(2): take a pending signal from the set, else sleep."""
-    want = _read_set(t, set_addr, size) & ~S.UNBLOCKABLE
+    want = sigset_arg(t, set_addr, size) & ~S.UNBLOCKABLE
     got = t.pending.take(want) or t.process.pending.take(want)
     if got is not None:
         if info:

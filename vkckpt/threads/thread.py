@@ -85,6 +85,11 @@ class Thread(Record):
         """Signals pending for this thread or its process that its mask lets through."""
         return (self.pending.mask | self.process.pending.mask) & ~self.sigmask
 
+    def end_temporary_mask(self) -> None:
+        """A call that waited with a temporary signal mask (ppoll) ends: the caller's is back."""
+        if self.saved_sigmask is not None:
+            self.sigmask, self.saved_sigmask = self.saved_sigmask, None
+
     def load(self) -> None:
         """Make this thread's registers the ones in its process's engine."""
         p = self.process
