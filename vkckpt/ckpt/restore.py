@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from vkckpt.abi import signals as S
 from vkckpt.ckpt import pages as PG
+from vkckpt.ckpt import schema
 from vkckpt.ckpt.snapshot import RECORD_VERSIONS
 from vkckpt.config import KernelConfig
 from vkckpt.engine.engine import Engine
@@ -145,6 +146,7 @@ def thaw(path: str, opts: ThawOptions | None = None) -> VKernel:
     try:
         for rec in final.records(RECORD_VERSIONS, skip_pages=True):  # pages: _apply_pages
             if rec.type not in ("pages", "zero_pages"):
+                schema.check(rec.type, rec.fields)
                 recs.setdefault(rec.type, []).append(rec.fields)
         k = _build(final, recs, opts)
         _apply_pages(k, chain)
