@@ -15,6 +15,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "signals": (),
     "forkpipe": (),
     "pollpipes": (),
+    "sigwait": (),
     "execer": (),
     "files": ("work",),
     "mmaps": ("work",),

@@ -29,6 +29,7 @@ WORKLOADS = [
     Workload("segfault", quantum=37),  # dies of SIGSEGV after the thaw
     Workload("hello", ("a", "b c"), quantum=101, env=(("HELLO_GREETING", "hi"),)),
     Workload("pollpipes"),           # poll over several pipes, ppoll's temporary mask
+    Workload("sigwait"),             # sigwait/sigtimedwait, a signal thread
 ]
 
 

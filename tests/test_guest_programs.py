@@ -94,6 +94,15 @@ SPECS: dict[str, Spec] = {
             "ppoll timeout=0 handler=0 usr1 still blocked=1",
         ),
     ),
+    "sigwait": Spec(
+        lines=(
+            "sigwait=0 got User defined signal 1",
+            "sigwaitinfo=Child process status pid matches=1 code exited=1 status=7",
+            "sigtimedwait=-1 errno=Resource temporarily unavailable usr2 handled=1",
+            "sigtimedwait=User defined signal 1 code user=1 usr1 handled=0",
+            "thread: sigwait=0 got User defined signal 1",
+        ),
+    ),
     "execer": Spec(
         lines=(
             "parent: forking",

@@ -155,6 +155,7 @@ class VKernel:
         t.wake_result = result
         t.retry = result is None
         t.retry_call = (s.nr, s.args)
+        t.retry_deadline = s.deadline if t.retry else None
         if t.state is ThreadState.BLOCKED:
             self.sched.enqueue(t)
 
@@ -263,6 +264,7 @@ class VKernel:
             s_nr, s_args = t.retry_call
             self.current = t
             ret = self.dispatch(t, s_nr, s_args)
+            t.retry_deadline = None  # a sleep it went back to holds the deadline again
             if ret is None:
                 return False
             if ret is not NORETURN:
@@ -273,10 +275,12 @@ class VKernel:
             t.restart_nr = None
         elif t.wake_result is not None:
             eng.set_reg("rax", t.wake_result)
+            if t.wake_result != -E.EINTR:
+                t.end_temporary_mask()  # a timeout: signals wait under the caller's mask
             t.wake_result = None
         deliver.deliver_pending(self, t)
         if t.sleep is None:
-            t.end_temporary_mask()  # ppoll ended by its timeout or without a handler
+            t.end_temporary_mask()  # EINTR for a signal that ran no handler
         return t.state is ThreadState.RUNNABLE and t.alive
 
     def _deadlock_report(self) -> str:

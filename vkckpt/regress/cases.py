@@ -45,6 +45,7 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("spawner", ("6", "3", "3"), quantum=QUANTUM),  # 6 processes x 3 threads, pipes
     Workload("forkpipe", quantum=QUANTUM),        # fork, pipes, wait4, a killed child
     Workload("pollpipes", quantum=QUANTUM),       # poll over several pipes, ppoll's mask
+    Workload("sigwait", quantum=QUANTUM),         # sigwait/sigtimedwait, a signal thread
     Workload("execer", quantum=QUANTUM),          # fork + execve + wait
     Workload("spawn", ("/hello",), quantum=QUANTUM),  # posix_spawn (CLONE_VFORK), vfork
     Workload("files", ("work",), quantum=QUANTUM),  # descriptors, offsets, directories

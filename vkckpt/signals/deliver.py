@@ -52,14 +52,14 @@ def send_to_thread(k: VKernel, t: Thread, info: SigInfo) -> None:
     if info.signo == S.SIGKILL:
         k.kill_group(p, S.SIGKILL)
         return
-    if p.actions.ignored(info.signo) and not t.sigmask & S.sigbit(info.signo):
+    if p.actions.ignored(info.signo) and not t.blocks(S.sigbit(info.signo)):
         return
     if t.pending.add(info):
         interrupt(k, t, info.signo)
 
 
 def _blocked_everywhere(p: Process, sig: int) -> bool:
-    return all(t.sigmask & S.sigbit(sig) for t in p.live_threads)
+    return all(t.blocks(S.sigbit(sig)) for t in p.live_threads)
 
 
 def _notify(k: VKernel, p: Process, sig: int) -> None:
@@ -78,6 +78,9 @@ def interrupt(k: VKernel, t: Thread, sig: int) -> None:
     """A deliverable signal arrived for sleeping t: end its syscall with EINTR or restart."""
     if t.sigmask & S.sigbit(sig) or t.sleep is None or t.sleep.queue is k.ckpt_queue:
         return  # checkpoint(2) callers wait for their image without interruption
+    if t.in_sigtimedwait():
+        k.wake(t)  # the call runs again: it takes a waited signal or ends with EINTR
+        return
     act = t.process.actions.get(sig)
     if act.handler == S.SIG_DFL and S.default_action(sig) in (S.IGNORE, S.STOP, S.CONT):
         return

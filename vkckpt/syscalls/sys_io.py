@@ -56,6 +56,15 @@ def deadline_at(ns: int) -> int | None:
     return ns if ns < KTIME_MAX else None
 
 
+def wait_deadline(k: VKernel, t: Thread, timeout_ns: int | None) -> int | None:
+    """The deadline of a wait with a relative timeout (None: none). A call re-run after a
+    wake-up that did not satisfy it keeps the deadline it first computed, so spurious
+    wake-ups (every pipe event wakes every poll) never extend the timeout."""
+    if t.retry_deadline is not None:
+        return t.retry_deadline
+    return None if timeout_ns is None else deadline_at(k.now_ns() + timeout_ns)
+
+
 def _iovecs(t: Thread, addr: int, count: int) -> list[tuple[int, int]]:
     """An iovec array imported as Linux does (EINVAL for a bad count or a negative length,
     EFAULT for a segment outside user space; the total is capped at MAX_RW_COUNT)."""
@@ -344,7 +353,7 @@ def sys_ppoll(k: VKernel, t: Thread, fds_addr: int, nfds: int, tmo: int, sigmask
     """Implement ppoll(2): poll with a timespec timeout and, while it waits, a temporary
     signal mask. The mask is kept in saved_sigmask as rt_sigsuspend's is: a handler's frame
     restores the caller's mask, and a call that ends otherwise restores it on return."""
-    deadline = deadline_at(k.now_ns() + timespec_arg(t, tmo)) if tmo else None
+    deadline = wait_deadline(k, t, timespec_arg(t, tmo) if tmo else None)
     if sigmask and t.saved_sigmask is None:  # not on a re-run after a wake-up
         mask = sigset_arg(t, sigmask, sigsetsize)
         t.saved_sigmask, t.sigmask = t.sigmask, mask & ~S.UNBLOCKABLE
@@ -359,7 +368,7 @@ def sys_ppoll(k: VKernel, t: Thread, fds_addr: int, nfds: int, tmo: int, sigmask
 
 def sys_poll(k: VKernel, t: Thread, fds_addr: int, nfds: int, timeout_ms: int) -> int:
     ms = s32(timeout_ms)
-    deadline = k.now_ns() + ms * 1_000_000 if ms >= 0 else None
+    deadline = wait_deadline(k, t, ms * 1_000_000 if ms >= 0 else None)
     return _poll(k, t, fds_addr, nfds, deadline)
 
 

@@ -11,7 +11,7 @@ from vkckpt.signals import deliver
 from vkckpt.signals.actions import SigAction
 from vkckpt.signals.pending import SigInfo
 from vkckpt.syscalls.args import s32, sigset_arg, timespec_arg
-from vkckpt.syscalls.sys_io import deadline_at
+from vkckpt.syscalls.sys_io import wait_deadline
 from vkckpt.threads.wait import Block
 
 TYPE_CHECKING = False
@@ -167,15 +167,31 @@ def _tkill(k: VKernel, t: Thread, tgid: int, tid: int, sig: int) -> int:
 
 def sys_rt_sigtimedwait(k: VKernel, t: Thread, set_addr: int, info: int, timeout: int,
                         size: int) -> int:
-    """Implement rt_sigtimedwait(2): take a pending signal from the set, else sleep."""
+    """Implement rt_sigtimedwait(2) as Linux does: take a pending signal of the set, else
+    wait with the set unblocked (a temporary mask kept like ppoll's) and run again when a
+    signal arrives: a waited one is taken (its handler does not run), any other ends the
+    call with EINTR; the timeout ends it with EAGAIN."""
+    try:
+        return _sigtimedwait(k, t, set_addr, info, timeout, size)
+    except GuestError:
+        t.end_temporary_mask()
+        raise
+
+
+def _sigtimedwait(k: VKernel, t: Thread, set_addr: int, info: int, timeout: int,
+                  size: int) -> int:
     want = sigset_arg(t, set_addr, size) & ~S.UNBLOCKABLE
+    tmo_ns = timespec_arg(t, timeout) if timeout else None
     got = t.pending.take(want) or t.process.pending.take(want)
     if got is not None:
+        t.end_temporary_mask()
         if info:
             t.process.vm.write(info, got.pack())
         return got.signo
-    if timeout and timespec_arg(t, timeout) == 0:
-        raise GuestError(E.EAGAIN)
-    # Partial: the sleep ends at the timeout or on an unblocked signal, not on a waited one.
-    deadline = deadline_at(k.now_ns() + timespec_arg(t, timeout)) if timeout else None
-    raise Block(None, deadline, -E.EAGAIN, restartable=False)
+    if t.saved_sigmask is None:  # the first run: unblock the set for the wait
+        if tmo_ns == 0:
+            raise GuestError(E.EAGAIN)
+        t.saved_sigmask, t.sigmask = t.sigmask, t.sigmask & ~want
+    elif t.deliverable():  # run again after a signal outside the set arrived
+        raise GuestError(E.EINTR)
+    raise Block(None, wait_deadline(k, t, tmo_ns), -E.EAGAIN, restartable=False)

@@ -155,7 +155,7 @@ ENTRIES: list[Entry] = [
     Supported("kill", pr.sys_kill),
     Supported("tkill", sg.sys_tkill),
     Supported("tgkill", sg.sys_tgkill),
-    Partial("rt_sigtimedwait", sg.sys_rt_sigtimedwait, "takes pending signals; waits by timeout"),
+    Supported("rt_sigtimedwait", sg.sys_rt_sigtimedwait),
     # -- time and randomness
     Supported("clock_gettime", tm.sys_clock_gettime),
     Supported("clock_getres", tm.sys_clock_getres),

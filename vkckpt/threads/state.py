@@ -61,7 +61,7 @@ def save_thread(t: Thread, regs: dict[str, int]) -> dict:
         "retry_call": [t.retry_call[0], list(t.retry_call[1])], "restart_nr": t.restart_nr,
         "saved_sigmask": t.saved_sigmask, "ticks": t.ticks, "exit_code": t.exit_code,
         "ckpt_frames": list(t.ckpt_frames), "futex_bitset": t.futex_bitset,
-        "regs": save_regs(regs),
+        "retry_deadline": t.retry_deadline, "regs": save_regs(regs),
     }
 
 
@@ -75,7 +75,9 @@ def load_thread(d: dict, p: Process, queues: dict[tuple, WaitQueue]) -> tuple[Th
                retry_call=(d["retry_call"][0], tuple(d["retry_call"][1])),
                restart_nr=d["restart_nr"], saved_sigmask=d["saved_sigmask"], ticks=d["ticks"],
                exit_code=d["exit_code"], ckpt_frames=list(d["ckpt_frames"]),
-               futex_bitset=d["futex_bitset"])
+               futex_bitset=d["futex_bitset"], retry_deadline=d.get("retry_deadline"))
+    if t.retry and len(t.retry_call[1]) != 6:
+        raise ImageError(f"thread {t.tid}: the call to run again lacks its arguments")
     s = d["sleep"]
     if s is not None:
         q = None

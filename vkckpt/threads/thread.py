@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import enum
 
+from vkckpt.abi.syscalls import NUMBERS
 from vkckpt.record import Comparable, Record
 from vkckpt.signals.pending import PendingSignals
 from vkckpt.threads.wait import WaitQueue
 
 TYPE_CHECKING = False
+_NR_RT_SIGTIMEDWAIT = NUMBERS["rt_sigtimedwait"]
 if TYPE_CHECKING:
     from vkckpt.process import Process
 
@@ -49,7 +51,7 @@ class Thread(Record):
     __slots__ = ("tid", "process", "ctx", "state", "sigmask", "pending", "altstack",
                  "clear_child_tid", "robust_list", "sleep", "wake_result", "retry", "retry_call",
                  "restart_nr", "saved_sigmask", "ticks", "exit_code", "ckpt_frames",
-                 "futex_bitset")
+                 "futex_bitset", "retry_deadline")
 
     def __init__(self, tid: int, process: Process, ctx: object = None,
                  state: ThreadState = ThreadState.RUNNABLE, sigmask: int = 0,
@@ -60,7 +62,7 @@ class Thread(Record):
                  retry_call: tuple[int, tuple[int, ...]] = (0, ()),
                  restart_nr: int | None = None, saved_sigmask: int | None = None,
                  ticks: int = 0, exit_code: int = 0, ckpt_frames: list[int] | None = None,
-                 futex_bitset: int = 0xFFFFFFFF) -> None:
+                 futex_bitset: int = 0xFFFFFFFF, retry_deadline: int | None = None) -> None:
         self.tid = tid
         self.process = process
         self.ctx = ctx
@@ -80,10 +82,21 @@ class Thread(Record):
         self.exit_code = exit_code
         self.ckpt_frames = [] if ckpt_frames is None else ckpt_frames  # live SIGCKPT frames
         self.futex_bitset = futex_bitset  # the bitset of the futex wait it sleeps in
+        self.retry_deadline = retry_deadline  # a re-run wait keeps its first deadline
 
     def deliverable(self) -> int:
         """Signals pending for this thread or its process that its mask lets through."""
         return (self.pending.mask | self.process.pending.mask) & ~self.sigmask
+
+    def in_sigtimedwait(self) -> bool:
+        """Asleep in rt_sigtimedwait(2), with the waited signals unblocked for the wait."""
+        return self.sleep is not None and self.sleep.nr == _NR_RT_SIGTIMEDWAIT
+
+    def blocks(self, bit: int) -> bool:
+        """The thread blocks the signals of bit, counting those rt_sigtimedwait unblocked for
+        its wait (Linux's real_blocked): such a signal is queued even if it is ignored."""
+        return bool(self.sigmask & bit) or (self.in_sigtimedwait()
+                                            and bool((self.saved_sigmask or 0) & bit))
 
     def end_temporary_mask(self) -> None:
         """A call that waited with a temporary signal mask (ppoll) ends: the caller's is back."""
