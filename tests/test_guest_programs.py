@@ -99,6 +99,7 @@ SPECS: dict[str, Spec] = {
             "sigwait=0 got User defined signal 1",
             "sigwaitinfo=Child process status pid matches=1 code exited=1 status=7",
             "sigtimedwait=-1 errno=Resource temporarily unavailable usr2 handled=1",
+            "nanosleep=-1 errno=Interrupted system call rem in (0.9 s, 1 s)=1 usr2 handled=2",
             "sigtimedwait=User defined signal 1 code user=1 usr1 handled=0",
             "thread: sigwait=0 got User defined signal 1",
         ),

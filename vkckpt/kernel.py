@@ -44,10 +44,11 @@ class VKernel:
     """A virtual kernel hosting guest processes on Unicorn engines."""
 
     def __init__(self, config: KernelConfig) -> None:
-        from vkckpt.syscalls.table import TABLE  # late: the table imports handler modules
+        from vkckpt.syscalls.table import ON_EINTR, TABLE  # late: they import the handlers
 
         self.config = config
         self.table = TABLE
+        self.on_eintr = ON_EINTR
         self.root = GuestRoot(config.root)
         self.inodes = InodeTable(self.now_ns)
         self.sched = Scheduler(config.quantum)

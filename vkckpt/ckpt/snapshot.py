@@ -32,7 +32,7 @@ RECORD_VERSIONS = {"kernel": 1, "buffer": 1, "pipe": 1, "file": 1, "process": 1,
 #: VKernel attributes that are not kernel-record fields, and why.
 KERNEL_TRANSIENT = {
     "config": "its saved parts are quantum/memory_limit/seed/max_*; streams are the host's",
-    "table": "the syscall table is code", "root": "saved as the root path",
+    "table": "the syscall table is code", "on_eintr": "code", "root": "saved as the root path",
     "sched": "saved as ticks/idle_ns/timer_seq/runq/timers/quantum",
     "futexes": "rebuilt from the waitq records", "procs": "process records",
     "poll_q": "its sleepers are in the waitq records",

@@ -1,6 +1,6 @@
 /*
  * sigwait, sigwaitinfo and sigtimedwait: signals taken synchronously, as a daemon's signal
- * thread does. Each case's sender is a child or a thread that waits 30 ms first, so the
+ * thread does; and nanosleep's time left when a handler interrupts it. Each case's sender is a child or a thread that waits 30 ms first, so the
  * output is the same natively and under vkckpt.
  */
 #define _GNU_SOURCE
@@ -99,6 +99,15 @@ int main(void)
     kid = send_later(SIGUSR2);
     r = sigtimedwait(&set, &si, &second);
     printf("sigtimedwait=%d errno=%s usr2 handled=%d\n", r, r < 0 ? strerror(errno) : "-",
+           (int)handled[SIGUSR2]);
+    waitpid(kid, NULL, 0);
+
+    /* nanosleep ended by a handled signal reports the time left */
+    kid = send_later(SIGUSR2);
+    struct timespec rem = {0, 0};
+    r = nanosleep(&second, &rem);
+    printf("nanosleep=%d errno=%s rem in (0.9 s, 1 s)=%d usr2 handled=%d\n", r,
+           r < 0 ? strerror(errno) : "-", rem.tv_sec == 0 && rem.tv_nsec > 900000000L,
            (int)handled[SIGUSR2]);
     waitpid(kid, NULL, 0);
 

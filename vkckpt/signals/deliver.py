@@ -90,7 +90,8 @@ def interrupt(k: VKernel, t: Thread, sig: int) -> None:
         t.wake_result = None
         t.restart_nr = s.nr
     else:
-        k.wake(t, -E.EINTR)
+        report = k.on_eintr.get(s.nr)
+        k.wake(t, report(k, t, s) if report else -E.EINTR)
 
 
 def _continue(k: VKernel, p: Process) -> None:

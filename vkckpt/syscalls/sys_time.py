@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
-    from vkckpt.threads.thread import Thread
+    from vkckpt.threads.thread import Sleep, Thread
 
 CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID = 0, 1, 2, 3
 CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE, CLOCK_BOOTTIME = 4, 5, 6, 7
@@ -79,6 +79,25 @@ def sys_clock_nanosleep(k: VKernel, t: Thread, clock: int, flags: int, req: int,
     else:
         deadline = k.now_ns() + ns
     return _sleep_until(k, deadline)
+
+
+def nanosleep_interrupted(k: VKernel, t: Thread, s: Sleep) -> int:
+    """nanosleep ended by a handler: -EINTR, the time left written to rem (EFAULT if not)."""
+    return _report_remaining(k, t, s, s.args[1])
+
+
+def clock_nanosleep_interrupted(k: VKernel, t: Thread, s: Sleep) -> int:
+    """As nanosleep_interrupted; an absolute sleep (TIMER_ABSTIME) reports nothing."""
+    return -E.EINTR if s.args[1] & TIMER_ABSTIME else _report_remaining(k, t, s, s.args[3])
+
+
+def _report_remaining(k: VKernel, t: Thread, s: Sleep, rem: int) -> int:
+    if rem and s.deadline is not None:
+        try:
+            put_timespec(t, rem, max(0, s.deadline - k.now_ns()))
+        except GuestError:
+            return -E.EFAULT
+    return -E.EINTR
 
 
 def _sleep_until(k: VKernel, deadline: int) -> int:

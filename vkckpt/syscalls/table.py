@@ -170,4 +170,11 @@ ENTRIES: list[Entry] = [
 ]
 
 TABLE: dict[int, Entry] = {NUMBERS[e.name]: e for e in ENTRIES}
+
+#: Sleeping calls that report something when a signal handler interrupts them (instead of a
+#: bare -EINTR): fn(kernel, thread, sleep) -> the call's result.
+ON_EINTR: dict[int, Callable[..., int]] = {
+    NUMBERS["nanosleep"]: tm.nanosleep_interrupted,
+    NUMBERS["clock_nanosleep"]: tm.clock_nanosleep_interrupted,
+}
 assert len(TABLE) == len(ENTRIES), "a syscall is listed twice"
