@@ -557,3 +557,42 @@ def test_sigkill_during_write_keeps_previous_image(tmp_path: Path) -> None:
     # A killed writer can leave its temp file behind, but never at `path`.
     for name in temp_files(tmp_path):
         assert name.startswith("ck.img.tmp.")
+
+
+def test_background_commit_writes_the_same_image(tmp_path: Path) -> None:
+    """commit_background: the same bytes at the path, nothing there until wait() returns."""
+    fg = tmp_path / "fg.img"
+    bg = tmp_path / "bg.img"
+    header = write_sample(fg)
+    with ImageWriter(bg, vkernel_id=VK) as w:
+        w.add("kernel", {"pid_next": 7, "name": "vk0", "regs": [1, 2, 3], "blob": b"\x00\xff"})
+        w.add("task", {"tid": 1, "state": {"b": 2, "a": 1}}, version=1)
+        w.add("debug.note", {"text": "optional"}, critical=False)
+        w.add_pages(0, 16, page_data(600))
+        w.add_pages(1, 0, memoryview(page_data(3, seed=1)))
+        bg_header, wait = w.commit_background()
+    assert bg_header == header
+    wait()
+    assert bg.read_bytes() == fg.read_bytes()
+    assert not list(tmp_path.glob("bg.img.tmp.*"))
+
+
+def test_background_commit_failure_reaches_wait_and_leaves_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "x.img"
+    write_sample(path)
+    before = path.read_bytes()
+
+    def full_disk_while_committing(written: int) -> None:
+        import threading
+
+        if threading.current_thread().name == "vkckpt-image-commit":
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with ImageWriter(path, vkernel_id=VK, fault_hook=full_disk_while_committing) as w:
+        w.add("kernel", {"pid_next": 8})
+        w.add_pages(0, 0, page_data(300))
+        _, wait = w.commit_background()
+    with pytest.raises(ImageError, match="space"):
+        wait()
+    assert path.read_bytes() == before
+    assert not list(tmp_path.glob("x.img.tmp.*"))

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -91,6 +92,38 @@ def test_full_disk_during_freeze_keeps_the_previous_image_and_the_run(tmp_path: 
     assert not list(root.glob("good.img.tmp.*"))
     later = root / "later.img"
     write_image(k, str(later), incremental=True)  # the failed freeze left no trace behind
+    assert k.run() == gold.status
+    assert b"".join(out) == gold.output
+    thawed: list[bytes] = []
+    k2 = thaw(str(later), ThawOptions(stdout=thawed.append, deliver_sigthaw=False))
+    assert k2.run() == gold.status and gold.output.endswith(b"".join(thawed))
+
+
+def test_full_disk_while_an_image_becomes_durable_in_the_background(tmp_path: Path) -> None:
+    """The guests run on while a background freeze fails: wait() reports it, the previous
+    image is untouched, and the next incremental freeze is a full one (its parent is gone)."""
+    wl = Workload("forkpipe")
+    gold = golden(wl, make_root(tmp_path, ["forkpipe"]))
+    a, b = gold.points[len(gold.points) // 3], gold.points[2 * len(gold.points) // 3]
+    root = make_root(tmp_path, ["forkpipe"])
+    k, out, _ = run_until(wl, root, a)
+    good = root / "good.img"
+    write_image(k, str(good))
+    before = good.read_bytes()
+
+    def enospc_while_committing(written: int) -> None:
+        if threading.current_thread().name == "vkckpt-image-commit":
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    res = write_image(k, str(good), incremental=True, fault_hook=enospc_while_committing,
+                      background=True)
+    assert k.run(until_ticks=b) is None  # the run goes on while the image is committed
+    with pytest.raises(ImageError, match="space"):
+        res.wait()
+    assert good.read_bytes() == before
+    assert not list(root.glob("good.img.tmp.*"))
+    later = root / "later.img"
+    assert not write_image(k, str(later), incremental=True).header.incremental
     assert k.run() == gold.status
     assert b"".join(out) == gold.output
     thawed: list[bytes] = []

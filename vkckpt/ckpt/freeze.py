@@ -78,12 +78,13 @@ def quiesce(k: VKernel, scope: list[int] | None, limit: int = QUIESCE_TICKS,
 def freeze(k: VKernel, path: str, *, scope: list[int] | None = None, incremental: bool = False,
            codec: str = "none", overrides: dict[int, int] | None = None,
            progress: Callable[[int, int], None] | None = None,
-           requester: int | None = None) -> FreezeResult:
-    """Run the protocol and write the image; k must be at a scheduling point."""
+           requester: int | None = None, background: bool = False) -> FreezeResult:
+    """Run the protocol and write the image; k must be at a scheduling point.
+    background: see write_image (the image is durable once the result's wait() returns)."""
     if not quiesce(k, scope, exclude=requester):
         k.log("vkckpt: SIGCKPT handlers did not finish within the bound; freezing anyway")
     res = write_image(k, path, scope=scope, incremental=incremental, codec=codec,
-                      overrides=overrides, progress=progress)
+                      overrides=overrides, progress=progress, background=background)
     k.log(f"vkckpt: frozen at tick {k.sched.ticks} into {res.path} ({res.pages} pages"
           f"{', incremental' if res.header.incremental else ''})")
     return res
@@ -129,29 +130,42 @@ class FreezePlan(Comparable):
 
 def drive(k: VKernel, plan: FreezePlan,
           progress: Callable[[int, int], None] | None = None) -> int | None:
-    """Run k to completion, freezing as planned; None means the run stopped after a freeze."""
+    """Run k to completion, freezing as planned; None means the run stopped after a freeze.
+
+    Planned freezes finish in the background: the guests run on while an image is made
+    durable, and the next freeze (of any kind) or the end of the run waits for it first, so
+    images appear in order and a failure stops the run with its ImageError."""
     next_at = plan.at
     if next_at is None and plan.every:
         next_at = k.sched.ticks + plan.every
     n = 0
-    while True:
-        status = k.run(until_ticks=next_at, stop_when=plan.poll)
-        if status is not None:
-            return status
-        if k.ckpt_request is not None:
-            serve_guest_request(k, plan)
-            continue
-        if plan.poll is not None and plan.poll():
-            if not plan.serve(k):
-                return None
-            continue
-        if next_at is not None and k.sched.ticks >= next_at:
-            n += 1
-            plan.results.append(freeze(k, plan.path_for(n), incremental=plan.incremental and n > 1,
-                                       codec=plan.codec, progress=progress))
-            if not (plan.cont or plan.every):
-                return None
-            next_at = next_at + plan.every if plan.every else None
+    pending: FreezeResult | None = None
+    try:
+        while True:
+            status = k.run(until_ticks=next_at, stop_when=plan.poll)
+            if status is not None:
+                return status
+            if pending is not None:
+                pending, done = None, pending
+                done.wait()
+            if k.ckpt_request is not None:
+                serve_guest_request(k, plan)
+                continue
+            if plan.poll is not None and plan.poll():
+                if not plan.serve(k):
+                    return None
+                continue
+            if next_at is not None and k.sched.ticks >= next_at:
+                n += 1
+                pending = freeze(k, plan.path_for(n), incremental=plan.incremental and n > 1,
+                                 codec=plan.codec, progress=progress, background=True)
+                plan.results.append(pending)
+                if not (plan.cont or plan.every):
+                    return None
+                next_at = next_at + plan.every if plan.every else None
+    finally:
+        if pending is not None:
+            pending.wait()
 
 
 def serve_guest_request(k: VKernel, plan: FreezePlan) -> None:

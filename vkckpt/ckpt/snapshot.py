@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from vkckpt.ckpt import pages as PG
+from vkckpt.errors import ImageError
 from vkckpt.fs.state import save_fdtable, save_file, save_pipe
 from vkckpt.image import ImageWriter
 from vkckpt.record import Comparable
@@ -50,16 +51,23 @@ PROCESS_TRANSIENT = {"vm", "engine", "engine_owner", "child_wait", "vfork_done",
                      "actions", "pending", "threads"}
 
 
+def _durable() -> None:
+    """The wait of a freeze whose image was already at its path when it returned."""
+
+
 class FreezeResult(Comparable):
-    """What a freeze wrote."""
+    """What a freeze wrote.  `wait()` returns once the image is durable at `path` (at once,
+    unless the freeze was asked to finish in the background) and raises its ImageError."""
 
-    __slots__ = ("header", "path", "pages", "zero_pages")
+    __slots__ = ("header", "path", "pages", "zero_pages", "wait")
 
-    def __init__(self, header: Header, path: str, pages: int, zero_pages: int) -> None:
+    def __init__(self, header: Header, path: str, pages: int, zero_pages: int,
+                 wait: Callable[[], None] = _durable) -> None:
         self.header = header
         self.path = path
         self.pages = pages
         self.zero_pages = zero_pages
+        self.wait = wait
 
 
 def thread_regs(t: Thread) -> dict[str, int]:
@@ -113,20 +121,23 @@ def write_image(k: VKernel, path: str, *, scope: list[int] | None = None,
                 incremental: bool = False, codec: str = "none",
                 overrides: dict[int, int] | None = None,
                 progress: Callable[[int, int], None] | None = None,
-                fault_hook: Callable[[int], None] | None = None) -> FreezeResult:
+                fault_hook: Callable[[int], None] | None = None,
+                background: bool = False) -> FreezeResult:
     """Freeze k into path (atomically).  overrides: tid -> syscall result in the image only
-    (checkpoint(2) returns its retval in the thawed run)."""
+    (checkpoint(2) returns its retval in the thawed run).  background: return once every
+    byte is written, and make the image durable (checksum, fsync, rename) on a helper
+    thread while the vkernel runs on; the result's wait() joins it."""
     procs = [p for pid, p in sorted(k.procs.items()) if _in_scope(pid, scope)]
     live = [p for p in procs if not p.zombie]
     parent = k.last_image if incremental else None
     return _write(k, path, procs, live, scope, parent, codec, overrides or {}, progress,
-                  fault_hook)
+                  fault_hook, background)
 
 
 def _write(k: VKernel, path: str, procs: list[Process], live: list[Process],
            scope: list[int] | None, parent: tuple[bytes, str] | None, codec: str,
            overrides: dict[int, int], progress: Callable[[int, int], None] | None,
-           fault_hook: Callable[[int], None] | None) -> FreezeResult:
+           fault_hook: Callable[[int], None] | None, background: bool) -> FreezeResult:
     with ImageWriter(path, vkernel_id=k.vkernel_id, parent_id=parent[0] if parent else None,
                      incremental=parent is not None, codec=codec,
                      fault_hook=fault_hook) as w:
@@ -155,10 +166,21 @@ def _write(k: VKernel, path: str, procs: list[Process], live: list[Process],
             if tids:
                 w.add("waitq", {"key": list(key), "tids": tids})
         npages, nzero, base = _save_pages(k, w, bufs, cover, parent is not None, progress)
-        header = w.commit()
+        if background:
+            header, commit_wait = w.commit_background()
+        else:
+            header, commit_wait = w.commit(), _durable
     k.last_image = (header.image_id, path)
     k.page_base = base
-    return FreezeResult(header, path, npages, nzero)
+
+    def wait() -> None:
+        try:
+            commit_wait()
+        except ImageError:
+            if k.last_image == (header.image_id, path):
+                k.last_image = None  # no parent on disk: the next incremental freeze is full
+            raise
+    return FreezeResult(header, path, npages, nzero, wait if background else _durable)
 
 
 def _save_files(w: ImageWriter, live: list[Process]) -> dict[int, int]:

@@ -533,19 +533,52 @@ class ImageWriter:
 
     def commit(self) -> Header:
         """Write the trailer and header, fsync, rename onto `path`, fsync the directory."""
+        header = self._seal()
+        self._make_durable(header)
+        return header
+
+    def commit_background(self) -> tuple[Header, Callable[[], None]]:
+        """commit() with its durable part on a helper thread: re-reading the file for its
+        checksum, fsync, rename and directory fsync.  Returns the header at once and a wait
+        function that blocks until the image is at `path`, raising the ImageError commit
+        would have.  `path` is untouched until then; the caller may change whatever it
+        gave the writer (every byte is already in the file)."""
+        import threading  # late: thawing never writes an image
+
+        header = self._seal()
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self._make_durable(header)
+            except BaseException as e:  # surfaced by wait()
+                failed.append(e)
+
+        thread = threading.Thread(target=run, name="vkckpt-image-commit")
+        thread.start()
+
+        def wait() -> None:
+            thread.join()
+            if failed:
+                raise failed[0]
+        return header, wait
+
+    def _seal(self) -> Header:
         self._check_open()
-        header = Header(
+        self._state = "committing"
+        return Header(
             FORMAT_MAJOR, FORMAT_MINOR, self._flags, self.vkernel_id,
             self._body_hash.digest()[:ID_LEN], self.parent_id, self.producer,
         )
-        self._io(self._finish, header.to_bytes())
+
+    def _make_durable(self, header: Header) -> None:
+        self._io(self._finish, header.to_bytes())  # on failure _io aborts: no temp file left
         self._io(os.replace, self._tmp, self.path)
         self._state = "committed"
         try:
             _fsync_dir(os.path.dirname(self.path) or os.curdir)
         except OSError as e:
             raise self._err(f"renamed into place but could not sync its directory: {e}") from e
-        return header
 
     def _finish(self, head: bytes) -> None:
         f = self._f
@@ -588,7 +621,7 @@ class ImageWriter:
 
     def abort(self) -> None:
         """Discard the temp file; `path` is untouched.  Idempotent."""
-        if self._state != "open":
+        if self._state not in ("open", "committing"):
             return
         self._state = "aborted"
         try:
