@@ -71,64 +71,68 @@ def test_sigkill_during_freezes_never_damages_the_last_image(tmp_path: Path) -> 
     assert survived == 8
 
 
+class _FullDisk:
+    """forkpipe run to a third of its course and frozen into good.img, then run on to two
+    thirds: the moment a freeze that hits a full disk must not damage anything."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        wl = Workload("forkpipe")
+        self.gold = golden(wl, make_root(tmp_path, ["forkpipe"]))
+        a, self.b = (self.gold.points[len(self.gold.points) // 3],
+                     self.gold.points[2 * len(self.gold.points) // 3])
+        self.root = make_root(tmp_path, ["forkpipe"])
+        self.k, self.out, _ = run_until(wl, self.root, a)
+        self.good = self.root / "good.img"
+        write_image(self.k, str(self.good))
+        self.before = self.good.read_bytes()
+
+    def check_untouched(self) -> None:
+        assert self.good.read_bytes() == self.before
+        assert not list(self.root.glob("good.img.tmp.*"))
+
+    def check_later_image_and_run(self, later: Path) -> None:
+        """The live run ends as the golden one, and so does a thaw of later."""
+        assert self.k.run() == self.gold.status
+        assert b"".join(self.out) == self.gold.output
+        thawed: list[bytes] = []
+        k2 = thaw(str(later), ThawOptions(stdout=thawed.append, deliver_sigthaw=False))
+        assert k2.run() == self.gold.status and self.gold.output.endswith(b"".join(thawed))
+
+
 def test_full_disk_during_freeze_keeps_the_previous_image_and_the_run(tmp_path: Path) -> None:
-    wl = Workload("forkpipe")
-    gold = golden(wl, make_root(tmp_path, ["forkpipe"]))
-    a, b = gold.points[len(gold.points) // 3], gold.points[2 * len(gold.points) // 3]
-    root = make_root(tmp_path, ["forkpipe"])
-    k, out, _ = run_until(wl, root, a)
-    good = root / "good.img"
-    write_image(k, str(good))
-    before = good.read_bytes()
-    assert k.run(until_ticks=b) is None
+    fd = _FullDisk(tmp_path)
+    assert fd.k.run(until_ticks=fd.b) is None
 
     def enospc(written: int) -> None:
         if written > 4096:
             raise OSError(errno.ENOSPC, "No space left on device")
 
     with pytest.raises(ImageError, match="space"):
-        write_image(k, str(good), incremental=True, fault_hook=enospc)
-    assert good.read_bytes() == before
-    assert not list(root.glob("good.img.tmp.*"))
-    later = root / "later.img"
-    write_image(k, str(later), incremental=True)  # the failed freeze left no trace behind
-    assert k.run() == gold.status
-    assert b"".join(out) == gold.output
-    thawed: list[bytes] = []
-    k2 = thaw(str(later), ThawOptions(stdout=thawed.append, deliver_sigthaw=False))
-    assert k2.run() == gold.status and gold.output.endswith(b"".join(thawed))
+        write_image(fd.k, str(fd.good), incremental=True, fault_hook=enospc)
+    fd.check_untouched()
+    later = fd.root / "later.img"
+    write_image(fd.k, str(later), incremental=True)  # the failed freeze left no trace behind
+    fd.check_later_image_and_run(later)
 
 
 def test_full_disk_while_an_image_becomes_durable_in_the_background(tmp_path: Path) -> None:
     """The guests run on while a background freeze fails: wait() reports it, the previous
     image is untouched, and the next incremental freeze is a full one (its parent is gone)."""
-    wl = Workload("forkpipe")
-    gold = golden(wl, make_root(tmp_path, ["forkpipe"]))
-    a, b = gold.points[len(gold.points) // 3], gold.points[2 * len(gold.points) // 3]
-    root = make_root(tmp_path, ["forkpipe"])
-    k, out, _ = run_until(wl, root, a)
-    good = root / "good.img"
-    write_image(k, str(good))
-    before = good.read_bytes()
+    fd = _FullDisk(tmp_path)
 
     def enospc_while_committing(written: int) -> None:
         if threading.current_thread().name == "vkckpt-image-commit":
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    res = write_image(k, str(good), incremental=True, fault_hook=enospc_while_committing,
-                      background=True)
-    assert k.run(until_ticks=b) is None  # the run goes on while the image is committed
+    res = write_image(fd.k, str(fd.good), incremental=True,
+                      fault_hook=enospc_while_committing, background=True)
+    assert fd.k.run(until_ticks=fd.b) is None  # the run goes on while the image is committed
     with pytest.raises(ImageError, match="space"):
         res.wait()
-    assert good.read_bytes() == before
-    assert not list(root.glob("good.img.tmp.*"))
-    later = root / "later.img"
-    assert not write_image(k, str(later), incremental=True).header.incremental
-    assert k.run() == gold.status
-    assert b"".join(out) == gold.output
-    thawed: list[bytes] = []
-    k2 = thaw(str(later), ThawOptions(stdout=thawed.append, deliver_sigthaw=False))
-    assert k2.run() == gold.status and gold.output.endswith(b"".join(thawed))
+    fd.check_untouched()
+    later = fd.root / "later.img"
+    assert not write_image(fd.k, str(later), incremental=True).header.incremental
+    fd.check_later_image_and_run(later)
 
 
 def test_soak_chain_matches_golden_and_does_not_leak(tmp_path: Path) -> None:
