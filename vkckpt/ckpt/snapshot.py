@@ -180,7 +180,7 @@ def _write(k: VKernel, path: str, procs: list[Process], live: list[Process],
             if k.last_image == (header.image_id, path):
                 k.last_image = None  # no parent on disk: the next incremental freeze is full
             raise
-    return FreezeResult(header, path, npages, nzero, wait if background else _durable)
+    return FreezeResult(header, path, npages, nzero, wait)
 
 
 def _save_files(w: ImageWriter, live: list[Process]) -> dict[int, int]:

@@ -543,24 +543,13 @@ class ImageWriter:
         function that blocks until the image is at `path`, raising the ImageError commit
         would have.  `path` is untouched until then; the caller may change whatever it
         gave the writer (every byte is already in the file)."""
-        import threading  # late: thawing never writes an image
-
         header = self._seal()
-        failed: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                self._make_durable(header)
-            except BaseException as e:  # surfaced by wait()
-                failed.append(e)
-
-        thread = threading.Thread(target=run, name="vkckpt-image-commit")
-        thread.start()
+        join = _in_background("vkckpt-image-commit", self._make_durable, header)
 
         def wait() -> None:
-            thread.join()
-            if failed:
-                raise failed[0]
+            error = join()
+            if error is not None:
+                raise error
         return header, wait
 
     def _seal(self) -> Header:
@@ -586,13 +575,10 @@ class ImageWriter:
         fd = f.fileno()
         # The body goes to disk while it is read back and hashed (the first sync is most of
         # the fsync's work; the one at the end then only has the trailer and header to do).
-        synced: list[BaseException | None] = []
-        syncer = None
+        join_sync = None
         if self.bytes_written > _REREAD_CHUNK:
-            import threading
-
-            syncer = threading.Thread(target=_sync_into, args=(fd, synced), daemon=True)
-            syncer.start()
+            join_sync = _in_background("vkckpt-image-sync", os.fdatasync, fd, daemon=True)
+        sync_error = None
         try:
             file_hash = hashlib.sha256(head)
             buf = memoryview(bytearray(min(_REREAD_CHUNK, max(1, self.bytes_written))))
@@ -605,10 +591,10 @@ class ImageWriter:
                 remaining -= n
                 off += n
         finally:
-            if syncer is not None:
-                syncer.join()
-        if synced and synced[0] is not None:
-            raise synced[0]
+            if join_sync is not None:
+                sync_error = join_sync()
+        if sync_error is not None:
+            raise sync_error
         f.seek(0, os.SEEK_END)
         self._write(_TRAILER.pack(TRAILER_MAGIC, self._count, file_hash.digest()))
         f.seek(0)
@@ -634,12 +620,27 @@ class ImageWriter:
             pass
 
 
-def _sync_into(fd: int, out: list[BaseException | None]) -> None:
-    try:
-        os.fdatasync(fd)
-        out.append(None)
-    except OSError as e:
-        out.append(e)
+def _in_background(name: str, fn: Callable[..., object], *args: object,
+                   daemon: bool = False) -> Callable[[], BaseException | None]:
+    """Start fn(*args) on a helper thread; the returned join waits for it and gives back
+    what it raised (None when it returned)."""
+    import threading  # late: thawing never writes an image
+
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn(*args)
+        except BaseException as e:  # handed to the joiner
+            failed.append(e)
+
+    thread = threading.Thread(target=run, name=name, daemon=daemon)
+    thread.start()
+
+    def join() -> BaseException | None:
+        thread.join()
+        return failed[0] if failed else None
+    return join
 
 
 builtin_type = type  # `type` is shadowed by the record-type parameter of ImageWriter.add
