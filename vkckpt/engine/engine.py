@@ -38,9 +38,6 @@ _FETCH_ACCESS = {C.MEM_FETCH_UNMAPPED, C.MEM_FETCH_PROT}
 _UNMAPPED_ACCESS = {C.MEM_READ_UNMAPPED, C.MEM_WRITE_UNMAPPED, C.MEM_FETCH_UNMAPPED}
 
 
-
-
-
 class Stop(enum.Enum):
     """Why one run of the engine ended."""
 
@@ -197,9 +194,7 @@ class Engine:
 
     def context_new(self) -> libuc.Context:
         """A context holding a copy of the CPU's current state (one thread's registers)."""
-        ctx = libuc.Context(self.uch)
-        self.context_save(ctx)
-        return ctx
+        return libuc.Context.saved(self.uch)
 
     def context_save(self, ctx: libuc.Context) -> None:
         """Save the CPU into ctx (cheap thread switch)."""

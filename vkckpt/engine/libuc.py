@@ -165,6 +165,17 @@ class Context:
         self.ptr: int = p.value or 0
         self.size: int = lib.uc_context_size(uch)
 
+    @classmethod
+    def saved(cls, uch: int) -> Context:
+        """A new context holding the engine's current CPU state."""
+        ctx = cls(uch)
+        check(lib.uc_context_save(uch, ctx.ptr))
+        return ctx
+
+    def restore(self, uch: int) -> None:
+        """Load this state into the engine's CPU."""
+        check(lib.uc_context_restore(uch, self.ptr))
+
     def reg_write(self, reg_id: int, value: int) -> None:
         """Set one 8-byte register in the saved state."""
         v = _u64(value & 0xFFFF_FFFF_FFFF_FFFF)

@@ -22,6 +22,11 @@ import struct
 from vkckpt.engine import libuc
 from vkckpt.engine import ucconst as C
 
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 _HF_LMA_CS64 = (1 << 14) | (1 << 15)  # hflags: long mode active, 64-bit code segment
 _HF_CPL = 3
 _GP = 13
@@ -53,8 +58,7 @@ class _Scratch:
         libuc.lib.uc_emu_stop(uch)
 
     def blob(self) -> tuple[libuc.Context, bytes]:
-        ctx = libuc.Context(self.uch)
-        libuc.check(libuc.lib.uc_context_save(self.uch, ctx.ptr))
+        ctx = libuc.Context.saved(self.uch)
         return ctx, ctypes.string_at(ctx.ptr, ctx.size)
 
     def run(self) -> int:
@@ -86,10 +90,10 @@ def _probe_hflags() -> int | None:
             if v & _HF_LMA_CS64 != _HF_LMA_CS64 or v & _HF_CPL:
                 continue
             _patch(ctx, off, v | _HF_CPL)
-            libuc.check(libuc.lib.uc_context_restore(s.uch, ctx.ptr))
+            ctx.restore(s.uch)
             hit = s.run() == _CODE and s.intno == _GP
             _patch(ctx, off, v)  # back to the original state before the next candidate
-            libuc.check(libuc.lib.uc_context_restore(s.uch, ctx.ptr))
+            ctx.restore(s.uch)
             if hit:
                 return off
         return None
@@ -117,14 +121,13 @@ def offset(name: str) -> int | None:
     return _offsets[name]
 
 
-def _update(uch: int, name: str, change: object) -> bool:
+def _update(uch: int, name: str, change: Callable[[int], int]) -> bool:
     off = offset(name)
     if off is None:
         return False
-    ctx = libuc.Context(uch)
-    libuc.check(libuc.lib.uc_context_save(uch, ctx.ptr))
-    _patch(ctx, off, change(_u32(ctypes.string_at(ctx.ptr, ctx.size), off)))  # type: ignore[operator]
-    libuc.check(libuc.lib.uc_context_restore(uch, ctx.ptr))
+    ctx = libuc.Context.saved(uch)
+    _patch(ctx, off, change(_u32(ctypes.string_at(ctx.ptr, ctx.size), off)))
+    ctx.restore(uch)
     return True
 
 
