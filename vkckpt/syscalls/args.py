@@ -1,4 +1,4 @@
-"""Decoding raw 64-bit syscall arguments."""
+"""Decoding raw 64-bit syscall arguments, and the helpers several handler families share."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from vkckpt.errors import GuestError
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from vkckpt.threads.thread import Thread
 
 MAX_IO = 1 << 26  # one read/write moves at most 64 MiB, like Linux's MAX_RW_COUNT-ish bound
@@ -70,6 +72,19 @@ def sigset_arg(t: Thread, addr: int, size: int) -> int:
     if size != 8:
         raise GuestError(E.EINVAL)
     return struct.unpack("<Q", t.process.vm.read(addr, 8))[0]
+
+
+def under_temporary_mask(t: Thread, call: Callable[[], int]) -> int:
+    """Run a call that may wait under a temporary signal mask (ppoll, rt_sigtimedwait): when
+    it returns or fails, the caller's mask is back; when it sleeps (Block), the mask stays
+    in place for the wait."""
+    try:
+        result = call()
+    except GuestError:
+        t.end_temporary_mask()
+        raise
+    t.end_temporary_mask()
+    return result
 
 
 def timespec_arg(t: Thread, addr: int) -> int:

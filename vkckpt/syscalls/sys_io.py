@@ -10,7 +10,15 @@ from vkckpt.abi import signals as S
 from vkckpt.errors import GuestError
 from vkckpt.fs.files import DirFile, HostFile
 from vkckpt.fs.pipe import Pipe, PipeEnd
-from vkckpt.syscalls.args import MAX_IO, s32, s64, sigset_arg, timespec_arg, u32
+from vkckpt.syscalls.args import (
+    MAX_IO,
+    s32,
+    s64,
+    sigset_arg,
+    timespec_arg,
+    u32,
+    under_temporary_mask,
+)
 from vkckpt.threads.wait import Block
 
 TYPE_CHECKING = False
@@ -346,8 +354,6 @@ def sys_fsync(k: VKernel, t: Thread, fd: int) -> int:
     return 0
 
 
-
-
 def sys_ppoll(k: VKernel, t: Thread, fds_addr: int, nfds: int, tmo: int, sigmask: int,
               sigsetsize: int) -> int:
     """Implement ppoll(2): poll with a timespec timeout and, while it waits, a temporary
@@ -357,13 +363,7 @@ def sys_ppoll(k: VKernel, t: Thread, fds_addr: int, nfds: int, tmo: int, sigmask
     if sigmask and t.saved_sigmask is None:  # not on a re-run after a wake-up
         mask = sigset_arg(t, sigmask, sigsetsize)
         t.saved_sigmask, t.sigmask = t.sigmask, mask & ~S.UNBLOCKABLE
-    try:
-        ready = _poll(k, t, fds_addr, nfds, deadline)  # a Block sleeps with the mask in place
-    except GuestError:
-        t.end_temporary_mask()
-        raise
-    t.end_temporary_mask()
-    return ready
+    return under_temporary_mask(t, lambda: _poll(k, t, fds_addr, nfds, deadline))
 
 
 def sys_poll(k: VKernel, t: Thread, fds_addr: int, nfds: int, timeout_ms: int) -> int:

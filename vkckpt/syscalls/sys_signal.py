@@ -10,7 +10,7 @@ from vkckpt.errors import GuestError
 from vkckpt.signals import deliver
 from vkckpt.signals.actions import SigAction
 from vkckpt.signals.pending import SigInfo
-from vkckpt.syscalls.args import s32, sigset_arg, timespec_arg
+from vkckpt.syscalls.args import s32, sigset_arg, timespec_arg, under_temporary_mask
 from vkckpt.syscalls.sys_io import wait_deadline
 from vkckpt.threads.wait import Block
 
@@ -171,11 +171,7 @@ def sys_rt_sigtimedwait(k: VKernel, t: Thread, set_addr: int, info: int, timeout
     wait with the set unblocked (a temporary mask kept like ppoll's) and run again when a
     signal arrives: a waited one is taken (its handler does not run), any other ends the
     call with EINTR; the timeout ends it with EAGAIN."""
-    try:
-        return _sigtimedwait(k, t, set_addr, info, timeout, size)
-    except GuestError:
-        t.end_temporary_mask()
-        raise
+    return under_temporary_mask(t, lambda: _sigtimedwait(k, t, set_addr, info, timeout, size))
 
 
 def _sigtimedwait(k: VKernel, t: Thread, set_addr: int, info: int, timeout: int,
@@ -184,7 +180,6 @@ def _sigtimedwait(k: VKernel, t: Thread, set_addr: int, info: int, timeout: int,
     tmo_ns = timespec_arg(t, timeout) if timeout else None
     got = t.pending.take(want) or t.process.pending.take(want)
     if got is not None:
-        t.end_temporary_mask()
         if info:
             t.process.vm.write(info, got.pack())
         return got.signo

@@ -170,6 +170,7 @@ ENTRIES: list[Entry] = [
 ]
 
 TABLE: dict[int, Entry] = {NUMBERS[e.name]: e for e in ENTRIES}
+assert len(TABLE) == len(ENTRIES), "a syscall is listed twice"
 
 #: Sleeping calls that report something when a signal handler interrupts them (instead of a
 #: bare -EINTR): fn(kernel, thread, sleep) -> the call's result.
@@ -177,4 +178,3 @@ ON_EINTR: dict[int, Callable[..., int]] = {
     NUMBERS["nanosleep"]: tm.nanosleep_interrupted,
     NUMBERS["clock_nanosleep"]: tm.clock_nanosleep_interrupted,
 }
-assert len(TABLE) == len(ENTRIES), "a syscall is listed twice"

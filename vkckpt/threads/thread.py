@@ -10,9 +10,11 @@ from vkckpt.signals.pending import PendingSignals
 from vkckpt.threads.wait import WaitQueue
 
 TYPE_CHECKING = False
-_NR_RT_SIGTIMEDWAIT = NUMBERS["rt_sigtimedwait"]
+
 if TYPE_CHECKING:
     from vkckpt.process import Process
+
+_NR_RT_SIGTIMEDWAIT = NUMBERS["rt_sigtimedwait"]
 
 
 class ThreadState(enum.Enum):
@@ -77,7 +79,9 @@ class Thread(Record):
         self.retry = retry  # re-run the sleeping syscall before user code
         self.retry_call = retry_call
         self.restart_nr = restart_nr  # SA_RESTART: re-execute this syscall after the handler
-        self.saved_sigmask = saved_sigmask  # rt_sigsuspend's mask to restore after the handler
+        # the caller's mask while a call waits under a temporary one (rt_sigsuspend, ppoll,
+        # rt_sigtimedwait); a handler's frame or the call's end restores it
+        self.saved_sigmask = saved_sigmask
         self.ticks = ticks  # blocks executed by this thread
         self.exit_code = exit_code
         self.ckpt_frames = [] if ckpt_frames is None else ckpt_frames  # live SIGCKPT frames
