@@ -49,7 +49,7 @@ from vkckpt.syscalls.table import ENTRIES
 MANDIR = Path(__file__).resolve().parents[1] / "manpages"
 PAGES = ["vkckpt.1", "vkckpt-run.1", "vkckpt-thaw.1", "vkckpt-freeze.1", "vkckpt-inspect.1",
          "vkckpt-verify.1", "vkckpt-regress.1", "checkpoint.2", "vkckpt.3", "vkckpt-image.5",
-         "vkckpt.yaml.5", "vkckpt-abi.7"]
+         "vkckpt.yaml.5", "vkckpt-abi.7", "vkckpt-security.7"]
 #: The page documenting each subcommand of `vkckpt`.
 COMMAND_PAGES = {"run": "vkckpt-run.1", "thaw": "vkckpt-thaw.1", "freeze": "vkckpt-freeze.1",
                  "inspect": "vkckpt-inspect.1", "verify": "vkckpt-verify.1",
