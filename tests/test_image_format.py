@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vkckpt.errors import ImageError
+from vkckpt.fs.hostfs import TEMP_PREFIX
 from vkckpt.image import (
     CODECS,
     DEFAULT_LIMITS,
@@ -111,7 +112,7 @@ def expect_image_error(path: Path, match: str | None = None) -> ImageError:
 
 
 def temp_files(directory: Path) -> list[str]:
-    return [n for n in os.listdir(directory) if ".tmp." in n]
+    return [n for n in os.listdir(directory) if n.startswith(TEMP_PREFIX)]
 
 
 # -- round trips -----------------------------------------------------------------------
@@ -556,7 +557,7 @@ def test_sigkill_during_write_keeps_previous_image(tmp_path: Path) -> None:
         assert ImageReader(p).header.vkernel_id in (VK, b"K" * 16)
     # A killed writer can leave its temp file behind, but never at `path`.
     for name in temp_files(tmp_path):
-        assert name.startswith("ck.img.tmp.")
+        assert name.startswith(TEMP_PREFIX)
 
 
 def test_background_commit_writes_the_same_image(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from vkckpt.ckpt.freeze import FreezePlan, drive
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.config import KernelConfig, ProcessSpec, load_config, parse_size
-from vkckpt.errors import ConfigError
+from vkckpt.errors import ConfigError, VkError
+from vkckpt.fs.hostfs import OutputPath, write_atomic
 from vkckpt.kernel import VKernel
 from vkckpt.runner import boot, exit_code_of, host_to_guest_program
 
@@ -63,8 +64,10 @@ def plan_from_args(args: argparse.Namespace) -> FreezePlan:
     wants = args.freeze_at is not None or args.freeze_every is not None
     if wants and not args.output:
         raise ConfigError("freezing needs -o IMAGE")
-    return FreezePlan(output=args.output, at=args.freeze_at, every=args.freeze_every,
+    plan = FreezePlan(output=args.output, at=args.freeze_at, every=args.freeze_every,
                       cont=args.cont, incremental=args.incremental, codec=args.compress)
+    plan.out = _pin("-o", args.output)  # images go beneath this directory, as it is now
+    return plan
 
 
 @contextmanager
@@ -82,27 +85,49 @@ def _progress():
         yield update
 
 
-def _write_stats(path: str | None, k: VKernel, status: int | None) -> None:
-    if path:
-        import yaml  # each subcommand imports what only it needs: start-up is latency
-        with open(path, "w") as f:
-            yaml.safe_dump({"status": status, "exit_code": None if status is None else
-                            exit_code_of(status), "ticks": k.sched.ticks,
-                            "statuses": dict(sorted(k.statuses.items()))}, f)
+def _pin(opt: str, path: str | None) -> OutputPath | None:
+    """The directory of a file given on the command line, taken before any guest runs."""
+    if not path:
+        return None
+    try:
+        return OutputPath(path)
+    except OSError as e:
+        raise ConfigError(f"{opt} {path}: {e.strerror}; give a new file in an existing "
+                          "directory") from None
 
 
-def _run_kernel(k: VKernel, plan: FreezePlan, control: bool, stats: str | None = None) -> int:
+def _write_stats(out: OutputPath | None, k: VKernel, status: int | None) -> None:
+    """Write --stats atomically beneath its pinned directory (never through a symlink)."""
+    if out is None:
+        return
+    import yaml  # each subcommand imports what only it needs: start-up is latency
+    text = yaml.safe_dump({"status": status, "exit_code": None if status is None else
+                           exit_code_of(status), "ticks": k.sched.ticks,
+                           "statuses": dict(sorted(k.statuses.items()))})
+    try:
+        write_atomic(out.dir_fd, out.name, text.encode())
+    except OSError as e:
+        raise VkError(f"cannot write --stats {out.path}: {e.strerror}") from None
+    finally:
+        out.close()
+
+
+def _run_kernel(k: VKernel, plan: FreezePlan, control: bool,
+                stats: OutputPath | None = None) -> int:
     from vkckpt.ckpt.control import ControlServer
 
-    server = ControlServer(plan.output, plan.incremental, plan.codec) if control else None
-    if server is not None:
-        plan.poll, plan.serve = server.pending, server.serve
     try:
-        with _progress() as progress:
-            status = drive(k, plan, progress)
-    finally:
+        server = ControlServer(plan.output, plan.incremental, plan.codec) if control else None
         if server is not None:
-            server.close()
+            plan.poll, plan.serve = server.pending, server.serve
+        try:
+            with _progress() as progress:
+                status = drive(k, plan, progress)
+        finally:
+            if server is not None:
+                server.close()
+    finally:
+        plan.close()
     _write_stats(stats, k, status)
     if status is None:
         k.log("vkckpt: run stopped after the freeze (use vkckpt thaw to resume)")
@@ -114,19 +139,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     """vkckpt run."""
     cfg = config_from_args(args)
     plan = plan_from_args(args)
-    return _run_kernel(boot(cfg), plan, not args.no_control, args.stats)
+    stats = _pin("--stats", args.stats)
+    return _run_kernel(boot(cfg), plan, not args.no_control, stats)
 
 
 def cmd_thaw(args: argparse.Namespace) -> int:
     """vkckpt thaw."""
     plan = plan_from_args(args)
+    stats = _pin("--stats", args.stats)
     k = thaw(args.image, ThawOptions(root=args.root, allow_changed_files=args.allow_changed_files,
                                      trace_syscalls=args.trace_syscalls,
                                      deliver_sigthaw=not args.no_sigthaw))
     if k.exit_status is not None:
-        _write_stats(args.stats, k, k.exit_status)
+        plan.close()
+        _write_stats(stats, k, k.exit_status)
         return exit_code_of(k.exit_status)
-    return _run_kernel(k, plan, not args.no_control, args.stats)
+    return _run_kernel(k, plan, not args.no_control, stats)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
 from vkckpt.ckpt.snapshot import FreezeResult, write_image
 from vkckpt.errors import ImageError, VkError
+from vkckpt.fs.hostfs import OutputPath
 from vkckpt.record import Comparable
 from vkckpt.signals.deliver import send_to_process
 from vkckpt.signals.pending import SigInfo
@@ -27,15 +28,24 @@ QUIESCE_TICKS = 2_000_000  # ~40 default time slices
 
 
 class CkptRequest(Comparable):
-    """A checkpoint(2) call waiting to be served at the next scheduling point."""
+    """A checkpoint(2) call waiting to be served at the next scheduling point.  `dir_fd`
+    is the directory of `path`, opened beneath the guest root when the call was made: the
+    image goes there whatever the SIGCKPT handlers rename meanwhile (closed once served)."""
 
-    __slots__ = ("tid", "scope", "path", "retval")
+    __slots__ = ("tid", "scope", "path", "retval", "dir_fd")
 
-    def __init__(self, tid: int, scope: list[int] | None, path: str | None, retval: int) -> None:
+    def __init__(self, tid: int, scope: list[int] | None, path: str | None, retval: int,
+                 dir_fd: int | None = None) -> None:
         self.tid = tid
         self.scope = scope
         self.path = path
         self.retval = retval
+        self.dir_fd = dir_fd
+
+    def close(self) -> None:
+        fd, self.dir_fd = self.dir_fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 def _handles(p, sig: int) -> bool:  # noqa: ANN001
@@ -78,23 +88,28 @@ def quiesce(k: VKernel, scope: list[int] | None, limit: int = QUIESCE_TICKS,
 def freeze(k: VKernel, path: str, *, scope: list[int] | None = None, incremental: bool = False,
            codec: str = "none", overrides: dict[int, int] | None = None,
            progress: Callable[[int, int], None] | None = None,
-           requester: int | None = None, background: bool = False) -> FreezeResult:
+           requester: int | None = None, background: bool = False,
+           dir_fd: int | None = None) -> FreezeResult:
     """Run the protocol and write the image; k must be at a scheduling point.
-    background: see write_image (the image is durable once the result's wait() returns)."""
+    background: see write_image (the image is durable once the result's wait() returns).
+    dir_fd: the directory to create path's final name in (see ImageWriter)."""
     if not quiesce(k, scope, exclude=requester):
         k.log("vkckpt: SIGCKPT handlers did not finish within the bound; freezing anyway")
     res = write_image(k, path, scope=scope, incremental=incremental, codec=codec,
-                      overrides=overrides, progress=progress, background=background)
+                      overrides=overrides, progress=progress, background=background,
+                      dir_fd=dir_fd)
     k.log(f"vkckpt: frozen at tick {k.sched.ticks} into {res.path} ({res.pages} pages"
           f"{', incremental' if res.header.incremental else ''})")
     return res
 
 
 class FreezePlan(Comparable):
-    """When to freeze during a run and where images go."""
+    """When to freeze during a run and where images go.  Images are created beneath the
+    directory of `output` as it was when open_output() ran (vkckpt run/thaw call it before
+    any guest runs; otherwise the first freeze does)."""
 
     __slots__ = ("output", "at", "every", "cont", "incremental", "codec", "poll", "serve",
-                 "results")
+                 "results", "out")
 
     def __init__(
         self,
@@ -117,6 +132,23 @@ class FreezePlan(Comparable):
         self.poll = poll
         self.serve = serve
         self.results = [] if results is None else results
+        self.out: OutputPath | None = None
+
+    def open_output(self) -> None:
+        """Pin the output directory now (OSError if it cannot be); idempotent."""
+        if self.output is not None and self.out is None:
+            self.out = OutputPath(self.output)
+
+    def close(self) -> None:
+        if self.out is not None:
+            self.out.close()
+            self.out = None
+
+    def target_for(self, n: int) -> tuple[str, int]:
+        """(path, directory fd) of the n-th periodic freeze's image."""
+        path = self.path_for(n)
+        self.open_output()
+        return path, self.out.dir_fd
 
     def path_for(self, n: int) -> str:
         """Image path for the n-th periodic freeze (out.img -> out.0001.img)."""
@@ -157,8 +189,10 @@ def drive(k: VKernel, plan: FreezePlan,
                 continue
             if next_at is not None and k.sched.ticks >= next_at:
                 n += 1
-                pending = freeze(k, plan.path_for(n), incremental=plan.incremental and n > 1,
-                                 codec=plan.codec, progress=progress, background=True)
+                path, dir_fd = plan.target_for(n)
+                pending = freeze(k, path, incremental=plan.incremental and n > 1,
+                                 codec=plan.codec, progress=progress, background=True,
+                                 dir_fd=dir_fd)
                 plan.results.append(pending)
                 if not (plan.cont or plan.every):
                     return None
@@ -175,13 +209,18 @@ def serve_guest_request(k: VKernel, plan: FreezePlan) -> None:
     t = k.threads.get(req.tid)
     result = 0
     try:
-        path = req.path or plan.path_for(len(plan.results) + 1)
+        if req.path is not None:
+            path, dir_fd = req.path, req.dir_fd
+        else:
+            path, dir_fd = plan.target_for(len(plan.results) + 1)
         requester = t.process.pid if t is not None else None
         plan.results.append(freeze(k, path, scope=req.scope, incremental=plan.incremental,
                                    codec=plan.codec, overrides={req.tid: req.retval},
-                                   requester=requester))
+                                   requester=requester, dir_fd=dir_fd))
     except (ImageError, OSError, VkError) as exc:
         k.log(f"vkckpt: checkpoint(2) from tid {req.tid} failed: {exc}")
         result = -E.EIO
+    finally:
+        req.close()
     if t is not None and t.alive:
         k.wake(t, result)

@@ -122,25 +122,27 @@ def write_image(k: VKernel, path: str, *, scope: list[int] | None = None,
                 overrides: dict[int, int] | None = None,
                 progress: Callable[[int, int], None] | None = None,
                 fault_hook: Callable[[int], None] | None = None,
-                background: bool = False) -> FreezeResult:
-    """Freeze k into path (atomically).  overrides: tid -> syscall result in the image only
-    (checkpoint(2) returns its retval in the thawed run).  background: return once every
-    byte is written, and make the image durable (checksum, fsync, rename) on a helper
-    thread while the vkernel runs on; the result's wait() joins it."""
+                background: bool = False, dir_fd: int | None = None) -> FreezeResult:
+    """Freeze k into path (atomically; created in dir_fd if given, see ImageWriter).
+    overrides: tid -> syscall result in the image only (checkpoint(2) returns its retval in
+    the thawed run).  background: return once every byte is written, and make the image
+    durable (checksum, fsync, rename) on a helper thread while the vkernel runs on; the
+    result's wait() joins it."""
     procs = [p for pid, p in sorted(k.procs.items()) if _in_scope(pid, scope)]
     live = [p for p in procs if not p.zombie]
     parent = k.last_image if incremental else None
     return _write(k, path, procs, live, scope, parent, codec, overrides or {}, progress,
-                  fault_hook, background)
+                  fault_hook, background, dir_fd)
 
 
 def _write(k: VKernel, path: str, procs: list[Process], live: list[Process],
            scope: list[int] | None, parent: tuple[bytes, str] | None, codec: str,
            overrides: dict[int, int], progress: Callable[[int, int], None] | None,
-           fault_hook: Callable[[int], None] | None, background: bool) -> FreezeResult:
+           fault_hook: Callable[[int], None] | None, background: bool,
+           dir_fd: int | None) -> FreezeResult:
     with ImageWriter(path, vkernel_id=k.vkernel_id, parent_id=parent[0] if parent else None,
                      incremental=parent is not None, codec=codec,
-                     fault_hook=fault_hook) as w:
+                     fault_hook=fault_hook, dir_fd=dir_fd) as w:
         w.add("meta", {"ticks": k.sched.ticks, "parent_path": parent[1] if parent else None,
                        "processes": len(procs)}, critical=False)
         overrides = {tid: v for tid, v in overrides.items()

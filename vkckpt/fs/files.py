@@ -9,6 +9,7 @@ import struct
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError
+from vkckpt.fs import hostfs
 
 TYPE_CHECKING = False
 
@@ -166,15 +167,26 @@ class DirFile(HostFile):
         return off
 
     def _entries(self) -> list[tuple[bytes, int, int]]:
+        """The listing as it is now.  Host processes may add or remove entries meanwhile
+        (an image being committed, say): one that vanishes before its stat is left out.
+        The vkernel's temporary files (hostfs.TEMP_PREFIX) are never listed."""
         st = host_call(os.fstat, self.fd)
         me = self.inodes.vino(st, self.guest_path)
         ents = [(b".", me, F.DT_DIR), (b"..", me, F.DT_DIR)]
         base = self.guest_path.rstrip("/")
-        with os.scandir(self.fd) as it:
-            for e in sorted(it, key=lambda e: e.name):
+        try:
+            with os.scandir(self.fd) as it:
+                found = sorted((e for e in it if not hostfs.is_reserved(e.name)),
+                               key=lambda e: e.name)
+        except OSError as exc:
+            raise GuestError(exc.errno or E.EIO, str(exc)) from None
+        for e in found:
+            try:
                 st_e = e.stat(follow_symlinks=False)
-                ino = self.inodes.vino(st_e, f"{base}/{e.name}")
-                ents.append((os.fsencode(e.name), ino, _dtype(st_e.st_mode)))
+            except OSError:  # gone (or unreadable) since the directory was read
+                continue
+            ino = self.inodes.vino(st_e, f"{base}/{e.name}")
+            ents.append((os.fsencode(e.name), ino, _dtype(st_e.st_mode)))
         return ents
 
     def getdents(self, n: int) -> bytes:

@@ -5,19 +5,17 @@ the host OS unresolved: :meth:`GuestRoot.resolve` walks them one component at a 
 ``path_lookupat`` inside a chroot.  ``..`` at the guest root stays there, symlinks are read with
 ``os.readlink`` and re-walked by us (absolute targets start again at the guest root), and every
 host path that is ``lstat``-ed is the host root joined with already-verified plain names, so it
-is lexically inside the root.
+is lexically inside the root.  Names starting with ``hostfs.TEMP_PREFIX`` (the vkernel's own
+temporary files) do not exist for guests: every lookup of one gives ENOENT.
 
-Remaining race (TOCTOU): the walk checks each directory with ``lstat`` and a later ``open``
-walks the same host path again in the host kernel.  A *host* process (the guest cannot create
-host symlinks outside its own walk) that swaps a verified directory for a symlink between the
-two can redirect the open outside the root.  :meth:`GuestRoot.host_open` mitigates this cheaply:
-it always adds ``O_NOFOLLOW`` (the final component was already resolved, so a symlink there is
-either deliberate, with ``follow=False``, or a swap) and afterwards checks
-``/proc/self/fd/N`` and refuses (``EXDEV``) an fd whose file lies outside the root.  The open
-itself (e.g. of a FIFO or device) has already happened by then; a full fix needs
-``openat2(RESOLVE_IN_ROOT)`` or a per-component ``openat`` walk.
+Opens cannot be redirected (no TOCTOU): the walk's result is opened by
+:meth:`GuestRoot.host_open` beneath a directory fd of the root held since start-up, with
+openat2(2) ``RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`` (``vkckpt.fs.hostfs``).  A host process
+that swaps a verified directory for a symlink between the walk and the open gets the open
+refused (EXDEV) before anything outside the root is touched; a symlink at the final name is
+never followed (ELOOP), as the walk already resolved it.  Other path operations (stat,
+rename, unlink, ...) still name host paths and are only as safe as the walk.
 """
-
 from __future__ import annotations
 
 import errno as _host_errno
@@ -26,6 +24,7 @@ import stat
 
 from vkckpt.abi import errno as E
 from vkckpt.errors import ConfigError, GuestError
+from vkckpt.fs import hostfs
 from vkckpt.record import Value
 
 PATH_MAX = 4096  # including the terminating NUL
@@ -77,6 +76,16 @@ class GuestRoot:
         if not os.path.isdir(root):
             raise ConfigError(f"guest root {os.fspath(host_root)!r} is not a directory")
         self.host_root: str = root
+        self.root_fd: int = hostfs.open_dir(root)  # every open is beneath this directory
+
+    def close(self) -> None:
+        """Release the root directory fd (idempotent)."""
+        fd, self.root_fd = getattr(self, "root_fd", -1), -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"GuestRoot({self.host_root!r})"
@@ -127,6 +136,8 @@ class GuestRoot:
                     parts.pop()
                 continue
             _check_name(name, p)  # lazily, like the kernel: only names actually looked up
+            if hostfs.is_reserved(name):
+                raise GuestError(E.ENOENT, p)
             host = self._host([*parts, name])
             try:
                 st = os.lstat(host)
@@ -166,32 +177,43 @@ class GuestRoot:
         rel = os.path.relpath(hp, self.host_root)
         return "/" if rel == "." else "/" + rel
 
-    def host_open(self, resolved: Resolved, flags: int, mode: int = 0o666) -> int:
-        """Open a resolved path on the host (always ``O_NOFOLLOW``); return the host fd.
-
-        Host errors become ``GuestError`` with the matching Linux errno; an fd that turns out
-        to lie outside the root (a host-side race, see module docstring) gives ``EXDEV``.
-        """
+    def _relative(self, resolved: Resolved) -> str:
+        """The resolved host path relative to the root; EXDEV if it is not inside."""
         host = os.path.normpath(resolved.host)
         if not os.path.isabs(host) or os.path.commonpath([self.host_root, host]) != self.host_root:
             raise GuestError(E.EXDEV, "resolved path outside the guest root")
+        return os.path.relpath(host, self.host_root)
+
+    def open_parent(self, resolved: Resolved) -> tuple[int, str]:
+        """(O_PATH fd of the directory holding a resolved path, its final name), opened
+        beneath the root now; a directory the walk saw that is now a symlink gives EXDEV."""
+        head, name = os.path.split(self._relative(resolved))
+        if name in ("", ".", ".."):
+            raise GuestError(E.EISDIR, resolved.guest)  # the root itself
         try:
-            fd = os.open(host, flags | os.O_NOFOLLOW, mode)
+            fd = hostfs.open_beneath(self.root_fd, head, os.O_PATH | os.O_DIRECTORY)
+        except OSError as exc:
+            if exc.errno == _host_errno.ELOOP:
+                raise GuestError(E.EXDEV, f"{resolved.guest!r} escaped the guest root") from None
+            raise GuestError(guest_errno(exc), resolved.guest) from None
+        return fd, name
+
+    def host_open(self, resolved: Resolved, flags: int, mode: int = 0o666) -> int:
+        """Open a resolved path on the host beneath the root fd; return the host fd.
+
+        No symlink is followed: one at the final name (left by ``follow=False``) gives
+        ELOOP, one swapped in for a directory by a host process gives EXDEV.  Host errors
+        become ``GuestError`` with the matching Linux errno.
+        """
+        rel = self._relative(resolved)
+        if rel == ".":
+            dir_fd, name = self.root_fd, "."
+        else:
+            dir_fd, name = self.open_parent(resolved)
+        try:
+            return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
         except OSError as exc:
             raise GuestError(guest_errno(exc), resolved.guest) from None
-        if not self._fd_inside(fd):
-            os.close(fd)
-            raise GuestError(E.EXDEV, f"{resolved.guest!r} escaped the guest root")
-        return fd
-
-    def _fd_inside(self, fd: int) -> bool:
-        """Whether host fd's path (per /proc) is inside the root; True if /proc is unavailable."""
-        try:
-            real = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            return True
-        if not real.startswith("/"):  # pipe:[..], anon_inode:..: not a path
-            return True
-        if real.endswith(" (deleted)"):
-            real = real[: -len(" (deleted)")]
-        return os.path.commonpath([self.host_root, real]) == self.host_root
+        finally:
+            if dir_fd != self.root_fd:
+                os.close(dir_fd)

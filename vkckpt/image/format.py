@@ -39,6 +39,7 @@ from types import ModuleType, TracebackType
 import msgpack
 
 from vkckpt.errors import ImageError
+from vkckpt.fs import hostfs
 from vkckpt.image import migrate
 from vkckpt.image.limits import DEFAULT_LIMITS, Limits
 from vkckpt.record import Comparable, Value
@@ -152,9 +153,9 @@ def _default_producer() -> str:
     return f"vkckpt {getattr(vkckpt, '__version__', '0')}"
 
 
-def _fsync_dir(directory: str) -> None:
-    """Make a rename in `directory` durable (no-op where directories cannot be synced)."""
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+def _fsync_dir(dir_fd: int) -> None:
+    """Make a rename in directory `dir_fd` durable (no-op where directories cannot be synced)."""
+    fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         os.fsync(fd)
     except OSError as e:
@@ -341,6 +342,10 @@ class _Hasher:
 class ImageWriter:
     """Stream records into a temp file beside `path`; `commit` atomically replaces `path`.
 
+    The file is created in the directory `dir_fd` (a directory fd the caller took when it
+    trusted the name; default: `path`'s directory, opened now) and named `path`'s final
+    name there: unnamed or under a hidden temporary name until commit, then renamed onto
+    that name without following a symlink there (vkckpt.fs.hostfs.AtomicFile).
     Used as a context manager it aborts (removes the temp file, leaving `path` untouched)
     when the block raises, and commits when it ends normally without an explicit commit.
     Every failure, I/O errors included, is raised as an ImageError.
@@ -356,6 +361,7 @@ class ImageWriter:
         codec: str = "none",
         producer: str | None = None,
         fault_hook: Callable[[int], None] | None = None,
+        dir_fd: int | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self.bytes_written = 0
@@ -386,10 +392,15 @@ class ImageWriter:
         self._fault_hook = fault_hook
         self._count = 0
         self._body_hash = hashlib.sha256()
-        self._tmp = f"{self.path}.tmp.{os.getpid()}.{os.urandom(4).hex()}"
+        self._dir = -1
         try:
-            self._f = open(self._tmp, "x+b")  # closed by commit/abort
+            head, name = hostfs.split_output(self.path)
+            self._dir = os.dup(dir_fd) if dir_fd is not None else hostfs.open_dir(head)
+            self._out = hostfs.AtomicFile(self._dir, name)
+            self._f = os.fdopen(self._out.fd, "r+b", closefd=False)  # closed by commit/abort
         except OSError as e:
+            if self._dir >= 0:
+                os.close(self._dir)
             raise ImageError(f"cannot create checkpoint image {self.path}: {e.strerror}") from e
         self._state = "open"
         self._io(self._write, bytes(HEADER_SIZE))  # placeholder; commit writes the real one
@@ -562,12 +573,14 @@ class ImageWriter:
 
     def _make_durable(self, header: Header) -> None:
         self._io(self._finish, header.to_bytes())  # on failure _io aborts: no temp file left
-        self._io(os.replace, self._tmp, self.path)
+        self._io(self._out.publish)
         self._state = "committed"
         try:
-            _fsync_dir(os.path.dirname(self.path) or os.curdir)
+            _fsync_dir(self._dir)
         except OSError as e:
             raise self._err(f"renamed into place but could not sync its directory: {e}") from e
+        finally:
+            self._release()
 
     def _finish(self, head: bytes) -> None:
         f = self._f
@@ -615,9 +628,17 @@ class ImageWriter:
         except OSError:
             pass
         try:
-            os.unlink(self._tmp)
-        except FileNotFoundError:
+            self._out.discard()
+        except OSError:
             pass
+        self._release()
+
+    def _release(self) -> None:
+        """Close the file and the directory fd once committed or aborted."""
+        self._out.close()
+        fd, self._dir = self._dir, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 def _in_background(name: str, fn: Callable[..., object], *args: object,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import stat
 
 from vkckpt.abi import errno as E
 from vkckpt.ckpt.freeze import CkptRequest
 from vkckpt.errors import GuestError
+from vkckpt.fs.sandbox import guest_errno
 from vkckpt.syscalls.args import s32, s64
 from vkckpt.threads.wait import Block
 
@@ -22,21 +24,32 @@ CKPT_FREEZE = 0
 def sys_checkpoint(k: VKernel, t: Thread, kind: int, path: int, pid: int, retval: int) -> int:
     """checkpoint(CKPT_FREEZE, path, pid, retval): write an image of process pid (0 or -1:
     the caller's) to path in the guest root (NULL: the vkernel's -o image).  Returns 0 once
-    written; the thawed image resumes the caller with retval."""
+    written; the thawed image resumes the caller with retval.  The directory of path is
+    opened now, beneath the root; the image is created in it after the SIGCKPT handlers
+    ran, replacing (never following) whatever the handlers put at the final name."""
     if s32(kind) != CKPT_FREEZE:
         raise GuestError(E.EINVAL)
     pid = s32(pid)
     target = t.process if pid in (0, -1) else k.procs.get(pid)
     if target is None or target.zombie:
         raise GuestError(E.ESRCH)
-    host_path = None
+    host_path = dir_fd = None
     if path:
         guest = os.fsdecode(t.process.vm.read_cstr(path))
         r = k.root.resolve(guest, t.process.cwd, must_exist=False)
-        if os.path.isdir(r.host):
-            raise GuestError(E.EISDIR)
+        dir_fd, name = k.root.open_parent(r)  # the image goes here, whatever happens next
+        try:
+            mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            mode = 0
+        except OSError as exc:
+            os.close(dir_fd)
+            raise GuestError(guest_errno(exc)) from None
+        if stat.S_ISDIR(mode) or k.ckpt_request is not None:
+            os.close(dir_fd)
+            raise GuestError(E.EISDIR if stat.S_ISDIR(mode) else E.EBUSY)
         host_path = r.host
     if k.ckpt_request is not None:
         raise GuestError(E.EBUSY)
-    k.ckpt_request = CkptRequest(t.tid, [target.pid], host_path, s64(retval))
+    k.ckpt_request = CkptRequest(t.tid, [target.pid], host_path, s64(retval), dir_fd)
     raise Block(k.ckpt_queue, restartable=False)
