@@ -31,7 +31,7 @@ RESOLVE_BENEATH = 0x08
 _RESOLVE = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
 _SYS_OPENAT2 = 437  # x86-64
 _OPEN_HOW = struct.Struct("QQQ")  # struct open_how: flags, mode, resolve
-_CREATES = os.O_CREAT | getattr(os, "O_TMPFILE", 0)
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)  # includes O_DIRECTORY: test all its bits
 _DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
 #: Names the vkernel reserves for its temporary files; hidden from and refused to guests.
@@ -114,7 +114,8 @@ def open_beneath(dir_fd: int, path: str, flags: int, mode: int = 0) -> int:
     """
     global _openat2_works
     _names(path)
-    mode = mode if flags & _CREATES else 0  # openat2 refuses a mode it would not use
+    creates = flags & os.O_CREAT or (_O_TMPFILE and flags & _O_TMPFILE == _O_TMPFILE)
+    mode = mode if creates else 0  # openat2 refuses a mode it would not use
     flags |= os.O_CLOEXEC
     if _openat2_works is None:
         try:
