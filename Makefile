@@ -1,12 +1,13 @@
 # vkckpt: two commands for a fresh machine.
 #   make demo   set up a virtualenv and run the built-in demonstration
 #   make test   set up a virtualenv and run the whole test suite
+#   make crashtest  1000 SIGKILLs of a freezing vkckpt (test_reliability runs 50)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench soak fuzz guests clean
+.PHONY: demo test lint bench soak fuzz crashtest guests clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,10 @@ fuzz: $(STAMP)
 
 soak: $(STAMP)
 	$(PY) -m vkckpt.testing.soak --iterations 1000
+
+crashtest: $(STAMP)
+	$(PY) -m vkckpt.guests.build -j 2 > /dev/null
+	$(PY) -m vkckpt.testing.crash --kills 1000
 
 clean:
 	rm -rf $(VENV) build *.egg-info vkckpt/engine/_blockhook*.so
