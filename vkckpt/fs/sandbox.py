@@ -178,16 +178,20 @@ class GuestRoot:
         return "/" if rel == "." else "/" + rel
 
     def _relative(self, resolved: Resolved) -> str:
-        """The resolved host path relative to the root; EXDEV if it is not inside."""
+        """The resolved host path relative to the root ("." for the root); EXDEV if it is
+        not lexically inside."""
         host = os.path.normpath(resolved.host)
-        if not os.path.isabs(host) or os.path.commonpath([self.host_root, host]) != self.host_root:
+        if host == self.host_root:
+            return "."
+        prefix = self.host_root.rstrip("/") + "/"
+        if not host.startswith(prefix) or host.startswith("//"):
             raise GuestError(E.EXDEV, "resolved path outside the guest root")
-        return os.path.relpath(host, self.host_root)
+        return host[len(prefix):]
 
-    def open_parent(self, resolved: Resolved) -> tuple[int, str]:
+    def open_parent(self, resolved: Resolved, rel: str | None = None) -> tuple[int, str]:
         """(O_PATH fd of the directory holding a resolved path, its final name), opened
         beneath the root now; a directory the walk saw that is now a symlink gives EXDEV."""
-        head, name = os.path.split(self._relative(resolved))
+        head, _, name = (rel or self._relative(resolved)).rpartition("/")
         if name in ("", ".", ".."):
             raise GuestError(E.EISDIR, resolved.guest)  # the root itself
         try:
@@ -206,10 +210,10 @@ class GuestRoot:
         become ``GuestError`` with the matching Linux errno.
         """
         rel = self._relative(resolved)
-        if rel == ".":
-            dir_fd, name = self.root_fd, "."
+        if "/" not in rel:  # the root itself or a name in it
+            dir_fd, name = self.root_fd, rel
         else:
-            dir_fd, name = self.open_parent(resolved)
+            dir_fd, name = self.open_parent(resolved, rel)
         try:
             return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
         except OSError as exc:
