@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -100,6 +101,23 @@ def test_image_directory_swapped_during_freeze_every(make_root, host):
     for img in images:
         ImageReader(img).verify()
     assert temps(root / "imgs.moved") == []
+
+
+def test_sigusr1_freeze_uses_the_image_directory_pinned_at_start_up(make_root, host):
+    """The control socket's default image (-o) after the guest swapped its directory."""
+    hostdir, _ = host
+    root = make_root("hostpaths")
+    (root / "imgs").mkdir()
+    p = subprocess.Popen([sys.executable, "-m", "vkckpt", "run", "-o", "imgs/out.img",
+                          "./hostpaths", "imgdir", str(hostdir), "12000"], cwd=root,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.readline() == b"swapped /imgs: 0 0\n"
+    p.send_signal(signal.SIGUSR1)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert b"frozen at tick" in err
+    assert os.listdir(hostdir) == [], "the SIGUSR1 image went through the planted symlink"
+    ImageReader(root / "imgs.moved" / "out.img").verify()
 
 
 def test_background_commit_cannot_be_replaced_by_a_forged_file(make_root):

@@ -143,6 +143,16 @@ def split_output(path: str | os.PathLike[str]) -> tuple[str, str]:
     return head or os.curdir, name
 
 
+#: Directories pinned by live OutputPaths, by absolute path as named when they were pinned.
+_pinned: dict[str, int] = {}
+
+
+def pinned_dir(head: str) -> int | None:
+    """The fd of directory ``head`` if an OutputPath pinned it (a later request naming the
+    same directory, e.g. the control socket's default image, gets the start-up one)."""
+    return _pinned.get(os.path.abspath(head))
+
+
 class OutputPath:
     """A file the vkernel creates later, pinned now: its directory fd and final name.
 
@@ -152,12 +162,14 @@ class OutputPath:
     directory are reclaimed now.  Raises OSError.
     """
 
-    __slots__ = ("path", "head", "name", "dir_fd")
+    __slots__ = ("path", "head", "name", "dir_fd", "_key")
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fsdecode(path)
         self.head, self.name = split_output(self.path)
         self.dir_fd = open_dir(self.head)
+        self._key = os.path.abspath(self.head)
+        _pinned.setdefault(self._key, self.dir_fd)
         reclaim_once(self.dir_fd)
 
     def sibling(self, name: str) -> str:
@@ -167,6 +179,8 @@ class OutputPath:
     def close(self) -> None:
         fd, self.dir_fd = self.dir_fd, -1
         if fd >= 0:
+            if _pinned.get(self._key) == fd:
+                del _pinned[self._key]
             os.close(fd)
 
 

@@ -343,7 +343,8 @@ class ImageWriter:
     """Stream records into a temp file beside `path`; `commit` atomically replaces `path`.
 
     The file is created in the directory `dir_fd` (a directory fd the caller took when it
-    trusted the name; default: `path`'s directory, opened now) and named `path`'s final
+    trusted the name; default: `path`'s directory as pinned by a hostfs.OutputPath, else
+    opened now) and named `path`'s final
     name there: unnamed or under a hidden temporary name until commit, then renamed onto
     that name without following a symlink there (vkckpt.fs.hostfs.AtomicFile).
     Used as a context manager it aborts (removes the temp file, leaving `path` untouched)
@@ -395,6 +396,8 @@ class ImageWriter:
         self._dir = -1
         try:
             head, name = hostfs.split_output(self.path)
+            if dir_fd is None:
+                dir_fd = hostfs.pinned_dir(head)
             self._dir = os.dup(dir_fd) if dir_fd is not None else hostfs.open_dir(head)
             self._out = hostfs.AtomicFile(self._dir, name)
             self._f = os.fdopen(self._out.fd, "r+b", closefd=False)  # closed by commit/abort
