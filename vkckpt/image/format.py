@@ -344,9 +344,9 @@ class ImageWriter:
 
     The file is created in the directory `dir_fd` (a directory fd the caller took when it
     trusted the name; default: `path`'s directory as pinned by a hostfs.OutputPath, else
-    opened now) and named `path`'s final
-    name there: unnamed or under a hidden temporary name until commit, then renamed onto
-    that name without following a symlink there (vkckpt.fs.hostfs.AtomicFile).
+    opened now) under `path`'s final name: unnamed or under a hidden temporary name until
+    commit, then renamed onto that name without following a symlink there
+    (vkckpt.fs.hostfs.AtomicFile).
     Used as a context manager it aborts (removes the temp file, leaving `path` untouched)
     when the block raises, and commits when it ends normally without an explicit commit.
     Every failure, I/O errors included, is raised as an ImageError.

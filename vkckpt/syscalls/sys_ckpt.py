@@ -21,6 +21,25 @@ if TYPE_CHECKING:
 CKPT_FREEZE = 0
 
 
+def _pin_target(k: VKernel, t: Thread, path: int) -> tuple[str, int]:
+    """Resolve the image path now: (its host path, an fd of its directory opened beneath
+    the root).  EISDIR if it names a directory."""
+    guest = os.fsdecode(t.process.vm.read_cstr(path))
+    r = k.root.resolve(guest, t.process.cwd, must_exist=False)
+    dir_fd, name = k.root.open_parent(r)  # the image goes here, whatever happens next
+    try:
+        mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        mode = 0
+    except OSError as exc:
+        os.close(dir_fd)
+        raise GuestError(guest_errno(exc)) from None
+    if stat.S_ISDIR(mode):
+        os.close(dir_fd)
+        raise GuestError(E.EISDIR)
+    return r.host, dir_fd
+
+
 def sys_checkpoint(k: VKernel, t: Thread, kind: int, path: int, pid: int, retval: int) -> int:
     """checkpoint(CKPT_FREEZE, path, pid, retval): write an image of process pid (0 or -1:
     the caller's) to path in the guest root (NULL: the vkernel's -o image).  Returns 0 once
@@ -33,23 +52,10 @@ def sys_checkpoint(k: VKernel, t: Thread, kind: int, path: int, pid: int, retval
     target = t.process if pid in (0, -1) else k.procs.get(pid)
     if target is None or target.zombie:
         raise GuestError(E.ESRCH)
-    host_path = dir_fd = None
-    if path:
-        guest = os.fsdecode(t.process.vm.read_cstr(path))
-        r = k.root.resolve(guest, t.process.cwd, must_exist=False)
-        dir_fd, name = k.root.open_parent(r)  # the image goes here, whatever happens next
-        try:
-            mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
-        except FileNotFoundError:
-            mode = 0
-        except OSError as exc:
-            os.close(dir_fd)
-            raise GuestError(guest_errno(exc)) from None
-        if stat.S_ISDIR(mode) or k.ckpt_request is not None:
-            os.close(dir_fd)
-            raise GuestError(E.EISDIR if stat.S_ISDIR(mode) else E.EBUSY)
-        host_path = r.host
+    host_path, dir_fd = _pin_target(k, t, path) if path else (None, None)
     if k.ckpt_request is not None:
+        if dir_fd is not None:
+            os.close(dir_fd)
         raise GuestError(E.EBUSY)
     k.ckpt_request = CkptRequest(t.tid, [target.pid], host_path, s64(retval), dir_fd)
     raise Block(k.ckpt_queue, restartable=False)
