@@ -94,8 +94,7 @@ class ControlServer:
         where = D.control_dir()
         fd = D.open_private_dir(where)
         try:
-            for name in D.remove_dead_sockets(fd):
-                self.log(f"vkckpt: removed {os.path.join(where, name)} of a dead run")
+            D.remove_dead_sockets(fd)  # silently: they are ours, and their runs are gone
             name = f"{os.getpid()}{D.SUFFIX}"
             self.sock = D.bind_private(fd, where, name)
         except BaseException:
