@@ -41,7 +41,10 @@ def attacker(path: str, request: str, times: int = 1) -> str:
         s.settimeout(10)
         try:
             s.connect(path)
-            s.sendall(request.encode() + b"\n")
+            try:
+                s.sendall(request.encode() + b"\n")
+            except BrokenPipeError:
+                pass  # refused before the request was read: the answer waits anyway
             out.append(s.recv(65536).decode().strip() or "EOF")
         except OSError as exc:
             out.append(f"ERR {exc.errno}")
@@ -356,7 +359,7 @@ def test_idle_and_dribbling_connections_do_not_block_requests(base: Path,
         th.start()
         t0 = time.monotonic()
         a = ask(server, kernel, freeze_request(base / "through.img"))
-        assert a["ok"] is True and time.monotonic() - t0 < 1.5
+        assert a["ok"] is True and time.monotonic() - t0 < 4  # one at a time: >= 10 s
         t0 = time.monotonic()
         th.join(timeout + 2)  # the dribbler is cut off by the per-connection deadline
         assert not th.is_alive()

@@ -5,10 +5,11 @@
 answer (control_client.py).  Requests are served at the next scheduling point, so they
 never interrupt a guest instruction.
 
-Threads: one accept thread, and one short-lived thread per connection that checks the
-peer's credentials and reads its request within REQUEST_TIMEOUT.  Valid requests wait in
-`requests` (a deque: append and popleft are atomic, so the SIGUSR1 handler may append
-without a lock) until the run loop serves them.  No error of a peer reaches the run.
+Threads: one accept thread, which checks each peer's credentials, and one short-lived
+thread per accepted connection that reads its request within REQUEST_TIMEOUT.  Valid
+requests wait in `requests` (a deque: append and popleft are atomic, so the SIGUSR1
+handler may append without a lock) until the run loop serves them.  No error of a peer
+reaches the run.
 """
 
 from __future__ import annotations
@@ -132,9 +133,17 @@ class ControlServer:
                 time.sleep(backoff)
                 continue
             backoff, starved = 0.01, False
-            self._start_connection(conn)
+            try:
+                self._start_connection(conn)
+            except Exception:  # noqa: BLE001 - drop that connection, keep accepting
+                conn.close()
 
     def _start_connection(self, conn: socket.socket) -> None:
+        try:
+            self._check_peer(conn)
+        except (OSError, W.WireError) as exc:
+            _answer(conn, {"ok": False, "error": f"bad request: {_printable(exc)}"})
+            return
         if not self._slots.acquire(blocking=False):
             _answer(conn, {"ok": False, "error": "busy: too many connections, try again"})
             return
@@ -145,7 +154,7 @@ class ControlServer:
             _answer(conn, {"ok": False, "error": "busy: cannot start a thread, try again"})
 
     def _connection(self, conn: socket.socket) -> None:
-        """Check the peer, read one request line within REQUEST_TIMEOUT, queue it."""
+        """Read one request line within REQUEST_TIMEOUT and queue it."""
         try:
             body = self._read_request(conn)
         except (OSError, W.WireError) as exc:
@@ -161,7 +170,9 @@ class ControlServer:
             return
         self.requests.append(_Request(body, conn))
 
-    def _read_request(self, conn: socket.socket) -> dict:
+    def _check_peer(self, conn: socket.socket) -> None:
+        """WireError unless the peer runs as our effective uid or as root (SO_PEERCRED);
+        checked before the peer gets a thread, so other users cannot take the slots."""
         ucred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         pid, uid, _ = struct.unpack("3i", ucred)
         if uid not in (os.geteuid(), 0):
@@ -171,6 +182,8 @@ class ControlServer:
                          f"(pid {pid}); only uid {os.geteuid()} and root may ask")
             raise W.WireError(f"uid {uid} may not control this run (only uid "
                               f"{os.geteuid()} and root)")
+
+    def _read_request(self, conn: socket.socket) -> dict:
         deadline = time.monotonic() + REQUEST_TIMEOUT
         data = b""
         while b"\n" not in data:

@@ -41,7 +41,10 @@ def request_freeze(host_pid: int, output: str, stop: bool, incremental: bool,
         s.settimeout(timeout)
         s.connect(path)
         _check_server(s, path)
-        s.sendall(request)
+        try:
+            s.sendall(request)
+        except BrokenPipeError:
+            pass  # a server that refused us at once has left its answer to read
         line = _read_line(s, deadline)
     except TimeoutError:
         raise VkError(f"vkckpt {host_pid} did not answer within {timeout:g} s") from None
