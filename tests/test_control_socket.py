@@ -114,7 +114,8 @@ def _fake_foreign_server(path: str, answer: str) -> str:
     return ""
 
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+#: Acting as another user takes root (CI runs the suite as root).
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
 
 
 @pytest.fixture
@@ -191,6 +192,7 @@ def freeze_request(path: Path | str, **extra: object) -> bytes:
 
 # -- 1. the private directory and the socket's mode ---------------------------------------------
 
+@needs_root
 def test_directory_precreated_by_another_user_is_refused(base: Path, kernel: VKernel,
                                                          capsys: pytest.CaptureFixture) -> None:
     """The issue's attack: another user pre-creates the directory (0777), root runs with
@@ -250,6 +252,7 @@ def test_a_file_in_place_of_the_directory_is_refused(base: Path,
     assert "not a directory" in capsys.readouterr().err
 
 
+@needs_root
 def test_socket_is_0600_and_directory_0700_under_umask_000(base: Path) -> None:
     old = os.umask(0)
     try:
@@ -270,6 +273,7 @@ def test_an_existing_private_directory_is_shared_by_runs(base: Path) -> None:
 
 # -- 2. peer credentials -------------------------------------------------------------------------
 
+@needs_root
 def test_other_users_are_refused_even_when_they_can_reach_the_socket(
         base: Path, kernel: VKernel, capsys: pytest.CaptureFixture) -> None:
     secret = base / "secret"
@@ -568,6 +572,7 @@ def test_the_client_gives_up_on_a_dribbling_server(base: Path) -> None:
     assert "1 s" in r.stderr or "time" in r.stderr
 
 
+@needs_root
 def test_the_client_refuses_a_server_of_another_user(base: Path) -> None:
     ctl = base / "ctl"
     ctl.mkdir(mode=0o700)

@@ -97,14 +97,20 @@ class ControlServer:
         try:
             D.remove_dead_sockets(fd)  # silently: they are ours, and their runs are gone
             name = f"{os.getpid()}{D.SUFFIX}"
-            self.sock = D.bind_private(fd, where, name)
+            sock = D.bind_private(fd, where, name)
         except BaseException:
             os.close(fd)
             raise
-        self._dir_fd, self._name = fd, name
+        try:
+            sock.settimeout(1.0)  # so the loop sees _closing even if shutdown is missed
+            sock.listen(16)
+        except OSError:
+            sock.close()
+            os.unlink(name, dir_fd=fd)
+            os.close(fd)
+            raise
+        self.sock, self._dir_fd, self._name = sock, fd, name
         self.path = os.path.join(where, name)
-        self.sock.settimeout(1.0)  # so the loop sees _closing even if shutdown is missed
-        self.sock.listen(16)
 
     def _on_usr1(self, signum: int, frame: object) -> None:
         self.requests.append(_Request({"op": "freeze"}, None))
