@@ -627,3 +627,16 @@ def test_sockets_of_dead_runs_are_removed_and_nothing_else(base: Path, make_root
     assert left == sorted(["1.sock", "abc.sock", f"{dead}.other", f"{dead + 1}.sock",
                            f"{dead + 2}.sock"])
     assert (base / "outside.sock").exists()
+
+
+@pytest.mark.parametrize("args", [["--pid", "0"], ["--pid", "-3"], ["--pid", "7", "--timeout",
+                                  "-1"], ["--pid", "7", "--timeout", "nan"]])
+def test_freeze_refuses_a_pid_or_timeout_that_is_not_positive(base: Path, args: list[str]
+                                                              ) -> None:
+    ctl = base / "ctl"
+    ctl.mkdir(mode=0o700)
+    _bound(ctl / "7.sock")  # something to connect to, so the timeout is used
+    r = subprocess.run([sys.executable, "-m", "vkckpt", "freeze", *args, "-o", "x.img"],
+                       env=_vk_env(base), cwd=base, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "must be greater than 0" in r.stderr
