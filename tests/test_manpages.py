@@ -520,7 +520,7 @@ def test_examples_run(page: str, tmp_path: Path, guests: dict[str, Path]) -> Non
                       ("zig", f"{exe} -m ziglang")):
         (bindir / tool).write_text(f'#!/bin/sh\nexec {cmd} "$@"\n')
         (bindir / tool).chmod(0o755)
-    (tmp_path / "ctl").mkdir()
+    (tmp_path / "ctl").mkdir(mode=0o700)  # a control directory must be private
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
            "VKCKPT_CONTROL_DIR": str(tmp_path / "ctl"), "LC_ALL": "C"}
     script = []

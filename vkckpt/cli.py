@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from vkckpt import __version__
 from vkckpt.errors import ImageError, VkError
@@ -44,6 +45,20 @@ def _freeze_options(p: argparse.ArgumentParser) -> None:
                    "stderr, strace-style")
     g.add_argument("--stats", metavar="FILE", help="write the run's outcome (status, ticks, "
                    "every process's wait status) to FILE as YAML")
+
+
+def _positive(kind: type) -> Callable[[str], float]:
+    """An argparse type: a finite number of that kind, greater than 0."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,12 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("freeze", help="ask a running vkckpt to freeze",
                        description="Ask the vkckpt running with host pid PID to freeze into "
                        "IMAGE at its next scheduling point. Exit 0 when written, 1 otherwise.")
-    f.add_argument("--pid", type=int, required=True, help="host pid of the running vkckpt")
+    f.add_argument("--pid", type=_positive(int), required=True, help="host pid of the "
+                   "running vkckpt")
     f.add_argument("-o", "--output", required=True, metavar="IMAGE", help="image to write")
     f.add_argument("--stop", action="store_true", help="stop the run after the freeze")
     f.add_argument("--incremental", action="store_true", help="only pages changed since the "
                    "previous image of that run")
-    f.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+    f.add_argument("--timeout", type=_positive(float), default=60.0, metavar="SECONDS",
                    help="how long to wait for the answer (default 60)")
 
     d = sub.add_parser("demo", help="the built-in demonstration",

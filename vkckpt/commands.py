@@ -13,7 +13,7 @@ from vkckpt.config import KernelConfig, ProcessSpec, load_config, parse_size
 from vkckpt.errors import ConfigError, VkError
 from vkckpt.fs.hostfs import OutputPath, write_atomic
 from vkckpt.kernel import VKernel
-from vkckpt.runner import boot, exit_code_of, host_to_guest_program
+from vkckpt.runner import EXIT_VKERNEL_ERROR, boot, exit_code_of, host_to_guest_program
 
 
 def config_from_args(args: argparse.Namespace) -> KernelConfig:
@@ -129,10 +129,14 @@ def _run_kernel(k: VKernel, plan: FreezePlan, control: bool,
     finally:
         plan.close()
     _write_stats(stats, k, status)
+    code = 0 if status is None else exit_code_of(status)
     if status is None:
         k.log("vkckpt: run stopped after the freeze (use vkckpt thaw to resume)")
-        return 0
-    return exit_code_of(status)
+    if server is not None and server.failed_signal_freezes:
+        k.log(f"vkckpt: {server.failed_signal_freezes} freeze(s) requested by SIGUSR1 failed: "
+              f"exit status {EXIT_VKERNEL_ERROR} instead of {code}")
+        return EXIT_VKERNEL_ERROR
+    return code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -182,13 +186,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_freeze(args: argparse.Namespace) -> int:
     """vkckpt freeze --pid: ask a running vkckpt to freeze."""
-    from vkckpt.ckpt.control import request_freeze
+    from vkckpt.ckpt.control_client import request_freeze, shown
 
     ans = request_freeze(args.pid, args.output, args.stop, args.incremental, args.timeout)
-    if not ans.get("ok"):
-        print(f"vkckpt: freeze failed: {ans.get('error')}", file=sys.stderr)
+    if not ans["ok"]:
+        print(f"vkckpt: freeze failed: {shown(ans['error'])}", file=sys.stderr)
         return 1
-    print(f"{ans['image']} (tick {ans['ticks']}, image id {ans['image_id']})")
+    print(f"{shown(ans['image'])} (tick {ans['ticks']}, image id {ans['image_id']})")
     return 0
 
 

@@ -1,22 +1,34 @@
 """Host-side freeze requests to a running vkckpt: a control socket and SIGUSR1.
 
-`vkckpt run` listens on a Unix socket named after its host pid; `vkckpt freeze --pid PID`
-connects, asks for a freeze and waits for the answer.  Requests are served at the next
-scheduling point, so they never interrupt a guest instruction.
+`vkckpt run` listens on a Unix socket named after its host pid in a private directory
+(control_dir.py); `vkckpt freeze --pid PID` connects, asks for a freeze and waits for the
+answer (control_client.py).  Requests are served at the next scheduling point, so they
+never interrupt a guest instruction.
+
+Threads: one accept thread, which checks each peer's credentials, and one short-lived
+thread per accepted connection that reads its request within REQUEST_TIMEOUT.  Valid
+requests wait in `requests` (a deque: append and popleft are atomic, so the SIGUSR1
+handler may append without a lock) until the run loop serves them.  No error of a peer
+reaches the run.
 """
 
 from __future__ import annotations
 
-import json
+import errno
 import os
-import queue
 import signal
 import socket
-import tempfile
+import struct
+import sys
 import threading
+import time
+from collections import deque
+from collections.abc import Callable
 
+from vkckpt.ckpt import control_dir as D
+from vkckpt.ckpt import control_wire as W
 from vkckpt.ckpt.freeze import freeze
-from vkckpt.errors import ImageError, VkError
+from vkckpt.errors import VkError
 from vkckpt.record import Record
 
 TYPE_CHECKING = False
@@ -24,18 +36,17 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
 
-MAX_REQUEST = 64 << 10
+socket_path = D.socket_path  # re-exported: where the vkckpt with a host pid listens
 
-
-def socket_path(host_pid: int) -> str:
-    """Where the vkckpt with host pid host_pid listens."""
-    base = os.environ.get("VKCKPT_CONTROL_DIR") or os.path.join(tempfile.gettempdir(),
-                                                                f"vkckpt-{os.getuid()}")
-    return os.path.join(base, f"{host_pid}.sock")
+REQUEST_TIMEOUT = 2.0   # seconds a connection has to send its whole request
+REPLY_TIMEOUT = 1.0     # seconds an answer may wait for the peer's buffer
+MAX_CONNECTIONS = 32    # connections being read at once; more get a busy answer
+MAX_PENDING = 16        # valid requests waiting for a scheduling point
+_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 class _Request(Record):
-    """One freeze request: its JSON body and the connection to answer (None for SIGUSR1)."""
+    """One valid freeze request and the connection to answer (None for SIGUSR1)."""
 
     __slots__ = ("body", "conn")
 
@@ -44,114 +55,221 @@ class _Request(Record):
         self.conn = conn
 
 
+def _stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 class ControlServer:
-    """Accepts freeze requests in a background thread; the run loop serves them."""
+    """Accepts freeze requests in background threads; the run loop serves them.
+
+    When the control directory cannot be trusted the server logs one line and does not
+    listen (`path` is None); SIGUSR1 still works.  `failed_signal_freezes` counts SIGUSR1
+    freezes that failed (each logged), for the run's exit status."""
 
     def __init__(self, default_output: str | None, incremental: bool = False,
-                 codec: str = "none") -> None:
+                 codec: str = "none", log: Callable[[str], None] = _stderr) -> None:
         self.default_output = default_output or f"vkckpt-{os.getpid()}.img"
         self.incremental = incremental
         self.codec = codec
-        self.requests: queue.Queue[_Request] = queue.Queue()
-        self.path = socket_path(os.getpid())
-        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-        if os.path.exists(self.path):
-            os.unlink(self.path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        self.sock.listen(4)
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.log = log
+        self.requests: deque[_Request] = deque()
+        self.failed_signal_freezes = 0
+        self.path: str | None = None
+        self.sock: socket.socket | None = None
+        self._dir_fd, self._name = -1, ""  # the verified directory and our name in it
+        self._closing = False
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._refused_uids: set[int] = set()
         self._old_usr1 = signal.signal(signal.SIGUSR1, self._on_usr1)
+        try:
+            self._listen()
+        except (OSError, VkError) as exc:
+            msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.log(f"vkckpt: control socket disabled: {msg}; `vkckpt freeze --pid` will "
+                     f"not reach this run (SIGUSR1 still freezes it)")
+            return
+        threading.Thread(target=self._accept, name="vkckpt-control", daemon=True).start()
+
+    def _listen(self) -> None:
+        where = D.control_dir()
+        fd = D.open_private_dir(where)
+        try:
+            D.remove_dead_sockets(fd)  # silently: they are ours, and their runs are gone
+            name = f"{os.getpid()}{D.SUFFIX}"
+            sock = D.bind_private(fd, where, name)
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            sock.settimeout(1.0)  # so the loop sees _closing even if shutdown is missed
+            sock.listen(16)
+        except OSError:
+            sock.close()
+            os.unlink(name, dir_fd=fd)
+            os.close(fd)
+            raise
+        self.sock, self._dir_fd, self._name = sock, fd, name
+        self.path = os.path.join(where, name)
 
     def _on_usr1(self, signum: int, frame: object) -> None:
-        self.requests.put(_Request({"op": "freeze"}, None))
+        self.requests.append(_Request({"op": "freeze"}, None))
 
+    # -- the accept thread and the connection threads ------------------------------------------
     def _accept(self) -> None:
-        while True:
+        """Accept until close(); every error is survived (resource errors with a back-off)."""
+        backoff, starved = 0.01, False
+        while not self._closing:
             try:
                 conn, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                conn.settimeout(5)
-                data = b""
-                while not data.endswith(b"\n") and len(data) < MAX_REQUEST:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                body = json.loads(data)
-                if not isinstance(body, dict):
-                    raise ValueError("request must be a JSON object")
-            except (OSError, ValueError) as exc:
-                _reply(conn, {"ok": False, "error": f"bad request: {exc}"})
-                conn.close()
+            except TimeoutError:
                 continue
-            self.requests.put(_Request(body, conn))
+            except OSError as exc:
+                if self._closing:
+                    return
+                if exc.errno in _RESOURCE_ERRNOS:
+                    if not starved:
+                        self.log(f"vkckpt: control socket: out of file descriptors or memory "
+                                 f"({exc.strerror}); retrying")
+                    starved = True
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            except Exception:  # noqa: BLE001 - the accept thread must never end early
+                time.sleep(backoff)
+                continue
+            backoff, starved = 0.01, False
+            try:
+                self._start_connection(conn)
+            except Exception:  # noqa: BLE001 - drop that connection, keep accepting
+                conn.close()
 
+    def _start_connection(self, conn: socket.socket) -> None:
+        try:
+            self._check_peer(conn)
+        except (OSError, W.WireError) as exc:
+            _answer(conn, {"ok": False, "error": f"bad request: {_printable(exc)}"})
+            return
+        if not self._slots.acquire(blocking=False):
+            _answer(conn, {"ok": False, "error": "busy: too many connections, try again"})
+            return
+        try:
+            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+        except Exception:  # noqa: BLE001 - e.g. "can't start new thread"
+            self._slots.release()
+            _answer(conn, {"ok": False, "error": "busy: cannot start a thread, try again"})
+
+    def _connection(self, conn: socket.socket) -> None:
+        """Read one request line within REQUEST_TIMEOUT and queue it."""
+        try:
+            body = self._read_request(conn)
+        except (OSError, W.WireError) as exc:
+            _answer(conn, {"ok": False, "error": f"bad request: {_printable(exc)}"})
+            return
+        except Exception as exc:  # noqa: BLE001 - a peer never ends this thread with a trace
+            _answer(conn, {"ok": False, "error": f"bad request: {type(exc).__name__}"})
+            return
+        finally:
+            self._slots.release()
+        if len(self.requests) >= MAX_PENDING:
+            _answer(conn, {"ok": False, "error": "busy: too many pending requests, try again"})
+            return
+        self.requests.append(_Request(body, conn))
+
+    def _check_peer(self, conn: socket.socket) -> None:
+        """WireError unless the peer runs as our effective uid or as root (SO_PEERCRED);
+        checked before the peer gets a thread, so other users cannot take the slots."""
+        ucred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, _ = struct.unpack("3i", ucred)
+        if uid not in (os.geteuid(), 0):
+            if uid not in self._refused_uids and len(self._refused_uids) < 64:
+                self._refused_uids.add(uid)
+                self.log(f"vkckpt: control socket: refused a request from uid {uid} "
+                         f"(pid {pid}); only uid {os.geteuid()} and root may ask")
+            raise W.WireError(f"uid {uid} may not control this run (only uid "
+                              f"{os.geteuid()} and root)")
+
+    def _read_request(self, conn: socket.socket) -> dict:
+        deadline = time.monotonic() + REQUEST_TIMEOUT
+        data = b""
+        while b"\n" not in data:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise W.WireError(f"no complete request within {REQUEST_TIMEOUT:g} s")
+            conn.settimeout(left)
+            try:
+                chunk = conn.recv(4096)
+            except TimeoutError:
+                continue
+            if not chunk:
+                raise W.WireError("connection closed before the end of the request line")
+            data += chunk
+            if len(data) > W.MAX_LINE + 1:
+                raise W.WireError(f"request longer than {W.MAX_LINE} bytes")
+        line, _, rest = data.partition(b"\n")
+        if rest:
+            raise W.WireError("more than one request line")
+        return W.check_request(W.decode(line))
+
+    # -- the run loop's side ------------------------------------------------------------------
     def pending(self) -> bool:
-        return not self.requests.empty()
+        return bool(self.requests)
 
     def serve(self, k: VKernel) -> bool:
-        """Serve one request; False when it asked the run to stop."""
-        req = self.requests.get_nowait()
+        """Serve one request at a scheduling point; False when it asked the run to stop."""
+        req = self.requests.popleft()
         body = req.body
-        stop = bool(body.get("stop"))
+        out = body.get("output") or self.default_output
         try:
-            if body.get("op") != "freeze":
-                raise VkError(f"unknown operation {body.get('op')!r}")
-            out = body.get("output") or self.default_output
-            res = freeze(k, str(out), incremental=bool(body.get("incremental",
-                                                                  self.incremental)),
-                         codec=str(body.get("codec", self.codec)))
-            answer = {"ok": True, "image": res.path, "ticks": k.sched.ticks,
+            res = freeze(k, out, incremental=body.get("incremental", self.incremental),
+                         codec=self.codec)
+            answer = {"ok": True, "image": os.path.abspath(res.path), "ticks": k.sched.ticks,
                       "image_id": res.header.image_id.hex(), "pages": res.pages}
-        except (VkError, ImageError, OSError) as exc:
-            answer, stop = {"ok": False, "error": str(exc)}, False
+            stop = body.get("stop", False)
+        except (VkError, OSError, ValueError) as exc:
+            answer, stop = {"ok": False, "error": _printable(exc)}, False
+            if req.conn is None:
+                self.failed_signal_freezes += 1
+                self.log(f"vkckpt: freeze requested by SIGUSR1 into {_printable(out)} "
+                         f"failed: {answer['error']}")
         if req.conn is not None:
-            _reply(req.conn, answer)
-            req.conn.close()
+            _answer(req.conn, answer)
         return not stop
 
     def close(self) -> None:
         signal.signal(signal.SIGUSR1, self._old_usr1)
-        self.sock.close()
+        self._closing = True
+        while self.requests:
+            req = self.requests.popleft()
+            if req.conn is not None:
+                _answer(req.conn, {"ok": False, "error": "the run ended before the freeze"})
+        if self.sock is None:
+            return
         try:
-            os.unlink(self.path)
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept thread
         except OSError:
             pass
+        self.sock.close()
+        self.sock = None
+        try:
+            os.unlink(self._name, dir_fd=self._dir_fd)
+        except OSError:
+            pass
+        os.close(self._dir_fd)
 
 
-def _reply(conn: socket.socket, body: dict) -> None:
+def _printable(obj: object) -> str:
+    """One line of text, safe for a JSON string and a terminal."""
+    text = str(obj).encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)[:1000]
+
+
+def _answer(conn: socket.socket, body: dict) -> None:
+    """Send one answer line and close; a peer that does not read it is dropped."""
     try:
-        conn.sendall(json.dumps(body).encode() + b"\n")
+        conn.settimeout(REPLY_TIMEOUT)
+        conn.sendall(W.encode(body))
     except OSError:
         pass
-
-
-def request_freeze(host_pid: int, output: str, stop: bool, incremental: bool,
-                   timeout: float) -> dict:
-    """Client side of `vkckpt freeze`: ask the vkckpt with host_pid to freeze."""
-    path = socket_path(host_pid)
-    if not os.path.exists(path):
-        raise VkError(f"no vkckpt with host pid {host_pid} is listening ({path} missing)")
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(path)
-        s.sendall(json.dumps({"op": "freeze", "output": os.path.abspath(output), "stop": stop,
-                              "incremental": incremental}).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    except (OSError, TimeoutError) as exc:
-        raise VkError(f"vkckpt {host_pid} did not answer: {exc}") from None
     finally:
-        s.close()
-    try:
-        return json.loads(data)
-    except ValueError:
-        raise VkError(f"vkckpt {host_pid} sent a malformed answer") from None
+        conn.close()

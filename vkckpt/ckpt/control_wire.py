@@ -1,0 +1,142 @@
+"""The control protocol's messages: one line of JSON each way, checked field by field.
+
+A message is one flat JSON object (no nesting), in strict UTF-8, at most MAX_LINE bytes,
+without duplicate keys, NaN or infinities; every string is free of NUL and lone surrogates.
+Requests and answers then have exactly the fields below, of exactly these types.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from vkckpt.errors import VkError
+
+MAX_LINE = 16 << 10     # a request holds one path (PATH_MAX 4096 bytes, escaped at most x6)
+MAX_DEPTH = 1           # one object of scalars
+PATH_MAX = 4096
+
+#: Request fields: name -> (type, required).
+REQUEST_FIELDS = {"op": (str, True), "output": (str, False), "stop": (bool, False),
+                  "incremental": (bool, False)}
+OK_FIELDS = {"ok": bool, "image": str, "ticks": int, "image_id": str, "pages": int}
+FAILED_FIELDS = {"ok": bool, "error": str}
+_HEX_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class WireError(VkError):
+    """A message that breaks the protocol."""
+
+
+def decode(line: bytes) -> dict:
+    """The object a message line holds (without its newline); WireError if it is not one."""
+    if len(line) > MAX_LINE:
+        raise WireError(f"longer than {MAX_LINE} bytes")
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireError("not UTF-8") from None
+    _check_depth(text)
+    try:
+        body = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise WireError(f"not JSON: {str(exc).splitlines()[0][:80]}") from None
+    if not isinstance(body, dict):
+        raise WireError("not a JSON object")
+    for key, value in body.items():
+        if isinstance(value, str):
+            _check_string(key, value)
+    return body
+
+
+def _check_depth(text: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH before the parser recurses into it."""
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise WireError(f"nested deeper than {MAX_DEPTH}")
+        elif ch in "]}":
+            depth -= 1
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise WireError(f"field {key!r} given twice")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> None:
+    raise WireError(f"{name} is not a number")
+
+
+def _check_string(key: str, value: str) -> None:
+    if "\0" in value:
+        raise WireError(f"field {key!r} holds a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise WireError(f"field {key!r} holds a lone surrogate") from None
+
+
+def _check_fields(body: dict, fields: dict[str, tuple[type, bool]]) -> None:
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise WireError(f"unknown field {unknown[0]!r}")
+    for name, (kind, required) in fields.items():
+        if name not in body:
+            if required:
+                raise WireError(f"field {name!r} is missing")
+            continue
+        value = body[name]
+        # bool is an int in Python: compare the exact type
+        if type(value) is not kind:
+            raise WireError(f"field {name!r} must be a {kind.__name__}")
+
+
+def check_request(body: dict) -> dict:
+    """body, if it is a valid freeze request; WireError otherwise."""
+    _check_fields(body, REQUEST_FIELDS)
+    if body["op"] != "freeze":
+        raise WireError(f"unknown operation {body['op'][:40]!r} (only 'freeze')")
+    out = body.get("output")
+    if out is not None:
+        if not out.startswith("/"):
+            raise WireError("field 'output' must be an absolute path")
+        if len(out.encode()) >= PATH_MAX:
+            raise WireError(f"field 'output' is longer than {PATH_MAX - 1} bytes")
+    return body
+
+
+def check_answer(body: dict) -> dict:
+    """body, if it is a valid answer to a freeze request; WireError otherwise."""
+    if type(body.get("ok")) is not bool:
+        raise WireError("field 'ok' must be a bool")
+    fields = OK_FIELDS if body["ok"] else FAILED_FIELDS
+    _check_fields(body, {name: (kind, True) for name, kind in fields.items()})
+    if body["ok"]:
+        if not _HEX_ID.fullmatch(body["image_id"]):
+            raise WireError("field 'image_id' must be 32 hexadecimal digits")
+        if body["ticks"] < 0 or body["pages"] < 0:
+            raise WireError("negative 'ticks' or 'pages'")
+        if not body["image"].startswith("/"):
+            raise WireError("field 'image' must be an absolute path")
+    return body
+
+
+def encode(body: dict) -> bytes:
+    """One message line (ASCII JSON and a newline)."""
+    return json.dumps(body, ensure_ascii=True).encode() + b"\n"
