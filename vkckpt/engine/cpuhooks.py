@@ -1,0 +1,89 @@
+"""Instruction hooks that keep host facts out of the guest: rdtsc, rdtscp and cpuid.
+
+* **rdtsc / rdtscp** (``UC_HOOK_INSN``, Unicorn >= 2.1): EDX:EAX is the virtual TSC,
+  ``tsc_base + total * tsc_per_block + offset of the instruction in its block`` (the offset
+  capped at ``tsc_per_block - 1``), read from the block counter's state; the kernel sets
+  ``tsc_base`` before each time slice from the virtual clock (`set_clock`).  The block count
+  and address are the C block hook's, so the value depends only on the blocks executed: it is
+  the same in two runs and after a freeze at any scheduling point.  It grows by at least one
+  block's worth of cycles from one block to the next, and two reads inside one block differ
+  by their offsets.  rdtscp's ECX is the fixed TSC_AUX.  The hooks are the C functions of
+  blockhook.c (no Python runs); without the extension, Python twins with the same semantics.
+* **cpuid** is answered from `cpumodel.LEAVES` by a Python hook (CPUID is rare and slow on
+  real CPUs too), never from the emulator's own table.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from vkckpt.engine import cpumodel, libuc
+from vkckpt.engine import ucconst as C
+from vkckpt.engine.preempt import BlockState, native_symbol
+from vkckpt.engine.regs import RegBatch
+
+_INSN_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+_MASK64 = 0xFFFF_FFFF_FFFF_FFFF
+
+
+def select_model(uch: int) -> None:
+    """Run the engine on the documented CPU model (before anything else uses it)."""
+    libuc.set_cpu_model(uch, cpumodel.UC_MODEL)
+
+
+class CpuHooks:
+    """The rdtsc, rdtscp and cpuid hooks of one engine, reading `state` (the block counter's)."""
+
+    def __init__(self, uch: int, state: BlockState, native: bool) -> None:
+        self._uch = uch
+        self._state = state
+        state.tsc_aux = cpumodel.TSC_AUX
+        self._rip = RegBatch(("rip",))
+        self._tsc_out = RegBatch(("rax", "rdx", "rcx"))
+        self._tsc_out2 = RegBatch(("rax", "rdx"))
+        self._out = RegBatch(("rax", "rbx", "rcx", "rdx"))
+        self._in = RegBatch(("rax", "rcx"))
+        self._cbs: list[object] = []
+        rdtsc = native_symbol("vk_rdtsc_cb") if native else None
+        rdtscp = native_symbol("vk_rdtscp_cb") if native else None
+        self.native = rdtsc is not None and rdtscp is not None
+        if not self.native:
+            rdtsc, rdtscp = self._python(self._rdtsc_py), self._python(self._rdtscp_py)
+        user = ctypes.addressof(state)
+        for insn, cb in ((C.X86_INS_RDTSC, rdtsc), (C.X86_INS_RDTSCP, rdtscp),
+                         (C.X86_INS_CPUID, self._python(self._cpuid_py))):
+            libuc.hook_add(uch, C.HOOK_INSN, cb or 0, user, ctypes.c_int(insn))
+
+    def _python(self, fn: object) -> int:
+        cb = _INSN_CB(fn)
+        self._cbs.append(cb)
+        return ctypes.cast(cb, ctypes.c_void_p).value or 0
+
+    def set_clock(self, ns: int, ns_per_block: int) -> None:
+        """The TSC at the next block entry reads virtual time ns (one block = ns_per_block)."""
+        st = self._state
+        st.tsc_per_block = cpumodel.TSC_PER_NS * ns_per_block
+        st.tsc_base = (cpumodel.tsc_at(ns) - st.total * st.tsc_per_block) & _MASK64
+
+    def tsc(self, rip: int) -> int:
+        """The TSC an rdtsc at rip reads now (Python twin of blockhook.c's vk_tsc)."""
+        st = self._state
+        off = rip - st.block_addr
+        if not 0 <= off < st.tsc_per_block:
+            off = st.tsc_per_block - 1
+        return (st.tsc_base + st.total * st.tsc_per_block + off) & _MASK64
+
+    def _rdtsc_py(self, uch: int, _ud: int) -> int:
+        tsc = self.tsc(self._rip.read(uch)[0])
+        self._tsc_out2.write(uch, [tsc & 0xFFFF_FFFF, tsc >> 32])
+        return 1
+
+    def _rdtscp_py(self, uch: int, _ud: int) -> int:
+        tsc = self.tsc(self._rip.read(uch)[0])
+        self._tsc_out.write3(uch, tsc & 0xFFFF_FFFF, tsc >> 32, self._state.tsc_aux)
+        return 1
+
+    def _cpuid_py(self, uch: int, _ud: int) -> int:
+        leaf, sub = self._in.read(uch)
+        self._out.write(uch, list(cpumodel.cpuid(leaf, sub)))
+        return 1
