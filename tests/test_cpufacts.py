@@ -112,6 +112,8 @@ def test_every_advertised_feature_is_in_the_emulated_model() -> None:
             if name not in cpumodel.PLATFORM_ONLY:
                 assert model >> bit & 1, f"{name} advertised but the emulator lacks it"
     assert _raw_cpuid(1)[2] >> 30 & 1 == 0, "the model executes RDRAND"
+    for name, (leaf, reg, bit) in cpumodel.ABSENT.items():
+        assert not cpumodel.cpuid(leaf, 0)[index[reg]] >> bit & 1, f"{name} is advertised"
 
 
 def _tsc_probe(python: bool) -> dict[str, int]:

@@ -46,8 +46,14 @@ FEATURES: dict[tuple[int, str], dict[str, int]] = {
 
 #: Bits that describe the virtual platform, not instructions the emulator model must have.
 PLATFORM_ONLY = frozenset({"invariant_tsc"})
-#: CPU features the vkernel hides: not in CPUID and, for RDRAND/RDSEED, not executable.
-ABSENT = ("rdrand", "rdseed", "avx", "xsave", "osxsave", "hypervisor", "rdpid", "fsgsbase")
+#: Features a guest must not count on, by (leaf, register, bit): none is advertised, and
+#: RDRAND, RDSEED, MOVBE, BMI1 and BMI2 also raise #UD (the model lacks them).
+ABSENT: dict[str, tuple[int, str, int]] = {
+    "rdrand": (1, "ecx", 30), "rdseed": (7, "ebx", 18), "movbe": (1, "ecx", 22),
+    "bmi1": (7, "ebx", 3), "bmi2": (7, "ebx", 8), "fsgsbase": (7, "ebx", 0),
+    "rdpid": (7, "ecx", 22), "avx": (1, "ecx", 28), "xsave": (1, "ecx", 26),
+    "osxsave": (1, "ecx", 27), "hypervisor": (1, "ecx", 31),
+}
 
 
 def _bits(leaf: int, reg: str) -> int:
