@@ -17,7 +17,8 @@ from vkckpt.ckpt.snapshot import write_image
 from vkckpt.config import KernelConfig, ProcessSpec
 from vkckpt.engine import cpumodel, libuc
 from vkckpt.engine import ucconst as C
-from vkckpt.engine.cpuhooks import CpuHooks, select_model
+from vkckpt.engine.cpuhooks import CpuHooks, CpuModelError, select_model
+from vkckpt.engine.engine import Engine
 from vkckpt.engine.preempt import BlockCounter, native_available
 from vkckpt.runner import boot
 from vkckpt.testing.oracle import (
@@ -190,3 +191,12 @@ def test_frozen_anywhere_thaws_with_the_same_facts(tmp_path: Path) -> None:
     k.shutdown()
     out = thaw_in_new_process(root / "y.img", root)
     assert b"".join(before) + out.output == gold.output
+
+
+def test_a_library_that_cannot_hook_rdtsc_is_one_clear_error(monkeypatch) -> None:
+    """Unicorn < 2.1 cannot hook rdtsc: refuse to run rather than leak the host TSC."""
+    from unicorn import x86_const
+
+    monkeypatch.setattr(C, "X86_INS_RDTSC", x86_const.UC_X86_INS_RDRAND)  # never hookable
+    with pytest.raises(CpuModelError, match=r"needs Unicorn >= 2\.1: pip install"):
+        Engine(lambda: False)

@@ -21,14 +21,26 @@ from vkckpt.engine import cpumodel, libuc
 from vkckpt.engine import ucconst as C
 from vkckpt.engine.preempt import BlockState, native_symbol
 from vkckpt.engine.regs import RegBatch
+from vkckpt.errors import VkError
 
 _INSN_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 _MASK64 = 0xFFFF_FFFF_FFFF_FFFF
 
 
+class CpuModelError(VkError):
+    """The loaded Unicorn library cannot give guests the virtual CPU (too old)."""
+
+    def __init__(self, what: str, err: libuc.UcError) -> None:
+        super().__init__(f"the Unicorn library cannot {what} ({err}); vkckpt needs Unicorn "
+                         f">= 2.1: pip install 'unicorn==2.1.4' or fix LIBUNICORN_PATH")
+
+
 def select_model(uch: int) -> None:
     """Run the engine on the documented CPU model (before anything else uses it)."""
-    libuc.set_cpu_model(uch, cpumodel.UC_MODEL)
+    try:
+        libuc.set_cpu_model(uch, cpumodel.UC_MODEL)
+    except libuc.UcError as err:
+        raise CpuModelError(f"select the {cpumodel.UC_MODEL_NAME} CPU model", err) from None
 
 
 class CpuHooks:
@@ -52,7 +64,10 @@ class CpuHooks:
         user = ctypes.addressof(state)
         for insn, cb in ((C.X86_INS_RDTSC, rdtsc), (C.X86_INS_RDTSCP, rdtscp),
                          (C.X86_INS_CPUID, self._python(self._cpuid_py))):
-            libuc.hook_add(uch, C.HOOK_INSN, cb or 0, user, ctypes.c_int(insn))
+            try:
+                libuc.hook_add(uch, C.HOOK_INSN, cb or 0, user, ctypes.c_int(insn))
+            except libuc.UcError as err:
+                raise CpuModelError("hook rdtsc, rdtscp and cpuid", err) from None
 
     def _python(self, fn: object) -> int:
         cb = _INSN_CB(fn)
