@@ -153,6 +153,32 @@ def test_tsc_hooks_read_the_block_clock(python: bool) -> None:
                     "r12": 3060, "rdx": 0, "rbx": 0x77}
 
 
+@pytest.mark.parametrize("python", [False, True], ids=["native", "python"])
+def test_cpuid_hooks_answer_from_the_table(python: bool) -> None:
+    uch = libuc.open_x86_64()
+    select_model(uch)
+    page = mmap.mmap(-1, 0x1000)
+    page.write(bytes.fromhex("0fa2"))
+    libuc.check(libuc.lib.uc_mem_map_ptr(uch, 0x1000, 0x1000, 7, ctypes.addressof(
+        ctypes.c_char.from_buffer(page))))
+    counter = BlockCounter(uch, force_python=python)
+    hooks = CpuHooks(uch, counter.state, native=not python)
+    assert hooks.native is not python
+    for leaf, sub in ((0, 5), (1, 0), (4, 1), (4, 2), (4, 9), (7, 0), (0x80000002, 3),
+                      (0x40000000, 0), (0xFFFFFFFF, 0)):
+        for name, v in (("rax", leaf | 0xAB << 32), ("rcx", sub)):
+            libuc.lib.uc_reg_write(uch, C.X86_REG[name], ctypes.byref(ctypes.c_uint64(v)))
+        libuc.check(libuc.lib.uc_emu_start(uch, 0x1000, 0x1002, 0, 0))
+        got = []
+        for name in ("rax", "rbx", "rcx", "rdx"):
+            v = ctypes.c_uint64()
+            libuc.lib.uc_reg_read(uch, C.X86_REG[name], ctypes.byref(v))
+            got.append(v.value)
+        assert tuple(got) == cpumodel.cpuid(leaf, sub), (hex(leaf), sub)
+    counter.close()
+    libuc.lib.uc_close(uch)
+
+
 def test_host_facts_are_fixed(facts: str) -> None:
     hwcap = struct.unpack("<I", struct.pack("<I", cpumodel.cpuid(1, 0)[3]))[0]
     auxv = _line(facts, "auxv:")

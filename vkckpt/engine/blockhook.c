@@ -18,6 +18,13 @@
 typedef int (*vk_emu_stop_fn)(void *uc);
 typedef int (*vk_reg_fn)(void *uc, int regid, void *value);
 
+/* One CPUID answer; mirrors CpuidLeaf in cpuhooks.py. */
+struct vk_cpuid_leaf {
+    uint32_t leaf, subleaf;
+    uint32_t by_subleaf; /* 1: the answer is for this subleaf only */
+    uint32_t regs[4];    /* EAX, EBX, ECX, EDX */
+};
+
 /* Layout shared with BlockState in preempt.py. */
 struct vk_block_state {
     uint64_t remaining; /* blocks still allowed before the engine stops */
@@ -31,6 +38,9 @@ struct vk_block_state {
     vk_reg_fn reg_read;     /* uc_reg_read and uc_reg_write */
     vk_reg_fn reg_write;
     int32_t reg_rip, reg_rax, reg_rdx, reg_rcx; /* uc_x86_reg ids */
+    int32_t reg_rbx, pad;
+    const struct vk_cpuid_leaf *cpuid; /* the CPU model's table; other leaves read 0 */
+    uint64_t cpuid_count;
 };
 
 /*
@@ -100,6 +110,29 @@ vk_rdtscp_cb(void *uc, void *user_data)
 
     vk_put_tsc(uc, st, vk_tsc(uc, st));
     st->reg_write(uc, st->reg_rcx, &aux);
+    return 1;
+}
+
+/* UC_HOOK_INSN for cpuid: the answer from the model's table, never the emulator's. */
+__attribute__((visibility("default"))) int
+vk_cpuid_cb(void *uc, void *user_data)
+{
+    struct vk_block_state *st = (struct vk_block_state *)user_data;
+    uint64_t leaf = 0, sub = 0, out[4] = {0, 0, 0, 0};
+    const int32_t ids[4] = {st->reg_rax, st->reg_rbx, st->reg_rcx, st->reg_rdx};
+
+    st->reg_read(uc, st->reg_rax, &leaf);
+    st->reg_read(uc, st->reg_rcx, &sub);
+    for (uint64_t i = 0; i < st->cpuid_count; i++) {
+        const struct vk_cpuid_leaf *e = &st->cpuid[i];
+        if (e->leaf == (uint32_t)leaf && (!e->by_subleaf || e->subleaf == (uint32_t)sub)) {
+            for (int r = 0; r < 4; r++)
+                out[r] = e->regs[r];
+            break;
+        }
+    }
+    for (int r = 0; r < 4; r++)
+        st->reg_write(uc, ids[r], &out[r]);
     return 1;
 }
 

@@ -9,8 +9,8 @@
   block's worth of cycles from one block to the next, and two reads inside one block differ
   by their offsets.  rdtscp's ECX is the fixed TSC_AUX.  The hooks are the C functions of
   blockhook.c (no Python runs); without the extension, Python twins with the same semantics.
-* **cpuid** is answered from `cpumodel.LEAVES` by a Python hook (CPUID is rare and slow on
-  real CPUs too), never from the emulator's own table.
+* **cpuid** is answered from `cpumodel.LEAVES` (copied once into a C array the hook reads),
+  never from the emulator's own table; a leaf or subleaf not listed reads as zeros.
 """
 
 from __future__ import annotations
@@ -25,6 +25,27 @@ from vkckpt.errors import VkError
 
 _INSN_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 _MASK64 = 0xFFFF_FFFF_FFFF_FFFF
+
+
+class CpuidLeaf(ctypes.Structure):
+    """One CPUID answer; mirrors ``struct vk_cpuid_leaf`` in blockhook.c."""
+
+    _fields_ = [("leaf", ctypes.c_uint32), ("subleaf", ctypes.c_uint32),
+                ("by_subleaf", ctypes.c_uint32), ("regs", ctypes.c_uint32 * 4)]
+
+
+def _cpuid_table() -> ctypes.Array:
+    rows = sorted(cpumodel.LEAVES.items())
+    table = (CpuidLeaf * len(rows))()
+    for row, ((leaf, sub), regs) in zip(table, rows, strict=True):
+        row.leaf, row.subleaf = leaf, sub
+        row.by_subleaf = int(leaf in cpumodel.SUBLEAF_LEAVES)
+        row.regs[:] = regs
+    return table
+
+
+#: The model's CPUID table as the C hook reads it (one per host process, never freed).
+CPUID_TABLE = _cpuid_table()
 
 
 class CpuModelError(VkError):
@@ -50,20 +71,22 @@ class CpuHooks:
         self._uch = uch
         self._state = state
         state.tsc_aux = cpumodel.TSC_AUX
+        state.cpuid = ctypes.addressof(CPUID_TABLE)
+        state.cpuid_count = len(CPUID_TABLE)
         self._rip = RegBatch(("rip",))
         self._tsc_out = RegBatch(("rax", "rdx", "rcx"))
         self._tsc_out2 = RegBatch(("rax", "rdx"))
         self._out = RegBatch(("rax", "rbx", "rcx", "rdx"))
         self._in = RegBatch(("rax", "rcx"))
         self._cbs: list[object] = []
-        rdtsc = native_symbol("vk_rdtsc_cb") if native else None
-        rdtscp = native_symbol("vk_rdtscp_cb") if native else None
-        self.native = rdtsc is not None and rdtscp is not None
+        names = ("vk_rdtsc_cb", "vk_rdtscp_cb", "vk_cpuid_cb")
+        cbs = [native_symbol(n) if native else None for n in names]
+        self.native = None not in cbs
         if not self.native:
-            rdtsc, rdtscp = self._python(self._rdtsc_py), self._python(self._rdtscp_py)
+            cbs = [self._python(f) for f in (self._rdtsc_py, self._rdtscp_py, self._cpuid_py)]
         user = ctypes.addressof(state)
-        for insn, cb in ((C.X86_INS_RDTSC, rdtsc), (C.X86_INS_RDTSCP, rdtscp),
-                         (C.X86_INS_CPUID, self._python(self._cpuid_py))):
+        for insn, cb in zip((C.X86_INS_RDTSC, C.X86_INS_RDTSCP, C.X86_INS_CPUID), cbs,
+                            strict=True):
             try:
                 libuc.hook_add(uch, C.HOOK_INSN, cb or 0, user, ctypes.c_int(insn))
             except libuc.UcError as err:
@@ -99,6 +122,7 @@ class CpuHooks:
         return 1
 
     def _cpuid_py(self, uch: int, _ud: int) -> int:
+        """Python twin of blockhook.c's vk_cpuid_cb."""
         leaf, sub = self._in.read(uch)
         self._out.write(uch, list(cpumodel.cpuid(leaf, sub)))
         return 1

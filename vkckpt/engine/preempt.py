@@ -49,6 +49,10 @@ class BlockState(ctypes.Structure):
         ("reg_rax", ctypes.c_int32),
         ("reg_rdx", ctypes.c_int32),
         ("reg_rcx", ctypes.c_int32),
+        ("reg_rbx", ctypes.c_int32),
+        ("pad", ctypes.c_int32),
+        ("cpuid", ctypes.c_void_p),
+        ("cpuid_count", ctypes.c_uint64),
     ]
 
 
@@ -56,7 +60,7 @@ def new_state() -> BlockState:
     """A state that counts without stopping, with the addresses and ids the C hooks call."""
     return BlockState(UNLIMITED, 0, 0, _EMU_STOP_ADDR, 0, 0, 1, 0, _REG_READ_ADDR,
                       _REG_WRITE_ADDR, X86_REG["rip"], X86_REG["rax"], X86_REG["rdx"],
-                      X86_REG["rcx"])
+                      X86_REG["rcx"], X86_REG["rbx"], 0, None, 0)
 
 
 _BLOCK_CFUNC = ctypes.CFUNCTYPE(
