@@ -20,7 +20,7 @@ from vkckpt.engine.engine import Stop
 from vkckpt.errors import GuestError, VkError
 from vkckpt.fs.inodes import InodeTable
 from vkckpt.fs.sandbox import GuestRoot
-from vkckpt.sched import Scheduler
+from vkckpt.sched import NS_PER_TICK, Scheduler
 from vkckpt.signals import deliver
 from vkckpt.threads.futex import FutexTable
 from vkckpt.threads.thread import Sleep, Thread, ThreadState
@@ -241,6 +241,7 @@ class VKernel:
         self._run_budget = budget
         eng = p.engine
         self.resched = False
+        eng.set_clock(self.sched.now_ns(), NS_PER_TICK)
         stop = eng.run(eng.reg("rip"), budget)
         used = budget - eng.counter.remaining
         self._run_budget = 0

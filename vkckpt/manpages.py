@@ -1,4 +1,5 @@
-"""Generated manual pages: vkckpt-abi(7) from the syscall table (vkckpt/syscalls/table.py).
+"""Generated manual pages: vkckpt-abi(7) from the syscall table (vkckpt/syscalls/table.py)
+and the virtual CPU model (vkckpt/engine/cpumodel.py).
 
 The committed manpages/vkckpt-abi.7 must equal `abi_page()` (tests/test_manpages.py checks);
 after changing the table, regenerate it with::
@@ -98,6 +99,7 @@ def abi_page() -> str:
             if e.name == "checkpoint":
                 lines += ["vkckpt's own system call, far above Linux's numbers; see",
                           ".BR checkpoint (2)."]
+    lines += _cpu_section()
     lines += [
         ".SH NOTES",
         "Guest code runs at privilege level 3, as a Linux process does: a privileged",
@@ -124,6 +126,8 @@ def abi_page() -> str:
         ".PP",
         "This page is generated from",
         ".I vkckpt/syscalls/table.py",
+        "and",
+        ".I vkckpt/engine/cpumodel.py",
         "by",
         ".IR vkckpt/manpages.py ;",
         "the test suite checks that it is up to date.",
@@ -134,6 +138,106 @@ def abi_page() -> str:
         ".BR syscalls (2)",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _hex(v: int) -> str:
+    return f"0x{v:08x}"
+
+
+def _cpu_section() -> list[str]:
+    """VIRTUAL CPU: the documented model every guest sees (vkckpt/engine/cpumodel.py)."""
+    from vkckpt.engine import cpumodel as M
+
+    sig = M.SIGNATURE
+    family, model = sig >> 8 & 0xF, (sig >> 4 & 0xF) | (sig >> 12 & 0xF0)
+    lines = [
+        '.SH "VIRTUAL CPU"',
+        "Every guest, on every host, sees one CPU: CPU 0 of a single\\-CPU machine.",
+        "The emulator runs Unicorn's",
+        f"{M.UC_MODEL_NAME} model, selected explicitly, and the",
+        ".B cpuid",
+        "instruction is answered from a fixed table, never by the host or the emulator:",
+        ".TP",
+        "Vendor and brand",
+        f"{M.VENDOR.decode()}, \\(dq{roff_escape(M.BRAND.decode())}\\(dq,",
+        f"family {family}, model {model}, stepping {sig & 0xF} (signature {_hex(sig)}).",
+        ".TP",
+        "Leaves",
+        f"Basic leaves 0 to {M.MAX_BASIC:#x} and extended leaves 0x80000000 to",
+        f"{M.MAX_EXTENDED:#x}; any other leaf, and any subleaf but those listed, reads as zeros.",
+        "Only leaves 4 and 7 look at the subleaf in ECX.",
+    ]
+    for (leaf, reg), bits in M.FEATURES.items():
+        names = ", ".join(sorted(bits, key=bits.__getitem__))
+        lines += [".TP", f"Leaf {leaf:#x} {reg.upper()}", roff_escape(names) + "."]
+    lines += [
+        ".TP",
+        "Absent",
+        roff_escape(", ".join(M.ABSENT)) + ".",
+        ".BR rdrand ,",
+        ".BR rdseed ,",
+        ".B movbe",
+        "and the BMI1 and BMI2 instructions raise #UD, so the thread gets",
+        ".BR SIGILL ,",
+        "as on a CPU without them; the vkernel's random stream is",
+        ".BR getrandom (2).",
+        "The model covers the x86\\-64\\-v2 level (SSE4.2, POPCNT, CMPXCHG16B, LAHF);",
+        "x86\\-64\\-v3 needs AVX, which the emulator does not have.",
+        ".PP",
+        "The full table, register by register (EAX EBX ECX EDX):",
+        ".PP",
+        ".EX",
+    ]
+    for (leaf, sub), regs in sorted(M.LEAVES.items()):
+        lines.append(f"{leaf:#010x}.{sub}  " + " ".join(_hex(r) for r in regs))
+    lines += [
+        ".EE",
+        ".PP",
+        "The time\\-stamp counter runs on the virtual clock at",
+        f"{M.TSC_PER_NS}\\ GHz: at the start of a translated block it is",
+        f"{M.TSC_PER_NS} \\(mu",
+        ".B CLOCK_MONOTONIC",
+        "in nanoseconds, and",
+        ".B rdtsc",
+        "adds the instruction's offset in bytes in its translated block, capped at one",
+        f"block's {M.TSC_PER_NS * 10} cycles less one.",
+        "So the counter never goes back, within a thread and across threads and",
+        "processes; a read in a later block always reads more, and two reads in one block",
+        f"differ unless both lie {M.TSC_PER_NS * 10 - 1} or more bytes into it.",
+        "It depends on the blocks executed only: two runs read the same values, and so",
+        "does a run frozen at any point and thawed.",
+        ".B rdtscp",
+        f"also sets ECX (TSC_AUX) to {M.TSC_AUX};",
+        ".BR getcpu (2)",
+        "and",
+        ".BR sched_getaffinity (2)",
+        "agree (one CPU, number 0).",
+        ".PP",
+        "The auxiliary vector holds",
+        ".B AT_HWCAP",
+        f"= {_hex(M.HWCAP)} (CPUID.1:EDX, as Linux gives it),",
+        ".B AT_HWCAP2",
+        "= 0,",
+        ".B AT_PLATFORM",
+        "= \\(dqx86_64\\(dq,",
+        ".B AT_RANDOM",
+        "(16 bytes of the seeded random stream),",
+        ".B AT_EXECFN",
+        "(the guest path) and fixed ids and sizes; there is no",
+        ".B AT_SYSINFO_EHDR",
+        "(no vDSO) and no",
+        ".BR AT_MINSIGSTKSZ .",
+        ".BR uname (2)",
+        "says Linux vkckpt 6.1.0\\-vkckpt \\(dq#1 SMP vkckpt\\(dq x86_64;",
+        ".BR sysinfo (2)",
+        "gives the virtual uptime, the memory limit as RAM and no swap;",
+        ".BR times (2)",
+        "and",
+        ".BR clock_getres (2)",
+        "count on the virtual clock.",
+        "A guest's environment is only what its configuration sets.",
+    ]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

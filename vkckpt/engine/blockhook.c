@@ -7,12 +7,23 @@
  * loads this file with ctypes.CDLL(module.__file__) and passes the address of
  * vk_block_cb to uc_hook_add, with a pointer to a struct vk_block_state as the
  * hook's user data. No Unicorn header is needed.
+ *
+ * The same state serves the rdtsc and rdtscp hooks (UC_HOOK_INSN, Unicorn >= 2.1):
+ * the time-stamp counter is read off the virtual clock, never the host's.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 
 typedef int (*vk_emu_stop_fn)(void *uc);
+typedef int (*vk_reg_fn)(void *uc, int regid, void *value);
+
+/* One CPUID answer; mirrors CpuidLeaf in cpuhooks.py. */
+struct vk_cpuid_leaf {
+    uint32_t leaf, subleaf;
+    uint32_t by_subleaf; /* 1: the answer is for this subleaf only */
+    uint32_t regs[4];    /* EAX, EBX, ECX, EDX */
+};
 
 /* Layout shared with BlockState in preempt.py. */
 struct vk_block_state {
@@ -20,6 +31,16 @@ struct vk_block_state {
     uint64_t total;     /* blocks executed so far (survives checkpoints) */
     uint64_t expired;   /* set to 1 when the budget ran out */
     vk_emu_stop_fn emu_stop;
+    uint64_t block_addr;    /* guest address of the block being executed */
+    uint64_t tsc_base;      /* TSC = tsc_base + total * tsc_per_block + offset in block */
+    uint64_t tsc_per_block; /* TSC cycles per block of virtual time (> 0) */
+    uint64_t tsc_aux;       /* what rdtscp leaves in ECX */
+    vk_reg_fn reg_read;     /* uc_reg_read and uc_reg_write */
+    vk_reg_fn reg_write;
+    int32_t reg_rip, reg_rax, reg_rdx, reg_rcx; /* uc_x86_reg ids */
+    int32_t reg_rbx, pad;
+    const struct vk_cpuid_leaf *cpuid; /* the CPU model's table; other leaves read 0 */
+    uint64_t cpuid_count;
 };
 
 /*
@@ -41,6 +62,78 @@ vk_block_cb(void *uc, uint64_t addr, uint32_t size, void *user_data)
     }
     st->remaining--;
     st->total++;
+    st->block_addr = addr;
+}
+
+/*
+ * The virtual TSC at the instruction being executed: the block count on the clock, plus
+ * the instruction's offset in its block (capped below one block's worth of cycles), so two
+ * reads in one block still increase and a later block always reads more.
+ */
+static uint64_t
+vk_tsc(void *uc, struct vk_block_state *st)
+{
+    uint64_t rip = 0, off;
+
+    st->reg_read(uc, st->reg_rip, &rip);
+    off = rip - st->block_addr;
+    if (rip < st->block_addr || off >= st->tsc_per_block)
+        off = st->tsc_per_block - 1;
+    return st->tsc_base + st->total * st->tsc_per_block + off;
+}
+
+static void
+vk_put_tsc(void *uc, struct vk_block_state *st, uint64_t tsc)
+{
+    uint64_t lo = tsc & 0xffffffffu, hi = tsc >> 32;
+
+    st->reg_write(uc, st->reg_rax, &lo);
+    st->reg_write(uc, st->reg_rdx, &hi);
+}
+
+/* UC_HOOK_INSN for rdtsc: EDX:EAX from the virtual clock; 1 = the instruction is done. */
+__attribute__((visibility("default"))) int
+vk_rdtsc_cb(void *uc, void *user_data)
+{
+    struct vk_block_state *st = (struct vk_block_state *)user_data;
+
+    vk_put_tsc(uc, st, vk_tsc(uc, st));
+    return 1;
+}
+
+/* UC_HOOK_INSN for rdtscp: as rdtsc, and ECX = the fixed TSC_AUX (the CPU number). */
+__attribute__((visibility("default"))) int
+vk_rdtscp_cb(void *uc, void *user_data)
+{
+    struct vk_block_state *st = (struct vk_block_state *)user_data;
+    uint64_t aux = st->tsc_aux;
+
+    vk_put_tsc(uc, st, vk_tsc(uc, st));
+    st->reg_write(uc, st->reg_rcx, &aux);
+    return 1;
+}
+
+/* UC_HOOK_INSN for cpuid: the answer from the model's table, never the emulator's. */
+__attribute__((visibility("default"))) int
+vk_cpuid_cb(void *uc, void *user_data)
+{
+    struct vk_block_state *st = (struct vk_block_state *)user_data;
+    uint64_t leaf = 0, sub = 0, out[4] = {0, 0, 0, 0};
+    const int32_t ids[4] = {st->reg_rax, st->reg_rbx, st->reg_rcx, st->reg_rdx};
+
+    st->reg_read(uc, st->reg_rax, &leaf);
+    st->reg_read(uc, st->reg_rcx, &sub);
+    for (uint64_t i = 0; i < st->cpuid_count; i++) {
+        const struct vk_cpuid_leaf *e = &st->cpuid[i];
+        if (e->leaf == (uint32_t)leaf && (!e->by_subleaf || e->subleaf == (uint32_t)sub)) {
+            for (int r = 0; r < 4; r++)
+                out[r] = e->regs[r];
+            break;
+        }
+    }
+    for (int r = 0; r < 4; r++)
+        st->reg_write(uc, ids[r], &out[r]);
+    return 1;
 }
 
 /* Size of struct vk_block_state, so Python can check the layout it mirrors. */

@@ -16,6 +16,7 @@ from vkckpt.abi import errno as E
 from vkckpt.engine import libuc, quirks
 from vkckpt.engine import regs as R
 from vkckpt.engine import ucconst as C
+from vkckpt.engine.cpuhooks import CpuHooks, select_model
 from vkckpt.engine.libuc import lib
 from vkckpt.engine.preempt import BlockCounter, NoCounter
 from vkckpt.errors import GuestError
@@ -74,8 +75,10 @@ class Engine:
         trap or a syscall stop, the budget is ignored and no tick is ever counted, so the
         schedule is no longer deterministic.  It measures the emulator with no hook cost."""
         self.uch: int = libuc.open_x86_64()
+        select_model(self.uch)
         libuc.set_tcg_buffer_size(self.uch, TCG_BUFFER)
         self.counter: BlockCounter | NoCounter = BlockCounter(self.uch) if preempt else NoCounter()
+        self.cpu = CpuHooks(self.uch, self.counter.state, self.counter.native)
         self._on_syscall = on_syscall
         self.fault: Fault | None = None
         self.intno: int | None = None
@@ -124,6 +127,10 @@ class Engine:
         return False
 
     # -- running -----------------------------------------------------------------------------
+    def set_clock(self, ns: int, ns_per_block: int) -> None:
+        """The guest's TSC reads virtual time ns at the next block (see cpuhooks)."""
+        self.cpu.set_clock(ns, ns_per_block)
+
     def run(self, rip: int, budget: int) -> Stop:
         """Run from rip until the block budget is spent or a trap stops the engine."""
         self._stop_reason = None
@@ -247,6 +254,7 @@ class Engine:
             return
         self.counter.close()
         lib.uc_close(self.uch)
+        self.cpu = None  # type: ignore[assignment]
         self.uch = 0
         self._cbs = []
 

@@ -120,6 +120,11 @@ def flush_tb(uch: int) -> None:
     _ctl_write(uch, C.CTL_TB_FLUSH)
 
 
+def set_cpu_model(uch: int, model: int) -> None:
+    """Choose the engine's CPU model (a UC_CPU_X86_* value); only before its first use."""
+    _ctl_write(uch, C.CTL_CPU_MODEL, ctypes.c_int(model))
+
+
 def set_tcg_buffer_size(uch: int, size: int) -> None:
     """Size the engine's translation cache (Unicorn reserves 1 GiB by default)."""
     _ctl_write(uch, C.CTL_TCG_BUFFER_SIZE, ctypes.c_uint32(size))

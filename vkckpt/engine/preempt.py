@@ -22,9 +22,10 @@ from __future__ import annotations
 import ctypes
 
 from vkckpt.engine import libuc
-from vkckpt.engine.ucconst import HOOK_BLOCK
+from vkckpt.engine.ucconst import HOOK_BLOCK, X86_REG
 
-__all__ = ["UNLIMITED", "BlockCounter", "BlockState", "NoCounter", "native_available"]
+__all__ = ["UNLIMITED", "BlockCounter", "BlockState", "NoCounter", "native_available",
+           "native_symbol", "new_state"]
 
 #: ``remaining`` of a counter that is not armed: it counts but never stops the engine.
 UNLIMITED = (1 << 64) - 1
@@ -38,13 +39,36 @@ class BlockState(ctypes.Structure):
         ("total", ctypes.c_uint64),
         ("expired", ctypes.c_uint64),
         ("emu_stop", ctypes.c_void_p),
+        ("block_addr", ctypes.c_uint64),
+        ("tsc_base", ctypes.c_uint64),
+        ("tsc_per_block", ctypes.c_uint64),
+        ("tsc_aux", ctypes.c_uint64),
+        ("reg_read", ctypes.c_void_p),
+        ("reg_write", ctypes.c_void_p),
+        ("reg_rip", ctypes.c_int32),
+        ("reg_rax", ctypes.c_int32),
+        ("reg_rdx", ctypes.c_int32),
+        ("reg_rcx", ctypes.c_int32),
+        ("reg_rbx", ctypes.c_int32),
+        ("pad", ctypes.c_int32),
+        ("cpuid", ctypes.c_void_p),
+        ("cpuid_count", ctypes.c_uint64),
     ]
+
+
+def new_state() -> BlockState:
+    """A state that counts without stopping, with the addresses and ids the C hooks call."""
+    return BlockState(UNLIMITED, 0, 0, _EMU_STOP_ADDR, 0, 0, 1, 0, _REG_READ_ADDR,
+                      _REG_WRITE_ADDR, X86_REG["rip"], X86_REG["rax"], X86_REG["rdx"],
+                      X86_REG["rcx"], X86_REG["rbx"], 0, None, 0)
 
 
 _BLOCK_CFUNC = ctypes.CFUNCTYPE(
     None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p
 )
 _EMU_STOP_ADDR: int = ctypes.cast(libuc.lib.uc_emu_stop, ctypes.c_void_p).value or 0
+_REG_READ_ADDR: int = ctypes.cast(libuc.lib.uc_reg_read, ctypes.c_void_p).value or 0
+_REG_WRITE_ADDR: int = ctypes.cast(libuc.lib.uc_reg_write, ctypes.c_void_p).value or 0
 
 _native_cb: int | None = None
 _native_tried = False
@@ -69,6 +93,13 @@ def _native_callback() -> int | None:
     return _native_cb
 
 
+def native_symbol(name: str) -> int | None:
+    """Address of another function of the built extension (None when it is missing)."""
+    if _native_callback() is None:
+        return None
+    return ctypes.cast(getattr(_native_lib[0], name), ctypes.c_void_p).value
+
+
 def native_available() -> bool:
     """True when the compiled ``vkckpt.engine._blockhook`` extension can be used."""
     return _native_callback() is not None
@@ -85,7 +116,7 @@ class BlockCounter:
     def __init__(self, uch: int, force_python: bool = False) -> None:
         """uch is the raw handle of the engine (uc_engine *) to count on."""
         self._uch = uch
-        self._state = BlockState(UNLIMITED, 0, 0, _EMU_STOP_ADDR)
+        self._state = new_state()
         cb_addr = None if force_python else _native_callback()
         self.native = cb_addr is not None
         self._pycb: object = None
@@ -107,6 +138,12 @@ class BlockCounter:
             return
         st.remaining -= 1
         st.total += 1
+        st.block_addr = addr
+
+    @property
+    def state(self) -> BlockState:
+        """The hook's user data (the TSC hooks read the block count and address from it)."""
+        return self._state
 
     def arm(self, budget: int) -> None:
         """Allow ``budget`` (>= 1) more blocks, then stop the engine at the next block entry."""
@@ -168,6 +205,7 @@ class NoCounter:
 
     def __init__(self) -> None:
         self.remaining = UNLIMITED
+        self.state = new_state()  # never counts: the TSC stays at the slice's start
 
     def arm(self, budget: int) -> None:
         self.remaining = budget

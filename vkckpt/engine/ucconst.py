@@ -31,9 +31,13 @@ MEM_READ_PROT = 23
 MEM_FETCH_PROT = 24
 
 CTL_IO_WRITE = 1
+CTL_CPU_MODEL = 7
 CTL_TB_FLUSH = 10
 CTL_TCG_BUFFER_SIZE = 13
 
+X86_INS_CPUID = 113
+X86_INS_RDTSC = 608
+X86_INS_RDTSCP = 609
 X86_INS_SYSCALL = 699
 
 #: x86 register ids (uc_x86_reg) of every register a thread owns.

@@ -1,10 +1,12 @@
-"""Time on the virtual clock, sleeping, and the deterministic random stream."""
+"""Time on the virtual clock, sleeping, the deterministic random stream, and the virtual
+machine's other facts a guest can ask for (getcpu, sysinfo): none of them is the host's."""
 
 from __future__ import annotations
 
 import struct
 
 from vkckpt.abi import errno as E
+from vkckpt.engine.cpumodel import TSC_AUX
 from vkckpt.errors import GuestError
 from vkckpt.sched import EPOCH_NS, NS_PER_TICK
 from vkckpt.syscalls.args import put_timespec, s32, timespec_arg
@@ -129,3 +131,26 @@ def sys_times(k: VKernel, t: Thread, buf: int) -> int:
     if buf:
         t.process.vm.write(buf, struct.pack("<qqqq", ticks, 0, 0, 0))
     return k.now_ns() // 10_000_000
+
+
+def sys_getcpu(k: VKernel, t: Thread, cpu: int, node: int, _cache: int) -> int:
+    """getcpu(2): CPU 0 of node 0, the one virtual CPU (rdtscp's TSC_AUX agrees)."""
+    for addr, value in ((cpu, TSC_AUX), (node, 0)):
+        if addr:
+            t.process.vm.write(addr, struct.pack("<I", value))
+    return 0
+
+
+_SYSINFO = struct.Struct("<q3Q6QHxx4x2QI4x")  # struct sysinfo on x86-64 (112 bytes)
+
+
+def sys_sysinfo(k: VKernel, t: Thread, info: int) -> int:
+    """sysinfo(2) of the vkernel: virtual uptime, the memory limit as RAM, no swap, no load."""
+    ns = k.now_ns()
+    total = k.config.memory_limit
+    free = max(0, total - t.process.vm.mapped_bytes)
+    procs = min(0xFFFF, sum(1 for th in k.threads.values() if th.alive))
+    uptime = -(-ns // 10**9)  # rounded up, as Linux does
+    t.process.vm.write(info, _SYSINFO.pack(uptime, 0, 0, 0, total, free, 0, 0, 0, 0, procs,
+                                           0, 0, 1))
+    return 0

@@ -165,6 +165,9 @@ ENTRIES: list[Entry] = [
     Supported("clock_nanosleep", tm.sys_clock_nanosleep),
     Supported("getrandom", tm.sys_getrandom),
     Partial("times", tm.sys_times, "user time only"),
+    Supported("getcpu", tm.sys_getcpu),
+    Partial("sysinfo", tm.sys_sysinfo, "the memory limit as RAM, the caller's mappings as "
+            "used, no swap, zero load"),
     # -- vkckpt's own
     Supported("checkpoint", ck.sys_checkpoint),
 ]

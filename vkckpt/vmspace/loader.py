@@ -6,6 +6,7 @@ import io
 import struct
 
 from vkckpt.abi import errno as E
+from vkckpt.engine import cpumodel
 from vkckpt.errors import GuestError
 from vkckpt.record import Comparable
 from vkckpt.vmspace.vma import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PAGE, page_down, page_up
@@ -17,7 +18,7 @@ AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ = 0, 3, 4, 5, 6
 AT_BASE, AT_FLAGS, AT_ENTRY = 7, 8, 9
 AT_UID, AT_EUID, AT_GID, AT_EGID, AT_PLATFORM, AT_HWCAP, AT_CLKTCK = 11, 12, 13, 14, 15, 16, 17
 AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_EXECFN = 23, 25, 26, 31
-HWCAP = 0x178BFBFF  # fpu..sse2 as CPUID.1:EDX reports on the emulated CPU
+HWCAP = cpumodel.HWCAP  # CPUID.1:EDX of the documented virtual CPU, as Linux gives it
 PF_X, PF_W, PF_R = 1, 2, 4
 
 
