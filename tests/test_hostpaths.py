@@ -120,15 +120,18 @@ def test_sigusr1_freeze_uses_the_image_directory_pinned_at_start_up(make_root, h
     ImageReader(root / "imgs.moved" / "out.img").verify()
 
 
-def test_background_commit_cannot_be_replaced_by_a_forged_file(make_root):
+@pytest.mark.parametrize("tmpfile", ["1", "0"], ids=["O_TMPFILE", "named"])
+def test_background_commit_cannot_be_replaced_by_a_forged_file(make_root, tmpfile: str):
     """Attacks 3, 4 and 7: the guest lists the image directory while images are committed
     in the background and renames a forged file onto every temp name it sees; it sees none
     (and no host pid), cannot create one, its listings never crash the run, and every
-    image is the vkernel's."""
+    image is the vkernel's.  Named temp files exist for the whole commit: hidden too."""
     root = make_root("hostpaths")
     (root / "imgs").mkdir()
-    r = vk("run", "--freeze-every", "4000", "-o", "imgs/out.img", "./hostpaths", "forge",
-           "/imgs", "300", cwd=root)
+    r = subprocess.run([sys.executable, "-m", "vkckpt", "run", "--freeze-every", "4000", "-o",
+                        "imgs/out.img", "./hostpaths", "forge", "/imgs", "300"], cwd=root,
+                       capture_output=True, timeout=300,
+                       env={**os.environ, "VKCKPT_TMPFILE": tmpfile})
     assert r.returncode == 0, r.stderr
     out = r.stdout.decode()
     assert "create reserved: No such file or directory" in out

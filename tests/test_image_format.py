@@ -575,7 +575,7 @@ def test_background_commit_writes_the_same_image(tmp_path: Path) -> None:
     assert bg_header == header
     wait()
     assert bg.read_bytes() == fg.read_bytes()
-    assert not list(tmp_path.glob("bg.img.tmp.*"))
+    assert not temp_files(tmp_path)
 
 
 def test_background_commit_failure_reaches_wait_and_leaves_the_path(tmp_path: Path) -> None:
@@ -596,4 +596,4 @@ def test_background_commit_failure_reaches_wait_and_leaves_the_path(tmp_path: Pa
     with pytest.raises(ImageError, match="space"):
         wait()
     assert path.read_bytes() == before
-    assert not list(tmp_path.glob("x.img.tmp.*"))
+    assert not temp_files(tmp_path)

@@ -71,6 +71,7 @@ EXCLUDED: dict[str, str] = {
     "crashers": "fatal CPU exceptions: tests/test_hostile_guests.py; segfault covers a fatal "
                 "signal after a thaw",
     "escape": "needs a secret planted outside the root: tests/test_sandbox_guest.py",
+    "hostpaths": "attacks the host's opens (needs host targets): tests/test_hostpaths.py",
     "stuck": "deadlocks on purpose (never reaches an end to compare)",
     "ckpt_self": "run by the ckpt-self cases (it checkpoints itself)",
 }
