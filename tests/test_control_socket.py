@@ -461,16 +461,19 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 def test_failed_sigusr1_freeze_makes_the_run_exit_125(base: Path, make_root) -> None:  # noqa: ANN001
     root = make_root("compute")
+    out = base / "gone"  # exists when the run pins it at start-up, removed before the freeze
+    out.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "vkckpt", "run", "--root", str(root), "-o",
-                             "/nonexistent-dir/x.img", "./compute", "1000"], cwd=root,
+                             str(out / "x.img"), "./compute", "1000"], cwd=root,
                             env=_vk_env(base), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
         sock = base / "ctl" / f"{proc.pid}.sock"
         _wait_for(sock, proc)
+        out.rmdir()
         proc.send_signal(signal.SIGUSR1)
         first = proc.stderr.readline()
-        assert "SIGUSR1" in first and "/nonexistent-dir/x.img" in first, first
+        assert "SIGUSR1" in first and str(out / "x.img") in first, first
         f = subprocess.run([sys.executable, "-m", "vkckpt", "freeze", "--pid", str(proc.pid),
                             "--stop", "-o", str(base / "ok.img")], env=_vk_env(base),
                            capture_output=True, text=True, timeout=120)
