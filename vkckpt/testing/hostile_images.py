@@ -66,7 +66,8 @@ def load_records(path: Path) -> Recs:
 def write_records(dst: Path, like: Path, recs: Recs, key: bytes | None = None) -> Path:
     """recs as a new image with valid checksums and like's header ids (sealed with key)."""
     h = ImageReader(like).header
-    with ImageWriter(dst, vkernel_id=h.vkernel_id, key=key) as w:
+    sealed = {} if key is None else {"key": key}
+    with ImageWriter(dst, vkernel_id=h.vkernel_id, **sealed) as w:
         for r in recs:
             if not isinstance(r, bytes) and _encodable(r):
                 w.add(r[0], r[3], version=r[1], critical=r[2])
@@ -95,9 +96,10 @@ def set_field(recs: Recs, kind: str, name: str, value: object, index: int = 0) -
 
 
 def nested_bomb(rtype: str, critical: bool, megabytes: int) -> bytes:
-    """A record payload of `megabytes` arrays of 2**20 empty arrays each: a byte of msgpack
-    for each empty list, which costs about 64 bytes once decoded."""
-    inner = b"\xdd" + (1 << 20).to_bytes(4, "big") + b"\x90" * (1 << 20)
+    """A record payload of `megabytes` arrays of a million empty arrays each (within every
+    msgpack length limit): a byte of msgpack for each empty list, which costs about 64
+    bytes once decoded."""
+    inner = b"\xdd" + (1_000_000).to_bytes(4, "big") + b"\x90" * 1_000_000
     outer = b"\xdc" + megabytes.to_bytes(2, "big") + inner * megabytes
     return (b"\x94" + msgpack.packb(rtype) + msgpack.packb(1) + msgpack.packb(critical)
             + b"\x81" + msgpack.packb("pad") + outer)
