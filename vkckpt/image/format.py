@@ -939,14 +939,13 @@ class ImageReader:
 
     def _count(self, data: bytes, what: str) -> None:
         """Refuse a payload that would decode to too many objects or nest too deep, before
-        decoding it: small records count as their length (each object takes a byte) until
-        SCAN_FREE bytes of them were decoded in this pass, the others are scanned."""
+        decoding it.  Small records are not counted (each object takes at least a byte)
+        until SCAN_FREE bytes of them were decoded in this pass; the others are."""
         lim, n = self.limits, len(data)
         if n <= SCAN_ABOVE and self._unscanned + n <= SCAN_FREE:
             self._unscanned += n
-            count: int | str = n
-        else:
-            count = _count_objects(data, lim.max_objects, lim.max_depth)
+            return
+        count = _count_objects(data, lim.max_objects, lim.max_depth)
         if count == "depth":
             raise self._err(f"is corrupted: {what} nests deeper than {lim.max_depth} levels")
         if count == "objects":

@@ -22,11 +22,12 @@ MAX_MAP = 100_000            # entries of one msgpack map
 MAX_RECORDS = 10_000_000     # records in one image
 MAX_DEPTH = 32               # container nesting, the record's own array being depth 1
 MAX_OBJECTS = 1_000_000      # decoded objects (scalars and containers) in one record
-MAX_PASS_OBJECTS = 4_000_000  # decoded objects in one pass over an image's records
-#: Records up to this size are not counted object by object (their byte length bounds how
-#: many objects they hold) until SCAN_FREE bytes of such records were decoded in one pass.
+MAX_PASS_OBJECTS = 3_000_000  # decoded objects of counted records in one pass over an image
+#: Records up to SCAN_ABOVE bytes are decoded without counting their objects (their length
+#: bounds how many they hold: at most a byte each) until SCAN_FREE bytes of such records
+#: were decoded in one pass; every other record is counted first.
 SCAN_ABOVE = 64 << 10
-SCAN_FREE = 4 * MIB
+SCAN_FREE = 1 * MIB
 #: The largest memory limit per process an image may record (and so the most a thawed
 #: process may map): more than any real run uses, far below what page tables could pay for.
 MAX_GUEST_MEMORY = 256 << 30

@@ -105,6 +105,13 @@ def nested_bomb(rtype: str, critical: bool, megabytes: int) -> bytes:
             + b"\x81" + msgpack.packb("pad") + outer)
 
 
+def nested_bomb_small(i: int) -> bytes:
+    """A 60 KB optional "meta" record (a type readers decode) of 60000 empty arrays."""
+    return (b"\x94" + msgpack.packb("meta") + msgpack.packb(1) + msgpack.packb(False)
+            + b"\x81" + msgpack.packb(f"pad{i}") + b"\xdd" + (60_000).to_bytes(4, "big")
+            + b"\x90" * 60_000)
+
+
 @dataclass
 class Crafted:
     """One crafted image and what each command must answer for it (REFUSED, ANY or a status)."""
@@ -180,6 +187,9 @@ def build(seed: Path, root: Path, work: Path) -> list[Crafted]:
         + recs[meta + 1:], thaw=0, verify=0, inspect=0)
     add("bomb-meta", recs[:meta] + [nested_bomb("meta", False, 63)] + recs[meta + 1:],
         inspect=REFUSED, why="objects")
+    small = [nested_bomb_small(i) for i in range(120)]  # 120 x 60 KB, each under SCAN_ABOVE
+    add("bomb-many-small", recs[:meta + 1] + small + recs[meta + 1:], inspect=REFUSED,
+        why="objects")
     deep: object = 1
     for _ in range(40):
         deep = [deep]
