@@ -228,7 +228,11 @@ def build(seed: Path, root: Path, work: Path) -> list[Crafted]:
         why="regular file")
     add("file-as-dir", _host_file(recs, guest, fp, kind="dir"))
     # -- roots an image must not choose ------------------------------------------------
+    slash = work / "slash"  # a directory that is the host's / under another name
+    if not slash.is_symlink():
+        slash.symlink_to("/")
     for name, hint in (("root-slash", "/"), ("root-relative", "."), ("root-empty", ""),
+                       ("root-slash-by-symlink", str(slash)), ("root-dotdot", "/tmp/.."),
                        ("root-nul", str(root) + "\0"), ("root-missing", str(root) + "-gone")):
         add(name, set_field(recs, "kernel", "root", hint), root=False, inspect=0,
             why="give --root DIR")
