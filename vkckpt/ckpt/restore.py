@@ -161,7 +161,7 @@ def thaw(path: str, opts: ThawOptions | None = None) -> VKernel:
     k = None
     try:
         for rec in final.records(RECORD_VERSIONS, skip_pages=True):  # pages: _apply_pages
-            if rec.type not in ("pages", "zero_pages"):
+            if rec.type not in ("pages", "zero_pages", "meta"):  # meta: see load_chain
                 schema.check(rec.type, rec.fields)
                 recs.setdefault(rec.type, []).append(rec.fields)
         root = trust.guest_root(chain, opts.root, _one(recs, "kernel")["root"],
