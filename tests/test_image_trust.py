@@ -209,3 +209,30 @@ def test_write_protection_costs_no_page_tables_for_unpopulated_memory() -> None:
     finally:
         buf.refs = 1
         buf.decref()
+
+
+def test_a_sealed_incremental_chain_thaws_with_its_key(tmp_path: Path) -> None:
+    """Sealed images inside the root still record no host path: --key proves who wrote
+    them, --root says where to thaw them."""
+    root = make_root(tmp_path, ["hello"])
+    key = tmp_path / "key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    out = root / "work" / "c.img"
+    r = vk("run", "--root", str(root), "--key", str(key), "--quantum", "101",
+           "--freeze-every", "300", "--incremental", "-o", str(out), "./hello", cwd=root)
+    assert r.returncode == 0, r.stderr
+    chain = sorted(out.parent.glob("c.*.img"))
+    assert len(chain) >= 2 and all(H.load_records(p)[-1][0] == "seal" for p in chain)
+    assert all(str(root).encode() not in p.read_bytes() for p in chain)
+    last = str(chain[-1])
+    v = vk("verify", "-q", "--key", str(key), "--root", str(root), last, cwd=tmp_path)
+    assert v.returncode == 0, v.stderr
+    t = vk("thaw", "--no-control", "--key", str(key), "--root", str(root), last, cwd=tmp_path)
+    assert t.returncode == 0, t.stderr
+    t = vk("thaw", "--no-control", "--key", str(key), last, cwd=tmp_path)
+    assert t.returncode == 125 and "records no guest root" in one_line(t)
+    # the base image replaced by an unsealed copy of itself: refused with the key
+    H.write_records(chain[0], chain[0], H.load_records(chain[0])[:-1])
+    t = vk("thaw", "--no-control", "--key", str(key), "--root", str(root), last, cwd=tmp_path)
+    assert t.returncode == 125 and one_line(t)
