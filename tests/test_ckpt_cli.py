@@ -117,7 +117,7 @@ def test_checkpoint_syscall_self(tmp_path: Path) -> None:
     r = vk("run", "--root", str(root), "./ckpt_self", "self", "work/self.img", cwd=root)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(b"checkpointed acc=")
-    t = vk("thaw", str(root / "work/self.img"), cwd=root)
+    t = vk("thaw", "--root", str(root), str(root / "work/self.img"), cwd=root)
     assert t.returncode == 3, t.stderr
     lines = t.stdout.decode().splitlines()
     assert lines[0].startswith("resumed from the image acc=")
@@ -130,7 +130,7 @@ def test_checkpoint_caller_with_a_sigckpt_handler_is_not_interrupted(tmp_path: P
     r = vk("run", "--root", str(root), "./ckpt_self", "selfsig", "work/s.img", cwd=root)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(b"checkpointed acc=") and b"SIGCKPT handled 0 times" in r.stdout
-    t = vk("thaw", str(root / "work/s.img"), cwd=root)
+    t = vk("thaw", "--root", str(root), str(root / "work/s.img"), cwd=root)
     assert t.returncode == 3 and t.stdout.startswith(b"resumed from the image")
 
 
@@ -139,7 +139,7 @@ def test_checkpoint_syscall_external(tmp_path: Path) -> None:
     r = vk("run", "--root", str(root), "./ckpt_self", "external", "work/w.img", cwd=root)
     assert r.returncode == 0, r.stderr
     assert b"parent: checkpoint of the worker returned 0\n" in r.stdout
-    t = vk("thaw", str(root / "work/w.img"), cwd=root)
+    t = vk("thaw", "--root", str(root), str(root / "work/w.img"), cwd=root)
     assert t.returncode == 4, t.stderr  # the image holds the worker alone: it is init now
     worker = [ln for ln in r.stdout.splitlines(keepends=True) if ln.startswith(b"worker")]
     assert b"".join(worker).endswith(t.stdout) and t.stdout.endswith(b"worker done\n")
@@ -185,10 +185,10 @@ def test_changed_open_file_refuses_thaw(tmp_path: Path) -> None:
         write_image(k, str(img))
         host = root / opened[0].guest_path.lstrip("/")
         host.write_bytes(host.read_bytes() + b"tampered")
-        r = vk("thaw", str(img), cwd=root)
+        r = vk("thaw", "--root", str(root), str(img), cwd=root)
         assert r.returncode == 125
         assert opened[0].guest_path.encode() in r.stderr and b"--allow-changed-files" in r.stderr
-        ok = vk("thaw", "--allow-changed-files", str(img), cwd=root)
+        ok = vk("thaw", "--root", str(root), "--allow-changed-files", str(img), cwd=root)
         assert b"changed since the freeze" not in ok.stderr
         return
     raise AssertionError("no freeze point with an open guest-root file")

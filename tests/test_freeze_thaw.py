@@ -55,7 +55,7 @@ def test_frozen_anywhere_thaws_identically_in_process(base: Path, wl: Workload) 
         image = root / "x.img"
         write_image(k, str(image))
         after: list[bytes] = []
-        k2 = thaw_in_process(image, after)
+        k2 = thaw_in_process(image, after, root)
         status2 = k2.run()
         assert _combined(before, b"".join(after)) == gold.output, f"output differs at {at}"
         assert status2 == gold.status, f"status differs at {at}"
@@ -90,7 +90,7 @@ def test_freeze_thaw_freeze_is_byte_identical(base: Path, wl: Workload) -> None:
         assert status is None
         a, b = root / "a.img", root / "b.img"
         write_image(k, str(a))
-        k2 = thaw_in_process(a, [])
+        k2 = thaw_in_process(a, [], root)
         write_image(k2, str(b))
         assert a.read_bytes() == b.read_bytes(), f"re-frozen image differs at tick {at}"
 
@@ -107,7 +107,7 @@ def test_thawed_state_tracks_the_golden_state(base: Path, wl: Workload) -> None:
     write_image(k, str(image))
     assert k.run(until_ticks=later) is None
     want = state_digest(k, root)
-    k2 = thaw_in_process(image, [])
+    k2 = thaw_in_process(image, [], root)
     assert k2.run(until_ticks=later) is None
     assert k2.sched.ticks == k.sched.ticks
     assert state_digest(k2, root) == want

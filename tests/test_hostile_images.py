@@ -19,6 +19,7 @@ from vkckpt.ckpt.snapshot import write_image
 from vkckpt.errors import ImageError
 from vkckpt.image import ImageReader, ImageWriter
 from vkckpt.kernel import Deadlock
+from vkckpt.testing.hostile_images import FIELD_CASES
 from vkckpt.testing.oracle import Workload, freeze_points, golden, make_root, run_until
 
 
@@ -80,31 +81,7 @@ def _set(recs: list, kind: str, field: str, value: object, index: int = 0) -> li
     return out
 
 
-CASES = [
-    ("buffer", "size", 1 << 62),             # absurd size
-    ("buffer", "size", 4095),                # unaligned
-    ("buffer", "bid", -1),
-    ("vmspace", "vmas", [[0x1000, 0x0, 3, 2, "", 1, 0, "", 0]]),            # end < start
-    ("vmspace", "vmas", [[0x10000, 0x20000, 3, 2, "", 1, 0, "", 0]] * 2),   # overlap
-    ("vmspace", "vmas", [[0x7FFFFFFFF000, 0x800000001000, 3, 2, "", 1, 0, "", 0]]),
-    ("vmspace", "vmas", [[0x10000, 0x20000, 3, 2, "", 999999, 0, "", 0]]),  # no such buffer
-    ("thread", "regs", {"rax": 1}),          # registers missing
-    ("thread", "pid", 424242),               # a pid that points nowhere
-    ("thread", "state", "levitating"),
-    ("thread", "sleep", {"queue": ["futex", "private", 1, 8], "deadline": None,
-                         "timeout_result": 0, "restartable": True, "nr": 202, "args": [],
-                         "seq": 1, "timer": 0}),
-    ("process", "threads", [1, 1, 1]),
-    ("process", "fds", [[3, 999, 0]]),
-    ("process", "pid", 0),
-    ("kernel", "quantum", 0),
-    ("kernel", "runq", [31337]),
-    ("kernel", "timers", [[5, 1, 1]]),
-    ("kernel", "next_pid", "many"),
-    ("pipe", "data", b"x" * (1 << 20)),
-    ("file", "kind", "socket"),
-    ("waitq", "tids", [1, 2, 3, 4, 5]),
-]
+CASES = FIELD_CASES  # shared with the CLI corpus (tests/test_image_corpus.py)
 
 
 @pytest.mark.parametrize("kind,field,value", CASES, ids=[f"{c[0]}.{c[1]}" for c in CASES])

@@ -59,7 +59,8 @@ class _FullDisk:
         assert self.k.run() == self.gold.status
         assert b"".join(self.out) == self.gold.output
         thawed: list[bytes] = []
-        k2 = thaw(str(later), ThawOptions(stdout=thawed.append, deliver_sigthaw=False))
+        k2 = thaw(str(later), ThawOptions(root=str(self.root), stdout=thawed.append,
+                                          deliver_sigthaw=False))
         assert k2.run() == self.gold.status and self.gold.output.endswith(b"".join(thawed))
 
 
@@ -155,7 +156,8 @@ def test_hostile_neighbours_do_not_disturb_freeze_and_thaw(make_root) -> None:
         image = root / "n.img"
         write_image(k, str(image))
         after: list[bytes] = []
-        k2 = thaw(str(image), ThawOptions(stdout=after.append, stderr=after.append))
+        k2 = thaw(str(image), ThawOptions(root=str(root), stdout=after.append,
+                                          stderr=after.append))
         assert k2.run() == gstatus
         assert b"".join(out + after) == b"".join(gout)
         assert k2.statuses == g.statuses and k2.sched.ticks == g.sched.ticks

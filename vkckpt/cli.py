@@ -61,6 +61,11 @@ def _positive(kind: type) -> Callable[[str], float]:
     return parse
 
 
+def _key_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--key", metavar="FILE", help=f"{what} (a private file of 16 to 4096 "
+                   "secret bytes outside the guest root; see vkckpt-security(7))")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="vkckpt", description="A virtual kernel for static x86-64 Linux programs "
                 "with checkpoint (freeze) and restore (thaw).")
@@ -86,24 +91,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, metavar="N", help="seed of the guest-visible random "
                    "stream (default 0)")
     _freeze_options(r)
+    _key_option(r, "seal every image written with this key")
 
     t = sub.add_parser("thaw", help="resume a frozen vkernel from an image",
                        description="Thaw IMAGE (following its incremental chain) in this "
                        "process and run it to completion. Exit status as for run; 125 when "
                        "the image is invalid or cannot be thawed.")
     t.add_argument("image", help="image file")
-    t.add_argument("--root", metavar="DIR", help="guest root (default: the one recorded)")
+    t.add_argument("--root", metavar="DIR", help="guest root (required unless the image's "
+                   "recorded root is trusted, see vkckpt-thaw(1))")
     t.add_argument("--allow-changed-files", action="store_true", help="thaw even if files "
                    "the guests had open changed since the freeze")
     t.add_argument("--no-sigthaw", action="store_true", help="do not deliver SIGTHAW to "
                    "processes that handle it")
     _freeze_options(t)
+    _key_option(t, "require every image of the chain to be sealed with this key, and seal "
+                "the images written")
 
     i = sub.add_parser("inspect", help="describe an image as YAML",
                        description="Print an image's processes, threads, registers, VMAs, "
                        "signal state and page statistics as YAML. Exit 1 for an invalid image.")
     i.add_argument("image", help="image file")
     i.add_argument("--no-registers", action="store_true", help="leave register values out")
+    _key_option(i, "require the image to be sealed with this key")
 
     v = sub.add_parser("verify", help="check an image's checksums, chain and structure",
                        description="Check every checksum of IMAGE and of its parents, the "
@@ -113,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--root", metavar="DIR", help="guest root in which open files are "
                    "reopened (a missing file fails the check; changed ones are accepted)")
     v.add_argument("-q", "--quiet", action="store_true", help="print nothing; exit status only")
+    _key_option(v, "require every image of the chain to be sealed with this key")
 
     f = sub.add_parser("freeze", help="ask a running vkckpt to freeze",
                        description="Ask the vkckpt running with host pid PID to freeze into "

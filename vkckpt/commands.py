@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 from vkckpt.ckpt.freeze import FreezePlan, drive
 from vkckpt.ckpt.restore import ThawOptions, thaw
+from vkckpt.ckpt.trust import ImageKey, check_key_outside, load_key
 from vkckpt.config import KernelConfig, ProcessSpec, load_config, parse_size
 from vkckpt.errors import ConfigError, VkError
 from vkckpt.fs.hostfs import OutputPath, write_atomic
@@ -139,21 +140,32 @@ def _run_kernel(k: VKernel, plan: FreezePlan, control: bool,
     return code
 
 
+def _key(args: argparse.Namespace) -> ImageKey | None:
+    """The --key FILE, checked (ImageError when missing, shared or malformed)."""
+    return load_key(args.key) if getattr(args, "key", None) else None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """vkckpt run."""
     cfg = config_from_args(args)
     plan = plan_from_args(args)
     stats = _pin("--stats", args.stats)
-    return _run_kernel(boot(cfg), plan, not args.no_control, stats)
+    key = _key(args)
+    check_key_outside(key, cfg.root)
+    k = boot(cfg)
+    k.image_key = key.secret if key else None
+    return _run_kernel(k, plan, not args.no_control, stats)
 
 
 def cmd_thaw(args: argparse.Namespace) -> int:
     """vkckpt thaw."""
     plan = plan_from_args(args)
     stats = _pin("--stats", args.stats)
+    key = _key(args)
     k = thaw(args.image, ThawOptions(root=args.root, allow_changed_files=args.allow_changed_files,
                                      trace_syscalls=args.trace_syscalls,
-                                     deliver_sigthaw=not args.no_sigthaw))
+                                     deliver_sigthaw=not args.no_sigthaw, key=key))
+    k.image_key = key.secret if key else None
     if k.exit_status is not None:
         plan.close()
         _write_stats(stats, k, k.exit_status)
@@ -167,8 +179,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     from vkckpt.ckpt.inspect import describe
 
-    sys.stdout.write(yaml.safe_dump(describe(args.image, registers=not args.no_registers),
-                                    sort_keys=False, width=100))
+    info = describe(args.image, registers=not args.no_registers, key=_key(args))
+    sys.stdout.write(yaml.safe_dump(info, sort_keys=False, width=100))
     return 0
 
 
@@ -178,7 +190,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     from vkckpt.ckpt.inspect import verify
 
-    report = verify(args.image, args.root)
+    report = verify(args.image, args.root, _key(args))
     if not args.quiet:
         sys.stdout.write(yaml.safe_dump(report, sort_keys=False))
     return 0

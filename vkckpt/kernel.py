@@ -77,6 +77,7 @@ class VKernel:
         self.ckpt_queue = WaitQueue(("checkpoint",))
         self.last_image: tuple[bytes, str] | None = None  # (image id, path): incremental parent
         self.page_base: dict = {}                # page copies at the last freeze (dirty diff)
+        self.image_key: bytes | None = None      # seals every image written (--key)
         self.vkernel_id = _vkernel_id(config)
 
     # -- identifiers, time, randomness -------------------------------------------------------

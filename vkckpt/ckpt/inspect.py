@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from vkckpt.abi import signals as S
+from vkckpt.ckpt import schema
 from vkckpt.ckpt.restore import ThawOptions, load_chain, thaw
 from vkckpt.ckpt.snapshot import RECORD_VERSIONS
+from vkckpt.ckpt.trust import ImageKey
 from vkckpt.engine import regs as R
 from vkckpt.errors import ImageError, VkError
 from vkckpt.image import ImageReader
@@ -22,18 +24,21 @@ def _sigset(mask: int) -> list[str]:
     return [S.signame(s) for s in range(1, S.NSIG + 1) if mask & S.sigbit(s)]
 
 
-def describe(path: str, registers: bool = True) -> dict:
-    """Everything an image says, as plain data ready for YAML (ImageError if malformed)."""
+def describe(path: str, registers: bool = True, key: ImageKey | None = None) -> dict:
+    """Everything an image says, as plain data ready for YAML (ImageError if malformed, or
+    not sealed with key when one is given)."""
     try:
-        return _describe(path, registers)
+        return _describe(path, registers, key)
     except ImageError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
         raise ImageError(f"{path}: malformed image ({type(exc).__name__}: {exc})") from None
 
 
-def _describe(path: str, registers: bool) -> dict:
+def _describe(path: str, registers: bool, key: ImageKey | None) -> dict:
     r = ImageReader(path)
+    if key is not None:
+        r.check_digests(key.secret)
     h = r.header
     out: dict = {"image": str(path), "format": f"{h.major}.{h.minor}", "producer": h.producer,
                  "vkernel_id": h.vkernel_id.hex(), "image_id": h.image_id.hex(),
@@ -45,6 +50,7 @@ def _describe(path: str, registers: bool) -> dict:
     files = {}
     for rec in r.records(RECORD_VERSIONS):
         f = rec.fields
+        schema.check(rec.type, f)
         if rec.type == "kernel":
             out["kernel"] = {k: f[k] for k in ("ticks", "quantum", "memory_limit", "seed",
                                                "next_pid", "init_pid", "scope",
@@ -93,20 +99,23 @@ def _describe(path: str, registers: bool) -> dict:
     return out
 
 
-def verify(path: str, root: str | None = None) -> dict:
-    """Check every checksum, the incremental chain and the structure; raises ImageError."""
+def verify(path: str, root: str | None = None, key: ImageKey | None = None) -> dict:
+    """Check every checksum, the incremental chain, the seals (with key) and the structure,
+    reopening the guests' files read-only; raises ImageError."""
     chain = load_chain(path)
     report = {"image": str(path), "chain": [str(r.path) for r in chain], "checks": []}
     for r in chain:
-        stats = r.verify()
+        stats = r.verify(RECORD_VERSIONS)
         report["checks"].append({"image": str(r.path), **stats})
     try:
-        k = thaw(path, ThawOptions(root=root, allow_changed_files=True, deliver_sigthaw=False))
+        k = thaw(path, ThawOptions(root=root, allow_changed_files=True, deliver_sigthaw=False,
+                                   key=key, read_only=True))
     except ImageError:
         raise
     except VkError as exc:
         raise ImageError(f"{path}: structure check failed: {exc}") from None
     report["processes"] = len(k.procs)
     report["threads"] = len(k.threads)
+    k.shutdown()
     report["ok"] = True
     return report

@@ -1,7 +1,9 @@
 """Rebuild a vkernel from an image (following its incremental chain); see vkckpt-image(5).
 
 Every value read from an image is checked before use; any inconsistency is an ImageError
-naming the problem.  Host resources (engines, host buffers, reopened files) are rebuilt here.
+naming the problem, found before the run starts.  Host resources (engines, host buffers,
+reopened files) are rebuilt here, in the guest root `trust.guest_root` allows, and never
+more memory than the image's own memory limit (at most MAX_GUEST_MEMORY) per process.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable
 
 from vkckpt.abi import signals as S
 from vkckpt.ckpt import pages as PG
-from vkckpt.ckpt import schema
+from vkckpt.ckpt import schema, trust
 from vkckpt.ckpt.snapshot import RECORD_VERSIONS
 from vkckpt.config import KernelConfig
 from vkckpt.engine.engine import Engine
@@ -21,6 +23,7 @@ from vkckpt.fs.pipe import CAPACITY, Pipe
 from vkckpt.fs.state import load_file
 from vkckpt.image import ImageReader
 from vkckpt.image.format import MAX_CHUNK_PAGES, PageChunk
+from vkckpt.image.limits import MAX_GUEST_MEMORY
 from vkckpt.kernel import VKernel
 from vkckpt.process import Process
 from vkckpt.record import Comparable
@@ -35,15 +38,19 @@ from vkckpt.vmspace.state import covered_pages, load_vmspace
 from vkckpt.vmspace.vma import PAGE
 from vkckpt.vmspace.vmspace import VmSpace
 
-MAX_BUFFER = 1 << 40
 MAX_CHAIN = 1000
+MAX_FD = 1024
 
 
 class ThawOptions(Comparable):
-    """How to thaw: where the guest root is now, and what to do about changed files."""
+    """How to thaw: where the guest root is now, and what to do about changed files.
+
+    root None: the image's hint, if trust.guest_root accepts it.  key: every image of the
+    chain must be sealed with it (and then its root hint is trusted).  read_only: reopen
+    the guests' files for reading only (verify)."""
 
     __slots__ = ("root", "allow_changed_files", "deliver_sigthaw", "stdout", "stderr", "stdin",
-                 "trace_syscalls", "extra")
+                 "trace_syscalls", "extra", "key", "read_only")
 
     def __init__(
         self,
@@ -55,8 +62,12 @@ class ThawOptions(Comparable):
         stdin: bytes | None = None,
         trace_syscalls: bool = False,
         extra: dict | None = None,
+        key: trust.ImageKey | None = None,
+        read_only: bool = False,
     ) -> None:
         self.root = root
+        self.key = key
+        self.read_only = read_only
         self.allow_changed_files = allow_changed_files
         self.deliver_sigthaw = deliver_sigthaw
         self.stdout = stdout
@@ -140,21 +151,34 @@ def thaw(path: str, opts: ThawOptions | None = None) -> VKernel:
     opts = opts or ThawOptions()
     chain = load_chain(path)
     final = chain[-1]
-    digests = _DigestCheck(chain)  # whole-file checksums, hashed beside the loading
+    if opts.key is not None:  # authenticate before believing anything, the root above all
+        for r in chain:
+            r.check_digests(opts.key.secret)
+        digests = _DigestCheck([])
+    else:
+        digests = _DigestCheck(chain)  # whole-file checksums, hashed beside the loading
     recs: dict[str, list[dict]] = {}
     k = None
     try:
         for rec in final.records(RECORD_VERSIONS, skip_pages=True):  # pages: _apply_pages
-            if rec.type not in ("pages", "zero_pages"):
+            if rec.type not in ("pages", "zero_pages", "meta"):  # meta: see load_chain
                 schema.check(rec.type, rec.fields)
                 recs.setdefault(rec.type, []).append(rec.fields)
-        k = _build(final, recs, opts)
+        root = trust.guest_root(chain, opts.root, _one(recs, "kernel")["root"],
+                                sealed=opts.key is not None)
+        trust.check_key_outside(opts.key, root)
+        k = _build(final, recs, opts, root)
         _apply_pages(k, chain)
     except ImageError:
         digests.join()  # a corrupted file explains a malformed record best
+        if k is not None:
+            k.shutdown()
         raise
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError,
+            MemoryError, OSError) as exc:
         digests.join()
+        if k is not None:
+            k.shutdown()
         raise ImageError(f"{path}: malformed image ({type(exc).__name__}: {exc})") from None
     try:
         digests.join()
@@ -177,10 +201,16 @@ def _one(recs: dict[str, list[dict]], kind: str) -> dict:
     return got[0]
 
 
-def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions) -> VKernel:
+def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
+           root: str) -> VKernel:
     kr = _one(recs, "kernel")
-    cfg = KernelConfig(root=opts.root or kr["root"], quantum=_pos(kr["quantum"], "quantum"),
-                       memory_limit=_pos(kr["memory_limit"], "memory_limit"), seed=kr["seed"],
+    limit = _pos(kr["memory_limit"], "memory_limit")
+    if limit > MAX_GUEST_MEMORY:
+        raise ImageError(f"kernel memory_limit {limit} is above the {MAX_GUEST_MEMORY} bytes "
+                         "an image may give a process")
+    _check_memory(recs, limit)
+    cfg = KernelConfig(root=root, quantum=_pos(kr["quantum"], "quantum"),
+                       memory_limit=limit, seed=kr["seed"],
                        max_processes=kr["max_processes"], max_threads=kr["max_threads"],
                        stdout=opts.stdout, stderr=opts.stderr, stdin=opts.stdin,
                        trace_syscalls=opts.trace_syscalls)
@@ -206,8 +236,12 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions) -
                for r in kr.get("inodes", [])):
         raise ImageError("the inode table is malformed")
     k.inodes.load(kr.get("inodes", []), kr.get("next_ino", 2), k.host_path_of)
-    files = {d["id"]: load_file(d, k.root, pipes, opts.allow_changed_files, k.inodes)
-             for d in recs.get("file", [])}
+    files = {}
+    for d in recs.get("file", []):
+        if d["id"] in files:
+            raise ImageError(f"file id {d['id']!r} is duplicated")
+        files[d["id"]] = load_file(d, k.root, pipes, opts.allow_changed_files, k.inodes,
+                                   opts.read_only)
     vms = {d["pid"]: d for d in recs.get("vmspace", [])}
     queues: dict[tuple, WaitQueue] = {}
     for d in recs.get("process", []):
@@ -223,6 +257,15 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions) -
     return k
 
 
+def _guest_path(v: str, what: str) -> None:
+    if not v.startswith("/") or "\0" in v or len(v) > 4096:
+        raise ImageError(f"{what} {_short(v)} is not an absolute guest path")
+
+
+def _short(v: str) -> str:
+    return repr(v) if len(v) <= 60 else repr(v[:57] + "...")
+
+
 def _pos(v: object, what: str) -> int:
     if not isinstance(v, int) or v <= 0:
         raise ImageError(f"kernel {what} must be a positive integer")
@@ -235,15 +278,43 @@ def _nonneg(v: object, what: str) -> int:
     return v
 
 
+def _check_memory(recs: dict[str, list[dict]], limit: int) -> None:
+    """Refuse more host memory than the image's processes may map: no process maps more than
+    limit, no buffer is larger, and there are no more buffers than VMAs to use them."""
+    nvmas = 0
+    for d in recs.get("vmspace", []):
+        vmas = d.get("vmas")
+        if not isinstance(vmas, list) or not all(
+                isinstance(v, list) and len(v) == 9 and isinstance(v[0], int)
+                and isinstance(v[1], int) for v in vmas):
+            raise ImageError(f"vmspace of process {d.get('pid')!r}: malformed VMA list")
+        total = sum(max(0, v[1] - v[0]) for v in vmas)
+        nvmas += len(vmas)
+        if total > limit:
+            raise ImageError(f"process {d.get('pid')!r} maps {total} bytes, more than its "
+                             f"memory limit of {limit}")
+    bufs = recs.get("buffer", [])
+    if len(bufs) > nvmas:
+        raise ImageError(f"the image has {len(bufs)} buffers for {nvmas} VMAs")
+    for d in bufs:
+        if isinstance(d["size"], int) and d["size"] > limit:
+            raise ImageError(f"buffer {d['bid']!r} of {d['size']} bytes is larger than the "
+                             f"memory limit of {limit}")
+
+
 def _buffers(rows: list[dict], k: VKernel) -> dict[int, HostBuffer]:
     bufs = {}
     for d in rows:
         size, bid = d["size"], d["bid"]
-        if not isinstance(size, int) or size <= 0 or size % PAGE or size > MAX_BUFFER:
+        if not isinstance(size, int) or size <= 0 or size % PAGE:
             raise ImageError(f"buffer {bid!r} has an impossible size {size!r}")
         if bid in bufs or not isinstance(bid, int) or not 0 < bid < k.next_bid:
             raise ImageError(f"buffer id {bid!r} is duplicated or out of range")
-        bufs[bid] = HostBuffer(size, bid)
+        try:
+            bufs[bid] = HostBuffer(size, bid)
+        except MemoryError:
+            raise ImageError(f"buffer {bid} of {size} bytes cannot be mapped on this "
+                             "host") from None
     return bufs
 
 
@@ -260,9 +331,14 @@ def _process(k: VKernel, d: dict, vms: dict, bufs: dict, files: dict, queues: di
         vm = VmSpace(eng, k.config.memory_limit, k.alloc_bid)
         load_vmspace(vms[pid], vm, bufs)
         for fd, fid, ce in d["fds"]:
-            if fid not in files or not 0 <= fd < 1024:
+            if fid not in files or not 0 <= fd < MAX_FD:
                 raise ImageError(f"process {pid}: descriptor {fd} refers to unknown file {fid}")
+            if fd in fds.fds:
+                raise ImageError(f"process {pid}: descriptor {fd} appears twice")
             fds.install(files[fid], bool(ce), fd=fd)
+    for name in ("cwd", "exe"):
+        if name == "cwd" or d[name]:
+            _guest_path(d[name], f"process {pid} {name}")
     p = Process(pid, d["ppid"], vm, eng, fds, load_actions(d["actions"]), cwd=d["cwd"],
                 exe=d["exe"], argv=list(d["argv"]), pgid=d["pgid"], sid=d["sid"],
                 umask=d["umask"], pending=load_pending(d["pending"]),

@@ -7,6 +7,7 @@ vmspace/state.py, fs/state.py); this module orders them and owns the page scan.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from vkckpt.ckpt import pages as PG
@@ -44,6 +45,7 @@ KERNEL_TRANSIENT = {
     "ckpt_request": "served before the image is written", "last_image": "header parent id",
     "page_base": "rebuilt from the pages at thaw", "vkernel_id": "in the header",
     "stdout": "host stream", "stderr": "host stream", "log": "host stream",
+    "image_key": "a host secret: seals images, never in one",
     "exit_status": "saved", "statuses": "saved", "reported_enosys": "saved as enosys",
 }
 #: Process fields saved under other names or rebuilt on thaw.
@@ -92,8 +94,20 @@ def save_process(p: Process, fids: dict[int, int], scope: list[int] | None) -> d
     }
 
 
-def save_kernel(k: VKernel, scope: list[int] | None, woken: list[int]) -> dict:
-    """Kernel-wide state; `woken` threads join the run queue's tail (as the live run does)."""
+def root_hint(k: VKernel, path: str, dir_fd: int | None = None) -> str:
+    """The guest root as an image at path records it: empty when the image lies inside the
+    root, where guests can read it (and thaw needs --root anyway, see ckpt/trust.py).
+    With dir_fd, where that directory is now decides (a guest may have renamed the path's
+    directories meanwhile; the image goes where the fd is)."""
+    root = k.root.host_root
+    where = os.path.realpath(path) if dir_fd is None else os.readlink(f"/proc/self/fd/{dir_fd}")
+    return "" if os.path.commonpath([root, where]) == root else root
+
+
+def save_kernel(k: VKernel, scope: list[int] | None, woken: list[int],
+                root: str | None = None) -> dict:
+    """Kernel-wide state; `woken` threads join the run queue's tail (as the live run does);
+    root: the guest root hint to record (default: the root)."""
     c = k.config
     s = k.sched
     return {
@@ -108,7 +122,8 @@ def save_kernel(k: VKernel, scope: list[int] | None, woken: list[int]) -> dict:
         "quantum": s.quantum, "memory_limit": c.memory_limit, "seed": c.seed,
         "max_processes": c.max_processes, "max_threads": c.max_threads,
         "exit_status": k.exit_status, "statuses": sorted([p, st] for p, st in k.statuses.items()),
-        "enosys": sorted(k.reported_enosys), "root": k.root.host_root, "scope": scope,
+        "enosys": sorted(k.reported_enosys),
+        "root": k.root.host_root if root is None else root, "scope": scope,
         "inodes": k.inodes.save(k.host_path_of), "next_ino": k.inodes.next_ino,
     }
 
@@ -142,12 +157,14 @@ def _write(k: VKernel, path: str, procs: list[Process], live: list[Process],
            dir_fd: int | None) -> FreezeResult:
     with ImageWriter(path, vkernel_id=k.vkernel_id, parent_id=parent[0] if parent else None,
                      incremental=parent is not None, codec=codec,
-                     fault_hook=fault_hook, dir_fd=dir_fd) as w:
-        w.add("meta", {"ticks": k.sched.ticks, "parent_path": parent[1] if parent else None,
+                     fault_hook=fault_hook, dir_fd=dir_fd, key=k.image_key) as w:
+        # no host path: the parent is found beside the image by its file name
+        w.add("meta", {"ticks": k.sched.ticks,
+                       "parent_path": os.path.basename(parent[1]) if parent else None,
                        "processes": len(procs)}, critical=False)
         overrides = {tid: v for tid, v in overrides.items()
                      if tid in k.threads and _in_scope(k.threads[tid].process.pid, scope)}
-        w.add("kernel", save_kernel(k, scope, sorted(overrides)))
+        w.add("kernel", save_kernel(k, scope, sorted(overrides), root_hint(k, path, dir_fd)))
         bufs: dict[int, HostBuffer] = {}
         cover = covered_pages(bufs, [p.vm for p in live])
         for bid in sorted(bufs):

@@ -9,6 +9,12 @@
 * /proc/self/pagemap entries (any Linux) tell present and swapped pages; MADV_POPULATE_WRITE
   (Linux 5.14) faults a range in with one call.
 
+Only populated pages (present, swapped or holding a marker) are ever write-protected: a
+page that is not populated has no data to lose, and its first write populates it without
+protection, so the next scan reports it written anyway.  Protecting unpopulated ranges
+would give every page of them a page-table entry (a marker): 2 GiB of host page tables for
+a 1 TiB mapping.
+
 Everything here is optional and conservative: `Tracker.get()` is None when the host cannot
 track writes (or fails the self-test), `present_pages()` answers None when it cannot tell,
 and callers then fall back to comparing page contents.  Nothing here runs in the guest's path.
@@ -41,7 +47,6 @@ _UFFD_API = 0xAA
 _UFFD_FEATURE_WP_UNPOPULATED = 1 << 13
 _UFFD_FEATURE_WP_ASYNC = 1 << 15
 _UFFDIO_REGISTER_MODE_WP = 1 << 1
-_UFFDIO_WRITEPROTECT_MODE_WP = 1 << 0
 _MADV_DONTNEED = 4
 _MADV_POPULATE_WRITE = 23
 
@@ -71,14 +76,9 @@ class _UffdRegister(ctypes.Structure):
                 ("ioctls", ctypes.c_uint64)]
 
 
-class _UffdWriteProtect(ctypes.Structure):
-    _fields_ = [("start", ctypes.c_uint64), ("len", ctypes.c_uint64), ("mode", ctypes.c_uint64)]
-
-
 _PAGEMAP_SCAN = _iowr(ord("f"), 16, ctypes.sizeof(_ScanArg))
 _UFFDIO_API = _iowr(0xAA, 0x3F, ctypes.sizeof(_UffdApi))
 _UFFDIO_REGISTER = _iowr(0xAA, 0x00, ctypes.sizeof(_UffdRegister))
-_UFFDIO_WRITEPROTECT = _iowr(0xAA, 0x06, ctypes.sizeof(_UffdWriteProtect))
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _ioctl = _libc.ioctl
@@ -108,22 +108,25 @@ def _pagemap() -> int:
     return _pagemap_fd
 
 
+_POPULATED = PAGE_IS_PRESENT | PAGE_IS_SWAPPED
+
+
 def regions(addr: int, npages: int, protect: bool = False,
             want: int = PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_PFNZERO
             ) -> list[tuple[int, int, int]]:
     """PAGEMAP_SCAN of [addr, addr + npages pages): (first page, end page, categories) runs,
     pages numbered from addr; pages the walk does not report are left out.
 
-    protect=True write-protects every page in the same walk (the range must be registered
-    with the tracker)."""
+    protect=True write-protects, in the same walk, every populated page (the range must be
+    registered with the tracker); only populated pages are then reported."""
     out: list[tuple[int, int, int]] = []
     if npages == 0:
         return out
     vec = (_Region * _VEC)()
     end = addr + npages * PAGE
     arg = _ScanArg(ctypes.sizeof(_ScanArg), _PM_SCAN_WP_MATCHING | _PM_SCAN_CHECK_WPASYNC
-                   if protect else 0, addr, end, 0, ctypes.addressof(vec), _VEC, 0, 0, 0, 0,
-                   want)
+                   if protect else 0, addr, end, 0, ctypes.addressof(vec), _VEC, 0, 0, 0,
+                   _POPULATED if protect else 0, want)
     fd = _pagemap()
     while True:
         n = _ioctl(fd, _PAGEMAP_SCAN, ctypes.byref(arg))
@@ -240,18 +243,17 @@ class Tracker:
         return t
 
     def register(self, addr: int, size: int) -> None:
-        """Track writes to [addr, addr+size) (a whole host mapping) and protect every page."""
+        """Track writes to [addr, addr+size) (a whole host mapping) and protect its populated
+        pages."""
         reg = _UffdRegister(addr, size, _UFFDIO_REGISTER_MODE_WP, 0)
         if _ioctl(self.fd, _UFFDIO_REGISTER, ctypes.byref(reg)) != 0:
             raise _err("UFFDIO_REGISTER")
         self.protect(addr, size)
 
     def protect(self, addr: int, size: int) -> None:
-        """Write-protect [addr, addr+size): the next write to each page marks it written."""
-        wp = _UffdWriteProtect(addr, size, _UFFDIO_WRITEPROTECT_MODE_WP)
-        while _ioctl(self.fd, _UFFDIO_WRITEPROTECT, ctypes.byref(wp)) != 0:
-            if ctypes.get_errno() != errno.EAGAIN:
-                raise _err("UFFDIO_WRITEPROTECT")
+        """Write-protect the populated pages of [addr, addr+size): the next write to each
+        marks it written (an unpopulated page is reported written once it is populated)."""
+        regions(addr, size // PAGE, protect=True, want=_POPULATED)
 
     def harvest(self, addr: int, npages: int) -> np.ndarray:
         """Categories of the registered pages, then protect them all again (one walk)."""
@@ -264,8 +266,8 @@ class Tracker:
         base = ctypes.addressof(ctypes.c_char.from_buffer(m))
 
         def written(protect: bool) -> list[int]:
-            return [p for a, b, c in regions(base, n, protect) if c & PAGE_IS_WRITTEN
-                    for p in range(a, b)]
+            return [p for a, b, c in regions(base, n, protect)
+                    if c & PAGE_IS_WRITTEN and c & _POPULATED for p in range(a, b)]
 
         try:
             ctypes.memset(base, 1, PAGE)                    # page 0 present before

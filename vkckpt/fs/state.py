@@ -1,7 +1,10 @@
 """Save and load open file descriptions, pipes and descriptor tables.
 
-Files in the guest root are reopened by guest path at their offset; a fingerprint (size,
-mtime, and a SHA-256 of files up to 1 MiB) taken at freeze lets thaw notice host changes.
+Files in the guest root are reopened by guest path at their offset; a fingerprint taken at
+freeze lets thaw notice host changes: the size, a SHA-256 of files up to 1 MiB, and for
+larger ones a *stamp* -- a BLAKE2b of the host's (st_dev, st_ino, size, mtime) keyed with a
+per-user secret -- so images (which guests may read, see checkpoint(2)) never hold a host
+mtime or inode number.  Images written before stamps hold "mtime_ns" instead; both work.
 """
 
 from __future__ import annotations
@@ -35,10 +38,47 @@ _DEVICE_KINDS = {"null": DevNull, "zero": DevZero, "random": DevRandom}
 _REOPEN_MASK = F.O_ACCMODE | F.O_APPEND | F.O_NONBLOCK | F.O_DSYNC
 
 
+_stamp_key: bytes | None = None
+
+
+def stamp_key() -> bytes:
+    """The secret stamps are keyed with: $XDG_CACHE_HOME/vkckpt/stamp.key (created 0600 on
+    first use, ignored unless private), or a per-process secret when it cannot be had
+    (then a thaw in another process sees large open files as changed)."""
+    global _stamp_key
+    if _stamp_key is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+        path = os.path.join(base, "vkckpt", "stamp.key")
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(os.urandom(32))
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as f:
+                st = os.fstat(f.fileno())
+                key = f.read(64)
+            if st.st_uid != os.geteuid() or st.st_mode & 0o077 or len(key) != 32:
+                raise OSError("stamp key is not private")
+            _stamp_key = key
+        except OSError:
+            _stamp_key = os.urandom(32)
+    return _stamp_key
+
+
+def _stamp(st: os.stat_result) -> bytes:
+    data = b"%d %d %d %d" % (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return hashlib.blake2b(data, key=stamp_key(), digest_size=16).digest()
+
+
 def fingerprint(host_fd: int) -> dict:
-    """What thaw compares to detect a changed file: size, mtime and (small files) content."""
+    """What thaw compares to detect a changed file: size, content (up to 1 MiB) or stamp."""
     st = os.fstat(host_fd)
-    fp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": None}
+    fp = {"size": st.st_size, "stamp": None, "sha256": None}
     if st.st_size <= HASH_LIMIT and stat.S_ISREG(st.st_mode):
         rd = os.open(f"/proc/self/fd/{host_fd}", os.O_RDONLY)  # the descriptor may be O_WRONLY
         try:
@@ -50,7 +90,20 @@ def fingerprint(host_fd: int) -> dict:
         finally:
             os.close(rd)
         fp["sha256"] = h.digest()
+    else:
+        fp["stamp"] = _stamp(st)
     return fp
+
+
+def _changed(want: dict, fd: int, fp: dict) -> bool:
+    """Whether the file at fd (fingerprint fp) differs from fingerprint `want`."""
+    if fp["size"] != want["size"] or fp["sha256"] != want["sha256"]:
+        return True
+    if want["sha256"] is not None:
+        return False
+    if "stamp" in want:
+        return fp["stamp"] != want["stamp"]
+    return os.fstat(fd).st_mtime_ns != want.get("mtime_ns")  # an image older than stamps
 
 
 def save_file(f: OpenFile, fid: int) -> dict:
@@ -83,8 +136,9 @@ class FileChanged(ImageError):
 
 
 def load_file(d: dict, root: GuestRoot, pipes: dict[int, Pipe], allow_changed: bool,
-              inodes: InodeTable) -> OpenFile:
-    """Recreate an open file description (reopening guest-root files by path)."""
+              inodes: InodeTable, read_only: bool = False) -> OpenFile:
+    """Recreate an open file description (reopening guest-root files by path, for reading
+    only when read_only)."""
     kind = d["kind"]
     flags = d["flags"]
     if kind == "console":
@@ -97,35 +151,61 @@ def load_file(d: dict, root: GuestRoot, pipes: dict[int, Pipe], allow_changed: b
             raise ImageError(f"file {d['id']} refers to unknown pipe {d['pipe']}")
         return PipeEnd(pipe, flags)
     if kind in ("host", "dir"):
-        return _reopen(d, root, allow_changed, inodes)
+        return _reopen(d, root, allow_changed, inodes, read_only)
     raise ImageError(f"unknown open file kind {kind!r}")
 
 
-def _reopen(d: dict, root: GuestRoot, allow_changed: bool, inodes: InodeTable) -> OpenFile:
-    from vkckpt.errors import GuestError
-    path = d["path"]
-    try:
-        r = root.resolve(path, "/")
-        if d["kind"] == "dir":
-            fd = root.host_open(r, os.O_RDONLY | os.O_DIRECTORY)
-        else:
-            fd = root.host_open(r, d["flags"] & _REOPEN_MASK)
-    except GuestError as exc:
-        raise FileChanged(f"{path}: cannot reopen inside the guest root "
-                          f"({os.strerror(exc.errno)})") from None
+def _reopen(d: dict, root: GuestRoot, allow_changed: bool, inodes: InodeTable,
+            read_only: bool) -> OpenFile:
+    """Reopen a regular file or directory of the root, as recorded; anything else (a FIFO
+    or device put in its place, which could block or act on open) is refused unopened or
+    before any I/O."""
+    path, offset = d["path"], d["offset"]
+    if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
+        raise ImageError(f"file {d['id']!r}: path {path!r} is not an absolute guest path")
+    if not isinstance(offset, int) or offset < 0:
+        raise ImageError(f"file {d['id']!r} ({path}): negative offset {offset!r}")
+    fd = _open_as_recorded(d, root, read_only)
     fp = fingerprint(fd)
     want = d["fingerprint"]
-    if not allow_changed and (fp["size"] != want["size"] or fp["sha256"] != want["sha256"] or
-                              (want["sha256"] is None and fp["mtime_ns"] != want["mtime_ns"])):
+    if not isinstance(want, dict) or not {"size", "sha256"} <= set(want):
+        os.close(fd)
+        raise ImageError(f"file {d['id']!r} ({path}): malformed fingerprint")
+    if not allow_changed and _changed(want, fd, fp):
         os.close(fd)
         raise FileChanged(f"{path}: changed since the freeze (size {want['size']} -> "
                           f"{fp['size']}); pass --allow-changed-files to thaw anyway")
     if d["kind"] == "dir":
-        f: HostFile = DirFile(fd, d["flags"], path, r.host, inodes)
-        f.pos = d["offset"]
+        f: HostFile = DirFile(fd, d["flags"], path, root.resolve(path, "/").host, inodes)
+        f.pos = offset
     else:
         f = HostFile(fd, d["flags"], path, inodes)
-        os.lseek(fd, d["offset"], os.SEEK_SET)
+        os.lseek(fd, offset, os.SEEK_SET)
     return f
+
+
+def _open_as_recorded(d: dict, root: GuestRoot, read_only: bool) -> int:
+    """open(2) the file of record d without blocking or following a last symlink, and check
+    it is still the kind of file recorded; the host fd, with the recorded status flags."""
+    from vkckpt.errors import GuestError
+    path, is_dir = d["path"], d["kind"] == "dir"
+    if is_dir:
+        flags = os.O_RDONLY | os.O_DIRECTORY
+    else:
+        flags = os.O_RDONLY if read_only else d["flags"] & _REOPEN_MASK
+    try:
+        fd = root.host_open(root.resolve(path, "/"),
+                            flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY)
+    except GuestError as exc:
+        raise FileChanged(f"{path}: cannot reopen inside the guest root "
+                          f"({os.strerror(exc.errno)})") from None
+    mode = os.fstat(fd).st_mode
+    if not (stat.S_ISDIR(mode) if is_dir else stat.S_ISREG(mode)):
+        os.close(fd)
+        raise FileChanged(f"{path}: is no longer a {'directory' if is_dir else 'regular file'}"
+                          " inside the guest root; refusing to reopen it")
+    if not flags & os.O_NONBLOCK:
+        os.set_blocking(fd, True)
+    return fd
 
 

@@ -18,6 +18,11 @@ content gives identical ids and byte-identical files.  Maps are written with sor
 Page data travels in "pages" records (critical, version 1) of at most 256 pages each:
 {"buf", "first", "count", "codec", "crc" (CRC32 of the uncompressed bytes), "data"}.
 
+An image written with a key ends with a "seal" record (optional, version 1, so older
+readers skip it): {"alg": "hmac-sha256", "mac"}, the HMAC-SHA256 under the key of
+`seal_input()` -- the header without its image id and CRC, the number of records before the
+seal and the SHA-256 of their frames.  The trailer and image id then cover the seal too.
+
 Nothing read from an image is trusted: every length is checked against `Limits` and the
 bytes left in the file before anything is read or allocated, and every failure -- bad
 magic, truncation, corruption, unsupported versions -- surfaces as an ImageError.
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import hmac
 import io
 import os
 import stat
@@ -41,7 +47,7 @@ import msgpack
 from vkckpt.errors import ImageError
 from vkckpt.fs import hostfs
 from vkckpt.image import migrate
-from vkckpt.image.limits import DEFAULT_LIMITS, Limits
+from vkckpt.image.limits import DEFAULT_LIMITS, SCAN_ABOVE, SCAN_FREE, Limits
 from vkckpt.record import Comparable, Value
 
 TYPE_CHECKING = False
@@ -231,6 +237,80 @@ def _depth_exceeds(obj: Any, limit: int) -> bool:
     return False
 
 
+_ARRAY_HEADS = frozenset(range(0x90, 0xA0)) | {0xDC, 0xDD}
+_MAP_HEADS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}
+
+
+def _count_objects(data: bytes, max_objects: int, max_depth: int) -> int | str:
+    """The number of objects msgpack `data` decodes to, found without building them (arrays
+    and maps by their headers, scalars skipped in C); "objects" or "depth" as soon as it
+    holds more than max_objects or nests deeper than max_depth."""
+    u = msgpack.Unpacker(None, raw=False, max_buffer_size=max(1, len(data)))
+    u.feed(data)
+    left = [1]  # items still to visit at each open level
+    objects = 0
+    try:
+        while left:
+            if not left[-1]:
+                left.pop()
+                continue
+            left[-1] -= 1
+            objects += 1
+            if objects > max_objects:
+                return "objects"
+            head = data[u.tell()]
+            if head in _ARRAY_HEADS:
+                n = u.read_array_header()
+            elif head in _MAP_HEADS:
+                n = 2 * u.read_map_header()
+            else:
+                u.skip()
+                continue
+            if n:
+                if len(left) >= max_depth:
+                    return "depth"
+                left.append(n)
+    except (IndexError, *_DECODE_ERRORS):
+        return objects  # malformed: the decoder says how
+    return objects
+
+
+def _peek(data: bytes) -> tuple[str, int, bool] | None:
+    """(type, version, critical) of a record payload, decoding nothing else; None when the
+    payload does not start like [str, int, bool, ...] (then the full decode says why)."""
+    u = msgpack.Unpacker(None, raw=False, max_buffer_size=max(1, len(data)), max_str_len=256,
+                         max_bin_len=0, max_array_len=0, max_map_len=0, max_ext_len=0)
+    u.feed(data)
+    try:
+        if u.read_array_header() != 4:
+            return None
+        rtype, version, critical = u.unpack(), u.unpack(), u.unpack()
+    except _DECODE_ERRORS:
+        return None
+    if not isinstance(rtype, str) or not rtype or type(version) is not int or version < 1 \
+            or type(critical) is not bool:
+        return None
+    return rtype, version, critical
+
+
+SEAL = "seal"
+SEAL_ALG = "hmac-sha256"
+_SEAL_HEAD = struct.Struct("<14sHHI16s16s32sQ")
+
+
+def seal_input(header: Header, count: int, digest: bytes) -> bytes:
+    """What a seal authenticates: header fields but the image id (which hashes the seal),
+    the number of records before the seal and the SHA-256 of their frames."""
+    return _SEAL_HEAD.pack(b"vkckpt-seal-1\n", header.major, header.minor, header.flags,
+                           header.vkernel_id, header.parent_id or _NO_ID,
+                           header.producer.encode("ascii"), count) + digest
+
+
+def seal_mac(key: bytes, header: Header, count: int, digest: bytes) -> bytes:
+    """The seal's MAC of those fields under key."""
+    return hmac.new(key, seal_input(header, count, digest), "sha256").digest()
+
+
 def _bin_header(n: int) -> bytes:
     """msgpack's header for a bin of n bytes (what packb writes with use_bin_type=True)."""
     if n < 0x100:
@@ -363,8 +443,10 @@ class ImageWriter:
         producer: str | None = None,
         fault_hook: Callable[[int], None] | None = None,
         dir_fd: int | None = None,
+        key: bytes | None = None,
     ) -> None:
         self.path = os.fspath(path)
+        self._key = key  # seals the image (see seal_input) when given
         self.bytes_written = 0
         self._state = "new"
         where = f"checkpoint image {self.path}"
@@ -568,6 +650,11 @@ class ImageWriter:
 
     def _seal(self) -> Header:
         self._check_open()
+        if self._key is not None:  # the last record: authenticates everything before it
+            h = Header(FORMAT_MAJOR, FORMAT_MINOR, self._flags, self.vkernel_id, _NO_ID,
+                       self.parent_id, self.producer)
+            mac = seal_mac(self._key, h, self._count, self._body_hash.copy().digest())
+            self.add(SEAL, {"alg": SEAL_ALG, "mac": mac}, critical=False)
         self._state = "committing"
         return Header(
             FORMAT_MAJOR, FORMAT_MINOR, self._flags, self.vkernel_id,
@@ -678,6 +765,7 @@ class ImageReader:
         self.limits = limits
         self._fd = -1
         self._dctx: Any = None
+        self._start_pass()
         try:
             # O_NONBLOCK: opening a FIFO must not hang; it is refused just below.
             fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -777,25 +865,56 @@ class ImageReader:
             raise self._err(f"has a trailer claiming {count} records, impossible for its size")
         return count, digest
 
-    def check_digests(self) -> None:
-        """Check the trailer's SHA-256 and the image id against the bytes, in one pass.
+    def check_digests(self, key: bytes | None = None) -> None:
+        """Check the trailer's SHA-256 and the image id against the bytes, in one pass; with
+        key, also that the image ends with a seal made with that key.
 
         Cheaper than verify() (no decoding): thaw runs it beside loading so a flipped bit
         in a structural record can never be thawed. Releases the GIL while hashing."""
-        import hashlib
         whole, body = hashlib.sha256(), hashlib.sha256()
         end = self.size - TRAILER_SIZE
+        seal_at, count = (self._last_frame() if key is not None else (end, 0))
+        sealed = hashlib.sha256()
         whole.update(self._header_raw)
         off = HEADER_SIZE
         while off < end:
             chunk = self._pread(off, min(8 << 20, end - off))
             whole.update(chunk)
             body.update(chunk)
+            if off < seal_at:
+                sealed.update(chunk[:seal_at - off])
             off += len(chunk)
         if whole.digest() != self._trailer_hash:
             raise self._err("is corrupted (SHA-256 of its contents does not match its trailer)")
         if body.digest()[:16] != self.header.image_id:
             raise self._err("is corrupted (its records do not match its image id)")
+        if key is not None:
+            self._check_seal(key, seal_at, count, sealed.digest())
+
+    def _last_frame(self) -> tuple[int, int]:
+        """(offset, index) of the last record frame."""
+        last = (self.size - TRAILER_SIZE, 0)
+        for index, off, _ in self._frame_heads():
+            last = (off, index)
+        return last
+
+    def _check_seal(self, key: bytes, off: int, count: int, digest: bytes) -> None:
+        """The record at off must be a seal of the records before it under key."""
+        end = self.size - TRAILER_SIZE
+        rec = None
+        if off < end:
+            head = _peek(self._pread(off + _U32.size, min(end - off - _U32.size, 300)))
+            if head is not None and head[0] == SEAL:
+                rec = self._decode(self._pread(off + _U32.size, end - off - _U32.size),
+                                   count, off)
+        if rec is None:
+            raise self._err("is not sealed (it was written without --key, or forged); "
+                            "thaw it without --key only if you trust who wrote it")
+        mac = rec.fields.get("mac")
+        if rec.fields.get("alg") != SEAL_ALG or not isinstance(mac, bytes) or \
+                not hmac.compare_digest(mac, seal_mac(key, self.header, count, digest)):
+            raise self._err("has a seal that does not match the key (forged, or sealed with "
+                            "another key)")
 
     def _frames(self, hashers: tuple[Any, ...] = ()) -> Iterator[tuple[int, int, bytes]]:
         """Yield (index, offset, payload) of every record frame, checking every length."""
@@ -837,10 +956,44 @@ class ImageReader:
                 "(truncated or corrupted)"
             )
 
+    def _start_pass(self) -> None:
+        """Reset the objects counted by _decode (at the start of each pass over the records)."""
+        self._pass_objects = 0
+        self._unscanned = 0
+
+    def _count(self, data: bytes, what: str) -> None:
+        """Refuse a payload that would decode to too many objects or nest too deep, before
+        decoding it.  Small records are not counted (each object takes at least a byte)
+        until SCAN_FREE bytes of them were decoded in this pass; the others are."""
+        lim, n = self.limits, len(data)
+        if n <= SCAN_ABOVE and self._unscanned + n <= SCAN_FREE:
+            self._unscanned += n
+            return
+        count = _count_objects(data, lim.max_objects, lim.max_depth)
+        if count == "depth":
+            raise self._err(f"is corrupted: {what} nests deeper than {lim.max_depth} levels")
+        if count == "objects":
+            raise self._err(f"is corrupted: {what} holds more than {lim.max_objects} objects")
+        self._pass_objects += int(count)
+        if self._pass_objects > lim.max_pass_objects:
+            raise self._err(f"is too large to read: its records hold more than "
+                            f"{lim.max_pass_objects} objects")
+
+    def _skippable(self, off: int, n: int, index: int, table: Mapping[str, int]) -> bool:
+        """Whether the record at off is optional and unknown (or too new) to table, found from
+        its first bytes without reading or decoding the rest (critical ones are decoded, so
+        a corrupted one is reported as such, then refused)."""
+        head = _peek(self._pread(off + _U32.size, min(n, 300)))
+        if head is None or head[2]:
+            return False  # the full decode explains what is wrong
+        want = table.get(head[0])
+        return want is None or head[1] > want
+
     def _decode(self, data: bytes, index: int, off: int) -> Record:
         """Unpack one record payload under the limits and check its shape."""
         lim, n = self.limits, len(data)
         what = f"record {index} at offset {off}"
+        self._count(data, what)
         try:
             obj = msgpack.unpackb(
                 data, raw=False, strict_map_key=True, use_list=True, max_ext_len=0,
@@ -872,14 +1025,18 @@ class ImageReader:
         """Yield records, checking framing and bounds as it streams.
 
         With `known` (record type -> newest version this caller understands; "pages" is
-        implied) unknown or too-new records are skipped when optional and refused when
-        critical, and older versions are upgraded through `migrate.MIGRATIONS`.  Without
-        it every record is yielded as stored.  skip_pages=True passes over "pages" records
-        written the way ImageWriter writes them without reading their data.
+        implied) unknown or too-new records are skipped when optional (without being read
+        or decoded) and refused when critical, and older versions are upgraded through
+        `migrate.MIGRATIONS`.  Without it every record is yielded as stored.
+        skip_pages=True passes over "pages" records written the way ImageWriter writes them
+        without reading their data.
         """
         table = None if known is None else {PAGES: PAGES_VERSION, **known}
+        self._start_pass()
         for index, off, n in self._frame_heads():
             if skip_pages and self._is_page_frame(off, n):
+                continue
+            if table is not None and self._skippable(off, n, index, table):
                 continue
             rec = self._filter(self._decode(self._pread(off + _U32.size, n), index, off), table)
             if rec is not None:
@@ -889,12 +1046,15 @@ class ImageReader:
         """records(known), except that "pages" records written the way ImageWriter writes
         them come as PageChunks, whose data `load_pages` reads straight into place."""
         table = {PAGES: PAGES_VERSION, **known}
+        self._start_pass()
         for index, off, n in self._frame_heads():
             if self._is_page_frame(off, n):
                 chunk = self._page_chunk(index, off, n)
                 if chunk is not None:
                     yield chunk
                     continue
+            if self._skippable(off, n, index, table):
+                continue
             rec = self._filter(self._decode(self._pread(off + _U32.size, n), index, off), table)
             if rec is not None:
                 yield rec
@@ -1058,12 +1218,22 @@ class ImageReader:
             raise self._err(f"is corrupted: {what} do not decompress ({e})") from None
         return b"".join(parts)
 
-    def verify(self) -> dict:
-        """Check every frame, page CRC, the record count, SHA-256 and image id; return stats."""
+    def verify(self, known: Mapping[str, int] | None = None) -> dict:
+        """Check every frame, page CRC, the record count, SHA-256 and image id; return stats.
+
+        With `known` (as for records()) optional records of other types are counted, not
+        decoded."""
         body_hash, file_hash = hashlib.sha256(), hashlib.sha256(self._header_raw)
         types: Counter[str] = Counter()
         records = pages = chunks = 0
+        table = None if known is None else {PAGES: PAGES_VERSION, **known}
+        self._start_pass()
         for index, off, data in self._frames((body_hash, file_hash)):
+            head = _peek(data[:300]) if table is not None else None
+            if head is not None and self._skippable(off, len(data), index, table):
+                records += 1
+                types[head[0]] += 1
+                continue
             rec = self._decode(data, index, off)
             records += 1
             types[rec.type] += 1

@@ -131,7 +131,10 @@ def load_state(path: str | os.PathLike[str]) -> ImageState:
                     for p in range(a, b):
                         mp.pop(p, None)
             elif final and rec.type != "meta":
-                recs.setdefault(rec.type, {})[_key(rec.type, rec.fields)] = rec.fields
+                fields = rec.fields
+                if rec.type == "kernel":  # the root hint says where the image was written
+                    fields = {k: v for k, v in fields.items() if k != "root"}
+                recs.setdefault(rec.type, {})[_key(rec.type, rec.fields)] = fields
     return ImageState(str(path), recs, pages)
 
 

@@ -115,8 +115,10 @@ def state_digest(k: VKernel, tmp: Path) -> str:
     return digest
 
 
-def thaw_in_process(image: Path, stdout: list[bytes]) -> VKernel:
-    return thaw(str(image), ThawOptions(stdout=stdout.append, stderr=stdout.append,
+def thaw_in_process(image: Path, stdout: list[bytes], root: Path | None = None) -> VKernel:
+    """Thaw image here (in root: needed when the image lies inside it, see ckpt/trust.py)."""
+    return thaw(str(image), ThawOptions(root=None if root is None else str(root),
+                                        stdout=stdout.append, stderr=stdout.append,
                                         deliver_sigthaw=False))
 
 

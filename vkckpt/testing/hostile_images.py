@@ -1,0 +1,324 @@
+"""A corpus of crafted images: each built from a valid seed image, checksums recomputed, with
+what `vkckpt thaw`, `verify` and `inspect` must answer (tests/test_image_corpus.py).
+
+An answer is an exit status; every refusal must be exactly one stderr line and no
+traceback.  `run_cli` runs each command in a forked child of one prepared interpreter
+(fast: no start-up per command) with a time limit, and reports the child's peak RSS above
+its parent's, so a crafted image that costs host memory or hangs is caught too.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgpack
+
+from vkckpt.fs.state import fingerprint
+from vkckpt.image import ImageReader, ImageWriter
+
+REFUSED = "refused"  # thaw 125, verify/inspect 1, one stderr line
+ANY = "any"          # inspect: 0, or refused (as above)
+KEY = b"corpus key, 32 bytes of secret!!"
+OTHER_KEY = b"somebody else's key, 32 bytes!!!"
+
+#: Field mutations of structural records (also fuzzed in-process by test_hostile_images.py).
+FIELD_CASES = [
+    ("buffer", "size", 1 << 62),             # absurd size
+    ("buffer", "size", 4095),                # unaligned
+    ("buffer", "bid", -1),
+    ("vmspace", "vmas", [[0x1000, 0x0, 3, 2, "", 1, 0, "", 0]]),            # end < start
+    ("vmspace", "vmas", [[0x10000, 0x20000, 3, 2, "", 1, 0, "", 0]] * 2),   # overlap
+    ("vmspace", "vmas", [[0x7FFFFFFFF000, 0x800000001000, 3, 2, "", 1, 0, "", 0]]),
+    ("vmspace", "vmas", [[0x10000, 0x20000, 3, 2, "", 999999, 0, "", 0]]),  # no such buffer
+    ("thread", "regs", {"rax": 1}),          # registers missing
+    ("thread", "pid", 424242),               # a pid that points nowhere
+    ("thread", "state", "levitating"),
+    ("thread", "sleep", {"queue": ["futex", "private", 1, 8], "deadline": None,
+                         "timeout_result": 0, "restartable": True, "nr": 202, "args": [],
+                         "seq": 1, "timer": 0}),
+    ("process", "threads", [1, 1, 1]),
+    ("process", "fds", [[3, 999, 0]]),
+    ("process", "pid", 0),
+    ("kernel", "quantum", 0),
+    ("kernel", "runq", [31337]),
+    ("kernel", "timers", [[5, 1, 1]]),
+    ("kernel", "next_pid", "many"),
+    ("pipe", "data", b"x" * (1 << 20)),
+    ("file", "kind", "socket"),
+    ("waitq", "tids", [1, 2, 3, 4, 5]),
+]
+
+Recs = list  # [type, version, critical, fields] lists, or raw msgpack payloads (bytes)
+
+
+def load_records(path: Path) -> Recs:
+    """Every record of an image, as editable lists."""
+    return [[r.type, r.version, r.critical, r.fields] for r in ImageReader(path).records()]
+
+
+def write_records(dst: Path, like: Path, recs: Recs, key: bytes | None = None) -> Path:
+    """recs as a new image with valid checksums and like's header ids (sealed with key)."""
+    h = ImageReader(like).header
+    sealed = {} if key is None else {"key": key}
+    with ImageWriter(dst, vkernel_id=h.vkernel_id, **sealed) as w:
+        for r in recs:
+            if not isinstance(r, bytes) and _encodable(r):
+                w.add(r[0], r[3], version=r[1], critical=r[2])
+            else:  # what no writer would write: a crafted payload
+                w._emit("raw", r if isinstance(r, bytes) else msgpack.packb(r))
+    return dst
+
+
+def _encodable(r: list) -> bool:
+    """Whether ImageWriter.add accepts record r (it refuses what its reader would)."""
+    from vkckpt.image.format import _canon
+    from vkckpt.image.limits import DEFAULT_LIMITS
+    try:
+        _canon(r[3], 2, DEFAULT_LIMITS)
+    except Exception:
+        return False
+    return True
+
+
+def set_field(recs: Recs, kind: str, name: str, value: object, index: int = 0) -> Recs:
+    """A copy of recs with field `name` of the index-th record of type kind set to value."""
+    out = copy.deepcopy(recs)
+    hits = [r for r in out if not isinstance(r, bytes) and r[0] == kind]
+    hits[index % len(hits)][3][name] = value
+    return out
+
+
+def nested_bomb(rtype: str, critical: bool, megabytes: int) -> bytes:
+    """A record payload of `megabytes` arrays of a million empty arrays each (within every
+    msgpack length limit): a byte of msgpack for each empty list, which costs about 64
+    bytes once decoded."""
+    inner = b"\xdd" + (1_000_000).to_bytes(4, "big") + b"\x90" * 1_000_000
+    outer = b"\xdc" + megabytes.to_bytes(2, "big") + inner * megabytes
+    return (b"\x94" + msgpack.packb(rtype) + msgpack.packb(1) + msgpack.packb(critical)
+            + b"\x81" + msgpack.packb("pad") + outer)
+
+
+def nested_bomb_small(i: int) -> bytes:
+    """A 60 KB optional "meta" record (a type readers decode) of 60000 empty arrays."""
+    return (b"\x94" + msgpack.packb("meta") + msgpack.packb(1) + msgpack.packb(False)
+            + b"\x81" + msgpack.packb(f"pad{i}") + b"\xdd" + (60_000).to_bytes(4, "big")
+            + b"\x90" * 60_000)
+
+
+@dataclass
+class Crafted:
+    """One crafted image and what each command must answer for it (REFUSED, ANY or a status)."""
+
+    name: str
+    path: Path
+    thaw: object = REFUSED
+    verify: object = REFUSED
+    inspect: object = ANY
+    root: bool = True   # pass --root ROOT to thaw and verify
+    key: bool = False   # pass --key KEYFILE to all three
+    why: str = ""       # a phrase the refusal must contain (thaw)
+    extra: list[str] = field(default_factory=list)
+
+    def argv(self, command: str, root: Path, keyfile: Path) -> list[str]:
+        out = [command]
+        if command != "inspect" and self.root:
+            out += ["--root", str(root)]
+        if command == "thaw":
+            out += ["--no-control", *self.extra]
+        if self.key:
+            out += ["--key", str(keyfile)]
+        return out + [str(self.path)]
+
+
+def _host_file(recs: Recs, path: str, fp: dict, flags: int = 0, offset: int = 0,
+               kind: str = "host") -> Recs:
+    """recs with its first file record turned into an open host file of the root."""
+    out = copy.deepcopy(recs)
+    f = next(r for r in out if r[0] == "file")
+    f[3].update(kind=kind, path=path, flags=flags, offset=offset, fingerprint=fp)
+    f[3].pop("stream", None)
+    return out
+
+
+def _fp(host: Path) -> dict:
+    fd = os.open(host, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        return fingerprint(fd)
+    finally:
+        os.close(fd)
+
+
+def _big_vma(recs: Recs, size: int, limit: int | None = None) -> Recs:
+    """recs with one more buffer of `size` bytes mapped by one more VMA of process 1."""
+    out = copy.deepcopy(recs)
+    kr = next(r for r in out if r[0] == "kernel")[3]
+    bid = kr["next_bid"]
+    kr["next_bid"] += 1
+    if limit is not None:
+        kr["memory_limit"] = limit
+    at = next(i for i, r in enumerate(out) if r[0] == "buffer")
+    out.insert(at, ["buffer", 1, True, {"bid": bid, "size": size}])
+    vm = next(r for r in out if r[0] == "vmspace")[3]
+    vm["vmas"].append([0x100000000000, 0x100000000000 + size, 3, 0x22, "big", bid, 0, "", 0])
+    return out
+
+
+def build(seed: Path, root: Path, work: Path) -> list[Crafted]:
+    """Every crafted image, written into work (seed: a valid image of a guest in root)."""
+    recs = load_records(seed)
+    work.mkdir(parents=True, exist_ok=True)
+    out: list[Crafted] = []
+
+    def add(name: str, r: Recs, seal: bytes | None = None, **kw: object) -> None:
+        out.append(Crafted(name, write_records(work / f"{name}.img", seed, r, seal), **kw))
+
+    for kind, name, value in FIELD_CASES:
+        add(f"field-{kind}.{name}-{len(out)}", set_field(recs, kind, name, value))
+    # -- reader bounds -----------------------------------------------------------------
+    meta = next(i for i, r in enumerate(recs) if r[0] == "meta")
+    add("bomb-unknown-optional", recs[:meta + 1] + [nested_bomb("x-later", False, 63)]
+        + recs[meta + 1:], thaw=0, verify=0, inspect=0)
+    add("bomb-meta", recs[:meta] + [nested_bomb("meta", False, 63)] + recs[meta + 1:],
+        inspect=REFUSED, why="objects")
+    small = [nested_bomb_small(i) for i in range(120)]  # 120 x 60 KB, each under SCAN_ABOVE
+    add("bomb-many-small", recs[:meta + 1] + small + recs[meta + 1:], inspect=REFUSED,
+        why="objects")
+    deep: object = 1
+    for _ in range(40):
+        deep = [deep]
+    add("deep-nesting", set_field(recs, "kernel", "statuses", deep), inspect=REFUSED,
+        why="deeper")
+    add("unknown-critical", recs + [["x-later", 1, True, {}]], inspect=REFUSED)
+    add("vma-1tib", _big_vma(recs, 1 << 40), why="memory limit")
+    add("vma-1tib-limit-2tib", _big_vma(recs, 1 << 40, limit=2 << 40), why="memory_limit")
+    many = copy.deepcopy(recs)
+    kr = next(r for r in many if r[0] == "kernel")[3]
+    at = next(i for i, r in enumerate(many) if r[0] == "buffer")
+    for i in range(200):
+        many.insert(at, ["buffer", 1, True, {"bid": kr["next_bid"] + i, "size": 1 << 40}])
+    kr["next_bid"] += 200
+    add("buffers-200x1tib", many, why="buffers")
+    # -- records the old loaders tripped over ------------------------------------------
+    prog = next(p for p in sorted(root.iterdir()) if p.is_file())
+    guest, fp = f"/{prog.name}", _fp(prog)
+    add("file-negative-offset", _host_file(recs, guest, fp, offset=-5), why="offset")
+    add("file-nul-path", _host_file(recs, guest + "\0x", fp), why="path")
+    pr = next(r for r in recs if r[0] == "process")[3]
+    fds = pr["fds"]
+    add("duplicate-fd", set_field(recs, "process", "fds", fds + [fds[0]]), why="twice")
+    add("cwd-relative", set_field(recs, "process", "cwd", "work"), why="cwd")
+    add("cwd-nul", set_field(recs, "process", "cwd", "/wo\0rk"), why="cwd")
+    add("exe-relative", set_field(recs, "process", "exe", "forkpipe"), why="exe")
+    # -- files that are not what they were ---------------------------------------------
+    fifo = root / "fifo"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+    add("file-fifo", _host_file(recs, "/fifo", {"size": 0, "stamp": None, "sha256": None}),
+        why="regular file")
+    add("file-fifo-wronly", _host_file(recs, "/fifo", {"size": 0, "stamp": None,
+                                                       "sha256": None}, flags=1))
+    add("file-dir-as-host", _host_file(recs, "/work", _fp(root / "work")),
+        why="regular file")
+    add("file-as-dir", _host_file(recs, guest, fp, kind="dir"))
+    # -- roots an image must not choose ------------------------------------------------
+    slash = work / "slash"  # a directory that is the host's / under another name
+    if not slash.is_symlink():
+        slash.symlink_to("/")
+    for name, hint in (("root-slash", "/"), ("root-relative", "."), ("root-empty", ""),
+                       ("root-slash-by-symlink", str(slash)), ("root-dotdot", "/tmp/.."),
+                       ("root-nul", str(root) + "\0"), ("root-missing", str(root) + "-gone")):
+        add(name, set_field(recs, "kernel", "root", hint), root=False, inspect=0,
+            why="give --root DIR")
+    # -- seals ---------------------------------------------------------------------------
+    add("unsealed-with-key", recs, key=True, inspect=REFUSED, why="not sealed")
+    add("sealed-other-key", recs, seal=OTHER_KEY, key=True, inspect=REFUSED,
+        why="does not match")
+    sealed = write_records(work / "sealed.img", seed, recs, KEY)
+    forged = load_records(sealed)  # the seal record kept, one field changed
+    kr = next(r for r in forged if r[0] == "kernel")[3]
+    kr["seed"] += 1
+    add("sealed-then-tampered", forged, key=True, inspect=REFUSED, why="does not match")
+    # inside the root, where a guest could have written it: trusted only when sealed
+    inside = write_records(root / "work" / "sealed.img", seed, recs, KEY)
+    out.append(Crafted("sealed-in-root-with-key", inside, thaw=0, verify=0, inspect=0,
+                       root=False, key=True))
+    out.append(Crafted("sealed-in-root-without-key", inside, root=False, inspect=0,
+                       why="could have written it"))
+    return out
+
+
+def run_cli(jobs: list[dict], timeout: float = 60.0) -> list[dict]:
+    """Run each job's argv as `vkckpt ARGV` in a forked child of this process; return per
+    job its exit status (None after a kill at the time limit), stdout/stderr, seconds and
+    peak RSS above this process's (KiB)."""
+    from vkckpt import cli
+
+    results = []
+    for job in jobs:
+        outp, errp = Path(job["stdout"]), Path(job["stderr"])
+        base = _rss_kib()
+        t0 = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # the child: one `vkckpt` command, then _exit
+            code = 125
+            try:
+                fd0 = os.open(os.devnull, os.O_RDONLY)
+                fd1 = os.open(outp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                fd2 = os.open(errp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                for src, dst in ((fd0, 0), (fd1, 1), (fd2, 2)):
+                    os.dup2(src, dst)
+                os.chdir(job.get("cwd", "/"))
+                code = cli.main(job["argv"])
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+            except BaseException:
+                import traceback
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        status = rusage = None
+        while time.monotonic() - t0 < timeout:
+            got, st, ru = os.wait4(pid, os.WNOHANG)
+            if got:
+                status, rusage = st, ru
+                break
+            time.sleep(0.005)
+        if status is None:
+            os.kill(pid, 9)
+            _, status, rusage = os.wait4(pid, 0)
+            code = None
+        else:
+            code = os.waitstatus_to_exitcode(status)
+        results.append({"argv": job["argv"], "code": code,
+                        "seconds": time.monotonic() - t0,
+                        "rss_kib": rusage.ru_maxrss - base,
+                        "stdout": outp.read_bytes().decode(errors="replace"),
+                        "stderr": errp.read_bytes().decode(errors="replace")})
+    return results
+
+
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def main(argv: list[str]) -> int:
+    """python -m vkckpt.testing.hostile_images JOBS.json RESULTS.json (see run_cli)."""
+    jobs = json.loads(Path(argv[0]).read_text())
+    Path(argv[1]).write_text(json.dumps(run_cli(jobs["jobs"], jobs.get("timeout", 60.0))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
