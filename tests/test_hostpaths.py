@@ -120,6 +120,38 @@ def test_sigusr1_freeze_uses_the_image_directory_pinned_at_start_up(make_root, h
     ImageReader(root / "imgs.moved" / "out.img").verify()
 
 
+def test_control_request_into_the_root_never_follows_a_guest_symlink(make_root, host,
+                                                                    tmp_path):
+    """`vkckpt freeze --pid P -o ROOT/imgs/x.img` after the guest swapped /imgs for a symlink
+    to a host directory: the request names a directory inside the guest root late, so it is
+    opened beneath the root and the planted symlink is refused, not followed."""
+    from vkckpt.ckpt.control_dir import socket_path
+
+    hostdir, _ = host
+    root = make_root("hostpaths")
+    (root / "imgs").mkdir()
+    p = subprocess.Popen([sys.executable, "-m", "vkckpt", "run", "./hostpaths", "imgdir",
+                          str(hostdir), "3000000"], cwd=root,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"swapped /imgs: 0 0\n"
+        assert os.path.exists(socket_path(p.pid))
+        bad = vk("freeze", "--pid", str(p.pid), "-o", str(root / "imgs" / "x.img"),
+                 cwd=tmp_path)
+        good = vk("freeze", "--pid", str(p.pid), "--stop", "-o",
+                  str(root / "imgs.moved" / "y.img"), cwd=tmp_path)
+        out, err = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert bad.returncode == 1 and b"symlink" in bad.stderr, bad.stderr
+    assert os.listdir(hostdir) == [], "the requested image went through the planted symlink"
+    assert good.returncode == 0, good.stderr
+    ImageReader(root / "imgs.moved" / "y.img").verify()
+    assert p.returncode == 0, err
+
+
 @pytest.mark.parametrize("tmpfile", ["1", "0"], ids=["O_TMPFILE", "named"])
 def test_background_commit_cannot_be_replaced_by_a_forged_file(make_root, tmpfile: str):
     """Attacks 3, 4 and 7: the guest lists the image directory while images are committed

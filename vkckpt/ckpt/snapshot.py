@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from vkckpt.ckpt import pages as PG
 from vkckpt.errors import ImageError
+from vkckpt.fs import hostfs
 from vkckpt.fs.state import save_fdtable, save_file, save_pipe
 from vkckpt.image import ImageWriter
 from vkckpt.record import Comparable
@@ -146,8 +147,31 @@ def write_image(k: VKernel, path: str, *, scope: list[int] | None = None,
     procs = [p for pid, p in sorted(k.procs.items()) if _in_scope(pid, scope)]
     live = [p for p in procs if not p.zombie]
     parent = k.last_image if incremental else None
-    return _write(k, path, procs, live, scope, parent, codec, overrides or {}, progress,
-                  fault_hook, background, dir_fd)
+    mine = None
+    if dir_fd is None and hostfs.pinned_dir(os.path.dirname(path) or ".") is None:
+        dir_fd = mine = _dir_in_root(k, path)
+    try:
+        return _write(k, path, procs, live, scope, parent, codec, overrides or {}, progress,
+                      fault_hook, background, dir_fd)
+    finally:
+        if mine is not None:
+            os.close(mine)  # the writer holds its own duplicate
+
+
+def _dir_in_root(k: VKernel, path: str) -> int | None:
+    """The directory of an image path named late (a control-socket request) that lies inside
+    the guest root, opened beneath the root fd without following a symlink the guests may
+    have planted there; None for a directory outside the root (the requester's to trust)."""
+    head = os.path.dirname(os.path.abspath(path))
+    root = k.root.host_root
+    if os.path.commonpath([root, head]) != root:
+        return None
+    try:
+        return hostfs.open_beneath(k.root.root_fd, os.path.relpath(head, root),
+                                   os.O_PATH | os.O_DIRECTORY)
+    except OSError as exc:
+        raise ImageError(f"{path}: its directory inside the guest root cannot be opened "
+                         f"without following a guest's symlink ({exc.strerror})") from None
 
 
 def _write(k: VKernel, path: str, procs: list[Process], live: list[Process],
