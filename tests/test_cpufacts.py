@@ -206,7 +206,7 @@ def test_frozen_anywhere_thaws_with_the_same_facts(tmp_path: Path) -> None:
         write_image(k, str(image))
         k.shutdown()
         after: list[bytes] = []
-        k2 = thaw_in_process(image, after)
+        k2 = thaw_in_process(image, after, root=root)
         assert k2.run() == gold.status
         assert b"".join(before) + b"".join(after) == gold.output, f"output differs at {at}"
         assert k2.sched.ticks == gold.ticks
