@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from vkckpt.errors import ConfigError
 from vkckpt.record import Comparable
+from vkckpt.vmspace.account import DEFAULT_LIMIT
 
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
@@ -35,7 +36,7 @@ class KernelConfig(Comparable):
         root: str = ".",
         processes: list[ProcessSpec] | None = None,
         quantum: int = 50_000,        # blocks per time slice
-        memory_limit: int = 4 << 30,  # bytes of mappings per process
+        memory_limit: int = DEFAULT_LIMIT,  # bytes for the whole vkernel (vmspace/account.py)
         seed: int = 0,                # the deterministic random stream
         max_processes: int = 1024,
         max_threads: int = 8192,

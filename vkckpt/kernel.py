@@ -25,6 +25,7 @@ from vkckpt.signals import deliver
 from vkckpt.threads.futex import FutexTable
 from vkckpt.threads.thread import Sleep, Thread, ThreadState
 from vkckpt.threads.wait import Block, WaitQueue
+from vkckpt.vmspace.account import MemAccount
 
 TYPE_CHECKING = False
 
@@ -47,6 +48,7 @@ class VKernel:
         from vkckpt.syscalls.table import ON_EINTR, TABLE  # late: they import the handlers
 
         self.config = config
+        self.mem = MemAccount(config.memory_limit)  # every vmspace, pipe and console buffer
         self.table = TABLE
         self.on_eintr = ON_EINTR
         self.root = GuestRoot(config.root)

@@ -200,7 +200,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions) -
     for d in recs.get("pipe", []):
         if not isinstance(d["data"], bytes) or len(d["data"]) > CAPACITY:
             raise ImageError(f"pipe {d['id']} holds more than a pipe can")
-        pipes[d["id"]] = Pipe(d["id"])
+        pipes[d["id"]] = Pipe(d["id"], k.mem)
         pipes[d["id"]].data = bytearray(d["data"])
     if not all(isinstance(r, list) and len(r) == 3 and isinstance(r[0], str)
                for r in kr.get("inodes", [])):
@@ -257,7 +257,7 @@ def _process(k: VKernel, d: dict, vms: dict, bufs: dict, files: dict, queues: di
         if pid not in vms:
             raise ImageError(f"process {pid} has no vmspace record")
         eng = Engine(k.syscall_entry)
-        vm = VmSpace(eng, k.config.memory_limit, k.alloc_bid)
+        vm = VmSpace(eng, k.mem, k.alloc_bid)
         load_vmspace(vms[pid], vm, bufs)
         for fd, fid, ce in d["fds"]:
             if fid not in files or not 0 <= fd < 1024:

@@ -45,6 +45,7 @@ KERNEL_TRANSIENT = {
     "page_base": "rebuilt from the pages at thaw", "vkernel_id": "in the header",
     "stdout": "host stream", "stderr": "host stream", "log": "host stream",
     "exit_status": "saved", "statuses": "saved", "reported_enosys": "saved as enosys",
+    "mem": "recomputed from the VMA and pipe records; its limit is memory_limit",
 }
 #: Process fields saved under other names or rebuilt on thaw.
 PROCESS_TRANSIENT = {"vm", "engine", "engine_owner", "child_wait", "vfork_done", "fds",

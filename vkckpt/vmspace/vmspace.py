@@ -8,6 +8,7 @@ from collections.abc import Callable
 from vkckpt.abi import errno as E
 from vkckpt.engine.engine import Engine
 from vkckpt.errors import GuestError
+from vkckpt.vmspace.account import MAX_MAP_COUNT, MemAccount, space_cost
 from vkckpt.vmspace.hostmem import HostBuffer
 from vkckpt.vmspace.vma import (
     MAP_ANONYMOUS,
@@ -33,16 +34,38 @@ class VmSpace:
 
     Invariant: every VMA with prot != 0 is mapped in the engine at its host address;
     PROT_NONE VMAs are not mapped at all, so any access faults like an unmapped page.
+    Invariant: `charged` (held in `mem`, the vkernel's account) is space_cost() of the
+    VMAs; an operation that would take the account past its limit, or the VMA count past
+    max_map_count, fails with ENOMEM before it changes anything.
     """
 
-    def __init__(self, engine: Engine, limit: int = 1 << 34,
-                 alloc_bid: Callable[[], int] | None = None) -> None:
+    def __init__(self, engine: Engine, mem: MemAccount | None = None,
+                 alloc_bid: Callable[[], int] | None = None,
+                 max_map_count: int = MAX_MAP_COUNT) -> None:
         self.engine = engine
         self.alloc_bid = alloc_bid or _local_ids()
         self.vmas = VmaList()
-        self.limit = limit
+        self.mem = mem if mem is not None else MemAccount()
+        self.max_map_count = max_map_count
+        self.charged = 0
         self.brk_start = 0
         self.brk = 0
+        self._settle()  # the engine's own cost; callers check room first (fits_new)
+
+    # -- accounting --------------------------------------------------------------------------
+    def check_room(self, nbytes: int, nvmas: int) -> None:
+        """ENOMEM unless nbytes more mapped and nvmas more VMAs fit the limits."""
+        if nvmas > 0 and len(self.vmas) + nvmas > self.max_map_count:
+            raise GuestError(E.ENOMEM, "too many mappings (max_map_count)")
+        grow = space_cost(self.vmas.bytes + nbytes, len(self.vmas) + nvmas) - self.charged
+        if grow > 0 and not self.mem.fits(grow):
+            raise GuestError(E.ENOMEM, "vkernel memory limit")
+
+    def _settle(self) -> None:
+        """Bring the account in step with the VMAs after a change."""
+        cost = space_cost(self.vmas.bytes, len(self.vmas))
+        self.mem.force(cost - self.charged)
+        self.charged = cost
 
     # -- engine mirroring --------------------------------------------------------------------
     def _map(self, v: Vma) -> None:
@@ -61,7 +84,7 @@ class VmSpace:
 
     @property
     def mapped_bytes(self) -> int:
-        return sum(v.size for v in self.vmas)
+        return self.vmas.bytes
 
     # -- mmap family -------------------------------------------------------------------------
     def mmap(self, addr: int, length: int, prot: int, flags: int, name: str = "",
@@ -84,10 +107,9 @@ class VmSpace:
             if found is None:
                 raise GuestError(E.ENOMEM)
             addr = found
-        replaced = sum(min(v.end, addr + size) - max(v.start, addr)
-                       for v in self.vmas.overlapping(addr, addr + size)) if fixed else 0
-        if self.mapped_bytes - replaced + size > self.limit:
-            raise GuestError(E.ENOMEM, "vkernel memory limit")
+        old, kept = self.vmas.edges(addr, addr + size) if fixed else ([], 0)
+        replaced = sum(min(v.end, addr + size) - max(v.start, addr) for v in old)
+        self.check_room(size - replaced, 1 + kept - len(old))
         if fixed:
             self.unmap_range(addr, size)
         buf = HostBuffer(size, self.alloc_bid())
@@ -97,12 +119,19 @@ class VmSpace:
                 name, buf, 0, path, file_off)
         self.vmas.insert(v)
         self._map(v)
+        self._settle()
         return addr
 
     def unmap_range(self, addr: int, size: int) -> None:
-        """Remove [addr, addr+size) from the address space (munmap's core)."""
+        """Remove [addr, addr+size) from the address space (munmap's core).
+
+        ENOMEM when splitting a VMA would pass max_map_count (as Linux's munmap)."""
+        old, kept = self.vmas.edges(addr, addr + size)
+        if len(self.vmas) + kept - len(old) > self.max_map_count:
+            raise GuestError(E.ENOMEM, "too many mappings (max_map_count)")
         old, kept, _ = self.vmas.carve(addr, addr + size)
         self._apply(old, kept)
+        self._settle()
 
     def munmap(self, addr: int, length: int) -> None:
         """Implement munmap(2)."""
@@ -119,8 +148,13 @@ class VmSpace:
             return
         if not self.vmas.covered(addr, end):
             raise GuestError(E.ENOMEM)
+        old, kept = self.vmas.edges(addr, end)
+        if all(v.prot == prot & 7 for v in old):
+            return  # nothing changes: no split, no engine remap
+        self.check_room(0, kept)
         old, kept, new = self.vmas.carve(addr, end, lambda v: v.replace(prot=prot & 7))
         self._apply(old, kept + new)
+        self._settle()
 
     def madvise(self, addr: int, length: int, advice: int) -> None:
         """Implement madvise(2): MADV_DONTNEED zeroes private pages, other advice is a hint."""
@@ -151,8 +185,11 @@ class VmSpace:
             return self.brk
         cur_end, want_end = page_up(self.brk), page_up(new)
         if want_end > cur_end:
-            if self.vmas.overlapping(cur_end, want_end) or \
-                    self.mapped_bytes + want_end - cur_end > self.limit:
+            if self.vmas.overlapping(cur_end, want_end):
+                return self.brk
+            try:
+                self.check_room(want_end - cur_end, 1)
+            except GuestError:
                 return self.brk
             self._grow_heap(cur_end, want_end)
         elif want_end < cur_end:
@@ -175,6 +212,7 @@ class VmSpace:
         self.vmas.insert(v)
         self._map(v)
         buf.decref()
+        self._settle()
 
     # -- memory access -----------------------------------------------------------------------
     def read(self, addr: int, size: int) -> bytes:
@@ -228,8 +266,13 @@ class VmSpace:
 
     # -- fork --------------------------------------------------------------------------------
     def fork(self, engine: Engine) -> VmSpace:
-        """A copy of this address space on another engine; MAP_SHARED memory stays shared."""
-        child = VmSpace(engine, self.limit, self.alloc_bid)
+        """A copy of this address space on another engine; MAP_SHARED memory stays shared.
+
+        The copy is charged in full (shared mappings too: every address space that maps a
+        page counts it), and ENOMEM comes before anything is copied."""
+        if not self.mem.fits(self.charged):
+            raise GuestError(E.ENOMEM, "vkernel memory limit")
+        child = VmSpace(engine, self.mem, self.alloc_bid, self.max_map_count)
         child.brk_start, child.brk = self.brk_start, self.brk
         copies: dict[int, HostBuffer] = {}
         for v in self.vmas:
@@ -243,11 +286,15 @@ class VmSpace:
             nv = v.replace(buf=nb)
             child.vmas.insert(nv)
             child._map(nv)
+        child._settle()
         return child
 
     def release(self) -> None:
-        """Drop every mapping (exit or exec); the engine itself is closed by the owner."""
+        """Drop every mapping (exit or exec) and give back what they and the engine cost;
+        the engine itself is closed by the owner."""
         self.vmas.clear()
+        self.mem.uncharge(self.charged)
+        self.charged = 0
 
 
 def _local_ids() -> Callable[[], int]:
