@@ -198,3 +198,34 @@ def _nofile(n: int):
     def lower() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
     return lower
+
+
+# -- the host-fd reserve -----------------------------------------------------------------------
+
+
+def test_guest_files_leave_host_fds_for_a_freeze(make_root) -> None:
+    """A guest opening files until it fails must not leave the vkernel without descriptors:
+    its checkpoint(2) used to fail (EMFILE on the image's temporary file)."""
+    root = make_root("limits")
+    r = vkckpt(root, "./limits", "fds", "/f.img", preexec=_nofile(200))
+    assert r.rc == 0, r.stderr
+    assert r.stdout == "fds: stopped by ENFILE\ncheckpointed\n", r.stderr
+    t = subprocess.run([sys.executable, "-m", "vkckpt", "thaw", "--root", str(root),
+                        "--no-control", str(root / "f.img")], cwd=root, capture_output=True,
+                       preexec_fn=_nofile(200), timeout=TIMEOUT)
+    assert t.returncode == 0, t.stderr
+    assert t.stdout == b"resumed\n"
+
+
+def test_a_failed_open_at_emfile_gives_its_host_fd_back(make_root) -> None:
+    """Opens past the guest's 1024 descriptors used to leak one host descriptor each."""
+    root = make_root("limits")
+    cfg = KernelConfig(root=str(root), stdout=lambda b: None,
+                       processes=[ProcessSpec("/limits", ["limits", "fds", "/x.img"])])
+    k = boot(cfg)
+    k.host_fds.budget = 5000
+    k.run(stop_when=lambda: k.ckpt_request is not None)
+    assert k.host_fds.held == 1021  # 1024 guest descriptors, 3 of them the console
+    k.procs[1].fds.close_all(k)
+    assert k.host_fds.held == 0
+    k.shutdown()

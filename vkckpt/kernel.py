@@ -18,6 +18,7 @@ from vkckpt.abi.syscalls import NAMES as SYSCALL_NAMES
 from vkckpt.config import KernelConfig
 from vkckpt.engine.engine import Stop
 from vkckpt.errors import GuestError, VkError
+from vkckpt.fs.hostfds import HostFds
 from vkckpt.fs.inodes import InodeTable
 from vkckpt.fs.sandbox import GuestRoot
 from vkckpt.sched import Scheduler
@@ -49,6 +50,7 @@ class VKernel:
 
         self.config = config
         self.mem = MemAccount(config.memory_limit)  # every vmspace, pipe and console buffer
+        self.host_fds = HostFds()  # host descriptors guest files may hold
         self.table = TABLE
         self.on_eintr = ON_EINTR
         self.root = GuestRoot(config.root)

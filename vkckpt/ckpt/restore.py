@@ -17,6 +17,7 @@ from vkckpt.config import KernelConfig
 from vkckpt.engine.engine import Engine
 from vkckpt.errors import ImageError
 from vkckpt.fs.fdtable import FdTable
+from vkckpt.fs.files import HostFile
 from vkckpt.fs.pipe import CAPACITY, Pipe
 from vkckpt.fs.state import load_file
 from vkckpt.image import ImageReader
@@ -208,6 +209,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions) -
     k.inodes.load(kr.get("inodes", []), kr.get("next_ino", 2), k.host_path_of)
     files = {d["id"]: load_file(d, k.root, pipes, opts.allow_changed_files, k.inodes)
              for d in recs.get("file", [])}
+    k.host_fds.adopt(sum(isinstance(f, HostFile) for f in files.values()))
     vms = {d["pid"]: d for d in recs.get("vmspace", [])}
     queues: dict[tuple, WaitQueue] = {}
     for d in recs.get("process", []):

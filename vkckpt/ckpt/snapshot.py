@@ -46,6 +46,7 @@ KERNEL_TRANSIENT = {
     "stdout": "host stream", "stderr": "host stream", "log": "host stream",
     "exit_status": "saved", "statuses": "saved", "reported_enosys": "saved as enosys",
     "mem": "recomputed from the VMA and pipe records; its limit is memory_limit",
+    "host_fds": "a host resource: measured at start, recounted from the file records",
 }
 #: Process fields saved under other names or rebuilt on thaw.
 PROCESS_TRANSIENT = {"vm", "engine", "engine_owner", "child_wait", "vfork_done", "fds",
