@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import select
-import threading
 from collections import deque
 
 #: Queued bytes beyond which guests stop running until the host reads.
@@ -36,23 +35,30 @@ class HostOut:
     interpreter's exit waits for queued output, as a blocking write did)."""
 
     def __init__(self) -> None:
-        self.cond = threading.Condition()
+        self.cond = None  # a threading.Condition once something is queued (late import:
+        self.thread = None  # a run that never queues starts no thread and needs no module)
         self.chunks: deque[tuple[int, bytes]] = deque()
         self.pending = 0
         self.broken: set[int] = set()  # descriptors whose reader went away (EPIPE, EIO)
-        self.thread: threading.Thread | None = None
 
     def write(self, fd: int, data: bytes) -> None:
-        """Queue data for fd (or write it now when that cannot block)."""
+        """Queue data for fd (or write it now when that cannot block).
+
+        Only the vkernel's thread calls this; with no drain thread running the queue is
+        empty and nobody else touches it, so the direct write needs no lock."""
         if not data or fd in self.broken:
             return
+        if self.thread is None and len(data) <= PIPE_BUF and _ready(fd):
+            self._write_all(fd, data)
+            return
+        if self.cond is None:
+            import threading
+            self.cond = threading.Condition()
         with self.cond:
-            if not self.chunks and len(data) <= PIPE_BUF and _ready(fd):
-                self._write_all(fd, data)
-                return
             self.chunks.append((fd, bytes(data)))
             self.pending += len(data)
             if self.thread is None:
+                import threading
                 self.thread = threading.Thread(target=self._drain, name="vkckpt-console")
                 self.thread.start()
 
@@ -62,6 +68,8 @@ class HostOut:
 
     def wait(self, limit: int, timeout: float | None) -> bool:
         """Wait until at most limit bytes are queued (or timeout); True if they are."""
+        if self.cond is None:
+            return True
         with self.cond:
             return self.cond.wait_for(lambda: self.pending <= limit, timeout)
 

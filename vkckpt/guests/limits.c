@@ -7,8 +7,8 @@
  *                  prints "forkbomb: stopped by ERRNO"
  *   pipes          pipes filled with 64 KiB each and kept with only their read end open,
  *                  until pipe() fails: prints "pipes: N pipes, ERRNO" and checks the data
- *   maps N         N times: mmap 2 pages, mprotect the first read-only (musl's stack and
- *                  guard pattern, one VMA split each); prints "maps: ok"
+ *   maps N [whole] N times: mmap 2 pages, mprotect the first read-only (a split, as
+ *                  musl's stack and guard) or both (whole); prints "maps: ok"
  *   maxmap         single pages of alternating protection until mmap fails: "maxmap: ERRNO"
  *   fds IMAGE      open files until open fails, then checkpoint(2) into IMAGE: prints the
  *                  errno, then "checkpointed" (or "resumed" in the thawed run)
@@ -150,15 +150,16 @@ static int pipes(void)
     return 0;
 }
 
-static int maps(int n)
+static int maps(int n, int whole)
 {
     for (int i = 0; i < n; i++) {
         char *p = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED || mprotect(p, 4096, PROT_READ)) {
+        if (p == MAP_FAILED || mprotect(p, whole ? 8192 : 4096, PROT_READ)) {
             printf("maps: failed at %d: %s\n", i, ename(errno));
             return 1;
         }
-        p[4096] = 1;
+        if (!whole)
+            p[4096] = 1;
     }
     printf("maps: ok\n");
     return 0;
@@ -224,13 +225,13 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "pipes"))
         return pipes();
     if (!strcmp(mode, "maps") && argc > 2)
-        return maps(atoi(argv[2]));
+        return maps(atoi(argv[2]), argc > 3 && !strcmp(argv[3], "whole"));
     if (!strcmp(mode, "maxmap"))
         return maxmap();
     if (!strcmp(mode, "fds") && argc > 2)
         return fds(argv[2]);
     if (!strcmp(mode, "spew") && argc > 2)
         return spew(atol(argv[2]));
-    printf("usage: limits hog N MB | forkbomb | pipes | maps N | maxmap | fds IMAGE | spew N\n");
+    printf("usage: limits hog N MB | forkbomb | pipes | maps N [whole] | maxmap | fds IMAGE | spew N\n");
     return 2;
 }

@@ -153,6 +153,10 @@ class VmSpace:
             return  # nothing changes: no split, no engine remap
         self.check_room(0, kept)
         old, kept, new = self.vmas.carve(addr, end, lambda v: v.replace(prot=prot & 7))
+        if not kept and all(v.prot for v in old) and prot & 7:
+            for v in old:  # whole regions keep their place in the engine: no new region
+                self.engine.protect(v.start, v.size, prot & 7)
+            return
         self._apply(old, kept + new)
         self._settle()
 
