@@ -181,7 +181,7 @@ def test_memory_limit():
     small.munmap(a, PAGE)
     small.mmap(0, PAGE, RW, ANON)  # room again after munmap
     assert small.mapped_bytes == 4 * PAGE
-    assert small.mem.used == small.mem.limit
+    assert small.mem.used <= small.mem.limit
     small.release()
     assert small.mem.used == 0  # the engine's share too
 

@@ -160,6 +160,24 @@ class VmaList:
             v.buf.decref()
         return old, kept, cut
 
+    def merge(self, start: int, end: int) -> None:
+        """Join neighbours in [start, end) that are one mapping split in two: same buffer at
+        contiguous offsets, same protection, flags and name, anonymous (Linux's vma_merge)."""
+        i = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        while i + 1 < len(self._vmas) and self._vmas[i].start < end:
+            a, b = self._vmas[i], self._vmas[i + 1]
+            if a.end == b.start and a.buf is b.buf and a.off + a.size == b.off and \
+                    (a.prot, a.flags, a.name) == (b.prot, b.flags, b.name) and \
+                    not a.path and not b.path:
+                joined = a.replace(end=b.end)
+                a.buf.incref()
+                self.remove(a)
+                self.remove(b)
+                self.insert(joined)
+                a.buf.decref()
+            else:
+                i += 1
+
     def clear(self) -> None:
         """Remove every VMA (dropping all buffer references)."""
         for v in list(self._vmas):

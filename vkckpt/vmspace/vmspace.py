@@ -8,6 +8,7 @@ from collections.abc import Callable
 from vkckpt.abi import errno as E
 from vkckpt.engine.engine import Engine
 from vkckpt.errors import GuestError
+from vkckpt.vmspace import arena
 from vkckpt.vmspace.account import MAX_MAP_COUNT, MemAccount, space_cost
 from vkckpt.vmspace.hostmem import HostBuffer
 from vkckpt.vmspace.vma import (
@@ -82,6 +83,26 @@ class VmSpace:
         for v in new:
             self._map(v)
 
+    def _remap(self, start: int, end: int, change: Callable[[], object]) -> None:
+        """Run change() on the VMA list, merge equal neighbours around [start, end), and
+        bring the engine in step: regions that changed only their protection are changed in
+        place, the others unmapped and mapped (each new region is costly: arena.py)."""
+        lo, hi = max(start - 1, 0), end + 1
+        before = self.vmas.overlapping(lo, hi)
+        change()
+        self.vmas.merge(lo, hi)
+        after = self.vmas.overlapping(lo, hi)
+        gone = [v for v in before if not any(v is w for w in after)]
+        new = [v for v in after if not any(v is w for w in before)]
+        if len(gone) == len(new) and all(
+                (a.start, a.end, a.buf, a.off) == (b.start, b.end, b.buf, b.off) and a.prot and
+                b.prot for a, b in zip(gone, new, strict=True)):
+            for v in new:
+                self.engine.protect(v.start, v.size, v.prot)
+        else:
+            self._apply(gone, new)
+        self._settle()
+
     @property
     def mapped_bytes(self) -> int:
         return self.vmas.bytes
@@ -112,14 +133,16 @@ class VmSpace:
         self.check_room(size - replaced, 1 + kept - len(old))
         if fixed:
             self.unmap_range(addr, size)
-        buf = HostBuffer(size, self.alloc_bid())
+        if not data and not name and flags & MAP_ANONYMOUS and not flags & MAP_SHARED and \
+                size <= arena.MAX_IN_ARENA:
+            buf, off = arena.place(self.vmas, addr, size, self.alloc_bid)
+        else:
+            buf, off = HostBuffer(size, self.alloc_bid()), 0
         if data:
             buf.view[: min(len(data), size)] = data[:size]
         v = Vma(addr, addr + size, prot & 7, flags & ~(MAP_FIXED | MAP_FIXED_NOREPLACE),
-                name, buf, 0, path, file_off)
-        self.vmas.insert(v)
-        self._map(v)
-        self._settle()
+                name, buf, off, path, file_off)
+        self._remap(addr, addr + size, lambda: self.vmas.insert(v))
         return addr
 
     def unmap_range(self, addr: int, size: int) -> None:
@@ -129,9 +152,11 @@ class VmSpace:
         old, kept = self.vmas.edges(addr, addr + size)
         if len(self.vmas) + kept - len(old) > self.max_map_count:
             raise GuestError(E.ENOMEM, "too many mappings (max_map_count)")
-        old, kept, _ = self.vmas.carve(addr, addr + size)
-        self._apply(old, kept)
-        self._settle()
+        def cut() -> None:
+            for piece in self.vmas.carve(addr, addr + size)[2]:
+                if arena.window_of(piece) is not None and piece.buf.refs:
+                    piece.buf.zero(piece.off, piece.size)  # the arena lives on: free pages
+        self._remap(addr, addr + size, cut)
 
     def munmap(self, addr: int, length: int) -> None:
         """Implement munmap(2)."""
@@ -152,13 +177,8 @@ class VmSpace:
         if all(v.prot == prot & 7 for v in old):
             return  # nothing changes: no split, no engine remap
         self.check_room(0, kept)
-        old, kept, new = self.vmas.carve(addr, end, lambda v: v.replace(prot=prot & 7))
-        if not kept and all(v.prot for v in old) and prot & 7:
-            for v in old:  # whole regions keep their place in the engine: no new region
-                self.engine.protect(v.start, v.size, prot & 7)
-            return
-        self._apply(old, kept + new)
-        self._settle()
+        self._remap(addr, end, lambda: self.vmas.carve(addr, end,
+                                                       lambda v: v.replace(prot=prot & 7)))
 
     def madvise(self, addr: int, length: int, advice: int) -> None:
         """Implement madvise(2): MADV_DONTNEED zeroes private pages, other advice is a hint."""
