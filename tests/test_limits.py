@@ -120,7 +120,7 @@ def test_thaw_rebuilds_the_account_and_keeps_the_limit(make_root) -> None:
 
 
 def test_the_default_limit_is_the_whole_vkernels() -> None:
-    assert KernelConfig().memory_limit == DEFAULT_LIMIT == 4 << 30
+    assert KernelConfig().memory_limit == DEFAULT_LIMIT == 16 << 30
 
 
 # -- the VMA cap ------------------------------------------------------------------------------
