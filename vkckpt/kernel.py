@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from vkckpt.vmspace.vmspace import VmSpace
 
 NORETURN = object()  # a handler's result when it set the registers itself (or never returns)
+#: Engine regions a time slice may add before it ends early: each costs Unicorn more the more
+#: regions there are (vmspace/arena.py), and requests are served between slices only.
+REGION_ADDS_PER_SLICE = 256
 
 
 class Deadlock(VkError):
@@ -195,6 +198,8 @@ class VKernel:
         if ret is NORETURN or ret is None:
             return True
         eng.syscall_return(ret, rip + 2, rflags)
+        if t.process.vm.region_adds >= REGION_ADDS_PER_SLICE:
+            self.resched = True  # a guest-determined point: the schedule stays repeatable
         return self.resched or bool(t.deliverable())
 
     def dispatch(self, t: Thread, nr: int, args: tuple[int, ...]) -> object:
@@ -266,6 +271,7 @@ class VKernel:
         eng = p.engine
         self.resched = False
         self.slice_out = 0
+        p.vm.region_adds = 0
         stop = eng.run(eng.reg("rip"), budget)
         used = budget - eng.counter.remaining
         self._run_budget = 0

@@ -9,8 +9,8 @@ from vkckpt.vmspace.vmspace import USER_TOP, VmSpace
 
 #: VmSpace fields rebuilt rather than saved: the engine, the id allocator, the vkernel's
 #: memory account (its limit is saved in the kernel record), what this space charged to it
-#: (recomputed from the VMAs) and the max_map_count setting.
-TRANSIENT = {"engine", "alloc_bid", "mem", "charged", "max_map_count"}
+#: (recomputed from the VMAs), the max_map_count setting and a per-slice counter.
+TRANSIENT = {"engine", "alloc_bid", "mem", "charged", "max_map_count", "region_adds"}
 
 
 def save_vmspace(vm: VmSpace) -> dict:

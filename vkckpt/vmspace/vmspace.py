@@ -49,6 +49,7 @@ class VmSpace:
         self.mem = mem if mem is not None else MemAccount()
         self.max_map_count = max_map_count
         self.charged = 0
+        self.region_adds = 0  # engine regions added in the running time slice (kernel.py)
         self.brk_start = 0
         self.brk = 0
         self._settle()  # the engine's own cost; callers check room first (fits_new)
@@ -72,6 +73,7 @@ class VmSpace:
     def _map(self, v: Vma) -> None:
         if v.prot:
             self.engine.map_host(v.start, v.size, v.prot, v.host_addr(v.start))
+            self.region_adds += 1
 
     def _unmap(self, v: Vma) -> None:
         if v.prot:
