@@ -292,3 +292,22 @@ def test_a_stalled_stdout_reader_does_not_block_freezes(make_root) -> None:
              for n in ("quiet.yaml", "stalled.yaml")]
     assert ticks[0] == ticks[1]
     assert (root / "stall.img").stat().st_size > 0
+
+
+def test_thaw_refuses_an_image_that_needs_more_than_its_limit() -> None:
+    """A crafted image whose VMAs exceed the recorded limit is refused before it runs."""
+    from vkckpt.errors import ImageError
+    from vkckpt.vmspace.hostmem import HostBuffer
+    from vkckpt.vmspace.state import load_vmspace
+
+    buf = HostBuffer(64 * MiB, 1)
+    vm = VmSpace(Engine(on_syscall=lambda: False), MemAccount(16 * MiB))
+    d = {"brk_start": 0, "brk": 0,
+         "vmas": [[0x1000_0000, 0x1000_0000 + 64 * MiB, 3, MAP_PRIVATE | MAP_ANONYMOUS, "",
+                   1, 0, "", 0]]}
+    try:
+        with pytest.raises(ImageError, match="memory limit"):
+            load_vmspace(d, vm, {1: buf})
+    finally:
+        vm.release()
+    assert vm.mem.used == 0
