@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from vkckpt.config import KernelConfig, ProcessSpec, load_config, parse_size
+from vkckpt.config import KernelConfig, ProcessSpec, load_config, parse_memory_limit, parse_size
 from vkckpt.errors import ConfigError, VkError
+from vkckpt.image.limits import MAX_GUEST_MEMORY
 
 
 def write(tmp_path: Path, text: str, name: str = "vkckpt.yaml") -> Path:
@@ -191,3 +192,12 @@ def test_null_root_is_not_the_string_none(tmp_path: Path):
     except ConfigError:
         return
     assert Path(cfg.root).name != "None"
+
+
+def test_memory_limit_is_at_most_what_an_image_may_record(tmp_path: Path):
+    """A run's images must thaw: no memory limit above the reader's MAX_GUEST_MEMORY."""
+    assert parse_memory_limit("256G", "--memory-limit") == MAX_GUEST_MEMORY
+    with pytest.raises(ConfigError, match="at most 256G"):
+        parse_memory_limit(MAX_GUEST_MEMORY + 1, "--memory-limit")
+    with pytest.raises(ConfigError, match="memory_limit: at most"):
+        load_config(write(tmp_path, "memory_limit: 257G\nprocesses: [{program: /p}]\n"))

@@ -165,6 +165,7 @@ SPECS: dict[str, Spec] = {
                                                  "badptr done")),
     "crashers": Spec(args=("handled",), lines=("caught 3 SIGSEGV, blocked after=0",)),
     "bombs": Spec(args=("threads",), lines=("ok",)),
+    "limits": Spec(args=("maps", "50"), lines=("maps: ok",)),  # tests/test_limits.py
     "ckpt_signals": Spec(
         args=("5",),
         lines=(

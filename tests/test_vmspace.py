@@ -11,6 +11,7 @@ import pytest
 from vkckpt.abi import errno as E
 from vkckpt.engine.engine import Engine
 from vkckpt.errors import GuestError
+from vkckpt.vmspace.account import MemAccount, space_cost
 from vkckpt.vmspace.vma import (
     MAP_ANONYMOUS,
     MAP_FIXED,
@@ -30,6 +31,11 @@ MADV_WILLNEED = 3
 
 def new_engine() -> Engine:
     return Engine(on_syscall=lambda: False)
+
+
+def limited(pages: int, vmas: int) -> VmSpace:
+    """A vmspace whose account holds exactly `pages` mapped pages in `vmas` VMAs."""
+    return VmSpace(new_engine(), MemAccount(space_cost(pages * PAGE, vmas)))
 
 
 @pytest.fixture
@@ -166,7 +172,7 @@ def test_mmap_hint_below_min_addr_is_not_used(vm: VmSpace):
 
 
 def test_memory_limit():
-    small = VmSpace(new_engine(), limit=4 * PAGE)
+    small = limited(4, 3)
     a = small.mmap(0, 3 * PAGE, RW, ANON)
     assert errno_of(small.mmap, 0, 2 * PAGE, RW, ANON) == E.ENOMEM
     assert small.mapped_bytes == 3 * PAGE
@@ -175,11 +181,13 @@ def test_memory_limit():
     small.munmap(a, PAGE)
     small.mmap(0, PAGE, RW, ANON)  # room again after munmap
     assert small.mapped_bytes == 4 * PAGE
+    assert small.mem.used <= small.mem.limit
     small.release()
+    assert small.mem.used == 0  # the engine's share too
 
 
 def test_map_fixed_over_existing_at_the_limit():
-    small = VmSpace(new_engine(), limit=4 * PAGE)
+    small = limited(4, 3)
     a = small.mmap(0, 4 * PAGE, RW, ANON)
     try:
         assert small.mmap(a + PAGE, PAGE, RO, ANON | MAP_FIXED) == a + PAGE
@@ -384,7 +392,7 @@ def test_brk_shrink_unmaps_split_heap_pieces(vm: VmSpace):
 
 
 def test_brk_respects_memory_limit():
-    small = VmSpace(new_engine(), limit=3 * PAGE)
+    small = limited(3, 2)
     small.set_brk_start(0x40_0000)
     small.mmap(0, PAGE, RW, ANON)
     assert small.sys_brk(0x40_0000 + 3 * PAGE) == 0x40_0000
@@ -492,7 +500,7 @@ def test_fork_copies_only_pages_the_host_backs() -> None:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * 4096
 
-    vm = VmSpace(Engine(lambda: False))
+    vm = VmSpace(Engine(lambda: False), MemAccount(1 << 40))  # commit is not what is tested
     a = vm.mmap(0, 3 << 30, 3, MAP_PRIVATE | MAP_ANONYMOUS)
     vm.write(a + 12345, b"hello")
     vm.write(a + (2 << 30) + 7, b"world")

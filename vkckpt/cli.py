@@ -86,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="set a variable in the program's environment (repeatable)")
     r.add_argument("--quantum", type=int, metavar="BLOCKS", help="time slice in translated "
                    "blocks (default 50000)")
-    r.add_argument("--memory-limit", metavar="SIZE", help="mapped memory per process, e.g. "
-                   "512M (default 4G)")
+    r.add_argument("--memory-limit", metavar="SIZE", help="memory of the whole vkernel "
+                   "(mappings, pipes, engines), e.g. 512M (default 16G)")
     r.add_argument("--seed", type=int, metavar="N", help="seed of the guest-visible random "
                    "stream (default 0)")
     _freeze_options(r)

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from vkckpt.ckpt.freeze import FreezePlan, drive
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.trust import ImageKey, check_key_outside, load_key
-from vkckpt.config import KernelConfig, ProcessSpec, load_config, parse_size
+from vkckpt.config import KernelConfig, ProcessSpec, load_config, parse_memory_limit
 from vkckpt.errors import ConfigError, VkError
 from vkckpt.fs.hostfs import OutputPath, write_atomic
 from vkckpt.kernel import VKernel
@@ -45,7 +45,7 @@ def config_from_args(args: argparse.Namespace) -> KernelConfig:
             raise ConfigError("--quantum must be positive")
         cfg.quantum = args.quantum
     if args.memory_limit:
-        cfg.memory_limit = parse_size(args.memory_limit, "--memory-limit")
+        cfg.memory_limit = parse_memory_limit(args.memory_limit, "--memory-limit")
     if args.seed is not None:
         cfg.seed = args.seed
     cfg.trace_syscalls = args.trace_syscalls

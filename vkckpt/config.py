@@ -6,7 +6,9 @@ import os
 from collections.abc import Callable
 
 from vkckpt.errors import ConfigError
+from vkckpt.image.limits import MAX_GUEST_MEMORY
 from vkckpt.record import Comparable
+from vkckpt.vmspace.account import DEFAULT_LIMIT
 
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
@@ -35,7 +37,7 @@ class KernelConfig(Comparable):
         root: str = ".",
         processes: list[ProcessSpec] | None = None,
         quantum: int = 50_000,        # blocks per time slice
-        memory_limit: int = 4 << 30,  # bytes of mappings per process
+        memory_limit: int = DEFAULT_LIMIT,  # bytes for the whole vkernel (vmspace/account.py)
         seed: int = 0,                # the deterministic random stream
         max_processes: int = 1024,
         max_threads: int = 8192,
@@ -78,6 +80,16 @@ def parse_size(value: object, what: str) -> int:
     return n
 
 
+def parse_memory_limit(value: object, what: str) -> int:
+    """A vkernel memory limit: a size no larger than an image may record (so every image a
+    run writes thaws)."""
+    n = parse_size(value, what)
+    if n > MAX_GUEST_MEMORY:
+        raise ConfigError(f"{what}: at most {MAX_GUEST_MEMORY >> 30}G (the largest memory "
+                          "limit an image may record)")
+    return n
+
+
 _TOP_KEYS = {"root", "processes", "quantum", "memory_limit", "seed"}
 _PROC_KEYS = {"program", "argv", "env", "cwd"}
 
@@ -107,7 +119,7 @@ def load_config(path: str | os.PathLike) -> KernelConfig:
     if "quantum" in data:
         cfg.quantum = _positive_int(data["quantum"], f"{p}: quantum")
     if "memory_limit" in data:
-        cfg.memory_limit = parse_size(data["memory_limit"], f"{p}: memory_limit")
+        cfg.memory_limit = parse_memory_limit(data["memory_limit"], f"{p}: memory_limit")
     if "seed" in data:
         cfg.seed = _positive_int(data["seed"], f"{p}: seed", allow_zero=True)
     procs = data.get("processes")

@@ -12,12 +12,13 @@ import os
 import sys
 from collections.abc import Callable
 
-from vkckpt import task_exit
+from vkckpt import hostout, task_exit
 from vkckpt.abi import errno as E
 from vkckpt.abi.syscalls import NAMES as SYSCALL_NAMES
 from vkckpt.config import KernelConfig
 from vkckpt.engine.engine import Stop
 from vkckpt.errors import GuestError, VkError
+from vkckpt.fs.hostfds import HostFds
 from vkckpt.fs.inodes import InodeTable
 from vkckpt.fs.sandbox import GuestRoot
 from vkckpt.sched import NS_PER_TICK, Scheduler
@@ -25,6 +26,7 @@ from vkckpt.signals import deliver
 from vkckpt.threads.futex import FutexTable
 from vkckpt.threads.thread import Sleep, Thread, ThreadState
 from vkckpt.threads.wait import Block, WaitQueue
+from vkckpt.vmspace.account import MemAccount
 
 TYPE_CHECKING = False
 
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
     from vkckpt.vmspace.vmspace import VmSpace
 
 NORETURN = object()  # a handler's result when it set the registers itself (or never returns)
+#: Engine regions a time slice may add before it ends early: each costs Unicorn more the more
+#: regions there are (vmspace/arena.py), and requests are served between slices only.
+REGION_ADDS_PER_SLICE = 256
 
 
 class Deadlock(VkError):
@@ -47,6 +52,8 @@ class VKernel:
         from vkckpt.syscalls.table import ON_EINTR, TABLE  # late: they import the handlers
 
         self.config = config
+        self.mem = MemAccount(config.memory_limit)  # every vmspace, pipe and console buffer
+        self.host_fds = HostFds()  # host descriptors guest files may hold
         self.table = TABLE
         self.on_eintr = ON_EINTR
         self.root = GuestRoot(config.root)
@@ -68,9 +75,12 @@ class VKernel:
         self.rng_counter = 0
         self.exit_status: int | None = None  # pid 1's wait status once it exits
         self.statuses: dict[int, int] = {}   # every process's wait status, by pid
-        self.stdout: Callable[[bytes], None] = config.stdout or _host_writer(1)
-        self.stderr: Callable[[bytes], None] = config.stderr or _host_writer(2)
-        self.log: Callable[[str], None] = config.log or (lambda s: sys.stderr.write(s + "\n"))
+        self.out = hostout.HostOut()  # console output to host descriptors, never blocking
+        self.mem.force(hostout.COST)
+        self.slice_out = 0  # console bytes written in the running time slice
+        self.stdout: Callable[[bytes], None] = config.stdout or self._host_writer(1)
+        self.stderr: Callable[[bytes], None] = config.stderr or self._host_writer(2)
+        self.log: Callable[[str], None] = config.log or self._host_log
         self._run_budget = 0
         self.graveyard: list[tuple[VmSpace, Engine]] = []
         self.ckpt_request: object | None = None  # set by checkpoint(2), served by the driver
@@ -117,7 +127,19 @@ class VKernel:
 
     # -- console -----------------------------------------------------------------------------
     def console_write(self, stream: int, data: bytes) -> None:
+        """A guest write to the console: always whole; a slice that wrote SLICE_OUT bytes
+        ends after this call, so the console queue stays bounded (hostout.py)."""
         (self.stderr if stream == 2 else self.stdout)(data)
+        self.slice_out += len(data)
+        if self.slice_out >= hostout.SLICE_OUT:
+            self.resched = True
+
+    def _host_writer(self, fd: int) -> Callable[[bytes], None]:
+        return lambda data: self.out.write(fd, data)
+
+    def _host_log(self, line: str) -> None:
+        sys.stderr.flush()
+        self.out.write(2, (line + "\n").encode(errors="replace"))
 
     def console_read(self, n: int) -> bytes:
         if self.config.stdin is not None:
@@ -177,6 +199,8 @@ class VKernel:
         if ret is NORETURN or ret is None:
             return True
         eng.syscall_return(ret, rip + 2, rflags)
+        if t.process.vm.region_adds >= REGION_ADDS_PER_SLICE:
+            self.resched = True  # a guest-determined point: the schedule stays repeatable
         return self.resched or bool(t.deliverable())
 
     def dispatch(self, t: Thread, nr: int, args: tuple[int, ...]) -> object:
@@ -221,14 +245,19 @@ class VKernel:
                 return None
             if self.ckpt_request is not None or (stop_when is not None and stop_when()):
                 return None
+            if self.out.backlogged():  # the host reads slowly: guests wait, requests do not
+                self.out.wait(hostout.BACKLOG, 0.05)
+                continue
             for t in self.sched.expired():
                 self.wake(t, t.sleep.timeout_result)
             t = self.sched.next()
             if t is None:
                 if not self.sched.skip_idle():
+                    self.out.wait(0, None)
                     raise Deadlock(self._deadlock_report())
                 continue
             self._run_thread(t)
+        self.out.wait(0, None)  # the run's output is out before its status is reported
         return self.exit_status
 
     def _run_thread(self, t: Thread) -> None:
@@ -243,6 +272,8 @@ class VKernel:
         eng = p.engine
         self.resched = False
         eng.set_clock(self.sched.now_ns(), NS_PER_TICK)
+        self.slice_out = 0
+        p.vm.region_adds = 0
         stop = eng.run(eng.reg("rip"), budget)
         used = budget - eng.counter.remaining
         self._run_budget = 0
@@ -344,12 +375,3 @@ def _vkernel_id(config: KernelConfig) -> bytes:
     desc = repr((config.seed, [(p.program, p.argv, sorted(p.env.items()), p.cwd)
                                for p in config.processes]))
     return hashlib.sha256(desc.encode()).digest()[:16]
-
-
-def _host_writer(fd: int) -> Callable[[bytes], None]:
-    def write(data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-    return write

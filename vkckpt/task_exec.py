@@ -13,7 +13,7 @@ from vkckpt.fs.files import Console
 from vkckpt.process import Process
 from vkckpt.signals.actions import SignalActions
 from vkckpt.threads.thread import Thread
-from vkckpt.vmspace.loader import build_stack, load_elf
+from vkckpt.vmspace.loader import build_stack, load_elf, parse_elf
 from vkckpt.vmspace.vmspace import VmSpace
 
 TYPE_CHECKING = False
@@ -25,8 +25,36 @@ MAX_ARG_BYTES = 2 << 20
 MAX_ARGS = 65536
 
 
-def read_program(k: VKernel, path: str, cwd: str) -> tuple[str, bytes]:
-    """Resolve and read an executable inside the guest root; returns (guest path, bytes)."""
+class Program:
+    """An executable opened for execve: its guest path, parsed headers and open host file.
+
+    Only the ELF headers and the PT_LOAD segments' file bytes are ever read, so the size of
+    the file does not matter (an 8 GiB sparse file with a small valid header loads at once)."""
+
+    def __init__(self, guest: str, fd: int, size: int) -> None:
+        self.guest = guest
+        self.fd = fd
+        self.elf = parse_elf(self.pread, size)
+
+    def pread(self, n: int, off: int) -> bytes:
+        """n bytes at off (fewer at the end of the file)."""
+        out = bytearray()
+        while len(out) < n:
+            try:
+                chunk = os.pread(self.fd, min(n - len(out), 16 << 20), off + len(out))
+            except OSError as exc:
+                raise GuestError(exc.errno or E.EIO) from None
+            if not chunk:
+                break
+            out += chunk
+        return bytes(out)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def open_program(k: VKernel, path: str, cwd: str) -> Program:
+    """Resolve an executable inside the guest root and read its headers (close() it)."""
     r = k.root.resolve(path, cwd)
     st = os.stat(r.host)
     if not os.path.isfile(r.host):
@@ -35,34 +63,37 @@ def read_program(k: VKernel, path: str, cwd: str) -> tuple[str, bytes]:
         raise GuestError(E.EACCES, f"{path}: not executable")
     fd = k.root.host_open(r, os.O_RDONLY)
     try:
-        with os.fdopen(fd, "rb") as f:
-            return r.guest, f.read()
-    except OSError as exc:
-        raise GuestError(exc.errno or E.EIO) from None
+        return Program(r.guest, fd, os.fstat(fd).st_size)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
-def new_image(k: VKernel, guest_path: str, image: bytes, argv: list[bytes],
+def new_image(k: VKernel, prog: Program, argv: list[bytes],
               envp: list[bytes]) -> tuple[Engine, VmSpace, dict[str, int]]:
     """Build an engine and vmspace holding the program; returns its initial registers."""
     eng = Engine(k.syscall_entry, preempt=k.config.preempt)
-    vm = VmSpace(eng, k.config.memory_limit, k.alloc_bid)
+    vm = VmSpace(eng, k.mem, k.alloc_bid)
     try:
-        entry, phdr, phnum = load_elf(vm, image, guest_path)
-        sp = build_stack(vm, argv, envp, os.fsencode(guest_path), entry, phdr, phnum,
+        entry, phdr, phnum = load_elf(vm, prog.elf, prog.pread, prog.guest)
+        sp = build_stack(vm, argv, envp, os.fsencode(prog.guest), entry, phdr, phnum,
                          k.random_bytes(16))
     except BaseException:
         vm.release()
         eng.close()
         raise
+    finally:
+        prog.close()
     return eng, vm, {"rip": entry, "rsp": sp, "rflags": 0x202}
 
 
 def spawn(k: VKernel, program: str, argv: list[str], env: dict[str, str],
           cwd: str = "/", ppid: int = 0) -> Process:
     """Start a process from the configuration (a child of the vkernel itself)."""
-    guest, image = read_program(k, program, cwd)
+    prog = open_program(k, program, cwd)
+    guest = prog.guest
     envp = [f"{a}={b}".encode() for a, b in env.items()]
-    eng, vm, regs = new_image(k, guest, image, [a.encode() for a in argv], envp)
+    eng, vm, regs = new_image(k, prog, [a.encode() for a in argv], envp)
     pid = k.alloc_pid()
     fds = FdTable()
     for fd, flags in ((0, F.O_RDONLY), (1, F.O_WRONLY), (2, F.O_WRONLY)):
@@ -83,8 +114,9 @@ def spawn(k: VKernel, program: str, argv: list[str], env: dict[str, str],
 def execve(k: VKernel, t: Thread, path: bytes, argv: list[bytes], envp: list[bytes]) -> object:
     """Implement execve(2): load the new image now, switch to it once the engine stops."""
     p = t.process
-    guest, image = read_program(k, os.fsdecode(path), p.cwd)
-    eng, vm, regs = new_image(k, guest, image, argv, envp)
+    prog = open_program(k, os.fsdecode(path), p.cwd)
+    guest = prog.guest
+    eng, vm, regs = new_image(k, prog, argv, envp)
 
     def commit() -> None:
         for other in p.live_threads:

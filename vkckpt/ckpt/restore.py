@@ -19,6 +19,7 @@ from vkckpt.config import KernelConfig
 from vkckpt.engine.engine import Engine
 from vkckpt.errors import ImageError
 from vkckpt.fs.fdtable import FdTable
+from vkckpt.fs.files import HostFile
 from vkckpt.fs.pipe import CAPACITY, Pipe
 from vkckpt.fs.state import load_file
 from vkckpt.image import ImageReader
@@ -230,7 +231,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
     for d in recs.get("pipe", []):
         if not isinstance(d["data"], bytes) or len(d["data"]) > CAPACITY:
             raise ImageError(f"pipe {d['id']} holds more than a pipe can")
-        pipes[d["id"]] = Pipe(d["id"])
+        pipes[d["id"]] = Pipe(d["id"], k.mem)
         pipes[d["id"]].data = bytearray(d["data"])
     if not all(isinstance(r, list) and len(r) == 3 and isinstance(r[0], str)
                for r in kr.get("inodes", [])):
@@ -242,6 +243,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
             raise ImageError(f"file id {d['id']!r} is duplicated")
         files[d["id"]] = load_file(d, k.root, pipes, opts.allow_changed_files, k.inodes,
                                    opts.read_only)
+    k.host_fds.adopt(sum(isinstance(f, HostFile) for f in files.values()))
     vms = {d["pid"]: d for d in recs.get("vmspace", [])}
     queues: dict[tuple, WaitQueue] = {}
     for d in recs.get("process", []):
@@ -328,7 +330,7 @@ def _process(k: VKernel, d: dict, vms: dict, bufs: dict, files: dict, queues: di
         if pid not in vms:
             raise ImageError(f"process {pid} has no vmspace record")
         eng = Engine(k.syscall_entry)
-        vm = VmSpace(eng, k.config.memory_limit, k.alloc_bid)
+        vm = VmSpace(eng, k.mem, k.alloc_bid)
         load_vmspace(vms[pid], vm, bufs)
         for fd, fid, ce in d["fds"]:
             if fid not in files or not 0 <= fd < MAX_FD:

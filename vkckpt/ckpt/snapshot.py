@@ -48,6 +48,10 @@ KERNEL_TRANSIENT = {
     "stdout": "host stream", "stderr": "host stream", "log": "host stream",
     "image_key": "a host secret: seals images, never in one",
     "exit_status": "saved", "statuses": "saved", "reported_enosys": "saved as enosys",
+    "mem": "recomputed from the VMA and pipe records; its limit is memory_limit",
+    "host_fds": "a host resource: measured at start, recounted from the file records",
+    "out": "host stream: output queued at a freeze is written by the run that made it",
+    "slice_out": "0 at a scheduling point",
 }
 #: Process fields saved under other names or rebuilt on thaw.
 PROCESS_TRANSIENT = {"vm", "engine", "engine_owner", "child_wait", "vfork_done", "fds",

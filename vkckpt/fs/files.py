@@ -141,6 +141,7 @@ class HostFile(OpenFile):
 
     def release(self, k: VKernel) -> None:
         os.close(self.fd)
+        k.host_fds.give()
 
 
 class DirFile(HostFile):

@@ -8,6 +8,7 @@ from vkckpt.abi import signals as S
 from vkckpt.errors import GuestError
 from vkckpt.fs.files import OpenFile, pack_stat
 from vkckpt.threads.wait import Block, WaitQueue
+from vkckpt.vmspace.account import MemAccount
 
 TYPE_CHECKING = False
 
@@ -16,6 +17,9 @@ if TYPE_CHECKING:
 
 PIPE_BUF = 4096
 CAPACITY = 65536
+#: What one pipe costs the vkernel's memory account: its whole buffer (charged when the
+#: pipe is made, so a write never fails for memory) and its bookkeeping.
+PIPE_COST = CAPACITY + 1024
 
 
 def _wake(k: VKernel, q: WaitQueue) -> None:
@@ -25,9 +29,15 @@ def _wake(k: VKernel, q: WaitQueue) -> None:
 
 
 class Pipe:
-    """The shared buffer; counts of open ends decide EOF and EPIPE."""
+    """The shared buffer; counts of open ends decide EOF and EPIPE.
 
-    def __init__(self, pipe_id: int) -> None:
+    A pipe holds PIPE_COST of `mem` from its creation until its last end is closed;
+    pipe(2) checks that the account has room first (ENFILE otherwise)."""
+
+    def __init__(self, pipe_id: int, mem: MemAccount | None = None) -> None:
+        self.mem = mem
+        if mem is not None:
+            mem.force(PIPE_COST)
         self.id = pipe_id
         self.data = bytearray()
         self.readers = 0
@@ -104,3 +114,6 @@ class PipeEnd(OpenFile):
         else:
             p.writers -= 1
             _wake(k, p.read_q)
+        if p.readers == 0 and p.writers == 0 and p.mem is not None:
+            p.mem.uncharge(PIPE_COST)
+            p.mem = None

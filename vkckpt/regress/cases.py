@@ -68,6 +68,7 @@ NEEDS: dict[str, tuple[str, ...]] = {"spawn": ("hello",)}
 EXCLUDED: dict[str, str] = {
     "badptr": "bad-pointer syscall surface: tests/test_hostile_guests.py (natively diffed)",
     "bombs": "resource exhaustion: tests/test_hostile_guests.py",
+    "limits": "host resource attacks: tests/test_limits.py",
     "crashers": "fatal CPU exceptions: tests/test_hostile_guests.py; segfault covers a fatal "
                 "signal after a thaw",
     "escape": "needs a secret planted outside the root: tests/test_sandbox_guest.py",

@@ -57,18 +57,37 @@ def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: in
     if os.path.isdir(r.host) and not os.path.islink(r.host):
         if flags & F.O_ACCMODE != F.O_RDONLY or creat:
             raise GuestError(E.EISDIR)
-        fd = k.root.host_open(r, os.O_RDONLY | os.O_DIRECTORY)
-        return t.process.fds.install(DirFile(fd, flags & _OPEN_PASS, r.guest, r.host,
-                                             k.inodes), cloexec)
+        k.host_fds.take()
+        try:
+            fd = k.root.host_open(r, os.O_RDONLY | os.O_DIRECTORY)
+        except BaseException:
+            k.host_fds.give()
+            raise
+        return _install(k, t, DirFile(fd, flags & _OPEN_PASS, r.guest, r.host, k.inodes),
+                        cloexec)
     if flags & F.O_DIRECTORY:
         raise GuestError(E.ENOTDIR)
     existed = os.path.lexists(r.host)
-    fd = k.root.host_open(r, flags & _OPEN_PASS & ~F.O_NOFOLLOW,
-                          mode & ~t.process.umask & HOST_MODE_MASK)
+    k.host_fds.take()
+    try:
+        fd = k.root.host_open(r, flags & _OPEN_PASS & ~F.O_NOFOLLOW,
+                              mode & ~t.process.umask & HOST_MODE_MASK)
+    except BaseException:
+        k.host_fds.give()
+        raise
     f = HostFile(fd, flags & _OPEN_PASS, r.guest, k.inodes)
     if not existed or flags & F.O_TRUNC:
         f.touched()
-    return t.process.fds.install(f, cloexec)
+    return _install(k, t, f, cloexec)
+
+
+def _install(k: VKernel, t: Thread, f: HostFile, cloexec: bool) -> int:
+    """Give f a descriptor; with none free (EMFILE) its host descriptor is closed again."""
+    try:
+        return t.process.fds.install(f, cloexec)
+    except GuestError:
+        f.release(k)
+        raise
 
 
 def sys_openat(k: VKernel, t: Thread, dirfd: int, path: int, flags: int, mode: int) -> int:

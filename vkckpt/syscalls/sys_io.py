@@ -9,7 +9,7 @@ from vkckpt.abi import fcntl as F
 from vkckpt.abi import signals as S
 from vkckpt.errors import GuestError
 from vkckpt.fs.files import DirFile, HostFile
-from vkckpt.fs.pipe import Pipe, PipeEnd
+from vkckpt.fs.pipe import PIPE_COST, Pipe, PipeEnd
 from vkckpt.syscalls.args import (
     MAX_IO,
     s32,
@@ -293,13 +293,20 @@ def sys_pipe2(k: VKernel, t: Thread, fds_addr: int, flags: int) -> int:
         raise GuestError(E.EINVAL)
     if user_span(t, fds_addr, 8, PROT_WRITE) < 8:
         raise GuestError(E.EFAULT)  # Linux undoes the pipe: no descriptor is left behind
-    p = Pipe(k.next_pipe)
+    if not k.mem.fits(PIPE_COST):
+        raise GuestError(E.ENFILE, "vkernel memory limit: no room for a pipe buffer")
+    p = Pipe(k.next_pipe, k.mem)
     k.next_pipe += 1
     nb = flags & F.O_NONBLOCK
     fds = t.process.fds
     ce = bool(flags & F.O_CLOEXEC)
     r = fds.install(PipeEnd(p, F.O_RDONLY | nb), ce)
-    w = fds.install(PipeEnd(p, F.O_WRONLY | nb), ce)
+    try:
+        w = fds.install(PipeEnd(p, F.O_WRONLY | nb), ce)
+    except GuestError:
+        p.writers -= 1  # never installed: only the read end is closed
+        fds.close(r, k)
+        raise
     t.process.vm.write(fds_addr, struct.pack("<ii", r, w))
     return 0
 

@@ -36,6 +36,7 @@ def sys_mmap(k: VKernel, t: Thread, addr: int, length: int, prot: int, flags: in
         raise GuestError(E.ENOTSUP, "writable MAP_SHARED file mappings are not supported")
     if length > _MAX_FILE_MAP:
         raise GuestError(E.ENOMEM)
+    vm.check_room(page_up(length), 1)  # before reading: the copy is what the limit bounds
     data = f.pread(page_up(length), off)
     flags = (flags & ~MAP_SHARED) | MAP_PRIVATE
     return vm.mmap(addr, length, prot, flags, name=f.guest_path, data=data,

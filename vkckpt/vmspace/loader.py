@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import struct
+from collections.abc import Callable
 
 from vkckpt.abi import errno as E
 from vkckpt.engine import cpumodel
@@ -20,6 +20,10 @@ AT_UID, AT_EUID, AT_GID, AT_EGID, AT_PLATFORM, AT_HWCAP, AT_CLKTCK = 11, 12, 13,
 AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_EXECFN = 23, 25, 26, 31
 HWCAP = cpumodel.HWCAP  # CPUID.1:EDX of the documented virtual CPU, as Linux gives it
 PF_X, PF_W, PF_R = 1, 2, 4
+ET_EXEC, ET_DYN, EM_X86_64 = 2, 3, 62
+PT_LOAD, PT_INTERP = 1, 3
+PHDR_SIZE = 56
+MAX_PHDRS_BYTES = 4096  # Linux's load_elf_phdrs refuses larger program header tables
 
 
 class Loaded(Comparable):
@@ -38,50 +42,103 @@ def _prot(flags: int) -> int:
     return (1 if flags & PF_R else 0) | (2 if flags & PF_W else 0) | (4 if flags & PF_X else 0)
 
 
-def load_elf(vm: VmSpace, image: bytes, name: str) -> tuple[int, int, int]:
-    """Map the PT_LOAD segments of image; returns (entry, phdr address, phnum)."""
-    from elftools.common.exceptions import ELFError  # late: thawing needs no ELF parser
-    from elftools.elf.elffile import ELFFile
+class Segment(Comparable):
+    """One PT_LOAD program header."""
 
-    try:
-        elf = ELFFile(io.BytesIO(image))
-        if elf.get_machine_arch() != "x64" or elf.elfclass != 64:
-            raise GuestError(E.ENOEXEC, "not an x86-64 ELF")
-        segs = [s for s in elf.iter_segments()]
-    except (ELFError, struct.error, ValueError) as exc:
-        raise GuestError(E.ENOEXEC, str(exc)) from None
-    if any(s["p_type"] == "PT_INTERP" for s in segs):
-        raise GuestError(E.ENOEXEC, "dynamically linked programs are not supported")
-    base = PIE_BASE if elf["e_type"] == "ET_DYN" else 0
-    loads = [s for s in segs if s["p_type"] == "PT_LOAD"]
+    __slots__ = ("flags", "offset", "vaddr", "filesz", "memsz")
+
+    def __init__(self, flags: int, offset: int, vaddr: int, filesz: int, memsz: int) -> None:
+        self.flags = flags
+        self.offset = offset
+        self.vaddr = vaddr
+        self.filesz = filesz
+        self.memsz = memsz
+
+
+class ElfImage(Comparable):
+    """What execve needs from an ELF file's headers; the segments' bytes stay in the file."""
+
+    __slots__ = ("dyn", "entry", "phoff", "phnum", "loads")
+
+    def __init__(self, dyn: bool, entry: int, phoff: int, phnum: int,
+                 loads: list[Segment]) -> None:
+        self.dyn = dyn
+        self.entry = entry
+        self.phoff = phoff
+        self.phnum = phnum
+        self.loads = loads
+
+
+def parse_elf(pread: Callable[[int, int], bytes], file_size: int) -> ElfImage:
+    """Read and check the ELF and program headers (at most 4 KiB of them, as Linux).
+
+    Only headers are read; ENOEXEC for anything that is not a static x86-64 executable whose
+    loadable segments lie inside the file."""
+    head = pread(64, 0)
+    if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+        raise GuestError(E.ENOEXEC, "not a 64-bit little-endian ELF file")
+    (e_type, machine, _, entry, phoff, _, _, _, phentsize,
+     phnum) = struct.unpack_from("<HHIQQQIHHH", head, 16)
+    if machine != EM_X86_64 or e_type not in (ET_EXEC, ET_DYN):
+        raise GuestError(E.ENOEXEC, "not an x86-64 executable")
+    if phentsize != PHDR_SIZE or not 0 < phnum * PHDR_SIZE <= MAX_PHDRS_BYTES:
+        raise GuestError(E.ENOEXEC, "bad program header table")
+    table = pread(phnum * PHDR_SIZE, phoff)
+    if len(table) != phnum * PHDR_SIZE:
+        raise GuestError(E.ENOEXEC, "program header table beyond the end of the file")
+    loads = []
+    for i in range(phnum):
+        p_type, flags, off, vaddr, _, filesz, memsz, _ = struct.unpack_from(
+            "<IIQQQQQQ", table, i * PHDR_SIZE)
+        if p_type == PT_INTERP:
+            raise GuestError(E.ENOEXEC, "dynamically linked programs are not supported")
+        if p_type != PT_LOAD:
+            continue
+        if filesz > memsz or off + filesz > file_size:
+            raise GuestError(E.ENOEXEC, "a loadable segment lies beyond the end of the file")
+        loads.append(Segment(flags, off, vaddr, filesz, memsz))
     if not loads:
         raise GuestError(E.ENOEXEC, "no loadable segment")
+    return ElfImage(e_type == ET_DYN, entry, phoff, phnum, loads)
+
+
+def load_elf(vm: VmSpace, elf: ElfImage, pread: Callable[[int, int], bytes],
+             name: str) -> tuple[int, int, int]:
+    """Map the PT_LOAD segments of elf, reading only their file bytes (pread(n, offset));
+    returns (entry, phdr address, phnum).
+
+    ENOMEM before any segment is read when their memory cannot fit the vkernel's limit."""
+    base = PIE_BASE if elf.dyn else 0
+    total = 0
+    for s in elf.loads:
+        if s.vaddr + s.memsz > USER_TOP or base + s.vaddr + s.memsz > USER_TOP:
+            raise GuestError(E.ENOEXEC, "segment out of range")
+        total += page_up(s.vaddr + s.memsz) - page_down(s.vaddr)
+    vm.check_room(total, len(elf.loads))
     phdr = 0
     top = 0
-    for s in loads:
-        start = page_down(base + s["p_vaddr"])
-        end = page_up(base + s["p_vaddr"] + s["p_memsz"])
-        if end > USER_TOP or s["p_filesz"] > s["p_memsz"]:
-            raise GuestError(E.ENOEXEC, "segment out of range")
-        vaddr, off, filesz = base + s["p_vaddr"], s["p_offset"], s["p_filesz"]
+    for s in elf.loads:
+        start = page_down(base + s.vaddr)
+        end = page_up(base + s.vaddr + s.memsz)
+        vaddr, off, filesz = base + s.vaddr, s.offset, s.filesz
         if start < top:  # shares a page with the previous segment: fill that part in place
             n = max(0, min(top, vaddr + filesz) - vaddr)
-            vm.poke(vaddr, image[off: off + n])
-            vm.poke(vaddr + n, bytes(max(0, min(top, vaddr + s["p_memsz"]) - vaddr - n)))
+            vm.poke(vaddr, pread(n, off) if n else b"")
+            vm.poke(vaddr + n, bytes(max(0, min(top, vaddr + s.memsz) - vaddr - n)))
             start = top
         skip = start - vaddr  # bytes of the segment already placed (negative: page lead)
         if skip <= 0:
-            data = bytes(-skip) + image[off: off + filesz]
+            data = bytes(-skip) + (pread(filesz, off) if filesz else b"")
         else:
-            data = image[off + skip: off + filesz]
+            data = pread(filesz - skip, off + skip) if filesz > skip else b""
         if end > start:
-            vm.mmap(start, end - start, _prot(s["p_flags"]), MAP_PRIVATE | MAP_FIXED,
+            vm.mmap(start, end - start, _prot(s.flags), MAP_PRIVATE | MAP_FIXED,
                     name=name, data=data, path=name, file_off=off + skip)
-        if s["p_offset"] <= elf["e_phoff"] < s["p_offset"] + s["p_filesz"]:
-            phdr = base + s["p_vaddr"] + elf["e_phoff"] - s["p_offset"]
+        if s.offset <= elf.phoff < s.offset + s.filesz:
+            phdr = base + s.vaddr + elf.phoff - s.offset
         top = max(top, end)
     vm.set_brk_start(top)
-    return base + elf["e_entry"], phdr, elf["e_phnum"]
+    return base + elf.entry, phdr, elf.phnum
 
 
 def build_stack(vm: VmSpace, argv: list[bytes], envp: list[bytes], execfn: bytes,

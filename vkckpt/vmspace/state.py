@@ -7,9 +7,10 @@ from vkckpt.vmspace.hostmem import HostBuffer
 from vkckpt.vmspace.vma import PAGE, Vma
 from vkckpt.vmspace.vmspace import USER_TOP, VmSpace
 
-#: VmSpace fields rebuilt rather than saved: the engine, the id allocator, and the limit
-#: (a kernel setting saved in the kernel record).
-TRANSIENT = {"engine", "alloc_bid", "limit"}
+#: VmSpace fields rebuilt rather than saved: the engine, the id allocator, the vkernel's
+#: memory account (its limit is saved in the kernel record), what this space charged to it
+#: (recomputed from the VMAs), the max_map_count setting and a per-slice counter.
+TRANSIENT = {"engine", "alloc_bid", "mem", "charged", "max_map_count", "region_adds"}
 
 
 def save_vmspace(vm: VmSpace) -> dict:
@@ -60,3 +61,10 @@ def load_vmspace(d: dict, vm: VmSpace, bufs: dict[int, HostBuffer]) -> None:
         vm.vmas.insert(v)
         vm._map(v)
         prev_end = end
+    if len(vm.vmas) > vm.max_map_count:
+        raise ImageError(f"an address space holds {len(vm.vmas)} VMAs, more than "
+                         f"max_map_count ({vm.max_map_count})")
+    vm._settle()
+    if vm.mem.used > vm.mem.limit:
+        raise ImageError(f"the image needs more than its memory limit of {vm.mem.limit} bytes "
+                         f"(mappings, page tables, engines and pipes)")

@@ -76,6 +76,7 @@ class VmaList:
     def __init__(self) -> None:
         self._starts: list[int] = []
         self._vmas: list[Vma] = []
+        self.bytes = 0  # sum of the VMAs' sizes, kept in step by insert and remove
 
     def __iter__(self):
         return iter(list(self._vmas))
@@ -115,13 +116,20 @@ class VmaList:
         i = bisect.bisect_left(self._starts, vma.start)
         self._starts.insert(i, vma.start)
         self._vmas.insert(i, vma)
+        self.bytes += vma.size
 
     def remove(self, vma: Vma) -> None:
         """Remove exactly this VMA object, dropping its reference on the buffer."""
         i = bisect.bisect_left(self._starts, vma.start)
         assert self._vmas[i] is vma
         del self._starts[i], self._vmas[i]
+        self.bytes -= vma.size
         vma.buf.decref()
+
+    def edges(self, start: int, end: int) -> tuple[list[Vma], int]:
+        """The VMAs carve(start, end) would touch, and how many edge pieces it would keep."""
+        old = self.overlapping(start, end)
+        return old, sum((v.start < start) + (v.end > end) for v in old)
 
     def carve(self, start: int, end: int, transform: Callable[[Vma], Vma] | None = None,
               ) -> tuple[list[Vma], list[Vma], list[Vma]]:
@@ -151,6 +159,24 @@ class VmaList:
         for v in old:
             v.buf.decref()
         return old, kept, cut
+
+    def merge(self, start: int, end: int) -> None:
+        """Join neighbours in [start, end) that are one mapping split in two: same buffer at
+        contiguous offsets, same protection, flags and name, anonymous (Linux's vma_merge)."""
+        i = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        while i + 1 < len(self._vmas) and self._vmas[i].start < end:
+            a, b = self._vmas[i], self._vmas[i + 1]
+            if a.end == b.start and a.buf is b.buf and a.off + a.size == b.off and \
+                    (a.prot, a.flags, a.name) == (b.prot, b.flags, b.name) and \
+                    not a.path and not b.path:
+                joined = a.replace(end=b.end)
+                a.buf.incref()
+                self.remove(a)
+                self.remove(b)
+                self.insert(joined)
+                a.buf.decref()
+            else:
+                i += 1
 
     def clear(self) -> None:
         """Remove every VMA (dropping all buffer references)."""

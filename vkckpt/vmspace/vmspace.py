@@ -8,6 +8,8 @@ from collections.abc import Callable
 from vkckpt.abi import errno as E
 from vkckpt.engine.engine import Engine
 from vkckpt.errors import GuestError
+from vkckpt.vmspace import arena
+from vkckpt.vmspace.account import MAX_MAP_COUNT, MemAccount, space_cost
 from vkckpt.vmspace.hostmem import HostBuffer
 from vkckpt.vmspace.vma import (
     MAP_ANONYMOUS,
@@ -33,21 +35,45 @@ class VmSpace:
 
     Invariant: every VMA with prot != 0 is mapped in the engine at its host address;
     PROT_NONE VMAs are not mapped at all, so any access faults like an unmapped page.
+    Invariant: `charged` (held in `mem`, the vkernel's account) is space_cost() of the
+    VMAs; an operation that would take the account past its limit, or the VMA count past
+    max_map_count, fails with ENOMEM before it changes anything.
     """
 
-    def __init__(self, engine: Engine, limit: int = 1 << 34,
-                 alloc_bid: Callable[[], int] | None = None) -> None:
+    def __init__(self, engine: Engine, mem: MemAccount | None = None,
+                 alloc_bid: Callable[[], int] | None = None,
+                 max_map_count: int = MAX_MAP_COUNT) -> None:
         self.engine = engine
         self.alloc_bid = alloc_bid or _local_ids()
         self.vmas = VmaList()
-        self.limit = limit
+        self.mem = mem if mem is not None else MemAccount()
+        self.max_map_count = max_map_count
+        self.charged = 0
+        self.region_adds = 0  # engine regions added in the running time slice (kernel.py)
         self.brk_start = 0
         self.brk = 0
+        self._settle()  # the engine's own cost; callers check room first (fits_new)
+
+    # -- accounting --------------------------------------------------------------------------
+    def check_room(self, nbytes: int, nvmas: int) -> None:
+        """ENOMEM unless nbytes more mapped and nvmas more VMAs fit the limits."""
+        if nvmas > 0 and len(self.vmas) + nvmas > self.max_map_count:
+            raise GuestError(E.ENOMEM, "too many mappings (max_map_count)")
+        grow = space_cost(self.vmas.bytes + nbytes, len(self.vmas) + nvmas) - self.charged
+        if grow > 0 and not self.mem.fits(grow):
+            raise GuestError(E.ENOMEM, "vkernel memory limit")
+
+    def _settle(self) -> None:
+        """Bring the account in step with the VMAs after a change."""
+        cost = space_cost(self.vmas.bytes, len(self.vmas))
+        self.mem.force(cost - self.charged)
+        self.charged = cost
 
     # -- engine mirroring --------------------------------------------------------------------
     def _map(self, v: Vma) -> None:
         if v.prot:
             self.engine.map_host(v.start, v.size, v.prot, v.host_addr(v.start))
+            self.region_adds += 1
 
     def _unmap(self, v: Vma) -> None:
         if v.prot:
@@ -59,9 +85,29 @@ class VmSpace:
         for v in new:
             self._map(v)
 
+    def _remap(self, start: int, end: int, change: Callable[[], object]) -> None:
+        """Run change() on the VMA list, merge equal neighbours around [start, end), and
+        bring the engine in step: regions that changed only their protection are changed in
+        place, the others unmapped and mapped (each new region is costly: arena.py)."""
+        lo, hi = max(start - 1, 0), end + 1
+        before = self.vmas.overlapping(lo, hi)
+        change()
+        self.vmas.merge(lo, hi)
+        after = self.vmas.overlapping(lo, hi)
+        gone = [v for v in before if not any(v is w for w in after)]
+        new = [v for v in after if not any(v is w for w in before)]
+        if len(gone) == len(new) and all(
+                (a.start, a.end, a.buf, a.off) == (b.start, b.end, b.buf, b.off) and a.prot and
+                b.prot for a, b in zip(gone, new, strict=True)):
+            for v in new:
+                self.engine.protect(v.start, v.size, v.prot)
+        else:
+            self._apply(gone, new)
+        self._settle()
+
     @property
     def mapped_bytes(self) -> int:
-        return sum(v.size for v in self.vmas)
+        return self.vmas.bytes
 
     # -- mmap family -------------------------------------------------------------------------
     def mmap(self, addr: int, length: int, prot: int, flags: int, name: str = "",
@@ -84,25 +130,35 @@ class VmSpace:
             if found is None:
                 raise GuestError(E.ENOMEM)
             addr = found
-        replaced = sum(min(v.end, addr + size) - max(v.start, addr)
-                       for v in self.vmas.overlapping(addr, addr + size)) if fixed else 0
-        if self.mapped_bytes - replaced + size > self.limit:
-            raise GuestError(E.ENOMEM, "vkernel memory limit")
+        old, kept = self.vmas.edges(addr, addr + size) if fixed else ([], 0)
+        replaced = sum(min(v.end, addr + size) - max(v.start, addr) for v in old)
+        self.check_room(size - replaced, 1 + kept - len(old))
         if fixed:
             self.unmap_range(addr, size)
-        buf = HostBuffer(size, self.alloc_bid())
+        if not data and not name and flags & MAP_ANONYMOUS and not flags & MAP_SHARED and \
+                size <= arena.MAX_IN_ARENA:
+            buf, off = arena.place(self.vmas, addr, size, self.alloc_bid)
+        else:
+            buf, off = HostBuffer(size, self.alloc_bid()), 0
         if data:
             buf.view[: min(len(data), size)] = data[:size]
         v = Vma(addr, addr + size, prot & 7, flags & ~(MAP_FIXED | MAP_FIXED_NOREPLACE),
-                name, buf, 0, path, file_off)
-        self.vmas.insert(v)
-        self._map(v)
+                name, buf, off, path, file_off)
+        self._remap(addr, addr + size, lambda: self.vmas.insert(v))
         return addr
 
     def unmap_range(self, addr: int, size: int) -> None:
-        """Remove [addr, addr+size) from the address space (munmap's core)."""
-        old, kept, _ = self.vmas.carve(addr, addr + size)
-        self._apply(old, kept)
+        """Remove [addr, addr+size) from the address space (munmap's core).
+
+        ENOMEM when splitting a VMA would pass max_map_count (as Linux's munmap)."""
+        old, kept = self.vmas.edges(addr, addr + size)
+        if len(self.vmas) + kept - len(old) > self.max_map_count:
+            raise GuestError(E.ENOMEM, "too many mappings (max_map_count)")
+        def cut() -> None:
+            for piece in self.vmas.carve(addr, addr + size)[2]:
+                if arena.window_of(piece) is not None and piece.buf.refs:
+                    piece.buf.zero(piece.off, piece.size)  # the arena lives on: free pages
+        self._remap(addr, addr + size, cut)
 
     def munmap(self, addr: int, length: int) -> None:
         """Implement munmap(2)."""
@@ -119,8 +175,12 @@ class VmSpace:
             return
         if not self.vmas.covered(addr, end):
             raise GuestError(E.ENOMEM)
-        old, kept, new = self.vmas.carve(addr, end, lambda v: v.replace(prot=prot & 7))
-        self._apply(old, kept + new)
+        old, kept = self.vmas.edges(addr, end)
+        if all(v.prot == prot & 7 for v in old):
+            return  # nothing changes: no split, no engine remap
+        self.check_room(0, kept)
+        self._remap(addr, end, lambda: self.vmas.carve(addr, end,
+                                                       lambda v: v.replace(prot=prot & 7)))
 
     def madvise(self, addr: int, length: int, advice: int) -> None:
         """Implement madvise(2): MADV_DONTNEED zeroes private pages, other advice is a hint."""
@@ -151,8 +211,11 @@ class VmSpace:
             return self.brk
         cur_end, want_end = page_up(self.brk), page_up(new)
         if want_end > cur_end:
-            if self.vmas.overlapping(cur_end, want_end) or \
-                    self.mapped_bytes + want_end - cur_end > self.limit:
+            if self.vmas.overlapping(cur_end, want_end):
+                return self.brk
+            try:
+                self.check_room(want_end - cur_end, 1)
+            except GuestError:
                 return self.brk
             self._grow_heap(cur_end, want_end)
         elif want_end < cur_end:
@@ -175,6 +238,7 @@ class VmSpace:
         self.vmas.insert(v)
         self._map(v)
         buf.decref()
+        self._settle()
 
     # -- memory access -----------------------------------------------------------------------
     def read(self, addr: int, size: int) -> bytes:
@@ -228,8 +292,13 @@ class VmSpace:
 
     # -- fork --------------------------------------------------------------------------------
     def fork(self, engine: Engine) -> VmSpace:
-        """A copy of this address space on another engine; MAP_SHARED memory stays shared."""
-        child = VmSpace(engine, self.limit, self.alloc_bid)
+        """A copy of this address space on another engine; MAP_SHARED memory stays shared.
+
+        The copy is charged in full (shared mappings too: every address space that maps a
+        page counts it), and ENOMEM comes before anything is copied."""
+        if not self.mem.fits(self.charged):
+            raise GuestError(E.ENOMEM, "vkernel memory limit")
+        child = VmSpace(engine, self.mem, self.alloc_bid, self.max_map_count)
         child.brk_start, child.brk = self.brk_start, self.brk
         copies: dict[int, HostBuffer] = {}
         for v in self.vmas:
@@ -243,11 +312,15 @@ class VmSpace:
             nv = v.replace(buf=nb)
             child.vmas.insert(nv)
             child._map(nv)
+        child._settle()
         return child
 
     def release(self) -> None:
-        """Drop every mapping (exit or exec); the engine itself is closed by the owner."""
+        """Drop every mapping (exit or exec) and give back what they and the engine cost;
+        the engine itself is closed by the owner."""
         self.vmas.clear()
+        self.mem.uncharge(self.charged)
+        self.charged = 0
 
 
 def _local_ids() -> Callable[[], int]:
