@@ -100,6 +100,7 @@ def abi_page() -> str:
                 lines += ["vkckpt's own system call, far above Linux's numbers; see",
                           ".BR checkpoint (2)."]
     lines += _cpu_section()
+    lines += _limits_section()
     lines += [
         ".SH NOTES",
         "Guest code runs at privilege level 3, as a Linux process does: a privileged",
@@ -138,6 +139,67 @@ def abi_page() -> str:
         ".BR syscalls (2)",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift}\\ {unit}"
+    return f"{n}\\ bytes"
+
+
+def _limits_section() -> list[str]:
+    """LIMITS: the errors guests get at the vkernel's resource bounds (vmspace/account.py,
+    fs/pipe.py, fs/hostfds.py), as Linux gives them at its own."""
+    from vkckpt.fs.hostfds import RESERVE
+    from vkckpt.fs.pipe import PIPE_COST
+    from vkckpt.hostout import COST as CONSOLE_COST
+    from vkckpt.vmspace import account as A
+
+    return [
+        ".SH LIMITS",
+        "One memory account bounds the whole vkernel",
+        f"(\\fB\\-\\-memory\\-limit\\fR, default {_size(A.DEFAULT_LIMIT)}):",
+        "every mapping of every process in full, whatever its protection, with",
+        f"{A.PTE_COST} bytes of page table per page and {_size(A.VMA_COST)} per mapping,",
+        f"{_size(A.ENGINE_COST)} per process for its engine, {_size(PIPE_COST)} per pipe,",
+        f"and {_size(CONSOLE_COST)} once for the console's output queue.",
+        "Only sizes and counts are charged, never host measurements, so a run and its",
+        "thaw reach the limit at the same call.",
+        ".TP",
+        ".B ENOMEM",
+        ".BR mmap ,",
+        ".BR mremap ,",
+        ".BR fork ,",
+        ".BR vfork ,",
+        ".B clone",
+        "and",
+        ".B execve",
+        "when the account would go over the limit;",
+        ".BR mmap ,",
+        ".B mprotect",
+        "and",
+        ".B munmap",
+        f"when a process would have more than {A.MAX_MAP_COUNT} mappings",
+        "(Linux's default",
+        ".IR vm.max_map_count ).",
+        ".B brk",
+        "leaves the break where it is, as Linux does.",
+        ".TP",
+        ".B ENFILE",
+        ".B pipe",
+        "and",
+        ".B pipe2",
+        "when the memory account has no room for a pipe's buffer;",
+        ".B open",
+        "and",
+        ".B openat",
+        "when guests hold every host descriptor but the",
+        f"{RESERVE} the vkernel keeps for its own work (images, the control socket,",
+        "statistics), out of the host's",
+        ".B RLIMIT_NOFILE",
+        "at start\\-up.",
+    ]
 
 
 def _hex(v: int) -> str:
