@@ -85,14 +85,21 @@ def test_cpuid_is_the_documented_model(facts: str) -> None:
     assert not ecx1 >> 30 & 1 and not ebx7 >> 18 & 1, "RDRAND/RDSEED must not be advertised"
 
 
-def _raw_cpuid(leaf: int, sub: int = 0) -> tuple[int, ...]:
-    """CPUID of the emulator's own model (no vkckpt hook)."""
+def _cpuid_engine() -> tuple[object, mmap.mmap]:
+    """A bare engine of the vkernel's CPU model with one page at 0x1000 holding `cpuid`
+    (the page is returned too: it must outlive the engine's use of it)."""
     uch = libuc.open_x86_64()
     select_model(uch)
     page = mmap.mmap(-1, 0x1000)
     page.write(bytes.fromhex("0fa2"))
     libuc.check(libuc.lib.uc_mem_map_ptr(uch, 0x1000, 0x1000, 7, ctypes.addressof(
         ctypes.c_char.from_buffer(page))))
+    return uch, page
+
+
+def _raw_cpuid(leaf: int, sub: int = 0) -> tuple[int, ...]:
+    """CPUID of the emulator's own model (no vkckpt hook)."""
+    uch, page = _cpuid_engine()
     for name, v in (("rax", leaf), ("rcx", sub)):
         libuc.lib.uc_reg_write(uch, C.X86_REG[name], ctypes.byref(ctypes.c_uint64(v)))
     libuc.check(libuc.lib.uc_emu_start(uch, 0x1000, 0x1002, 0, 0))
@@ -155,12 +162,7 @@ def test_tsc_hooks_read_the_block_clock(python: bool) -> None:
 
 @pytest.mark.parametrize("python", [False, True], ids=["native", "python"])
 def test_cpuid_hooks_answer_from_the_table(python: bool) -> None:
-    uch = libuc.open_x86_64()
-    select_model(uch)
-    page = mmap.mmap(-1, 0x1000)
-    page.write(bytes.fromhex("0fa2"))
-    libuc.check(libuc.lib.uc_mem_map_ptr(uch, 0x1000, 0x1000, 7, ctypes.addressof(
-        ctypes.c_char.from_buffer(page))))
+    uch, page = _cpuid_engine()
     counter = BlockCounter(uch, force_python=python)
     hooks = CpuHooks(uch, counter.state, native=not python)
     assert hooks.native is not python
