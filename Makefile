@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint bench soak fuzz crashtest guests clean
 
-$(STAMP): pyproject.toml setup.py
+$(STAMP): pyproject.toml setup.py vkckpt/engine/blockhook.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
