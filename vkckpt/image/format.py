@@ -874,15 +874,15 @@ class ImageReader:
         whole, body = hashlib.sha256(), hashlib.sha256()
         end = self.size - TRAILER_SIZE
         seal_at, count = (self._last_frame() if key is not None else (end, 0))
-        sealed = hashlib.sha256()
+        sealed = hashlib.sha256() if key is not None else None  # a third pass only if asked
         whole.update(self._header_raw)
         off = HEADER_SIZE
         while off < end:
             chunk = self._pread(off, min(8 << 20, end - off))
             whole.update(chunk)
             body.update(chunk)
-            if off < seal_at:
-                sealed.update(chunk[:seal_at - off])
+            if sealed is not None and off < seal_at:
+                sealed.update(memoryview(chunk)[:seal_at - off])
             off += len(chunk)
         if whole.digest() != self._trailer_hash:
             raise self._err("is corrupted (SHA-256 of its contents does not match its trailer)")
