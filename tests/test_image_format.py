@@ -289,6 +289,25 @@ def test_bit_flips_are_caught_by_verify(tmp_path: Path) -> None:
                 r.verify()
 
 
+@pytest.mark.parametrize("parallel", [False, True], ids=["one thread", "id aside"])
+def test_digests_of_a_large_image_catch_a_flip_anywhere(tmp_path: Path, parallel: bool) -> None:
+    """check_digests over more than 4 MiB of records (thaw hashes the image id on a second
+    thread there): a flipped bit in the first, middle or last record byte is refused."""
+    src = tmp_path / "big.img"
+    write_sample(src, "none", npages=2600)  # ~5 MiB of records
+    ImageReader(src).check_digests(parallel=parallel)
+    blob = src.read_bytes()
+    end = len(blob) - TRAILER_SIZE
+    assert end - HEADER_SIZE > 4 << 20
+    p = tmp_path / "f.img"
+    for off in (HEADER_SIZE, (HEADER_SIZE + end) // 2, end - 1):
+        bad = bytearray(blob)
+        bad[off] ^= 0x10
+        p.write_bytes(bad)
+        with pytest.raises(ImageError, match="corrupted"):
+            ImageReader(p).check_digests(parallel=parallel)
+
+
 def test_bad_page_crc_and_length_are_caught_by_pages(tmp_path: Path) -> None:
     src = tmp_path / "a.img"
     write_sample(src, "none", npages=1)

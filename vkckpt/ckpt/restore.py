@@ -126,7 +126,7 @@ class _DigestCheck:
     def _run(self, chain: list[ImageReader]) -> None:
         try:
             for r in chain:
-                r.check_digests()
+                r.check_digests(parallel=True)
         except ImageError as exc:
             self.error = exc
 

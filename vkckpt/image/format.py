@@ -85,6 +85,8 @@ _NO_ID = bytes(ID_LEN)
 #: add_pages calls with more chunks than this hash them on a helper thread (hashlib, zlib and
 #: file writes release the GIL, so hashing overlaps CRCs and writes on another core).
 _THREADED_CHUNKS = 2
+#: Record bytes above which check_digests(parallel=True) hashes the image id on a second thread.
+_PARALLEL_HASH = 4 << 20
 
 # Everything msgpack, struct, codecs and str decoding raise on malformed input.
 _DECODE_ERRORS: tuple[type[BaseException], ...] = (
@@ -865,31 +867,63 @@ class ImageReader:
             raise self._err(f"has a trailer claiming {count} records, impossible for its size")
         return count, digest
 
-    def check_digests(self, key: bytes | None = None) -> None:
+    def check_digests(self, key: bytes | None = None, *, parallel: bool = False) -> None:
         """Check the trailer's SHA-256 and the image id against the bytes, in one pass; with
         key, also that the image ends with a seal made with that key.
 
         Cheaper than verify() (no decoding): thaw runs it beside loading so a flipped bit
-        in a structural record can never be thawed. Releases the GIL while hashing."""
+        in a structural record can never be thawed. Releases the GIL while hashing; with
+        parallel (a caller that already imported threading), a large image's id digest is
+        computed on a second thread, reading the file on its own."""
         whole, body = hashlib.sha256(), hashlib.sha256()
         end = self.size - TRAILER_SIZE
         seal_at, count = (self._last_frame() if key is not None else (end, 0))
         sealed = hashlib.sha256() if key is not None else None  # a third pass only if asked
+        helper = self._hash_aside(body, end) if parallel and end > _PARALLEL_HASH else None
         whole.update(self._header_raw)
         off = HEADER_SIZE
         while off < end:
             chunk = self._pread(off, min(8 << 20, end - off))
             whole.update(chunk)
-            body.update(chunk)
+            if helper is None:
+                body.update(chunk)
             if sealed is not None and off < seal_at:
                 sealed.update(memoryview(chunk)[:seal_at - off])
             off += len(chunk)
+        if helper is not None:
+            helper()
         if whole.digest() != self._trailer_hash:
             raise self._err("is corrupted (SHA-256 of its contents does not match its trailer)")
         if body.digest()[:16] != self.header.image_id:
             raise self._err("is corrupted (its records do not match its image id)")
         if key is not None:
             self._check_seal(key, seal_at, count, sealed.digest())
+
+    def _hash_aside(self, h: Any, end: int) -> Callable[[], None]:
+        """Hash the records (HEADER_SIZE..end) into h on a helper thread; the returned
+        function joins it and raises its ImageError."""
+        import threading
+
+        failed: list[ImageError] = []
+
+        def run() -> None:
+            try:
+                off = HEADER_SIZE
+                while off < end:
+                    chunk = self._pread(off, min(8 << 20, end - off))
+                    h.update(chunk)
+                    off += len(chunk)
+            except ImageError as exc:
+                failed.append(exc)
+
+        t = threading.Thread(target=run, name="vkckpt-image-id", daemon=True)
+        t.start()
+
+        def join() -> None:
+            t.join()
+            if failed:
+                raise failed[0]
+        return join
 
     def _last_frame(self) -> tuple[int, int]:
         """(offset, index) of the last record frame."""
