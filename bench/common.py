@@ -35,7 +35,7 @@ class Profile:
     maps: int              # limits maps: mmap + mprotect pairs (and twice as many)
 
 
-FULL = Profile("full", 3, 4, 2, 1_000_000, 1024, 256, 200, 5, 1.0, 1500)
+FULL = Profile("full", 3, 4, 2, 1_000_000, 1024, 256, 200, 5, 1.0, 750)
 QUICK = Profile("quick", 1, 1, 1, 200_000, 256, 32, 40, 5, 0.1, 150)
 
 

@@ -36,9 +36,10 @@ if TYPE_CHECKING:
     from vkckpt.vmspace.vmspace import VmSpace
 
 NORETURN = object()  # a handler's result when it set the registers itself (or never returns)
-#: Engine regions a time slice may add before it ends early: each costs Unicorn more the more
-#: regions there are (vmspace/arena.py), and requests are served between slices only.
-REGION_ADDS_PER_SLICE = 256
+#: Engine region work a time slice may do before it ends early (VmSpace._map: 1 + n**2 / 65536
+#: per region added among n, so at most ~0.15 s however many regions there are): requests are
+#: served between slices only.
+REGION_WORK_PER_SLICE = 256
 
 
 class Deadlock(VkError):
@@ -199,7 +200,7 @@ class VKernel:
         if ret is NORETURN or ret is None:
             return True
         eng.syscall_return(ret, rip + 2, rflags)
-        if t.process.vm.region_adds >= REGION_ADDS_PER_SLICE:
+        if t.process.vm.region_work >= REGION_WORK_PER_SLICE:
             self.resched = True  # a guest-determined point: the schedule stays repeatable
         return self.resched or bool(t.deliverable())
 
@@ -273,7 +274,7 @@ class VKernel:
         self.resched = False
         eng.set_clock(self.sched.now_ns(), NS_PER_TICK)
         self.slice_out = 0
-        p.vm.region_adds = 0
+        p.vm.region_work = 0
         stop = eng.run(eng.reg("rip"), budget)
         used = budget - eng.counter.remaining
         self._run_budget = 0

@@ -10,7 +10,7 @@ from vkckpt.vmspace.vmspace import USER_TOP, VmSpace
 #: VmSpace fields rebuilt rather than saved: the engine, the id allocator, the vkernel's
 #: memory account (its limit is saved in the kernel record), what this space charged to it
 #: (recomputed from the VMAs), the max_map_count setting and a per-slice counter.
-TRANSIENT = {"engine", "alloc_bid", "mem", "charged", "max_map_count", "region_adds"}
+TRANSIENT = {"engine", "alloc_bid", "mem", "charged", "max_map_count", "region_work"}
 
 
 def save_vmspace(vm: VmSpace) -> dict:
