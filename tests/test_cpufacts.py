@@ -97,19 +97,25 @@ def _cpuid_engine() -> tuple[object, mmap.mmap]:
     return uch, page
 
 
-def _raw_cpuid(leaf: int, sub: int = 0) -> tuple[int, ...]:
-    """CPUID of the emulator's own model (no vkckpt hook)."""
-    uch, page = _cpuid_engine()
-    for name, v in (("rax", leaf), ("rcx", sub)):
+def _run_cpuid(uch: object, rax: int, rcx: int) -> tuple[int, ...]:
+    """Run the `cpuid` at 0x1000 of _cpuid_engine() with rax/rcx; its rax, rbx, rcx, rdx."""
+    for name, v in (("rax", rax), ("rcx", rcx)):
         libuc.lib.uc_reg_write(uch, C.X86_REG[name], ctypes.byref(ctypes.c_uint64(v)))
     libuc.check(libuc.lib.uc_emu_start(uch, 0x1000, 0x1002, 0, 0))
     out = []
     for name in ("rax", "rbx", "rcx", "rdx"):
         v = ctypes.c_uint64()
         libuc.lib.uc_reg_read(uch, C.X86_REG[name], ctypes.byref(v))
-        out.append(v.value & 0xFFFF_FFFF)
-    libuc.lib.uc_close(uch)
+        out.append(v.value)
     return tuple(out)
+
+
+def _raw_cpuid(leaf: int, sub: int = 0) -> tuple[int, ...]:
+    """CPUID of the emulator's own model (no vkckpt hook)."""
+    uch, page = _cpuid_engine()
+    out = tuple(v & 0xFFFF_FFFF for v in _run_cpuid(uch, leaf, sub))
+    libuc.lib.uc_close(uch)
+    return out
 
 
 def test_every_advertised_feature_is_in_the_emulated_model() -> None:
@@ -168,15 +174,8 @@ def test_cpuid_hooks_answer_from_the_table(python: bool) -> None:
     assert hooks.native is not python
     for leaf, sub in ((0, 5), (1, 0), (4, 1), (4, 2), (4, 9), (7, 0), (0x80000002, 3),
                       (0x40000000, 0), (0xFFFFFFFF, 0)):
-        for name, v in (("rax", leaf | 0xAB << 32), ("rcx", sub)):
-            libuc.lib.uc_reg_write(uch, C.X86_REG[name], ctypes.byref(ctypes.c_uint64(v)))
-        libuc.check(libuc.lib.uc_emu_start(uch, 0x1000, 0x1002, 0, 0))
-        got = []
-        for name in ("rax", "rbx", "rcx", "rdx"):
-            v = ctypes.c_uint64()
-            libuc.lib.uc_reg_read(uch, C.X86_REG[name], ctypes.byref(v))
-            got.append(v.value)
-        assert tuple(got) == cpumodel.cpuid(leaf, sub), (hex(leaf), sub)
+        got = _run_cpuid(uch, leaf | 0xAB << 32, sub)
+        assert got == cpumodel.cpuid(leaf, sub), (hex(leaf), sub)
     counter.close()
     libuc.lib.uc_close(uch)
 
