@@ -28,12 +28,13 @@ import errno
 import mmap
 import os
 
+from vkckpt.abi.mman import PAGE
+
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     import numpy as np
 
-PAGE = 4096
 PAGE_IS_WRITTEN = 1 << 1
 PAGE_IS_PRESENT = 1 << 3
 PAGE_IS_SWAPPED = 1 << 4

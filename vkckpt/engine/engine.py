@@ -22,7 +22,6 @@ from vkckpt.engine.preempt import BlockCounter, NoCounter
 from vkckpt.errors import GuestError
 from vkckpt.record import Comparable
 
-PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 _emu_start, _emu_stop = lib.uc_emu_start, lib.uc_emu_stop
 _mem_read, _mem_write = lib.uc_mem_read, lib.uc_mem_write
 _context_save, _context_restore = lib.uc_context_save, lib.uc_context_restore

@@ -44,6 +44,7 @@ from types import ModuleType, TracebackType
 
 import msgpack
 
+from vkckpt.abi.mman import PAGE
 from vkckpt.errors import ImageError
 from vkckpt.fs import hostfs
 from vkckpt.image import migrate
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
 
 FORMAT_MAJOR = 1
 FORMAT_MINOR = 0
-PAGE = 4096
 CODECS = {"none": 0, "zstd": 1}
 CODEC_NAMES = {v: k for k, v in CODECS.items()}
 

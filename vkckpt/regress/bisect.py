@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 
 import msgpack
 
+from vkckpt.abi.mman import PAGE
 from vkckpt.ckpt.restore import load_chain
 from vkckpt.ckpt.snapshot import RECORD_VERSIONS, write_image
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
 
-PAGE = 4096
 MAX_FINDINGS = 40        # per report
 MAX_PER_RECORD = 12      # field differences listed per record
 

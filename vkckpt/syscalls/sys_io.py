@@ -7,6 +7,7 @@ import struct
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
 from vkckpt.abi import signals as S
+from vkckpt.abi.mman import PROT_READ, PROT_WRITE
 from vkckpt.errors import GuestError
 from vkckpt.fs.files import DirFile, HostFile
 from vkckpt.fs.pipe import PIPE_COST, Pipe, PipeEnd
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from vkckpt.threads.thread import Thread
 
 
-PROT_READ, PROT_WRITE = 1, 2
 TASK_SIZE = 0x7FFF_FFFF_F000  # the end of user space: access_ok()'s bound
 UIO_MAXIOV = 1024
 MAX_RW_COUNT = 0x7FFF_F000

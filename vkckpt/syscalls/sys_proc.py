@@ -8,9 +8,10 @@ import struct
 from vkckpt import task_clone, task_exec, task_exit
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
+from vkckpt.abi.mman import PROT_WRITE
 from vkckpt.errors import GuestError
 from vkckpt.syscalls.args import path_arg, s32, strv_arg
-from vkckpt.syscalls.sys_io import PROT_WRITE, user_span
+from vkckpt.syscalls.sys_io import user_span
 
 TYPE_CHECKING = False
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import struct
 
 from vkckpt.abi import errno as E
+from vkckpt.abi.mman import PROT_WRITE
 from vkckpt.engine.cpumodel import TSC_AUX
 from vkckpt.errors import GuestError
 from vkckpt.sched import EPOCH_NS, NS_PER_TICK
 from vkckpt.syscalls.args import put_timespec, s32, timespec_arg
-from vkckpt.syscalls.sys_io import PROT_WRITE, access_ok, deadline_at, user_span
+from vkckpt.syscalls.sys_io import access_ok, deadline_at, user_span
 from vkckpt.threads.wait import Block
 
 TYPE_CHECKING = False

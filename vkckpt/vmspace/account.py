@@ -9,9 +9,9 @@ have to provide is charged when it is promised (mmap, brk, fork), not when it is
 from __future__ import annotations
 
 from vkckpt.abi import errno as E
+from vkckpt.abi.mman import PAGE
 from vkckpt.errors import GuestError
 
-PAGE = 4096
 #: Host page-table and bookkeeping bytes per mapped guest page (one 8-byte PTE per page).
 PTE_COST = 8
 #: Host bookkeeping per VMA: the Vma record, the engine's memory region and its TLB entries.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 import mmap
 
+from vkckpt.abi.mman import PAGE
+
 # The interpreter's own symbols include libc's; ctypes.util.find_library would spawn a
 # compiler or ldconfig subprocess (and import subprocess) just to name the same library.
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -15,7 +17,6 @@ _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _MAP_NORESERVE = 0x4000
 _MAP_FAILED = ctypes.c_void_p(-1).value
-PAGE = 4096
 
 
 class HostBuffer:

@@ -5,18 +5,19 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 
+from vkckpt.abi.mman import (  # noqa: F401 - re-exported: callers import them from here
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_FIXED_NOREPLACE,
+    MAP_GROWSDOWN,
+    MAP_NORESERVE,
+    MAP_PRIVATE,
+    MAP_SHARED,
+    MAP_STACK,
+    PAGE,
+)
 from vkckpt.record import Value
 from vkckpt.vmspace.hostmem import HostBuffer
-
-PAGE = 4096
-MAP_SHARED = 0x01
-MAP_PRIVATE = 0x02
-MAP_FIXED = 0x10
-MAP_ANONYMOUS = 0x20
-MAP_GROWSDOWN = 0x100
-MAP_NORESERVE = 0x4000
-MAP_FIXED_NOREPLACE = 0x100000
-MAP_STACK = 0x20000
 
 
 def page_down(x: int) -> int:

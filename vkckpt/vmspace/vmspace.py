@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Callable
 
 from vkckpt.abi import errno as E
+from vkckpt.abi.mman import MADV_DONTNEED
 from vkckpt.engine.engine import Engine
 from vkckpt.errors import GuestError
 from vkckpt.vmspace import arena
@@ -27,7 +28,6 @@ MMAP_TOP = 0x7F00_0000_0000
 MMAP_BOTTOM = 0x1_0000
 USER_TOP = 0x7FFF_FFFF_F000
 HEAP_RESERVE = 1 << 30
-MADV_DONTNEED = 4
 
 
 class VmSpace:

@@ -1,0 +1,16 @@
+"""Memory-management numbers of Linux x86-64: the page size, mmap/mprotect/madvise flags."""
+
+PAGE = 4096
+
+PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
+
+MAP_SHARED = 0x01
+MAP_PRIVATE = 0x02
+MAP_FIXED = 0x10
+MAP_ANONYMOUS = 0x20
+MAP_GROWSDOWN = 0x100
+MAP_NORESERVE = 0x4000
+MAP_STACK = 0x20000
+MAP_FIXED_NOREPLACE = 0x100000
+
+MADV_DONTNEED = 4
