@@ -348,6 +348,7 @@ def test_reclaim_removes_only_temp_files_of_dead_runs(tmp_path: Path) -> None:
         f"{hostfs.TEMP_PREFIX}{dead}.5.{rnd}0": False,
         f"x{hostfs.TEMP_PREFIX}{dead}.5.{rnd}": False,
         f"out.img.tmp.{dead}.abcd1234": False,                     # not ours to judge
+        f"{hostfs.TEMP_PREFIX}9999999999.5.{rnd}": False,          # no such pid can exist
     }
     for n in names:
         (d / n).write_text("left behind")

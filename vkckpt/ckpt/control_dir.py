@@ -15,6 +15,7 @@ import stat
 import tempfile
 
 from vkckpt.errors import VkError
+from vkckpt.fs.hostfs import pid_alive
 
 SUFFIX = ".sock"
 
@@ -114,7 +115,7 @@ def remove_dead_sockets(dir_fd: int) -> list[str]:
         if not (stem.isascii() and stem.isdigit()) or stem.startswith("0"):
             continue
         pid = int(stem)
-        if pid == os.getpid() or _alive(pid):
+        if pid == os.getpid() or pid_alive(pid):
             continue
         try:
             if stat.S_ISSOCK(os.lstat(name, dir_fd=dir_fd).st_mode):
@@ -123,13 +124,3 @@ def remove_dead_sockets(dir_fd: int) -> list[str]:
         except OSError:
             continue
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, OSError):
-        return True  # EPERM: it exists; anything else: leave its socket alone
-    return True

@@ -217,18 +217,24 @@ def temp_name() -> str:
     return f"{TEMP_PREFIX}{pid}.{start}.{os.urandom(8).hex()}"
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether host process pid may exist: False only when kill(pid, 0) says ESRCH (EPERM:
+    it exists; any other answer, or a pid too large for the host: leave its files alone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):
+        return True
+    return True
+
+
 def _owner_dead(pid: int, start: int) -> bool:
     if pid == os.getpid():
         return False
     now = _start_time(pid)
     if now is None:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        return not pid_alive(pid)
     return start != 0 and now != start  # the pid was reused by another process
 
 
