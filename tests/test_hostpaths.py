@@ -117,7 +117,10 @@ def test_sigusr1_freeze_uses_the_image_directory_pinned_at_start_up(make_root, h
     assert p.returncode == 0, err
     assert b"frozen at tick" in err
     assert os.listdir(hostdir) == [], "the SIGUSR1 image went through the planted symlink"
-    ImageReader(root / "imgs.moved" / "out.img").verify()
+    img = ImageReader(root / "imgs.moved" / "out.img")
+    img.verify()
+    kernel = next(r.fields for r in img.records() if r.type == "kernel")
+    assert kernel["root"] == "", "an image inside the root must not record the host root"
 
 
 def test_control_request_into_the_root_never_follows_a_guest_symlink(make_root, host,

@@ -99,14 +99,12 @@ def save_process(p: Process, fids: dict[int, int], scope: list[int] | None) -> d
     }
 
 
-def root_hint(k: VKernel, path: str, dir_fd: int | None = None) -> str:
-    """The guest root as an image at path records it: empty when the image lies inside the
-    root, where guests can read it (and thaw needs --root anyway, see ckpt/trust.py).
-    With dir_fd, where that directory is now decides (a guest may have renamed the path's
-    directories meanwhile; the image goes where the fd is)."""
-    root = k.root.host_root
-    where = os.path.realpath(path) if dir_fd is None else os.readlink(f"/proc/self/fd/{dir_fd}")
-    return "" if os.path.commonpath([root, where]) == root else root
+def root_hint(k: VKernel, dir_fd: int) -> str:
+    """The guest root as an image created in directory dir_fd records it: empty when that
+    directory lies inside the root, where guests can read it (and thaw needs --root anyway,
+    see ckpt/trust.py).  Where the fd is now decides: a guest may have renamed the image
+    path's directories meanwhile, and the image goes where the fd is."""
+    return "" if k.root.holds(os.readlink(f"/proc/self/fd/{dir_fd}")) else k.root.host_root
 
 
 def save_kernel(k: VKernel, scope: list[int] | None, woken: list[int],
@@ -152,8 +150,10 @@ def write_image(k: VKernel, path: str, *, scope: list[int] | None = None,
     live = [p for p in procs if not p.zombie]
     parent = k.last_image if incremental else None
     mine = None
-    if dir_fd is None and hostfs.pinned_dir(os.path.dirname(path) or ".") is None:
-        dir_fd = mine = _dir_in_root(k, path)
+    if dir_fd is None:
+        dir_fd = hostfs.pinned_dir(os.path.dirname(path) or ".")
+    if dir_fd is None:
+        dir_fd = mine = _open_image_dir(k, path)
     try:
         return _write(k, path, procs, live, scope, parent, codec, overrides or {}, progress,
                       fault_hook, background, dir_fd)
@@ -162,20 +162,21 @@ def write_image(k: VKernel, path: str, *, scope: list[int] | None = None,
             os.close(mine)  # the writer holds its own duplicate
 
 
-def _dir_in_root(k: VKernel, path: str) -> int | None:
-    """The directory of an image path named late (a control-socket request) that lies inside
-    the guest root, opened beneath the root fd without following a symlink the guests may
-    have planted there; None for a directory outside the root (the requester's to trust)."""
+def _open_image_dir(k: VKernel, path: str) -> int:
+    """The directory of an image path named late (a control-socket request), opened now:
+    inside the guest root beneath the root fd, without following a symlink the guests may
+    have planted there; outside it as named (the requester's to trust)."""
     head = os.path.dirname(os.path.abspath(path))
-    root = k.root.host_root
-    if os.path.commonpath([root, head]) != root:
-        return None
+    inside = k.root.holds(head)
     try:
-        return hostfs.open_beneath(k.root.root_fd, os.path.relpath(head, root),
+        if not inside:
+            return hostfs.open_dir(head)
+        return hostfs.open_beneath(k.root.root_fd, os.path.relpath(head, k.root.host_root),
                                    os.O_PATH | os.O_DIRECTORY)
     except OSError as exc:
-        raise ImageError(f"{path}: its directory inside the guest root cannot be opened "
-                         f"without following a guest's symlink ({exc.strerror})") from None
+        how = " without following a guest's symlink" if inside else ""
+        raise ImageError(f"cannot create checkpoint image {path}: its directory cannot be "
+                         f"opened{how} ({exc.strerror})") from None
 
 
 def _write(k: VKernel, path: str, procs: list[Process], live: list[Process],
@@ -192,7 +193,7 @@ def _write(k: VKernel, path: str, procs: list[Process], live: list[Process],
                        "processes": len(procs)}, critical=False)
         overrides = {tid: v for tid, v in overrides.items()
                      if tid in k.threads and _in_scope(k.threads[tid].process.pid, scope)}
-        w.add("kernel", save_kernel(k, scope, sorted(overrides), root_hint(k, path, dir_fd)))
+        w.add("kernel", save_kernel(k, scope, sorted(overrides), root_hint(k, dir_fd)))
         bufs: dict[int, HostBuffer] = {}
         cover = covered_pages(bufs, [p.vm for p in live])
         for bid in sorted(bufs):

@@ -169,10 +169,15 @@ class GuestRoot:
             parts.append(name)
         return Resolved("/" + "/".join(parts), self._host(parts))
 
+    def holds(self, host_path: str | os.PathLike[str]) -> bool:
+        """Whether an absolute host path lies (lexically) inside the root."""
+        hp = os.path.normpath(os.fsdecode(host_path))
+        return os.path.isabs(hp) and os.path.commonpath([self.host_root, hp]) == self.host_root
+
     def guest_path_of(self, host_path: str | os.PathLike[str]) -> str:
         """The guest path of a host path inside the root (lexically); ValueError otherwise."""
         hp = os.path.normpath(os.fsdecode(host_path))
-        if not os.path.isabs(hp) or os.path.commonpath([self.host_root, hp]) != self.host_root:
+        if not self.holds(hp):
             raise ValueError(f"{hp!r} is not inside guest root {self.host_root!r}")
         rel = os.path.relpath(hp, self.host_root)
         return "/" if rel == "." else "/" + rel
