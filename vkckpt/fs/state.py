@@ -165,7 +165,7 @@ def _reopen(d: dict, root: GuestRoot, allow_changed: bool, inodes: InodeTable,
         raise ImageError(f"file {d['id']!r}: path {path!r} is not an absolute guest path")
     if not isinstance(offset, int) or offset < 0:
         raise ImageError(f"file {d['id']!r} ({path}): negative offset {offset!r}")
-    fd = _open_as_recorded(d, root, read_only)
+    fd, host = _open_as_recorded(d, root, read_only)
     fp = fingerprint(fd)
     want = d["fingerprint"]
     if not isinstance(want, dict) or not {"size", "sha256"} <= set(want):
@@ -176,7 +176,7 @@ def _reopen(d: dict, root: GuestRoot, allow_changed: bool, inodes: InodeTable,
         raise FileChanged(f"{path}: changed since the freeze (size {want['size']} -> "
                           f"{fp['size']}); pass --allow-changed-files to thaw anyway")
     if d["kind"] == "dir":
-        f: HostFile = DirFile(fd, d["flags"], path, root.resolve(path, "/").host, inodes)
+        f: HostFile = DirFile(fd, d["flags"], path, host, inodes)
         f.pos = offset
     else:
         f = HostFile(fd, d["flags"], path, inodes)
@@ -184,9 +184,10 @@ def _reopen(d: dict, root: GuestRoot, allow_changed: bool, inodes: InodeTable,
     return f
 
 
-def _open_as_recorded(d: dict, root: GuestRoot, read_only: bool) -> int:
+def _open_as_recorded(d: dict, root: GuestRoot, read_only: bool) -> tuple[int, str]:
     """open(2) the file of record d without blocking or following a last symlink, and check
-    it is still the kind of file recorded; the host fd, with the recorded status flags."""
+    it is still the kind of file recorded; (the host fd, with the recorded status flags,
+    and its host path)."""
     from vkckpt.errors import GuestError
     path, is_dir = d["path"], d["kind"] == "dir"
     if is_dir:
@@ -194,8 +195,8 @@ def _open_as_recorded(d: dict, root: GuestRoot, read_only: bool) -> int:
     else:
         flags = os.O_RDONLY if read_only else d["flags"] & _REOPEN_MASK
     try:
-        fd = root.host_open(root.resolve(path, "/"),
-                            flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY)
+        r = root.resolve(path, "/")
+        fd = root.host_open(r, flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY)
     except GuestError as exc:
         raise FileChanged(f"{path}: cannot reopen inside the guest root "
                           f"({os.strerror(exc.errno)})") from None
@@ -206,6 +207,6 @@ def _open_as_recorded(d: dict, root: GuestRoot, read_only: bool) -> int:
                           " inside the guest root; refusing to reopen it")
     if not flags & os.O_NONBLOCK:
         os.set_blocking(fd, True)
-    return fd
+    return fd, r.host
 
 
