@@ -881,15 +881,12 @@ class ImageReader:
         sealed = hashlib.sha256() if key is not None else None  # a third pass only if asked
         helper = self._hash_aside(body, end) if parallel and end > _PARALLEL_HASH else None
         whole.update(self._header_raw)
-        off = HEADER_SIZE
-        while off < end:
-            chunk = self._pread(off, min(8 << 20, end - off))
+        for off, chunk in self._record_chunks(end):
             whole.update(chunk)
             if helper is None:
                 body.update(chunk)
             if sealed is not None and off < seal_at:
                 sealed.update(memoryview(chunk)[:seal_at - off])
-            off += len(chunk)
         if helper is not None:
             helper()
         if whole.digest() != self._trailer_hash:
@@ -898,6 +895,14 @@ class ImageReader:
             raise self._err("is corrupted (its records do not match its image id)")
         if key is not None:
             self._check_seal(key, seal_at, count, sealed.digest())
+
+    def _record_chunks(self, end: int) -> Iterator[tuple[int, bytes]]:
+        """(offset, bytes) of the records (HEADER_SIZE..end), read in 8 MiB chunks."""
+        off = HEADER_SIZE
+        while off < end:
+            chunk = self._pread(off, min(8 << 20, end - off))
+            yield off, chunk
+            off += len(chunk)
 
     def _hash_aside(self, h: Any, end: int) -> Callable[[], None]:
         """Hash the records (HEADER_SIZE..end) into h on a helper thread; the returned
@@ -908,11 +913,8 @@ class ImageReader:
 
         def run() -> None:
             try:
-                off = HEADER_SIZE
-                while off < end:
-                    chunk = self._pread(off, min(8 << 20, end - off))
+                for _, chunk in self._record_chunks(end):
                     h.update(chunk)
-                    off += len(chunk)
             except ImageError as exc:
                 failed.append(exc)
 
