@@ -24,6 +24,13 @@ import re
 import stat
 import struct
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the thaw path never imports typing (tests/test_startup.py)
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    T = TypeVar("T")
+
 RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_NO_SYMLINKS = 0x04
@@ -291,6 +298,17 @@ def _use_tmpfile() -> bool:
             and os.path.isdir("/proc/self/fd"))
 
 
+def _under_fresh_name(make: Callable[[str], T]) -> tuple[str, T]:
+    """Call make(name) with fresh temporary names until one does not exist yet; (that name,
+    what make returned)."""
+    while True:
+        name = temp_name()
+        try:
+            return name, make(name)
+        except FileExistsError:
+            continue
+
+
 class AtomicFile:
     """A new file in a directory fd that appears at its final name complete or not at all.
 
@@ -319,27 +337,14 @@ class AtomicFile:
 
     def _create_named(self, mode: int) -> int:
         flags = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_RDWR | os.O_CLOEXEC
-        while True:
-            name = temp_name()
-            try:
-                fd = os.open(name, flags, mode, dir_fd=self.dir_fd)
-            except FileExistsError:
-                continue
-            self.temp = name
-            return fd
+        self.temp, fd = _under_fresh_name(lambda n: os.open(n, flags, mode, dir_fd=self.dir_fd))
+        return fd
 
     def publish(self) -> None:
         """Give the (complete, synced) file its final name, replacing whatever is there."""
         if self.temp is None:
-            while True:
-                name = temp_name()
-                try:
-                    os.link(f"/proc/self/fd/{self.fd}", name, dst_dir_fd=self.dir_fd,
-                            follow_symlinks=True)
-                except FileExistsError:
-                    continue
-                self.temp = name
-                break
+            self.temp, _ = _under_fresh_name(lambda n: os.link(
+                f"/proc/self/fd/{self.fd}", n, dst_dir_fd=self.dir_fd, follow_symlinks=True))
         os.rename(self.temp, self.name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
         self.temp = None
 
