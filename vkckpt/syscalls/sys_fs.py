@@ -57,28 +57,28 @@ def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: in
     if os.path.isdir(r.host) and not os.path.islink(r.host):
         if flags & F.O_ACCMODE != F.O_RDONLY or creat:
             raise GuestError(E.EISDIR)
-        k.host_fds.take()
-        try:
-            fd = k.root.host_open(r, os.O_RDONLY | os.O_DIRECTORY)
-        except BaseException:
-            k.host_fds.give()
-            raise
+        fd = _host_open(k, r, os.O_RDONLY | os.O_DIRECTORY)
         return _install(k, t, DirFile(fd, flags & _OPEN_PASS, r.guest, r.host, k.inodes),
                         cloexec)
     if flags & F.O_DIRECTORY:
         raise GuestError(E.ENOTDIR)
     existed = os.path.lexists(r.host)
-    k.host_fds.take()
-    try:
-        fd = k.root.host_open(r, flags & _OPEN_PASS & ~F.O_NOFOLLOW,
-                              mode & ~t.process.umask & HOST_MODE_MASK)
-    except BaseException:
-        k.host_fds.give()
-        raise
+    fd = _host_open(k, r, flags & _OPEN_PASS & ~F.O_NOFOLLOW,
+                    mode & ~t.process.umask & HOST_MODE_MASK)
     f = HostFile(fd, flags & _OPEN_PASS, r.guest, k.inodes)
     if not existed or flags & F.O_TRUNC:
         f.touched()
     return _install(k, t, f, cloexec)
+
+
+def _host_open(k: VKernel, r: Resolved, flags: int, mode: int = 0o666) -> int:
+    """GuestRoot.host_open within the guests' host-descriptor budget (ENFILE when spent)."""
+    k.host_fds.take()
+    try:
+        return k.root.host_open(r, flags, mode)
+    except BaseException:
+        k.host_fds.give()
+        raise
 
 
 def _install(k: VKernel, t: Thread, f: HostFile, cloexec: bool) -> int:
