@@ -24,11 +24,11 @@ from vkckpt.runner import boot
 from vkckpt.testing.oracle import (
     Workload,
     freeze_points,
+    frozen_and_thawed_here,
     golden,
     make_root,
     run_until,
     thaw_in_new_process,
-    thaw_in_process,
 )
 
 WL = Workload("cpufacts", ("3000",), quantum=997)
@@ -200,14 +200,7 @@ def test_frozen_anywhere_thaws_with_the_same_facts(tmp_path: Path) -> None:
     points = freeze_points(gold, 6, seed=3)
     assert len(points) == 6
     for at in points:
-        root = make_root(tmp_path, [WL.name])
-        k, before, status = run_until(WL, root, at)
-        assert status is None
-        image = root / "x.img"
-        write_image(k, str(image))
-        k.shutdown()
-        after: list[bytes] = []
-        k2 = thaw_in_process(image, after, root=root)
+        before, after, k2 = frozen_and_thawed_here(WL, make_root(tmp_path, [WL.name]), at)
         assert k2.run() == gold.status
         assert b"".join(before) + b"".join(after) == gold.output, f"output differs at {at}"
         assert k2.sched.ticks == gold.ticks

@@ -11,6 +11,7 @@ from vkckpt.ckpt.snapshot import write_image
 from vkckpt.testing.oracle import (
     Workload,
     freeze_points,
+    frozen_and_thawed_here,
     golden,
     make_root,
     run_until,
@@ -49,13 +50,7 @@ def test_frozen_anywhere_thaws_identically_in_process(base: Path, wl: Workload) 
     points = freeze_points(gold, 12, seed=1)
     tried = 0
     for at in points:
-        root = make_root(base, [wl.name])
-        k, before, status = run_until(wl, root, at)
-        assert status is None
-        image = root / "x.img"
-        write_image(k, str(image))
-        after: list[bytes] = []
-        k2 = thaw_in_process(image, after, root)
+        before, after, k2 = frozen_and_thawed_here(wl, make_root(base, [wl.name]), at)
         status2 = k2.run()
         assert _combined(before, b"".join(after)) == gold.output, f"output differs at {at}"
         assert status2 == gold.status, f"status differs at {at}"

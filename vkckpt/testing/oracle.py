@@ -122,6 +122,20 @@ def thaw_in_process(image: Path, stdout: list[bytes], root: Path | None = None) 
                                         deliver_sigthaw=False))
 
 
+def frozen_and_thawed_here(wl: Workload, root: Path, at: int
+                           ) -> tuple[list[bytes], list[bytes], VKernel]:
+    """Run wl in root to tick `at`, freeze it into root/x.img and thaw that in this process:
+    (the output before the freeze, the thawed run's output list, the thawed vkernel)."""
+    k, before, status = run_until(wl, root, at)
+    if status is not None:
+        raise AssertionError(f"{wl.name} ended before tick {at}")
+    image = root / "x.img"
+    write_image(k, str(image))
+    k.shutdown()
+    after: list[bytes] = []
+    return before, after, thaw_in_process(image, after, root)
+
+
 def thaw_in_new_process(image: Path, root: Path, *extra: str) -> Outcome:
     """`vkckpt thaw IMAGE` in a fresh host process; its stats come back through --stats."""
     stats = image.with_suffix(".stats.yaml")
