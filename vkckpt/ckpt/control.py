@@ -18,7 +18,6 @@ import errno
 import os
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
@@ -148,7 +147,7 @@ class ControlServer:
         try:
             self._check_peer(conn)
         except (OSError, W.WireError) as exc:
-            _answer(conn, {"ok": False, "error": f"bad request: {_printable(exc)}"})
+            _answer(conn, {"ok": False, "error": f"bad request: {W.printable(exc)}"})
             return
         if not self._slots.acquire(blocking=False):
             _answer(conn, {"ok": False, "error": "busy: too many connections, try again"})
@@ -164,7 +163,7 @@ class ControlServer:
         try:
             body = self._read_request(conn)
         except (OSError, W.WireError) as exc:
-            _answer(conn, {"ok": False, "error": f"bad request: {_printable(exc)}"})
+            _answer(conn, {"ok": False, "error": f"bad request: {W.printable(exc)}"})
             return
         except Exception as exc:  # noqa: BLE001 - a peer never ends this thread with a trace
             _answer(conn, {"ok": False, "error": f"bad request: {type(exc).__name__}"})
@@ -179,8 +178,7 @@ class ControlServer:
     def _check_peer(self, conn: socket.socket) -> None:
         """WireError unless the peer runs as our effective uid or as root (SO_PEERCRED);
         checked before the peer gets a thread, so other users cannot take the slots."""
-        ucred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        pid, uid, _ = struct.unpack("3i", ucred)
+        pid, uid = W.peer_uid(conn)
         if uid not in (os.geteuid(), 0):
             if uid not in self._refused_uids and len(self._refused_uids) < 64:
                 self._refused_uids.add(uid)
@@ -190,25 +188,10 @@ class ControlServer:
                               f"{os.geteuid()} and root)")
 
     def _read_request(self, conn: socket.socket) -> dict:
-        deadline = time.monotonic() + REQUEST_TIMEOUT
-        data = b""
-        while b"\n" not in data:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise W.WireError(f"no complete request within {REQUEST_TIMEOUT:g} s")
-            conn.settimeout(left)
-            try:
-                chunk = conn.recv(4096)
-            except TimeoutError:
-                continue
-            if not chunk:
-                raise W.WireError("connection closed before the end of the request line")
-            data += chunk
-            if len(data) > W.MAX_LINE + 1:
-                raise W.WireError(f"request longer than {W.MAX_LINE} bytes")
-        line, _, rest = data.partition(b"\n")
-        if rest:
-            raise W.WireError("more than one request line")
+        try:
+            line = W.read_line(conn, time.monotonic() + REQUEST_TIMEOUT, "request")
+        except TimeoutError:
+            raise W.WireError(f"no complete request within {REQUEST_TIMEOUT:g} s") from None
         return W.check_request(W.decode(line))
 
     # -- the run loop's side ------------------------------------------------------------------
@@ -227,10 +210,10 @@ class ControlServer:
                       "image_id": res.header.image_id.hex(), "pages": res.pages}
             stop = body.get("stop", False)
         except (VkError, OSError, ValueError) as exc:
-            answer, stop = {"ok": False, "error": _printable(exc)}, False
+            answer, stop = {"ok": False, "error": W.printable(exc)}, False
             if req.conn is None:
                 self.failed_signal_freezes += 1
-                self.log(f"vkckpt: freeze requested by SIGUSR1 into {_printable(out)} "
+                self.log(f"vkckpt: freeze requested by SIGUSR1 into {W.printable(out)} "
                          f"failed: {answer['error']}")
         if req.conn is not None:
             _answer(req.conn, answer)
@@ -256,12 +239,6 @@ class ControlServer:
         except OSError:
             pass
         os.close(self._dir_fd)
-
-
-def _printable(obj: object) -> str:
-    """One line of text, safe for a JSON string and a terminal."""
-    text = str(obj).encode("utf-8", "backslashreplace").decode("utf-8")
-    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)[:1000]
 
 
 def _answer(conn: socket.socket, body: dict) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import socket
 import stat
-import struct
 import time
 
 from vkckpt.ckpt import control_wire as W
@@ -45,7 +44,9 @@ def request_freeze(host_pid: int, output: str, stop: bool, incremental: bool,
             s.sendall(request)
         except BrokenPipeError:
             pass  # a server that refused us at once has left its answer to read
-        line = _read_line(s, deadline)
+        line = W.read_line(s, deadline, "answer")
+    except W.WireError as exc:
+        raise VkError(f"vkckpt {host_pid} sent a malformed answer ({exc})") from None
     except TimeoutError:
         raise VkError(f"vkckpt {host_pid} did not answer within {timeout:g} s") from None
     except OSError as exc:
@@ -59,36 +60,12 @@ def request_freeze(host_pid: int, output: str, stop: bool, incremental: bool,
 
 
 def _check_server(s: socket.socket, path: str) -> None:
-    ucred = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _, uid, _ = struct.unpack("3i", ucred)
+    _, uid = W.peer_uid(s)
     if uid not in (os.geteuid(), 0):
         raise VkError(f"{path} is served by uid {uid}, neither you (uid {os.geteuid()}) "
                       f"nor root: not trusting it (check VKCKPT_CONTROL_DIR)")
 
 
-def _read_line(s: socket.socket, deadline: float) -> bytes:
-    """The one answer line, without its newline; VkError if too long, late or not alone."""
-    data = b""
-    while b"\n" not in data:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        s.settimeout(left)
-        chunk = s.recv(4096)
-        if not chunk:
-            raise VkError("the vkckpt closed the connection without a complete answer")
-        data += chunk
-        if len(data) > W.MAX_LINE + 1:
-            raise VkError(f"the vkckpt sent an over-long answer (more than {W.MAX_LINE} "
-                          f"bytes)")
-    line, _, rest = data.partition(b"\n")
-    if rest:
-        raise VkError("the vkckpt sent more than one answer")
-    return line
-
-
-def shown(text: str, limit: int = 300) -> str:
-    """A string from the server made safe for one terminal line (control characters
-    escaped, at most limit characters)."""
-    safe = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
-    return safe if len(safe) <= limit else safe[:limit] + "..."
+def shown(text: str) -> str:
+    """A string from the server made safe for one terminal line (at most 300 characters)."""
+    return W.printable(text, 300)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
+import time
 
 from vkckpt.errors import VkError
 
@@ -26,6 +29,43 @@ _HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 class WireError(VkError):
     """A message that breaks the protocol."""
+
+
+def peer_uid(sock: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    ucred = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, _ = struct.unpack("3i", ucred)
+    return pid, uid
+
+
+def read_line(sock: socket.socket, deadline: float, what: str) -> bytes:
+    """The one message line (a `what`: request or answer) the peer sends, without its
+    newline, by `deadline` (time.monotonic()).  TimeoutError when it is late; WireError
+    when the connection ends first, the line is too long or another follows it."""
+    data = b""
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        sock.settimeout(left)
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise WireError(f"the connection closed before the end of the {what} line")
+        data += chunk
+        if len(data) > MAX_LINE + 1:
+            raise WireError(f"{what} longer than {MAX_LINE} bytes")
+    line, _, rest = data.partition(b"\n")
+    if rest:
+        raise WireError(f"more than one {what} line")
+    return line
+
+
+def printable(obj: object, limit: int = 1000) -> str:
+    """str(obj) as one line safe for a JSON string and a terminal: control characters and
+    lone surrogates escaped, at most limit characters (then "...")."""
+    text = str(obj).encode("utf-8", "backslashreplace").decode("utf-8")
+    safe = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+    return safe if len(safe) <= limit else safe[:limit] + "..."
 
 
 def decode(line: bytes) -> dict:
