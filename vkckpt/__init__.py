@@ -10,9 +10,9 @@ from vkckpt.config import KernelConfig, ProcessSpec, load_config
 from vkckpt.errors import ConfigError, GuestError, ImageError, VkError
 from vkckpt.kernel import Deadlock, VKernel
 from vkckpt.runner import RunResult, boot, exit_code_of, run
+from vkckpt.version import __version__
 
-__version__ = "0.1.0"
 __all__ = [
     "ConfigError", "Deadlock", "GuestError", "ImageError", "KernelConfig", "ProcessSpec",
-    "RunResult", "VKernel", "VkError", "boot", "exit_code_of", "load_config", "run",
+    "RunResult", "VKernel", "VkError", "__version__", "boot", "exit_code_of", "load_config", "run",
 ]

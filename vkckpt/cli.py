@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from vkckpt import __version__
 from vkckpt.errors import ImageError, VkError
 from vkckpt.kernel import Deadlock
 from vkckpt.runner import EXIT_VKERNEL_ERROR, ProgramError
+from vkckpt.version import __version__
 
 #: Exit status of inspect/verify/freeze for a bad image or request, and for usage errors.
 EXIT_FAILURE, EXIT_USAGE = 1, 2

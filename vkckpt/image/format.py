@@ -50,6 +50,7 @@ from vkckpt.fs import hostfs
 from vkckpt.image import migrate
 from vkckpt.image.limits import DEFAULT_LIMITS, SCAN_ABOVE, SCAN_FREE, Limits
 from vkckpt.record import Comparable, Value
+from vkckpt.version import __version__
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -156,9 +157,7 @@ def _zstd() -> ModuleType:
 
 
 def _default_producer() -> str:
-    import vkckpt
-
-    return f"vkckpt {getattr(vkckpt, '__version__', '0')}"
+    return f"vkckpt {__version__}"
 
 
 def _fsync_dir(dir_fd: int) -> None:
