@@ -1,6 +1,7 @@
 """Memory-management numbers of Linux x86-64: the page size, mmap/mprotect/madvise flags."""
 
 PAGE = 4096
+TASK_SIZE = 0x7FFF_FFFF_F000  # the end of user space: access_ok()'s bound
 
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
 

@@ -1,0 +1,6 @@
+"""Fixed limits of the Linux x86-64 ABI that guests can observe."""
+
+NOFILE = 1024          # RLIMIT_NOFILE (soft and hard): descriptors are 0 .. NOFILE-1
+UIO_MAXIOV = 1024      # most iovecs one readv/writev/sendmsg takes
+MAX_RW_COUNT = 0x7FFF_F000  # most bytes one read/write moves (INT_MAX rounded down to a page)
+POLL_MAX_FDS = NOFILE  # poll/ppoll refuse more descriptors than RLIMIT_NOFILE (EINVAL)
