@@ -18,7 +18,7 @@ import pytest
 
 from vkckpt.ckpt import pages as PG
 from vkckpt.ckpt import wp
-from vkckpt.image.format import (
+from vkckpt.image import (
     PAGES,
     PAGES_VERSION,
     ImageReader,

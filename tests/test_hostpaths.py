@@ -18,12 +18,11 @@ import yaml
 
 from vkckpt.abi import errno as E
 from vkckpt.errors import GuestError
-from vkckpt.fs import hostfs
 from vkckpt.fs.files import DirFile
 from vkckpt.fs.inodes import InodeTable
 from vkckpt.fs.sandbox import GuestRoot
-from vkckpt.image import ImageReader
-from vkckpt.image.format import ImageWriter
+from vkckpt.host import fs as hostfs
+from vkckpt.image import ImageReader, ImageWriter
 
 
 def vk(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:

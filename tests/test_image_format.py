@@ -25,19 +25,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vkckpt.errors import ImageError
-from vkckpt.fs.hostfs import TEMP_PREFIX
+from vkckpt.host.fs import TEMP_PREFIX
 from vkckpt.image import (
     CODECS,
     DEFAULT_LIMITS,
+    HEADER_SIZE,
+    MAGIC,
     MIGRATIONS,
     PAGE,
+    TRAILER_MAGIC,
+    TRAILER_SIZE,
     Header,
     ImageReader,
+    ImageRecord,
     ImageWriter,
     Limits,
-    Record,
 )
-from vkckpt.image.format import HEADER_SIZE, MAGIC, TRAILER_MAGIC, TRAILER_SIZE
 
 VK = bytes(range(16))
 PARENT = b"P" * 16
@@ -127,9 +130,9 @@ def test_round_trip(tmp_path: Path, codec: str) -> None:
         assert r.header == hdr
         assert r.header.producer.startswith("vkckpt ")
         recs = list(r.records(KNOWN))
-        assert recs[0] == Record("kernel", 1, True,
-                                 {"blob": b"\x00\xff", "name": "vk0", "pid_next": 7,
-                                  "regs": [1, 2, 3]})
+        assert recs[0] == ImageRecord("kernel", 1, True,
+                                      {"blob": b"\x00\xff", "name": "vk0", "pid_next": 7,
+                                       "regs": [1, 2, 3]})
         assert recs[1].fields == {"tid": 1, "state": {"a": 1, "b": 2}}
         assert "debug.note" not in [x.type for x in recs]  # optional and unknown: skipped
         chunks = [x for x in recs if x.type == "pages"]
@@ -320,7 +323,7 @@ def test_bad_page_crc_and_length_are_caught_by_pages(tmp_path: Path) -> None:
         chunk = [x for x in r.records(KNOWN) if x.type == "pages"][-1]
         with pytest.raises(ImageError, match="fail their CRC check"):
             r.pages(chunk)
-        short = Record("pages", 1, True, {**chunk.fields, "data": chunk.fields["data"][:-1]})
+        short = ImageRecord("pages", 1, True, {**chunk.fields, "data": chunk.fields["data"][:-1]})
         with pytest.raises(ImageError, match="instead of"):
             r.pages(short)
         with pytest.raises(ImageError, match="fail their CRC check"):
@@ -398,8 +401,9 @@ def test_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         w.add("example.counter", {"n": 5, "keep": "x"}, version=1)
         w.add("example.counter", {"count": 6, "unit": "s"}, version=2)
     got = list(ImageReader(p).records({"example.counter": 2}))
-    assert got == [Record("example.counter", 2, True, {"keep": "x", "count": 5, "unit": "ticks"}),
-                   Record("example.counter", 2, True, {"count": 6, "unit": "s"})]
+    assert got == [
+        ImageRecord("example.counter", 2, True, {"keep": "x", "count": 5, "unit": "ticks"}),
+        ImageRecord("example.counter", 2, True, {"count": 6, "unit": "s"})]
     with pytest.raises(ImageError, match="no migration from it"):
         list(ImageReader(p).records({"example.counter": 3}))
     monkeypatch.setitem(MIGRATIONS, ("example.counter", 2),

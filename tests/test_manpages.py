@@ -36,13 +36,14 @@ import pytest
 
 import vkckpt
 from vkckpt import KernelConfig, ProcessSpec, boot
+from vkckpt import image as fmt
 from vkckpt.ckpt.freeze import FreezePlan, drive
 from vkckpt.ckpt.snapshot import RECORD_VERSIONS, write_image
 from vkckpt.cli import build_parser
 from vkckpt.engine import regs as R
 from vkckpt.guests.build import guest_path
-from vkckpt.image import format as fmt
 from vkckpt.image import limits
+from vkckpt.image.header import _HEADER
 from vkckpt.manpages import DATE, abi_page
 from vkckpt.syscalls.table import ENTRIES
 
@@ -306,7 +307,7 @@ def _documented_records() -> dict[str, tuple[int, bool, set[str]]]:
 
 def test_image_tables_match_the_format() -> None:
     header = _table("vkckpt-image.5", "header")
-    sizes = [struct.calcsize("<" + f) for f in re.findall(r"\d*[a-zA-Z]", fmt._HEADER.format[1:])]
+    sizes = [struct.calcsize("<" + f) for f in re.findall(r"\d*[a-zA-Z]", _HEADER.format[1:])]
     assert [s for _, s, _ in header] == [*sizes, 4]
     assert [o for o, _, _ in header] == [sum(sizes[:i]) for i in range(len(sizes) + 1)]
     assert header[-1][0] + header[-1][1] == fmt.HEADER_SIZE == 100

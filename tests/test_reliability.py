@@ -17,7 +17,7 @@ import pytest
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.snapshot import write_image
 from vkckpt.errors import ImageError
-from vkckpt.fs import hostfs
+from vkckpt.host import fs as hostfs
 from vkckpt.image import ImageReader
 from vkckpt.testing.crash import WRITER as CRASH_WRITER
 from vkckpt.testing.crash import crash

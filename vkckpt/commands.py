@@ -12,7 +12,7 @@ from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.trust import ImageKey, check_key_outside, load_key
 from vkckpt.config import KernelConfig, ProcessSpec, load_config, parse_memory_limit
 from vkckpt.errors import ConfigError, VkError
-from vkckpt.fs.hostfs import OutputPath, write_atomic
+from vkckpt.host.fs import OutputPath, write_atomic
 from vkckpt.kernel import VKernel
 from vkckpt.runner import EXIT_VKERNEL_ERROR, boot, exit_code_of, host_to_guest_program
 

@@ -18,9 +18,9 @@ from vkckpt.abi.syscalls import NAMES as SYSCALL_NAMES
 from vkckpt.config import KernelConfig
 from vkckpt.engine.engine import Stop
 from vkckpt.errors import GuestError, VkError
-from vkckpt.fs.hostfds import HostFds
 from vkckpt.fs.inodes import InodeTable
 from vkckpt.fs.sandbox import GuestRoot
+from vkckpt.host.fds import HostFds
 from vkckpt.sched import NS_PER_TICK, Scheduler
 from vkckpt.signals import deliver
 from vkckpt.threads.futex import FutexTable

@@ -150,9 +150,9 @@ def _size(n: int) -> str:
 
 def _limits_section() -> list[str]:
     """LIMITS: the errors guests get at the vkernel's resource bounds (vmspace/account.py,
-    fs/pipe.py, fs/hostfds.py), as Linux gives them at its own."""
-    from vkckpt.fs.hostfds import RESERVE
+    fs/pipe.py, host/fds.py), as Linux gives them at its own."""
     from vkckpt.fs.pipe import PIPE_COST
+    from vkckpt.host.fds import RESERVE
     from vkckpt.hostout import COST as CONSOLE_COST
     from vkckpt.vmspace import account as A
 

@@ -25,7 +25,7 @@ from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.snapshot import write_image
 from vkckpt.config import KernelConfig, ProcessSpec
 from vkckpt.guests.build import guest_path
-from vkckpt.image.format import FORMAT_MAJOR, FORMAT_MINOR
+from vkckpt.image import FORMAT_MAJOR, FORMAT_MINOR
 from vkckpt.runner import boot
 
 HERE = Path(__file__).resolve().parent

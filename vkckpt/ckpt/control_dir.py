@@ -15,7 +15,7 @@ import stat
 import tempfile
 
 from vkckpt.errors import VkError
-from vkckpt.fs.hostfs import pid_alive
+from vkckpt.host.fs import pid_alive
 
 SUFFIX = ".sock"
 

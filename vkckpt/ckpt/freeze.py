@@ -15,7 +15,7 @@ from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
 from vkckpt.ckpt.snapshot import FreezeResult, write_image
 from vkckpt.errors import ImageError, VkError
-from vkckpt.fs.hostfs import OutputPath
+from vkckpt.host.fs import OutputPath
 from vkckpt.record import Comparable
 from vkckpt.signals.deliver import send_to_process
 from vkckpt.signals.pending import SigInfo

@@ -22,8 +22,7 @@ from vkckpt.fs.fdtable import FdTable
 from vkckpt.fs.files import HostFile
 from vkckpt.fs.pipe import CAPACITY, Pipe
 from vkckpt.fs.state import load_file
-from vkckpt.image import ImageReader
-from vkckpt.image.format import MAX_CHUNK_PAGES, PageChunk
+from vkckpt.image import MAX_CHUNK_PAGES, ImageReader, PageChunk
 from vkckpt.image.limits import MAX_GUEST_MEMORY
 from vkckpt.kernel import VKernel
 from vkckpt.process import Process

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 from vkckpt.ckpt import pages as PG
 from vkckpt.errors import ImageError
-from vkckpt.fs import hostfs
 from vkckpt.fs.state import save_fdtable, save_file, save_pipe
+from vkckpt.host import fs as hostfs
 from vkckpt.image import ImageWriter
 from vkckpt.record import Comparable
 from vkckpt.signals.state import save_actions, save_pending

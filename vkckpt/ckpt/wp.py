@@ -1,13 +1,11 @@
-"""Host page-table queries for the page scans: written-page tracking and present pages (Linux).
+"""Written-page tracking for the page scans of incremental freezes (Linux).
 
-* userfaultfd in write-protect *async* mode (UFFD_FEATURE_WP_ASYNC, Linux 6.7): a protected
-  page's first write is resolved inside the host kernel -- no message, no handler thread,
-  ~0.5 us -- and only clears the page's protection mark.
-* the PAGEMAP_SCAN ioctl on /proc/self/pagemap (Linux 6.7) reports, for a range of pages,
-  which are present, swapped (or hold a protection marker), the shared zero page, or written
-  since they were last protected -- and re-protects them in the same page-table walk.
-* /proc/self/pagemap entries (any Linux) tell present and swapped pages; MADV_POPULATE_WRITE
-  (Linux 5.14) faults a range in with one call.
+Host buffers are registered with one userfaultfd in write-protect *async* mode
+(UFFD_FEATURE_WP_ASYNC, Linux 6.7): a protected page's first write is resolved inside the host
+kernel -- no message, no handler thread, ~0.5 us -- and only clears the page's protection
+mark; one PAGEMAP_SCAN walk per freeze reports the pages written since the last walk and
+re-protects them.  The system calls are vkckpt.host.pagemap's; this module decides what is
+protected and when, and whether the host's answers can be believed.
 
 Only populated pages (present, swapped or holding a marker) are ever write-protected: a
 page that is not populated has no data to lose, and its first write populates it without
@@ -24,181 +22,37 @@ from __future__ import annotations
 
 import _thread
 import ctypes
-import errno
 import mmap
 import os
 
 from vkckpt.abi.mman import PAGE
+from vkckpt.host.pagemap import (
+    PAGE_IS_PFNZERO,
+    PAGE_IS_PRESENT,
+    PAGE_IS_SWAPPED,
+    PAGE_IS_WRITTEN,
+    POPULATED,
+    discard,
+    populate_write,
+    present_pages,
+    regions,
+    scan,
+    scan_available,
+    uffd_open,
+    uffd_register_wp,
+)
 
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     import numpy as np
 
-PAGE_IS_WRITTEN = 1 << 1
-PAGE_IS_PRESENT = 1 << 3
-PAGE_IS_SWAPPED = 1 << 4
-PAGE_IS_PFNZERO = 1 << 5
+__all__ = [
+    "PAGE_IS_PFNZERO", "PAGE_IS_PRESENT", "PAGE_IS_SWAPPED", "PAGE_IS_WRITTEN", "Tracker",
+    "populate_write", "present_pages", "scan_available",
+]
 
-_PM_SCAN_WP_MATCHING = 1 << 0
-_PM_SCAN_CHECK_WPASYNC = 1 << 1
-_NR_USERFAULTFD = 323  # x86-64
-_UFFD_USER_MODE_ONLY = 1
-_UFFD_API = 0xAA
-_UFFD_FEATURE_WP_UNPOPULATED = 1 << 13
-_UFFD_FEATURE_WP_ASYNC = 1 << 15
-_UFFDIO_REGISTER_MODE_WP = 1 << 1
-_MADV_DONTNEED = 4
-_MADV_POPULATE_WRITE = 23
-
-
-def _iowr(kind: int, nr: int, size: int) -> int:
-    return (3 << 30) | (size << 16) | (kind << 8) | nr
-
-
-class _ScanArg(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_uint64) for n in (
-        "size", "flags", "start", "end", "walk_end", "vec", "vec_len", "max_pages",
-        "category_inverted", "category_mask", "category_anyof_mask", "return_mask")]
-
-
-class _Region(ctypes.Structure):
-    _fields_ = [("start", ctypes.c_uint64), ("end", ctypes.c_uint64),
-                ("categories", ctypes.c_uint64)]
-
-
-class _UffdApi(ctypes.Structure):
-    _fields_ = [("api", ctypes.c_uint64), ("features", ctypes.c_uint64),
-                ("ioctls", ctypes.c_uint64)]
-
-
-class _UffdRegister(ctypes.Structure):
-    _fields_ = [("start", ctypes.c_uint64), ("len", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                ("ioctls", ctypes.c_uint64)]
-
-
-_PAGEMAP_SCAN = _iowr(ord("f"), 16, ctypes.sizeof(_ScanArg))
-_UFFDIO_API = _iowr(0xAA, 0x3F, ctypes.sizeof(_UffdApi))
-_UFFDIO_REGISTER = _iowr(0xAA, 0x00, ctypes.sizeof(_UffdRegister))
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_ioctl = _libc.ioctl
-_ioctl.restype = ctypes.c_int
-_ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
-_madvise = _libc.madvise
-_madvise.restype = ctypes.c_int
-_madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-
-_VEC = 4096  # regions per PAGEMAP_SCAN call
 _lock = _thread.allocate_lock()  # the threading module costs 3 ms of start-up
-_pagemap_fd: int | None = None
-_scan_ok: bool | None = None
-
-
-def _err(what: str) -> OSError:
-    e = ctypes.get_errno()
-    return OSError(e, f"{what}: {os.strerror(e)}")
-
-
-def _pagemap() -> int:
-    global _pagemap_fd
-    if _pagemap_fd is None:
-        _pagemap_fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-    return _pagemap_fd
-
-
-_POPULATED = PAGE_IS_PRESENT | PAGE_IS_SWAPPED
-
-
-def regions(addr: int, npages: int, protect: bool = False,
-            want: int = PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_PFNZERO
-            ) -> list[tuple[int, int, int]]:
-    """PAGEMAP_SCAN of [addr, addr + npages pages): (first page, end page, categories) runs,
-    pages numbered from addr; pages the walk does not report are left out.
-
-    protect=True write-protects, in the same walk, every populated page (the range must be
-    registered with the tracker); only populated pages are then reported."""
-    out: list[tuple[int, int, int]] = []
-    if npages == 0:
-        return out
-    vec = (_Region * _VEC)()
-    end = addr + npages * PAGE
-    arg = _ScanArg(ctypes.sizeof(_ScanArg), _PM_SCAN_WP_MATCHING | _PM_SCAN_CHECK_WPASYNC
-                   if protect else 0, addr, end, 0, ctypes.addressof(vec), _VEC, 0, 0, 0,
-                   _POPULATED if protect else 0, want)
-    fd = _pagemap()
-    while True:
-        n = _ioctl(fd, _PAGEMAP_SCAN, ctypes.byref(arg))
-        if n < 0:
-            raise _err("PAGEMAP_SCAN")
-        for i in range(n):
-            r = vec[i]
-            out.append(((r.start - addr) // PAGE, (r.end - addr) // PAGE, r.categories))
-        # The vector is full only when the walk stopped early.  (walk_end is not used: some
-        # kernels leave a stale value there after an internal restart of the walk.)
-        if n < _VEC:
-            break
-        nxt = int(vec[n - 1].end)
-        if nxt <= arg.start:
-            raise OSError(errno.EIO, "PAGEMAP_SCAN made no progress")
-        arg.start = nxt
-    return out
-
-
-def scan(addr: int, npages: int, protect: bool = False,
-         want: int = PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_PFNZERO
-         ) -> np.ndarray:
-    """regions() as one uint8 of categories per page (0 where not reported)."""
-    import numpy as np
-
-    out = np.zeros(npages, dtype=np.uint8)
-    for a, b, c in regions(addr, npages, protect, want):
-        out[a:b] = c
-    return out
-
-
-def scan_available() -> bool:
-    """True when this host kernel has the PAGEMAP_SCAN ioctl."""
-    global _scan_ok
-    if _scan_ok is None:
-        m = mmap.mmap(-1, PAGE)
-        try:
-            addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
-            regions(addr, 1)
-            _scan_ok = True
-        except (OSError, ValueError):
-            _scan_ok = False
-        finally:
-            m.close()
-    return _scan_ok
-
-
-def present_pages(addr: int, npages: int) -> np.ndarray | None:
-    """Pages of [addr, ...) that are present or swapped (may hold data), or None if unknown.
-
-    For private anonymous memory, a page that is neither has never been written since it was
-    last discarded: it reads as zeros."""
-    import numpy as np
-
-    if npages == 0:
-        return np.zeros(0, dtype=bool)
-    try:
-        if scan_available():
-            return scan(addr, npages, want=PAGE_IS_PRESENT | PAGE_IS_SWAPPED) != 0
-        raw = os.pread(_pagemap(), npages * 8, addr // PAGE * 8)
-    except OSError:
-        return None
-    if len(raw) != npages * 8:
-        return None
-    return (np.frombuffer(raw, dtype=np.uint64) >> np.uint64(62)) != 0
-
-
-def populate_write(addr: int, size: int) -> None:
-    """Fault [addr, addr+size) in for writing with one call (no-op where unsupported)."""
-    if size > 0:
-        _madvise(addr, size, _MADV_POPULATE_WRITE)
 
 
 class Tracker:
@@ -226,12 +80,8 @@ class Tracker:
     def _open(cls) -> Tracker | None:
         if not scan_available():
             return None
-        fd = _syscall(_NR_USERFAULTFD, os.O_CLOEXEC | os.O_NONBLOCK | _UFFD_USER_MODE_ONLY)
-        if fd < 0:
-            return None
-        api = _UffdApi(_UFFD_API, _UFFD_FEATURE_WP_ASYNC | _UFFD_FEATURE_WP_UNPOPULATED, 0)
-        if _ioctl(fd, _UFFDIO_API, ctypes.byref(api)) != 0:
-            os.close(fd)
+        fd = uffd_open()
+        if fd is None:
             return None
         t = cls(fd)
         try:
@@ -246,15 +96,13 @@ class Tracker:
     def register(self, addr: int, size: int) -> None:
         """Track writes to [addr, addr+size) (a whole host mapping) and protect its populated
         pages."""
-        reg = _UffdRegister(addr, size, _UFFDIO_REGISTER_MODE_WP, 0)
-        if _ioctl(self.fd, _UFFDIO_REGISTER, ctypes.byref(reg)) != 0:
-            raise _err("UFFDIO_REGISTER")
+        uffd_register_wp(self.fd, addr, size)
         self.protect(addr, size)
 
     def protect(self, addr: int, size: int) -> None:
         """Write-protect the populated pages of [addr, addr+size): the next write to each
         marks it written (an unpopulated page is reported written once it is populated)."""
-        regions(addr, size // PAGE, protect=True, want=_POPULATED)
+        regions(addr, size // PAGE, protect=True, want=POPULATED)
 
     def harvest(self, addr: int, npages: int) -> np.ndarray:
         """Categories of the registered pages, then protect them all again (one walk)."""
@@ -268,7 +116,7 @@ class Tracker:
 
         def written(protect: bool) -> list[int]:
             return [p for a, b, c in regions(base, n, protect)
-                    if c & PAGE_IS_WRITTEN and c & _POPULATED for p in range(a, b)]
+                    if c & PAGE_IS_WRITTEN and c & POPULATED for p in range(a, b)]
 
         try:
             ctypes.memset(base, 1, PAGE)                    # page 0 present before
@@ -279,7 +127,7 @@ class Tracker:
             ctypes.memset(base + 8, 3, 8)                   # page 0: rewrite
             if written(True) != [0, 1] or written(False):  # reported, then re-protected
                 return False
-            _madvise(base, PAGE, _MADV_DONTNEED)            # page 0 discarded
+            discard(base, PAGE)                             # page 0 discarded
             cats = {p: c for a, b, c in regions(base, n) for p in range(a, b)}
             return not cats.get(0, 0) & PAGE_IS_PRESENT or bool(cats[0] & PAGE_IS_PFNZERO)
         finally:

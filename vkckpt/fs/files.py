@@ -9,7 +9,7 @@ import struct
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError
-from vkckpt.fs import hostfs
+from vkckpt.host import fs as hostfs
 
 TYPE_CHECKING = False
 

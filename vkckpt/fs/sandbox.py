@@ -10,7 +10,7 @@ temporary files) do not exist for guests: every lookup of one gives ENOENT.
 
 Opens cannot be redirected (no TOCTOU): the walk's result is opened by
 :meth:`GuestRoot.host_open` beneath a directory fd of the root held since start-up, with
-openat2(2) ``RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`` (``vkckpt.fs.hostfs``).  A host process
+openat2(2) ``RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`` (``vkckpt.host.fs``).  A host process
 that swaps a verified directory for a symlink between the walk and the open gets the open
 refused (EXDEV) before anything outside the root is touched; a symlink at the final name is
 never followed (ELOOP), as the walk already resolved it.  Other path operations (stat,
@@ -24,7 +24,7 @@ import stat
 
 from vkckpt.abi import errno as E
 from vkckpt.errors import ConfigError, GuestError
-from vkckpt.fs import hostfs
+from vkckpt.host import fs as hostfs
 from vkckpt.record import Value
 
 PATH_MAX = 4096  # including the terminating NUL

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vkckpt.fs import hostfs
+from vkckpt.host import fs as hostfs
 from vkckpt.image import ImageReader
 from vkckpt.testing.oracle import make_root
 
@@ -32,7 +32,7 @@ WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
     from vkckpt.ckpt.snapshot import write_image
-    from vkckpt.fs.hostfs import OutputPath
+    from vkckpt.host.fs import OutputPath
     from vkckpt.runner import boot
     from vkckpt.testing.oracle import Workload
     root, image = Path(sys.argv[1]), sys.argv[2]

@@ -78,7 +78,7 @@ def write_records(dst: Path, like: Path, recs: Recs, key: bytes | None = None) -
 
 def _encodable(r: list) -> bool:
     """Whether ImageWriter.add accepts record r (it refuses what its reader would)."""
-    from vkckpt.image.format import _canon
+    from vkckpt.image.codecs import _canon
     from vkckpt.image.limits import DEFAULT_LIMITS
     try:
         _canon(r[3], 2, DEFAULT_LIMITS)

@@ -6,6 +6,7 @@ import ctypes
 import mmap
 
 from vkckpt.abi.mman import PAGE
+from vkckpt.host.pagemap import present_pages
 
 # The interpreter's own symbols include libc's; ctypes.util.find_library would spawn a
 # compiler or ldconfig subprocess (and import subprocess) just to name the same library.
@@ -42,9 +43,8 @@ class HostBuffer:
 
         Only pages the host has ever backed are copied (the rest read as zeros in both), so
         forking a process with large untouched mappings costs no host memory for them."""
-        from vkckpt.ckpt import wp
         npages = length // PAGE
-        present = wp.present_pages(other.addr + off, npages) if npages > 16 else None
+        present = present_pages(other.addr + off, npages) if npages > 16 else None
         if present is None:
             ctypes.memmove(self.addr + off, other.addr + off, length)
             return

@@ -1,0 +1,373 @@
+"""Writing an image: ImageWriter streams records into a temporary file and commits it
+atomically, hashing page data where it lies (on a helper thread for large runs) and, if
+asked, finishing the durable part of the commit in the background."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import zlib
+from collections.abc import Callable
+from types import TracebackType
+
+import msgpack
+
+from vkckpt.abi.mman import PAGE
+from vkckpt.errors import ImageError
+from vkckpt.host import fs as hostfs
+from vkckpt.image.background import _Hasher, _in_background
+from vkckpt.image.codecs import CODECS, ZSTD_LEVEL, _canon, _EncodeError, _zstd
+from vkckpt.image.frames import MAX_CHUNK_PAGES, page_record_parts
+from vkckpt.image.header import (
+    _CODEC_SHIFT,
+    _NO_ID,
+    _U32,
+    FLAG_INCREMENTAL,
+    FORMAT_MAJOR,
+    FORMAT_MINOR,
+    HEADER_SIZE,
+    ID_LEN,
+    PRODUCER_LEN,
+    Header,
+    _default_producer,
+    trailer_bytes,
+)
+from vkckpt.image.limits import DEFAULT_LIMITS
+from vkckpt.image.seal import SEAL, seal_fields
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_REREAD_CHUNK = 4 << 20
+#: add_pages calls with more chunks than this hash them on a helper thread (hashlib, zlib and
+#: file writes release the GIL, so hashing overlaps CRCs and writes on another core).
+_THREADED_CHUNKS = 2
+
+
+def _fsync_dir(dir_fd: int) -> None:
+    """Make a rename in directory `dir_fd` durable (no-op where directories cannot be synced)."""
+    fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+class ImageWriter:
+    """Stream records into a temp file beside `path`; `commit` atomically replaces `path`.
+
+    The file is created in the directory `dir_fd` (a directory fd the caller took when it
+    trusted the name; default: `path`'s directory as pinned by a hostfs.OutputPath, else
+    opened now) under `path`'s final name: unnamed or under a hidden temporary name until
+    commit, then renamed onto that name without following a symlink there
+    (vkckpt.host.fs.AtomicFile).
+    Used as a context manager it aborts (removes the temp file, leaving `path` untouched)
+    when the block raises, and commits when it ends normally without an explicit commit.
+    Every failure, I/O errors included, is raised as an ImageError.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        vkernel_id: bytes,
+        parent_id: bytes | None = None,
+        incremental: bool = False,
+        codec: str = "none",
+        producer: str | None = None,
+        fault_hook: Callable[[int], None] | None = None,
+        dir_fd: int | None = None,
+        key: bytes | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self._key = key  # seals the image (see seal_input) when given
+        self.bytes_written = 0
+        self._state = "new"
+        where = f"checkpoint image {self.path}"
+        if not isinstance(vkernel_id, (bytes, bytearray)) or len(vkernel_id) != ID_LEN:
+            raise ImageError(f"{where}: the vkernel id must be {ID_LEN} bytes")
+        if parent_id is not None and (
+            not isinstance(parent_id, (bytes, bytearray)) or len(parent_id) != ID_LEN
+            or parent_id == _NO_ID
+        ):
+            raise ImageError(f"{where}: the parent image id must be {ID_LEN} non-zero bytes")
+        if incremental and parent_id is None:
+            raise ImageError(f"{where}: an incremental image needs a parent image id")
+        if codec not in CODECS:
+            raise ImageError(f"{where}: unknown codec {codec!r} (choose from {sorted(CODECS)})")
+        producer = _default_producer() if producer is None else producer
+        if (not producer.isascii() or "\0" in producer
+                or len(producer.encode("ascii")) > PRODUCER_LEN):
+            raise ImageError(f"{where}: the producer must be at most 32 ASCII characters")
+        self.vkernel_id = bytes(vkernel_id)
+        self.parent_id = None if parent_id is None else bytes(parent_id)
+        self.codec = codec
+        self.producer = producer
+        self._flags = (FLAG_INCREMENTAL if incremental else 0) | (CODECS[codec] << _CODEC_SHIFT)
+        self._cctx = _zstd().ZstdCompressor(level=ZSTD_LEVEL) if codec == "zstd" else None
+        self._lim = DEFAULT_LIMITS
+        self._fault_hook = fault_hook
+        self._count = 0
+        self._body_hash = hashlib.sha256()
+        self._dir = -1
+        try:
+            head, name = hostfs.split_output(self.path)
+            if dir_fd is None:
+                dir_fd = hostfs.pinned_dir(head)
+            self._dir = os.dup(dir_fd) if dir_fd is not None else hostfs.open_dir(head)
+            self._out = hostfs.AtomicFile(self._dir, name)
+            self._f = os.fdopen(self._out.fd, "r+b", closefd=False)  # closed by commit/abort
+        except OSError as e:
+            if self._dir >= 0:
+                os.close(self._dir)
+            raise ImageError(f"cannot create checkpoint image {self.path}: {e.strerror}") from e
+        self._state = "open"
+        self._io(self._write, bytes(HEADER_SIZE))  # placeholder; commit writes the real one
+
+    # -- context manager ---------------------------------------------------------------
+
+    def __enter__(self) -> ImageWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif self._state == "open":
+            self.commit()
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None) == "open":
+            try:
+                self.abort()
+            except Exception:  # never raise from a finalizer
+                pass
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _err(self, problem: str) -> ImageError:
+        return ImageError(f"cannot write checkpoint image {self.path}: {problem}")
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise self._err(f"the writer is already {self._state}")
+
+    def _write(self, data: bytes | memoryview) -> None:
+        if self._fault_hook is not None:
+            self._fault_hook(self.bytes_written)
+        self._f.write(data)
+        self.bytes_written += len(data)
+
+    def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run an I/O step; on OSError abort and raise an ImageError naming the file."""
+        try:
+            return fn(*args)
+        except OSError as e:
+            self.abort()
+            raise self._err(e.strerror or str(e)) from e
+
+    def _emit(self, rtype: str, payload: bytes) -> None:
+        n = len(payload)
+        if n > self._lim.max_record:
+            raise self._err(
+                f"record {rtype!r} encodes to {n} bytes, over the {self._lim.max_record} "
+                "byte limit; split it"
+            )
+        if self._count >= self._lim.max_records:
+            raise self._err(f"more than {self._lim.max_records} records")
+        frame = _U32.pack(n)
+        self._body_hash.update(frame)
+        self._body_hash.update(payload)
+        self._count += 1
+        self._io(self._write, frame)
+        self._io(self._write, payload)
+
+    def _emit_parts(self, parts: tuple, hasher: _Hasher | None) -> None:
+        """Append one record whose payload is the concatenation of parts (no copy made)."""
+        n = sum(len(p) for p in parts)
+        if n > self._lim.max_record:
+            raise self._err(f"a pages record encodes to {n} bytes, over the "
+                            f"{self._lim.max_record} byte limit")
+        if self._count >= self._lim.max_records:
+            raise self._err(f"more than {self._lim.max_records} records")
+        parts = (_U32.pack(n), *parts)
+        if hasher is not None:
+            hasher.put(parts)
+        else:
+            for p in parts:
+                self._body_hash.update(p)
+        self._count += 1
+        for p in parts:
+            self._io(self._write, p)
+
+    def add(self, type: str, fields: dict, *, version: int = 1, critical: bool = True) -> None:
+        """Append one record.  Fields must be msgpack-able (maps with str keys)."""
+        self._check_open()
+        if not isinstance(type, str) or not type:
+            raise self._err(f"record type {type!r} is not a non-empty string")
+        if builtin_type(version) is not int or version < 1:
+            raise self._err(f"record {type!r} version {version!r} is not an integer >= 1")
+        if builtin_type(critical) is not bool:
+            raise self._err(f"record {type!r} critical flag {critical!r} is not a bool")
+        if not isinstance(fields, dict) or not all(isinstance(k, str) for k in fields):
+            raise self._err(f"record {type!r} fields must be a dict with str keys")
+        try:
+            body = [type, version, critical, _canon(fields, 2, self._lim)]
+            payload = msgpack.packb(body, use_bin_type=True)
+        except _EncodeError as e:
+            where = "".join(reversed(e.where))
+            raise self._err(f"record {type!r} field {where}: {e.problem}") from None
+        except (TypeError, ValueError, OverflowError) as e:
+            raise self._err(f"record {type!r} cannot be encoded: {e}") from e
+        self._emit(type, payload)
+
+    def add_pages(self, buf: int, first_page: int, data: bytes | bytearray | memoryview) -> None:
+        """Append page data (length a multiple of PAGE) as "pages" records of <= 256 pages."""
+        self._check_open()
+        if builtin_type(buf) is not int or buf < 0:
+            raise self._err(f"page buffer id {buf!r} is not an integer >= 0")
+        if builtin_type(first_page) is not int or first_page < 0:
+            raise self._err(f"first page {first_page!r} is not an integer >= 0")
+        try:
+            mv = memoryview(data).cast("B")
+        except TypeError as e:
+            raise self._err(f"page data is not a contiguous bytes-like object ({e})") from e
+        if mv.nbytes % PAGE:
+            raise self._err(f"page data is {mv.nbytes} bytes, not a multiple of {PAGE}")
+        npages = mv.nbytes // PAGE
+        hasher = None
+        if npages > _THREADED_CHUNKS * MAX_CHUNK_PAGES:
+            hasher = _Hasher(self._body_hash)
+        try:
+            for i in range(0, npages, MAX_CHUNK_PAGES):
+                count = min(MAX_CHUNK_PAGES, npages - i)
+                chunk = mv[i * PAGE:(i + count) * PAGE]
+                codec, stored = 0, chunk
+                if self._cctx is not None:
+                    packed = self._cctx.compress(chunk)
+                    if len(packed) < len(chunk):
+                        codec, stored = CODECS["zstd"], packed
+                # the record is msgpack [PAGES, PAGES_VERSION, True, {sorted fields}], as
+                # packb would encode it, but the data is written and hashed where it lies
+                head, tail = page_record_parts(buf, codec, count, zlib.crc32(chunk),
+                                               len(stored), first_page + i)
+                self._emit_parts((head, stored, tail), hasher)
+        finally:
+            if hasher is not None:
+                hasher.close()
+                hasher.drain()  # the caller's data must not be read after we return
+
+    def commit(self) -> Header:
+        """Write the trailer and header, fsync, rename onto `path`, fsync the directory."""
+        header = self._seal()
+        self._make_durable(header)
+        return header
+
+    def commit_background(self) -> tuple[Header, Callable[[], None]]:
+        """commit() with its durable part on a helper thread: re-reading the file for its
+        checksum, fsync, rename and directory fsync.  Returns the header at once and a wait
+        function that blocks until the image is at `path`, raising the ImageError commit
+        would have.  `path` is untouched until then; the caller may change whatever it
+        gave the writer (every byte is already in the file)."""
+        header = self._seal()
+        join = _in_background("vkckpt-image-commit", self._make_durable, header)
+
+        def wait() -> None:
+            error = join()
+            if error is not None:
+                raise error
+        return header, wait
+
+    def _seal(self) -> Header:
+        self._check_open()
+        if self._key is not None:  # the last record: authenticates everything before it
+            h = Header(FORMAT_MAJOR, FORMAT_MINOR, self._flags, self.vkernel_id, _NO_ID,
+                       self.parent_id, self.producer)
+            self.add(SEAL, seal_fields(self._key, h, self._count,
+                                       self._body_hash.copy().digest()), critical=False)
+        self._state = "committing"
+        return Header(
+            FORMAT_MAJOR, FORMAT_MINOR, self._flags, self.vkernel_id,
+            self._body_hash.digest()[:ID_LEN], self.parent_id, self.producer,
+        )
+
+    def _make_durable(self, header: Header) -> None:
+        self._io(self._finish, header.to_bytes())  # on failure _io aborts: no temp file left
+        self._io(self._out.publish)
+        self._state = "committed"
+        try:
+            _fsync_dir(self._dir)
+        except OSError as e:
+            raise self._err(f"renamed into place but could not sync its directory: {e}") from e
+        finally:
+            self._release()
+
+    def _finish(self, head: bytes) -> None:
+        f = self._f
+        f.flush()
+        fd = f.fileno()
+        # The body goes to disk while it is read back and hashed (the first sync is most of
+        # the fsync's work; the one at the end then only has the trailer and header to do).
+        join_sync = None
+        if self.bytes_written > _REREAD_CHUNK:
+            join_sync = _in_background("vkckpt-image-sync", os.fdatasync, fd, daemon=True)
+        sync_error = None
+        try:
+            file_hash = hashlib.sha256(head)
+            buf = memoryview(bytearray(min(_REREAD_CHUNK, max(1, self.bytes_written))))
+            off, remaining = HEADER_SIZE, self.bytes_written - HEADER_SIZE
+            while remaining:
+                n = os.preadv(fd, [buf[:min(len(buf), remaining)]], off)
+                if not n:
+                    raise OSError(errno.EIO, "the temp file shrank while being written")
+                file_hash.update(buf[:n])
+                remaining -= n
+                off += n
+        finally:
+            if join_sync is not None:
+                sync_error = join_sync()
+        if sync_error is not None:
+            raise sync_error
+        f.seek(0, os.SEEK_END)
+        self._write(trailer_bytes(self._count, file_hash.digest()))
+        f.seek(0)
+        if self._fault_hook is not None:
+            self._fault_hook(self.bytes_written)
+        f.write(head)
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+
+    def abort(self) -> None:
+        """Discard the temp file; `path` is untouched.  Idempotent."""
+        if self._state not in ("open", "committing"):
+            return
+        self._state = "aborted"
+        try:
+            self._f.close()
+        except OSError:
+            pass
+        try:
+            self._out.discard()
+        except OSError:
+            pass
+        self._release()
+
+    def _release(self) -> None:
+        """Close the file and the directory fd once committed or aborted."""
+        self._out.close()
+        fd, self._dir = self._dir, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+builtin_type = type  # `type` is shadowed by the record-type parameter of ImageWriter.add
