@@ -24,6 +24,11 @@ import ctypes
 from vkckpt.engine import libuc
 from vkckpt.engine.ucconst import HOOK_BLOCK, X86_REG
 
+try:  # the optional C extension (setup.py); loaded through ctypes by _native_callback
+    from vkckpt.engine import _blockhook  # type: ignore[attr-defined]
+except ImportError:
+    _blockhook = None
+
 __all__ = ["UNLIMITED", "BlockCounter", "BlockState", "NoCounter", "native_available",
            "native_symbol", "new_state"]
 
@@ -81,14 +86,13 @@ def _native_callback() -> int | None:
     if not _native_tried:
         _native_tried = True
         try:
-            from vkckpt.engine import _blockhook  # type: ignore[attr-defined]
-
-            lib = ctypes.CDLL(_blockhook.__file__)
-            lib.vk_block_state_size.restype = ctypes.c_uint64
-            if lib.vk_block_state_size() == ctypes.sizeof(BlockState):
-                _native_cb = ctypes.cast(lib.vk_block_cb, ctypes.c_void_p).value
-                _native_lib.append(lib)
-        except (ImportError, OSError, AttributeError):
+            if _blockhook is not None:
+                lib = ctypes.CDLL(_blockhook.__file__)
+                lib.vk_block_state_size.restype = ctypes.c_uint64
+                if lib.vk_block_state_size() == ctypes.sizeof(BlockState):
+                    _native_cb = ctypes.cast(lib.vk_block_cb, ctypes.c_void_p).value
+                    _native_lib.append(lib)
+        except (OSError, AttributeError):
             _native_cb = None
     return _native_cb
 
