@@ -13,64 +13,22 @@ tick count alone makes that true for any divergence in control flow).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import msgpack
 
 from vkckpt.abi.mman import PAGE
 from vkckpt.ckpt.restore import load_chain
 from vkckpt.ckpt.snapshot import RECORD_VERSIONS, write_image
+from vkckpt.testing.digest import normalized, state_digest
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
 
 MAX_FINDINGS = 40        # per report
 MAX_PER_RECORD = 12      # field differences listed per record
-
-
-# -- digests -----------------------------------------------------------------------------------
-
-def _normalized(rtype: str, fields: dict) -> dict:
-    """Fields with host-only values removed: an open file's fingerprint mtime is the host's
-    clock at the last write (thaw uses it to detect changed files; the guest never sees it)."""
-    if rtype == "file" and isinstance(fields.get("fingerprint"), dict):
-        fields = {**fields, "fingerprint": {**fields["fingerprint"], "mtime_ns": None}}
-    return fields
-
-
-def image_digest(path: str | os.PathLike[str], *, memory: bool = True) -> str:
-    """SHA-256 over a full image's records (normalized; pages only when memory is True)."""
-    h = hashlib.sha256()
-    r = load_chain(str(path))[-1]
-    if r.header.incremental:
-        raise ValueError(f"{path}: digests are taken of full images only")
-    for rec in r.records(RECORD_VERSIONS):
-        if rec.type == "pages":
-            if memory:
-                f = rec.fields
-                h.update(msgpack.packb([f["buf"], f["first"], f["count"]]))
-                h.update(r.pages(rec))
-        elif rec.type != "meta":
-            h.update(msgpack.packb([rec.type, rec.version, _normalized(rec.type, rec.fields)],
-                                   use_bin_type=True))
-    return h.hexdigest()
-
-
-def state_digest(k: VKernel, tmp: Path, *, memory: bool = True) -> str:
-    """Digest of k's whole state (a full image of it, normalized); k is left as it was."""
-    path = tmp / f"digest-{os.getpid()}-{id(k)}.img"
-    saved = (k.last_image, k.page_base)
-    try:
-        write_image(k, str(path))
-        return image_digest(path, memory=memory)
-    finally:
-        k.last_image, k.page_base = saved
-        path.unlink(missing_ok=True)
 
 
 # -- images as comparable state ----------------------------------------------------------------
@@ -230,8 +188,8 @@ def _record_findings(g: ImageState, t: ImageState, labels: tuple[str, str]
                                    f"exists only in the {which} run"))
                 continue
             name = _record_name(rtype, key, a)
-            for n, (path, x, y) in enumerate(_walk(_normalized(rtype, a),
-                                                   _normalized(rtype, b), [])):
+            for n, (path, x, y) in enumerate(_walk(normalized(rtype, a),
+                                                   normalized(rtype, b), [])):
                 if n == MAX_PER_RECORD:
                     out.append(Finding(_category(rtype, path[0]), f"{name}: ... (more)"))
                     break
