@@ -15,6 +15,7 @@ import pytest
 
 from vkckpt.regress import bisect as B
 from vkckpt.regress import cases as C
+from vkckpt.regress.imagediff import diff_images
 from vkckpt.regress.kinds import KINDS
 from vkckpt.regress.trial import Trial
 from vkckpt.testing.oracle import run_noting
@@ -139,7 +140,7 @@ def test_diff_names_fds_signals_and_scheduler(tmp_path: Path) -> None:
     t.sigmask ^= 1 << 9
     live.k.procs[1].fds.fds.pop(max(live.k.procs[1].fds.fds))
     write_image(live.k, str(b))
-    cats = {f.category for f in B.diff_images(a, b)}
+    cats = {f.category for f in diff_images(a, b)}
     assert {"scheduler", "signals", "fds"} <= cats, cats
 
 

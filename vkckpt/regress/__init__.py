@@ -8,5 +8,6 @@ trial.py   one case's context: its root, golden run, thaws here and in fresh hos
 kinds/     one module per kind of case (points, iterated, chain, ckpt_signals, ckpt_self,
            fixture) and the KINDS table naming their runners
 bisect.py  narrowing a divergence to a scheduling point and naming the state that differs
+imagestate.py, imagediff.py   images read back as comparable state; their differences in words
 report.py  the results table, failure reports and JUnit XML
 """

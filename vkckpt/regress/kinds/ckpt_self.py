@@ -11,7 +11,8 @@ from pathlib import Path
 
 from vkckpt.ckpt.freeze import FreezePlan, drive
 from vkckpt.ckpt.snapshot import write_image
-from vkckpt.regress import bisect as B
+from vkckpt.regress.imagediff import MAX_FINDINGS, diff_states
+from vkckpt.regress.imagestate import load_state
 from vkckpt.regress.trial import CaseFailed, Trial
 from vkckpt.testing.outcome import Outcome, status_text
 from vkckpt.testing.workload import Workload
@@ -64,14 +65,14 @@ def _check_external(t: Trial, lines: list[str], end: Outcome) -> None:
 
 def _refreeze_identical(t: Trial, image: Path) -> None:
     """Thawed and frozen again at once, the image's state must be unchanged."""
-    st = B.load_state(image)
+    st = load_state(image)
     scope = (st.recs.get("kernel", {}).get(None) or {}).get("scope")
     live = t.thaw(image, "frozen")
     again = t.dir / "refrozen.img"
     write_image(live.k, str(again), scope=scope)
     live.k.shutdown()
-    findings = B.diff_states(st, B.load_state(again), labels=("image", "refrozen"))
+    findings = diff_states(st, load_state(again), labels=("image", "refrozen"))
     if findings:
         t.fail(f"thawed and frozen again, the image differs in {len(findings)} place(s)")
         t.report = "state that differs (image vs thawed and frozen again):\n" + \
-            "\n".join(f"  {f.category}: {f.text}" for f in findings[:B.MAX_FINDINGS])
+            "\n".join(f"  {f.category}: {f.text}" for f in findings[:MAX_FINDINGS])
