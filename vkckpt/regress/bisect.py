@@ -53,6 +53,7 @@ class BisectResult:
     note: str = ""
 
     def text(self) -> str:
+        """The report, as printed under a failed case."""
         lines = []
         if self.first is None:
             lines.append(f"bisect: {self.probes} probes; the state is identical at every "
@@ -81,6 +82,7 @@ class BisectResult:
 
 
 def _state(run: Runner, q: int, tmp: Path, memory: bool) -> tuple:
+    """What a run looks like at q: ended (status) or running (digest), and its tick."""
     k, status = run(q)
     try:
         if status is not None:

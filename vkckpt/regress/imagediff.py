@@ -41,6 +41,7 @@ _TYPE_CAT = {"file": "fds", "pipe": "fds", "waitq": "scheduler", "vmspace": "mem
 
 
 def _category(rtype: str, top: str) -> str:
+    """The category a field (top-level name `top`) of a record of rtype reports under."""
     if rtype == "thread":
         return _THREAD_CAT.get(top, "threads")
     if rtype == "process":
@@ -51,6 +52,7 @@ def _category(rtype: str, top: str) -> str:
 
 
 def _show(v: object) -> str:
+    """A field value in a finding (ints above 9 in hex, short bytes as a little-endian number)."""
     if isinstance(v, bool) or v is None:
         return repr(v)
     if isinstance(v, int):
@@ -62,6 +64,7 @@ def _show(v: object) -> str:
 
 
 def _walk(a: object, b: object, path: list[str]) -> Iterable[tuple[list[str], object, object]]:
+    """(path, a, b) for every leaf where a and b differ."""
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b), key=str):
             if a.get(k, _MISSING) != b.get(k, _MISSING):
@@ -83,6 +86,7 @@ _MISSING = _Missing()
 
 
 def _record_name(rtype: str, key: object, f: dict) -> str:
+    """A record in words."""
     if rtype == "thread":
         return f"thread {key} (pid {f.get('pid')})"
     if rtype in ("process", "vmspace"):
@@ -94,6 +98,7 @@ def _record_name(rtype: str, key: object, f: dict) -> str:
 
 def _record_findings(g: ImageState, t: ImageState, labels: tuple[str, str]
                      ) -> list[Finding]:
+    """Differences of every record but pages, field by field."""
     la, lb = labels
     out: list[Finding] = []
     for rtype in sorted(set(g.recs) | set(t.recs)):
@@ -125,11 +130,13 @@ def _record_findings(g: ImageState, t: ImageState, labels: tuple[str, str]
 
 
 def _prot(p: int) -> str:
+    """PROT_* bits as rwx."""
     return "".join(c if p & bit else "-" for c, bit in (("r", 1), ("w", 2), ("x", 4)))
 
 
 def _memory_findings(g: ImageState, t: ImageState, labels: tuple[str, str]
                      ) -> list[Finding]:
+    """Differing pages, as runs of guest addresses within each VMA."""
     la, lb = labels
     import numpy as np
 
@@ -189,4 +196,5 @@ def diff_states(g: ImageState, t: ImageState, *, memory: bool = True,
 
 def diff_images(golden: str | os.PathLike[str], thawed: str | os.PathLike[str], *,
                 memory: bool = True) -> list[Finding]:
+    """diff_states of two image files."""
     return diff_states(load_state(golden), load_state(thawed), memory=memory)

@@ -15,6 +15,7 @@ from vkckpt.ckpt.snapshot import RECORD_VERSIONS
 
 
 def _key(rtype: str, f: dict) -> object:
+    """The key that tells records of one type apart (None: one record of its type)."""
     keyfield = {"buffer": "bid", "pipe": "id", "file": "id", "process": "pid",
                 "vmspace": "pid", "thread": "tid"}.get(rtype)
     if keyfield:
@@ -33,6 +34,7 @@ class ImageState:
     pages: dict[int, dict[int, bytes]]
 
     def vmas(self, pid: int) -> list[list]:
+        """pid's VMAs as saved: [start, end, prot, flags, name, bid, offset, ...]."""
         return (self.recs.get("vmspace", {}).get(pid) or {}).get("vmas", [])
 
     def read(self, pid: int, addr: int, size: int) -> bytes | None:

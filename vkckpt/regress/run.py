@@ -34,6 +34,7 @@ class CaseResult:
 
     @property
     def ok(self) -> bool:
+        """The case passed."""
         return self.result == "pass"
 
 
