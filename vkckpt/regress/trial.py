@@ -12,12 +12,9 @@ from __future__ import annotations
 import random
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
 
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.guests.build import guest_path
@@ -26,7 +23,7 @@ from vkckpt.regress import bisect as B
 from vkckpt.regress.cases import HOST_METADATA, Case
 from vkckpt.runner import boot
 from vkckpt.testing.digest import state_digest
-from vkckpt.testing.oracle import freeze_points, run_noting
+from vkckpt.testing.oracle import freeze_points, run_noting, thaw_child
 from vkckpt.testing.outcome import Outcome
 
 CHILD_TIMEOUT = 300  # seconds; runs are bounded in ticks too (see Trial.child)
@@ -156,26 +153,19 @@ class Trial:
         """`vkckpt thaw IMAGE --stats` in a new host process (VKCKPT_TEST_FAULT inherited).
         A run to the end is stopped (frozen) at tick `limit` (default: twice the golden run's
         ticks), so a thawed run that goes astray ends as "still running" instead of hanging."""
-        stats = image.with_suffix(".stats.yaml")
-        stats.unlink(missing_ok=True)
         if not extra:
             if limit is None:
                 limit = 2 * self.golden().ticks + 100 * self.wl.quantum
             extra = ("--freeze-at", str(limit), "-o", str(image.with_suffix(".overrun.img")))
-        cmd = [sys.executable, "-m", "vkckpt", "thaw", str(image), "--root",
-               str(root or self.root.path), "--no-control", "--stats", str(stats), *extra]
-        if not sigthaw:
-            cmd.append("--no-sigthaw")
         try:
-            p = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL,
-                               timeout=CHILD_TIMEOUT)
+            p, st = thaw_child(image, root or self.root.path, *extra, sigthaw=sigthaw,
+                               stdin=subprocess.DEVNULL, timeout=CHILD_TIMEOUT)
         except subprocess.TimeoutExpired:
             raise CaseFailed(f"`vkckpt thaw {image.name}` did not finish in {CHILD_TIMEOUT} s"
                              ) from None
-        if not stats.exists():
+        if st is None:
             raise CaseFailed(f"`vkckpt thaw {image.name}` failed (exit {p.returncode}): "
                              f"{p.stderr.decode(errors='replace').strip()[-1500:]}")
-        st = yaml.safe_load(stats.read_text())
         err = b"".join(ln for ln in p.stderr.splitlines(keepends=True)
                        if not ln.startswith(b"vkckpt: "))
         return Outcome(p.stdout, err, st["status"], st["ticks"],

@@ -77,13 +77,24 @@ def frozen_and_thawed_here(wl: Workload, root: Path, at: int
     return before, after, thaw_in_process(image, after, root)
 
 
-def thaw_in_new_process(image: Path, root: Path, *extra: str) -> Outcome:
-    """`vkckpt thaw IMAGE` in a fresh host process; its stats come back through --stats."""
+def thaw_child(image: Path, root: Path, *extra: str, sigthaw: bool = False,
+               stdin: int | None = None, timeout: float = 600
+               ) -> tuple[subprocess.CompletedProcess[bytes], dict | None]:
+    """`vkckpt thaw IMAGE --stats` in a fresh host process: the finished process and its
+    stats (status, ticks, statuses; None when it wrote none).  Raises TimeoutExpired."""
     stats = image.with_suffix(".stats.yaml")
-    p = subprocess.run([sys.executable, "-m", "vkckpt", "thaw", str(image), "--root", str(root),
-                        "--no-control", "--no-sigthaw", "--stats", str(stats), *extra],
-                       capture_output=True, timeout=600)
-    if not stats.exists():
+    stats.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "vkckpt", "thaw", str(image), "--root", str(root),
+           "--no-control", "--stats", str(stats), *extra]
+    if not sigthaw:
+        cmd.append("--no-sigthaw")
+    p = subprocess.run(cmd, capture_output=True, stdin=stdin, timeout=timeout)
+    return p, (yaml.safe_load(stats.read_text()) if stats.exists() else None)
+
+
+def thaw_in_new_process(image: Path, root: Path, *extra: str) -> Outcome:
+    """thaw_child's outcome; AssertionError when the thaw failed."""
+    p, st = thaw_child(image, root, *extra)
+    if st is None:
         raise AssertionError(f"thaw failed ({p.returncode}): {p.stderr.decode()[-2000:]}")
-    st = yaml.safe_load(stats.read_text())
     return Outcome(p.stdout, p.stderr, st["status"], st["ticks"], st["statuses"])
