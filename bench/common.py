@@ -141,7 +141,7 @@ def timed_run(g: Guests, name: str, args: list[str], **kw: object) -> tuple[floa
 
 def run_until_lines(k: VKernel, out: Console, n: int) -> None:
     """Run k to the first scheduling point after its output has n complete lines."""
-    status = k.run(stop_when=lambda: out.lines >= n)
+    status = k.run(on_schedule_point=lambda _k: out.lines >= n)
     if status is not None:
         raise RuntimeError(f"guest ended (status {status}) before printing {n} lines: "
                            f"{out.text[-500:]}")

@@ -22,7 +22,7 @@ def run(p: Profile, g: Guests) -> Result:
     out = Console()
     k = boot(config(g, "spawner", [str(p.nproc), str(p.nthreads), "20"], out))
     t0 = time.perf_counter()
-    status = k.run(stop_when=lambda: out.lines >= 1)
+    status = k.run(on_schedule_point=lambda _k: out.lines >= 1)
     if status is not None:
         raise RuntimeError(f"spawner ended early: {out.text[-500:]}")
     r.add("start_s", time.perf_counter() - t0, "s")

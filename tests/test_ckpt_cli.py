@@ -12,7 +12,8 @@ from pathlib import Path
 import yaml
 
 from vkckpt.ckpt.snapshot import write_image
-from vkckpt.testing.oracle import Workload, freeze_points, golden, make_root, run_until
+from vkckpt.testing.oracle import Workload, freeze_points, golden, run_until
+from vkckpt.testing.workload import make_root
 
 
 def vk(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:

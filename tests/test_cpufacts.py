@@ -26,10 +26,10 @@ from vkckpt.testing.oracle import (
     freeze_points,
     frozen_and_thawed_here,
     golden,
-    make_root,
     run_until,
     thaw_in_new_process,
 )
+from vkckpt.testing.workload import make_root
 
 WL = Workload("cpufacts", ("3000",), quantum=997)
 

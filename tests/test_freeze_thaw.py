@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 
 from vkckpt.ckpt.snapshot import write_image
+from vkckpt.testing.digest import state_digest
 from vkckpt.testing.oracle import (
     Workload,
     freeze_points,
     frozen_and_thawed_here,
     golden,
-    make_root,
     run_until,
-    state_digest,
     thaw_in_new_process,
     thaw_in_process,
 )
+from vkckpt.testing.workload import make_root
 
 WORKLOADS = [
     Workload("pthreads"),            # mutex, condvar, TLS, futex waits at many points

@@ -18,7 +18,8 @@ import pytest
 
 from vkckpt.ckpt.snapshot import write_image
 from vkckpt.image import ImageReader
-from vkckpt.testing.oracle import Workload, make_root, run_until
+from vkckpt.testing.oracle import Workload, run_until
+from vkckpt.testing.workload import make_root
 
 DATA = Path(__file__).parent / "data" / "golden_images.json"
 

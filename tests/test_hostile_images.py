@@ -20,7 +20,8 @@ from vkckpt.errors import ImageError
 from vkckpt.image import ImageReader, ImageWriter
 from vkckpt.kernel import Deadlock
 from vkckpt.testing.hostile_images import FIELD_CASES
-from vkckpt.testing.oracle import Workload, freeze_points, golden, make_root, run_until
+from vkckpt.testing.oracle import Workload, freeze_points, golden, run_until
+from vkckpt.testing.workload import make_root
 
 
 @pytest.fixture(scope="module")

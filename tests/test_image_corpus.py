@@ -13,13 +13,17 @@ import pytest
 
 from vkckpt.ckpt.snapshot import write_image
 from vkckpt.testing import hostile_images as H
-from vkckpt.testing.oracle import Workload, freeze_points, golden, make_root, run_until
+from vkckpt.testing.oracle import Workload, freeze_points, golden, run_until
+from vkckpt.testing.workload import make_root
 
 #: What a command may cost on a crafted image: seconds, and KiB of RSS above its parent
 #: (the reader's limits allow about 4 million decoded objects a pass: ~270 MiB of lists).
 TIME_LIMIT = 60.0
 RSS_LIMIT_KIB = 384 << 10
 REFUSED_STATUS = {"thaw": 125, "verify": 1, "inspect": 1}
+#: The corpus's commands as `vkckpt ARGV`, each forked from one prepared interpreter.
+CLI_JOBS = ("import sys; from vkckpt.cli import main; from vkckpt.testing.forkrun import serve; "
+            "sys.exit(serve(sys.argv[1:], main))")
 
 
 def make_seed(base: Path) -> tuple[Path, Path]:
@@ -55,8 +59,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[H.Crafted], l
                          "stderr": f"{tag}.err", "cwd": str(base)})
     spec, out = base / "jobs.json", base / "results.json"
     spec.write_text(json.dumps({"jobs": jobs, "timeout": TIME_LIMIT}))
-    subprocess.run([sys.executable, "-m", "vkckpt.testing.hostile_images", str(spec), str(out)],
-                   check=True, timeout=1800)
+    subprocess.run([sys.executable, "-c", CLI_JOBS, str(spec), str(out)], check=True,
+                   timeout=1800)
     return cases, json.loads(out.read_text())
 
 

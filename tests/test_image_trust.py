@@ -19,7 +19,7 @@ from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.errors import ImageError
 from vkckpt.fs import state
 from vkckpt.testing import hostile_images as H
-from vkckpt.testing.oracle import make_root
+from vkckpt.testing.workload import make_root
 from vkckpt.vmspace.hostmem import HostBuffer
 
 

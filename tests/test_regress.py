@@ -15,7 +15,10 @@ import pytest
 
 from vkckpt.regress import bisect as B
 from vkckpt.regress import cases as C
-from vkckpt.regress.run import Trial, run_noting
+from vkckpt.regress.imagediff import diff_images
+from vkckpt.regress.kinds import KINDS
+from vkckpt.regress.trial import Trial
+from vkckpt.testing.oracle import run_noting
 
 DATA = Path(__file__).parent / "data"
 
@@ -42,7 +45,7 @@ def _rows(table: str) -> dict[str, list[str]]:
 def test_quick_profile_passes_with_junit(tmp_path: Path) -> None:
     names = [ln.split("\t")[0] for ln in regress("--quick", "--list").stdout.splitlines()]
     kinds = {ln.split("\t")[1] for ln in regress("--quick", "--list").stdout.splitlines()}
-    assert set(C.KINDS) <= kinds, "the quick profile must exercise every kind of case"
+    assert set(KINDS) <= kinds, "the quick profile must exercise every kind of case"
     assert "fixture/hello-v1.0" in names
     junit = tmp_path / "regress.xml"
     r = regress("--quick", "--jobs", "2", "--junit", str(junit))
@@ -100,7 +103,7 @@ def test_bisect_finds_a_divergence_in_the_middle(tmp_path: Path) -> None:
     at or after X, names the register and thread, and disassembles at rip."""
     case = C.Case("forkpipe/points", "points", C.WORKLOADS["forkpipe"], points=1)
     trial = Trial(case, tmp_path, seed=1, bisect=True, log=lambda s: None)
-    _, points = trial.golden()
+    points = trial.golden().points
     bad = points[len(points) // 2]
 
     def golden_at(q: int):  # noqa: ANN202
@@ -127,7 +130,7 @@ def test_diff_names_fds_signals_and_scheduler(tmp_path: Path) -> None:
     """Record-level differences land in the right categories."""
     case = C.Case("signals/points", "points", C.WORKLOADS["signals"], points=1)
     trial = Trial(case, tmp_path, seed=1, bisect=False, log=lambda s: None)
-    _, points = trial.golden()
+    points = trial.golden().points
     live = trial.boot(points[len(points) // 2])
     a, b = tmp_path / "a.img", tmp_path / "b.img"
     from vkckpt.ckpt.snapshot import write_image
@@ -137,7 +140,7 @@ def test_diff_names_fds_signals_and_scheduler(tmp_path: Path) -> None:
     t.sigmask ^= 1 << 9
     live.k.procs[1].fds.fds.pop(max(live.k.procs[1].fds.fds))
     write_image(live.k, str(b))
-    cats = {f.category for f in B.diff_images(a, b)}
+    cats = {f.category for f in diff_images(a, b)}
     assert {"scheduler", "signals", "fds"} <= cats, cats
 
 

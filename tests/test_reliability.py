@@ -21,8 +21,9 @@ from vkckpt.host import fs as hostfs
 from vkckpt.image import ImageReader
 from vkckpt.testing.crash import WRITER as CRASH_WRITER
 from vkckpt.testing.crash import crash
-from vkckpt.testing.oracle import Workload, golden, make_root, run_until
+from vkckpt.testing.oracle import Workload, golden, run_until
 from vkckpt.testing.soak import soak
+from vkckpt.testing.workload import make_root
 
 
 def test_sigkill_during_freezes_never_damages_the_last_image(tmp_path: Path) -> None:

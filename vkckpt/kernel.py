@@ -236,15 +236,22 @@ class VKernel:
 
     # -- the run loop ------------------------------------------------------------------------
     def run(self, until_ticks: int | None = None,
+            on_schedule_point: Callable[[VKernel], bool] | None = None,
             stop_when: Callable[[], bool] | None = None) -> int | None:
         """Schedule threads until init exits (returns its wait status), or return None at the
-        first scheduling point where ticks >= until_ticks, stop_when() holds, or a guest asked
-        for a checkpoint.  Stopping never shortens a time slice, so the schedule is the same
-        as in a run that never stopped."""
+        first scheduling point where ticks >= until_ticks, a guest asked for a checkpoint, or
+        the hook returns True.  on_schedule_point(k) is called at every scheduling point the
+        loop passes short of those (where a freeze may land); stop_when() is the same hook
+        without the kernel, kept for ckpt/freeze.py's protocol waits.  Stopping never shortens
+        a time slice, so the schedule is the same as in a run that never stopped."""
         while self.exit_status is None:
             if until_ticks is not None and self.sched.ticks >= until_ticks:
                 return None
-            if self.ckpt_request is not None or (stop_when is not None and stop_when()):
+            if self.ckpt_request is not None:
+                return None
+            if on_schedule_point is not None and on_schedule_point(self):
+                return None
+            if stop_when is not None and stop_when():
                 return None
             if self.out.backlogged():  # the host reads slowly: guests wait, requests do not
                 self.out.wait(hostout.BACKLOG, 0.05)

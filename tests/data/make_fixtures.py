@@ -26,6 +26,7 @@ from vkckpt.ckpt.snapshot import write_image
 from vkckpt.config import KernelConfig, ProcessSpec
 from vkckpt.guests.build import guest_path
 from vkckpt.image import FORMAT_MAJOR, FORMAT_MINOR
+from vkckpt.kernel import VKernel
 from vkckpt.runner import boot
 
 HERE = Path(__file__).resolve().parent
@@ -62,10 +63,10 @@ def make(force: bool = False) -> Path:
         k = boot(_config(root, gold_out))
         points: list[int] = []
 
-        def note() -> bool:
+        def note(k: VKernel) -> bool:
             points.append(k.sched.ticks)
             return False
-        status = k.run(stop_when=note)
+        status = k.run(on_schedule_point=note)
         inside = [p for p in points if 0 < p < k.sched.ticks]
         at = inside[len(inside) // 2]  # mid-run
         k.shutdown()

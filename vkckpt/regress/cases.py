@@ -1,6 +1,7 @@
 """What `vkckpt regress` runs: the workloads, the kinds of case, and the two profiles.
 
-A *case* is one workload exercised one way (its *kind*):
+A *case* is one workload exercised one way (its *kind*; kinds/ runs each, its KINDS table
+names them):
 
     points        freeze at K scheduling points of the golden run; thaw each image in a fresh
                   host process; compare output, statuses, ticks and state digests
@@ -24,11 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vkckpt.guests.build import guest_names
-from vkckpt.testing.oracle import Workload
+from vkckpt.testing.workload import Workload
 
 QUANTUM = 997  # small slices: dense scheduling (freeze) points
-
-KINDS = ("points", "iterated", "chain", "ckpt-signals", "ckpt-self", "fixture")
 
 #: Every workload the full profile runs, by name.  Quantum 997 unless the program is shorter
 #: than a few slices (then a smaller quantum still gives it several freeze points).

@@ -49,6 +49,7 @@ def failure_text(r: CaseResult) -> str:
 
 
 def print_failures(results: list[CaseResult], file: TextIO | None = None) -> None:
+    """failure_text of every case that did not pass."""
     file = file or sys.stdout
     for r in results:
         if not r.ok:

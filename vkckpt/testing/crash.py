@@ -22,9 +22,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.host import fs as hostfs
 from vkckpt.image import ImageReader
-from vkckpt.testing.oracle import make_root
+from vkckpt.testing.workload import make_root
 
 #: Started like `vkckpt run -o IMAGE`: the image directory is pinned (and dead runs' temp
 #: files reclaimed) before anything else; "up" is printed then, "img" after each image.
@@ -34,7 +35,7 @@ WRITER = textwrap.dedent("""
     from vkckpt.ckpt.snapshot import write_image
     from vkckpt.host.fs import OutputPath
     from vkckpt.runner import boot
-    from vkckpt.testing.oracle import Workload
+    from vkckpt.testing.workload import Workload
     root, image = Path(sys.argv[1]), sys.argv[2]
     out = OutputPath(image)
     print("up", flush=True)
@@ -66,7 +67,6 @@ def _dead_temps(directory: Path) -> list[str]:
 
 def _check_image(image: Path, status: int) -> str | None:
     """None if the image verifies, thaws and runs to `status`; else what went wrong."""
-    from vkckpt.ckpt.restore import ThawOptions, thaw
     try:
         ImageReader(image).verify()
         k = thaw(str(image), ThawOptions(stdout=lambda b: None, stderr=lambda b: None))

@@ -2,19 +2,14 @@
 what `vkckpt thaw`, `verify` and `inspect` must answer (tests/test_image_corpus.py).
 
 An answer is an exit status; every refusal must be exactly one stderr line and no
-traceback.  `run_cli` runs each command in a forked child of one prepared interpreter
-(fast: no start-up per command) with a time limit, and reports the child's peak RSS above
-its parent's, so a crafted image that costs host memory or hangs is caught too.
+traceback.  The commands run through testing/forkrun.py (each in a forked child, with a time
+limit and its peak RSS), so a crafted image that costs host memory or hangs is caught too.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import os
-import resource
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -252,73 +247,3 @@ def build(seed: Path, root: Path, work: Path) -> list[Crafted]:
     out.append(Crafted("sealed-in-root-without-key", inside, root=False, inspect=0,
                        why="could have written it"))
     return out
-
-
-def run_cli(jobs: list[dict], timeout: float = 60.0) -> list[dict]:
-    """Run each job's argv as `vkckpt ARGV` in a forked child of this process; return per
-    job its exit status (None after a kill at the time limit), stdout/stderr, seconds and
-    peak RSS above this process's (KiB)."""
-    from vkckpt import cli
-
-    results = []
-    for job in jobs:
-        outp, errp = Path(job["stdout"]), Path(job["stderr"])
-        base = _rss_kib()
-        t0 = time.monotonic()
-        pid = os.fork()
-        if pid == 0:  # the child: one `vkckpt` command, then _exit
-            code = 125
-            try:
-                fd0 = os.open(os.devnull, os.O_RDONLY)
-                fd1 = os.open(outp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                fd2 = os.open(errp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                for src, dst in ((fd0, 0), (fd1, 1), (fd2, 2)):
-                    os.dup2(src, dst)
-                os.chdir(job.get("cwd", "/"))
-                code = cli.main(job["argv"])
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else 1
-            except BaseException:
-                import traceback
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        status = rusage = None
-        while time.monotonic() - t0 < timeout:
-            got, st, ru = os.wait4(pid, os.WNOHANG)
-            if got:
-                status, rusage = st, ru
-                break
-            time.sleep(0.005)
-        if status is None:
-            os.kill(pid, 9)
-            _, status, rusage = os.wait4(pid, 0)
-            code = None
-        else:
-            code = os.waitstatus_to_exitcode(status)
-        results.append({"argv": job["argv"], "code": code,
-                        "seconds": time.monotonic() - t0,
-                        "rss_kib": rusage.ru_maxrss - base,
-                        "stdout": outp.read_bytes().decode(errors="replace"),
-                        "stderr": errp.read_bytes().decode(errors="replace")})
-    return results
-
-
-def _rss_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def main(argv: list[str]) -> int:
-    """python -m vkckpt.testing.hostile_images JOBS.json RESULTS.json (see run_cli)."""
-    jobs = json.loads(Path(argv[0]).read_text())
-    Path(argv[1]).write_text(json.dumps(run_cli(jobs["jobs"], jobs.get("timeout", 60.0))))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -17,7 +17,9 @@ from vkckpt.ckpt.snapshot import write_image
 from vkckpt.config import KernelConfig, ProcessSpec
 from vkckpt.kernel import VKernel
 from vkckpt.runner import boot
-from vkckpt.testing.oracle import make_root, state_digest, thaw_in_process
+from vkckpt.testing.digest import state_digest
+from vkckpt.testing.oracle import thaw_in_process
+from vkckpt.testing.workload import make_root
 
 MIXED = ["compute", "pthreads", "forkpipe"]
 
