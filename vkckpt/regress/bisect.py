@@ -64,12 +64,10 @@ def image_digest(path: str | os.PathLike[str], *, memory: bool = True) -> str:
 def state_digest(k: VKernel, tmp: Path, *, memory: bool = True) -> str:
     """Digest of k's whole state (a full image of it, normalized); k is left as it was."""
     path = tmp / f"digest-{os.getpid()}-{id(k)}.img"
-    saved = (k.last_image, k.page_base)
     try:
-        write_image(k, str(path))
+        write_image(k, str(path))  # no chain: k's own images are untouched
         return image_digest(path, memory=memory)
     finally:
-        k.last_image, k.page_base = saved
         path.unlink(missing_ok=True)
 
 

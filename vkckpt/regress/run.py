@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.freeze import FreezePlan, drive, freeze
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.snapshot import write_image
@@ -188,13 +189,15 @@ class Trial:
             live.status = live.k.run(until_ticks=until)
         return live
 
-    def thaw(self, image: Path, snap: str, until: int | None = None) -> Live:
+    def thaw(self, image: Path, snap: str, until: int | None = None,
+             chain: ImageChain | None = None) -> Live:
         """The image thawed in this process (root as saved under snap), run to until."""
         self.root.restore(snap)
         out: list[bytes] = []
         err: list[bytes] = []
         k = thaw(str(image), ThawOptions(root=str(self.root.path), stdout=out.append,
-                                         stderr=err.append, stdin=b"", deliver_sigthaw=False))
+                                         stderr=err.append, stdin=b"", deliver_sigthaw=False),
+                 chain=chain)
         k.log = _sink
         live = Live(k, out, err, k.exit_status)
         if until is not None and live.status is None:
@@ -351,6 +354,7 @@ class Trial:
         step = max(1, gold.ticks // (n + 1))
         live = self.boot()
         images: list[Path] = []
+        chain = ImageChain()
         while len(images) < n:
             target = (len(images) + 1) * step
             if live.k.sched.ticks >= target:
@@ -359,7 +363,7 @@ class Trial:
             if live.status is not None:
                 break
             images.append(self.dir / f"chain.{len(images) + 1:04d}.img")
-            write_image(live.k, str(images[-1]), incremental=len(images) > 1)
+            write_image(live.k, str(images[-1]), chain=chain, incremental=len(images) > 1)
         if not images:
             raise CaseFailed("the run ended before the first image of the chain")
         if len(images) < n:
@@ -379,11 +383,12 @@ class Trial:
         later = self.later_point(tick, points, gold.ticks)
         if later is None:
             return
-        live = self.thaw(images[-1], "frozen", later)
+        chain = ImageChain()
+        live = self.thaw(images[-1], "frozen", later, chain)
         if live.status is not None:
             raise CaseFailed(f"the thawed chain ended before tick {later}")
         image = self.dir / f"chain.{len(images) + 1:04d}.img"
-        write_image(live.k, str(image), incremental=True)
+        write_image(live.k, str(image), chain=chain, incremental=True)
         got = self.digest(live.k)
         out, err = before[0] + b"".join(live.out), before[1] + b"".join(live.err)
         live.k.shutdown()

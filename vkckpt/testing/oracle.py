@@ -107,9 +107,7 @@ def run_until(wl: Workload, root: Path, at: int) -> tuple[VKernel, list[bytes], 
 def state_digest(k: VKernel, tmp: Path) -> str:
     """SHA-256 of a full image of k: registers, memory, files, signals, scheduler, clock."""
     path = tmp / f"digest-{os.getpid()}-{id(k)}.img"
-    saved = (k.last_image, k.page_base)
-    write_image(k, str(path))
-    k.last_image, k.page_base = saved
+    write_image(k, str(path))  # no chain: k's own images are untouched
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     path.unlink()
     return digest
