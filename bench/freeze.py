@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 from bench.common import Console, Guests, Profile, Result, config, mb, run_until_lines
+from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.freeze import freeze
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.kernel import VKernel
@@ -103,10 +104,11 @@ def run(p: Profile, g: Guests) -> list[Result]:
     r.add("guest_touch_s", time.perf_counter() - t0, "s")
 
     full = g.path("full.img")
+    chain = ImageChain()
     stops, durables = [], []
     for _ in range(max(1, p.repeat)):
         t0 = time.perf_counter()
-        res = freeze(k, str(full), background=True)  # as vkckpt run's planned freezes
+        res = freeze(k, str(full), chain=chain, background=True)  # as vkckpt run's freezes
         stops.append(time.perf_counter() - t0)
         res.wait()
         durables.append(time.perf_counter() - t0)
@@ -127,7 +129,7 @@ def run(p: Profile, g: Guests) -> list[Result]:
     run_until_lines(k, out, 2)
     incr = g.path("incr.img")
     t0 = time.perf_counter()
-    res = freeze(k, str(incr), incremental=True)  # in the foreground: stop = durable
+    res = freeze(k, str(incr), chain=chain, incremental=True)  # foreground: stop = durable
     r.add("incr_stop_s", time.perf_counter() - t0, "s")
     r.add("incr_pages", res.pages, "pages")
     r.add("incr_image_MB", mb(incr.stat().st_size), "MB")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.snapshot import write_image
 from vkckpt.image import ImageReader
 from vkckpt.testing.oracle import Workload, run_until
@@ -53,11 +54,12 @@ def images_of(name: str, base: Path) -> dict[str, dict]:
     k, _, status = run_until(wl, root, first)
     assert status is None, f"{name} ended before tick {first}"
     full = root / "full.img"
-    write_image(k, str(full))
+    chain = ImageChain()
+    write_image(k, str(full), chain=chain)
     status = k.run(until_ticks=second)
     assert status is None, f"{name} ended before tick {second}"
     incr = root / "incr.img"
-    write_image(k, str(incr), incremental=True)
+    write_image(k, str(incr), chain=chain, incremental=True)
     k.shutdown()
     return {tag: {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
                   "records": _record_digests(p)}

@@ -37,6 +37,7 @@ import pytest
 import vkckpt
 from vkckpt import KernelConfig, ProcessSpec, boot
 from vkckpt import image as fmt
+from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.freeze import FreezePlan, drive
 from vkckpt.ckpt.snapshot import RECORD_VERSIONS, write_image
 from vkckpt.cli import build_parser
@@ -411,11 +412,12 @@ def test_images_read_with_the_documented_format(tmp_path: Path) -> None:
     k = boot(KernelConfig(root=str(root), stdout=lambda b: None, log=lambda s: None,
                           processes=[ProcessSpec("/pthreads", ["pthreads"])]))
     assert k.run(until_ticks=200_000) is None
-    write_image(k, str(tmp_path / "z1.img"))
+    chain = ImageChain()
+    write_image(k, str(tmp_path / "z1.img"), chain=chain)
     buf = next(iter(k.procs[1].vm.vmas)).buf
     page = next(i for i in range(buf.size // 4096) if any(buf.view[i * 4096:(i + 1) * 4096]))
     buf.view[page * 4096:(page + 1) * 4096] = bytes(4096)
-    write_image(k, str(tmp_path / "z2.img"), incremental=True)
+    write_image(k, str(tmp_path / "z2.img"), chain=chain, incremental=True)
     images += [tmp_path / "z1.img", tmp_path / "z2.img"]
     k.shutdown()
 

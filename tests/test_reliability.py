@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.snapshot import write_image
 from vkckpt.errors import ImageError
@@ -48,7 +49,8 @@ class _FullDisk:
         self.root = make_root(tmp_path, ["forkpipe"])
         self.k, self.out, _ = run_until(wl, self.root, a)
         self.good = self.root / "good.img"
-        write_image(self.k, str(self.good))
+        self.chain = ImageChain()
+        write_image(self.k, str(self.good), chain=self.chain)
         self.before = self.good.read_bytes()
 
     def check_untouched(self) -> None:
@@ -74,10 +76,11 @@ def test_full_disk_during_freeze_keeps_the_previous_image_and_the_run(tmp_path: 
             raise OSError(errno.ENOSPC, "No space left on device")
 
     with pytest.raises(ImageError, match="space"):
-        write_image(fd.k, str(fd.good), incremental=True, fault_hook=enospc)
+        write_image(fd.k, str(fd.good), chain=fd.chain, incremental=True, fault_hook=enospc)
     fd.check_untouched()
     later = fd.root / "later.img"
-    write_image(fd.k, str(later), incremental=True)  # the failed freeze left no trace behind
+    # the failed freeze left no trace behind
+    write_image(fd.k, str(later), chain=fd.chain, incremental=True)
     fd.check_later_image_and_run(later)
 
 
@@ -90,14 +93,14 @@ def test_full_disk_while_an_image_becomes_durable_in_the_background(tmp_path: Pa
         if threading.current_thread().name == "vkckpt-image-commit":
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    res = write_image(fd.k, str(fd.good), incremental=True,
+    res = write_image(fd.k, str(fd.good), chain=fd.chain, incremental=True,
                       fault_hook=enospc_while_committing, background=True)
     assert fd.k.run(until_ticks=fd.b) is None  # the run goes on while the image is committed
     with pytest.raises(ImageError, match="space"):
         res.wait()
     fd.check_untouched()
     later = fd.root / "later.img"
-    assert not write_image(fd.k, str(later), incremental=True).header.incremental
+    assert not write_image(fd.k, str(later), chain=fd.chain, incremental=True).header.incremental
     fd.check_later_image_and_run(later)
 
 

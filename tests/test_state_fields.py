@@ -4,7 +4,7 @@ still thaw (test_freeze_thaw.py, tests/data via test_regress.py)."""
 
 from __future__ import annotations
 
-from vkckpt.ckpt import snapshot
+from vkckpt import kernel_state, process_state, sched_state
 from vkckpt.config import KernelConfig, ProcessSpec
 from vkckpt.process import Process
 from vkckpt.record import field_names
@@ -42,18 +42,20 @@ def test_every_process_field_is_saved_or_transient(make_root) -> None:
     k = _kernel(make_root)
     p = k.procs[1]
     fids = {id(f): i for i, (f, _) in enumerate(p.fds.fds.values())}
-    saved = set(snapshot.save_process(p, fids, None))
+    saved = set(process_state.save(p, fids, None))
     for f in field_names(Process):
-        assert f in saved or f in snapshot.PROCESS_TRANSIENT, f"Process.{f} is not saved"
+        assert f in saved or f in process_state.TRANSIENT, f"Process.{f} is not saved"
 
 
 def test_every_kernel_and_vmspace_attribute_is_saved_or_transient(make_root) -> None:
     k = _kernel(make_root)
-    saved = set(snapshot.save_kernel(k, None, []))
+    saved = set(kernel_state.save(k, None, []))
     for name in vars(k):
-        assert name in saved or name in snapshot.KERNEL_TRANSIENT, f"VKernel.{name} unsaved"
+        assert name in saved or name in kernel_state.TRANSIENT, f"VKernel.{name} unsaved"
     for name in vars(k.sched):
-        assert name.lstrip("_") in saved or name in ("runq", "timers"), f"sched.{name}"
+        assert name.lstrip("_") in saved or name in sched_state.TRANSIENT, f"sched.{name}"
+    for name in k.ids.__slots__:
+        assert name in saved, f"Ids.{name} unsaved"
     vsaved = set(vstate.save_vmspace(k.procs[1].vm))
     for name in vars(k.procs[1].vm):
         assert name in vsaved or name in vstate.TRANSIENT or name == "vmas", f"VmSpace.{name}"

@@ -118,7 +118,8 @@ def _run_kernel(k: VKernel, plan: FreezePlan, control: bool,
     from vkckpt.ckpt.control import ControlServer
 
     try:
-        server = ControlServer(plan.output, plan.incremental, plan.codec) if control else None
+        server = ControlServer(plan.output, plan.incremental, plan.codec,
+                               chain=plan.chain) if control else None
         if server is not None:
             plan.poll, plan.serve = server.pending, server.serve
         try:
@@ -153,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     key = _key(args)
     check_key_outside(key, cfg.root)
     k = boot(cfg)
-    k.image_key = key.secret if key else None
+    plan.chain.key = key.secret if key else None
     return _run_kernel(k, plan, not args.no_control, stats)
 
 
@@ -162,15 +163,27 @@ def cmd_thaw(args: argparse.Namespace) -> int:
     plan = plan_from_args(args)
     stats = _pin("--stats", args.stats)
     key = _key(args)
+    plan.chain.key = key.secret if key else None
+    _install_test_fault()
     k = thaw(args.image, ThawOptions(root=args.root, allow_changed_files=args.allow_changed_files,
                                      trace_syscalls=args.trace_syscalls,
-                                     deliver_sigthaw=not args.no_sigthaw, key=key))
-    k.image_key = key.secret if key else None
+                                     deliver_sigthaw=not args.no_sigthaw, key=key),
+             chain=plan.chain)
     if k.exit_status is not None:
         plan.close()
         _write_stats(stats, k, k.exit_status)
         return exit_code_of(k.exit_status)
     return _run_kernel(k, plan, not args.no_control, stats)
+
+
+def _install_test_fault() -> None:
+    """VKCKPT_TEST_FAULT (set for `vkckpt regress`'s self-test, inherited by the thaws it
+    starts): plant that restore bug in this process (vkckpt/testing/fault.py)."""
+    fault = os.environ.get("VKCKPT_TEST_FAULT", "")
+    if fault:
+        from vkckpt.testing.fault import install
+
+        install(fault)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -235,6 +248,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
         for c in cases:
             print(f"{c.name}\t{c.kind}\t{c.planned}")
         return 0
+    _install_test_fault()
     keep = args.workdir is not None
     work = Path(args.workdir) if keep else Path(tempfile.mkdtemp(prefix="vkckpt-regress-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from vkckpt.errors import GuestError, VkError
 from vkckpt.fs.inodes import InodeTable
 from vkckpt.fs.sandbox import GuestRoot
 from vkckpt.host.fds import HostFds
+from vkckpt.ids import Ids
 from vkckpt.sched import NS_PER_TICK, Scheduler
 from vkckpt.signals import deliver
 from vkckpt.threads.futex import FutexTable
@@ -33,6 +34,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.engine.engine import Engine
     from vkckpt.process import Process
+    from vkckpt.syscalls.table import Entry
     from vkckpt.vmspace.vmspace import VmSpace
 
 NORETURN = object()  # a handler's result when it set the registers itself (or never returns)
@@ -49,14 +51,15 @@ class Deadlock(VkError):
 class VKernel:
     """A virtual kernel hosting guest processes on Unicorn engines."""
 
-    def __init__(self, config: KernelConfig) -> None:
-        from vkckpt.syscalls.table import ON_EINTR, TABLE  # late: they import the handlers
-
+    def __init__(self, config: KernelConfig, table: dict[int, Entry],
+                 on_eintr: dict[int, Callable[..., int]]) -> None:
+        """A vkernel running nothing yet; table and on_eintr are syscalls/table.py's (passed
+        in by runner.boot and the thaw: the kernel sits below the syscall handlers)."""
         self.config = config
         self.mem = MemAccount(config.memory_limit)  # every vmspace, pipe and console buffer
         self.host_fds = HostFds()  # host descriptors guest files may hold
-        self.table = TABLE
-        self.on_eintr = ON_EINTR
+        self.table = table
+        self.on_eintr = on_eintr
         self.root = GuestRoot(config.root)
         self.inodes = InodeTable(self.now_ns)
         self.sched = Scheduler(config.quantum)
@@ -64,9 +67,7 @@ class VKernel:
         self.poll_q = WaitQueue(("poll",))  # poll/ppoll sleepers; woken by any pipe event
         self.procs: dict[int, Process] = {}
         self.threads: dict[int, Thread] = {}
-        self.next_pid = 1
-        self.next_pipe = 1
-        self.next_bid = 1
+        self.ids = Ids()  # pids/tids, pipe ids, host-buffer ids
         self.init_pid = 1  # the run ends when this process exits (PID-namespace semantics)
         self.sleep_seq = 0
         self.current: Thread | None = None
@@ -84,25 +85,30 @@ class VKernel:
         self.log: Callable[[str], None] = config.log or self._host_log
         self._run_budget = 0
         self.graveyard: list[tuple[VmSpace, Engine]] = []
-        self.ckpt_request: object | None = None  # set by checkpoint(2), served by the driver
-        self.ckpt_queue = WaitQueue(("checkpoint",))
-        self.last_image: tuple[bytes, str] | None = None  # (image id, path): incremental parent
-        self.page_base: dict = {}                # page copies at the last freeze (dirty diff)
-        self.image_key: bytes | None = None      # seals every image written (--key)
+        self.host_request: object | None = None  # a guest's request for the host (post_request)
         self.vkernel_id = _vkernel_id(config)
 
     # -- identifiers, time, randomness -------------------------------------------------------
     def alloc_pid(self) -> int:
         """Next pid/tid: ids are never reused within a vkernel's life (deterministic)."""
-        pid = self.next_pid
-        self.next_pid += 1
-        return pid
+        return self.ids.pid()
 
     def alloc_bid(self) -> int:
         """Next host-buffer id (stable across freeze and thaw)."""
-        bid = self.next_bid
-        self.next_bid += 1
-        return bid
+        return self.ids.bid()
+
+    # -- requests a guest makes of the host (checkpoint(2)) ------------------------------------
+    def post_request(self, req: object) -> bool:
+        """Ask the host for a service run() stops for; False while another one waits."""
+        if self.host_request is not None:
+            return False
+        self.host_request = req
+        return True
+
+    def take_request(self) -> object | None:
+        """The waiting request, now the caller's to serve (None if there is none)."""
+        req, self.host_request = self.host_request, None
+        return req
 
     def host_path_of(self, guest: str) -> str | None:
         """Host path of a guest path in the root (not following a final symlink), or None."""
@@ -236,22 +242,18 @@ class VKernel:
 
     # -- the run loop ------------------------------------------------------------------------
     def run(self, until_ticks: int | None = None,
-            on_schedule_point: Callable[[VKernel], bool] | None = None,
-            stop_when: Callable[[], bool] | None = None) -> int | None:
+            on_schedule_point: Callable[[VKernel], bool] | None = None) -> int | None:
         """Schedule threads until init exits (returns its wait status), or return None at the
         first scheduling point where ticks >= until_ticks, a guest asked for a checkpoint, or
         the hook returns True.  on_schedule_point(k) is called at every scheduling point the
-        loop passes short of those (where a freeze may land); stop_when() is the same hook
-        without the kernel, kept for ckpt/freeze.py's protocol waits.  Stopping never shortens
-        a time slice, so the schedule is the same as in a run that never stopped."""
+        loop passes short of those (where a freeze may land).  Stopping never shortens a time
+        slice, so the schedule is the same as in a run that never stopped."""
         while self.exit_status is None:
             if until_ticks is not None and self.sched.ticks >= until_ticks:
                 return None
-            if self.ckpt_request is not None:
+            if self.host_request is not None:
                 return None
             if on_schedule_point is not None and on_schedule_point(self):
-                return None
-            if stop_when is not None and stop_when():
                 return None
             if self.out.backlogged():  # the host reads slowly: guests wait, requests do not
                 self.out.wait(hostout.BACKLOG, 0.05)
@@ -354,7 +356,6 @@ class VKernel:
                 self.graveyard.append((p.vm, p.engine))
                 p.zombie = True
         self._bury()
-        self.page_base = {}
 
     def kill_group(self, p: Process, sig: int, core: bool = False) -> None:
         """Terminate p as sig's default action does."""

@@ -49,9 +49,11 @@ def host_to_guest_program(root: str, program: str) -> str:
 
 def boot(config: KernelConfig) -> VKernel:
     """Create a vkernel and start the configured processes (pid 1 first)."""
+    from vkckpt.syscalls.table import ON_EINTR, TABLE  # the handlers: `import vkckpt` stays lean
+
     if not config.processes:
         raise ConfigError("no process to run")
-    k = VKernel(config)
+    k = VKernel(config, TABLE, ON_EINTR)
     for spec in config.processes:
         _spawn(k, spec)
     return k

@@ -30,6 +30,16 @@ class Scheduler:
         self.timers: list[tuple[int, int, Thread]] = []  # (deadline ns, seq, thread)
         self._timer_seq = 0
 
+    def load_clock(self, ticks: int, idle_ns: int, timer_seq: int) -> None:
+        """Take a thawed clock and timer sequence (sched_state.py checked them)."""
+        self.ticks, self.idle_ns, self._timer_seq = ticks, idle_ns, timer_seq
+
+    def load_queues(self, runq: list[Thread], timers: list[tuple[int, int, Thread]]) -> None:
+        """Take a thawed run queue (in order) and live timers, once the threads exist."""
+        self.runq.extend(runq)
+        self.timers.extend(timers)
+        self.timers.sort(key=lambda x: x[:2])  # a sorted list is a heap
+
     def now_ns(self, running: int = 0) -> int:
         """Monotonic virtual time; `running` adds blocks of the run in progress."""
         return (self.ticks + running) * NS_PER_TICK + self.idle_ns

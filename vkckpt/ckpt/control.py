@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 from vkckpt.ckpt import control_dir as D
 from vkckpt.ckpt import control_wire as W
+from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.freeze import freeze
 from vkckpt.errors import VkError
 from vkckpt.record import Record
@@ -67,8 +68,10 @@ class ControlServer:
     freezes that failed (each logged), for the run's exit status."""
 
     def __init__(self, default_output: str | None, incremental: bool = False,
-                 codec: str = "none", log: Callable[[str], None] = _stderr) -> None:
+                 codec: str = "none", log: Callable[[str], None] = _stderr,
+                 chain: ImageChain | None = None) -> None:
         self.default_output = default_output or f"vkckpt-{os.getpid()}.img"
+        self.chain = ImageChain() if chain is None else chain  # the run's images (and key)
         self.incremental = incremental
         self.codec = codec
         self.log = log
@@ -204,8 +207,8 @@ class ControlServer:
         body = req.body
         out = body.get("output") or self.default_output
         try:
-            res = freeze(k, out, incremental=body.get("incremental", self.incremental),
-                         codec=self.codec)
+            res = freeze(k, out, chain=self.chain,
+                         incremental=body.get("incremental", self.incremental), codec=self.codec)
             answer = {"ok": True, "image": os.path.abspath(res.path), "ticks": k.sched.ticks,
                       "image_id": res.header.image_id.hex(), "pages": res.pages}
             stop = body.get("stop", False)

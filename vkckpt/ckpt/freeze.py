@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
+from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.snapshot import FreezeResult, write_image
 from vkckpt.errors import ImageError, VkError
 from vkckpt.host.fs import OutputPath
@@ -23,29 +24,9 @@ from vkckpt.signals.pending import SigInfo
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
+    from vkckpt.syscalls.sys_ckpt import CkptRequest
 
 QUIESCE_TICKS = 2_000_000  # ~40 default time slices
-
-
-class CkptRequest(Comparable):
-    """A checkpoint(2) call waiting to be served at the next scheduling point.  `dir_fd`
-    is the directory of `path`, opened beneath the guest root when the call was made: the
-    image goes there whatever the SIGCKPT handlers rename meanwhile (closed once served)."""
-
-    __slots__ = ("tid", "scope", "path", "retval", "dir_fd")
-
-    def __init__(self, tid: int, scope: list[int] | None, path: str | None, retval: int,
-                 dir_fd: int | None = None) -> None:
-        self.tid = tid
-        self.scope = scope
-        self.path = path
-        self.retval = retval
-        self.dir_fd = dir_fd
-
-    def close(self) -> None:
-        fd, self.dir_fd = self.dir_fd, None
-        if fd is not None:
-            os.close(fd)
 
 
 def _handles(p, sig: int) -> bool:  # noqa: ANN001
@@ -74,28 +55,30 @@ def quiesce(k: VKernel, scope: list[int] | None, limit: int = QUIESCE_TICKS,
         return True
 
     end = k.sched.ticks + limit
-    saved, k.ckpt_request = k.ckpt_request, None
+    saved = k.take_request()  # run() would stop for it at once; served after the freeze
     try:
         while not done() and k.exit_status is None and k.sched.ticks < end:
-            if k.run(until_ticks=end, stop_when=done) is not None or k.ckpt_request:
+            if k.run(until_ticks=end, on_schedule_point=lambda _k: done()) is not None or k.host_request:
                 break
     finally:
-        if k.ckpt_request is None:
-            k.ckpt_request = saved
+        if saved is not None:
+            k.post_request(saved)  # unless a newer one arrived meanwhile
     return done()
 
 
-def freeze(k: VKernel, path: str, *, scope: list[int] | None = None, incremental: bool = False,
+def freeze(k: VKernel, path: str, *, chain: ImageChain | None = None,
+           scope: list[int] | None = None, incremental: bool = False,
            codec: str = "none", overrides: dict[int, int] | None = None,
            progress: Callable[[int, int], None] | None = None,
            requester: int | None = None, background: bool = False,
            dir_fd: int | None = None) -> FreezeResult:
     """Run the protocol and write the image; k must be at a scheduling point.
-    background: see write_image (the image is durable once the result's wait() returns).
-    dir_fd: the directory to create path's final name in (see ImageWriter)."""
+    chain, background: see write_image (the image extends chain; it is durable once the
+    result's wait() returns).  dir_fd: the directory to create path's final name in (see
+    ImageWriter)."""
     if not quiesce(k, scope, exclude=requester):
         k.log("vkckpt: SIGCKPT handlers did not finish within the bound; freezing anyway")
-    res = write_image(k, path, scope=scope, incremental=incremental, codec=codec,
+    res = write_image(k, path, chain=chain, scope=scope, incremental=incremental, codec=codec,
                       overrides=overrides, progress=progress, background=background,
                       dir_fd=dir_fd)
     k.log(f"vkckpt: frozen at tick {k.sched.ticks} into {res.path} ({res.pages} pages"
@@ -109,7 +92,7 @@ class FreezePlan(Comparable):
     any guest runs; otherwise the first freeze does)."""
 
     __slots__ = ("output", "at", "every", "cont", "incremental", "codec", "poll", "serve",
-                 "results", "out")
+                 "results", "out", "chain")
 
     def __init__(
         self,
@@ -122,6 +105,7 @@ class FreezePlan(Comparable):
         poll: Callable[[], bool] | None = None,      # an external request is waiting
         serve: Callable[[VKernel], bool] | None = None,  # serve it; False = stop the run
         results: list[FreezeResult] | None = None,
+        chain: ImageChain | None = None,  # the images' chain (and key); a new one if None
     ) -> None:
         self.output = output
         self.at = at
@@ -133,6 +117,7 @@ class FreezePlan(Comparable):
         self.serve = serve
         self.results = [] if results is None else results
         self.out: OutputPath | None = None
+        self.chain = ImageChain() if chain is None else chain
 
     def open_output(self) -> None:
         """Pin the output directory now (OSError if it cannot be); idempotent."""
@@ -174,13 +159,13 @@ def drive(k: VKernel, plan: FreezePlan,
     pending: FreezeResult | None = None
     try:
         while True:
-            status = k.run(until_ticks=next_at, stop_when=plan.poll)
+            status = k.run(until_ticks=next_at, on_schedule_point=lambda _k: plan.poll())
             if status is not None:
                 return status
             if pending is not None:
                 pending, done = None, pending
                 done.wait()
-            if k.ckpt_request is not None:
+            if k.host_request is not None:
                 serve_guest_request(k, plan)
                 continue
             if plan.poll is not None and plan.poll():
@@ -190,7 +175,8 @@ def drive(k: VKernel, plan: FreezePlan,
             if next_at is not None and k.sched.ticks >= next_at:
                 n += 1
                 path, dir_fd = plan.target_for(n)
-                pending = freeze(k, path, incremental=plan.incremental and n > 1,
+                pending = freeze(k, path, chain=plan.chain,
+                                 incremental=plan.incremental and n > 1,
                                  codec=plan.codec, progress=progress, background=True,
                                  dir_fd=dir_fd)
                 plan.results.append(pending)
@@ -204,8 +190,7 @@ def drive(k: VKernel, plan: FreezePlan,
 
 def serve_guest_request(k: VKernel, plan: FreezePlan) -> None:
     """Freeze for checkpoint(2): 0 in this run, the caller's retval in the thawed one."""
-    req: CkptRequest = k.ckpt_request
-    k.ckpt_request = None
+    req: CkptRequest = k.take_request()
     t = k.threads.get(req.tid)
     result = 0
     try:
@@ -214,7 +199,8 @@ def serve_guest_request(k: VKernel, plan: FreezePlan) -> None:
         else:
             path, dir_fd = plan.target_for(len(plan.results) + 1)
         requester = t.process.pid if t is not None else None
-        plan.results.append(freeze(k, path, scope=req.scope, incremental=plan.incremental,
+        plan.results.append(freeze(k, path, chain=plan.chain, scope=req.scope,
+                                   incremental=plan.incremental,
                                    codec=plan.codec, overrides={req.tid: req.retval},
                                    requester=requester, dir_fd=dir_fd))
     except (ImageError, OSError, VkError) as exc:

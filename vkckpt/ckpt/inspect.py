@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from vkckpt.abi import signals as S
 from vkckpt.ckpt import schema
-from vkckpt.ckpt.restore import ThawOptions, load_chain, thaw
-from vkckpt.ckpt.snapshot import RECORD_VERSIONS
+from vkckpt.ckpt.chain import load_chain
+from vkckpt.ckpt.restore import ThawOptions, thaw
+from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.ckpt.trust import ImageKey
 from vkckpt.engine import regs as R
 from vkckpt.errors import ImageError, VkError

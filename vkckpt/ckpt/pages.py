@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
     from vkckpt.vmspace.hostmem import HostBuffer
 
+#: The page records (their fields are checked as they are laid down, see restore.py).
+RECORDS = {"pages": (1, {}), "zero_pages": (1, {})}
 _WORDS = PAGE // 8
 _CHUNK = 4096  # pages compared per numpy call (bounds temporaries)
 
@@ -159,7 +161,7 @@ def _prune() -> None:
 
 
 class BufBase(Comparable):
-    """What an image chain holds of one host buffer as of its newest image (k.page_base)."""
+    """What an image chain holds of one host buffer as of its newest image (its page_base)."""
 
     __slots__ = ("ref", "addr", "gen", "covered", "nonzero", "copy")
 
@@ -314,7 +316,7 @@ def begin_freeze() -> int:
 
 def thawed_bases(bufs: dict[int, HostBuffer], cover: dict[int, Runs], laid: dict[int, Runs]
                  ) -> dict[int, BufBase]:
-    """The incremental bases of buffers whose pages a thaw just laid down (k.page_base);
+    """The incremental bases of buffers whose pages a thaw just laid down (ImageChain.page_base);
     laid[bid] lists the page runs written into each (every other page is zero)."""
     gen = begin_freeze()
     tracker = _wp().Tracker.get()

@@ -25,13 +25,23 @@ from vkckpt.fs.files import (
     HostFile,
     OpenFile,
 )
-from vkckpt.fs.pipe import Pipe, PipeEnd
+from vkckpt.fs.pipe import CAPACITY, Pipe, PipeEnd
 
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.fs.inodes import InodeTable
     from vkckpt.fs.sandbox import GuestRoot
+    from vkckpt.vmspace.account import MemAccount
+
+PIPE_VERSION = 1
+FILE_VERSION = 1
+#: The type/range tables ckpt/schema.py checks (fingerprints: checked when reopening).
+PIPE_SCHEMA = {"id": "u64", "data": "bytes"}
+FILE_SCHEMA = {"id": "u64", "kind": "str", "flags": "u32", "stream": "u32", "pipe": "u64",
+               "path": "str", "offset": "i64"}
+FDTABLE_SCHEMA = [("u32", "u64", "u32")]  # a process record's descriptors
+RECORDS = {"pipe": (PIPE_VERSION, PIPE_SCHEMA), "file": (FILE_VERSION, FILE_SCHEMA)}
 
 HASH_LIMIT = 1 << 20
 _DEVICE_KINDS = {"null": DevNull, "zero": DevZero, "random": DevRandom}
@@ -124,6 +134,17 @@ def save_file(f: OpenFile, fid: int) -> dict:
 
 def save_pipe(p: Pipe) -> dict:
     return {"id": p.id, "data": bytes(p.data)}
+
+
+def load_pipes(rows: list[dict], mem: MemAccount) -> dict[int, Pipe]:
+    """Pipes by id from their records, each holding what it held at the freeze."""
+    pipes = {}
+    for d in rows:
+        if not isinstance(d["data"], bytes) or len(d["data"]) > CAPACITY:
+            raise ImageError(f"pipe {d['id']} holds more than a pipe can")
+        pipes[d["id"]] = Pipe(d["id"], mem)
+        pipes[d["id"]].data = bytearray(d["data"])
+    return pipes
 
 
 def save_fdtable(fds: FdTable, ids: dict[int, int]) -> list[list[int]]:

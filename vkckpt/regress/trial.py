@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.guests.build import guest_path
 from vkckpt.kernel import VKernel
@@ -108,13 +109,16 @@ class Trial:
             live.status = live.k.run(until_ticks=until)
         return live
 
-    def thaw(self, image: Path, snap: str, until: int | None = None) -> Live:
-        """The image thawed in this process (root as saved under snap), run to until."""
+    def thaw(self, image: Path, snap: str, until: int | None = None,
+             chain: ImageChain | None = None) -> Live:
+        """The image thawed in this process (root as saved under snap), run to until;
+        chain: extended with the image, for incremental freezes on top of it."""
         self.root.restore(snap)
         out: list[bytes] = []
         err: list[bytes] = []
         k = thaw(str(image), ThawOptions(root=str(self.root.path), stdout=out.append,
-                                         stderr=err.append, stdin=b"", deliver_sigthaw=False))
+                                         stderr=err.append, stdin=b"", deliver_sigthaw=False),
+                 chain=chain)
         k.log = sink
         live = Live(k, out, err, k.exit_status)
         if until is not None and live.status is None:

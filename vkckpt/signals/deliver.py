@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
+from vkckpt.abi.syscalls import SYS_CHECKPOINT
 from vkckpt.engine.engine import Stop
 from vkckpt.errors import GuestError
 from vkckpt.signals import frame as FR
@@ -76,7 +77,7 @@ def _notify(k: VKernel, p: Process, sig: int) -> None:
 
 def interrupt(k: VKernel, t: Thread, sig: int) -> None:
     """A deliverable signal arrived for sleeping t: end its syscall with EINTR or restart."""
-    if t.sigmask & S.sigbit(sig) or t.sleep is None or t.sleep.queue is k.ckpt_queue:
+    if t.sigmask & S.sigbit(sig) or t.sleep is None or t.sleep.nr == SYS_CHECKPOINT:
         return  # checkpoint(2) callers wait for their image without interruption
     if t.in_sigtimedwait():
         k.wake(t)  # the call runs again: it takes a waited signal or ends with EINTR

@@ -8,6 +8,12 @@ from vkckpt.signals.pending import PendingSignals, SigInfo
 
 _INFO_FIELDS = ("signo", "code", "errno", "pid", "uid", "status", "addr", "value")
 
+#: Schema pieces (ckpt/schema.py) of the lists the process and thread records hold.
+SIGINFO_SCHEMA = {"signo": "sig", "code": "i32", "errno": "i32", "pid": "i32", "uid": "u32",
+                  "status": "i32", "addr": "u64", "value": "u64"}
+PENDING_SCHEMA = [SIGINFO_SCHEMA]
+ACTIONS_SCHEMA = [("sig", "u64", "u64", "u64", "u64")]
+
 
 def save_pending(p: PendingSignals) -> list[dict]:
     """Pending signals in arrival order."""

@@ -6,11 +6,11 @@ import os
 import stat
 
 from vkckpt.abi import errno as E
-from vkckpt.ckpt.freeze import CkptRequest
 from vkckpt.errors import GuestError
 from vkckpt.fs.sandbox import guest_errno
+from vkckpt.record import Comparable
 from vkckpt.syscalls.args import s32, s64
-from vkckpt.threads.wait import Block
+from vkckpt.threads.wait import Block, WaitQueue
 
 TYPE_CHECKING = False
 
@@ -19,6 +19,30 @@ if TYPE_CHECKING:
     from vkckpt.threads.thread import Thread
 
 CKPT_FREEZE = 0
+
+
+class CkptRequest(Comparable):
+    """A checkpoint(2) call waiting for the host (VKernel.post_request; ckpt/freeze.py serves
+    it at the next scheduling point).  `dir_fd` is the directory of `path`, opened beneath
+    the guest root when the call was made: the image goes there whatever the SIGCKPT
+    handlers rename meanwhile (closed once served).  The caller sleeps on `queue` and
+    signals do not interrupt it (signals/deliver.py)."""
+
+    __slots__ = ("tid", "scope", "path", "retval", "dir_fd", "queue")
+
+    def __init__(self, tid: int, scope: list[int] | None, path: str | None, retval: int,
+                 dir_fd: int | None = None) -> None:
+        self.tid = tid
+        self.scope = scope
+        self.path = path
+        self.retval = retval
+        self.dir_fd = dir_fd
+        self.queue = WaitQueue(("checkpoint",))
+
+    def close(self) -> None:
+        fd, self.dir_fd = self.dir_fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 def _pin_target(k: VKernel, t: Thread, path: int) -> tuple[str, int]:
@@ -53,9 +77,8 @@ def sys_checkpoint(k: VKernel, t: Thread, kind: int, path: int, pid: int, retval
     if target is None or target.zombie:
         raise GuestError(E.ESRCH)
     host_path, dir_fd = _pin_target(k, t, path) if path else (None, None)
-    if k.ckpt_request is not None:
-        if dir_fd is not None:
-            os.close(dir_fd)
+    req = CkptRequest(t.tid, [target.pid], host_path, s64(retval), dir_fd)
+    if not k.post_request(req):
+        req.close()
         raise GuestError(E.EBUSY)
-    k.ckpt_request = CkptRequest(t.tid, [target.pid], host_path, s64(retval), dir_fd)
-    raise Block(k.ckpt_queue, restartable=False)
+    raise Block(req.queue, restartable=False)

@@ -295,8 +295,7 @@ def sys_pipe2(k: VKernel, t: Thread, fds_addr: int, flags: int) -> int:
         raise GuestError(E.EFAULT)  # Linux undoes the pipe: no descriptor is left behind
     if not k.mem.fits(PIPE_COST):
         raise GuestError(E.ENFILE, "vkernel memory limit: no room for a pipe buffer")
-    p = Pipe(k.next_pipe, k.mem)
-    k.next_pipe += 1
+    p = Pipe(k.ids.pipe(), k.mem)
     nb = flags & F.O_NONBLOCK
     fds = t.process.fds
     ce = bool(flags & F.O_CLOEXEC)

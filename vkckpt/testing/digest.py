@@ -49,12 +49,8 @@ def image_digest(path: str | os.PathLike[str], *, memory: bool = True) -> str:
 def state_digest(k: VKernel, tmp: Path, *, memory: bool = True) -> str:
     """Digest of k's whole state (a full image written into tmp); k is left as it was."""
     path = tmp / f"digest-{os.getpid()}-{id(k)}.img"
-    # until write_image has no side effects (issue 12 STATE part)
-    saved = (k.last_image, k.page_base)
     try:
-        write_image(k, str(path))
+        write_image(k, str(path))  # no chain: a full image, and k's own chain is untouched
         return image_digest(path, memory=memory)
     finally:
-        # until write_image has no side effects (issue 12 STATE part)
-        k.last_image, k.page_base = saved
         path.unlink(missing_ok=True)

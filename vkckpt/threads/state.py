@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from vkckpt.engine import regs as R
 from vkckpt.errors import ImageError
-from vkckpt.signals.state import load_pending, save_pending
+from vkckpt.fieldtypes import Maybe
+from vkckpt.signals.state import PENDING_SCHEMA, load_pending, save_pending
 from vkckpt.threads.thread import Sleep, Thread, ThreadState
 from vkckpt.threads.wait import WaitQueue
 
@@ -13,8 +14,24 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.process import Process
 
-#: Thread fields not saved as such: `process` is saved as the pid, `ctx` as `regs`.
-TRANSIENT = {"process", "ctx"}
+#: Thread fields not saved as such, and why.
+TRANSIENT = {"process": "saved as the pid", "ctx": "saved as regs"}
+
+THREAD_VERSION = 1
+WAITQ_VERSION = 1
+_ARGS = ("u64",) * 6  # a syscall's six argument registers
+_SLEEP = {"queue": "?list", "deadline": "?u64", "timeout_result": "i64",
+          "restartable": "bool", "nr": "u64", "args": _ARGS, "seq": "u64", "timer": "u64"}
+#: The type/range tables ckpt/schema.py checks (the registers are checked by load_regs).
+THREAD_SCHEMA = {"tid": "u32", "pid": "u32", "state": "str", "sigmask": "u64",
+                 "pending": PENDING_SCHEMA, "altstack": ("u64", "i32", "u64"),
+                 "clear_child_tid": "u64", "robust_list": ("u64", "u64"),
+                 "sleep": Maybe(_SLEEP), "wake_result": "?i64", "retry": "bool",
+                 "retry_call": ("u64", ["u64"]), "restart_nr": "?u64",
+                 "saved_sigmask": "?u64", "ticks": "u64", "exit_code": "i32",
+                 "ckpt_frames": ["u64"], "futex_bitset": "u32", "retry_deadline": "?u64"}
+WAITQ_SCHEMA = {"key": "list", "tids": ["u32"]}
+RECORDS = {"thread": (THREAD_VERSION, THREAD_SCHEMA), "waitq": (WAITQ_VERSION, WAITQ_SCHEMA)}
 
 
 def save_regs(st: dict[str, int]) -> dict[str, int | bytes]:

@@ -7,10 +7,19 @@ from vkckpt.vmspace.hostmem import HostBuffer
 from vkckpt.vmspace.vma import PAGE, Vma
 from vkckpt.vmspace.vmspace import USER_TOP, VmSpace
 
-#: VmSpace fields rebuilt rather than saved: the engine, the id allocator, the vkernel's
-#: memory account (its limit is saved in the kernel record), what this space charged to it
-#: (recomputed from the VMAs), the max_map_count setting and a per-slice counter.
-TRANSIENT = {"engine", "alloc_bid", "mem", "charged", "max_map_count", "region_work"}
+#: VmSpace fields rebuilt rather than saved, and why.
+TRANSIENT = {"engine": "rebuilt at thaw", "alloc_bid": "the kernel's id allocator",
+             "mem": "the vkernel's memory account: its limit is in the kernel record",
+             "charged": "recomputed from the VMAs", "max_map_count": "a setting",
+             "region_work": "a per-slice counter, 0 at a scheduling point"}
+
+VMSPACE_VERSION = 1
+BUFFER_VERSION = 1
+#: The type/range tables ckpt/schema.py checks (VMA rows: load_vmspace and check_memory).
+VMSPACE_SCHEMA = {"pid": "u32", "brk": "u64", "brk_start": "u64"}
+BUFFER_SCHEMA = {"bid": "u64", "size": "u64"}
+RECORDS = {"buffer": (BUFFER_VERSION, BUFFER_SCHEMA),
+           "vmspace": (VMSPACE_VERSION, VMSPACE_SCHEMA)}
 
 
 def save_vmspace(vm: VmSpace) -> dict:
@@ -18,6 +27,51 @@ def save_vmspace(vm: VmSpace) -> dict:
     return {"brk_start": vm.brk_start, "brk": vm.brk,
             "vmas": [[v.start, v.end, v.prot, v.flags, v.name, v.buf.bid, v.off, v.path,
                       v.file_off] for v in vm.vmas]}
+
+
+def save_buffer(buf: HostBuffer) -> dict:
+    """A host buffer: its id and size (its pages are separate records)."""
+    return {"bid": buf.bid, "size": buf.size}
+
+
+def load_buffers(rows: list[dict], next_bid: int) -> dict[int, HostBuffer]:
+    """Map a fresh host buffer for each record (ids below next_bid, each once)."""
+    bufs = {}
+    for d in rows:
+        size, bid = d["size"], d["bid"]
+        if not isinstance(size, int) or size <= 0 or size % PAGE:
+            raise ImageError(f"buffer {bid!r} has an impossible size {size!r}")
+        if bid in bufs or not isinstance(bid, int) or not 0 < bid < next_bid:
+            raise ImageError(f"buffer id {bid!r} is duplicated or out of range")
+        try:
+            bufs[bid] = HostBuffer(size, bid)
+        except MemoryError:
+            raise ImageError(f"buffer {bid} of {size} bytes cannot be mapped on this "
+                             "host") from None
+    return bufs
+
+
+def check_memory(vmspaces: list[dict], buffers: list[dict], limit: int) -> None:
+    """Refuse more host memory than the image's processes may map: no process maps more than
+    limit, no buffer is larger, and there are no more buffers than VMAs to use them."""
+    nvmas = 0
+    for d in vmspaces:
+        vmas = d.get("vmas")
+        if not isinstance(vmas, list) or not all(
+                isinstance(v, list) and len(v) == 9 and isinstance(v[0], int)
+                and isinstance(v[1], int) for v in vmas):
+            raise ImageError(f"vmspace of process {d.get('pid')!r}: malformed VMA list")
+        total = sum(max(0, v[1] - v[0]) for v in vmas)
+        nvmas += len(vmas)
+        if total > limit:
+            raise ImageError(f"process {d.get('pid')!r} maps {total} bytes, more than its "
+                             f"memory limit of {limit}")
+    if len(buffers) > nvmas:
+        raise ImageError(f"the image has {len(buffers)} buffers for {nvmas} VMAs")
+    for d in buffers:
+        if isinstance(d["size"], int) and d["size"] > limit:
+            raise ImageError(f"buffer {d['bid']!r} of {d['size']} bytes is larger than the "
+                             f"memory limit of {limit}")
 
 
 def covered_pages(bufs: dict[int, HostBuffer], vmspaces: list[VmSpace]) -> dict[int, list[tuple[

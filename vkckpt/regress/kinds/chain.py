@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.snapshot import write_image
 from vkckpt.regress.kinds.check import check_image
 from vkckpt.regress.trial import CaseFailed, Trial
@@ -18,6 +19,7 @@ def run(t: Trial) -> None:
     step = max(1, gold.ticks // (n + 1))
     live = t.boot()
     images: list[Path] = []
+    chain = ImageChain()
     while len(images) < n:
         target = (len(images) + 1) * step
         if live.k.sched.ticks >= target:
@@ -26,7 +28,7 @@ def run(t: Trial) -> None:
         if live.status is not None:
             break
         images.append(t.dir / f"chain.{len(images) + 1:04d}.img")
-        write_image(live.k, str(images[-1]), incremental=len(images) > 1)
+        write_image(live.k, str(images[-1]), chain=chain, incremental=len(images) > 1)
     if not images:
         raise CaseFailed("the run ended before the first image of the chain")
     if len(images) < n:
@@ -47,11 +49,12 @@ def _extend(t: Trial, images: list[Path], tick: int, before: tuple[bytes, bytes]
     later = t.later_point(tick, gold.points, gold.ticks)
     if later is None:
         return
-    live = t.thaw(images[-1], "frozen", later)
+    chain = ImageChain()
+    live = t.thaw(images[-1], "frozen", later, chain)
     if live.status is not None:
         raise CaseFailed(f"the thawed chain ended before tick {later}")
     image = t.dir / f"chain.{len(images) + 1:04d}.img"
-    write_image(live.k, str(image), incremental=True)
+    write_image(live.k, str(image), chain=chain, incremental=True)
     got = t.digest(live.k)
     out, err = before[0] + b"".join(live.out), before[1] + b"".join(live.err)
     live.k.shutdown()

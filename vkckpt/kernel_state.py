@@ -1,0 +1,106 @@
+"""The vkernel's saved form (the `kernel` record): save, load, schema piece, transient fields.
+
+The record also carries the scheduler's fields (sched_state.py) and the configuration a thaw
+rebuilds the vkernel from (quantum, memory limit, seed, process and thread limits).
+"""
+
+from __future__ import annotations
+
+from vkckpt import sched_state
+from vkckpt.config import KernelConfig
+from vkckpt.errors import ImageError
+from vkckpt.image.limits import MAX_GUEST_MEMORY
+from vkckpt.process_state import in_scope
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from vkckpt.kernel import VKernel
+
+VERSION = 1
+#: VKernel attributes that are not kernel-record fields, and why.
+TRANSIENT = {
+    "config": "its saved parts are quantum/memory_limit/seed/max_*; streams are the host's",
+    "table": "the syscall table is code", "on_eintr": "code", "root": "saved as the root path",
+    "ids": "saved as next_pid/next_pipe/next_bid",
+    "sched": "saved as ticks/idle_ns/timer_seq/runq/timers/quantum (sched_state.py)",
+    "futexes": "rebuilt from the waitq records", "procs": "process records",
+    "poll_q": "its sleepers are in the waitq records",
+    "threads": "thread records", "current": "None at a scheduling point",
+    "resched": "False at a scheduling point", "deferred": "empty at a scheduling point",
+    "graveyard": "empty at a scheduling point", "_run_budget": "0 at a scheduling point",
+    "host_request": "served before the image is written (its caller is saved runnable)",
+    "vkernel_id": "in the header",
+    "stdout": "host stream", "stderr": "host stream", "log": "host stream",
+    "exit_status": "saved", "statuses": "saved", "reported_enosys": "saved as enosys",
+    "mem": "recomputed from the VMA and pipe records; its limit is memory_limit",
+    "host_fds": "a host resource: measured at start, recounted from the file records",
+    "out": "host stream: output queued at a freeze is written by the run that made it",
+    "slice_out": "0 at a scheduling point",
+}
+#: The type/range table ckpt/schema.py checks (inodes: checked by load).
+SCHEMA = {"exit_status": "?i32", "init_pid": "u32", "max_processes": "u32",
+          "max_threads": "u32", "memory_limit": "u64", "next_bid": "u64",
+          "next_ino": "u64", "next_pid": "u32", "next_pipe": "u64",
+          "rng_counter": "u64", "root": "str", "seed": "u64",
+          "sleep_seq": "u64", "statuses": [("u32", "i32")], "enosys": ["u64"],
+          **sched_state.SCHEMA}
+RECORDS = {"kernel": (VERSION, SCHEMA)}
+_COUNTERS = ("init_pid", "sleep_seq", "rng_counter")
+
+
+def save(k: VKernel, scope: list[int] | None, woken: list[int], root: str | None = None) -> dict:
+    """Kernel-wide state; `woken` threads join the run queue's tail (as the live run does);
+    root: the guest root hint to record (default: the root)."""
+    c = k.config
+    ids = k.ids
+    return {
+        "next_pid": ids.next_pid, "next_pipe": ids.next_pipe, "next_bid": ids.next_bid,
+        "init_pid": k.init_pid if in_scope(k.init_pid, scope) else min(scope),
+        "sleep_seq": k.sleep_seq, "rng_counter": k.rng_counter,
+        **sched_state.save(k.sched, scope, woken),
+        "memory_limit": c.memory_limit, "seed": c.seed,
+        "max_processes": c.max_processes, "max_threads": c.max_threads,
+        "exit_status": k.exit_status, "statuses": sorted([p, st] for p, st in k.statuses.items()),
+        "enosys": sorted(k.reported_enosys),
+        "root": k.root.host_root if root is None else root, "scope": scope,
+        "inodes": k.inodes.save(k.host_path_of), "next_ino": k.inodes.next_ino,
+    }
+
+
+def config(kr: dict, root: str, **host: object) -> KernelConfig:
+    """The configuration of the vkernel the record describes, in guest root `root`; host:
+    the host-side fields (streams, tracing).  Refuses a memory limit an image may not ask."""
+    limit = _pos(kr["memory_limit"], "memory_limit")
+    if limit > MAX_GUEST_MEMORY:
+        raise ImageError(f"kernel memory_limit {limit} is above the {MAX_GUEST_MEMORY} bytes "
+                         "an image may give a process")
+    return KernelConfig(root=root, quantum=_pos(kr["quantum"], "quantum"), memory_limit=limit,
+                        seed=kr["seed"], max_processes=kr["max_processes"],
+                        max_threads=kr["max_threads"], **host)
+
+
+def load(k: VKernel, kr: dict, vkernel_id: bytes) -> None:
+    """Give a new vkernel the record's counters, exit statuses, clock and inode table."""
+    k.vkernel_id = vkernel_id
+    k.ids.load(*(_nonneg(kr[name], name) for name in ("next_pid", "next_pipe", "next_bid")))
+    k.init_pid, k.sleep_seq, k.rng_counter = (_nonneg(kr[name], name) for name in _COUNTERS)
+    k.exit_status = kr["exit_status"]
+    k.statuses = {int(a): int(b) for a, b in kr["statuses"]}
+    k.reported_enosys = set(kr["enosys"])
+    sched_state.load_clock(k.sched, kr)
+    if not all(isinstance(r, list) and len(r) == 3 and isinstance(r[0], str)
+               for r in kr.get("inodes", [])):
+        raise ImageError("the inode table is malformed")
+    k.inodes.load(kr.get("inodes", []), kr.get("next_ino", 2), k.host_path_of)
+
+
+def _pos(v: object, what: str) -> int:
+    if not isinstance(v, int) or v <= 0:
+        raise ImageError(f"kernel {what} must be a positive integer")
+    return v
+
+
+def _nonneg(v: object, what: str) -> int:
+    if not isinstance(v, int) or v < 0:
+        raise ImageError(f"kernel {what} must be a non-negative integer")
+    return v
