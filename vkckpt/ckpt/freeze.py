@@ -58,7 +58,8 @@ def quiesce(k: VKernel, scope: list[int] | None, limit: int = QUIESCE_TICKS,
     saved = k.take_request()  # run() would stop for it at once; served after the freeze
     try:
         while not done() and k.exit_status is None and k.sched.ticks < end:
-            if k.run(until_ticks=end, on_schedule_point=lambda _k: done()) is not None or k.host_request:
+            status = k.run(until_ticks=end, on_schedule_point=lambda _k: done())
+            if status is not None or k.host_request:
                 break
     finally:
         if saved is not None:
