@@ -158,9 +158,11 @@ def drive(k: VKernel, plan: FreezePlan,
         next_at = k.sched.ticks + plan.every
     n = 0
     pending: FreezeResult | None = None
+    poll = plan.poll
+    hook = None if poll is None else lambda _k: poll()
     try:
         while True:
-            status = k.run(until_ticks=next_at, on_schedule_point=lambda _k: plan.poll())
+            status = k.run(until_ticks=next_at, on_schedule_point=hook)
             if status is not None:
                 return status
             if pending is not None:
