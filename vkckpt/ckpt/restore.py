@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 
 from vkckpt.abi import signals as S
+from vkckpt.abi.limits import NOFILE
 from vkckpt.ckpt import pages as PG
 from vkckpt.ckpt import schema, trust
 from vkckpt.ckpt.snapshot import RECORD_VERSIONS
@@ -40,7 +41,7 @@ from vkckpt.vmspace.vma import PAGE
 from vkckpt.vmspace.vmspace import VmSpace
 
 MAX_CHAIN = 1000
-MAX_FD = 1024
+MAX_FD = NOFILE
 
 
 class ThawOptions(Comparable):

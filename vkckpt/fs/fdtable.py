@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vkckpt.abi import errno as E
+from vkckpt.abi.limits import NOFILE
 from vkckpt.errors import GuestError
 from vkckpt.fs.files import OpenFile
 
@@ -11,7 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
 
-NOFILE = 1024
+__all__ = ["NOFILE", "FdTable"]
 
 
 class FdTable:

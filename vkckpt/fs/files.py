@@ -8,6 +8,7 @@ import struct
 
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
+from vkckpt.abi.stat import pack_stat
 from vkckpt.errors import GuestError
 from vkckpt.fs import hostfs
 
@@ -16,17 +17,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.fs.inodes import InodeTable
     from vkckpt.kernel import VKernel
-
-
-def pack_stat(dev: int, ino: int, mode: int, nlink: int, uid: int, gid: int, rdev: int,
-              size: int, blksize: int, blocks: int, atime: float, mtime: float,
-              ctime: float) -> bytes:
-    """Encode struct stat (x86-64, 144 bytes)."""
-    def ts(t: float) -> tuple[int, int]:
-        ns = int(t * 1e9)
-        return ns // 10**9, ns % 10**9
-    return struct.pack("<QQQIII4xQqqq6q24x", dev, ino, nlink, mode, uid, gid, rdev, size,
-                       blksize, blocks, *ts(atime), *ts(mtime), *ts(ctime))
 
 
 def char_stat(rdev: int) -> bytes:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
 from vkckpt.abi import signals as S
+from vkckpt.abi.limits import PIPE_BUF
+from vkckpt.abi.stat import pack_stat
 from vkckpt.errors import GuestError
-from vkckpt.fs.files import OpenFile, pack_stat
+from vkckpt.fs.files import OpenFile
 from vkckpt.threads.wait import Block, WaitQueue
 from vkckpt.vmspace.account import MemAccount
 
@@ -15,7 +17,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
 
-PIPE_BUF = 4096
 CAPACITY = 65536
 #: What one pipe costs the vkernel's memory account: its whole buffer (charged when the
 #: pipe is made, so a write never fails for memory) and its bookkeeping.

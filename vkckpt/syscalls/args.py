@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 from vkckpt.abi import errno as E
+from vkckpt.abi.limits import UIO_MAXIOV
 from vkckpt.errors import GuestError
 
 TYPE_CHECKING = False
@@ -58,7 +59,7 @@ def strv_arg(t: Thread, addr: int, limit: int = 65536) -> list[bytes]:
 
 def iovec_arg(t: Thread, addr: int, count: int) -> list[tuple[int, int]]:
     """An iovec array as (base, len) pairs."""
-    if count < 0 or count > 1024:
+    if count < 0 or count > UIO_MAXIOV:
         raise GuestError(E.EINVAL)
     raw = t.process.vm.read(addr, 16 * count)
     pairs = [struct.unpack_from("<QQ", raw, 16 * i) for i in range(count)]

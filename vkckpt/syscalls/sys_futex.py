@@ -6,11 +6,11 @@ import struct
 
 from vkckpt.abi import errno as E
 from vkckpt.errors import GuestError
-from vkckpt.sched import EPOCH_NS
 from vkckpt.syscalls.args import timespec_arg
 from vkckpt.syscalls.sys_io import deadline_at
 from vkckpt.threads import futex as FX
 from vkckpt.threads.wait import Block
+from vkckpt.vclock import EPOCH_NS
 
 TYPE_CHECKING = False
 

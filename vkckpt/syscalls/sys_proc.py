@@ -8,6 +8,7 @@ import struct
 from vkckpt import task_clone, task_exec, task_exit
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
+from vkckpt.abi.limits import NOFILE
 from vkckpt.abi.mman import PROT_WRITE
 from vkckpt.errors import GuestError
 from vkckpt.syscalls.args import path_arg, s32, strv_arg
@@ -170,7 +171,7 @@ def sys_umask(k: VKernel, t: Thread, mask: int) -> int:
 
 
 _RLIM_INF = (1 << 64) - 1
-_LIMITS = {3: (8 << 20, _RLIM_INF), 7: (1024, 1024), 6: (4096, 4096)}  # STACK, NOFILE, NPROC
+_LIMITS = {3: (8 << 20, _RLIM_INF), 7: (NOFILE, NOFILE), 6: (4096, 4096)}  # STACK, NOFILE, NPROC
 
 
 def sys_prlimit64(k: VKernel, t: Thread, pid: int, res: int, new: int, old: int) -> int:

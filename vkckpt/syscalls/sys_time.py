@@ -9,10 +9,10 @@ from vkckpt.abi import errno as E
 from vkckpt.abi.mman import PROT_WRITE
 from vkckpt.engine.cpumodel import TSC_AUX
 from vkckpt.errors import GuestError
-from vkckpt.sched import EPOCH_NS, NS_PER_TICK
 from vkckpt.syscalls.args import put_timespec, s32, timespec_arg
 from vkckpt.syscalls.sys_io import access_ok, deadline_at, user_span
 from vkckpt.threads.wait import Block
+from vkckpt.vclock import EPOCH_NS, NS_PER_TICK
 
 TYPE_CHECKING = False
 
