@@ -20,6 +20,7 @@ from vkckpt.abi import errno as E
 from vkckpt.errors import GuestError
 from vkckpt.fs import hostfs
 from vkckpt.fs.files import DirFile
+from vkckpt.fs.hostfds import HostFds
 from vkckpt.fs.inodes import InodeTable
 from vkckpt.fs.sandbox import GuestRoot
 from vkckpt.image import ImageReader
@@ -285,8 +286,8 @@ def test_reserved_names_do_not_exist_for_guests(tmp_path: Path) -> None:
     with pytest.raises(GuestError):
         g.resolve("/alias")
     fd = g.host_open(g.resolve("/"), os.O_RDONLY | os.O_DIRECTORY)
-    d = DirFile(fd, 0, "/", str(root), InodeTable(lambda: 0))
-    listing = d.getdents(4096)
+    d = DirFile(fd, 0, "/", str(root), InodeTable(lambda: 0), HostFds(budget=16))
+    listing = d.getdents(4096, 4096)
     assert b"seen\0" in listing and b"alias\0" in listing
     assert hostfs.TEMP_PREFIX.encode() not in listing and str(os.getpid()).encode() not in listing
 

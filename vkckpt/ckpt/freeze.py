@@ -17,8 +17,8 @@ from vkckpt.ckpt.snapshot import FreezeResult, write_image
 from vkckpt.errors import ImageError, VkError
 from vkckpt.fs.hostfs import OutputPath
 from vkckpt.record import Comparable
-from vkckpt.signals.deliver import send_to_process
 from vkckpt.signals.pending import SigInfo
+from vkckpt.task_signals import send_to_process
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -223,4 +223,4 @@ def serve_guest_request(k: VKernel, plan: FreezePlan) -> None:
     finally:
         req.close()
     if t is not None and t.alive:
-        k.wake(t, result)
+        t.wake(result)

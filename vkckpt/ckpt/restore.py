@@ -29,9 +29,9 @@ from vkckpt.image.limits import MAX_GUEST_MEMORY
 from vkckpt.kernel import VKernel
 from vkckpt.process import Process
 from vkckpt.record import Comparable
-from vkckpt.signals.deliver import send_to_process
 from vkckpt.signals.pending import SigInfo
 from vkckpt.signals.state import load_actions, load_pending
+from vkckpt.task_signals import send_to_process
 from vkckpt.threads.state import load_thread
 from vkckpt.threads.thread import ThreadState
 from vkckpt.threads.wait import WaitQueue
@@ -232,7 +232,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
     for d in recs.get("pipe", []):
         if not isinstance(d["data"], bytes) or len(d["data"]) > CAPACITY:
             raise ImageError(f"pipe {d['id']} holds more than a pipe can")
-        pipes[d["id"]] = Pipe(d["id"], k.mem)
+        pipes[d["id"]] = Pipe(d["id"], k.mem, k.poll_q)
         pipes[d["id"]].data = bytearray(d["data"])
     if not all(isinstance(r, list) and len(r) == 3 and isinstance(r[0], str)
                for r in kr.get("inodes", [])):
@@ -243,7 +243,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
         if d["id"] in files:
             raise ImageError(f"file id {d['id']!r} is duplicated")
         files[d["id"]] = load_file(d, k.root, pipes, opts.allow_changed_files, k.inodes,
-                                   opts.read_only)
+                                   opts.read_only, svc=k.file_services())
     k.host_fds.adopt(sum(isinstance(f, HostFile) for f in files.values()))
     vms = {d["pid"]: d for d in recs.get("vmspace", [])}
     queues: dict[tuple, WaitQueue] = {}
@@ -369,7 +369,7 @@ def _threads(k: VKernel, rows: list[dict], queues: dict, orders: dict[int, list]
         t.ctx = p.engine.context_new()
         p.engine_owner = t
         by_tid[t.tid] = t
-        k.threads[t.tid] = t
+        k.add_thread(t)
     for p in k.procs.values():
         order = orders.get(p.pid, [])
         if len(order) != len(set(order)) or \

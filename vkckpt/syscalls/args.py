@@ -13,9 +13,25 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from vkckpt.kernel import VKernel
     from vkckpt.threads.thread import Thread
 
 MAX_IO = 1 << 26  # one read/write moves at most 64 MiB, like Linux's MAX_RW_COUNT-ish bound
+KTIME_MAX = (1 << 63) - 1  # Linux's timers saturate here: a later deadline never comes
+
+
+def deadline_at(ns: int) -> int | None:
+    """A sleep's virtual deadline, or None (no timeout) at or past KTIME_MAX."""
+    return ns if ns < KTIME_MAX else None
+
+
+def wait_deadline(k: VKernel, t: Thread, timeout_ns: int | None) -> int | None:
+    """The deadline of a wait with a relative timeout (None: none). A call re-run after a
+    wake-up that did not satisfy it keeps the deadline it first computed, so spurious
+    wake-ups (every pipe event wakes every poll) never extend the timeout."""
+    if t.retry_deadline is not None:
+        return t.retry_deadline
+    return None if timeout_ns is None else deadline_at(k.now_ns() + timeout_ns)
 
 
 def s32(x: int) -> int:

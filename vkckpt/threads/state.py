@@ -13,8 +13,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.process import Process
 
-#: Thread fields not saved as such: `process` is saved as the pid, `ctx` as `regs`.
-TRANSIENT = {"process", "ctx"}
+#: Thread fields not saved as such: `process` is saved as the pid, `ctx` as `regs`; `waker`
+#: is installed again by the kernel that registers the thread.
+TRANSIENT = {"process", "ctx", "waker"}
 
 
 def save_regs(st: dict[str, int]) -> dict[str, int | bytes]:
