@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from vkckpt.fs.hostfds import HostFds
 
 from vkckpt.abi import errno as E
 from vkckpt.errors import GuestError
@@ -284,8 +285,8 @@ def test_reserved_names_do_not_exist_for_guests(tmp_path: Path) -> None:
     with pytest.raises(GuestError):
         g.resolve("/alias")
     fd = g.host_open(g.resolve("/"), os.O_RDONLY | os.O_DIRECTORY)
-    d = DirFile(fd, 0, "/", str(root), InodeTable(lambda: 0))
-    listing = d.getdents(4096)
+    d = DirFile(fd, 0, "/", str(root), InodeTable(lambda: 0), HostFds(budget=16))
+    listing = d.getdents(4096, 4096)
     assert b"seen\0" in listing and b"alias\0" in listing
     assert hostfs.TEMP_PREFIX.encode() not in listing and str(os.getpid()).encode() not in listing
 

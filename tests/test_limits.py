@@ -253,7 +253,7 @@ def test_a_failed_open_at_emfile_gives_its_host_fd_back(make_root) -> None:
     k.host_fds.budget = 5000
     k.run(on_schedule_point=lambda k: k.host_request is not None)
     assert k.host_fds.held == 1021  # 1024 guest descriptors, 3 of them the console
-    k.procs[1].fds.close_all(k)
+    k.procs[1].fds.close_all()
     assert k.host_fds.held == 0
     k.shutdown()
 

@@ -17,6 +17,8 @@ import os
 import select
 from collections import deque
 
+from vkckpt.abi.limits import PIPE_BUF
+
 #: Queued bytes beyond which guests stop running until the host reads.
 BACKLOG = 1 << 20
 #: Console bytes one time slice may write before it ends early (a guest-determined point),
@@ -24,7 +26,6 @@ BACKLOG = 1 << 20
 SLICE_OUT = 1 << 20
 #: What the queue may cost the vkernel's memory account (charged once, at start).
 COST = BACKLOG + SLICE_OUT
-PIPE_BUF = 4096
 
 
 class HostOut:

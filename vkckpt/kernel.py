@@ -12,18 +12,19 @@ import os
 import sys
 from collections.abc import Callable
 
-from vkckpt import hostout, task_exit
+from vkckpt import hostout, task_signals
 from vkckpt.abi import errno as E
 from vkckpt.abi.syscalls import NAMES as SYSCALL_NAMES
 from vkckpt.config import KernelConfig
 from vkckpt.engine.engine import Stop
 from vkckpt.errors import GuestError, VkError
 from vkckpt.fs.inodes import InodeTable
+from vkckpt.fs.ops import FileServices
 from vkckpt.fs.sandbox import GuestRoot
 from vkckpt.host.fds import HostFds
 from vkckpt.ids import Ids
 from vkckpt.sched import NS_PER_TICK, Scheduler
-from vkckpt.signals import deliver
+from vkckpt.signals import send
 from vkckpt.threads.futex import FutexTable
 from vkckpt.threads.thread import Sleep, Thread, ThreadState
 from vkckpt.threads.wait import Block, WaitQueue
@@ -64,7 +65,7 @@ class VKernel:
         self.inodes = InodeTable(self.now_ns)
         self.sched = Scheduler(config.quantum)
         self.futexes = FutexTable()
-        self.poll_q = WaitQueue(("poll",))  # poll/ppoll sleepers; woken by any pipe event
+        self.poll_q = WaitQueue(("poll",))  # readiness events: pipes notify it, polls sleep on it
         self.procs: dict[int, Process] = {}
         self.threads: dict[int, Thread] = {}
         self.ids = Ids()  # pids/tids, pipe ids, host-buffer ids
@@ -132,6 +133,11 @@ class VKernel:
             out += hashlib.sha256(b"%d:%d" % (self.config.seed, self.rng_counter)).digest()
         return bytes(out[:n])
 
+    def file_services(self) -> FileServices:
+        """What open files may use of this kernel (handed to them when they are made)."""
+        return FileServices(self.console_read, self.console_write, self.random_bytes,
+                            self.host_fds, self.poll_q)
+
     # -- console -----------------------------------------------------------------------------
     def console_write(self, stream: int, data: bytes) -> None:
         """A guest write to the console: always whole; a slice that wrote SLICE_OUT bytes
@@ -173,27 +179,16 @@ class VKernel:
         self.sched.remove(t)
         ready = t.deliverable()
         if ready:  # a signal already deliverable interrupts the sleep at once
-            deliver.interrupt(self, t, (ready & -ready).bit_length())
+            send.interrupt(self, t, (ready & -ready).bit_length())
 
-    def wake(self, t: Thread, result: int | None = None) -> None:
-        """End t's sleep: with a result the syscall returns it, else the handler runs again."""
-        s = t.sleep
-        if s is None:
-            return
-        if s.queue is not None and t in s.queue.waiters:
-            s.queue.waiters.remove(t)
-        t.sleep = None
-        t.wake_result = result
-        t.retry = result is None
-        t.retry_call = (s.nr, s.args)
-        t.retry_deadline = s.deadline if t.retry else None
-        if t.state is ThreadState.BLOCKED:
-            self.sched.enqueue(t)
+    def add_thread(self, t: Thread) -> None:
+        """Register t under its tid; its waker makes it runnable here when a queue wakes it."""
+        self.threads[t.tid] = t
+        t.waker = self._runnable
 
-    def wake_all(self, q: WaitQueue) -> None:
-        """Wake every sleeper of q so each re-checks its condition."""
-        for t in list(q.waiters):
-            self.wake(t)
+    def _runnable(self, t: Thread) -> None:
+        """A woken thread rejoins this kernel's run queue (every Thread.waker)."""
+        self.sched.enqueue(t)
 
     # -- system call entry -------------------------------------------------------------------
     def syscall_entry(self) -> bool:
@@ -259,7 +254,7 @@ class VKernel:
                 self.out.wait(hostout.BACKLOG, 0.05)
                 continue
             for t in self.sched.expired():
-                self.wake(t, t.sleep.timeout_result)
+                t.wake(t.sleep.timeout_result)
             t = self.sched.next()
             if t is None:
                 if not self.sched.skip_idle():
@@ -294,7 +289,7 @@ class VKernel:
         for fn in deferred:
             fn()
         if stop in (Stop.FAULT, Stop.INTERRUPT, Stop.ILLEGAL) and t.alive:
-            deliver.cpu_exception(self, t, stop)
+            task_signals.cpu_exception(self, t, stop)
         self.current = None
         self._bury()
         if t.state is ThreadState.RUNNABLE and t.alive:
@@ -322,7 +317,7 @@ class VKernel:
             if t.wake_result != -E.EINTR:
                 t.end_temporary_mask()  # a timeout: signals wait under the caller's mask
             t.wake_result = None
-        deliver.deliver_pending(self, t)
+        task_signals.deliver_pending(self, t)
         if t.sleep is None:
             t.end_temporary_mask()  # EINTR for a signal that ran no handler
         return t.state is ThreadState.RUNNABLE and t.alive
@@ -357,26 +352,11 @@ class VKernel:
                 p.zombie = True
         self._bury()
 
-    def kill_group(self, p: Process, sig: int, core: bool = False) -> None:
-        """Terminate p as sig's default action does."""
-        task_exit.kill_group(self, p, sig, core)
-        self.resched = True
-
-    def reap_thread(self, t: Thread) -> None:
-        task_exit.reap_thread(self, t)
-
-    def notify_parent_stop(self, p: Process, code: int, sig: int) -> None:
-        task_exit.notify_parent_stop(self, p, code, sig)
-
     def defer(self, fn: Callable[[], None]) -> object:
         """Run fn once the current engine stops; the caller returns NORETURN."""
         self.deferred.append(fn)
         self.resched = True
         return NORETURN
-
-    def send_signal_thread(self, t: Thread | None, sig: int) -> None:
-        if t is not None:
-            deliver.send_to_thread(self, t, deliver.kernel_info(sig))
 
 
 def _vkernel_id(config: KernelConfig) -> bytes:

@@ -6,14 +6,13 @@ import heapq
 from collections import deque
 
 from vkckpt.threads.thread import ThreadState
+from vkckpt.vclock import NS_PER_TICK
 
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.threads.thread import Thread
 
-NS_PER_TICK = 10                     # one translated block is 10 virtual ns
-EPOCH_NS = 1_767_225_600 * 10**9     # 2026-01-01T00:00:00Z: CLOCK_REALTIME at tick 0
 
 
 class Scheduler:

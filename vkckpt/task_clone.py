@@ -54,7 +54,7 @@ def fork(k: VKernel, t: Thread, flags: int = S.SIGCHLD, child_tid: int = 0) -> i
     child.threads.append(ct)
     p.children.append(pid)
     k.procs[pid] = child
-    k.threads[pid] = ct
+    k.add_thread(ct)
     k.sched.enqueue(ct)
     return pid
 
@@ -99,7 +99,7 @@ def vfork_release(k: VKernel, child: Process) -> None:
         child.vfork_parent = 0
         if parent is not None and parent.sleep is not None and \
                 parent.sleep.queue is child.vfork_done:
-            k.wake(parent, child.pid)
+            parent.wake(child.pid)
 
 
 def new_thread(k: VKernel, t: Thread, flags: int, stack: int, ptid: int, ctid: int,
@@ -125,6 +125,6 @@ def new_thread(k: VKernel, t: Thread, flags: int, stack: int, ptid: int, ctid: i
     if flags & CLONE_CHILD_CLEARTID:
         nt.clear_child_tid = ctid
     p.threads.append(nt)
-    k.threads[tid] = nt
+    k.add_thread(nt)
     k.sched.enqueue(nt)
     return tid

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from vkckpt import task_exit
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
 from vkckpt.engine.engine import Engine
@@ -12,6 +13,7 @@ from vkckpt.fs.fdtable import FdTable
 from vkckpt.fs.files import Console
 from vkckpt.process import Process
 from vkckpt.signals.actions import SignalActions
+from vkckpt.task_clone import vfork_release
 from vkckpt.threads.thread import Thread
 from vkckpt.vmspace.loader import build_stack, load_elf, parse_elf
 from vkckpt.vmspace.vmspace import VmSpace
@@ -96,8 +98,9 @@ def spawn(k: VKernel, program: str, argv: list[str], env: dict[str, str],
     eng, vm, regs = new_image(k, prog, [a.encode() for a in argv], envp)
     pid = k.alloc_pid()
     fds = FdTable()
+    svc = k.file_services()
     for fd, flags in ((0, F.O_RDONLY), (1, F.O_WRONLY), (2, F.O_WRONLY)):
-        fds.install(Console(flags, fd), fd=fd)
+        fds.install(Console(flags, fd, svc), fd=fd)
     p = Process(pid, ppid, vm, eng, fds, SignalActions(), cwd=k.root.resolve(cwd).guest,
                 exe=guest, argv=[a.encode() for a in argv], pgid=pid, sid=pid)
     t = Thread(pid, p)
@@ -106,7 +109,7 @@ def spawn(k: VKernel, program: str, argv: list[str], env: dict[str, str],
     p.engine_owner = t
     p.threads.append(t)
     k.procs[pid] = p
-    k.threads[pid] = t
+    k.add_thread(t)
     k.sched.enqueue(t)
     return p
 
@@ -121,7 +124,7 @@ def execve(k: VKernel, t: Thread, path: bytes, argv: list[bytes], envp: list[byt
     def commit() -> None:
         for other in p.live_threads:
             if other is not t:
-                k.reap_thread(other)
+                task_exit.reap_thread(k, other)
         k.retire(p.vm, p.engine)
         p.vm, p.engine, p.exe, p.argv = vm, eng, guest, argv
         if t.tid != p.pid:  # a non-leader thread takes over the leader's id
@@ -130,14 +133,13 @@ def execve(k: VKernel, t: Thread, path: bytes, argv: list[bytes], envp: list[byt
             k.threads[t.tid] = t
         p.threads = [t]
         p.actions.reset_for_exec()
-        p.fds.close_on_exec(k)
+        p.fds.close_on_exec()
         t.altstack = (0, 2, 0)
         t.clear_child_tid = 0
         t.robust_list = (0, 0)
         eng.set_state(regs)
         t.ctx = eng.context_new()
         p.engine_owner = t
-        from vkckpt.task_clone import vfork_release
         vfork_release(k, p)
 
     return k.defer(commit)

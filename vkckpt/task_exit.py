@@ -7,7 +7,10 @@ import struct
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
 from vkckpt.errors import GuestError
+from vkckpt.signals import send
 from vkckpt.signals.pending import SigInfo
+from vkckpt.task_clone import vfork_release
+from vkckpt.threads.futex import futex_key
 from vkckpt.threads.thread import ThreadState
 from vkckpt.threads.wait import Block
 
@@ -28,14 +31,13 @@ def reap_thread(k: VKernel, t: Thread) -> None:
     if not t.alive:
         return
     if t.sleep is not None:
-        k.wake(t, 0)
+        t.wake(0)
     k.sched.remove(t)
     t.state = ThreadState.DEAD
     if t.clear_child_tid and not t.process.exiting:
         try:
             t.process.vm.write(t.clear_child_tid, bytes(4))
-            from vkckpt.syscalls.sys_futex import futex_wake
-            futex_wake(k, t.process, t.clear_child_tid, 1)
+            k.futexes.wake(futex_key(t.process, t.clear_child_tid), 1)
         except GuestError:
             pass
     k.threads.pop(t.tid, None)
@@ -69,7 +71,7 @@ def exit_group(k: VKernel, p: Process, status: int) -> None:
 def process_exit(k: VKernel, p: Process, status: int) -> None:
     """Release p's resources, hand its children to init, and tell its parent."""
     p.exiting = True
-    p.fds.close_all(k)
+    p.fds.close_all()
     k.retire(p.vm, p.engine)  # the engine may be inside emu_start: release it after the stop
     p.engine_owner = None
     p.zombie = True
@@ -86,11 +88,10 @@ def process_exit(k: VKernel, p: Process, status: int) -> None:
             elif child.zombie:
                 del k.procs[cpid]
     if heir and any(k.procs[c].zombie for c in p.children if c in k.procs):
-        k.wake_all(init.child_wait)
+        init.child_wait.wake_all()
     p.children = []
     if p.pid == k.init_pid:
         k.exit_status = status
-    from vkckpt.task_clone import vfork_release
     vfork_release(k, p)
     _notify_parent(k, p)
 
@@ -104,23 +105,13 @@ def _notify_parent(k: VKernel, p: Process) -> None:
     if act.handler == S.SIG_IGN or act.flags & S.SA_NOCLDWAIT:
         parent.children.remove(p.pid)
         del k.procs[p.pid]
+    elif p.exit_signal == S.SIGKILL:  # clone(2) allows it: the parent dies of the news
+        kill_group(k, parent, S.SIGKILL)
+        k.resched = True
     elif p.exit_signal:
-        from vkckpt.signals.deliver import send_to_process
         code, st = _chld_code(p.wait_status)
-        send_to_process(k, parent, SigInfo(p.exit_signal, code, pid=p.pid, status=st))
-    k.wake_all(parent.child_wait)
-
-
-def notify_parent_stop(k: VKernel, p: Process, code: int, sig: int) -> None:
-    """Job control: tell the parent that p stopped or continued."""
-    parent = k.procs.get(p.ppid)
-    if parent is None or parent.zombie:
-        return
-    act = parent.actions.get(S.SIGCHLD)
-    if not act.flags & S.SA_NOCLDSTOP:
-        from vkckpt.signals.deliver import send_to_process
-        send_to_process(k, parent, SigInfo(S.SIGCHLD, code, pid=p.pid, status=sig))
-    k.wake_all(parent.child_wait)
+        send.queue_to_process(k, parent, SigInfo(p.exit_signal, code, pid=p.pid, status=st))
+    parent.child_wait.wake_all()
 
 
 def _chld_code(status: int) -> tuple[int, int]:

@@ -4,3 +4,4 @@ NOFILE = 1024          # RLIMIT_NOFILE (soft and hard): descriptors are 0 .. NOF
 UIO_MAXIOV = 1024      # most iovecs one readv/writev/sendmsg takes
 MAX_RW_COUNT = 0x7FFF_F000  # most bytes one read/write moves (INT_MAX rounded down to a page)
 POLL_MAX_FDS = NOFILE  # poll/ppoll refuse more descriptors than RLIMIT_NOFILE (EINVAL)
+PIPE_BUF = 4096        # writes up to this size to a pipe are atomic (and POLLOUT promises room)

@@ -18,8 +18,8 @@ from vkckpt.ckpt.snapshot import FreezeResult, write_image
 from vkckpt.errors import ImageError, VkError
 from vkckpt.host.fs import OutputPath
 from vkckpt.record import Comparable
-from vkckpt.signals.deliver import send_to_process
 from vkckpt.signals.pending import SigInfo
+from vkckpt.task_signals import send_to_process
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -212,4 +212,4 @@ def serve_guest_request(k: VKernel, plan: FreezePlan) -> None:
     finally:
         req.close()
     if t is not None and t.alive:
-        k.wake(t, result)
+        t.wake(result)

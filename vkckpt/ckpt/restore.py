@@ -25,9 +25,9 @@ from vkckpt.fs.state import load_file, load_pipes
 from vkckpt.image import ImageReader
 from vkckpt.kernel import VKernel
 from vkckpt.record import Comparable
-from vkckpt.signals.deliver import send_to_process
 from vkckpt.signals.pending import SigInfo
 from vkckpt.syscalls.table import ON_EINTR, TABLE
+from vkckpt.task_signals import send_to_process
 from vkckpt.threads.state import load_thread
 from vkckpt.threads.wait import WaitQueue
 from vkckpt.vmspace.hostmem import HostBuffer
@@ -164,7 +164,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
     k = VKernel(cfg, TABLE, ON_EINTR)
     kernel_state.load(k, kr, final.header.vkernel_id)
     bufs = load_buffers(recs.get("buffer", []), k.ids.next_bid)
-    pipes = load_pipes(recs.get("pipe", []), k.mem)
+    pipes = load_pipes(recs.get("pipe", []), k.mem, k.poll_q)
     files = _files(k, recs.get("file", []), pipes, opts)
     queues: dict[tuple, WaitQueue] = {}
     vms = {d["pid"]: d for d in recs.get("vmspace", [])}
@@ -190,7 +190,7 @@ def _files(k: VKernel, rows: list[dict], pipes: dict, opts: ThawOptions) -> dict
         if d["id"] in files:
             raise ImageError(f"file id {d['id']!r} is duplicated")
         files[d["id"]] = load_file(d, k.root, pipes, opts.allow_changed_files, k.inodes,
-                                   opts.read_only)
+                                   opts.read_only, svc=k.file_services())
     k.host_fds.adopt(sum(isinstance(f, HostFile) for f in files.values()))
     return files
 
@@ -209,7 +209,7 @@ def _threads(k: VKernel, rows: list[dict], queues: dict, orders: dict[int, list]
         t.ctx = p.engine.context_new()
         p.engine_owner = t
         by_tid[t.tid] = t
-        k.threads[t.tid] = t
+        k.add_thread(t)
     for p in k.procs.values():
         order = orders.get(p.pid, [])
         if len(order) != len(set(order)) or \

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from vkckpt.abi import errno as E
+from vkckpt.abi.limits import NOFILE
 from vkckpt.errors import GuestError
-from vkckpt.fs.files import OpenFile
+from vkckpt.fs.ops import OpenFile
 
-TYPE_CHECKING = False
-
-if TYPE_CHECKING:
-    from vkckpt.kernel import VKernel
-
-NOFILE = 1024
+__all__ = ["NOFILE", "FdTable"]
 
 
 class FdTable:
@@ -35,7 +31,7 @@ class FdTable:
         self.fds[fd] = (self.get(fd), on)
 
     def install(self, f: OpenFile, cloexec: bool = False, lowest: int = 0,
-                fd: int | None = None, k: VKernel | None = None) -> int:
+                fd: int | None = None) -> int:
         """Put f at fd (closing what was there) or at the lowest free number >= lowest."""
         if fd is None:
             fd = lowest
@@ -44,28 +40,27 @@ class FdTable:
             if fd >= NOFILE:
                 raise GuestError(E.EMFILE)
         elif fd in self.fds:
-            assert k is not None
-            self.close(fd, k)
+            self.close(fd)
         f.refs += 1
         self.fds[fd] = (f, cloexec)
         return fd
 
-    def close(self, fd: int, k: VKernel) -> None:
+    def close(self, fd: int) -> None:
         """Close fd; the description is released with its last reference."""
         f = self.get(fd)
         del self.fds[fd]
         f.refs -= 1
         if f.refs == 0:
-            f.release(k)
+            f.release()
 
-    def close_all(self, k: VKernel) -> None:
+    def close_all(self) -> None:
         for fd in sorted(self.fds):
-            self.close(fd, k)
+            self.close(fd)
 
-    def close_on_exec(self, k: VKernel) -> None:
+    def close_on_exec(self) -> None:
         for fd in sorted(self.fds):
             if self.fds[fd][1]:
-                self.close(fd, k)
+                self.close(fd)
 
     def copy(self) -> FdTable:
         """fork without CLONE_FILES: same descriptions, new table."""

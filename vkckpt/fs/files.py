@@ -8,25 +8,19 @@ import struct
 
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
+from vkckpt.abi.stat import pack_stat
 from vkckpt.errors import GuestError
+from vkckpt.fs.ops import FileServices, OpenFile
 from vkckpt.host import fs as hostfs
 
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from vkckpt.fs.hostfds import HostFds
     from vkckpt.fs.inodes import InodeTable
-    from vkckpt.kernel import VKernel
 
-
-def pack_stat(dev: int, ino: int, mode: int, nlink: int, uid: int, gid: int, rdev: int,
-              size: int, blksize: int, blocks: int, atime: float, mtime: float,
-              ctime: float) -> bytes:
-    """Encode struct stat (x86-64, 144 bytes)."""
-    def ts(t: float) -> tuple[int, int]:
-        ns = int(t * 1e9)
-        return ns // 10**9, ns % 10**9
-    return struct.pack("<QQQIII4xQqqq6q24x", dev, ino, nlink, mode, uid, gid, rdev, size,
-                       blksize, blocks, *ts(atime), *ts(mtime), *ts(ctime))
+__all__ = ["DEVICES", "Console", "DevNull", "DevRandom", "DevZero", "DirFile", "FileServices",
+           "HostFile", "OpenFile", "char_stat", "host_call"]
 
 
 def char_stat(rdev: int) -> bytes:
@@ -42,74 +36,24 @@ def host_call(fn, *args):  # noqa: ANN001, ANN202 - thin wrapper
         raise GuestError(exc.errno or E.EIO, str(exc)) from None
 
 
-class OpenFile:
-    """An open file description, shared by dup'ed descriptors and across fork."""
-
-    kind = "file"
-    seekable = False
-
-    def __init__(self, flags: int) -> None:
-        self.flags = flags
-        self.refs = 0
-
-    def readable(self) -> bool:
-        return self.flags & F.O_ACCMODE in (F.O_RDONLY, F.O_RDWR)
-
-    def writable(self) -> bool:
-        return self.flags & F.O_ACCMODE in (F.O_WRONLY, F.O_RDWR)
-
-    def read(self, k: VKernel, n: int) -> bytes:
-        raise GuestError(E.EINVAL)
-
-    def write(self, k: VKernel, data: bytes) -> int:
-        raise GuestError(E.EINVAL)
-
-    def pread(self, n: int, off: int) -> bytes:
-        raise GuestError(E.ESPIPE)
-
-    def pwrite(self, data: bytes, off: int) -> int:
-        raise GuestError(E.ESPIPE)
-
-    def seek(self, off: int, whence: int) -> int:
-        raise GuestError(E.ESPIPE)
-
-    def stat(self) -> bytes:
-        raise GuestError(E.EBADF)
-
-    def getdents(self, n: int) -> bytes:
-        raise GuestError(E.ENOTDIR)
-
-    def ioctl(self, req: int) -> int:
-        raise GuestError(E.ENOTTY)
-
-    def readiness(self) -> tuple[bool, bool]:
-        """(readable now without blocking, writable now) for poll."""
-        return True, True
-
-    def set_status_flags(self, flags: int) -> None:
-        """F_SETFL: change O_APPEND/O_NONBLOCK."""
-        self.flags = (self.flags & ~F.SETFL_MASK) | (flags & F.SETFL_MASK)
-
-    def release(self, k: VKernel) -> None:
-        """The last descriptor referring to this description was closed."""
-
-
 class HostFile(OpenFile):
     """A regular file inside the guest root, backed by a host descriptor."""
 
     kind = "host"
     seekable = True
 
-    def __init__(self, fd: int, flags: int, guest_path: str, inodes: InodeTable) -> None:
+    def __init__(self, fd: int, flags: int, guest_path: str, inodes: InodeTable,
+                 host_fds: HostFds) -> None:
         super().__init__(flags)
         self.fd = fd
         self.guest_path = guest_path
         self.inodes = inodes
+        self.host_fds = host_fds  # fd is one of the descriptors this account counts
 
-    def read(self, k: VKernel, n: int) -> bytes:
+    def read(self, n: int) -> bytes:
         return host_call(os.read, self.fd, n)
 
-    def write(self, k: VKernel, data: bytes) -> int:
+    def write(self, data: bytes) -> int:
         n = host_call(os.write, self.fd, data)
         self.touched()
         return n
@@ -121,6 +65,22 @@ class HostFile(OpenFile):
         n = host_call(os.pwrite, self.fd, data, off)
         self.touched()
         return n
+
+    def read_fit(self, room: int, want: int, off: int | None) -> int:
+        """A regular file at its end has nothing to copy: 0, not EFAULT."""
+        if room:
+            return room
+        pos = self.seek(0, F.SEEK_CUR) if off is None else off
+        if not self.pread(1, pos):
+            return 0
+        raise GuestError(E.EFAULT)
+
+    def truncate(self, length: int) -> None:
+        host_call(os.ftruncate, self.fd, length)
+        self.touched()
+
+    def map_source(self) -> HostFile:
+        return self
 
     def touched(self) -> None:
         """The guest modified the file: its virtual mtime is now."""
@@ -139,9 +99,9 @@ class HostFile(OpenFile):
         host = fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~os.O_APPEND
         fcntl.fcntl(self.fd, fcntl.F_SETFL, host | (os.O_APPEND if flags & F.O_APPEND else 0))
 
-    def release(self, k: VKernel) -> None:
+    def release(self) -> None:
         os.close(self.fd)
-        k.host_fds.give()
+        self.host_fds.give()
 
 
 class DirFile(HostFile):
@@ -150,16 +110,25 @@ class DirFile(HostFile):
     kind = "dir"
 
     def __init__(self, fd: int, flags: int, guest_path: str, host_path: str,
-                 inodes: InodeTable) -> None:
-        super().__init__(fd, flags, guest_path, inodes)
+                 inodes: InodeTable, host_fds: HostFds) -> None:
+        super().__init__(fd, flags, guest_path, inodes, host_fds)
         self.host_path = host_path
         self.pos = 0
 
-    def read(self, k: VKernel, n: int) -> bytes:
+    def read(self, n: int) -> bytes:
         raise GuestError(E.EISDIR)
 
-    def write(self, k: VKernel, data: bytes) -> int:
+    def write(self, data: bytes) -> int:
         raise GuestError(E.EISDIR)
+
+    def read_fit(self, room: int, want: int, off: int | None) -> int:
+        return want  # read(2) fails with EISDIR before any copy
+
+    def truncate(self, length: int) -> None:
+        raise GuestError(E.EINVAL)
+
+    def dir_path(self) -> str:
+        return self.guest_path
 
     def seek(self, off: int, whence: int) -> int:
         if whence != F.SEEK_SET or off < 0:
@@ -190,7 +159,25 @@ class DirFile(HostFile):
             ents.append((os.fsencode(e.name), ino, _dtype(st_e.st_mode)))
         return ents
 
-    def getdents(self, n: int) -> bytes:
+    def getdents(self, n: int, room: int) -> bytes:
+        start = self.pos
+        data = self._records(n)
+        if len(data) > room:
+            cut = kept = 0
+            while cut < len(data):
+                reclen = struct.unpack_from("<H", data, cut + 16)[0]
+                if cut + reclen > room:
+                    break
+                cut += reclen
+                kept += 1
+            self.pos = start + kept
+            data = data[:cut]
+            if not data:
+                raise GuestError(E.EFAULT)
+        return data
+
+    def _records(self, n: int) -> bytes:
+        """linux_dirent64 records from pos filling at most n bytes (EINVAL if none fits)."""
         out = bytearray()
         ents = self._entries()
         while self.pos < len(ents):
@@ -217,15 +204,16 @@ class Console(OpenFile):
 
     kind = "console"
 
-    def __init__(self, flags: int, stream: int) -> None:
+    def __init__(self, flags: int, stream: int, svc: FileServices) -> None:
         super().__init__(flags)
         self.stream = stream  # 0, 1 or 2: which host stream
+        self.svc = svc
 
-    def read(self, k: VKernel, n: int) -> bytes:
-        return k.console_read(n)
+    def read(self, n: int) -> bytes:
+        return self.svc.console_read(n)
 
-    def write(self, k: VKernel, data: bytes) -> int:
-        k.console_write(self.stream, data)
+    def write(self, data: bytes) -> int:
+        self.svc.console_write(self.stream, data)
         return len(data)
 
     def stat(self) -> bytes:
@@ -239,12 +227,20 @@ class DevNull(OpenFile):
     """/dev/null."""
 
     kind = "null"
+    discards = True
 
-    def read(self, k: VKernel, n: int) -> bytes:
+    def __init__(self, flags: int, svc: FileServices) -> None:
+        super().__init__(flags)
+        self.svc = svc
+
+    def read(self, n: int) -> bytes:
         return b""
 
-    def write(self, k: VKernel, data: bytes) -> int:
+    def write(self, data: bytes) -> int:
         return len(data)
+
+    def read_fit(self, room: int, want: int, off: int | None) -> int:
+        return want  # end of file at once: the buffer is never written
 
     def seek(self, off: int, whence: int) -> int:
         return 0
@@ -257,21 +253,24 @@ class DevZero(DevNull):
     """/dev/zero."""
 
     kind = "zero"
+    discards = False  # unlike /dev/null, a write reads the buffer (EFAULT if it cannot)
 
-    def read(self, k: VKernel, n: int) -> bytes:
+    def read(self, n: int) -> bytes:
         return bytes(n)
+
+    read_fit = OpenFile.read_fit  # the bytes are copied out: a bad buffer faults
 
     def stat(self) -> bytes:
         return char_stat(0x105)
 
 
-class DevRandom(DevNull):
+class DevRandom(DevZero):
     """/dev/urandom and /dev/random: the vkernel's deterministic random stream."""
 
     kind = "random"
 
-    def read(self, k: VKernel, n: int) -> bytes:
-        return k.random_bytes(n)
+    def read(self, n: int) -> bytes:
+        return self.svc.random_bytes(n)
 
     def stat(self) -> bytes:
         return char_stat(0x109)

@@ -12,7 +12,8 @@ import os
 import stat as st_mod
 from collections.abc import Callable
 
-from vkckpt.sched import EPOCH_NS
+from vkckpt.abi.stat import pack_stat
+from vkckpt.vclock import EPOCH_NS
 
 VIRTUAL_DEV = 0x801  # what st_dev says for every file in the guest root
 
@@ -42,7 +43,6 @@ class InodeTable:
 
     def stat_bytes(self, st: os.stat_result, guest_path: str) -> bytes:
         """struct stat as the guest sees it (size, mode, link count are the host's)."""
-        from vkckpt.fs.files import pack_stat
         vino, mtime, _ = self._entry(st, guest_path)
         t = (mtime if mtime is not None else EPOCH_NS) / 1e9
         blocks = (st.st_size + 4095) // 4096 * 8 if st_mod.S_ISREG(st.st_mode) else 8

@@ -4,46 +4,43 @@ from __future__ import annotations
 
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
-from vkckpt.abi import signals as S
+from vkckpt.abi.limits import PIPE_BUF
+from vkckpt.abi.stat import pack_stat
 from vkckpt.errors import GuestError
-from vkckpt.fs.files import OpenFile, pack_stat
+from vkckpt.fs.ops import OpenFile
 from vkckpt.threads.wait import Block, WaitQueue
 from vkckpt.vmspace.account import MemAccount
 
-TYPE_CHECKING = False
-
-if TYPE_CHECKING:
-    from vkckpt.kernel import VKernel
-
-PIPE_BUF = 4096
 CAPACITY = 65536
 #: What one pipe costs the vkernel's memory account: its whole buffer (charged when the
 #: pipe is made, so a write never fails for memory) and its bookkeeping.
 PIPE_COST = CAPACITY + 1024
 
 
-def _wake(k: VKernel, q: WaitQueue) -> None:
-    """A pipe changed: wake the threads sleeping on q, and every poll, which re-checks."""
-    k.wake_all(q)
-    k.wake_all(k.poll_q)
-
-
 class Pipe:
     """The shared buffer; counts of open ends decide EOF and EPIPE.
 
     A pipe holds PIPE_COST of `mem` from its creation until its last end is closed;
-    pipe(2) checks that the account has room first (ENFILE otherwise)."""
+    pipe(2) checks that the account has room first (ENFILE otherwise).  Every change is
+    notified to the waiting side's queue, then to `poll_q`, the readiness queue pollers
+    sleep on (FileServices.poll_q)."""
 
-    def __init__(self, pipe_id: int, mem: MemAccount | None = None) -> None:
+    def __init__(self, pipe_id: int, mem: MemAccount | None, poll_q: WaitQueue) -> None:
         self.mem = mem
         if mem is not None:
             mem.force(PIPE_COST)
+        self.poll_q = poll_q
         self.id = pipe_id
         self.data = bytearray()
         self.readers = 0
         self.writers = 0
         self.read_q = WaitQueue(("pipe-read", pipe_id))
         self.write_q = WaitQueue(("pipe-write", pipe_id))
+
+    def changed(self, q: WaitQueue) -> None:
+        """Wake the threads sleeping on q, then every poller, which re-checks."""
+        q.notify()
+        self.poll_q.notify()
 
 
 class PipeEnd(OpenFile):
@@ -59,7 +56,7 @@ class PipeEnd(OpenFile):
         else:
             pipe.writers += 1
 
-    def read(self, k: VKernel, n: int) -> bytes:
+    def read(self, n: int) -> bytes:
         p = self.pipe
         if not p.data:
             if p.writers == 0 or n == 0:
@@ -69,13 +66,13 @@ class PipeEnd(OpenFile):
             raise Block(p.read_q)
         out = bytes(p.data[:n])
         del p.data[:n]
-        _wake(k, p.write_q)
+        p.changed(p.write_q)
         return out
 
-    def write(self, k: VKernel, data: bytes) -> int:
+    def write(self, data: bytes) -> int:
+        """Write data; EPIPE without a reader (the caller sends SIGPIPE, as pipe_write)."""
         p = self.pipe
         if p.readers == 0:
-            k.send_signal_thread(k.current, S.SIGPIPE)
             raise GuestError(E.EPIPE)
         room = CAPACITY - len(p.data)
         if room < len(data) and (room == 0 or len(data) <= PIPE_BUF):
@@ -84,8 +81,21 @@ class PipeEnd(OpenFile):
             raise Block(p.write_q)
         n = min(room, len(data))
         p.data += data[:n]
-        _wake(k, p.read_q)
+        p.changed(p.read_q)
         return n
+
+    def read_fit(self, room: int, want: int, off: int | None) -> int:
+        """Linux copies a pipe buffer whole or not at all: EFAULT when it cannot."""
+        avail = len(self.pipe.data)
+        if not avail:
+            return want  # sleeps, EAGAIN or EOF: nothing is consumed either way
+        if room < min(want, avail):
+            raise GuestError(E.EFAULT)
+        return room
+
+    def write_fit(self, avail: int, want: int) -> int:
+        """Linux fills whole pipe buffers at a time: any unreadable byte is EFAULT."""
+        raise GuestError(E.EFAULT)
 
     def stat(self) -> bytes:
         return pack_stat(9, self.pipe.id, F.S_IFIFO | 0o600, 1, 0, 0, 0, 0, 4096, 0, 0, 0, 0)
@@ -93,27 +103,29 @@ class PipeEnd(OpenFile):
     def ioctl(self, req: int) -> int:
         raise GuestError(E.ENOTTY)
 
-    def readiness(self) -> tuple[bool, bool]:
-        p = self.pipe
-        return bool(p.data) or p.writers == 0, len(p.data) < CAPACITY or p.readers == 0
-
-    def poll_mask(self) -> int:
-        """poll(2) events, as Linux's pipe_poll computes them: POLLIN when data waits and
+    def poll(self, events: int) -> int:
+        """poll(2) revents as Linux's pipe_poll computes them: POLLIN when data waits and
         POLLHUP when no writer is left (read end); POLLOUT when there is room and POLLERR
-        when no reader is left (write end)."""
+        when no reader is left (write end).  POLLHUP and POLLERR are reported unrequested."""
         p = self.pipe
         if self.readable():
-            return (F.POLLIN if p.data else 0) | (F.POLLHUP if p.writers == 0 else 0)
-        return (F.POLLOUT if len(p.data) < CAPACITY else 0) | (F.POLLERR if p.readers == 0 else 0)
+            mask = (F.POLLIN if p.data else 0) | (F.POLLHUP if p.writers == 0 else 0)
+        else:
+            mask = (F.POLLOUT if len(p.data) < CAPACITY else 0) | \
+                (F.POLLERR if p.readers == 0 else 0)
+        return mask & (events | F.POLLHUP | F.POLLERR)
 
-    def release(self, k: VKernel) -> None:
+    def poll_queue(self) -> WaitQueue:
+        return self.pipe.poll_q
+
+    def release(self) -> None:
         p = self.pipe
         if self.readable():
             p.readers -= 1
-            _wake(k, p.write_q)
+            p.changed(p.write_q)
         else:
             p.writers -= 1
-            _wake(k, p.read_q)
+            p.changed(p.read_q)
         if p.readers == 0 and p.writers == 0 and p.mem is not None:
             p.mem.uncharge(PIPE_COST)
             p.mem = None

@@ -14,7 +14,7 @@ import os
 import stat
 
 from vkckpt.abi import fcntl as F
-from vkckpt.errors import ImageError
+from vkckpt.errors import GuestError, ImageError
 from vkckpt.fs.fdtable import FdTable
 from vkckpt.fs.files import (
     Console,
@@ -22,6 +22,7 @@ from vkckpt.fs.files import (
     DevRandom,
     DevZero,
     DirFile,
+    FileServices,
     HostFile,
     OpenFile,
 )
@@ -32,6 +33,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.fs.inodes import InodeTable
     from vkckpt.fs.sandbox import GuestRoot
+    from vkckpt.threads.wait import WaitQueue
     from vkckpt.vmspace.account import MemAccount
 
 PIPE_VERSION = 1
@@ -116,19 +118,36 @@ def _changed(want: dict, fd: int, fp: dict) -> bool:
     return os.fstat(fd).st_mtime_ns != want.get("mtime_ns")  # an image older than stamps
 
 
+def _save_host(f: HostFile, d: dict) -> None:
+    d["path"] = f.guest_path
+    d["offset"] = os.lseek(f.fd, 0, os.SEEK_CUR)
+    d["fingerprint"] = fingerprint(f.fd)
+
+
+def _save_dir(f: DirFile, d: dict) -> None:
+    _save_host(f, d)
+    d["offset"] = f.pos
+
+
+def _save_console(f: Console, d: dict) -> None:
+    d["stream"] = f.stream
+
+
+def _save_pipe_end(f: PipeEnd, d: dict) -> None:
+    d["pipe"] = f.pipe.id
+
+
+#: What each kind saves beyond id, kind and flags (a kind not listed saves nothing more).
+_SAVE_KIND = {"host": _save_host, "dir": _save_dir, "console": _save_console,
+              "pipe": _save_pipe_end}
+
+
 def save_file(f: OpenFile, fid: int) -> dict:
     """One open file description."""
     d = {"id": fid, "kind": f.kind, "flags": f.flags}
-    if isinstance(f, HostFile):
-        d["path"] = f.guest_path
-        d["offset"] = os.lseek(f.fd, 0, os.SEEK_CUR)
-        d["fingerprint"] = fingerprint(f.fd)
-        if isinstance(f, DirFile):
-            d["offset"] = f.pos
-    elif isinstance(f, Console):
-        d["stream"] = f.stream
-    elif isinstance(f, PipeEnd):
-        d["pipe"] = f.pipe.id
+    extra = _SAVE_KIND.get(f.kind)
+    if extra is not None:
+        extra(f, d)
     return d
 
 
@@ -136,13 +155,14 @@ def save_pipe(p: Pipe) -> dict:
     return {"id": p.id, "data": bytes(p.data)}
 
 
-def load_pipes(rows: list[dict], mem: MemAccount) -> dict[int, Pipe]:
-    """Pipes by id from their records, each holding what it held at the freeze."""
+def load_pipes(rows: list[dict], mem: MemAccount, poll_q: WaitQueue) -> dict[int, Pipe]:
+    """Pipes by id from their records, each holding what it held at the freeze; poll_q is
+    the readiness queue every pipe notifies."""
     pipes = {}
     for d in rows:
         if not isinstance(d["data"], bytes) or len(d["data"]) > CAPACITY:
             raise ImageError(f"pipe {d['id']} holds more than a pipe can")
-        pipes[d["id"]] = Pipe(d["id"], mem)
+        pipes[d["id"]] = Pipe(d["id"], mem, poll_q)
         pipes[d["id"]].data = bytearray(d["data"])
     return pipes
 
@@ -157,27 +177,28 @@ class FileChanged(ImageError):
 
 
 def load_file(d: dict, root: GuestRoot, pipes: dict[int, Pipe], allow_changed: bool,
-              inodes: InodeTable, read_only: bool = False) -> OpenFile:
+              inodes: InodeTable, read_only: bool = False, *,
+              svc: FileServices) -> OpenFile:
     """Recreate an open file description (reopening guest-root files by path, for reading
-    only when read_only)."""
+    only when read_only); svc is what the vkernel gives the files it makes."""
     kind = d["kind"]
     flags = d["flags"]
     if kind == "console":
-        return Console(flags, d["stream"])
+        return Console(flags, d["stream"], svc)
     if kind in _DEVICE_KINDS:
-        return _DEVICE_KINDS[kind](flags)
+        return _DEVICE_KINDS[kind](flags, svc)
     if kind == "pipe":
         pipe = pipes.get(d["pipe"])
         if pipe is None:
             raise ImageError(f"file {d['id']} refers to unknown pipe {d['pipe']}")
         return PipeEnd(pipe, flags)
     if kind in ("host", "dir"):
-        return _reopen(d, root, allow_changed, inodes, read_only)
+        return _reopen(d, root, allow_changed, inodes, read_only, svc)
     raise ImageError(f"unknown open file kind {kind!r}")
 
 
 def _reopen(d: dict, root: GuestRoot, allow_changed: bool, inodes: InodeTable,
-            read_only: bool) -> OpenFile:
+            read_only: bool, svc: FileServices) -> OpenFile:
     """Reopen a regular file or directory of the root, as recorded; anything else (a FIFO
     or device put in its place, which could block or act on open) is refused unopened or
     before any I/O."""
@@ -197,10 +218,10 @@ def _reopen(d: dict, root: GuestRoot, allow_changed: bool, inodes: InodeTable,
         raise FileChanged(f"{path}: changed since the freeze (size {want['size']} -> "
                           f"{fp['size']}); pass --allow-changed-files to thaw anyway")
     if d["kind"] == "dir":
-        f: HostFile = DirFile(fd, d["flags"], path, host, inodes)
+        f: HostFile = DirFile(fd, d["flags"], path, host, inodes, svc.host_fds)
         f.pos = offset
     else:
-        f = HostFile(fd, d["flags"], path, inodes)
+        f = HostFile(fd, d["flags"], path, inodes, svc.host_fds)
         os.lseek(fd, offset, os.SEEK_SET)
     return f
 
@@ -209,7 +230,6 @@ def _open_as_recorded(d: dict, root: GuestRoot, read_only: bool) -> tuple[int, s
     """open(2) the file of record d without blocking or following a last symlink, and check
     it is still the kind of file recorded; (the host fd, with the recorded status flags,
     and its host path)."""
-    from vkckpt.errors import GuestError
     path, is_dir = d["path"], d["kind"] == "dir"
     if is_dir:
         flags = os.O_RDONLY | os.O_DIRECTORY

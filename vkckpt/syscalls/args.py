@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 from vkckpt.abi import errno as E
+from vkckpt.abi.limits import UIO_MAXIOV
 from vkckpt.errors import GuestError
 
 TYPE_CHECKING = False
@@ -12,9 +13,25 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from vkckpt.kernel import VKernel
     from vkckpt.threads.thread import Thread
 
 MAX_IO = 1 << 26  # one read/write moves at most 64 MiB, like Linux's MAX_RW_COUNT-ish bound
+KTIME_MAX = (1 << 63) - 1  # Linux's timers saturate here: a later deadline never comes
+
+
+def deadline_at(ns: int) -> int | None:
+    """A sleep's virtual deadline, or None (no timeout) at or past KTIME_MAX."""
+    return ns if ns < KTIME_MAX else None
+
+
+def wait_deadline(k: VKernel, t: Thread, timeout_ns: int | None) -> int | None:
+    """The deadline of a wait with a relative timeout (None: none). A call re-run after a
+    wake-up that did not satisfy it keeps the deadline it first computed, so spurious
+    wake-ups (every pipe event wakes every poll) never extend the timeout."""
+    if t.retry_deadline is not None:
+        return t.retry_deadline
+    return None if timeout_ns is None else deadline_at(k.now_ns() + timeout_ns)
 
 
 def s32(x: int) -> int:
@@ -58,7 +75,7 @@ def strv_arg(t: Thread, addr: int, limit: int = 65536) -> list[bytes]:
 
 def iovec_arg(t: Thread, addr: int, count: int) -> list[tuple[int, int]]:
     """An iovec array as (base, len) pairs."""
-    if count < 0 or count > 1024:
+    if count < 0 or count > UIO_MAXIOV:
         raise GuestError(E.EINVAL)
     raw = t.process.vm.read(addr, 16 * count)
     pairs = [struct.unpack_from("<QQ", raw, 16 * i) for i in range(count)]

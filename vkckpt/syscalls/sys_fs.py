@@ -31,10 +31,7 @@ def _base(k: VKernel, t: Thread, dirfd: int, path: bytes) -> str:
     """The guest directory a relative path starts from (cwd or an open directory)."""
     if path.startswith(b"/") or dirfd == F.AT_FDCWD:
         return t.process.cwd
-    f = t.process.fds.get(dirfd)
-    if not isinstance(f, DirFile):
-        raise GuestError(E.ENOTDIR)
-    return f.guest_path
+    return t.process.fds.get(dirfd).dir_path()
 
 
 def resolve_at(k: VKernel, t: Thread, dirfd: int, path: bytes, follow: bool = True,
@@ -51,24 +48,25 @@ def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: in
     guest = os.fsdecode(path)
     cloexec = bool(flags & F.O_CLOEXEC)
     if guest in DEVICES:
-        return t.process.fds.install(DEVICES[guest](flags & F.O_ACCMODE), cloexec)
+        dev = DEVICES[guest](flags & F.O_ACCMODE, k.file_services())
+        return t.process.fds.install(dev, cloexec)
     creat = bool(flags & F.O_CREAT)
     r = resolve_at(k, t, dirfd, path, follow=not flags & F.O_NOFOLLOW, must_exist=not creat)
     if os.path.isdir(r.host) and not os.path.islink(r.host):
         if flags & F.O_ACCMODE != F.O_RDONLY or creat:
             raise GuestError(E.EISDIR)
         fd = _host_open(k, r, os.O_RDONLY | os.O_DIRECTORY)
-        return _install(k, t, DirFile(fd, flags & _OPEN_PASS, r.guest, r.host, k.inodes),
-                        cloexec)
+        return _install(t, DirFile(fd, flags & _OPEN_PASS, r.guest, r.host, k.inodes,
+                                   k.host_fds), cloexec)
     if flags & F.O_DIRECTORY:
         raise GuestError(E.ENOTDIR)
     existed = os.path.lexists(r.host)
     fd = _host_open(k, r, flags & _OPEN_PASS & ~F.O_NOFOLLOW,
                     mode & ~t.process.umask & HOST_MODE_MASK)
-    f = HostFile(fd, flags & _OPEN_PASS, r.guest, k.inodes)
+    f = HostFile(fd, flags & _OPEN_PASS, r.guest, k.inodes, k.host_fds)
     if not existed or flags & F.O_TRUNC:
         f.touched()
-    return _install(k, t, f, cloexec)
+    return _install(t, f, cloexec)
 
 
 def _host_open(k: VKernel, r: Resolved, flags: int, mode: int = 0o666) -> int:
@@ -81,12 +79,12 @@ def _host_open(k: VKernel, r: Resolved, flags: int, mode: int = 0o666) -> int:
         raise
 
 
-def _install(k: VKernel, t: Thread, f: HostFile, cloexec: bool) -> int:
+def _install(t: Thread, f: HostFile, cloexec: bool) -> int:
     """Give f a descriptor; with none free (EMFILE) its host descriptor is closed again."""
     try:
         return t.process.fds.install(f, cloexec)
     except GuestError:
-        f.release(k)
+        f.release()
         raise
 
 
@@ -108,7 +106,7 @@ def _stat_path(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int) -> by
         return t.process.fds.get(s32(dirfd)).stat()
     guest = os.fsdecode(path)
     if guest in DEVICES:
-        return DEVICES[guest](0).stat()
+        return DEVICES[guest](0, k.file_services()).stat()
     r = resolve_at(k, t, dirfd, path, follow=not flags & F.AT_SYMLINK_NOFOLLOW)
     return k.inodes.stat_bytes(host_call(os.lstat, r.host), r.guest)
 
@@ -277,10 +275,7 @@ def sys_chdir(k: VKernel, t: Thread, path: int) -> int:
 
 
 def sys_fchdir(k: VKernel, t: Thread, fd: int) -> int:
-    f = t.process.fds.get(s32(fd))
-    if not isinstance(f, DirFile):
-        raise GuestError(E.ENOTDIR)
-    t.process.cwd = f.guest_path
+    t.process.cwd = t.process.fds.get(s32(fd)).dir_path()
     return 0
 
 

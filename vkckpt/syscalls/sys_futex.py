@@ -6,11 +6,11 @@ import struct
 
 from vkckpt.abi import errno as E
 from vkckpt.errors import GuestError
-from vkckpt.sched import EPOCH_NS
-from vkckpt.syscalls.args import timespec_arg
-from vkckpt.syscalls.sys_io import deadline_at
+from vkckpt.syscalls.args import deadline_at, timespec_arg
 from vkckpt.threads import futex as FX
+from vkckpt.threads.futex import futex_key
 from vkckpt.threads.wait import Block
+from vkckpt.vclock import EPOCH_NS
 
 TYPE_CHECKING = False
 
@@ -18,14 +18,6 @@ if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
     from vkckpt.process import Process
     from vkckpt.threads.thread import Thread
-
-
-def futex_key(p: Process, addr: int) -> tuple:
-    """Private memory is keyed by process (one vmspace each); MAP_SHARED by backing page."""
-    v = p.vm.vmas.find(addr)
-    if v is not None and v.shared:
-        return ("shared", v.buf.bid, v.off + addr - v.start)
-    return ("private", p.pid, addr)
 
 
 def _load(p: Process, addr: int) -> int:
@@ -37,19 +29,7 @@ def _load(p: Process, addr: int) -> int:
 def futex_wake(k: VKernel, p: Process, addr: int, n: int,
                bitset: int = FX.FUTEX_BITSET_MATCH_ANY) -> int:
     """Wake up to n waiters on addr whose bitset intersects bitset; returns how many."""
-    key = futex_key(p, addr)
-    q = k.futexes.peek(key)
-    woken = 0
-    if q is not None:
-        for w in list(q.waiters):
-            if woken >= n:
-                break
-            if w.futex_bitset & bitset:
-                w.futex_bitset = FX.FUTEX_BITSET_MATCH_ANY
-                k.wake(w, 0)
-                woken += 1
-        k.futexes.prune(key)
-    return woken
+    return k.futexes.wake(futex_key(p, addr), n, bitset)
 
 
 def _wait(k: VKernel, t: Thread, addr: int, val: int, deadline: int | None,

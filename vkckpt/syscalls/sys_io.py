@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import struct
 
+from vkckpt import task_signals
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
 from vkckpt.abi import signals as S
+from vkckpt.abi.limits import MAX_RW_COUNT, NOFILE, POLL_MAX_FDS, UIO_MAXIOV
 from vkckpt.abi.mman import PROT_READ, PROT_WRITE
 from vkckpt.errors import GuestError
-from vkckpt.fs.files import DirFile, HostFile
 from vkckpt.fs.pipe import PIPE_COST, Pipe, PipeEnd
+from vkckpt.signals.send import kernel_info
 from vkckpt.syscalls.args import (
     MAX_IO,
     s32,
@@ -19,58 +21,16 @@ from vkckpt.syscalls.args import (
     timespec_arg,
     u32,
     under_temporary_mask,
+    wait_deadline,
 )
 from vkckpt.threads.wait import Block
 
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from vkckpt.fs.ops import OpenFile
     from vkckpt.kernel import VKernel
     from vkckpt.threads.thread import Thread
-
-
-TASK_SIZE = 0x7FFF_FFFF_F000  # the end of user space: access_ok()'s bound
-UIO_MAXIOV = 1024
-MAX_RW_COUNT = 0x7FFF_F000
-
-
-def user_span(t: Thread, addr: int, n: int, prot: int) -> int:
-    """How many leading bytes of guest [addr, addr+n) the guest could access with prot.
-
-    Linux copies to and from user memory up to the first byte that faults; the VMAs say where
-    that is.  (The engine's own accessors also write read-only pages, so ask the VMAs.)
-    """
-    vmas = t.process.vm.vmas
-    at, end = addr, addr + n
-    while at < end:
-        v = vmas.find(at)
-        if v is None or not v.prot & prot:
-            break
-        at = v.end
-    return min(at, end) - addr
-
-
-def access_ok(addr: int, n: int) -> None:
-    """Linux's access_ok(): a user range must end below the top of user space (else EFAULT)."""
-    if addr + n > TASK_SIZE:
-        raise GuestError(E.EFAULT)
-
-
-KTIME_MAX = (1 << 63) - 1  # Linux's timers saturate here: a later deadline never comes
-
-
-def deadline_at(ns: int) -> int | None:
-    """A sleep's virtual deadline, or None (no timeout) at or past KTIME_MAX."""
-    return ns if ns < KTIME_MAX else None
-
-
-def wait_deadline(k: VKernel, t: Thread, timeout_ns: int | None) -> int | None:
-    """The deadline of a wait with a relative timeout (None: none). A call re-run after a
-    wake-up that did not satisfy it keeps the deadline it first computed, so spurious
-    wake-ups (every pipe event wakes every poll) never extend the timeout."""
-    if t.retry_deadline is not None:
-        return t.retry_deadline
-    return None if timeout_ns is None else deadline_at(k.now_ns() + timeout_ns)
 
 
 def _iovecs(t: Thread, addr: int, count: int) -> list[tuple[int, int]]:
@@ -85,7 +45,7 @@ def _iovecs(t: Thread, addr: int, count: int) -> list[tuple[int, int]]:
         raise GuestError(E.EINVAL)
     out, total = [], 0
     for base, n in pairs:
-        access_ok(base, n)
+        t.process.vm.access_ok(base, n)
         n = min(n, MAX_RW_COUNT - total)
         total += n
         out.append((base, n))
@@ -95,43 +55,25 @@ def _iovecs(t: Thread, addr: int, count: int) -> list[tuple[int, int]]:
 def _span(t: Thread, segs: list[tuple[int, int]], prot: int) -> int:
     """Bytes of the segments, in order, that can be copied before the first fault."""
     got = 0
+    vm = t.process.vm
     for base, n in segs:
-        ok = user_span(t, base, n, prot)
+        ok = vm.user_span(base, n, prot)
         got += ok
         if ok < n:
             break
     return got
 
 
-def _short_read(f, room: int, want: int, off: int | None) -> int:  # noqa: ANN001
-    """How much to read when only room of want bytes of the buffer are writable (EFAULT when
-    Linux would copy nothing); uncopied data stays in the file or pipe, as on Linux."""
-    if isinstance(f, PipeEnd):
-        avail = len(f.pipe.data)
-        if not avail:
-            return want  # sleeps, EAGAIN or EOF: nothing is consumed either way
-        if room < min(want, avail):
-            raise GuestError(E.EFAULT)  # Linux copies a pipe buffer whole or not at all
-        return room
-    if room:
-        return room
-    if isinstance(f, HostFile):  # a regular file at its end has nothing to copy
-        pos = f.seek(0, F.SEEK_CUR) if off is None else off
-        if not f.pread(1, pos):
-            return 0
-    raise GuestError(E.EFAULT)
-
-
-def _read_into(k: VKernel, t: Thread, f, segs: list[tuple[int, int]],  # noqa: ANN001
+def _read_into(t: Thread, f: OpenFile, segs: list[tuple[int, int]],
                off: int | None = None) -> int:
-    """read/readv/pread: copy into the guest up to the first unwritable byte."""
+    """read/readv/pread: copy into the guest up to the first unwritable byte (the file
+    decides how much to take then: OpenFile.read_fit)."""
     want = min(sum(n for _, n in segs), MAX_IO)
     n = want
-    if f.kind != "null" and not isinstance(f, DirFile):
-        room = _span(t, segs, PROT_WRITE)
-        if room < want:
-            n = _short_read(f, room, want, off)
-    data = f.read(k, n) if off is None else f.pread(n, off)
+    room = _span(t, segs, PROT_WRITE)
+    if room < want:
+        n = f.read_fit(room, want, off)
+    data = f.read(n) if off is None else f.pread(n, off)
     vm, at = t.process.vm, 0
     for base, size in segs:
         if at >= len(data):
@@ -141,16 +83,16 @@ def _read_into(k: VKernel, t: Thread, f, segs: list[tuple[int, int]],  # noqa: A
     return len(data)
 
 
-def _write_from(k: VKernel, t: Thread, f, segs: list[tuple[int, int]],  # noqa: ANN001
+def _write_from(k: VKernel, t: Thread, f: OpenFile, segs: list[tuple[int, int]],
                 off: int | None = None) -> int:
-    """write/writev/pwrite: take guest bytes up to the first unreadable one (a short write);
-    EFAULT when there are none, or for a pipe, which Linux fills whole buffers at a time."""
+    """write/writev/pwrite: take guest bytes up to the first unreadable one (a short write,
+    as the file allows: OpenFile.write_fit); EPIPE also sends the caller SIGPIPE."""
     want = min(sum(n for _, n in segs), MAX_IO)
-    if f.kind == "null" and off is None:
+    if f.discards and off is None:
         return want  # /dev/null never looks at the buffer
     n = min(_span(t, segs, PROT_READ), want)
-    if n < want and (n == 0 or isinstance(f, PipeEnd)):
-        raise GuestError(E.EFAULT)
+    if n < want:
+        n = f.write_fit(n, want)
     vm, chunks, left = t.process.vm, [], n
     for base, size in segs:
         if left <= 0:
@@ -158,7 +100,12 @@ def _write_from(k: VKernel, t: Thread, f, segs: list[tuple[int, int]],  # noqa: 
         chunks.append(vm.read(base, min(size, left)))
         left -= size
     data = b"".join(chunks)
-    return f.write(k, data) if off is None else f.pwrite(data, off)
+    try:
+        return f.write(data) if off is None else f.pwrite(data, off)
+    except GuestError as exc:
+        if exc.errno == E.EPIPE:
+            task_signals.send_to_thread(k, t, kernel_info(S.SIGPIPE))
+        raise
 
 
 def _readable(t: Thread, fd: int):  # noqa: ANN202
@@ -177,19 +124,19 @@ def _writable(t: Thread, fd: int):  # noqa: ANN202
 
 def sys_read(k: VKernel, t: Thread, fd: int, buf: int, count: int) -> int:
     f = _readable(t, fd)
-    access_ok(buf, count)
-    return _read_into(k, t, f, [(buf, count)])
+    t.process.vm.access_ok(buf, count)
+    return _read_into(t, f, [(buf, count)])
 
 
 def sys_write(k: VKernel, t: Thread, fd: int, buf: int, count: int) -> int:
     f = _writable(t, fd)
-    access_ok(buf, count)
+    t.process.vm.access_ok(buf, count)
     return _write_from(k, t, f, [(buf, count)])
 
 
 def sys_readv(k: VKernel, t: Thread, fd: int, iov: int, cnt: int) -> int:
     f = _readable(t, fd)
-    return _read_into(k, t, f, _iovecs(t, iov, cnt))
+    return _read_into(t, f, _iovecs(t, iov, cnt))
 
 
 def sys_writev(k: VKernel, t: Thread, fd: int, iov: int, cnt: int) -> int:
@@ -206,8 +153,8 @@ def sys_pread64(k: VKernel, t: Thread, fd: int, buf: int, count: int, off: int) 
     f = _readable(t, fd)
     if not f.seekable:
         raise GuestError(E.ESPIPE)
-    access_ok(buf, count)
-    return _read_into(k, t, f, [(buf, count)], s64(off))
+    t.process.vm.access_ok(buf, count)
+    return _read_into(t, f, [(buf, count)], s64(off))
 
 
 def sys_pwrite64(k: VKernel, t: Thread, fd: int, buf: int, count: int, off: int) -> int:
@@ -216,7 +163,7 @@ def sys_pwrite64(k: VKernel, t: Thread, fd: int, buf: int, count: int, off: int)
     f = _writable(t, fd)
     if not f.seekable:
         raise GuestError(E.ESPIPE)
-    access_ok(buf, count)
+    t.process.vm.access_ok(buf, count)
     return _write_from(k, t, f, [(buf, count)], s64(off))
 
 
@@ -225,7 +172,7 @@ def sys_lseek(k: VKernel, t: Thread, fd: int, off: int, whence: int) -> int:
 
 
 def sys_close(k: VKernel, t: Thread, fd: int) -> int:
-    t.process.fds.close(s32(fd), k)
+    t.process.fds.close(s32(fd))
     return 0
 
 
@@ -249,9 +196,9 @@ def sys_dup3(k: VKernel, t: Thread, old: int, new: int, flags: int) -> int:
 
 
 def _dup_to(k: VKernel, t: Thread, f, new: int, cloexec: bool) -> int:  # noqa: ANN001
-    if not 0 <= new < 1024:
+    if not 0 <= new < NOFILE:
         raise GuestError(E.EBADF)
-    return t.process.fds.install(f, cloexec, fd=new, k=k)
+    return t.process.fds.install(f, cloexec, fd=new)
 
 
 def sys_fcntl(k: VKernel, t: Thread, fd: int, cmd: int, arg: int) -> int:
@@ -260,7 +207,7 @@ def sys_fcntl(k: VKernel, t: Thread, fd: int, cmd: int, arg: int) -> int:
     fd, cmd = s32(fd), s32(cmd)
     f = fds.get(fd)
     if cmd in (F.F_DUPFD, F.F_DUPFD_CLOEXEC):
-        if not 0 <= s32(arg) < 1024:
+        if not 0 <= s32(arg) < NOFILE:
             raise GuestError(E.EINVAL)
         return fds.install(f, cmd == F.F_DUPFD_CLOEXEC, lowest=s32(arg))
     if cmd == F.F_GETFD:
@@ -281,8 +228,7 @@ def sys_fcntl(k: VKernel, t: Thread, fd: int, cmd: int, arg: int) -> int:
 def sys_ioctl(k: VKernel, t: Thread, fd: int, req: int, arg: int) -> int:
     f = t.process.fds.get(s32(fd))
     if req & 0xFFFFFFFF == F.FIONBIO:
-        on = struct.unpack("<i", t.process.vm.read(arg, 4))[0]
-        f.flags = f.flags | F.O_NONBLOCK if on else f.flags & ~F.O_NONBLOCK
+        f.set_nonblocking(bool(struct.unpack("<i", t.process.vm.read(arg, 4))[0]))
         return 0
     return f.ioctl(req & 0xFFFFFFFF)
 
@@ -291,11 +237,11 @@ def sys_pipe2(k: VKernel, t: Thread, fds_addr: int, flags: int) -> int:
     """Implement pipe2(2)."""
     if flags & ~(F.O_CLOEXEC | F.O_NONBLOCK | F.O_DIRECT_PIPE):
         raise GuestError(E.EINVAL)
-    if user_span(t, fds_addr, 8, PROT_WRITE) < 8:
+    if t.process.vm.user_span(fds_addr, 8, PROT_WRITE) < 8:
         raise GuestError(E.EFAULT)  # Linux undoes the pipe: no descriptor is left behind
     if not k.mem.fits(PIPE_COST):
         raise GuestError(E.ENFILE, "vkernel memory limit: no room for a pipe buffer")
-    p = Pipe(k.ids.pipe(), k.mem)
+    p = Pipe(k.ids.pipe(), k.mem, k.poll_q)
     nb = flags & F.O_NONBLOCK
     fds = t.process.fds
     ce = bool(flags & F.O_CLOEXEC)
@@ -304,7 +250,7 @@ def sys_pipe2(k: VKernel, t: Thread, fds_addr: int, flags: int) -> int:
         w = fds.install(PipeEnd(p, F.O_WRONLY | nb), ce)
     except GuestError:
         p.writers -= 1  # never installed: only the read end is closed
-        fds.close(r, k)
+        fds.close(r)
         raise
     t.process.vm.write(fds_addr, struct.pack("<ii", r, w))
     return 0
@@ -323,35 +269,18 @@ def sys_getdents64(k: VKernel, t: Thread, fd: int, buf: int, count: int) -> int:
     """Implement getdents64(2); entries that cannot be copied out stay unread (as on Linux)."""
     f = t.process.fds.get(s32(fd))
     count = min(u32(count), MAX_IO)
-    access_ok(buf, count)
-    room = user_span(t, buf, count, PROT_WRITE)
-    pos = getattr(f, "pos", None)
-    data = f.getdents(count)
-    if len(data) > room and isinstance(pos, int):
-        cut = kept = 0
-        while cut < len(data):
-            reclen = struct.unpack_from("<H", data, cut + 16)[0]
-            if cut + reclen > room:
-                break
-            cut += reclen
-            kept += 1
-        f.pos = pos + kept
-        data = data[:cut]
-        if not data:
-            raise GuestError(E.EFAULT)
-    t.process.vm.write(buf, data)
+    vm = t.process.vm
+    vm.access_ok(buf, count)
+    data = f.getdents(count, vm.user_span(buf, count, PROT_WRITE))
+    vm.write(buf, data)
     return len(data)
 
 
 def sys_ftruncate(k: VKernel, t: Thread, fd: int, length: int) -> int:
-    import os
-
-    from vkckpt.fs.files import host_call
     f = _writable(t, fd)
-    if not isinstance(f, HostFile) or s64(length) < 0:
+    if s64(length) < 0:
         raise GuestError(E.EINVAL)
-    host_call(os.ftruncate, f.fd, s64(length))
-    f.touched()
+    f.truncate(s64(length))
     return 0
 
 
@@ -379,17 +308,18 @@ def sys_poll(k: VKernel, t: Thread, fds_addr: int, nfds: int, timeout_ms: int) -
 
 
 def _poll(k: VKernel, t: Thread, fds_addr: int, nfds: int, deadline: int | None) -> int:
-    """poll over pipes and files; sleeps on the kernel's poll queue until a pipe changes.
+    """poll over any files: each reports its revents (OpenFile.poll); with none ready, the
+    caller sleeps on the queue its files notify when their readiness changes.
 
-    Every pipe event wakes every poller, which re-checks all its descriptors (spurious
-    wake-ups cost a re-check, never a lost event). Pipe ends report what Linux's pipe_poll
-    does (POLLHUP and POLLERR whether asked for or not); other files are always ready.
+    Pipes notify one readiness queue (the kernel's poll queue, which every pipe event wakes),
+    and a poller re-checks all its descriptors when woken (spurious wake-ups cost a
+    re-check, never a lost event).  Files that never block name no queue: always ready.
     """
-    if nfds > 1024:
+    if nfds > POLL_MAX_FDS:
         raise GuestError(E.EINVAL)
     raw = bytearray(t.process.vm.read(fds_addr, 8 * nfds))
     ready = 0
-    pipes = False
+    queue = None
     for i in range(nfds):
         fd, events, _ = struct.unpack_from("<ihh", raw, 8 * i)
         rev = 0
@@ -399,17 +329,12 @@ def _poll(k: VKernel, t: Thread, fds_addr: int, nfds: int, deadline: int | None)
             except GuestError:
                 rev = F.POLLNVAL
             else:
-                if isinstance(f, PipeEnd):
-                    pipes = True
-                    rev = f.poll_mask() & (events | F.POLLHUP | F.POLLERR)
-                else:
-                    r, w = f.readiness()
-                    rev = (F.POLLIN if r and events & F.POLLIN else 0) | \
-                          (F.POLLOUT if w and events & F.POLLOUT else 0)
+                rev = f.poll(events)
+                queue = queue or f.poll_queue()
         struct.pack_into("<h", raw, 8 * i + 6, rev)
         ready += bool(rev)
     if ready or deadline is not None and deadline <= k.now_ns():
         t.process.vm.write(fds_addr, bytes(raw))
         return ready
     # never restarted after a handler (ERESTARTNOHAND): poll returns EINTR, as on Linux
-    raise Block(k.poll_q if pipes else None, deadline, 0, restartable=False)
+    raise Block(queue, deadline, 0, restartable=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from vkckpt.abi import errno as E
 from vkckpt.errors import GuestError
-from vkckpt.fs.files import HostFile
 from vkckpt.syscalls.args import s32, s64
 from vkckpt.vmspace.vma import MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PAGE, page_up
 
@@ -29,9 +28,9 @@ def sys_mmap(k: VKernel, t: Thread, addr: int, length: int, prot: int, flags: in
     off = s64(off)
     if off < 0 or off % PAGE:
         raise GuestError(E.EINVAL)
-    f = t.process.fds.get(s32(fd))
-    if not isinstance(f, HostFile) or not f.readable():
-        raise GuestError(E.EACCES if isinstance(f, HostFile) else E.ENODEV)
+    f = t.process.fds.get(s32(fd)).map_source()
+    if not f.readable():
+        raise GuestError(E.EACCES)
     if flags & MAP_SHARED and prot & 2:
         raise GuestError(E.ENOTSUP, "writable MAP_SHARED file mappings are not supported")
     if length > _MAX_FILE_MAP:

@@ -8,10 +8,11 @@ import struct
 from vkckpt import task_clone, task_exec, task_exit
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
+from vkckpt.abi.limits import NOFILE
 from vkckpt.abi.mman import PROT_WRITE
 from vkckpt.errors import GuestError
 from vkckpt.syscalls.args import path_arg, s32, strv_arg
-from vkckpt.syscalls.sys_io import user_span
+from vkckpt.syscalls.sys_signal import kill
 
 TYPE_CHECKING = False
 
@@ -64,7 +65,7 @@ def sys_execve(k: VKernel, t: Thread, path: int, argv: int, envp: int) -> object
 
 def _bad_out(t: Thread, addr: int, size: int) -> bool:
     """A non-NULL output pointer the kernel could not write size bytes through."""
-    return bool(addr) and user_span(t, addr, size, PROT_WRITE) < size
+    return bool(addr) and t.process.vm.user_span(addr, size, PROT_WRITE) < size
 
 
 def sys_wait4(k: VKernel, t: Thread, pid: int, status: int, options: int, rusage: int) -> int:
@@ -170,7 +171,7 @@ def sys_umask(k: VKernel, t: Thread, mask: int) -> int:
 
 
 _RLIM_INF = (1 << 64) - 1
-_LIMITS = {3: (8 << 20, _RLIM_INF), 7: (1024, 1024), 6: (4096, 4096)}  # STACK, NOFILE, NPROC
+_LIMITS = {3: (8 << 20, _RLIM_INF), 7: (NOFILE, NOFILE), 6: (4096, 4096)}  # STACK, NOFILE, NPROC
 
 
 def sys_prlimit64(k: VKernel, t: Thread, pid: int, res: int, new: int, old: int) -> int:
@@ -214,7 +215,6 @@ def sys_sched_getaffinity(k: VKernel, t: Thread, pid: int, size: int, mask: int)
 
 
 def sys_kill(k: VKernel, t: Thread, pid: int, sig: int) -> int:
-    from vkckpt.syscalls.sys_signal import kill
     return kill(k, t, s32(pid), s32(sig))
 
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import struct
 
+from vkckpt import task_signals
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
 from vkckpt.errors import GuestError
-from vkckpt.signals import deliver
 from vkckpt.signals.actions import SigAction
 from vkckpt.signals.pending import SigInfo
-from vkckpt.syscalls.args import s32, sigset_arg, timespec_arg, under_temporary_mask
-from vkckpt.syscalls.sys_io import wait_deadline
+from vkckpt.syscalls.args import (
+    s32,
+    sigset_arg,
+    timespec_arg,
+    under_temporary_mask,
+    wait_deadline,
+)
 from vkckpt.threads.wait import Block
 
 TYPE_CHECKING = False
@@ -99,7 +104,7 @@ def sys_pause(k: VKernel, t: Thread) -> int:
 
 
 def sys_rt_sigreturn(k: VKernel, t: Thread) -> object:
-    return k.defer(lambda: deliver.sigreturn(k, t))
+    return k.defer(lambda: task_signals.sigreturn(k, t))
 
 
 def sys_sigaltstack(k: VKernel, t: Thread, ss: int, old: int) -> int:
@@ -142,7 +147,7 @@ def kill(k: VKernel, t: Thread, pid: int, sig: int) -> int:
         raise GuestError(E.ESRCH)
     if sig:
         for p in targets:
-            deliver.send_to_process(k, p, SigInfo(sig, S.SI_USER, pid=me.pid))
+            task_signals.send_to_process(k, p, SigInfo(sig, S.SI_USER, pid=me.pid))
     return 0
 
 
@@ -161,7 +166,7 @@ def _tkill(k: VKernel, t: Thread, tgid: int, tid: int, sig: int) -> int:
     if target is None or not target.alive or (tgid > 0 and target.process.pid != tgid):
         raise GuestError(E.ESRCH)
     if sig:
-        deliver.send_to_thread(k, target, SigInfo(sig, S.SI_TKILL, pid=t.process.pid))
+        task_signals.send_to_thread(k, target, SigInfo(sig, S.SI_TKILL, pid=t.process.pid))
     return 0
 
 

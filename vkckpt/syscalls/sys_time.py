@@ -9,10 +9,9 @@ from vkckpt.abi import errno as E
 from vkckpt.abi.mman import PROT_WRITE
 from vkckpt.engine.cpumodel import TSC_AUX
 from vkckpt.errors import GuestError
-from vkckpt.sched import EPOCH_NS, NS_PER_TICK
-from vkckpt.syscalls.args import put_timespec, s32, timespec_arg
-from vkckpt.syscalls.sys_io import access_ok, deadline_at, user_span
+from vkckpt.syscalls.args import deadline_at, put_timespec, s32, timespec_arg
 from vkckpt.threads.wait import Block
+from vkckpt.vclock import EPOCH_NS, NS_PER_TICK
 
 TYPE_CHECKING = False
 
@@ -119,8 +118,8 @@ def sys_getrandom(k: VKernel, t: Thread, buf: int, size: int, flags: int) -> int
             flags & (GRND_RANDOM | GRND_INSECURE) == GRND_RANDOM | GRND_INSECURE:
         raise GuestError(E.EINVAL)
     want = min(size, 1 << 25)
-    access_ok(buf, want)
-    n = user_span(t, buf, want, PROT_WRITE)
+    t.process.vm.access_ok(buf, want)
+    n = t.process.vm.user_span(buf, want, PROT_WRITE)
     if want and not n:
         raise GuestError(E.EFAULT)
     t.process.vm.write(buf, k.random_bytes(n))

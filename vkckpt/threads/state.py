@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from vkckpt.process import Process
 
 #: Thread fields not saved as such, and why.
-TRANSIENT = {"process": "saved as the pid", "ctx": "saved as regs"}
+TRANSIENT = {"process": "saved as the pid", "ctx": "saved as regs",
+             "waker": "installed again by the kernel that registers the thread"}
 
 THREAD_VERSION = 1
 WAITQ_VERSION = 1

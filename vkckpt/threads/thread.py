@@ -12,6 +12,8 @@ from vkckpt.threads.wait import WaitQueue
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from vkckpt.process import Process
 
 _NR_RT_SIGTIMEDWAIT = NUMBERS["rt_sigtimedwait"]
@@ -53,7 +55,7 @@ class Thread(Record):
     __slots__ = ("tid", "process", "ctx", "state", "sigmask", "pending", "altstack",
                  "clear_child_tid", "robust_list", "sleep", "wake_result", "retry", "retry_call",
                  "restart_nr", "saved_sigmask", "ticks", "exit_code", "ckpt_frames",
-                 "futex_bitset", "retry_deadline")
+                 "futex_bitset", "retry_deadline", "waker")
 
     def __init__(self, tid: int, process: Process, ctx: object = None,
                  state: ThreadState = ThreadState.RUNNABLE, sigmask: int = 0,
@@ -64,7 +66,8 @@ class Thread(Record):
                  retry_call: tuple[int, tuple[int, ...]] = (0, ()),
                  restart_nr: int | None = None, saved_sigmask: int | None = None,
                  ticks: int = 0, exit_code: int = 0, ckpt_frames: list[int] | None = None,
-                 futex_bitset: int = 0xFFFFFFFF, retry_deadline: int | None = None) -> None:
+                 futex_bitset: int = 0xFFFFFFFF, retry_deadline: int | None = None,
+                 waker: Callable[[Thread], None] | None = None) -> None:
         self.tid = tid
         self.process = process
         self.ctx = ctx
@@ -87,6 +90,25 @@ class Thread(Record):
         self.ckpt_frames = [] if ckpt_frames is None else ckpt_frames  # live SIGCKPT frames
         self.futex_bitset = futex_bitset  # the bitset of the futex wait it sleeps in
         self.retry_deadline = retry_deadline  # a re-run wait keeps its first deadline
+        # makes a woken thread runnable again: installed by the kernel that registers the
+        # thread (VKernel.add_thread), so queues wake their waiters without the kernel
+        self.waker = waker
+
+    def wake(self, result: int | None = None) -> None:
+        """End this thread's sleep: with a result its syscall returns it, else the handler
+        runs again.  Needs a waker once registered (a sleeping thread always is)."""
+        s = self.sleep
+        if s is None:
+            return
+        if s.queue is not None and self in s.queue.waiters:
+            s.queue.waiters.remove(self)
+        self.sleep = None
+        self.wake_result = result
+        self.retry = result is None
+        self.retry_call = (s.nr, s.args)
+        self.retry_deadline = s.deadline if self.retry else None
+        if self.state is ThreadState.BLOCKED:
+            self.waker(self)
 
     def deliverable(self) -> int:
         """Signals pending for this thread or its process that its mask lets through."""

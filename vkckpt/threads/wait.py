@@ -22,6 +22,13 @@ class WaitQueue:
     def __len__(self) -> int:
         return len(self.waiters)
 
+    def wake_all(self) -> None:
+        """Wake every sleeper, in FIFO order, so each re-checks its condition."""
+        for t in list(self.waiters):
+            t.wake()
+
+    notify = wake_all  # the event a file signals to its queue (gVisor's Queue.Notify)
+
 
 class Block(Exception):  # noqa: N818 - a control-flow request, not an error
     """Raised by a syscall handler: put the calling thread to sleep on `queue`.

@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Callable
 
 from vkckpt.abi import errno as E
-from vkckpt.abi.mman import MADV_DONTNEED
+from vkckpt.abi.mman import MADV_DONTNEED, TASK_SIZE
 from vkckpt.engine.engine import Engine
 from vkckpt.errors import GuestError
 from vkckpt.vmspace import arena
@@ -274,6 +274,26 @@ class VmSpace:
             off = v.off + at - v.start
             v.buf.view[off: off + n] = data[at - addr: at - addr + n]
             at += n
+
+    # -- user-copy checks --------------------------------------------------------------------
+    def user_span(self, addr: int, n: int, prot: int) -> int:
+        """How many leading bytes of [addr, addr+n) the guest could access with prot.
+
+        Linux copies to and from user memory up to the first byte that faults; the VMAs say
+        where that is.  (The engine's own accessors also write read-only pages.)"""
+        at, end = addr, addr + n
+        while at < end:
+            v = self.vmas.find(at)
+            if v is None or not v.prot & prot:
+                break
+            at = v.end
+        return min(at, end) - addr
+
+    @staticmethod
+    def access_ok(addr: int, n: int) -> None:
+        """Linux's access_ok(): a user range must end below TASK_SIZE (else EFAULT)."""
+        if addr + n > TASK_SIZE:
+            raise GuestError(E.EFAULT)
 
     def read_u64(self, addr: int) -> int:
         return int.from_bytes(self.engine.read(addr, 8), "little")

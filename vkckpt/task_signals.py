@@ -1,16 +1,17 @@
-"""Sending signals, choosing a thread, default actions, handler frames and rt_sigreturn."""
+"""Sending signals, default actions, handler frames, rt_sigreturn and CPU exceptions: the
+signal rules that may end a thread group (task_exit), above the queueing in signals/send."""
 
 from __future__ import annotations
 
+from vkckpt import task_exit
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
-from vkckpt.abi.syscalls import SYS_CHECKPOINT
 from vkckpt.engine.engine import Stop
 from vkckpt.errors import GuestError
 from vkckpt.signals import frame as FR
+from vkckpt.signals import send
 from vkckpt.signals.actions import SigAction
 from vkckpt.signals.pending import SigInfo
-from vkckpt.threads.thread import ThreadState
 
 TYPE_CHECKING = False
 
@@ -24,100 +25,30 @@ _INIT_FPU = {"fpcw": 0x37F, "fpsw": 0, "fptag": 0xFFFF, "fop": 0, "fip": 0, "fdp
 _FLAGS_CLEARED = 0x400 | 0x100 | 0x40000  # DF, TF, AC
 
 
-def kernel_info(sig: int, code: int = S.SI_KERNEL, addr: int = 0) -> SigInfo:
-    return SigInfo(sig, code, addr=addr)
+def _kill(k: VKernel, p: Process, sig: int, core: bool = False) -> None:
+    """Terminate p as sig's default action does; the running slice ends after this call."""
+    task_exit.kill_group(k, p, sig, core)
+    k.resched = True
 
 
 # -- sending ----------------------------------------------------------------------------------
 def send_to_process(k: VKernel, p: Process, info: SigInfo) -> None:
-    """Queue info on the thread group (kill(2)); wakes a thread that can take it."""
-    if p.zombie or p.exiting:
+    """Send info to the thread group (kill(2)): SIGKILL ends it at once, others are queued."""
+    if info.signo == S.SIGKILL:
+        if not (p.zombie or p.exiting):
+            _kill(k, p, S.SIGKILL)
         return
-    sig = info.signo
-    if sig == S.SIGKILL:
-        k.kill_group(p, S.SIGKILL)
-        return
-    if sig == S.SIGCONT:
-        _continue(k, p)
-    if p.actions.ignored(sig) and not _blocked_everywhere(p, sig):
-        return
-    if p.pending.add(info):
-        _notify(k, p, sig)
+    send.queue_to_process(k, p, info)
 
 
 def send_to_thread(k: VKernel, t: Thread, info: SigInfo) -> None:
-    """Queue info on one thread (tgkill(2), faults, SIGPIPE)."""
+    """Send info to one thread (tgkill(2), faults, SIGPIPE): SIGKILL ends its group."""
     p = t.process
-    if p.zombie or p.exiting or not t.alive:
-        return
     if info.signo == S.SIGKILL:
-        k.kill_group(p, S.SIGKILL)
+        if not (p.zombie or p.exiting or not t.alive):
+            _kill(k, p, S.SIGKILL)
         return
-    if p.actions.ignored(info.signo) and not t.blocks(S.sigbit(info.signo)):
-        return
-    if t.pending.add(info):
-        interrupt(k, t, info.signo)
-
-
-def _blocked_everywhere(p: Process, sig: int) -> bool:
-    return all(t.blocks(S.sigbit(sig)) for t in p.live_threads)
-
-
-def _notify(k: VKernel, p: Process, sig: int) -> None:
-    """Pick the thread that will take a process-directed signal and interrupt its sleep."""
-    bit = S.sigbit(sig)
-    cur = k.current
-    if cur is not None and cur.process is p and not cur.sigmask & bit:
-        return
-    for t in p.live_threads:
-        if not t.sigmask & bit:
-            interrupt(k, t, sig)
-            return
-
-
-def interrupt(k: VKernel, t: Thread, sig: int) -> None:
-    """A deliverable signal arrived for sleeping t: end its syscall with EINTR or restart."""
-    if t.sigmask & S.sigbit(sig) or t.sleep is None or t.sleep.nr == SYS_CHECKPOINT:
-        return  # checkpoint(2) callers wait for their image without interruption
-    if t.in_sigtimedwait():
-        k.wake(t)  # the call runs again: it takes a waited signal or ends with EINTR
-        return
-    act = t.process.actions.get(sig)
-    if act.handler == S.SIG_DFL and S.default_action(sig) in (S.IGNORE, S.STOP, S.CONT):
-        return
-    s = t.sleep
-    if s.restartable and act.flags & S.SA_RESTART and act.handler not in (S.SIG_DFL,):
-        k.wake(t, 0)
-        t.wake_result = None
-        t.restart_nr = s.nr
-    else:
-        report = k.on_eintr.get(s.nr)
-        k.wake(t, report(k, t, s) if report else -E.EINTR)
-
-
-def _continue(k: VKernel, p: Process) -> None:
-    for sig in (S.SIGSTOP, S.SIGTSTP, S.SIGTTIN, S.SIGTTOU):
-        p.pending.discard(sig)
-    if p.stopped:
-        p.stopped = False
-        p.stop_report = 0xFFFF
-        for t in p.live_threads:
-            if t.state is ThreadState.STOPPED:
-                t.state = ThreadState.BLOCKED if t.sleep else ThreadState.RUNNABLE
-                if t.state is ThreadState.RUNNABLE:
-                    k.sched.enqueue(t)
-        k.notify_parent_stop(p, S.CLD_CONTINUED, S.SIGCONT)
-
-
-def _stop(k: VKernel, p: Process, sig: int) -> None:
-    p.pending.discard(S.SIGCONT)
-    p.stopped = True
-    p.stop_report = (sig << 8) | 0x7F
-    for t in p.live_threads:
-        if t.state is ThreadState.RUNNABLE:
-            k.sched.remove(t)
-        t.state = ThreadState.STOPPED
-    k.notify_parent_stop(p, S.CLD_STOPPED, sig)
+    send.queue_to_thread(k, t, info)
 
 
 # -- delivery ---------------------------------------------------------------------------------
@@ -135,10 +66,10 @@ def deliver_pending(k: VKernel, t: Thread) -> None:
         if act.handler == S.SIG_DFL:
             action = S.default_action(info.signo)
             if action in (S.TERM, S.CORE):
-                k.kill_group(p, info.signo, core=action == S.CORE)
+                _kill(k, p, info.signo, core=action == S.CORE)
                 return
             if action == S.STOP:
-                _stop(k, p, info.signo)
+                send.stop_group(k, p, info.signo)
                 return
             continue
         setup_frame(k, t, info, act)
@@ -165,7 +96,7 @@ def setup_frame(k: VKernel, t: Thread, info: SigInfo, act: SigAction) -> None:
         t.process.vm.write(fp, fx)  # a stack that is not writable kills, as on Linux
         t.process.vm.write(frame, body)
     except GuestError:
-        k.kill_group(t.process, S.SIGSEGV, core=True)
+        _kill(k, t.process, S.SIGSEGV, core=True)
         return
     eng.set_state({**_INIT_FPU, "rsp": frame, "rip": act.handler, "rdi": info.signo,
                    "rsi": frame + FR.INFO_OFF, "rdx": frame + FR.UC_OFF, "rax": 0,
@@ -189,7 +120,7 @@ def sigreturn(k: VKernel, t: Thread) -> None:
         fp = FR.fpstate_pointer(raw)
         fx = eng.read(fp, FR.FXSAVE_SIZE) if fp else None
     except GuestError:
-        k.kill_group(t.process, S.SIGSEGV, core=True)
+        _kill(k, t.process, S.SIGSEGV, core=True)
         return
     if t.ckpt_frames and t.ckpt_frames[-1] == rsp - 8:
         t.ckpt_frames.pop()  # a SIGCKPT handler has returned
@@ -225,12 +156,12 @@ def cpu_exception(k: VKernel, t: Thread, stop: Stop) -> None:
         f = eng.fault
         # PROT_NONE VMAs are not mapped in the engine, yet Linux reports them as ACCERR.
         code = S.SEGV_MAPERR if t.process.vm.vmas.find(f.addr) is None else S.SEGV_ACCERR
-        info = kernel_info(S.SIGSEGV, code, f.addr)
+        info = send.kernel_info(S.SIGSEGV, code, f.addr)
     elif stop is Stop.ILLEGAL:
-        info = kernel_info(S.SIGILL, S.ILL_ILLOPN, eng.reg("rip"))
+        info = send.kernel_info(S.SIGILL, S.ILL_ILLOPN, eng.reg("rip"))
     else:
         sig, code = _INTR_SIGNALS.get(eng.intno, (S.SIGSEGV, S.SI_KERNEL))
-        info = kernel_info(sig, code, eng.reg("rip"))
+        info = send.kernel_info(sig, code, eng.reg("rip"))
     force_signal(k, t, info)
 
 

@@ -1,0 +1,120 @@
+"""Queueing signals: pending sets, picking the thread that takes one, interrupting its sleep,
+stopping and continuing a group.  Nothing here ends a process: SIGKILL and fatal default
+actions are task_signals' (the kernel layer), so the objects below it need not import it."""
+
+from __future__ import annotations
+
+from vkckpt.abi import errno as E
+from vkckpt.abi import signals as S
+from vkckpt.abi.syscalls import SYS_CHECKPOINT
+from vkckpt.signals.pending import SigInfo
+from vkckpt.threads.thread import ThreadState
+
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from vkckpt.kernel import VKernel
+    from vkckpt.process import Process
+    from vkckpt.threads.thread import Thread
+
+
+def kernel_info(sig: int, code: int = S.SI_KERNEL, addr: int = 0) -> SigInfo:
+    return SigInfo(sig, code, addr=addr)
+
+
+# -- queueing ----------------------------------------------------------------------------------
+def queue_to_process(k: VKernel, p: Process, info: SigInfo) -> None:
+    """Queue info on the thread group and wake a thread that can take it.  Precondition:
+    info is not SIGKILL (whose default action ends the group: task_signals.send_to_process)."""
+    if p.zombie or p.exiting:
+        return
+    sig = info.signo
+    if sig == S.SIGCONT:
+        continue_group(k, p)
+    if p.actions.ignored(sig) and not _blocked_everywhere(p, sig):
+        return
+    if p.pending.add(info):
+        _notify(k, p, sig)
+
+
+def queue_to_thread(k: VKernel, t: Thread, info: SigInfo) -> None:
+    """Queue info on one thread (tgkill(2), faults, SIGPIPE).  Precondition: not SIGKILL."""
+    p = t.process
+    if p.zombie or p.exiting or not t.alive:
+        return
+    if p.actions.ignored(info.signo) and not t.blocks(S.sigbit(info.signo)):
+        return
+    if t.pending.add(info):
+        interrupt(k, t, info.signo)
+
+
+def _blocked_everywhere(p: Process, sig: int) -> bool:
+    return all(t.blocks(S.sigbit(sig)) for t in p.live_threads)
+
+
+def _notify(k: VKernel, p: Process, sig: int) -> None:
+    """Pick the thread that will take a process-directed signal and interrupt its sleep."""
+    bit = S.sigbit(sig)
+    cur = k.current
+    if cur is not None and cur.process is p and not cur.sigmask & bit:
+        return
+    for t in p.live_threads:
+        if not t.sigmask & bit:
+            interrupt(k, t, sig)
+            return
+
+
+def interrupt(k: VKernel, t: Thread, sig: int) -> None:
+    """A deliverable signal arrived for sleeping t: end its syscall with EINTR or restart."""
+    if t.sigmask & S.sigbit(sig) or t.sleep is None or t.sleep.nr == SYS_CHECKPOINT:
+        return  # checkpoint(2) callers wait for their image without interruption
+    if t.in_sigtimedwait():
+        t.wake()  # the call runs again: it takes a waited signal or ends with EINTR
+        return
+    act = t.process.actions.get(sig)
+    if act.handler == S.SIG_DFL and S.default_action(sig) in (S.IGNORE, S.STOP, S.CONT):
+        return
+    s = t.sleep
+    if s.restartable and act.flags & S.SA_RESTART and act.handler not in (S.SIG_DFL,):
+        t.wake(0)
+        t.wake_result = None
+        t.restart_nr = s.nr
+    else:
+        report = k.on_eintr.get(s.nr)
+        t.wake(report(k, t, s) if report else -E.EINTR)
+
+
+def continue_group(k: VKernel, p: Process) -> None:
+    for sig in (S.SIGSTOP, S.SIGTSTP, S.SIGTTIN, S.SIGTTOU):
+        p.pending.discard(sig)
+    if p.stopped:
+        p.stopped = False
+        p.stop_report = 0xFFFF
+        for t in p.live_threads:
+            if t.state is ThreadState.STOPPED:
+                t.state = ThreadState.BLOCKED if t.sleep else ThreadState.RUNNABLE
+                if t.state is ThreadState.RUNNABLE:
+                    k.sched.enqueue(t)
+        notify_parent_stop(k, p, S.CLD_CONTINUED, S.SIGCONT)
+
+
+def stop_group(k: VKernel, p: Process, sig: int) -> None:
+    p.pending.discard(S.SIGCONT)
+    p.stopped = True
+    p.stop_report = (sig << 8) | 0x7F
+    for t in p.live_threads:
+        if t.state is ThreadState.RUNNABLE:
+            k.sched.remove(t)
+        t.state = ThreadState.STOPPED
+    notify_parent_stop(k, p, S.CLD_STOPPED, sig)
+
+
+def notify_parent_stop(k: VKernel, p: Process, code: int, sig: int) -> None:
+    """Job control: tell the parent that p stopped or continued (SIGCHLD, its wait queue)."""
+    parent = k.procs.get(p.ppid)
+    if parent is None or parent.zombie:
+        return
+    act = parent.actions.get(S.SIGCHLD)
+    if not act.flags & S.SA_NOCLDSTOP:
+        queue_to_process(k, parent, SigInfo(S.SIGCHLD, code, pid=p.pid, status=sig))
+    parent.child_wait.wake_all()
