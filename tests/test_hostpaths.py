@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from vkckpt.fs.hostfds import HostFds
 
 from vkckpt.abi import errno as E
 from vkckpt.errors import GuestError
@@ -23,6 +22,7 @@ from vkckpt.fs.files import DirFile
 from vkckpt.fs.inodes import InodeTable
 from vkckpt.fs.sandbox import GuestRoot
 from vkckpt.host import fs as hostfs
+from vkckpt.host.fds import HostFds
 from vkckpt.image import ImageReader, ImageWriter
 
 

@@ -179,11 +179,10 @@ def cmd_thaw(args: argparse.Namespace) -> int:
 def _install_test_fault() -> None:
     """VKCKPT_TEST_FAULT (set for `vkckpt regress`'s self-test, inherited by the thaws it
     starts): plant that restore bug in this process (vkckpt/testing/fault.py)."""
-    fault = os.environ.get("VKCKPT_TEST_FAULT", "")
-    if fault:
-        from vkckpt.testing.fault import install
+    if os.environ.get("VKCKPT_TEST_FAULT"):
+        from vkckpt.testing.fault import install_from_env
 
-        install(fault)
+        install_from_env()
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -89,15 +89,6 @@ class VKernel:
         self.host_request: object | None = None  # a guest's request for the host (post_request)
         self.vkernel_id = _vkernel_id(config)
 
-    # -- identifiers, time, randomness -------------------------------------------------------
-    def alloc_pid(self) -> int:
-        """Next pid/tid: ids are never reused within a vkernel's life (deterministic)."""
-        return self.ids.pid()
-
-    def alloc_bid(self) -> int:
-        """Next host-buffer id (stable across freeze and thaw)."""
-        return self.ids.bid()
-
     # -- requests a guest makes of the host (checkpoint(2)) ------------------------------------
     def post_request(self, req: object) -> bool:
         """Ask the host for a service run() stops for; False while another one waits."""
@@ -118,6 +109,7 @@ class VKernel:
         except GuestError:
             return None
 
+    # -- time and randomness -----------------------------------------------------------------
     def now_ns(self) -> int:
         """Virtual monotonic time, including the blocks of the run in progress."""
         running = 0

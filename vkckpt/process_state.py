@@ -84,7 +84,7 @@ def load(k: VKernel, d: dict, vms: dict[int, dict], bufs: dict[int, HostBuffer],
         if pid not in vms:
             raise ImageError(f"process {pid} has no vmspace record")
         eng = Engine(k.syscall_entry)
-        vm = VmSpace(eng, k.mem, k.alloc_bid)
+        vm = VmSpace(eng, k.mem, k.ids.bid)
         load_vmspace(vms[pid], vm, bufs)
         _load_fds(pid, d["fds"], files, fds)
     for name in ("cwd", "exe"):

@@ -39,7 +39,7 @@ def fork(k: VKernel, t: Thread, flags: int = S.SIGCHLD, child_tid: int = 0) -> i
     except BaseException:
         eng.close()
         raise
-    pid = k.alloc_pid()
+    pid = k.ids.pid()
     child = Process(pid, p.pid, vm, eng, p.fds.copy(), p.actions.copy(), cwd=p.cwd, exe=p.exe,
                     argv=list(p.argv), pgid=p.pgid, sid=p.sid, umask=p.umask,
                     exit_signal=flags & 0xFF)
@@ -108,7 +108,7 @@ def new_thread(k: VKernel, t: Thread, flags: int, stack: int, ptid: int, ctid: i
     p = t.process
     if len(p.live_threads) >= MAX_THREADS or len(k.threads) >= k.config.max_threads:
         raise GuestError(E.EAGAIN, "thread limit")
-    tid = k.alloc_pid()
+    tid = k.ids.pid()
     if flags & CLONE_PARENT_SETTID:
         p.vm.write(ptid, tid.to_bytes(4, "little"))
     if flags & CLONE_CHILD_SETTID:

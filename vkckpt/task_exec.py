@@ -75,7 +75,7 @@ def new_image(k: VKernel, prog: Program, argv: list[bytes],
               envp: list[bytes]) -> tuple[Engine, VmSpace, dict[str, int]]:
     """Build an engine and vmspace holding the program; returns its initial registers."""
     eng = Engine(k.syscall_entry, preempt=k.config.preempt)
-    vm = VmSpace(eng, k.mem, k.alloc_bid)
+    vm = VmSpace(eng, k.mem, k.ids.bid)
     try:
         entry, phdr, phnum = load_elf(vm, prog.elf, prog.pread, prog.guest)
         sp = build_stack(vm, argv, envp, os.fsencode(prog.guest), entry, phdr, phnum,
@@ -96,7 +96,7 @@ def spawn(k: VKernel, program: str, argv: list[str], env: dict[str, str],
     guest = prog.guest
     envp = [f"{a}={b}".encode() for a, b in env.items()]
     eng, vm, regs = new_image(k, prog, [a.encode() for a in argv], envp)
-    pid = k.alloc_pid()
+    pid = k.ids.pid()
     fds = FdTable()
     svc = k.file_services()
     for fd, flags in ((0, F.O_RDONLY), (1, F.O_WRONLY), (2, F.O_WRONLY)):

@@ -16,8 +16,8 @@ from vkckpt.host import fs as hostfs
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
-    from vkckpt.fs.hostfds import HostFds
     from vkckpt.fs.inodes import InodeTable
+    from vkckpt.host.fds import HostFds
 
 __all__ = ["DEVICES", "Console", "DevNull", "DevRandom", "DevZero", "DirFile", "FileServices",
            "HostFile", "OpenFile", "char_stat", "host_call"]

@@ -17,6 +17,7 @@ from vkckpt.guests.build import guest_path
 from vkckpt.regress.cases import Case
 from vkckpt.regress.kinds import KINDS
 from vkckpt.regress.trial import CaseFailed, Trial, sink
+from vkckpt.testing import fault
 
 
 @dataclass
@@ -112,7 +113,8 @@ def run_suite(cases: list[Case], workdir: Path, *, seed: int, jobs: int = 1,
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         ctx = multiprocessing.get_context("spawn")  # fresh interpreters: nothing inherited
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
+                                 initializer=fault.install_from_env) as pool:
             futs = {pool.submit(run_case, *a): a[0] for a in args}
             for f in as_completed(futs):
                 done(f.result())

@@ -1,13 +1,16 @@
 """TEST ONLY: restore bugs planted on purpose, so the regression suite (`vkckpt regress`) can
 prove that it notices and bisects one.
 
-VKCKPT_TEST_FAULT names the fault; commands.py installs it (through restore's after-load
-hook) in `vkckpt regress` and in the `vkckpt thaw` processes it starts, which inherit the
-variable.  `drop-register:NAME` zeroes register NAME of every thread once it is loaded,
-`flip-page` flips the first byte of the first page laid down.
+VKCKPT_TEST_FAULT names the fault; `install_from_env()` plants it (through restore's
+after-load hook) in `vkckpt regress`, in its worker processes and in the `vkckpt thaw`
+processes it starts, which inherit the variable.  `drop-register:NAME` zeroes register
+NAME of every thread once it is loaded, `flip-page` flips the first byte of the first page
+laid down.
 """
 
 from __future__ import annotations
+
+import os
 
 from vkckpt.abi.mman import PAGE
 from vkckpt.ckpt import restore
@@ -20,10 +23,22 @@ if TYPE_CHECKING:
 
 DROP_REGISTER = "drop-register:"
 FLIP_PAGE = "flip-page"
+_installed: set[str] = set()
+
+
+def install_from_env() -> None:
+    """Plant the fault VKCKPT_TEST_FAULT names, if any, in this process."""
+    fault = os.environ.get("VKCKPT_TEST_FAULT", "")
+    if fault:
+        install(fault)
 
 
 def install(fault: str) -> None:
-    """Plant the named fault in every later thaw of this process (unknown names: none)."""
+    """Plant the named fault in every later thaw of this process, once however often this
+    is called (unknown names: none)."""
+    if fault in _installed:
+        return
+    _installed.add(fault)
     if fault.startswith(DROP_REGISTER):
         name = fault[len(DROP_REGISTER):]
         restore.add_after_load(lambda k, bufs, laid: _drop_register(k, name))
