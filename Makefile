@@ -1,6 +1,7 @@
 # vkckpt: two commands for a fresh machine.
 #   make demo   set up a virtualenv and run the built-in demonstration
 #   make test   set up a virtualenv and run the whole test suite
+#   make lint   ruff and the import-layer contract (pyproject.toml), also run by make test
 #   make crashtest  1000 SIGKILLs of a freezing vkckpt (test_reliability runs 50)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -21,8 +22,11 @@ guests: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m vkckpt demo
 
-test: $(STAMP)
+lint: $(STAMP)
 	$(PY) -m ruff check vkckpt tests bench
+	$(VENV)/bin/lint-imports --no-cache
+
+test: lint
 	$(PY) -m vkckpt.guests.build -j 2 > /dev/null
 	$(PY) -m pytest -q
 
