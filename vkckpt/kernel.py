@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 
 from vkckpt import hostout, task_signals
+from vkckpt import sigsend as send
 from vkckpt.abi import errno as E
 from vkckpt.abi.syscalls import NAMES as SYSCALL_NAMES
 from vkckpt.config import KernelConfig
@@ -24,7 +25,6 @@ from vkckpt.fs.sandbox import GuestRoot
 from vkckpt.host.fds import HostFds
 from vkckpt.ids import Ids
 from vkckpt.sched import NS_PER_TICK, Scheduler
-from vkckpt.signals import send
 from vkckpt.threads.futex import FutexTable
 from vkckpt.threads.thread import Sleep, Thread, ThreadState
 from vkckpt.threads.wait import Block, WaitQueue

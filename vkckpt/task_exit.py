@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import struct
 
+from vkckpt import sigsend as send
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
 from vkckpt.errors import GuestError
-from vkckpt.signals import send
 from vkckpt.signals.pending import SigInfo
 from vkckpt.task_clone import vfork_release
 from vkckpt.threads.futex import futex_key

@@ -1,15 +1,15 @@
 """Sending signals, default actions, handler frames, rt_sigreturn and CPU exceptions: the
-signal rules that may end a thread group (task_exit), above the queueing in signals/send."""
+signal rules that may end a thread group (task_exit), above the queueing in sigsend."""
 
 from __future__ import annotations
 
+from vkckpt import sigsend as send
 from vkckpt import task_exit
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
 from vkckpt.engine.engine import Stop
 from vkckpt.errors import GuestError
 from vkckpt.signals import frame as FR
-from vkckpt.signals import send
 from vkckpt.signals.actions import SigAction
 from vkckpt.signals.pending import SigInfo
 

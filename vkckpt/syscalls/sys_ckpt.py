@@ -26,7 +26,7 @@ class CkptRequest(Comparable):
     it at the next scheduling point).  `dir_fd` is the directory of `path`, opened beneath
     the guest root when the call was made: the image goes there whatever the SIGCKPT
     handlers rename meanwhile (closed once served).  The caller sleeps on `queue` and
-    signals do not interrupt it (signals/send.py)."""
+    signals do not interrupt it (sigsend.py)."""
 
     __slots__ = ("tid", "scope", "path", "retval", "dir_fd", "queue")
 

@@ -12,7 +12,7 @@ from vkckpt.abi.limits import MAX_RW_COUNT, NOFILE, POLL_MAX_FDS, UIO_MAXIOV
 from vkckpt.abi.mman import PROT_READ, PROT_WRITE
 from vkckpt.errors import GuestError
 from vkckpt.fs.pipe import PIPE_COST, Pipe, PipeEnd
-from vkckpt.signals.send import kernel_info
+from vkckpt.sigsend import kernel_info
 from vkckpt.syscalls.args import (
     MAX_IO,
     s32,

@@ -1,6 +1,7 @@
 """Queueing signals: pending sets, picking the thread that takes one, interrupting its sleep,
-stopping and continuing a group.  Nothing here ends a process: SIGKILL and fatal default
-actions are task_signals' (the kernel layer), so the objects below it need not import it."""
+stopping and continuing a group.  Kernel coordination (it reads the running thread, the
+scheduler and the process table), so it sits in the kernel layer beside task_signals; nothing
+here ends a process: SIGKILL and fatal default actions are task_signals'."""
 
 from __future__ import annotations
 
