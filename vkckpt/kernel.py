@@ -173,6 +173,10 @@ class VKernel:
         if ready:  # a signal already deliverable interrupts the sleep at once
             send.interrupt(self, t, (ready & -ready).bit_length())
 
+    def add_process(self, p: Process) -> None:
+        """Register p under its pid (a new process, or one thawed)."""
+        self.procs[p.pid] = p
+
     def add_thread(self, t: Thread) -> None:
         """Register t under its tid; its waker makes it runnable here when a queue wakes it."""
         self.threads[t.tid] = t

@@ -53,7 +53,7 @@ def fork(k: VKernel, t: Thread, flags: int = S.SIGCHLD, child_tid: int = 0) -> i
     child.engine_owner = ct
     child.threads.append(ct)
     p.children.append(pid)
-    k.procs[pid] = child
+    k.add_process(child)
     k.add_thread(ct)
     k.sched.enqueue(ct)
     return pid

@@ -108,7 +108,7 @@ def spawn(k: VKernel, program: str, argv: list[str], env: dict[str, str],
     t.ctx = eng.context_new()
     p.engine_owner = t
     p.threads.append(t)
-    k.procs[pid] = p
+    k.add_process(p)
     k.add_thread(t)
     k.sched.enqueue(t)
     return p
@@ -130,7 +130,7 @@ def execve(k: VKernel, t: Thread, path: bytes, argv: list[bytes], envp: list[byt
         if t.tid != p.pid:  # a non-leader thread takes over the leader's id
             del k.threads[t.tid]
             t.tid = p.pid
-            k.threads[t.tid] = t
+            k.add_thread(t)
         p.threads = [t]
         p.actions.reset_for_exec()
         p.fds.close_on_exec()

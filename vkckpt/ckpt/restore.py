@@ -170,7 +170,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
     vms = {d["pid"]: d for d in recs.get("vmspace", [])}
     for d in recs.get("process", []):
         p = process_state.load(k, d, vms, bufs, files)
-        k.procs[p.pid] = p
+        k.add_process(p)
         queues.update((q.key, q) for q in process_state.queues(p))
     for pipe in pipes.values():
         queues[pipe.read_q.key] = pipe.read_q

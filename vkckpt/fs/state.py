@@ -31,6 +31,8 @@ from vkckpt.fs.pipe import CAPACITY, Pipe, PipeEnd
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from vkckpt.fs.inodes import InodeTable
     from vkckpt.fs.sandbox import GuestRoot
     from vkckpt.threads.wait import WaitQueue
@@ -176,29 +178,45 @@ class FileChanged(ImageError):
     """A host file a guest had open differs from the one frozen."""
 
 
+class _Loading:
+    """What loading one file description may use: the root, the pipes already loaded, the
+    thaw's options and the services the vkernel gives its files."""
+
+    __slots__ = ("root", "pipes", "allow_changed", "inodes", "read_only", "svc")
+
+    def __init__(self, root: GuestRoot, pipes: dict[int, Pipe], allow_changed: bool,
+                 inodes: InodeTable, read_only: bool, svc: FileServices) -> None:
+        self.root, self.pipes, self.allow_changed = root, pipes, allow_changed
+        self.inodes, self.read_only, self.svc = inodes, read_only, svc
+
+
 def load_file(d: dict, root: GuestRoot, pipes: dict[int, Pipe], allow_changed: bool,
               inodes: InodeTable, read_only: bool = False, *,
               svc: FileServices) -> OpenFile:
     """Recreate an open file description (reopening guest-root files by path, for reading
     only when read_only); svc is what the vkernel gives the files it makes."""
-    kind = d["kind"]
-    flags = d["flags"]
-    if kind == "console":
-        return Console(flags, d["stream"], svc)
-    if kind in _DEVICE_KINDS:
-        return _DEVICE_KINDS[kind](flags, svc)
-    if kind == "pipe":
-        pipe = pipes.get(d["pipe"])
-        if pipe is None:
-            raise ImageError(f"file {d['id']} refers to unknown pipe {d['pipe']}")
-        return PipeEnd(pipe, flags)
-    if kind in ("host", "dir"):
-        return _reopen(d, root, allow_changed, inodes, read_only, svc)
-    raise ImageError(f"unknown open file kind {kind!r}")
+    load = _LOAD_KIND.get(d["kind"])
+    if load is None:
+        raise ImageError(f"unknown open file kind {d['kind']!r}")
+    return load(d, _Loading(root, pipes, allow_changed, inodes, read_only, svc))
 
 
-def _reopen(d: dict, root: GuestRoot, allow_changed: bool, inodes: InodeTable,
-            read_only: bool, svc: FileServices) -> OpenFile:
+def _load_console(d: dict, ctx: _Loading) -> OpenFile:
+    return Console(d["flags"], d["stream"], ctx.svc)
+
+
+def _load_device(d: dict, ctx: _Loading) -> OpenFile:
+    return _DEVICE_KINDS[d["kind"]](d["flags"], ctx.svc)
+
+
+def _load_pipe_end(d: dict, ctx: _Loading) -> OpenFile:
+    pipe = ctx.pipes.get(d["pipe"])
+    if pipe is None:
+        raise ImageError(f"file {d['id']} refers to unknown pipe {d['pipe']}")
+    return PipeEnd(pipe, d["flags"])
+
+
+def _reopen(d: dict, ctx: _Loading) -> OpenFile:
     """Reopen a regular file or directory of the root, as recorded; anything else (a FIFO
     or device put in its place, which could block or act on open) is refused unopened or
     before any I/O."""
@@ -207,23 +225,30 @@ def _reopen(d: dict, root: GuestRoot, allow_changed: bool, inodes: InodeTable,
         raise ImageError(f"file {d['id']!r}: path {path!r} is not an absolute guest path")
     if not isinstance(offset, int) or offset < 0:
         raise ImageError(f"file {d['id']!r} ({path}): negative offset {offset!r}")
-    fd, host = _open_as_recorded(d, root, read_only)
+    fd, host = _open_as_recorded(d, ctx.root, ctx.read_only)
     fp = fingerprint(fd)
     want = d["fingerprint"]
     if not isinstance(want, dict) or not {"size", "sha256"} <= set(want):
         os.close(fd)
         raise ImageError(f"file {d['id']!r} ({path}): malformed fingerprint")
-    if not allow_changed and _changed(want, fd, fp):
+    if not ctx.allow_changed and _changed(want, fd, fp):
         os.close(fd)
         raise FileChanged(f"{path}: changed since the freeze (size {want['size']} -> "
                           f"{fp['size']}); pass --allow-changed-files to thaw anyway")
     if d["kind"] == "dir":
-        f: HostFile = DirFile(fd, d["flags"], path, host, inodes, svc.host_fds)
+        f: HostFile = DirFile(fd, d["flags"], path, host, ctx.inodes, ctx.svc.host_fds)
         f.pos = offset
     else:
-        f = HostFile(fd, d["flags"], path, inodes, svc.host_fds)
+        f = HostFile(fd, d["flags"], path, ctx.inodes, ctx.svc.host_fds)
         os.lseek(fd, offset, os.SEEK_SET)
     return f
+
+
+#: How each file kind is loaded (the mirror of _SAVE_KIND): a new kind adds one row.
+_LOAD_KIND: dict[str, Callable[[dict, _Loading], OpenFile]] = {
+    "console": _load_console, "pipe": _load_pipe_end, "host": _reopen, "dir": _reopen,
+    **dict.fromkeys(_DEVICE_KINDS, _load_device),
+}
 
 
 def _open_as_recorded(d: dict, root: GuestRoot, read_only: bool) -> tuple[int, str]:
