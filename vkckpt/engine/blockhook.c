@@ -13,6 +13,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef int (*vk_emu_stop_fn)(void *uc);
@@ -134,6 +135,36 @@ vk_cpuid_cb(void *uc, void *user_data)
     for (int r = 0; r < 4; r++)
         st->reg_write(uc, ids[r], &out[r]);
     return 1;
+}
+
+/* Unicorn 2.1's uc_tlb_entry, uc_prot and uc_mem_type values. */
+struct vk_tlb_entry {
+    uint64_t paddr;
+    int32_t perms;
+};
+#define VK_PROT_READ 1
+#define VK_PROT_WRITE 2
+#define VK_PROT_EXEC 4
+#define VK_MEM_FETCH 18
+
+/*
+ * UC_HOOK_TLB_FILL (with the engine's TLB in UC_TLB_VIRTUAL mode): guest addresses are
+ * their own physical addresses; a fetch gets READ|EXEC, a load or store READ|WRITE, never
+ * all three.  A data page is then never executable in the TLB, so Unicorn drops its
+ * TLB_NOTDIRTY flag after the first store and later stores take the fast path (about 5x
+ * faster, see UNICORN-NOTES).  The region's own protection (uc_mem_map_ptr/uc_mem_protect,
+ * the VMA's) still decides every access: an access it forbids stops the engine with
+ * UC_ERR_*_PROT, and one to unmapped memory with UC_ERR_*_UNMAPPED, as before.
+ */
+__attribute__((visibility("default"))) bool
+vk_tlb_fill_cb(void *uc, uint64_t addr, int type, struct vk_tlb_entry *e, void *user_data)
+{
+    (void)uc;
+    (void)user_data;
+    e->paddr = addr;
+    e->perms = type == VK_MEM_FETCH ? (VK_PROT_READ | VK_PROT_EXEC)
+                                    : (VK_PROT_READ | VK_PROT_WRITE);
+    return true;
 }
 
 /* Size of struct vk_block_state, so Python can check the layout it mirrors. */

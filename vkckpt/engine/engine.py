@@ -1,9 +1,10 @@
 """The one module that talks to Unicorn: an engine per vmspace, raw register I/O, hooks, runs.
 
-Hooks only record what happened (a fault, an interrupt) and stop the engine; the one exception
+Hooks only record what happened (an interrupt) and stop the engine; the one exception
 is the syscall hook, which calls the kernel's syscall entry directly and stops the engine only
 when that entry asks for it (a blocking call, an exit, a pending signal).  Handling the common
-call inside the hook saves an emu_start round trip (~4 us) per syscall.
+call inside the hook saves an emu_start round trip (~4 us) per syscall.  Memory faults need no
+hook: the regions' protections refuse the access and emu_start says why (engine/tlb.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import enum
 from collections.abc import Callable
 
 from vkckpt.abi import errno as E
-from vkckpt.engine import libuc, quirks
+from vkckpt.engine import libuc, quirks, tlb
 from vkckpt.engine import regs as R
 from vkckpt.engine import ucconst as C
 from vkckpt.engine.cpuhooks import CpuHooks, select_model
@@ -29,13 +30,6 @@ UNTIL_NEVER = 0xFFFF_FFFF_FFFF_FFFF
 TCG_BUFFER = 8 << 20
 _HOOK_SYSCALL = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 _HOOK_INTR = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
-_HOOK_MEM_BAD = ctypes.CFUNCTYPE(
-    ctypes.c_bool, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_int,
-    ctypes.c_int64, ctypes.c_void_p,
-)
-_WRITE_ACCESS = {C.MEM_WRITE_UNMAPPED, C.MEM_WRITE_PROT}
-_FETCH_ACCESS = {C.MEM_FETCH_UNMAPPED, C.MEM_FETCH_PROT}
-_UNMAPPED_ACCESS = {C.MEM_READ_UNMAPPED, C.MEM_WRITE_UNMAPPED, C.MEM_FETCH_UNMAPPED}
 
 
 class Stop(enum.Enum):
@@ -76,6 +70,7 @@ class Engine:
         self.uch: int = libuc.open_x86_64()
         select_model(self.uch)
         libuc.set_tcg_buffer_size(self.uch, TCG_BUFFER)
+        tlb.install(self.uch)
         self.counter: BlockCounter | NoCounter = BlockCounter(self.uch) if preempt else NoCounter()
         self.cpu = CpuHooks(self.uch, self.counter.state, self.counter.native)
         self._on_syscall = on_syscall
@@ -95,14 +90,10 @@ class Engine:
         self._cbs = [
             _HOOK_SYSCALL(self._syscall_cb),
             _HOOK_INTR(self._intr_cb),
-            _HOOK_MEM_BAD(self._mem_cb),
         ]
-        bad = (C.HOOK_MEM_READ_UNMAPPED | C.HOOK_MEM_WRITE_UNMAPPED | C.HOOK_MEM_FETCH_UNMAPPED
-               | C.HOOK_MEM_READ_PROT | C.HOOK_MEM_WRITE_PROT | C.HOOK_MEM_FETCH_PROT)
         addr = [ctypes.cast(cb, ctypes.c_void_p).value or 0 for cb in self._cbs]
         libuc.hook_add(self.uch, C.HOOK_INSN, addr[0], None, ctypes.c_int(C.X86_INS_SYSCALL))
         libuc.hook_add(self.uch, C.HOOK_INTR, addr[1])
-        libuc.hook_add(self.uch, bad, addr[2])
 
     def _syscall_cb(self, _uc: int, _ud: int) -> None:
         try:
@@ -118,12 +109,6 @@ class Engine:
         self.intno = intno
         self._stop_reason = Stop.INTERRUPT
         _emu_stop(self.uch)
-
-    def _mem_cb(self, _uc: int, access: int, addr: int, _size: int, _v: int, _ud: int) -> bool:
-        self.fault = Fault(addr, access in _WRITE_ACCESS, access in _FETCH_ACCESS,
-                           access in _UNMAPPED_ACCESS)
-        self._stop_reason = Stop.FAULT
-        return False
 
     # -- running -----------------------------------------------------------------------------
     def set_clock(self, ns: int, ns_per_block: int) -> None:
@@ -146,8 +131,10 @@ class Engine:
             return self._stop_reason
         if err == C.ERR_INSN_INVALID:
             return Stop.ILLEGAL
-        if err in (C.ERR_FETCH_UNMAPPED, C.ERR_FETCH_PROT):
-            self.fault = Fault(self.reg("rip"), False, True, err == C.ERR_FETCH_UNMAPPED)
+        kind = tlb.FAULTS.get(err)
+        if kind is not None:  # RIP is at the faulting instruction
+            addr = tlb.fault_address(self.uch)
+            self.fault = Fault(self.reg("rip") if addr is None else addr, *kind)
             return Stop.FAULT
         libuc.check(err)
         if self.counter.expired:

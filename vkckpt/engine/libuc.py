@@ -125,6 +125,11 @@ def set_cpu_model(uch: int, model: int) -> None:
     _ctl_write(uch, C.CTL_CPU_MODEL, ctypes.c_int(model))
 
 
+def set_tlb_virtual(uch: int) -> None:
+    """Let a UC_HOOK_TLB_FILL callback map guest pages (x86 paging stays off)."""
+    _ctl_write(uch, C.CTL_TLB_TYPE, ctypes.c_int(C.TLB_VIRTUAL))
+
+
 def set_tcg_buffer_size(uch: int, size: int) -> None:
     """Size the engine's translation cache (Unicorn reserves 1 GiB by default)."""
     _ctl_write(uch, C.CTL_TCG_BUFFER_SIZE, ctypes.c_uint32(size))

@@ -1,4 +1,5 @@
-"""Two pieces of x86 CPU state Unicorn gives no register for, set by patching its context blob.
+"""Two pieces of x86 CPU state Unicorn gives no register for, set by patching its context blob,
+and one engine field it gives no getter for.
 
 * **CPL.** Unicorn starts the CPU at privilege level 0, so a guest's privileged instructions
   (cli, hlt, in/out, mov to or from a control register) execute instead of raising #GP,
@@ -6,7 +7,11 @@
 * **old_exception.** Unicorn never resets it after a hooked exception, so a second #DE would
   be escalated to a double fault. `forget_exception` resets it, as a real iret does.
 
-Each field's offset in the blob is found once per host process by behaviour, not hard-coded,
+* **invalid_addr.** The address of the access that stopped the engine with a memory error
+  (engine/tlb.py), read from the engine's own struct: the only 8-byte field of its first
+  page that holds the address of a store to unmapped memory, for two different addresses.
+
+Each field's offset is found once per host process by behaviour, not hard-coded,
 on a scratch engine: for hflags, the 32-bit field that has the 64-bit-mode bits set and,
 with its CPL bits set to 3, makes ``cli`` raise #GP; for old_exception, the only field a
 hooked #DE turns from -1 to 0. When a layout is not recognised the quirk stays unfixed and
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import os
 import struct
 
 from vkckpt.engine import libuc
@@ -114,10 +120,44 @@ def _probe_old_exception() -> int | None:
     return hits[0] if len(hits) == 1 else None
 
 
+def _store_to(addr: int) -> bytes:
+    """mov rbx, addr; mov [rbx], rcx"""
+    return b"\x48\xbb" + struct.pack("<Q", addr) + b"\x48\x89\x0b"
+
+
+_PROBE_ADDRS = (0x5A5A_0000_1238, 0x3C3C_0000_0AB8)  # unmapped in a scratch engine
+_ENGINE_SCAN = 4096  # bytes of the engine struct searched
+
+
+def _engine_bytes(uch: int) -> bytes:
+    """The first bytes of the engine struct (through /proc/self/mem: never a host fault)."""
+    fd = os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.pread(fd, _ENGINE_SCAN, uch)
+    finally:
+        os.close(fd)
+
+
+def _probe_invalid_addr() -> int | None:
+    found: set[int] | None = None
+    for addr in _PROBE_ADDRS:
+        s = _Scratch(_store_to(addr))
+        try:
+            s.run()
+            raw = _engine_bytes(s.uch)
+        finally:
+            s.close()
+        hits = {i for i in range(0, len(raw) - 7, 8) if struct.unpack_from("<Q", raw, i)[0] == addr}
+        found = hits if found is None else found & hits
+    return found.pop() if found is not None and len(found) == 1 else None
+
+
 def offset(name: str) -> int | None:
-    """The blob offset of 'hflags' or 'old_exception', probed on first use."""
+    """The offset of 'hflags' or 'old_exception' (in the context blob) or 'invalid_addr'
+    (in the engine struct), probed on first use."""
     if name not in _offsets:
-        _offsets[name] = {"hflags": _probe_hflags, "old_exception": _probe_old_exception}[name]()
+        _offsets[name] = {"hflags": _probe_hflags, "old_exception": _probe_old_exception,
+                          "invalid_addr": _probe_invalid_addr}[name]()
     return _offsets[name]
 
 
