@@ -187,19 +187,16 @@ class VKernel:
         self.sched.enqueue(t)
 
     # -- system call entry -------------------------------------------------------------------
-    def syscall_entry(self) -> bool:
-        """Engine callback at a syscall instruction; returns True to stop the engine."""
+    def syscall_entry(self, nr: int, args: tuple[int, ...]) -> tuple[int | None, bool]:
+        """Engine callback at a syscall instruction (engine/sysentry.py): (the value for RAX,
+        or None when the handler set the registers or the thread sleeps; whether to stop)."""
         t = self.current
-        eng = t.process.engine
-        vals = eng.sys_args.read(eng.uch)
-        rip, rflags = vals[7], vals[8]
-        ret = self.dispatch(t, vals[0], tuple(vals[1:7]))
+        ret = self.dispatch(t, nr, args)
         if ret is NORETURN or ret is None:
-            return True
-        eng.syscall_return(ret, rip + 2, rflags)
+            return None, True
         if t.process.vm.region_work >= REGION_WORK_PER_SLICE:
             self.resched = True  # a guest-determined point: the schedule stays repeatable
-        return self.resched or bool(t.deliverable())
+        return ret, self.resched or bool(t.deliverable())
 
     def dispatch(self, t: Thread, nr: int, args: tuple[int, ...]) -> object:
         """Run handler nr for t; returns its result, NORETURN, or None when t went to sleep."""

@@ -167,6 +167,62 @@ vk_tlb_fill_cb(void *uc, uint64_t addr, int type, struct vk_tlb_entry *e, void *
     return true;
 }
 
+/*
+ * The syscall instruction hook (UC_HOOK_INSN, UC_X86_INS_SYSCALL): the nine registers a
+ * system call reads are read here and passed to the kernel's entry (a ctypes callback) as
+ * plain integers; its result goes to RAX, and RCX/R11 get what a real CPU leaves there
+ * (the next RIP, RFLAGS), unless the entry set VK_SYS_NOWRITE.  VK_SYS_STOP stops the
+ * engine.  This replaces two ctypes register calls per system call.  Layout shared with
+ * SysState in engine/sysentry.py.
+ */
+typedef uint64_t (*vk_sys_fn)(uint64_t nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
+                              uint64_t a5, uint64_t a6);
+typedef int (*vk_batch_fn)(void *uc, int *regs, void **vals, int count);
+
+#define VK_SYS_NOWRITE 1u
+#define VK_SYS_STOP 2u
+
+struct vk_sys_state {
+    vk_sys_fn entry;
+    vk_batch_fn read_batch, write_batch;
+    vk_emu_stop_fn emu_stop;
+    uint64_t flags;     /* set by entry; cleared before each call */
+    int32_t in_ids[9];  /* rax rdi rsi rdx r10 r8 r9 rip rflags */
+    int32_t out_ids[3]; /* rax rcx r11 */
+};
+
+__attribute__((visibility("default"))) void
+vk_syscall_cb(void *uc, void *user_data)
+{
+    struct vk_sys_state *st = (struct vk_sys_state *)user_data;
+    uint64_t v[9], out[3];
+    void *pin[9], *pout[3];
+    uint64_t ret;
+
+    for (int i = 0; i < 9; i++)
+        pin[i] = &v[i];
+    st->read_batch(uc, st->in_ids, pin, 9);
+    st->flags = 0;
+    ret = st->entry(v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
+    if (!(st->flags & VK_SYS_NOWRITE)) {
+        out[0] = ret;
+        out[1] = v[7] + 2; /* the syscall instruction is two bytes */
+        out[2] = v[8];
+        for (int i = 0; i < 3; i++)
+            pout[i] = &out[i];
+        st->write_batch(uc, st->out_ids, pout, 3);
+    }
+    if (st->flags & VK_SYS_STOP)
+        st->emu_stop(uc);
+}
+
+/* Size of struct vk_sys_state, so Python can check the layout it mirrors. */
+__attribute__((visibility("default"))) uint64_t
+vk_sys_state_size(void)
+{
+    return (uint64_t)sizeof(struct vk_sys_state);
+}
+
 /* Size of struct vk_block_state, so Python can check the layout it mirrors. */
 __attribute__((visibility("default"))) uint64_t
 vk_block_state_size(void)

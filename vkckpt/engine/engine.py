@@ -20,6 +20,7 @@ from vkckpt.engine import ucconst as C
 from vkckpt.engine.cpuhooks import CpuHooks, select_model
 from vkckpt.engine.libuc import lib
 from vkckpt.engine.preempt import BlockCounter, NoCounter
+from vkckpt.engine.sysentry import SyscallHook
 from vkckpt.errors import GuestError
 from vkckpt.record import Comparable
 
@@ -28,7 +29,6 @@ _mem_read, _mem_write = lib.uc_mem_read, lib.uc_mem_write
 _context_save, _context_restore = lib.uc_context_save, lib.uc_context_restore
 UNTIL_NEVER = 0xFFFF_FFFF_FFFF_FFFF
 TCG_BUFFER = 8 << 20
-_HOOK_SYSCALL = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 _HOOK_INTR = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
 
 
@@ -40,7 +40,6 @@ class Stop(enum.Enum):
     FAULT = "fault"          # a bad memory access (RIP at the faulting instruction)
     INTERRUPT = "interrupt"  # a CPU exception such as #DE or #BP
     ILLEGAL = "illegal"      # an invalid opcode
-    ERROR = "error"          # the kernel's syscall entry raised; re-raised by run()
 
 
 class Fault(Comparable):
@@ -63,8 +62,10 @@ def _uc_prot(prot: int) -> int:
 class Engine:
     """One Unicorn engine: the CPU and address space of one vmspace."""
 
-    def __init__(self, on_syscall: Callable[[], bool], preempt: bool = True) -> None:
-        """preempt=False (benchmarks only) installs no block counter: a run goes on until a
+    def __init__(self, on_syscall: Callable[[int, tuple[int, ...]], tuple[int | None, bool]],
+                 preempt: bool = True) -> None:
+        """on_syscall(nr, args) -> (value for RAX or None, stop): see engine/sysentry.py.
+        preempt=False (benchmarks only) installs no block counter: a run goes on until a
         trap or a syscall stop, the budget is ignored and no tick is ever counted, so the
         schedule is no longer deterministic.  It measures the emulator with no hook cost."""
         self.uch: int = libuc.open_x86_64()
@@ -73,37 +74,19 @@ class Engine:
         tlb.install(self.uch)
         self.counter: BlockCounter | NoCounter = BlockCounter(self.uch) if preempt else NoCounter()
         self.cpu = CpuHooks(self.uch, self.counter.state, self.counter.native)
-        self._on_syscall = on_syscall
         self.fault: Fault | None = None
         self.intno: int | None = None
-        self._error: BaseException | None = None
         self._stop_reason: Stop | None = None
+        self.sys = SyscallHook(self.uch, on_syscall)
         self._install_hooks()
-        self.sys_args = R.RegBatch(R.SYSCALL_ARGS)
-        self._ret = R.RegBatch(("rax", "rcx", "r11"))
         self._gpr = R.RegBatch(R.GPRS + R.BASES + R.FPU_CTRL)
         self.reset_fpu()
         self.user_mode = quirks.enter_user_mode(self.uch)  # CPL 3, as a Linux process runs
 
     # -- hooks -------------------------------------------------------------------------------
     def _install_hooks(self) -> None:
-        self._cbs = [
-            _HOOK_SYSCALL(self._syscall_cb),
-            _HOOK_INTR(self._intr_cb),
-        ]
-        addr = [ctypes.cast(cb, ctypes.c_void_p).value or 0 for cb in self._cbs]
-        libuc.hook_add(self.uch, C.HOOK_INSN, addr[0], None, ctypes.c_int(C.X86_INS_SYSCALL))
-        libuc.hook_add(self.uch, C.HOOK_INTR, addr[1])
-
-    def _syscall_cb(self, _uc: int, _ud: int) -> None:
-        try:
-            if self._on_syscall():
-                self._stop_reason = Stop.SYSCALL
-                _emu_stop(self.uch)
-        except BaseException as exc:  # surfaced by run(); ctypes would swallow it
-            self._error = exc
-            self._stop_reason = Stop.ERROR
-            _emu_stop(self.uch)
+        self._intr = _HOOK_INTR(self._intr_cb)
+        libuc.hook_add(self.uch, C.HOOK_INTR, ctypes.cast(self._intr, ctypes.c_void_p).value or 0)
 
     def _intr_cb(self, _uc: int, intno: int, _ud: int) -> None:
         self.intno = intno
@@ -120,15 +103,17 @@ class Engine:
         self._stop_reason = None
         self.fault = None
         self.intno = None
+        self.sys.stopped = False
         self.counter.arm(budget)
         err = _emu_start(self.uch, rip, UNTIL_NEVER, 0, 0)
-        if self._error is not None:
-            exc, self._error = self._error, None
+        if self.sys.error is not None:
+            exc, self.sys.error = self.sys.error, None
             raise exc
         if self._stop_reason is Stop.INTERRUPT:
             self._forget_exception()
-        if self._stop_reason is not None:
-            return self._stop_reason
+            return Stop.INTERRUPT
+        if self.sys.stopped:
+            return Stop.SYSCALL
         if err == C.ERR_INSN_INVALID:
             return Stop.ILLEGAL
         kind = tlb.FAULTS.get(err)
@@ -160,10 +145,6 @@ class Engine:
         """Write one 8-byte register."""
         v = ctypes.c_uint64(value & 0xFFFFFFFFFFFFFFFF)
         lib.uc_reg_write(self.uch, R.REG_ID[name], ctypes.byref(v))
-
-    def syscall_return(self, value: int, next_rip: int, rflags: int) -> None:
-        """Set RAX and the RCX/R11 a real CPU leaves after syscall (Unicorn does not)."""
-        self._ret.write3(self.uch, value, next_rip, rflags)
 
     def get_state(self) -> dict[str, int]:
         """Read every register a thread owns, by name."""
