@@ -1,7 +1,7 @@
 # vkckpt: two commands for a fresh machine.
 #   make demo   set up a virtualenv and run the built-in demonstration
 #   make test   set up a virtualenv and run the whole test suite
-#   make bench  the benchmarks, with Debian's qemu-user-static as a peer (installed if missing)
+#   make bench  the benchmarks; Debian's qemu-user-static and busybox-static are installed if missing
 #   make lint   ruff and the import-layer contract (pyproject.toml), also run by make test
 #   make crashtest  1000 SIGKILLs of a freezing vkckpt (test_reliability runs 50)
 PYTHON ?= python3
@@ -34,6 +34,8 @@ test: lint
 bench: $(STAMP)
 	@command -v qemu-x86_64-static > /dev/null || apt-get install -y -q qemu-user-static \
 		> /dev/null 2>&1 || echo "make bench: qemu-user-static is missing; its peer rows are skipped"
+	@test -x /bin/busybox || apt-get install -y -q busybox-static > /dev/null 2>&1 \
+		|| echo "make bench: busybox-static is missing; its sha256sum/sort rows are skipped"
 	$(PY) -m bench
 
 fuzz: $(STAMP)
