@@ -510,3 +510,26 @@ def test_fork_copies_only_pages_the_host_backs() -> None:
     for kid in kids:
         assert kid.read(a + 12345, 5) == b"hello" and kid.read(a + (2 << 30) + 7, 5) == b"world"
         assert kid.read(a + (1 << 30), 8) == bytes(8)
+
+
+@pytest.mark.parametrize("use_scan", [True, False])
+def test_present_runs_are_the_present_pages(use_scan: bool, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    """Fork copies the runs present_runs() gives: the same pages present_pages() reports,
+    by PAGEMAP_SCAN or by reading /proc/self/pagemap."""
+    from vkckpt.host import pagemap
+    from vkckpt.vmspace.hostmem import HostBuffer
+
+    if use_scan and not pagemap.scan_available():
+        pytest.skip("this host kernel has no PAGEMAP_SCAN")  # the other case still runs
+    monkeypatch.setattr(pagemap, "scan_available", lambda: use_scan)
+    buf = HostBuffer(64 * 4096)
+    for page in (0, 1, 2, 7, 30, 31, 63):
+        buf.view[page * 4096] = 1
+    want = [int(i) for i in pagemap.present_pages(buf.addr, 64).nonzero()[0]]
+    runs = pagemap.present_runs(buf.addr, 64)
+    assert [p for a, b in runs for p in range(a, b)] == want == [0, 1, 2, 7, 30, 31, 63]
+    assert runs == [(0, 3), (7, 8), (30, 32), (63, 64)]
+    child = HostBuffer(64 * 4096)
+    child.copy_from(buf, 0, 64 * 4096)
+    assert bytes(child.view) == bytes(buf.view)

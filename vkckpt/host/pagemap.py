@@ -189,6 +189,32 @@ def present_pages(addr: int, npages: int) -> np.ndarray | None:
     return (np.frombuffer(raw, dtype=np.uint64) >> np.uint64(62)) != 0
 
 
+def present_runs(addr: int, npages: int) -> list[tuple[int, int]] | None:
+    """present_pages() as [first, end) page runs, in order, or None if unknown; without
+    numpy (fork copies with it, and importing numpy would cost a one-fork program ~50 ms)."""
+    try:
+        if scan_available():
+            runs = [(a, b) for a, b, c in regions(addr, npages,
+                                                  want=PAGE_IS_PRESENT | PAGE_IS_SWAPPED) if c]
+        else:
+            raw = os.pread(_pagemap(), npages * 8, addr // PAGE * 8)
+            if len(raw) != npages * 8:
+                return None
+            runs = []
+            for i, e in enumerate(memoryview(raw).cast("Q")):
+                if e >> 62:
+                    runs.append((i, i + 1))
+    except OSError:
+        return None
+    merged: list[tuple[int, int]] = []
+    for a, b in runs:
+        if merged and merged[-1][1] == a:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return merged
+
+
 def populate_write(addr: int, size: int) -> None:
     """Fault [addr, addr+size) in for writing with one call (no-op where unsupported)."""
     if size > 0:

@@ -6,7 +6,7 @@ import ctypes
 import mmap
 
 from vkckpt.abi.mman import PAGE
-from vkckpt.host.pagemap import present_pages
+from vkckpt.host.pagemap import present_runs
 
 # The interpreter's own symbols include libc's; ctypes.util.find_library would spawn a
 # compiler or ldconfig subprocess (and import subprocess) just to name the same library.
@@ -44,20 +44,13 @@ class HostBuffer:
         Only pages the host has ever backed are copied (the rest read as zeros in both), so
         forking a process with large untouched mappings costs no host memory for them."""
         npages = length // PAGE
-        present = present_pages(other.addr + off, npages) if npages > 16 else None
-        if present is None:
+        runs = present_runs(other.addr + off, npages) if npages > 16 else None
+        if runs is None:
             ctypes.memmove(self.addr + off, other.addr + off, length)
             return
-        idx = present.nonzero()[0]
-        start = prev = None
-        for p in list(idx) + [None]:
-            if p is not None and prev is not None and p == prev + 1:
-                prev = p
-                continue
-            if start is not None:
-                a, n = off + int(start) * PAGE, (int(prev) - int(start) + 1) * PAGE
-                ctypes.memmove(self.addr + a, other.addr + a, n)
-            start = prev = p
+        for first, end in runs:
+            a = off + first * PAGE
+            ctypes.memmove(self.addr + a, other.addr + a, (end - first) * PAGE)
         tail = length - npages * PAGE
         if tail:
             ctypes.memmove(self.addr + off + npages * PAGE, other.addr + off + npages * PAGE,
