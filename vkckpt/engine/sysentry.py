@@ -40,12 +40,17 @@ class SysState(ctypes.Structure):
                 ("out_ids", ctypes.c_int32 * 3)]
 
 
+_layout_ok: bool | None = None
+
+
 def _native_ok() -> bool:
-    size = native_symbol("vk_sys_state_size")
-    if size is None:
-        return False
-    fn = ctypes.CFUNCTYPE(ctypes.c_uint64)(size)
-    return fn() == ctypes.sizeof(SysState)
+    """The extension's struct vk_sys_state matches SysState (checked once per process)."""
+    global _layout_ok
+    if _layout_ok is None:
+        size = native_symbol("vk_sys_state_size")
+        _layout_ok = size is not None and \
+            ctypes.CFUNCTYPE(ctypes.c_uint64)(size)() == ctypes.sizeof(SysState)
+    return _layout_ok
 
 
 class SyscallHook:
