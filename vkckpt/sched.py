@@ -24,6 +24,7 @@ class Scheduler:
     def __init__(self, quantum: int = 50_000) -> None:
         self.quantum = quantum
         self.runq: deque[Thread] = deque()
+        self._queued: set[Thread] = set()  # runq's members, so enqueue is O(1)
         self.ticks = 0         # blocks executed by every thread
         self.idle_ns = 0       # virtual time skipped while every thread slept
         self.timers: list[tuple[int, int, Thread]] = []  # (deadline ns, seq, thread)
@@ -36,6 +37,7 @@ class Scheduler:
     def load_queues(self, runq: list[Thread], timers: list[tuple[int, int, Thread]]) -> None:
         """Take a thawed run queue (in order) and live timers, once the threads exist."""
         self.runq.extend(runq)
+        self._queued.update(runq)
         self.timers.extend(timers)
         self.timers.sort(key=lambda x: x[:2])  # a sorted list is a heap
 
@@ -46,19 +48,20 @@ class Scheduler:
     def enqueue(self, t: Thread) -> None:
         """Make t runnable at the tail of the queue."""
         t.state = ThreadState.RUNNABLE
-        if t not in self.runq:
+        if t not in self._queued:
+            self._queued.add(t)
             self.runq.append(t)
 
     def remove(self, t: Thread) -> None:
-        try:
+        if t in self._queued:
+            self._queued.discard(t)
             self.runq.remove(t)
-        except ValueError:
-            pass
 
     def next(self) -> Thread | None:
         """Pop the next runnable thread (None when nothing can run)."""
         while self.runq:
             t = self.runq.popleft()
+            self._queued.discard(t)
             if t.state is ThreadState.RUNNABLE:
                 return t
         return None
