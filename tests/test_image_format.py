@@ -92,7 +92,10 @@ def seal(body: bytes, *, major: int = 1, minor: int = 0, flags: int = 0, count: 
     fields = struct.pack("<8sHHI16s16s16s32s", MAGIC, major, minor, flags, VK, image_id,
                          bytes(16), b"test")
     head = fields + struct.pack("<I", zlib.crc32(fields))
-    digest = hashlib.sha256(head + body).digest()
+    if minor >= 1:  # format 1.1 on: SHA-256 of the header and of the records' SHA-256
+        digest = hashlib.sha256(head + hashlib.sha256(body).digest()).digest()
+    else:           # format 1.0: SHA-256 of every byte before the trailer
+        digest = hashlib.sha256(head + body).digest()
     return head + body + struct.pack("<8sQ32s", TRAILER_MAGIC, count, digest)
 
 
@@ -183,7 +186,9 @@ def test_image_id_is_content_hash(tmp_path: Path) -> None:
     blob = p.read_bytes()
     body = blob[HEADER_SIZE:-TRAILER_SIZE]
     assert hdr.image_id == hashlib.sha256(body).digest()[:16]
-    assert blob[-32:] == hashlib.sha256(blob[:-TRAILER_SIZE]).digest()
+    # format 1.1: the trailer digest is SHA-256(header || SHA-256(records)), one pass
+    assert hdr.minor == 1 and blob[-32:] == hashlib.sha256(
+        blob[:HEADER_SIZE] + hashlib.sha256(body).digest()).digest()
     assert struct.unpack_from("<Q", blob, len(blob) - 40)[0] == 7
     assert len(blob) == HEADER_SIZE + len(body) + TRAILER_SIZE
 

@@ -343,8 +343,12 @@ class _Reader:
         assert head["producer"].rstrip(b"\0") == f"vkckpt {vkckpt.__version__}".encode()
         trailer = data[-48:]
         assert trailer[:8] == b"VKCKEND\n"
-        assert trailer[16:] == hashlib.sha256(data[:-48]).digest()
-        assert self.image_id == hashlib.sha256(data[100:-48]).digest()[:16]
+        records_sha256 = hashlib.sha256(data[100:-48]).digest()
+        if struct.unpack("<H", head["minor"])[0] >= 1:
+            assert trailer[16:] == hashlib.sha256(data[:100] + records_sha256).digest()
+        else:
+            assert trailer[16:] == hashlib.sha256(data[:-48]).digest()
+        assert self.image_id == records_sha256[:16]
         self.records, off = [], 100
         while off < len(data) - 48:
             (n,) = struct.unpack_from("<I", data, off)

@@ -123,6 +123,9 @@ def _bin_header(n: int) -> bytes:
 
 _pk = msgpack.packb
 _PAGES_PREFIX = b"\x94" + _pk(PAGES) + _pk(PAGES_VERSION) + _pk(True) + b"\x86"
+_PAGES_BUF = _PAGES_PREFIX + _pk("buf")
+_K_CODEC, _K_COUNT, _K_CRC, _K_DATA, _K_FIRST = (_pk(k) for k in ("codec", "count", "crc",
+                                                                   "data", "first"))
 
 
 def page_record_parts(buf: int, codec: int, count: int, crc: int, nbytes: int,
@@ -132,10 +135,9 @@ def page_record_parts(buf: int, codec: int, count: int, crc: int, nbytes: int,
     head + data + tail is exactly msgpack.packb([PAGES, PAGES_VERSION, True, {"buf": buf,
     "codec": codec, "count": count, "crc": crc, "data": data, "first": first}]) (sorted keys),
     built without copying the data."""
-    head = b"".join((_PAGES_PREFIX, _pk("buf"), _pk(buf), _pk("codec"), _pk(codec),
-                     _pk("count"), _pk(count), _pk("crc"), _pk(crc), _pk("data"),
-                     _bin_header(nbytes)))
-    return head, _pk("first") + _pk(first)
+    head = b"".join((_PAGES_BUF, _pk(buf), _K_CODEC, _pk(codec), _K_COUNT, _pk(count),
+                     _K_CRC, _pk(crc), _K_DATA, _bin_header(nbytes)))
+    return head, _K_FIRST + _pk(first)
 
 
 _PAGE_HEAD_MAX = len(_PAGES_PREFIX) + 4 + 9 + 6 + 9 + 6 + 9 + 4 + 9 + 5 + 5  # 85

@@ -1,19 +1,23 @@
 """The fixed header and trailer of an image: layout, flags, encoding and decoding.
 
-Format 1.0, all integers little endian::
+Format 1.1, all integers little endian::
 
     header   100 bytes  magic b"VKCKPT\\x89\\n", u16 major, u16 minor, u32 flags
                         (bit 0 incremental, bits 8-15 codec id), 16-byte vkernel id,
                         16-byte image id, 16-byte parent image id (zero = none),
                         32-byte NUL-padded ASCII producer, u32 CRC32 of the first 96 bytes
-    trailer  48 bytes   magic b"VKCKEND\\n", u64 record count,
-                        SHA-256 of every byte before the trailer
+    trailer  48 bytes   magic b"VKCKEND\\n", u64 record count, the image digest
 
 The image id is the first 16 bytes of the SHA-256 of the record stream (see frames.py).
+The image digest (`image_digest`) covers the header and every record: in 1.1 it is the
+SHA-256 of the 100 header bytes followed by the 32-byte SHA-256 of the record stream, so a
+writer computes it in the one pass that gives the image id; in 1.0 it was the SHA-256 of
+every byte before the trailer, which needs a second pass once the header is known.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
 
@@ -29,7 +33,9 @@ if TYPE_CHECKING:
     from vkckpt.image.limits import Limits
 
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1
+#: The first minor version whose trailer holds the one-pass image digest.
+ONE_PASS_MINOR = 1
 
 MAGIC = b"VKCKPT\x89\n"
 TRAILER_MAGIC = b"VKCKEND\n"
@@ -130,14 +136,26 @@ def parse_header(head: bytes, size: int, err: Callable[[str], ImageError]) -> He
     return Header(major, minor, flags, vk, image_id, parent_id, producer_raw.decode("ascii"))
 
 
+def image_digest(head: bytes, records_sha256: bytes) -> bytes:
+    """The trailer digest of a format >= 1.1 image: SHA-256 of its 100 header bytes `head`
+    followed by `records_sha256`, the SHA-256 of its record stream (32 bytes)."""
+    return hashlib.sha256(head + records_sha256).digest()
+
+
+def one_pass(header: Header) -> bool:
+    """Whether header's image has the one-pass digest (image_digest) in its trailer; format
+    1.0 images have the SHA-256 of every byte before the trailer there instead."""
+    return header.minor >= ONE_PASS_MINOR
+
+
 def trailer_bytes(count: int, digest: bytes) -> bytes:
-    """The trailer of an image of `count` records whose bytes before it hash to digest."""
+    """The trailer of an image of `count` records and image digest `digest`."""
     return _TRAILER.pack(TRAILER_MAGIC, count, digest)
 
 
 def parse_trailer(raw: bytes, size: int, limits: Limits,
                   err: Callable[[str], ImageError]) -> tuple[int, bytes]:
-    """(record count, SHA-256) from `raw`, the last TRAILER_SIZE bytes of an image of `size`
+    """(record count, image digest) from `raw`, the last TRAILER_SIZE bytes of an image of `size`
     bytes; every fault raises err(problem)."""
     magic, count, digest = _TRAILER.unpack(raw)
     if magic != TRAILER_MAGIC:

@@ -35,6 +35,8 @@ from vkckpt.image.header import (
     ID_LEN,
     TRAILER_SIZE,
     Header,
+    image_digest,
+    one_pass,
     parse_header,
     parse_trailer,
 )
@@ -121,33 +123,42 @@ class ImageReader(_PageReading):
         return parse_trailer(raw, self.size, self.limits, self._err)
 
     def check_digests(self, key: bytes | None = None, *, parallel: bool = False) -> None:
-        """Check the trailer's SHA-256 and the image id against the bytes, in one pass; with
-        key, also that the image ends with a seal made with that key.
+        """Check the trailer's image digest and the image id against the bytes, in one pass;
+        with key, also that the image ends with a seal made with that key.
 
         Cheaper than verify() (no decoding): thaw runs it beside loading so a flipped bit
-        in a structural record can never be thawed. Releases the GIL while hashing; with
-        parallel (a caller that already imported threading), a large image's id digest is
+        in a structural record can never be thawed. Releases the GIL while hashing.  A
+        format 1.0 image needs a second SHA-256 over the same bytes (header included); with
+        parallel (a caller that already imported threading), a large one's id digest is
         computed on a second thread, reading the file on its own."""
-        whole, body = hashlib.sha256(), hashlib.sha256()
+        body = hashlib.sha256()
+        whole = None if one_pass(self.header) else hashlib.sha256(self._header_raw)
         end = self.size - TRAILER_SIZE
         seal_at, count = (self._last_frame() if key is not None else (end, 0))
         sealed = hashlib.sha256() if key is not None else None  # a third pass only if asked
-        helper = self._hash_aside(body, end) if parallel and end > _PARALLEL_HASH else None
-        whole.update(self._header_raw)
+        helper = self._hash_aside(body, end) if (
+            whole is not None and parallel and end > _PARALLEL_HASH) else None
         for off, chunk in self._record_chunks(end):
-            whole.update(chunk)
+            if whole is not None:
+                whole.update(chunk)
             if helper is None:
                 body.update(chunk)
             if sealed is not None and off < seal_at:
                 sealed.update(memoryview(chunk)[:seal_at - off])
         if helper is not None:
             helper()
-        if whole.digest() != self._trailer_hash:
+        if self._digest(whole, body) != self._trailer_hash:
             raise self._err("is corrupted (SHA-256 of its contents does not match its trailer)")
         if body.digest()[:16] != self.header.image_id:
             raise self._err("is corrupted (its records do not match its image id)")
         if key is not None:
             self._check_seal(key, seal_at, count, sealed.digest())
+
+    def _digest(self, whole: Any, body: Any) -> bytes:
+        """The image digest the trailer must hold: `whole` (the 1.0 hash of every byte
+        before the trailer) or, from format 1.1, image_digest of the header and `body`."""
+        return whole.digest() if whole is not None else image_digest(self._header_raw,
+                                                                     body.digest())
 
     def _record_chunks(self, end: int) -> Iterator[tuple[int, bytes]]:
         """(offset, bytes) of the records (HEADER_SIZE..end), read in 8 MiB chunks."""
@@ -363,12 +374,14 @@ class ImageReader(_PageReading):
 
         With `known` (as for records()) optional records of other types are counted, not
         decoded."""
-        body_hash, file_hash = hashlib.sha256(), hashlib.sha256(self._header_raw)
+        body_hash = hashlib.sha256()
+        file_hash = None if one_pass(self.header) else hashlib.sha256(self._header_raw)
         types: Counter[str] = Counter()
         records = pages = chunks = 0
         table = None if known is None else {PAGES: PAGES_VERSION, **known}
         self._start_pass()
-        for index, off, data in self._frames((body_hash, file_hash)):
+        hashers = (body_hash,) if file_hash is None else (body_hash, file_hash)
+        for index, off, data in self._frames(hashers):
             head = _peek(data[:300]) if table is not None else None
             if head is not None and self._skippable(off, len(data), index, table):
                 records += 1
@@ -380,7 +393,7 @@ class ImageReader(_PageReading):
             if rec.type == PAGES:
                 pages += len(self.pages(rec)) // PAGE
                 chunks += 1
-        if file_hash.digest() != self._trailer_hash:
+        if self._digest(file_hash, body_hash) != self._trailer_hash:
             raise self._err("is corrupted: its SHA-256 does not match its trailer")
         if body_hash.digest()[:ID_LEN] != self.header.image_id:
             raise self._err("is corrupted: its image id does not match its content")

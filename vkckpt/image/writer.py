@@ -1,6 +1,11 @@
 """Writing an image: ImageWriter streams records into a temporary file and commits it
 atomically, hashing page data where it lies (on a helper thread for large runs) and, if
-asked, finishing the durable part of the commit in the background."""
+asked, finishing the durable part of the commit in the background.
+
+Every byte is hashed once, as it is written: the trailer's image digest (header.py) is
+computed from the header and the record stream's SHA-256, so nothing is read back.  The
+disk works while the records are produced: each finished stretch of the file is handed to
+the host's writeback (host/writeback.py), so the fsync at the end has only the tail left."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import msgpack
 from vkckpt.abi.mman import PAGE
 from vkckpt.errors import ImageError
 from vkckpt.host import fs as hostfs
+from vkckpt.host.writeback import start_writeback
 from vkckpt.image.background import _Hasher, _in_background
 from vkckpt.image.codecs import CODECS, ZSTD_LEVEL, _canon, _EncodeError, _zstd
 from vkckpt.image.frames import MAX_CHUNK_PAGES, page_record_parts
@@ -31,6 +37,7 @@ from vkckpt.image.header import (
     PRODUCER_LEN,
     Header,
     _default_producer,
+    image_digest,
     trailer_bytes,
 )
 from vkckpt.image.limits import DEFAULT_LIMITS
@@ -40,7 +47,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-_REREAD_CHUNK = 4 << 20
+#: Bytes written between two requests to start their writeback (see host/writeback.py).
+_WRITEBACK = 8 << 20
+#: Page chunks up to this size are framed into one bytes object: one write and one hash
+#: update per record (an incremental image holds many one-page records).
+_JOIN_BELOW = 64 << 10
 #: add_pages calls with more chunks than this hash them on a helper thread (hashlib, zlib and
 #: file writes release the GIL, so hashing overlaps CRCs and writes on another core).
 _THREADED_CHUNKS = 2
@@ -114,6 +125,8 @@ class ImageWriter:
         self._fault_hook = fault_hook
         self._count = 0
         self._body_hash = hashlib.sha256()
+        self._records_digest = b""  # the record stream's SHA-256, once sealed
+        self._written_back = 0      # the file's bytes before this were handed to writeback
         self._dir = -1
         try:
             head, name = hostfs.split_output(self.path)
@@ -200,6 +213,8 @@ class ImageWriter:
         if self._count >= self._lim.max_records:
             raise self._err(f"more than {self._lim.max_records} records")
         parts = (_U32.pack(n), *parts)
+        if n < _JOIN_BELOW:
+            parts = (b"".join(parts),)
         if hasher is not None:
             hasher.put(parts)
         else:
@@ -208,6 +223,14 @@ class ImageWriter:
         self._count += 1
         for p in parts:
             self._io(self._write, p)
+
+    def _write_back(self) -> None:
+        """Hand what was written since the last call to the host's writeback (the buffered
+        writer is flushed first)."""
+        self._f.flush()
+        start_writeback(self._f.fileno(), self._written_back,
+                        self.bytes_written - self._written_back)
+        self._written_back = self.bytes_written
 
     def add(self, type: str, fields: dict, *, version: int = 1, critical: bool = True) -> None:
         """Append one record.  Fields must be msgpack-able (maps with str keys)."""
@@ -261,6 +284,8 @@ class ImageWriter:
                 head, tail = page_record_parts(buf, codec, count, zlib.crc32(chunk),
                                                len(stored), first_page + i)
                 self._emit_parts((head, stored, tail), hasher)
+                if self.bytes_written - self._written_back >= _WRITEBACK:
+                    self._io(self._write_back)
         finally:
             if hasher is not None:
                 hasher.close()
@@ -273,8 +298,8 @@ class ImageWriter:
         return header
 
     def commit_background(self) -> tuple[Header, Callable[[], None]]:
-        """commit() with its durable part on a helper thread: re-reading the file for its
-        checksum, fsync, rename and directory fsync.  Returns the header at once and a wait
+        """commit() with its durable part on a helper thread: trailer and header, fsync,
+        rename and directory fsync.  Returns the header at once and a wait
         function that blocks until the image is at `path`, raising the ImageError commit
         would have.  `path` is untouched until then; the caller may change whatever it
         gave the writer (every byte is already in the file)."""
@@ -295,9 +320,10 @@ class ImageWriter:
             self.add(SEAL, seal_fields(self._key, h, self._count,
                                        self._body_hash.copy().digest()), critical=False)
         self._state = "committing"
+        self._records_digest = self._body_hash.digest()
         return Header(
             FORMAT_MAJOR, FORMAT_MINOR, self._flags, self.vkernel_id,
-            self._body_hash.digest()[:ID_LEN], self.parent_id, self.producer,
+            self._records_digest[:ID_LEN], self.parent_id, self.producer,
         )
 
     def _make_durable(self, header: Header) -> None:
@@ -312,33 +338,10 @@ class ImageWriter:
             self._release()
 
     def _finish(self, head: bytes) -> None:
+        """Append the trailer, write the header over its placeholder and fsync (the body
+        was hashed as it was written and is mostly on its way to disk already)."""
         f = self._f
-        f.flush()
-        fd = f.fileno()
-        # The body goes to disk while it is read back and hashed (the first sync is most of
-        # the fsync's work; the one at the end then only has the trailer and header to do).
-        join_sync = None
-        if self.bytes_written > _REREAD_CHUNK:
-            join_sync = _in_background("vkckpt-image-sync", os.fdatasync, fd, daemon=True)
-        sync_error = None
-        try:
-            file_hash = hashlib.sha256(head)
-            buf = memoryview(bytearray(min(_REREAD_CHUNK, max(1, self.bytes_written))))
-            off, remaining = HEADER_SIZE, self.bytes_written - HEADER_SIZE
-            while remaining:
-                n = os.preadv(fd, [buf[:min(len(buf), remaining)]], off)
-                if not n:
-                    raise OSError(errno.EIO, "the temp file shrank while being written")
-                file_hash.update(buf[:n])
-                remaining -= n
-                off += n
-        finally:
-            if join_sync is not None:
-                sync_error = join_sync()
-        if sync_error is not None:
-            raise sync_error
-        f.seek(0, os.SEEK_END)
-        self._write(trailer_bytes(self._count, file_hash.digest()))
+        self._write(trailer_bytes(self._count, image_digest(head, self._records_digest)))
         f.seek(0)
         if self._fault_hook is not None:
             self._fault_hook(self.bytes_written)
