@@ -12,7 +12,6 @@ import os
 from collections.abc import Callable
 
 from vkckpt import kernel_state, process_state
-from vkckpt.abi.mman import PAGE
 from vkckpt.ckpt import pages as PG
 from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.schema import RECORD_VERSIONS
@@ -213,9 +212,8 @@ def _save_pages(w: ImageWriter, bufs: dict[int, HostBuffer],
             if zero:
                 w.add("zero_pages", {"buf": bid, "ranges": [list(r) for r in zero]})
                 nzero += sum(e - s for s, e in zero)
-            for s, e in write:
-                w.add_pages(bid, s, buf.view[s * PAGE: e * PAGE])
-                npages += e - s
+            w.add_page_runs(bid, buf.view, write)
+            npages += sum(e - s for s, e in write)
             done += b - a
             if progress:
                 progress(done, total)

@@ -20,12 +20,15 @@ import ctypes
 import errno
 import mmap
 import os
+from collections.abc import Iterator
 
 from vkckpt.abi.mman import PAGE
 
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from typing import Any
+
     import numpy as np
 
 PAGE_IS_WRITTEN = 1 << 1
@@ -115,8 +118,18 @@ def regions(addr: int, npages: int, protect: bool = False,
     registered with a write-protecting userfaultfd); only populated pages are then
     reported."""
     out: list[tuple[int, int, int]] = []
+    for vec, n in _walk(addr, npages, protect, want):
+        for i in range(n):
+            r = vec[i]
+            out.append(((r.start - addr) // PAGE, (r.end - addr) // PAGE, r.categories))
+    return out
+
+
+def _walk(addr: int, npages: int, protect: bool, want: int) -> Iterator[tuple[Any, int]]:
+    """The PAGEMAP_SCAN calls of regions(): (vector, regions filled) after each, the vector
+    reused by the next call."""
     if npages == 0:
-        return out
+        return
     vec = (_Region * _VEC)()
     end = addr + npages * PAGE
     arg = _ScanArg(ctypes.sizeof(_ScanArg), _PM_SCAN_WP_MATCHING | _PM_SCAN_CHECK_WPASYNC
@@ -127,9 +140,7 @@ def regions(addr: int, npages: int, protect: bool = False,
         n = _ioctl(fd, _PAGEMAP_SCAN, ctypes.byref(arg))
         if n < 0:
             raise _err("PAGEMAP_SCAN")
-        for i in range(n):
-            r = vec[i]
-            out.append(((r.start - addr) // PAGE, (r.end - addr) // PAGE, r.categories))
+        yield vec, n
         # The vector is full only when the walk stopped early.  (walk_end is not used: some
         # kernels leave a stale value there after an internal restart of the walk.)
         if n < _VEC:
@@ -138,18 +149,22 @@ def regions(addr: int, npages: int, protect: bool = False,
         if nxt <= arg.start:
             raise OSError(errno.EIO, "PAGEMAP_SCAN made no progress")
         arg.start = nxt
-    return out
 
 
 def scan(addr: int, npages: int, protect: bool = False,
          want: int = PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_PFNZERO
          ) -> np.ndarray:
-    """regions() as one uint8 of categories per page (0 where not reported)."""
+    """regions() as one uint8 of categories per page (0 where not reported), read from the
+    walk's vectors with numpy (an incremental freeze's scan reports thousands of runs)."""
     import numpy as np
 
     out = np.zeros(npages, dtype=np.uint8)
-    for a, b, c in regions(addr, npages, protect, want):
-        out[a:b] = c
+    for vec, n in _walk(addr, npages, protect, want):
+        if n:
+            r = np.frombuffer(vec, dtype=np.uint64, count=3 * n).reshape(n, 3)
+            pages = ((r[:, :2] - np.uint64(addr)) // np.uint64(PAGE)).tolist()
+            for (a, b), c in zip(pages, r[:, 2].tolist(), strict=True):
+                out[a:b] = c
     return out
 
 

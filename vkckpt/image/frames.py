@@ -135,9 +135,26 @@ def page_record_parts(buf: int, codec: int, count: int, crc: int, nbytes: int,
     head + data + tail is exactly msgpack.packb([PAGES, PAGES_VERSION, True, {"buf": buf,
     "codec": codec, "count": count, "crc": crc, "data": data, "first": first}]) (sorted keys),
     built without copying the data."""
-    head = b"".join((_PAGES_BUF, _pk(buf), _K_CODEC, _pk(codec), _K_COUNT, _pk(count),
-                     _K_CRC, _pk(crc), _K_DATA, _bin_header(nbytes)))
-    return head, _K_FIRST + _pk(first)
+    head = b"".join((_PAGES_BUF, _uint(buf), _K_CODEC, _uint(codec), _K_COUNT, _uint(count),
+                     _K_CRC, _uint(crc), _K_DATA, _bin_header(nbytes)))
+    return head, _K_FIRST + _uint(first)
+
+
+_FIXINT = [bytes((i,)) for i in range(0x80)]
+
+
+def _uint(n: int) -> bytes:
+    """msgpack's encoding of the integer n >= 0 (the shortest, as packb writes it), without
+    packb's cost of a Packer per call; OverflowError from 2**64 on, as packb."""
+    if n < 0x80:
+        return _FIXINT[n]
+    if n < 0x100:
+        return b"\xcc" + n.to_bytes(1, "big")
+    if n < 0x10000:
+        return b"\xcd" + n.to_bytes(2, "big")
+    if n < 0x100000000:
+        return b"\xce" + n.to_bytes(4, "big")
+    return b"\xcf" + n.to_bytes(8, "big")
 
 
 _PAGE_HEAD_MAX = len(_PAGES_PREFIX) + 4 + 9 + 6 + 9 + 6 + 9 + 4 + 9 + 5 + 5  # 85

@@ -13,7 +13,7 @@ import errno
 import hashlib
 import os
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
 import msgpack
@@ -52,6 +52,8 @@ _WRITEBACK = 8 << 20
 #: Page chunks up to this size are framed into one bytes object: one write and one hash
 #: update per record (an incremental image holds many one-page records).
 _JOIN_BELOW = 64 << 10
+#: Bytes of small records framed before they are hashed and written as one piece.
+_BATCH = 1 << 20
 #: add_pages calls with more chunks than this hash them on a helper thread (hashlib, zlib and
 #: file writes release the GIL, so hashing overlaps CRCs and writes on another core).
 _THREADED_CHUNKS = 2
@@ -127,6 +129,8 @@ class ImageWriter:
         self._body_hash = hashlib.sha256()
         self._records_digest = b""  # the record stream's SHA-256, once sealed
         self._written_back = 0      # the file's bytes before this were handed to writeback
+        self._batch: list[bytes] = []  # small records framed, not yet hashed or written
+        self._batched = 0
         self._dir = -1
         try:
             head, name = hostfs.split_output(self.path)
@@ -197,6 +201,7 @@ class ImageWriter:
             )
         if self._count >= self._lim.max_records:
             raise self._err(f"more than {self._lim.max_records} records")
+        self._flush_batch()
         frame = _U32.pack(n)
         self._body_hash.update(frame)
         self._body_hash.update(payload)
@@ -205,24 +210,41 @@ class ImageWriter:
         self._io(self._write, payload)
 
     def _emit_parts(self, parts: tuple, hasher: _Hasher | None) -> None:
-        """Append one record whose payload is the concatenation of parts (no copy made)."""
+        """Append one record whose payload is the concatenation of parts: small ones framed
+        into the batch (see _flush_batch), others written and hashed where they lie."""
         n = sum(len(p) for p in parts)
         if n > self._lim.max_record:
             raise self._err(f"a pages record encodes to {n} bytes, over the "
                             f"{self._lim.max_record} byte limit")
         if self._count >= self._lim.max_records:
             raise self._err(f"more than {self._lim.max_records} records")
+        self._count += 1
+        if n < _JOIN_BELOW and hasher is None:
+            self._batch.append(b"".join((_U32.pack(n), *parts)))
+            self._batched += n
+            if self._batched >= _BATCH:
+                self._flush_batch()
+            return
+        self._flush_batch()
         parts = (_U32.pack(n), *parts)
-        if n < _JOIN_BELOW:
-            parts = (b"".join(parts),)
         if hasher is not None:
             hasher.put(parts)
         else:
             for p in parts:
                 self._body_hash.update(p)
-        self._count += 1
         for p in parts:
             self._io(self._write, p)
+
+    def _flush_batch(self) -> None:
+        """Hash and write the small records framed since the last call, as one piece."""
+        if self._batch:
+            data = b"".join(self._batch) if len(self._batch) > 1 else self._batch[0]
+            self._batch.clear()
+            self._batched = 0
+            self._body_hash.update(data)
+            self._io(self._write, data)
+            if self.bytes_written - self._written_back >= _WRITEBACK:
+                self._io(self._write_back)
 
     def _write_back(self) -> None:
         """Hand what was written since the last call to the host's writeback (the buffered
@@ -256,19 +278,60 @@ class ImageWriter:
     def add_pages(self, buf: int, first_page: int, data: bytes | bytearray | memoryview) -> None:
         """Append page data (length a multiple of PAGE) as "pages" records of <= 256 pages."""
         self._check_open()
-        if builtin_type(buf) is not int or buf < 0:
-            raise self._err(f"page buffer id {buf!r} is not an integer >= 0")
+        self._check_buf(buf)
         if builtin_type(first_page) is not int or first_page < 0:
             raise self._err(f"first page {first_page!r} is not an integer >= 0")
+        mv = self._page_view(data)
+        self._add_run(buf, first_page, mv)
+
+    def add_page_runs(self, buf: int, data: bytes | bytearray | memoryview,
+                      runs: Iterable[tuple[int, int]]) -> None:
+        """add_pages(buf, a, data[a*PAGE:b*PAGE]) for each run [a, b) of pages of data, in
+        order, writing the same bytes; cheaper for many small runs (an incremental image's
+        scattered pages), which are framed together into few writes and hash updates."""
+        self._check_open()
+        self._check_buf(buf)
+        mv = self._page_view(data)
+        npages = mv.nbytes // PAGE
+        small = _JOIN_BELOW // PAGE - 1 if self._cctx is None else 0  # pages: one record
+        for a, b in runs:
+            if builtin_type(a) is not int or builtin_type(b) is not int or \
+                    not 0 <= a < b <= npages:
+                raise self._err(f"page run {a!r}-{b!r} is not within the {npages} pages given")
+            if b - a > small:
+                self._add_run(buf, a, mv[a * PAGE:b * PAGE])
+                continue
+            # _add_run's one record, framed into the batch directly (no compression)
+            if self._count >= self._lim.max_records:
+                raise self._err(f"more than {self._lim.max_records} records")
+            chunk = mv[a * PAGE:b * PAGE]
+            head, tail = page_record_parts(buf, 0, b - a, zlib.crc32(chunk), len(chunk), a)
+            self._count += 1
+            self._batch.append(b"".join((_U32.pack(len(head) + len(chunk) + len(tail)), head,
+                                         chunk, tail)))
+            self._batched += len(chunk)
+            if self._batched >= _BATCH:
+                self._flush_batch()
+
+    def _check_buf(self, buf: object) -> None:
+        if builtin_type(buf) is not int or buf < 0:
+            raise self._err(f"page buffer id {buf!r} is not an integer >= 0")
+
+    def _page_view(self, data: bytes | bytearray | memoryview) -> memoryview:
         try:
             mv = memoryview(data).cast("B")
         except TypeError as e:
             raise self._err(f"page data is not a contiguous bytes-like object ({e})") from e
         if mv.nbytes % PAGE:
             raise self._err(f"page data is {mv.nbytes} bytes, not a multiple of {PAGE}")
+        return mv
+
+    def _add_run(self, buf: int, first_page: int, mv: memoryview) -> None:
+        """The records of pages first_page... (mv, whole pages), 256 pages at most each."""
         npages = mv.nbytes // PAGE
         hasher = None
         if npages > _THREADED_CHUNKS * MAX_CHUNK_PAGES:
+            self._flush_batch()  # the helper thread hashes after what is batched
             hasher = _Hasher(self._body_hash)
         try:
             for i in range(0, npages, MAX_CHUNK_PAGES):
@@ -314,6 +377,7 @@ class ImageWriter:
 
     def _seal(self) -> Header:
         self._check_open()
+        self._flush_batch()
         if self._key is not None:  # the last record: authenticates everything before it
             h = Header(FORMAT_MAJOR, FORMAT_MINOR, self._flags, self.vkernel_id, _NO_ID,
                        self.parent_id, self.producer)
