@@ -123,3 +123,15 @@ def test_zero_page_check_misses_no_byte(density: float) -> None:
         assert np.array_equal(PG._nonzero(buf, 0, np.ones(n, dtype=bool)), want)
     finally:
         buf.decref()
+
+
+def test_a_sealed_image_of_batched_runs_checks_with_its_key(tmp_path: Path) -> None:
+    """The seal covers the batched records: it is computed after they are hashed."""
+    p = tmp_path / "s.img"
+    with ImageWriter(p, vkernel_id=VK, key=b"k" * 32) as w:
+        w.add("kernel", {"x": 1})
+        w.add_page_runs(0, _data(1000), RUNS)
+    with ImageReader(p) as r:
+        r.check_digests(b"k" * 32)
+        with pytest.raises(ImageError, match="does not match the key"):
+            r.check_digests(b"j" * 32)
