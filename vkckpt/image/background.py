@@ -72,39 +72,3 @@ def _in_background(name: str, fn: Callable[..., object], *args: object,
         thread.join()
         return failed[0] if failed else None
     return join
-
-
-class _Crcs:
-    """The CRC32s of consecutive `size`-byte chunks of a buffer, computed on a helper thread
-    ahead of the caller, who takes them in order with `next()`; `close` stops the helper and
-    waits for it (the buffer is not read after it returns)."""
-
-    def __init__(self, data: memoryview, size: int) -> None:
-        import queue
-        import threading
-        import zlib
-
-        self.q: queue.Queue = queue.Queue()
-        self._stop = False
-
-        def run() -> None:
-            try:
-                for off in range(0, len(data), size):
-                    if self._stop:
-                        return
-                    self.q.put(zlib.crc32(data[off:off + size]))
-            except BaseException as e:  # handed to next()
-                self.q.put(e)
-
-        self.thread = threading.Thread(target=run, name="vkckpt-image-crc", daemon=True)
-        self.thread.start()
-
-    def next(self) -> int:
-        got = self.q.get()
-        if isinstance(got, BaseException):
-            raise got
-        return got
-
-    def close(self) -> None:
-        self._stop = True
-        self.thread.join()

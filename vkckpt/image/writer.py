@@ -22,7 +22,7 @@ from vkckpt.abi.mman import PAGE
 from vkckpt.errors import ImageError
 from vkckpt.host import fs as hostfs
 from vkckpt.host.writeback import start_writeback
-from vkckpt.image.background import _Crcs, _Hasher, _in_background
+from vkckpt.image.background import _Hasher, _in_background
 from vkckpt.image.codecs import CODECS, ZSTD_LEVEL, _canon, _EncodeError, _zstd
 from vkckpt.image.frames import MAX_CHUNK_PAGES, page_record_parts
 from vkckpt.image.header import (
@@ -54,9 +54,8 @@ _WRITEBACK = 8 << 20
 _JOIN_BELOW = 64 << 10
 #: Bytes of small records framed before they are hashed and written as one piece.
 _BATCH = 1 << 20
-#: add_pages calls with more chunks than this hash them on a helper thread and compute their
-#: CRCs ahead on another (hashlib, zlib and file writes release the GIL, so the three
-#: overlap on the host's cores).
+#: add_pages calls with more chunks than this hash them on a helper thread (hashlib, zlib and
+#: file writes release the GIL, so hashing overlaps CRCs and writes on another core).
 _THREADED_CHUNKS = 2
 
 
@@ -330,11 +329,10 @@ class ImageWriter:
     def _add_run(self, buf: int, first_page: int, mv: memoryview) -> None:
         """The records of pages first_page... (mv, whole pages), 256 pages at most each."""
         npages = mv.nbytes // PAGE
-        hasher = crcs = None
+        hasher = None
         if npages > _THREADED_CHUNKS * MAX_CHUNK_PAGES:
             self._flush_batch()  # the helper thread hashes after what is batched
             hasher = _Hasher(self._body_hash)
-            crcs = _Crcs(mv, MAX_CHUNK_PAGES * PAGE)
         try:
             for i in range(0, npages, MAX_CHUNK_PAGES):
                 count = min(MAX_CHUNK_PAGES, npages - i)
@@ -346,17 +344,15 @@ class ImageWriter:
                         codec, stored = CODECS["zstd"], packed
                 # the record is msgpack [PAGES, PAGES_VERSION, True, {sorted fields}], as
                 # packb would encode it, but the data is written and hashed where it lies
-                crc = zlib.crc32(chunk) if crcs is None else crcs.next()
-                head, tail = page_record_parts(buf, codec, count, crc, len(stored),
-                                               first_page + i)
+                head, tail = page_record_parts(buf, codec, count, zlib.crc32(chunk),
+                                               len(stored), first_page + i)
                 self._emit_parts((head, stored, tail), hasher)
                 if self.bytes_written - self._written_back >= _WRITEBACK:
                     self._io(self._write_back)
         finally:
-            if hasher is not None:  # the caller's data must not be read after we return
-                crcs.close()
+            if hasher is not None:
                 hasher.close()
-                hasher.drain()
+                hasher.drain()  # the caller's data must not be read after we return
 
     def commit(self) -> Header:
         """Write the trailer and header, fsync, rename onto `path`, fsync the directory."""
