@@ -76,6 +76,12 @@ class ImageReader(_PageReading):
             self.close()
             raise
 
+    def fileno(self) -> int:
+        """The open image's descriptor (lazy thaw reads page chunks through a duplicate)."""
+        if self._fd < 0:
+            raise self._err("has been closed")
+        return self._fd
+
     def close(self) -> None:
         """Close the file.  Idempotent."""
         if self._fd >= 0:
