@@ -6,7 +6,7 @@ A chunk is loaded lazily when it is stored uncompressed and no later record of t
 chain order, as lay_pages does.  Each lazy chunk's CRC32 is checked by the serving thread
 before any byte of it is installed; a mismatch ends the process with one error line and
 status 125.  The whole-file SHA-256 of every image is checked on a helper thread while the
-guest runs, with the same ending on a mismatch (see vkckpt-thaw(1), LOADING).
+guest runs, with the same ending on a mismatch (see vkckpt-thaw(1), "Loading").
 
 Images under LAZY_ABOVE bytes, keyed (sealed) images, read-only (verify) thaws and hosts
 without userfaultfd (or a build without `_lazypages`) take the eager path; VKCKPT_THAW=eager
@@ -27,7 +27,6 @@ from vkckpt.errors import ImageError
 from vkckpt.host import lazypages
 from vkckpt.host.pagemap import discard
 from vkckpt.image import CODECS, MAX_CHUNK_PAGES, PageChunk
-from vkckpt.runner import EXIT_VKERNEL_ERROR
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -95,9 +94,12 @@ def _plan(chain: list[ImageReader], bufs: dict[int, HostBuffer]) -> list[_Op]:
                 _touch(held, rec.buf, rec.first, rec.first + rec.count)
                 op = _Op(r, rec, _eligible(rec, bufs))
                 if op.lazy:
-                    bisect.insort(held.setdefault(rec.buf, []), (rec.first, rec.first
-                                                                   + rec.count, op),
-                                  key=lambda t: t[0])
+                    lst = held.setdefault(rec.buf, [])
+                    item = (rec.first, rec.first + rec.count, op)
+                    if not lst or lst[-1][0] < rec.first:
+                        lst.append(item)  # the writer's order: no search
+                    else:
+                        bisect.insort(lst, item, key=lambda t: t[0])
             elif rec.type in ("pages", "zero_pages"):
                 _touch_record(held, rec)
                 op = _Op(r, rec, False)
@@ -140,7 +142,7 @@ def _touch_record(held: dict[int, list[tuple[int, int, _Op]]], rec: ImageRecord)
 def _touch(held: dict[int, list[tuple[int, int, _Op]]], bid: int, a: int, b: int) -> None:
     """Pages [a, b) of buffer bid are written again: the lazy chunks there become eager."""
     lst = held.get(bid)
-    if not lst:
+    if not lst or lst[-1][1] <= a:  # the writer's order: nothing held reaches a
         return
     i = max(0, bisect.bisect_right(lst, a, key=lambda t: t[0]) - 1)
     while i < len(lst) and lst[i][0] < b:
@@ -190,7 +192,6 @@ def check_digests_aside(images: list[ImageReader]) -> None:
             for r in images:
                 r.check_digests()
         except ImageError as exc:
-            os.write(2, f"vkckpt: {exc}\n".encode(errors="replace"))
-            os._exit(EXIT_VKERNEL_ERROR)
+            lazypages.fail(str(exc))
 
     _thread.start_new_thread(run, ())

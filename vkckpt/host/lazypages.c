@@ -394,6 +394,26 @@ static PyObject *lp_drop(PyObject *self, PyObject *args)
     return range_op(args, do_drop);
 }
 
+PyDoc_STRVAR(fail_doc, "fail(message)\n--\n\nEnd the process as a bad chunk does: the line "
+             "'vkckpt: message', status 125 (one line, whichever thread fails first).");
+
+static PyObject *lp_fail(PyObject *self, PyObject *args)
+{
+    const char *msg;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "s", &msg))
+        return NULL;
+    char line[4352];
+    int n = snprintf(line, sizeof line, "vkckpt: %s\n", msg);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&mu); /* held for good: no other line can follow */
+    if (n > 0 && write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1) < 0)
+        n = 0;
+    _exit(EXIT_CORRUPT);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(stats_doc, "stats()\n--\n\n(chunks, missing, faults, copied, zero pages).");
 
 static PyObject *lp_stats(PyObject *self, PyObject *noargs)
@@ -407,12 +427,180 @@ static PyObject *lp_stats(PyObject *self, PyObject *noargs)
     return r;
 }
 
+/* ---- Frame scan: an image's record frames located, and its page chunks parsed, in C. ----
+ * What ImageReader._frame_heads and _page_chunk do, for the bytes ImageWriter writes; any
+ * doubt returns None and the Python walk (which says what is wrong) runs instead. */
+
+struct frame {
+    uint64_t off, n, kind; /* kind: 0 another record, 1 a page chunk, 2 "pages" but not exact */
+    uint64_t buf, first, count, codec, crc, data_off, nbytes;
+};
+
+#define HEAD_MAX 85 /* _PAGE_HEAD_MAX of vkckpt/image/frames.py */
+
+/* A msgpack unsigned integer in its shortest form at b[*pos..lim): 0 unless well formed. */
+static int read_uint(const unsigned char *b, size_t lim, size_t *pos, uint64_t *v)
+{
+    size_t p = *pos, w;
+    uint64_t min;
+    if (p >= lim)
+        return 0;
+    unsigned t = b[p];
+    if (t < 0x80) {
+        *v = t;
+        *pos = p + 1;
+        return 1;
+    }
+    switch (t) {
+    case 0xcc: w = 1, min = 0x80; break;
+    case 0xcd: w = 2, min = 0x100; break;
+    case 0xce: w = 4, min = 0x10000; break;
+    case 0xcf: w = 8, min = 0x100000000ull; break;
+    default: return 0;
+    }
+    if (p + 1 + w > lim)
+        return 0;
+    uint64_t x = 0;
+    for (size_t i = 0; i < w; i++)
+        x = x << 8 | b[p + 1 + i];
+    if (x < min)
+        return 0;
+    *v = x;
+    *pos = p + 1 + w;
+    return 1;
+}
+
+static int key(const unsigned char *b, size_t lim, size_t *pos, const char *k)
+{
+    size_t n = strlen(k);
+    if (*pos + n > lim || memcmp(b + *pos, k, n) != 0)
+        return 0;
+    *pos += n;
+    return 1;
+}
+
+static int pread_all(int fd, unsigned char *b, size_t n, uint64_t off)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, b + got, n - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return 0;
+        got += (size_t)r;
+    }
+    return 1;
+}
+
+/* Parse the "pages" record at f (its first bytes in head); 1 when byte-exact. */
+static int parse_chunk(int fd, struct frame *f, const unsigned char *head, size_t hl,
+                       size_t plen, uint64_t max_bin)
+{
+    size_t pos = plen;
+    uint64_t *vals[4] = {&f->buf, &f->codec, &f->count, &f->crc};
+    const char *keys[4] = {"\xa3" "buf", "\xa5" "codec", "\xa5" "count", "\xa3" "crc"};
+    for (int i = 0; i < 4; i++)
+        if (!key(head, hl, &pos, keys[i]) || !read_uint(head, hl, &pos, vals[i]))
+            return 0;
+    if (!key(head, hl, &pos, "\xa4" "data") || pos >= hl)
+        return 0;
+    size_t w = head[pos] == 0xc4 ? 1 : head[pos] == 0xc5 ? 2 : head[pos] == 0xc6 ? 4 : 0;
+    if (w == 0 || pos + 1 + w > hl)
+        return 0;
+    uint64_t nb = 0;
+    for (size_t i = 0; i < w; i++)
+        nb = nb << 8 | head[pos + 1 + i];
+    if ((w == 2 && nb < 0x100) || (w == 4 && nb < 0x10000) || nb > max_bin)
+        return 0;
+    pos += 1 + w;
+    if (pos + nb + 7 > f->n || pos + nb + 15 < f->n)
+        return 0;
+    size_t tl = (size_t)(f->n - pos - nb), tp = 0;
+    unsigned char tail[16];
+    if (!pread_all(fd, tail, tl, f->off + 4 + pos + nb))
+        return 0;
+    if (!key(tail, tl, &tp, "\xa5" "first") || !read_uint(tail, tl, &tp, &f->first) || tp != tl)
+        return 0;
+    f->nbytes = nb;
+    f->data_off = f->off + 4 + pos;
+    return 1;
+}
+
+PyDoc_STRVAR(scan_doc, "scan(fd, start, end, max_record, max_frames, max_bin, prefix)\n--\n\n"
+             "The frames of fd's records in [start, end) as packed FRAME records (offset, "
+             "length, kind, and a page chunk's fields), or None on any doubt.");
+
+static PyObject *lp_scan(PyObject *self, PyObject *args)
+{
+    int fd;
+    unsigned long long start, end, max_record, max_frames, max_bin;
+    Py_buffer pre;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iKKKKKy*", &fd, &start, &end, &max_record, &max_frames,
+                          &max_bin, &pre))
+        return NULL;
+    struct frame *fs = NULL;
+    size_t nf = 0, cap = 0;
+    int ok = pre.len > 0 && pre.len < 64;
+    Py_BEGIN_ALLOW_THREADS
+    uint64_t off = start;
+    unsigned char head[4 + HEAD_MAX];
+    while (ok && off < end) {
+        if (end - off < 4 || nf >= max_frames) {
+            ok = 0;
+            break;
+        }
+        size_t want = (size_t)(end - off < sizeof head ? end - off : sizeof head);
+        if (!pread_all(fd, head, want, off)) {
+            ok = 0;
+            break;
+        }
+        uint64_t n = (uint64_t)head[0] | (uint64_t)head[1] << 8 | (uint64_t)head[2] << 16 |
+                     (uint64_t)head[3] << 24;
+        if (n == 0 || n > max_record || n > end - off - 4) {
+            ok = 0;
+            break;
+        }
+        if (nf == cap) {
+            size_t nc = cap ? cap * 2 : 256;
+            struct frame *g = realloc(fs, nc * sizeof *fs);
+            if (g == NULL) {
+                ok = 0;
+                break;
+            }
+            fs = g, cap = nc;
+        }
+        struct frame *f = &fs[nf++];
+        memset(f, 0, sizeof *f);
+        f->off = off;
+        f->n = n;
+        size_t hl = (size_t)(n < HEAD_MAX ? n : HEAD_MAX);
+        if (n > (uint64_t)pre.len && want >= 4 + hl && memcmp(head + 4, pre.buf, pre.len) == 0)
+            f->kind = parse_chunk(fd, f, head + 4, hl, (size_t)pre.len, max_bin) ? 1 : 2;
+        off += 4 + n;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&pre);
+    PyObject *r;
+    if (ok)
+        r = PyBytes_FromStringAndSize((const char *)fs, (Py_ssize_t)(nf * sizeof *fs));
+    else {
+        r = Py_None;
+        Py_INCREF(r);
+    }
+    free(fs);
+    return r;
+}
+
 static PyMethodDef methods[] = {
+    {"scan", lp_scan, METH_VARARGS, scan_doc},
     {"start", lp_start, METH_VARARGS, start_doc},
     {"add", lp_add, METH_VARARGS, add_doc},
     {"materialise", lp_materialise, METH_VARARGS, materialise_doc},
     {"forget", lp_forget, METH_VARARGS, forget_doc},
     {"drop", lp_drop, METH_VARARGS, drop_doc},
+    {"fail", lp_fail, METH_VARARGS, fail_doc},
     {"stats", lp_stats, METH_NOARGS, stats_doc},
     {NULL, NULL, 0, NULL},
 };

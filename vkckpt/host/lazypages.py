@@ -30,6 +30,22 @@ active = False
 _own_fd: int | None = None
 
 
+#: One frame from `scan_frames`: offset, length, kind (0 other, 1 page chunk, 2 a "pages"
+#: record not byte-exact), then a chunk's buf, first, count, codec, crc, data offset, bytes.
+FRAME = struct.Struct("<10Q")
+
+
+def scan_frames(fd: int, start: int, end: int, max_record: int, max_frames: int,
+                max_bin: int, prefix: bytes) -> list[tuple[int, ...]] | None:
+    """An image's record frames in [start, end) with its page chunks parsed, in C (one or
+    two small reads per frame, no GIL); None without the extension or on any doubt (the
+    caller's own walk then finds what is wrong)."""
+    if _c is None:
+        return None
+    raw = _c.scan(fd, start, end, max_record, max_frames, max_bin, prefix)
+    return None if raw is None else list(FRAME.iter_unpack(raw))
+
+
 def available() -> bool:
     """Whether this build can load pages lazily (the host may still refuse, see `serve`)."""
     return _c is not None
@@ -97,6 +113,12 @@ def drop(addr: int, size: int) -> None:
     """[addr, addr+size) is about to be unmapped."""
     if active:
         _c.drop(addr, size)
+
+
+def fail(message: str) -> None:
+    """End the process with the line `vkckpt: message` and status 125, as a chunk that fails
+    its check does; never two such lines, whichever thread fails first."""
+    _c.fail(message)
 
 
 def stats() -> dict[str, int]:
