@@ -110,7 +110,7 @@ def _by_size(p: Profile, g: Guests, r: Result) -> None:
     for mode in ("lazy", "eager"):  # apart: eager thaws read (and evict) whole images
         for n in sizes:  # warm-up: page cache, bytecode
             _probe(images[n], g.root, "first-block", VKCKPT_THAW=mode)
-        for _ in range(max(3, p.repeat)):
+        for _ in range(max(5, p.repeat)):
             for n in sizes:  # sizes interleaved
                 got = _probe(images[n], g.root, "first-block", VKCKPT_THAW=mode)
                 rows.setdefault((n, mode), []).append(got["thaw_s"] + got["slice_s"])

@@ -211,3 +211,23 @@ def test_image_truncated_under_a_lazy_thaw_stops_the_run(base: Path) -> None:
     assert p.returncode == 125, p.stderr
     assert len(err) == 1 and "truncated" in err[0], err
     assert b"finished" not in p.stdout
+
+
+def test_corruption_anywhere_ends_the_run_with_125(base: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flipped byte in the last chunk, the trailer's SHA-256 left as it was: whether the
+    guest touches that chunk (its CRC32) or not (the SHA-256 on the helper thread, waited
+    for at exit), the run ends with one line and status 125, never with the guest's own."""
+    wl = WORKLOADS[0]
+    gold = golden(wl, make_root(base, [wl.name]))
+    root, image, _ = _frozen(wl, base, freeze_points(gold, 1, seed=4)[0])
+    chunks = [r for r in ImageReader(image).records_and_pages(RECORD_VERSIONS)
+              if isinstance(r, PageChunk)]
+    data = bytearray(image.read_bytes())
+    data[chunks[-1].data_off + 7] ^= 1
+    image.write_bytes(bytes(data))
+    monkeypatch.setenv("VKCKPT_THAW", "lazy")
+    p, _ = thaw_child(image, root)
+    err = p.stderr.decode().splitlines()
+    assert p.returncode == 125 and gold.status != 125
+    assert len(err) == 1 and "is corrupted" in err[0], err

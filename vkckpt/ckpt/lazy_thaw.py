@@ -16,6 +16,7 @@ forces it, VKCKPT_THAW=lazy forces the lazy one for any size.
 from __future__ import annotations
 
 import _thread
+import atexit
 import bisect
 import os
 
@@ -186,12 +187,24 @@ def _serve(lazy: list[_Op], bufs: dict[int, HostBuffer]) -> bool:
 
 def check_digests_aside(images: list[ImageReader]) -> None:
     """Check every image's SHA-256 and image id on a helper thread while the guest runs; a
-    mismatch ends the process as a lazily found bad chunk does (one line, status 125)."""
+    mismatch ends the process as a lazily found bad chunk does (one line, status 125).  A
+    process that ends normally first waits for the check (atexit), so even a short run's
+    status is 125 when its image was corrupted."""
+    done = _thread.allocate_lock()
+    done.acquire()
+
     def run() -> None:
         try:
             for r in images:
                 r.check_digests()
         except ImageError as exc:
             lazypages.fail(str(exc))
+        finally:
+            done.release()
 
+    def wait() -> None:
+        with done:
+            pass
+
+    atexit.register(wait)
     _thread.start_new_thread(run, ())

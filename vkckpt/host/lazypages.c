@@ -437,6 +437,7 @@ struct frame {
 };
 
 #define HEAD_MAX 85 /* _PAGE_HEAD_MAX of vkckpt/image/frames.py */
+#define PREFETCH 32 /* frame heads read ahead */
 
 /* A msgpack unsigned integer in its shortest form at b[*pos..lim): 0 unless well formed. */
 static int read_uint(const unsigned char *b, size_t lim, size_t *pos, uint64_t *v)
@@ -544,7 +545,7 @@ static PyObject *lp_scan(PyObject *self, PyObject *args)
     size_t nf = 0, cap = 0;
     int ok = pre.len > 0 && pre.len < 64;
     Py_BEGIN_ALLOW_THREADS
-    uint64_t off = start;
+    uint64_t off = start, ahead = 0;
     unsigned char head[4 + HEAD_MAX];
     while (ok && off < end) {
         if (end - off < 4 || nf >= max_frames) {
@@ -570,6 +571,16 @@ static PyObject *lp_scan(PyObject *self, PyObject *args)
                 break;
             }
             fs = g, cap = nc;
+        }
+        /* Frames of big records tend to repeat their size: ask the host to read the heads
+         * where the next ones would lie, so a cold page cache serves them in parallel. */
+        if (n >= PAGE) {
+            for (uint64_t g = off + 4 + n; g < end && g <= off + PREFETCH * (4 + n); g += 4 + n)
+                if (g > ahead) {
+                    posix_fadvise(fd, (off_t)(g & ~(uint64_t)(PAGE - 1)), 2 * PAGE,
+                                  POSIX_FADV_WILLNEED);
+                    ahead = g;
+                }
         }
         struct frame *f = &fs[nf++];
         memset(f, 0, sizeof *f);
@@ -609,7 +620,19 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_lazypages",
                                     "Page chunks faulted in from an image, checked first.", -1,
                                     methods, NULL, NULL, NULL, NULL};
 
+/* A forked child has no serving thread and its ranges are not registered (no
+ * UFFD_FEATURE_EVENT_FORK): it starts again with nothing held. */
+static void after_fork_child(void)
+{
+    pthread_mutex_init(&mu, NULL);
+    uffd = -1;
+    ntab = nmissing = 0;
+    nsrc = 0;
+    nfaults = ncopied = nzero = 0;
+}
+
 PyMODINIT_FUNC PyInit__lazypages(void)
 {
+    pthread_atfork(NULL, NULL, after_fork_child);
     return PyModule_Create(&module);
 }

@@ -14,6 +14,7 @@ lazy thaw added chunks.
 
 from __future__ import annotations
 
+import os
 import struct
 
 from vkckpt.host.pagemap import uffd_open_missing, uffd_register_missing, uffd_unregister
@@ -44,6 +45,20 @@ def scan_frames(fd: int, start: int, end: int, max_record: int, max_frames: int,
         return None
     raw = _c.scan(fd, start, end, max_record, max_frames, max_bin, prefix)
     return None if raw is None else list(FRAME.iter_unpack(raw))
+
+
+def _after_fork_in_child() -> None:
+    """A forked child holds nothing lazily (the C module forgets its table too): its copies
+    of the ranges are not registered any more.  Host fork() of a process that still holds
+    lazy chunks would lose them: call materialise_all() first."""
+    global active, _own_fd
+    active = False
+    if _own_fd is not None:
+        os.close(_own_fd)  # the parent's address space
+        _own_fd = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def available() -> bool:
