@@ -12,7 +12,7 @@ setup(
         # Lazy thaw (vkckpt/host/lazypages.py); without it every thaw loads eagerly.
         Extension(
             "vkckpt.host._lazypages",
-            ["vkckpt/host/lazypages.c"],
+            ["vkckpt/host/lazypages.c", "vkckpt/host/framescan.c"],
             libraries=["z"],
             optional=True,
         ),
