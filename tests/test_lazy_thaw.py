@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from vkckpt.abi.mman import PAGE
+from vkckpt.ckpt import lazy_thaw
 from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.schema import RECORD_VERSIONS
@@ -231,3 +232,39 @@ def test_corruption_anywhere_ends_the_run_with_125(base: Path,
     err = p.stderr.decode().splitlines()
     assert p.returncode == 125 and gold.status != 125
     assert len(err) == 1 and "is corrupted" in err[0], err
+
+
+def test_zstd_chunks_load_eagerly_with_the_same_result(base: Path) -> None:
+    """Compressed chunks are not served lazily (no libzstd in C): laid at thaw, same run."""
+    wl = WORKLOADS[2]
+    gold = golden(wl, make_root(base, [wl.name]))
+    root = make_root(base, [wl.name])
+    k, before, status = run_until(wl, root, freeze_points(gold, 1, seed=8)[0])
+    assert status is None
+    write_image(k, str(root / "z.img"), codec="zstd")
+    k.shutdown()
+    held = _missing()
+    out: list[bytes] = []
+    k = _thaw(root / "z.img", out, root, True)
+    assert _missing() == held
+    status, _ = run_noting(k)
+    assert b"".join(before + out) == gold.output and status == gold.status
+    k.shutdown()
+
+
+def test_when_thaw_is_lazy(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sealed and read-only thaws, VKCKPT_THAW=eager and small images are eager."""
+    wl = WORKLOADS[2]
+    gold = golden(wl, make_root(base, [wl.name]))
+    _, image, _ = _frozen(wl, base, freeze_points(gold, 1, seed=1)[0])
+    small = [ImageReader(image)]
+    assert small[0].size < lazy_thaw.LAZY_ABOVE
+    monkeypatch.delenv("VKCKPT_THAW", raising=False)
+    assert not lazy_thaw.wanted(small, None, keyed=False, read_only=False)
+    assert lazy_thaw.wanted(small, True, keyed=False, read_only=False)
+    assert not lazy_thaw.wanted(small, True, keyed=True, read_only=False)
+    assert not lazy_thaw.wanted(small, True, keyed=False, read_only=True)
+    monkeypatch.setenv("VKCKPT_THAW", "lazy")
+    assert lazy_thaw.wanted(small, None, keyed=False, read_only=False)
+    monkeypatch.setenv("VKCKPT_THAW", "eager")
+    assert not lazy_thaw.wanted(small, True, keyed=False, read_only=False)
