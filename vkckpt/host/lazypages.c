@@ -12,6 +12,7 @@
  * A chunk's state goes MISSING -> DONE once (copied, or forgotten because its pages were
  * discarded).  A fault on a DONE chunk (its page was discarded since) gets the zero page,
  * as discarded anonymous memory reads.  One mutex serialises the table and every copy.
+ * The module's scan() (an image's frames walked in C) lives in framescan.c.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
