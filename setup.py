@@ -1,4 +1,4 @@
-"""Build the optional native block-counting hook; all metadata lives in pyproject.toml."""
+"""Build the optional native modules; all metadata lives in pyproject.toml."""
 
 from setuptools import Extension, setup
 
@@ -8,6 +8,13 @@ setup(
             "vkckpt.engine._blockhook",
             ["vkckpt/engine/blockhook.c"],
             optional=True,
-        )
+        ),
+        # Lazy thaw (vkckpt/host/lazypages.py); without it every thaw loads eagerly.
+        Extension(
+            "vkckpt.host._lazypages",
+            ["vkckpt/host/lazypages.c", "vkckpt/host/framescan.c"],
+            libraries=["z"],
+            optional=True,
+        ),
     ]
 )

@@ -25,6 +25,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "mutex_bench": (),
     "demo": (),
     "spawn": ("./hello",),
+    "stdio_kind": (),
 }
 ENV = {"HELLO_GREETING": "bonjour", "VKCKPT_TEST_A": "1"}
 

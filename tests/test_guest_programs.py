@@ -176,6 +176,8 @@ SPECS: dict[str, Spec] = {
         ),
     ),
     "demo": Spec(lines=("round 7: 4 threads agree on 63f414f8d4f009ab", "demo done")),
+    # run with stdout captured: a pipe natively, and the vkernel's console says so too
+    "stdio_kind": Spec(lines=("fd 1: fifo tty=0 blksize=4096",)),
     "spawn": Spec(args=("/bin/true",), lines=("posix_spawn: 0", "spawned child exited 0",
                                               "vforked child exited 0")),
     # checkpoint(2) is vkckpt's own: the host kernel answers ENOSYS and the guest goes on.

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from vkckpt import kernel_state, process_state, sched_state
 from vkckpt.abi import signals as S
+from vkckpt.ckpt import lazy_thaw, schema, trust
 from vkckpt.ckpt import pages as PG
-from vkckpt.ckpt import schema, trust
 from vkckpt.ckpt.chain import DigestCheck, ImageChain, load_chain
 from vkckpt.ckpt.lay_pages import Laid, lay_pages
 from vkckpt.ckpt.schema import RECORD_VERSIONS
@@ -51,10 +51,12 @@ class ThawOptions(Comparable):
 
     root None: the image's hint, if trust.guest_root accepts it.  key: every image of the
     chain must be sealed with it (and then its root hint is trusted).  read_only: reopen
-    the guests' files for reading only (verify)."""
+    the guests' files for reading only (verify).  lazy: leave page chunks in the image and
+    fault them in on first touch (True), load them all now (False), or decide by size
+    (None; see lazy_thaw.py, which also says when the host forces the eager path)."""
 
     __slots__ = ("root", "allow_changed_files", "deliver_sigthaw", "stdout", "stderr", "stdin",
-                 "trace_syscalls", "extra", "key", "read_only")
+                 "trace_syscalls", "extra", "key", "read_only", "lazy")
 
     def __init__(
         self,
@@ -68,8 +70,10 @@ class ThawOptions(Comparable):
         extra: dict | None = None,
         key: trust.ImageKey | None = None,
         read_only: bool = False,
+        lazy: bool | None = None,
     ) -> None:
         self.root = root
+        self.lazy = lazy
         self.key = key
         self.read_only = read_only
         self.allow_changed_files = allow_changed_files
@@ -88,10 +92,13 @@ def thaw(path: str, opts: ThawOptions | None = None, *,
     opts = opts or ThawOptions()
     images = load_chain(path)
     final = images[-1]
+    lazy = lazy_thaw.wanted(images, opts.lazy, opts.key is not None, opts.read_only)
     if opts.key is not None:  # authenticate before believing anything, the root above all
         for r in images:
             r.check_digests(opts.key.secret)
         digests = DigestCheck([])
+    elif lazy:
+        digests = DigestCheck([])  # checked while the guest runs (check_digests_aside)
     else:
         digests = DigestCheck(images)  # whole-file checksums, hashed beside the loading
     k = None
@@ -101,7 +108,7 @@ def thaw(path: str, opts: ThawOptions | None = None, *,
                                 sealed=opts.key is not None)
         trust.check_key_outside(opts.key, root)
         k = _build(final, recs, opts, root)
-        base = _pages(k, images)
+        base = _pages(k, images, lazy)
     except ImageError:
         digests.join()  # a corrupted file explains a malformed record best
         if k is not None:
@@ -118,6 +125,8 @@ def thaw(path: str, opts: ThawOptions | None = None, *,
     except ImageError:
         k.shutdown()
         raise
+    if lazy:
+        lazy_thaw.check_digests_aside(images)
     if chain is not None:
         chain.extend(final.header.image_id, path, base)
     if opts.deliver_sigthaw:
@@ -238,12 +247,13 @@ def _waitqs(k: VKernel, rows: list[dict], queues: dict) -> None:
             raise ImageError(f"thread {t.tid} sleeps on a queue that does not list it")
 
 
-def _pages(k: VKernel, images: list[ImageReader]) -> dict:
-    """Lay down page data from the base image up to the final one; returns the page bases
-    the next incremental freeze compares against."""
+def _pages(k: VKernel, images: list[ImageReader], lazy: bool) -> dict:
+    """Lay down page data from the base image up to the final one (lazy: leaving what it can
+    in the images, see lazy_thaw.py); returns the page bases the next incremental freeze
+    compares against."""
     bufs: dict[int, HostBuffer] = {}
     cover = covered_pages(bufs, [p.vm for p in k.procs.values() if not p.zombie])
-    laid = lay_pages(images, bufs)
+    laid = lazy_thaw.lay(images, bufs) if lazy else lay_pages(images, bufs)
     for hook in _after_load:
         hook(k, bufs, laid)
     return PG.thawed_bases(bufs, cover, laid)

@@ -22,6 +22,7 @@ from vkckpt.image import ImageWriter
 from vkckpt.process_state import in_scope
 from vkckpt.record import Comparable
 from vkckpt.threads.state import save_thread
+from vkckpt.vmspace.hostmem import materialise_all
 from vkckpt.vmspace.state import covered_pages, save_buffer, save_vmspace
 
 TYPE_CHECKING = False
@@ -204,6 +205,7 @@ def _save_pages(w: ImageWriter, bufs: dict[int, HostBuffer],
     total = sum(b - a for rs in cover.values() for a, b in rs)
     done = npages = nzero = 0
     new_base = {}
+    materialise_all()  # pages a lazy thaw left in its image read as absent (zeros) otherwise
     gen = PG.begin_freeze()
     for bid in sorted(bufs):
         buf = bufs[bid]

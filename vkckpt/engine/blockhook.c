@@ -15,6 +15,8 @@
 #include <Python.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 typedef int (*vk_emu_stop_fn)(void *uc);
 typedef int (*vk_reg_fn)(void *uc, int regid, void *value);
@@ -145,25 +147,188 @@ struct vk_tlb_entry {
 #define VK_PROT_READ 1
 #define VK_PROT_WRITE 2
 #define VK_PROT_EXEC 4
+#define VK_MEM_READ 16
+#define VK_MEM_WRITE 17
 #define VK_MEM_FETCH 18
 
 /*
  * UC_HOOK_TLB_FILL (with the engine's TLB in UC_TLB_VIRTUAL mode): guest addresses are
- * their own physical addresses; a fetch gets READ|EXEC, a load or store READ|WRITE, never
- * all three.  A data page is then never executable in the TLB, so Unicorn drops its
- * TLB_NOTDIRTY flag after the first store and later stores take the fast path (about 5x
- * faster, see UNICORN-NOTES).  The region's own protection (uc_mem_map_ptr/uc_mem_protect,
- * the VMA's) still decides every access: an access it forbids stops the engine with
- * UC_ERR_*_PROT, and one to unmapped memory with UC_ERR_*_UNMAPPED, as before.
+ * their own physical addresses, and the engine's mappings (one vk_range per region, kept
+ * by engine.py beside every uc_mem_map_ptr/unmap/protect) decide each fill:
+ *   - a fetch needs PROT_EXEC, a store PROT_WRITE, a load PROT_READ (the regions' own
+ *     rule); a fetch's entry adds READ if the page has it, a load's WRITE and a store's
+ *     READ, but never EXEC to a data access.  A data page is then never
+ *     executable in the TLB, so Unicorn drops its TLB_NOTDIRTY flag after the first store
+ *     and later stores take the fast path (about 5x faster, see UNICORN-NOTES);
+ *   - an access the mappings refuse is recorded (page, kind, unmapped or not) and the fill
+ *     fails: Unicorn leaves the block at once with UC_ERR_EXCEPTION, RIP at the faulting
+ *     instruction.  Nothing waits for Unicorn's stop check after each access, so the
+ *     engine can compile without it (quirks.skip_access_exit_checks).
+ * Without a state (user_data NULL) every fill is the identity READ|EXEC or READ|WRITE and
+ * the regions' own protections refuse accesses, through that stop check.
+ * Layout shared with TlbState in engine/tlb.py.
  */
+struct vk_range {
+    uint64_t start, end; /* [start, end), page aligned */
+    int64_t perms;       /* PROT_* bits */
+};
+
+struct vk_tlb_state {
+    uint64_t fills;          /* fills since Python last reset it (tlb.py grows the TLB) */
+    uint64_t fault_page;     /* the page of the last refused access */
+    int32_t fault_type;      /* its uc_mem_type: VK_MEM_READ, _WRITE or _FETCH */
+    int32_t fault_unmapped;  /* 1: no mapping there; 0: the mapping's protection refused */
+    int32_t faulted;         /* set at a refusal; Python clears it before each run */
+    int32_t exact;           /* 1 once fault_addr holds the refused access's own address */
+    uint64_t fault_addr;
+    int64_t invalid_addr_off; /* of the engine's invalid_addr field (quirks.py), or -1 */
+    int64_t unmapping;       /* 1 while engine.py unmaps: see vk_tlb_fill_cb */
+    struct vk_range *ranges; /* sorted, disjoint; malloc'd here */
+    uint64_t count, cap;
+};
+
+__attribute__((visibility("default"))) uint64_t
+vk_tlb_state_size(void)
+{
+    return sizeof(struct vk_tlb_state);
+}
+
+/* The index of the first range ending after addr (count when there is none). */
+static uint64_t
+vk_first_after(const struct vk_tlb_state *st, uint64_t addr)
+{
+    uint64_t lo = 0, hi = st->count;
+
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (st->ranges[mid].end <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/*
+ * Make [start, end) mapped with perms, or unmapped when perms < 0: overlapped ranges are
+ * cut, the pieces outside kept.  0 on success, -1 when memory ran out (nothing changed).
+ */
+__attribute__((visibility("default"))) int
+vk_tlb_set(struct vk_tlb_state *st, uint64_t start, uint64_t end, int64_t perms)
+{
+    struct vk_range pieces[3];
+    uint64_t i, j, k = 0, need;
+
+    if (start >= end)
+        return 0;
+    i = vk_first_after(st, start);
+    for (j = i; j < st->count && st->ranges[j].start < end; j++)
+        ;
+    if (i < j && st->ranges[i].start < start) {
+        pieces[k] = st->ranges[i];
+        pieces[k++].end = start;
+    }
+    if (perms >= 0) {
+        pieces[k].start = start;
+        pieces[k].end = end;
+        pieces[k++].perms = perms;
+    }
+    if (i < j && st->ranges[j - 1].end > end) {
+        pieces[k] = st->ranges[j - 1];
+        pieces[k++].start = end;
+    }
+    need = st->count - (j - i) + k;
+    if (need > st->cap) {
+        uint64_t cap = st->cap ? st->cap * 2 : 64;
+        struct vk_range *r;
+        while (cap < need)
+            cap *= 2;
+        r = realloc(st->ranges, cap * sizeof(*r));
+        if (!r)
+            return -1;
+        st->ranges = r;
+        st->cap = cap;
+    }
+    memmove(st->ranges + i + k, st->ranges + j, (st->count - j) * sizeof(*st->ranges));
+    memcpy(st->ranges + i, pieces, k * sizeof(*pieces));
+    st->count = need;
+    return 0;
+}
+
+/* Free the ranges (the state itself belongs to Python). */
+__attribute__((visibility("default"))) void
+vk_tlb_release(struct vk_tlb_state *st)
+{
+    free(st->ranges);
+    st->ranges = NULL;
+    st->count = st->cap = 0;
+}
+
+/*
+ * Record a refusal.  The first of a run is the one that stopped it (x86 code never probes).
+ * Unicorn then writes the access's exact address to its invalid_addr field; at the end of
+ * emu_start it looks up the page of its "until" address, which is refused too and would
+ * overwrite that field: so a later refusal first keeps the field's value.
+ */
+static bool
+vk_refuse(void *uc, struct vk_tlb_state *st, uint64_t page, int type, int unmapped)
+{
+    if (st->faulted) {
+        if (!st->exact && st->invalid_addr_off >= 0) {
+            st->fault_addr = *(const uint64_t *)((const char *)uc + st->invalid_addr_off);
+            st->exact = 1;
+        }
+        return false;
+    }
+    st->exact = 0;
+    st->fault_page = page;
+    st->fault_type = type;
+    st->fault_unmapped = unmapped;
+    st->faulted = 1;
+    return false;
+}
+
 __attribute__((visibility("default"))) bool
 vk_tlb_fill_cb(void *uc, uint64_t addr, int type, struct vk_tlb_entry *e, void *user_data)
 {
-    (void)uc;
-    (void)user_data;
+    struct vk_tlb_state *st = (struct vk_tlb_state *)user_data;
+    const struct vk_range *r;
+    uint64_t i;
+    int64_t p;
+
     e->paddr = addr;
-    e->perms = type == VK_MEM_FETCH ? (VK_PROT_READ | VK_PROT_EXEC)
-                                    : (VK_PROT_READ | VK_PROT_WRITE);
+    if (!st) {
+        e->perms = type == VK_MEM_FETCH ? (VK_PROT_READ | VK_PROT_EXEC)
+                                        : (VK_PROT_READ | VK_PROT_WRITE);
+        return true;
+    }
+    if (st->unmapping) {
+        /* uc_mem_unmap looks its first page up as code to drop translated blocks, then
+         * flushes every page: a refusal would stop the engine with UC_ERR_EXCEPTION. */
+        e->perms = VK_PROT_READ | VK_PROT_EXEC;
+        return true;
+    }
+    st->fills++;
+    i = vk_first_after(st, addr);
+    if (i == st->count || st->ranges[i].start > addr)
+        return vk_refuse(uc, st, addr, type, 1);
+    r = &st->ranges[i];
+    p = r->perms;
+    /* The same rule as the region's own protection, so Unicorn's check never refuses
+     * what was filled (it would only flag an error for a stop check that is not there). */
+    if (type == VK_MEM_FETCH) {
+        if (!(p & VK_PROT_EXEC))
+            return vk_refuse(uc, st, addr, type, 0);
+        e->perms = VK_PROT_EXEC | (p & VK_PROT_READ);
+    } else if (type == VK_MEM_WRITE) {
+        if (!(p & VK_PROT_WRITE))
+            return vk_refuse(uc, st, addr, type, 0);
+        e->perms = VK_PROT_WRITE | (p & VK_PROT_READ);
+    } else {
+        if (!(p & VK_PROT_READ))
+            return vk_refuse(uc, st, addr, type, 0);
+        e->perms = VK_PROT_READ | (p & VK_PROT_WRITE);
+    }
     return true;
 }
 

@@ -4,7 +4,7 @@ Hooks only record what happened (an interrupt) and stop the engine; the one exce
 is the syscall hook, which calls the kernel's syscall entry directly and stops the engine only
 when that entry asks for it (a blocking call, an exit, a pending signal).  Handling the common
 call inside the hook saves an emu_start round trip (~4 us) per syscall.  Memory faults need no
-hook: the regions' protections refuse the access and emu_start says why (engine/tlb.py).
+hook: the TLB fill refuses the access and emu_start says why (engine/tlb.py).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class Engine:
         self.uch: int = libuc.open_x86_64()
         select_model(self.uch)
         libuc.set_tcg_buffer_size(self.uch, TCG_BUFFER)
-        tlb.install(self.uch)
+        self.tlb = tlb.install(self.uch)
         self.counter: BlockCounter | NoCounter = BlockCounter(self.uch) if preempt else NoCounter()
         self.cpu = CpuHooks(self.uch, self.counter.state, self.counter.native)
         self.fault: Fault | None = None
@@ -105,7 +105,9 @@ class Engine:
         self.intno = None
         self.sys.stopped = False
         self.counter.arm(budget)
+        self.tlb.before_run()
         err = _emu_start(self.uch, rip, UNTIL_NEVER, 0, 0)
+        self.tlb.after_run()
         if self.sys.error is not None:
             exc, self.sys.error = self.sys.error, None
             raise exc
@@ -116,6 +118,10 @@ class Engine:
             return Stop.SYSCALL
         if err == C.ERR_INSN_INVALID:
             return Stop.ILLEGAL
+        refused = self.tlb.fault(self.uch) if err == C.ERR_EXCEPTION else None
+        if refused is not None:  # RIP is at the faulting instruction
+            self.fault = Fault(*refused)
+            return Stop.FAULT
         kind = tlb.FAULTS.get(err)
         if kind is not None:  # RIP is at the faulting instruction
             addr = tlb.fault_address(self.uch)
@@ -182,14 +188,21 @@ class Engine:
     def map_host(self, addr: int, size: int, prot: int, host_addr: int) -> None:
         """Map host memory at host_addr as guest [addr, addr+size) with prot."""
         libuc.check(lib.uc_mem_map_ptr(self.uch, addr, size, _uc_prot(prot), host_addr))
+        self.tlb.set(addr, addr + size, _uc_prot(prot))
 
     def unmap(self, addr: int, size: int) -> None:
         """Remove [addr, addr+size) from the engine."""
-        libuc.check(lib.uc_mem_unmap(self.uch, addr, size))
+        self.tlb.state.unmapping = 1  # Unicorn's lookup of the page as code must not fail
+        try:
+            libuc.check(lib.uc_mem_unmap(self.uch, addr, size))
+        finally:
+            self.tlb.state.unmapping = 0
+        self.tlb.set(addr, addr + size, None)
 
     def protect(self, addr: int, size: int, prot: int) -> None:
         """Change the protection of an already mapped range."""
         libuc.check(lib.uc_mem_protect(self.uch, addr, size, _uc_prot(prot)))
+        self.tlb.set(addr, addr + size, _uc_prot(prot))
 
     def regions(self) -> list[tuple[int, int, int]]:
         """The engine's mapped regions as (begin, end inclusive, perms)."""
@@ -221,6 +234,7 @@ class Engine:
             return
         self.counter.close()
         lib.uc_close(self.uch)
+        self.tlb.close()
         self.cpu = None  # type: ignore[assignment]
         self.uch = 0
         self._cbs = []

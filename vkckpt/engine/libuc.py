@@ -120,6 +120,17 @@ def flush_tb(uch: int) -> None:
     _ctl_write(uch, C.CTL_TB_FLUSH)
 
 
+def use_exits(uch: int) -> None:
+    """Stop only at addresses added as exits (none): emu_start's `until` is ignored, and
+    Unicorn no longer looks up and invalidates that address's page after every run."""
+    _ctl_write(uch, C.CTL_UC_USE_EXITS, ctypes.c_int(1))
+
+
+def flush_tlb(uch: int) -> None:
+    """Drop every TLB entry (QEMU resizes the TLB at a flush)."""
+    _ctl_write(uch, C.CTL_TLB_FLUSH)
+
+
 def set_cpu_model(uch: int, model: int) -> None:
     """Choose the engine's CPU model (a UC_CPU_X86_* value); only before its first use."""
     _ctl_write(uch, C.CTL_CPU_MODEL, ctypes.c_int(model))

@@ -104,6 +104,11 @@ def native_symbol(name: str) -> int | None:
     return ctypes.cast(getattr(_native_lib[0], name), ctypes.c_void_p).value
 
 
+def native_library() -> ctypes.CDLL | None:
+    """The built extension loaded as a library (None when it is missing)."""
+    return _native_lib[0] if _native_callback() is not None else None
+
+
 def native_available() -> bool:
     """True when the compiled ``vkckpt.engine._blockhook`` extension can be used."""
     return _native_callback() is not None

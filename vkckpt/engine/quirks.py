@@ -7,6 +7,12 @@ and one engine field it gives no getter for.
 * **old_exception.** Unicorn never resets it after a hooked exception, so a second #DE would
   be escalated to a double fault. `forget_exception` resets it, as a real iret does.
 
+* **no_exit_request.** Unicorn compiles a helper call after every guest load and store that
+  leaves the block if a stop was requested (for memory hooks that stop the engine).  vkckpt
+  installs no memory hook and stops only where a block starts (the block counter) or ends
+  (syscall), so the check never fires; the flag Unicorn keeps for ARM IT blocks turns it
+  off (~18% of a busybox sort).  Found beside the engine's page-size fields and checked by
+  behaviour: with it set, a store whose hook stops the engine no longer ends the block.
 * **invalid_addr.** The address of the access that stopped the engine with a memory error
   (engine/tlb.py), read from the engine's own struct: the only 8-byte field of its first
   page that holds the address of a store to unmapped memory, for two different addresses.
@@ -152,13 +158,76 @@ def _probe_invalid_addr() -> int | None:
     return found.pop() if found is not None and len(found) == 1 else None
 
 
+#: u32 target_page_size, u32 target_page_align, u64 qemu_host_page_size and
+#: qemu_real_host_page_size: a run of engine fields the flag sits 50 bytes into
+#: (icache line, context mode and size, next_pc, hook_insert, first_tb come between)
+_PAGE_FIELDS = struct.pack("<IIQQ", 4096, 4095, 4096, 4096)
+_FLAG_AFTER_PAGE_FIELDS = 50
+_MAPPED = 0x20_0000  # a data page the probe's store lands in
+#: mov rbx, _MAPPED; mov [rbx], rcx; inc rdx; inc rdx; inc rdx
+_STORE_THEN_INCS = (b"\x48\xbb" + struct.pack("<Q", _MAPPED) + b"\x48\x89\x0b"
+                    + b"\x48\xff\xc2" * 3)
+_HOOK_MEM = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_int,
+                             ctypes.c_int64, ctypes.c_void_p)
+
+
+def _incs_after_stopping_store(s: _Scratch) -> int:
+    """Run the probe code with RDX = 0; how many incs ran after the store's hook stopped it."""
+    zero = ctypes.c_uint64(0)
+    libuc.lib.uc_reg_write(s.uch, C.X86_REG["rdx"], ctypes.byref(zero))
+    s.run()
+    rdx = ctypes.c_uint64()
+    libuc.lib.uc_reg_read(s.uch, C.X86_REG["rdx"], ctypes.byref(rdx))
+    return rdx.value
+
+
+def _probe_no_exit_request() -> int | None:
+    s = _Scratch(_STORE_THEN_INCS)
+    data = mmap.mmap(-1, 0x1000)
+    try:
+        libuc.check(libuc.lib.uc_mem_map_ptr(s.uch, _MAPPED, 0x1000, 3, ctypes.addressof(
+            ctypes.c_char.from_buffer(data))))
+        stop = _HOOK_MEM(lambda uch, *_: libuc.lib.uc_emu_stop(uch))
+        libuc.hook_add(s.uch, C.HOOK_MEM_WRITE, ctypes.cast(stop, ctypes.c_void_p).value or 0,
+                       None)
+        if _incs_after_stopping_store(s) != 0:
+            return None  # the check is not there to skip
+        at = _engine_bytes(s.uch).find(_PAGE_FIELDS)
+        if at < 0:
+            return None
+        off = at + _FLAG_AFTER_PAGE_FIELDS
+        flag = ctypes.c_uint8.from_address(s.uch + off)
+        if flag.value != 0:
+            return None
+        libuc.flush_tb(s.uch)
+        flag.value = 1
+        skipped = _incs_after_stopping_store(s) == 3
+        flag.value = 0
+        libuc.flush_tb(s.uch)
+        return off if skipped and _incs_after_stopping_store(s) == 0 else None
+    finally:
+        s.close()
+        data.close()
+
+
 def offset(name: str) -> int | None:
-    """The offset of 'hflags' or 'old_exception' (in the context blob) or 'invalid_addr'
-    (in the engine struct), probed on first use."""
+    """The offset of 'hflags' or 'old_exception' (in the context blob), or of
+    'invalid_addr' or 'no_exit_request' (in the engine struct), probed on first use."""
     if name not in _offsets:
         _offsets[name] = {"hflags": _probe_hflags, "old_exception": _probe_old_exception,
-                          "invalid_addr": _probe_invalid_addr}[name]()
+                          "invalid_addr": _probe_invalid_addr,
+                          "no_exit_request": _probe_no_exit_request}[name]()
     return _offsets[name]
+
+
+def skip_access_exit_checks(uch: int) -> bool:
+    """Compile no stop check after loads and stores (before the engine translates any
+    code); False when the flag was not found."""
+    off = offset("no_exit_request")
+    if off is None:
+        return False
+    ctypes.c_uint8.from_address(uch + off).value = 1
+    return True
 
 
 def _update(uch: int, name: str, change: Callable[[int], int]) -> bool:

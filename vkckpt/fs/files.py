@@ -199,6 +199,10 @@ def _dtype(mode: int) -> int:
             F.S_IFIFO: F.DT_FIFO, F.S_IFCHR: F.DT_CHR}.get(fmt, F.DT_UNKNOWN)
 
 
+#: Inode numbers of the console's streams: beside the pipes' (which count from 1).
+CONSOLE_INO = 1 << 32
+
+
 class Console(OpenFile):
     """The vkernel's console: guest stdin/stdout/stderr bound to the host's streams."""
 
@@ -217,7 +221,11 @@ class Console(OpenFile):
         return len(data)
 
     def stat(self) -> bytes:
-        return char_stat(0x8800 + self.stream)
+        # A pipe, whatever the host stream is: it agrees with ioctl's ENOTTY, so C libraries
+        # buffer it fully as they do a redirected stream (a character device with a pty's
+        # major made glibc line-buffer), and no host fact reaches the guest.
+        return pack_stat(9, CONSOLE_INO + self.stream, F.S_IFIFO | 0o600, 1, 0, 0, 0, 0,
+                         4096, 0, 0, 0, 0)
 
     def ioctl(self, req: int) -> int:
         raise GuestError(E.ENOTTY)  # not a terminal: keeps stdio buffering like a pipe's

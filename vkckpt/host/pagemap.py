@@ -43,6 +43,7 @@ _UFFD_USER_MODE_ONLY = 1
 _UFFD_API = 0xAA
 _UFFD_FEATURE_WP_UNPOPULATED = 1 << 13
 _UFFD_FEATURE_WP_ASYNC = 1 << 15
+_UFFDIO_REGISTER_MODE_MISSING = 1 << 0
 _UFFDIO_REGISTER_MODE_WP = 1 << 1
 _MADV_DONTNEED = 4
 _MADV_POPULATE_WRITE = 23
@@ -76,6 +77,7 @@ class _UffdRegister(ctypes.Structure):
 _PAGEMAP_SCAN = _iowr(ord("f"), 16, ctypes.sizeof(_ScanArg))
 _UFFDIO_API = _iowr(0xAA, 0x3F, ctypes.sizeof(_UffdApi))
 _UFFDIO_REGISTER = _iowr(0xAA, 0x00, ctypes.sizeof(_UffdRegister))
+_UFFDIO_UNREGISTER = (2 << 30) | (16 << 16) | (0xAA << 8) | 0x01  # _IOR(0xAA, 1, uffdio_range)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _ioctl = _libc.ioctl
@@ -259,3 +261,36 @@ def uffd_register_wp(fd: int, addr: int, size: int) -> None:
     reg = _UffdRegister(addr, size, _UFFDIO_REGISTER_MODE_WP, 0)
     if _ioctl(fd, _UFFDIO_REGISTER, ctypes.byref(reg)) != 0:
         raise _err("UFFDIO_REGISTER")
+
+
+def uffd_open_missing() -> int | None:
+    """A new userfaultfd (close-on-exec, non-blocking) for missing-page faults, or None.
+
+    Faults the host kernel takes on the process's behalf (a system call reading guest memory)
+    are reported too when the host allows it; otherwise (vm.unprivileged_userfaultfd=0
+    without CAP_SYS_PTRACE) user-mode faults only."""
+    for flags in (0, _UFFD_USER_MODE_ONLY):
+        fd = _syscall(_NR_USERFAULTFD, os.O_CLOEXEC | os.O_NONBLOCK | flags)
+        if fd < 0:
+            continue
+        api = _UffdApi(_UFFD_API, 0, 0)
+        if _ioctl(fd, _UFFDIO_API, ctypes.byref(api)) == 0:
+            return fd
+        os.close(fd)
+    return None
+
+
+def uffd_register_missing(fd: int, addr: int, size: int, wp: bool) -> None:
+    """Register [addr, addr+size) with userfaultfd fd for missing-page faults (and write
+    protection too when wp: the range stays tracked as uffd_register_wp would); OSError if
+    the host refuses."""
+    mode = _UFFDIO_REGISTER_MODE_MISSING | (_UFFDIO_REGISTER_MODE_WP if wp else 0)
+    reg = _UffdRegister(addr, size, mode, 0)
+    if _ioctl(fd, _UFFDIO_REGISTER, ctypes.byref(reg)) != 0:
+        raise _err("UFFDIO_REGISTER")
+
+
+def uffd_unregister(fd: int, addr: int, size: int) -> None:
+    """Unregister [addr, addr+size) from userfaultfd fd (best effort)."""
+    rng = (ctypes.c_uint64 * 2)(addr, size)
+    _ioctl(fd, _UFFDIO_UNREGISTER, ctypes.byref(rng))

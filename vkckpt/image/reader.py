@@ -19,12 +19,15 @@ import msgpack
 
 from vkckpt.abi.mman import PAGE
 from vkckpt.errors import ImageError
+from vkckpt.host.lazypages import scan_frames
 from vkckpt.image import migrate
 from vkckpt.image.codecs import _DECODE_ERRORS
 from vkckpt.image.frames import (
+    _PAGES_PREFIX,
     PAGES,
     PAGES_VERSION,
     ImageRecord,
+    PageChunk,
     _count_objects,
     _depth_exceeds,
     _peek,
@@ -50,6 +53,11 @@ if TYPE_CHECKING:
 
 #: Record bytes above which check_digests(parallel=True) hashes the image id on a second thread.
 _PARALLEL_HASH = 4 << 20
+#: Frames whose heads (and first bytes) a reader keeps after its first walk (see _frame_heads).
+_CACHE_FRAMES = 1 << 16
+#: Bytes read at each frame: the previous payload's last 16 (a page record's tail), the
+#: length prefix, and the first 300 bytes of the payload (enough to classify it).
+_BEFORE, _AFTER = 16, 300
 
 
 class ImageReader(_PageReading):
@@ -60,6 +68,9 @@ class ImageReader(_PageReading):
         self.limits = limits
         self._fd = -1
         self._dctx: Any = None
+        self._heads: list[tuple[int, int, int]] | None = None  # every frame, once walked
+        self._windows: dict[int, tuple[int, bytes]] = {}  # frame offset -> (start, bytes)
+        self._chunks: dict[int, PageChunk | None] | None = None  # "pages" frames, by offset
         self._start_pass()
         try:
             # O_NONBLOCK: opening a FIFO must not hang; it is refused just below.
@@ -77,6 +88,12 @@ class ImageReader(_PageReading):
         except BaseException:
             self.close()
             raise
+
+    def fileno(self) -> int:
+        """The open image's descriptor (lazy thaw reads page chunks through a duplicate)."""
+        if self._fd < 0:
+            raise self._err("has been closed")
+        return self._fd
 
     def close(self) -> None:
         """Close the file.  Idempotent."""
@@ -225,13 +242,22 @@ class ImageReader(_PageReading):
 
     def _frame_heads(self) -> Iterator[tuple[int, int, int]]:
         """Yield (index, offset, payload length) of every record frame, checking every length;
-        the payload itself is not read."""
+        the payload itself is not read.
+
+        One read per frame, whose bytes `_bytes_at` serves again; after a complete walk the
+        frames are remembered, so later passes see the same framing and read nothing."""
+        if self._heads is None:
+            self._scan_fast()
+        if self._heads is not None:
+            yield from self._heads
+            return
         lim = self.limits
         off, end, index = HEADER_SIZE, self.size - TRAILER_SIZE, 0
+        heads: list[tuple[int, int, int]] = []
         while off < end:
             if end - off < _U32.size:
                 raise self._err(f"is corrupted: {end - off} stray bytes at offset {off}")
-            prefix = self._pread(off, _U32.size)
+            prefix = self._frame_window(off)
             (n,) = _U32.unpack(prefix)
             if n == 0 or n > lim.max_record:
                 raise self._err(
@@ -245,6 +271,8 @@ class ImageReader(_PageReading):
                 )
             if index >= lim.max_records:
                 raise self._err(f"holds more than {lim.max_records} records")
+            if index < _CACHE_FRAMES:
+                heads.append((index, off, n))
             yield index, off, n
             off += _U32.size + n
             index += 1
@@ -253,6 +281,39 @@ class ImageReader(_PageReading):
                 f"holds {index} records but its trailer says {self._trailer_count} "
                 "(truncated or corrupted)"
             )
+        if index <= _CACHE_FRAMES:
+            self._heads = heads
+
+    def _scan_fast(self) -> None:
+        """Walk the frames in C (host/lazypages) where it can: sets _heads and _chunks."""
+        lim = self.limits
+        got = scan_frames(self._fd, HEADER_SIZE, self.size - TRAILER_SIZE, lim.max_record,
+                          min(lim.max_records, _CACHE_FRAMES), lim.max_bin, _PAGES_PREFIX)
+        if got is None or len(got) != self._trailer_count:
+            return  # the Python walk says what is wrong
+        self._chunks = {
+            f[0]: None if f[2] == 2 else PageChunk(i, f[0], f[1], *f[3:]) for i, f in
+            enumerate(got) if f[2]}
+        self._heads = [(i, f[0], f[1]) for i, f in enumerate(got)]
+
+    def _frame_window(self, off: int) -> bytes:
+        """Read around the frame at off (kept for _bytes_at); returns its length prefix."""
+        start = max(HEADER_SIZE, off - _BEFORE)
+        want = min(off + _U32.size + _AFTER, self.size) - start
+        if len(self._windows) >= _CACHE_FRAMES and off not in self._windows:
+            return self._pread(off, _U32.size)
+        got = self._windows.get(off)
+        if got is None or got[0] != start or len(got[1]) != want:
+            got = self._windows[off] = (start, self._pread(start, want))
+        return got[1][off - start: off - start + _U32.size]
+
+    def _bytes_at(self, frame: int, pos: int, n: int) -> bytes:
+        """n bytes at pos, from what was read around the frame at offset `frame` if they lie
+        there, else read now."""
+        got = self._windows.get(frame)
+        if got is not None and got[0] <= pos and pos + n <= got[0] + len(got[1]):
+            return got[1][pos - got[0]: pos - got[0] + n]
+        return self._pread(pos, n)
 
     def _start_pass(self) -> None:
         """Reset the objects counted by _decode (at the start of each pass over the records)."""
@@ -281,7 +342,7 @@ class ImageReader(_PageReading):
         """Whether the record at off is optional and unknown (or too new) to table, found from
         its first bytes without reading or decoding the rest (critical ones are decoded, so
         a corrupted one is reported as such, then refused)."""
-        head = _peek(self._pread(off + _U32.size, min(n, 300)))
+        head = _peek(self._bytes_at(off, off + _U32.size, min(n, 300)))
         if head is None or head[2]:
             return False  # the full decode explains what is wrong
         want = table.get(head[0])

@@ -20,7 +20,6 @@ from vkckpt.image.frames import (
     PageChunk,
     _read_bin_len,
     _read_uint,
-    page_record_parts,
 )
 from vkckpt.image.header import _U32
 
@@ -32,6 +31,11 @@ if TYPE_CHECKING:
     from vkckpt.image.limits import Limits
 
 
+def _uint_size(v: int) -> int:
+    """Bytes of msgpack's shortest encoding of the unsigned integer v."""
+    return 1 if v < 0x80 else 2 if v < 0x100 else 3 if v < 0x10000 else 5 if v < 1 << 32 else 9
+
+
 class _PageReading:
     """The page-loading half of ImageReader (mixed into it): uses the reader's file, limits,
     decompressor and record stream."""
@@ -39,10 +43,12 @@ class _PageReading:
     if TYPE_CHECKING:
         _fd: int
         _dctx: Any
+        _chunks: dict[int, PageChunk | None] | None
         limits: Limits
 
         def _err(self, problem: str) -> ImageError: ...
         def _pread(self, off: int, n: int) -> bytes: ...
+        def _bytes_at(self, frame: int, pos: int, n: int) -> bytes: ...
         def _start_pass(self) -> None: ...
         def _frame_heads(self) -> Iterator[tuple[int, int, int]]: ...
         def _skippable(self, off: int, n: int, index: int, table: Mapping[str, int]) -> bool: ...
@@ -69,39 +75,43 @@ class _PageReading:
 
     def _is_page_frame(self, off: int, n: int) -> bool:
         """True when the payload starts as [PAGES, 1, True, {6 fields}] does."""
+        if self._chunks is not None:
+            return off in self._chunks
         return n > len(_PAGES_PREFIX) and \
-            self._pread(off + _U32.size, len(_PAGES_PREFIX)) == _PAGES_PREFIX
+            self._bytes_at(off, off + _U32.size, len(_PAGES_PREFIX)) == _PAGES_PREFIX
 
     def _page_chunk(self, index: int, off: int, n: int) -> PageChunk | None:
         """Parse a "pages" record's head and tail without its data; None unless the record is
         byte for byte what ImageWriter.add_pages writes (then the generic decoder decides)."""
-        head = self._pread(off + _U32.size, min(n, _PAGE_HEAD_MAX))
+        if self._chunks is not None:
+            return self._chunks.get(off)
+        head = self._bytes_at(off, off + _U32.size, min(n, _PAGE_HEAD_MAX))
         pos = len(_PAGES_PREFIX)
         vals = []
         for key in (b"\xa3buf", b"\xa5codec", b"\xa5count", b"\xa3crc"):
             if head[pos:pos + len(key)] != key:
                 return None
             pos += len(key)
-            v, pos = _read_uint(head, pos)
-            if v is None:
+            v, end = _read_uint(head, pos)
+            if v is None or end - pos != _uint_size(v):  # packb writes the shortest form
                 return None
+            pos = end
             vals.append(v)
         if head[pos:pos + 5] != b"\xa4data":
             return None
-        nbytes, pos = _read_bin_len(head, pos + 5)
-        if nbytes is None or nbytes > self.limits.max_bin:
+        nbytes, end = _read_bin_len(head, pos + 5)
+        if nbytes is None or nbytes > self.limits.max_bin or \
+                end - pos - 5 != (2 if nbytes < 0x100 else 3 if nbytes < 0x10000 else 5):
             return None
+        pos = end
         tail_len = n - pos - nbytes
         if not 7 <= tail_len <= 15:
             return None
-        tail = self._pread(off + _U32.size + pos + nbytes, tail_len)
+        tail = self._bytes_at(off + _U32.size + n, off + _U32.size + pos + nbytes, tail_len)
         first, end = _read_uint(tail, 6) if tail[:6] == b"\xa5first" else (None, 0)
-        if first is None or end != tail_len:
+        if first is None or end != tail_len or end - 6 != _uint_size(first):
             return None
         buf, codec, count, crc = vals
-        h2, t2 = page_record_parts(buf, codec, count, crc, nbytes, first)
-        if h2 != head[:pos] or t2 != tail:
-            return None
         return PageChunk(index, off, n, buf, first, count, codec, crc,
                          off + _U32.size + pos, nbytes)
 

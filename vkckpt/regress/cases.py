@@ -74,6 +74,8 @@ EXCLUDED: dict[str, str] = {
     "hostpaths": "attacks the host's opens (needs host targets): tests/test_hostpaths.py",
     "stuck": "deadlocks on purpose (never reaches an end to compare)",
     "ckpt_self": "run by the ckpt-self cases (it checkpoints itself)",
+    "stdio_kind": "prints what the console looks like (fstat, isatty): "
+                  "tests/test_differential.py",
 }
 
 

@@ -1,4 +1,8 @@
-"""Host memory that backs guest pages: anonymous host mappings we own and hand to Unicorn."""
+"""Host memory that backs guest pages: anonymous host mappings we own and hand to Unicorn.
+
+After a lazy thaw (ckpt/lazy_thaw.py) some pages are still in the image: every bulk copy,
+discard or unmap here first asks host/lazypages to copy in, forget or drop them.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import ctypes
 import mmap
 
 from vkckpt.abi.mman import PAGE
+from vkckpt.host import lazypages
 from vkckpt.host.pagemap import present_runs
 
 # The interpreter's own symbols include libc's; ctypes.util.find_library would spawn a
@@ -42,7 +47,9 @@ class HostBuffer:
         """Copy [off, off+length) of other into the same offsets of this buffer.
 
         Only pages the host has ever backed are copied (the rest read as zeros in both), so
-        forking a process with large untouched mappings costs no host memory for them."""
+        forking a process with large untouched mappings costs no host memory for them
+        (pages a lazy thaw has not loaded yet are loaded first: absent, they would be lost)."""
+        lazypages.materialise(other.addr + off, length)
         npages = length // PAGE
         runs = present_runs(other.addr + off, npages) if npages > 16 else None
         if runs is None:
@@ -58,6 +65,7 @@ class HostBuffer:
 
     def zero(self, off: int, length: int) -> None:
         """Give back [off, off+length) to the host: it reads as zeros again (MADV_DONTNEED)."""
+        lazypages.forget(self.addr + off, length)
         _libc.madvise(self.addr + off, length, mmap.MADV_DONTNEED)
 
     def incref(self) -> HostBuffer:
@@ -70,5 +78,12 @@ class HostBuffer:
         self.refs -= 1
         if self.refs == 0 and self.addr:
             self.view.release()
+            lazypages.drop(self.addr, self.size)
             _libc.munmap(self.addr, self.size)
             self.addr = 0
+
+
+def materialise_all() -> None:
+    """Load every page a lazy thaw left in its image (before a freeze reads guest memory in
+    bulk: its page scans take absent pages for zeros)."""
+    lazypages.materialise_all()
