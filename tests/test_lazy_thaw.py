@@ -21,6 +21,7 @@ from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.ckpt.snapshot import write_image
 from vkckpt.host import lazypages
 from vkckpt.image import HEADER_SIZE, TRAILER_SIZE, ImageReader, PageChunk
+from vkckpt.image.header import image_digest
 from vkckpt.testing.oracle import (
     Workload,
     freeze_points,
@@ -165,14 +166,16 @@ def _chunk_at_rip(wl: Workload, base: Path, at: int) -> tuple[Path, Path, PageCh
 
 
 def _corrupt_consistently(image: Path, at: int) -> None:
-    """Flip the byte at offset `at`, then rewrite the image id and the trailer's SHA-256 so
-    that only the chunk's CRC32 can tell (as a guest rewriting its own image could)."""
+    """Flip the byte at offset `at`, then rewrite the image id and the trailer's digest (by
+    the image's format rule, vkckpt-image(5)) so that only the chunk's CRC32 can tell (as a
+    guest rewriting its own image could)."""
     data = bytearray(image.read_bytes())
     data[at] ^= 0x5A
     end = len(data) - TRAILER_SIZE
     data[32:48] = hashlib.sha256(data[HEADER_SIZE:end]).digest()[:16]  # header.image_id
     data[96:100] = zlib.crc32(bytes(data[:96])).to_bytes(4, "little")
-    data[len(data) - 32:] = hashlib.sha256(data[:end]).digest()
+    data[len(data) - 32:] = image_digest(bytes(data[:HEADER_SIZE]),
+                                         hashlib.sha256(data[HEADER_SIZE:end]).digest())
     image.write_bytes(bytes(data))
 
 
