@@ -120,6 +120,11 @@ def flush_tb(uch: int) -> None:
     _ctl_write(uch, C.CTL_TB_FLUSH)
 
 
+def flush_tlb(uch: int) -> None:
+    """Drop every TLB entry (the next access to each page refills it)."""
+    _ctl_write(uch, C.CTL_TLB_FLUSH)
+
+
 def set_cpu_model(uch: int, model: int) -> None:
     """Choose the engine's CPU model (a UC_CPU_X86_* value); only before its first use."""
     _ctl_write(uch, C.CTL_CPU_MODEL, ctypes.c_int(model))
