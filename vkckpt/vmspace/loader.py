@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import struct
+import threading
 from collections.abc import Callable
 
 from vkckpt.abi import errno as E
@@ -100,6 +102,36 @@ def parse_elf(pread: Callable[[int, int], bytes], file_size: int) -> ElfImage:
     if not loads:
         raise GuestError(E.ENOEXEC, "no loadable segment")
     return ElfImage(e_type == ET_DYN, entry, phoff, phnum, loads)
+
+
+#: A file's identity for the header cache: (device, inode, size, mtime, ctime) in ns.  A file
+#: rewritten in place changes its size or times; one replaced by rename has a new inode.
+FileId = tuple[int, int, int, int, int]
+_CACHE_SIZE = 64
+_cache: dict[FileId, ElfImage] = {}
+_cache_lock = threading.Lock()
+
+
+def file_identity(st: os.stat_result) -> FileId:
+    """The cache key of an open file, from its fstat."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def parse_elf_cached(key: FileId, pread: Callable[[int, int], bytes],
+                     file_size: int) -> ElfImage:
+    """parse_elf, or the headers parsed before from the same unchanged file (an exec-heavy
+    guest execs the same few programs again and again).  Only successful parses are
+    kept, at most 64, the oldest dropped first; ElfImage is never changed after parsing."""
+    with _cache_lock:
+        elf = _cache.get(key)
+    if elf is not None:
+        return elf
+    elf = parse_elf(pread, file_size)
+    with _cache_lock:
+        if len(_cache) >= _CACHE_SIZE:
+            del _cache[next(iter(_cache))]
+        _cache[key] = elf
+    return elf
 
 
 def load_elf(vm: VmSpace, elf: ElfImage, pread: Callable[[int, int], bytes],
