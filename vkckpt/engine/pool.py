@@ -21,8 +21,8 @@ sets that bound, 0 turns reuse off.  Only host time depends on it, never a guest
 
 from __future__ import annotations
 
+import _thread  # not threading: thaw-and-run stays lean (tests/test_startup.py)
 import os
-import threading
 
 from vkckpt.engine import libuc
 
@@ -40,7 +40,7 @@ class EnginePool:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._free: dict[object, list[object]] = {}
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self.taken = 0  # engines handed out again (tests and benchmarks read these)
         self.given = 0
 

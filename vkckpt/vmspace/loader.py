@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import _thread  # not threading: thaw-and-run stays lean (tests/test_startup.py)
 import os
 import struct
-import threading
 from collections.abc import Callable
 
 from vkckpt.abi import errno as E
@@ -110,7 +110,7 @@ def parse_elf(pread: Callable[[int, int], bytes], file_size: int) -> ElfImage:
 FileId = tuple[int, int, int, int, int]
 _CACHE_SIZE = 64
 _cache: dict[FileId, ElfImage] = {}
-_cache_lock = threading.Lock()
+_cache_lock = _thread.allocate_lock()
 
 
 def file_identity(st: os.stat_result) -> FileId:
