@@ -10,6 +10,14 @@ import pytest
 from vkckpt.guests import build
 
 
+@pytest.fixture
+def no_engine_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every Engine() is built anew (for tests that change how engines are built)."""
+    from vkckpt.engine import pool
+
+    monkeypatch.setattr(pool, "POOL", pool.EnginePool(0))
+
+
 @pytest.fixture(scope="session")
 def guest_bins() -> dict[str, Path]:
     """Every bundled guest, built (cached) once per session."""

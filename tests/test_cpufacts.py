@@ -213,7 +213,8 @@ def test_frozen_anywhere_thaws_with_the_same_facts(tmp_path: Path) -> None:
     assert b"".join(before) + out.output == gold.output
 
 
-def test_a_library_that_cannot_hook_rdtsc_is_one_clear_error(monkeypatch) -> None:
+def test_a_library_that_cannot_hook_rdtsc_is_one_clear_error(monkeypatch,
+                                                             no_engine_pool) -> None:
     """Unicorn < 2.1 cannot hook rdtsc: refuse to run rather than leak the host TSC."""
     from unicorn import x86_const
 

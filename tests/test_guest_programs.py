@@ -83,6 +83,7 @@ SPECS: dict[str, Spec] = {
             "signals OK",
         ),
     ),
+    "forkwait": Spec(args=("50",), lines=("children=50 status_sum=1225",)),
     "forkpipe": Spec(
         lines=(
             "forkpipe start",

@@ -19,7 +19,8 @@ SYSCALL_END = CODE + len(PROGRAM) - 1  # the hlt after the two-byte syscall
 
 
 @pytest.fixture(params=["native", "python"])
-def hook_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def hook_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+              no_engine_pool: None) -> str:
     if request.param == "python":
         monkeypatch.setattr(sysentry, "native_symbol", lambda name: None)
     return request.param

@@ -71,7 +71,8 @@ def test_protection_changes_apply_to_pages_already_in_the_tlb() -> None:
         e.close()
 
 
-def test_the_python_fill_gives_the_same_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_python_fill_gives_the_same_answers(monkeypatch: pytest.MonkeyPatch,
+                                                no_engine_pool: None) -> None:
     """Without the C extension the ctypes callback maps pages the same way."""
     from vkckpt.engine import tlb
 

@@ -15,7 +15,7 @@ from vkckpt.process import Process
 from vkckpt.signals.actions import SignalActions
 from vkckpt.task_clone import vfork_release
 from vkckpt.threads.thread import Thread
-from vkckpt.vmspace.loader import build_stack, load_elf, parse_elf
+from vkckpt.vmspace.loader import build_stack, file_identity, load_elf, parse_elf_cached
 from vkckpt.vmspace.vmspace import VmSpace
 
 TYPE_CHECKING = False
@@ -31,25 +31,28 @@ class Program:
     """An executable opened for execve: its guest path, parsed headers and open host file.
 
     Only the ELF headers and the PT_LOAD segments' file bytes are ever read, so the size of
-    the file does not matter (an 8 GiB sparse file with a small valid header loads at once)."""
+    the file does not matter (an 8 GiB sparse file with a small valid header loads at once).
+    The headers come from the loader's cache when the file is unchanged (loader.py)."""
 
-    def __init__(self, guest: str, fd: int, size: int) -> None:
+    def __init__(self, guest: str, fd: int, st: os.stat_result) -> None:
         self.guest = guest
         self.fd = fd
-        self.elf = parse_elf(self.pread, size)
+        self.elf = parse_elf_cached(file_identity(st), self.pread, st.st_size)
 
     def pread(self, n: int, off: int) -> bytes:
-        """n bytes at off (fewer at the end of the file)."""
-        out = bytearray()
-        while len(out) < n:
+        """n bytes at off (fewer at the end of the file), in one read when n <= 16 MiB."""
+        parts: list[bytes] = []
+        got = 0
+        while got < n:
             try:
-                chunk = os.pread(self.fd, min(n - len(out), 16 << 20), off + len(out))
+                chunk = os.pread(self.fd, min(n - got, 16 << 20), off + got)
             except OSError as exc:
                 raise GuestError(exc.errno or E.EIO) from None
             if not chunk:
                 break
-            out += chunk
-        return bytes(out)
+            parts.append(chunk)
+            got += len(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def close(self) -> None:
         os.close(self.fd)
@@ -65,7 +68,7 @@ def open_program(k: VKernel, path: str, cwd: str) -> Program:
         raise GuestError(E.EACCES, f"{path}: not executable")
     fd = k.root.host_open(r, os.O_RDONLY)
     try:
-        return Program(r.guest, fd, os.fstat(fd).st_size)
+        return Program(r.guest, fd, os.fstat(fd))
     except BaseException:
         os.close(fd)
         raise

@@ -14,7 +14,7 @@ import enum
 from collections.abc import Callable
 
 from vkckpt.abi import errno as E
-from vkckpt.engine import libuc, quirks, tlb
+from vkckpt.engine import libuc, pool, quirks, tlb
 from vkckpt.engine import regs as R
 from vkckpt.engine import ucconst as C
 from vkckpt.engine.cpuhooks import CpuHooks, select_model
@@ -30,6 +30,8 @@ _context_save, _context_restore = lib.uc_context_save, lib.uc_context_restore
 UNTIL_NEVER = 0xFFFF_FFFF_FFFF_FFFF
 TCG_BUFFER = 8 << 20
 _HOOK_INTR = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
+_LINUX_FPU = (("fpcw", 0x37F), ("mxcsr", 0x1F80))  # Linux's initial x87 and SSE control words
+Entry = Callable[[int, tuple[int, ...]], tuple[int | None, bool]]
 
 
 class Stop(enum.Enum):
@@ -67,27 +69,31 @@ class Engine:
         """on_syscall(nr, args) -> (value for RAX or None, stop): see engine/sysentry.py.
         preempt=False (benchmarks only) installs no block counter: a run goes on until a
         trap or a syscall stop, the budget is ignored and no tick is ever counted, so the
-        schedule is no longer deterministic.  It measures the emulator with no hook cost."""
-        self.uch: int = libuc.open_x86_64()
-        select_model(self.uch)
-        libuc.set_tcg_buffer_size(self.uch, TCG_BUFFER)
-        self.tlb = tlb.install(self.uch)
-        self.counter: BlockCounter | NoCounter = BlockCounter(self.uch) if preempt else NoCounter()
-        self.cpu = CpuHooks(self.uch, self.counter.state, self.counter.native)
+        schedule is no longer deterministic.  It measures the emulator with no hook cost.
+        The engine is an idle one from engine/pool.py when there is one (scrubbed: no guest
+        can tell it from a new one), else a new one."""
+        core = pool.POOL.take(preempt)
+        if core is None:
+            core = _Core.build(on_syscall, preempt)
+        self._adopt(core, on_syscall)
+
+    def _adopt(self, core: _Core, on_syscall: Entry) -> None:
+        """Become the owner of core's Unicorn engine and hooks."""
+        self._core: _Core | None = core
+        core.owner = self
+        self.uch: int = core.uch
+        self.counter: BlockCounter | NoCounter = core.counter
+        self.tlb: tlb.Tlb = core.tlb
+        self.cpu: CpuHooks = core.cpu
+        self.sys: SyscallHook = core.sys
+        self.sys._entry = on_syscall  # sysentry.py keeps the kernel's entry there
+        self._gpr = core.gpr
+        self.user_mode = core.user_mode
         self.fault: Fault | None = None
         self.intno: int | None = None
         self._stop_reason: Stop | None = None
-        self.sys = SyscallHook(self.uch, on_syscall)
-        self._install_hooks()
-        self._gpr = R.RegBatch(R.GPRS + R.BASES + R.FPU_CTRL)
-        self.reset_fpu()
-        self.user_mode = quirks.enter_user_mode(self.uch)  # CPL 3, as a Linux process runs
 
     # -- hooks -------------------------------------------------------------------------------
-    def _install_hooks(self) -> None:
-        self._intr = _HOOK_INTR(self._intr_cb)
-        libuc.hook_add(self.uch, C.HOOK_INTR, ctypes.cast(self._intr, ctypes.c_void_p).value or 0)
-
     def _intr_cb(self, _uc: int, intno: int, _ud: int) -> None:
         self.intno = intno
         self._stop_reason = Stop.INTERRUPT
@@ -169,8 +175,8 @@ class Engine:
 
     def reset_fpu(self) -> None:
         """Give the CPU Linux's initial x87 and SSE control words (a fresh engine has zeros)."""
-        self.set_reg("fpcw", 0x37F)
-        self.set_reg("mxcsr", 0x1F80)
+        for name, value in _LINUX_FPU:
+            self.set_reg(name, value)
 
     def context_new(self) -> libuc.Context:
         """A context holding a copy of the CPU's current state (one thread's registers)."""
@@ -227,18 +233,95 @@ class Engine:
     def close(self) -> None:
         """Release the engine now (its memory belongs to the vmspace's host buffers).
 
-        Engines sit in reference cycles with their hooks; closing explicitly frees the
-        translation cache (several MiB) at once instead of at some later garbage collection,
-        and __del__ closes an engine that was never closed."""
-        if not self.uch:
+        The engine is scrubbed and kept for another process (engine/pool.py) or, when the
+        pool is full, closed, which frees its translation cache (several MiB) at once
+        instead of at some later garbage collection.  Either way this object is unusable
+        afterwards; __del__ closes an engine that was never closed."""
+        core, self._core = getattr(self, "_core", None), None
+        if core is None:
             return
-        self.counter.close()
-        lib.uc_close(self.uch)
-        self.tlb.close()
+        if not core.recycle():
+            core.destroy()
         self.cpu = None  # type: ignore[assignment]
         self.uch = 0
-        self._cbs = []
 
     def __del__(self) -> None:
-        if getattr(self, "uch", 0):
-            self.close()
+        core, self._core = getattr(self, "_core", None), None
+        if core is not None:
+            core.destroy()  # at a garbage collection: never into the pool
+            self.uch = 0
+
+
+def _idle_entry(nr: int, args: tuple[int, ...]) -> tuple[int | None, bool]:
+    """The syscall entry of an engine in the pool: nothing runs there."""
+    raise RuntimeError("a system call on an idle engine")
+
+
+class _Core:
+    """A Unicorn engine with its hooks: what an Engine is built from and the pool keeps.
+
+    `owner` is the Engine using it (None while idle); `pristine` is the CPU right after it
+    was built and `state0` the hooks' counter state then, both put back by recycle()."""
+
+    __slots__ = ("uch", "preempt", "tlb", "counter", "cpu", "sys", "intr", "gpr", "user_mode",
+                 "pristine", "state0", "owner")
+
+    @classmethod
+    def build(cls, on_syscall: Entry, preempt: bool) -> _Core:
+        """A new engine: CPU model, translation cache size, TLB mode, then every hook."""
+        c = cls()
+        c.owner = None
+        c.preempt = preempt
+        c.uch = uch = libuc.open_x86_64()
+        select_model(uch)
+        libuc.set_tcg_buffer_size(uch, TCG_BUFFER)
+        c.tlb = tlb.install(uch)
+        c.counter = BlockCounter(uch) if preempt else NoCounter()
+        c.cpu = CpuHooks(uch, c.counter.state, c.counter.native)
+        c.sys = SyscallHook(uch, on_syscall)
+        c.intr = _HOOK_INTR(c._on_intr)
+        libuc.hook_add(uch, C.HOOK_INTR, ctypes.cast(c.intr, ctypes.c_void_p).value or 0)
+        c.gpr = R.RegBatch(R.GPRS + R.BASES + R.FPU_CTRL)
+        for name, value in _LINUX_FPU:  # a new engine has zeros
+            libuc.check(lib.uc_reg_write(uch, R.REG_ID[name], ctypes.byref(ctypes.c_uint64(value))))
+        c.user_mode = quirks.enter_user_mode(uch)  # CPL 3, as a Linux process runs
+        c.pristine = libuc.Context.saved(uch)
+        c.state0 = bytes(c.counter.state)
+        return c
+
+    def _on_intr(self, uc: int, intno: int, ud: int) -> None:
+        if self.owner is not None:
+            self.owner._intr_cb(uc, intno, ud)
+
+    def recycle(self) -> bool:
+        """Scrub the engine and give it to the pool; False when it must be closed instead.
+        Precondition: the engine is not running."""
+        if pool.POOL.capacity <= 0:
+            return False
+        try:
+            self.tlb.state.unmapping = 1  # Unicorn's lookups of the pages as code must not fail
+            pool.scrub(self.uch, self.pristine)
+        except libuc.UcError:
+            return False
+        finally:
+            self.tlb.state.unmapping = 0
+        self.tlb.reset()
+        st = self.counter.state
+        ctypes.memmove(ctypes.addressof(st), self.state0, len(self.state0))
+        self.counter.disarm()
+        self.sys.error = None
+        self.sys.stopped = False
+        if self.sys.native:
+            self.sys.state.flags = 0
+        self.sys._entry = _idle_entry
+        self.owner = None
+        return pool.POOL.give(self.preempt, self)
+
+    def destroy(self) -> None:
+        """Close the engine for good."""
+        if self.uch:
+            self.owner = None
+            self.counter.close()
+            lib.uc_close(self.uch)
+            self.tlb.close()
+            self.uch = 0

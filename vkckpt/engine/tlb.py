@@ -147,6 +147,12 @@ class Tlb:
             self.flushes += 1
             libuc.flush_tlb(self.uch)
 
+    def reset(self) -> None:
+        """Forget every range and count (the engine was scrubbed for reuse: engine/pool.py)."""
+        self.close()
+        self.state.fills = self.state.faulted = self.state.exact = 0
+        self.flushes = 0
+
     def close(self) -> None:
         """Free the range table (the engine is closed)."""
         if self._lib is not None:

@@ -46,6 +46,7 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("pollpipes", quantum=QUANTUM),       # poll over several pipes, ppoll's mask
     Workload("sigwait", quantum=QUANTUM),         # sigwait/sigtimedwait, a signal thread
     Workload("execer", quantum=QUANTUM),          # fork + execve + wait
+    Workload("forkwait", ("30",), quantum=QUANTUM),  # 30 children alive at once, waited for
     Workload("spawn", ("/hello",), quantum=QUANTUM),  # posix_spawn (CLONE_VFORK), vfork
     Workload("files", ("work",), quantum=QUANTUM),  # descriptors, offsets, directories
     Workload("mmaps", ("work",), quantum=QUANTUM),  # VMAs split/protected, SIGSEGV, brk

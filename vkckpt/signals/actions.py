@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 from vkckpt.abi import signals as S
 from vkckpt.record import Comparable
 
@@ -34,9 +32,10 @@ class SignalActions:
         self.table[sig] = act
 
     def copy(self) -> SignalActions:
-        """An independent copy (fork without CLONE_SIGHAND)."""
-        new = SignalActions()
-        new.table = copy.deepcopy(self.table)
+        """An independent copy (fork without CLONE_SIGHAND): new SigAction objects field by
+        field (copy.deepcopy of the 65 took ~2 ms a fork, this ~30 us)."""
+        new = SignalActions.__new__(SignalActions)
+        new.table = [SigAction(a.handler, a.flags, a.restorer, a.mask) for a in self.table]
         return new
 
     def reset_for_exec(self) -> None:

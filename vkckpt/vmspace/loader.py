@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import _thread  # not threading: thaw-and-run stays lean (tests/test_startup.py)
+import os
 import struct
 from collections.abc import Callable
 
 from vkckpt.abi import errno as E
 from vkckpt.engine import cpumodel
 from vkckpt.errors import GuestError
+from vkckpt.host.populate import populate_write
 from vkckpt.record import Comparable
 from vkckpt.vmspace.vma import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PAGE, page_down, page_up
 from vkckpt.vmspace.vmspace import USER_TOP, VmSpace
@@ -102,6 +105,36 @@ def parse_elf(pread: Callable[[int, int], bytes], file_size: int) -> ElfImage:
     return ElfImage(e_type == ET_DYN, entry, phoff, phnum, loads)
 
 
+#: A file's identity for the header cache: (device, inode, size, mtime, ctime) in ns.  A file
+#: rewritten in place changes its size or times; one replaced by rename has a new inode.
+FileId = tuple[int, int, int, int, int]
+_CACHE_SIZE = 64
+_cache: dict[FileId, ElfImage] = {}
+_cache_lock = _thread.allocate_lock()
+
+
+def file_identity(st: os.stat_result) -> FileId:
+    """The cache key of an open file, from its fstat."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def parse_elf_cached(key: FileId, pread: Callable[[int, int], bytes],
+                     file_size: int) -> ElfImage:
+    """parse_elf, or the headers parsed before from the same unchanged file (an exec-heavy
+    guest execs the same few programs again and again).  Only successful parses are
+    kept, at most 64, the oldest dropped first; ElfImage is never changed after parsing."""
+    with _cache_lock:
+        elf = _cache.get(key)
+    if elf is not None:
+        return elf
+    elf = parse_elf(pread, file_size)
+    with _cache_lock:
+        if len(_cache) >= _CACHE_SIZE:
+            del _cache[next(iter(_cache))]
+        _cache[key] = elf
+    return elf
+
+
 def load_elf(vm: VmSpace, elf: ElfImage, pread: Callable[[int, int], bytes],
              name: str) -> tuple[int, int, int]:
     """Map the PT_LOAD segments of elf, reading only their file bytes (pread(n, offset));
@@ -133,12 +166,23 @@ def load_elf(vm: VmSpace, elf: ElfImage, pread: Callable[[int, int], bytes],
             data = pread(filesz - skip, off + skip) if filesz > skip else b""
         if end > start:
             vm.mmap(start, end - start, _prot(s.flags), MAP_PRIVATE | MAP_FIXED,
-                    name=name, data=data, path=name, file_off=off + skip)
+                    name=name, path=name, file_off=off + skip)
+            _fill(vm, start, data)
         if s.offset <= elf.phoff < s.offset + s.filesz:
             phdr = base + s.vaddr + elf.phoff - s.offset
         top = max(top, end)
     vm.set_brk_start(top)
     return base + elf.entry, phdr, elf.phnum
+
+
+def _fill(vm: VmSpace, addr: int, data: bytes) -> None:
+    """Copy a segment's bytes into its new mapping, its pages backed in one call first
+    (host/populate.py: a page fault per page of busybox's text cost more than the copy)."""
+    if len(data) >= 16 * PAGE:
+        v = vm.vmas.find(addr)
+        if v is not None:
+            populate_write(v.buf.addr + v.off + addr - v.start, page_down(len(data)))
+    vm.poke(addr, data)
 
 
 def build_stack(vm: VmSpace, argv: list[bytes], envp: list[bytes], execfn: bytes,
