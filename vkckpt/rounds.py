@@ -7,7 +7,9 @@ A *round* runs every thread of the run queue, in queue order, in three phases:
    cannot run then drops out;
 2. parallel: each thread runs guest code only, from its registers, until its first kernel
    entry (it is *parked* before its first syscall, Engine.run(park=True)), a fault or trap,
-   or its quantum; its TSC reads the round's start time plus its own blocks.  Threads that
+   or its quantum; its TSC reads the round's start time plus its own blocks (plus those its
+   memory group ran before it in this phase, so no thread reads a TSC below one it may
+   have seen stored).  Threads that
    may share memory (a memory group: one process, or processes that map one MAP_SHARED
    buffer) run one after another in round order; groups run concurrently on the host
    threads of a `CpuPool`.  Phase 2 reads and writes only the thread's registers and its
@@ -185,7 +187,9 @@ def _guest_code(group: list[Thread], now_ns: int, quantum: int) -> list[Parked]:
         eng = t.process.engine
         eng.set_clock(now_ns, NS_PER_TICK)
         stop = eng.run(eng.reg("rip"), quantum, park=True)
-        out.append(Parked(stop, quantum - eng.counter.remaining, eng.fault, eng.intno))
+        used = quantum - eng.counter.remaining
+        out.append(Parked(stop, used, eng.fault, eng.intno))
+        now_ns += used * NS_PER_TICK  # the next one may read this one's stores: its TSC is later
     return out
 
 
