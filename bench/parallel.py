@@ -1,9 +1,10 @@
 """Deterministic parallelism: two compute-bound processes on one host thread versus two.
 
-The guest is `compute_fork 2 SCALE`: pid 1 forks once and both processes run the compute
-loop with no system call while they work, so every round of the run is two parallel slices
-(vkckpt/rounds.py).  Both sides run in this process, interleaved (medians), and must agree
-on output, ticks and the digest of an image frozen half-way; `identical` says they do.
+The guest is `compute_fork 2 SCALE`: pid 1 forks two workers from one state and waits; both
+run the compute loop (the same translated blocks) with no system call while they work, so
+every round of the run is two parallel slices (vkckpt/rounds.py).  Both sides run in this
+process, interleaved (medians), and must agree on output, ticks and the digest of an image
+frozen half-way; `identical` says they do.
 
 `host_ceiling` is what this host gives two Unicorn engines at once at this moment: one bare
 `emu_start` loop on one thread versus the same loop on two threads (2 x t1 / t2).  On a
@@ -85,7 +86,7 @@ def host_ceiling(repeat: int) -> float:
 
 def run(p: Profile, g: Guests) -> Result:
     r = Result("parallel", "two compute-bound processes: 1 host thread vs 2, bit-identical")
-    args = ["2", str(2 * p.compute_scale)]
+    args = ["2", str(4 * p.compute_scale)]
     seen: dict[int, tuple] = {}
     serial, parallel = median_pair(p.repeat, lambda: _one(g, args, 1, seen),
                                    lambda: _one(g, args, 2, seen))

@@ -90,7 +90,7 @@ def test_shared_memory_puts_processes_in_one_group(tmp_path: Path) -> None:
     k = boot(wl.config(root, out))
     k.run(until_ticks=2_000_000)
     live = [t for t in k.threads.values() if t.alive]
-    assert len({t.process.pid for t in live}) == 2
+    assert len({t.process.pid for t in live}) == 3
     assert len(rounds.memory_groups(live)) == 1
     k.shutdown()
 
