@@ -65,6 +65,7 @@ def test_quick_bench_writes_every_benchmark(tmp_path: Path) -> None:
     assert b["image"]["metrics"]["zstd_vs_zstd1"] > 0
     assert b["thaw"]["metrics"]["small_total_s"] > 0
     assert b["scale"]["metrics"]["identical_after_thaw"] == 1
+    assert b["parallel"]["metrics"]["identical"] == 1  # correctness, not speed
     assert doc["summary"]["targets"] == sum(len(r["targets"]) for r in b.values())
 
 

@@ -159,6 +159,9 @@ SPECS: dict[str, Spec] = {
         "checksum=b7d220a76726ea48")),
     "compute_mt": Spec(args=("3", "1"), lines=(
         "thread 0 acc=00131212d20b920a", "threads=3 iterations=2500000 total=49f8ed231e94614a")),
+    "compute_fork": Spec(args=("2", "1", "sig"), lines=(
+        "proc 1: acc=00131996f554d582", "proc 2: acc=00130ebe708f8a1f",
+        "parent: usr1=some shared=0000000000000000 bad=0")),
     "spawner": Spec(args=("6", "3", "2"), lines=("all started: 6 processes, 18 threads",
                                                  "children exited=5 bad=0")),
     # hostile guests (tests/test_hostile_guests.py runs every mode natively and under vkckpt)

@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="set a variable in the program's environment (repeatable)")
     r.add_argument("--quantum", type=int, metavar="BLOCKS", help="time slice in translated "
                    "blocks (default 50000)")
+    r.add_argument("--cpus", type=int, metavar="N", help="host threads that run guest code of "
+                   "different processes at once (default: the host's CPUs, at most 4); "
+                   "results never depend on it")
     r.add_argument("--memory-limit", metavar="SIZE", help="memory of the whole vkernel "
                    "(mappings, pipes, engines), e.g. 512M (default 16G)")
     r.add_argument("--seed", type=int, metavar="N", help="seed of the guest-visible random "

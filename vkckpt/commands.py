@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from vkckpt.ckpt.freeze import FreezePlan, drive
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.trust import ImageKey, check_key_outside, load_key
-from vkckpt.config import KernelConfig, ProcessSpec, load_config, parse_memory_limit
+from vkckpt.config import KernelConfig, ProcessSpec, load_config, parse_cpus, parse_memory_limit
 from vkckpt.errors import ConfigError, VkError
 from vkckpt.host.fs import OutputPath, write_atomic
 from vkckpt.kernel import VKernel
@@ -44,6 +44,8 @@ def config_from_args(args: argparse.Namespace) -> KernelConfig:
         if args.quantum < 1:
             raise ConfigError("--quantum must be positive")
         cfg.quantum = args.quantum
+    if args.cpus is not None:
+        cfg.cpus = parse_cpus(args.cpus, "--cpus")
     if args.memory_limit:
         cfg.memory_limit = parse_memory_limit(args.memory_limit, "--memory-limit")
     if args.seed is not None:

@@ -30,7 +30,8 @@ class KernelConfig(Comparable):
     """Everything that determines a vkernel run."""
 
     __slots__ = ("root", "processes", "quantum", "memory_limit", "seed", "max_processes",
-                 "max_threads", "trace_syscalls", "preempt", "stdin", "stdout", "stderr", "log")
+                 "max_threads", "trace_syscalls", "preempt", "cpus", "stdin", "stdout", "stderr",
+                 "log")
 
     def __init__(
         self,
@@ -43,6 +44,7 @@ class KernelConfig(Comparable):
         max_threads: int = 8192,
         trace_syscalls: bool = False,
         preempt: bool = True,         # False: no block counting at all (benchmarks' bare reference)
+        cpus: int | None = None,      # host threads for guest code (None: default_cpus())
         stdin: bytes | None = None,   # None: the host's stdin
         stdout: Callable[[bytes], None] | None = None,
         stderr: Callable[[bytes], None] | None = None,
@@ -57,10 +59,33 @@ class KernelConfig(Comparable):
         self.max_threads = max_threads
         self.trace_syscalls = trace_syscalls
         self.preempt = preempt
+        self.cpus = default_cpus() if cpus is None else cpus  # never changes a result
         self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr
         self.log = log
+
+
+#: The most host threads `cpus` may name.
+MAX_CPUS = 64
+
+
+def default_cpus() -> int:
+    """The host CPUs this process may use, at most 4: guest code of different processes
+    runs on that many host threads (vkckpt/rounds.py); results never depend on it."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, 4))
+
+
+def parse_cpus(value: object, what: str) -> int:
+    """A number of host threads: 1 to MAX_CPUS."""
+    n = _positive_int(value, what)
+    if n > MAX_CPUS:
+        raise ConfigError(f"{what}: at most {MAX_CPUS}")
+    return n
 
 
 def parse_size(value: object, what: str) -> int:
@@ -90,7 +115,7 @@ def parse_memory_limit(value: object, what: str) -> int:
     return n
 
 
-_TOP_KEYS = {"root", "processes", "quantum", "memory_limit", "seed"}
+_TOP_KEYS = {"root", "processes", "quantum", "memory_limit", "seed", "cpus"}
 _PROC_KEYS = {"program", "argv", "env", "cwd"}
 
 
@@ -120,6 +145,8 @@ def load_config(path: str | os.PathLike) -> KernelConfig:
         cfg.quantum = _positive_int(data["quantum"], f"{p}: quantum")
     if "memory_limit" in data:
         cfg.memory_limit = parse_memory_limit(data["memory_limit"], f"{p}: memory_limit")
+    if "cpus" in data:
+        cfg.cpus = parse_cpus(data["cpus"], f"{p}: cpus")
     if "seed" in data:
         cfg.seed = _positive_int(data["seed"], f"{p}: seed", allow_zero=True)
     procs = data.get("processes")

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from vkckpt import hostout, task_signals
+from vkckpt import hostout, rounds, task_signals
 from vkckpt import sigsend as send
 from vkckpt.abi import errno as E
 from vkckpt.abi.syscalls import NAMES as SYSCALL_NAMES
@@ -88,6 +88,8 @@ class VKernel:
         self.graveyard: list[tuple[VmSpace, Engine]] = []
         self.host_request: object | None = None  # a guest's request for the host (post_request)
         self.vkernel_id = _vkernel_id(config)
+        self.cpu_pool = rounds.CpuPool(config.cpus)  # host threads for rounds' guest code
+        self.always_round = False  # tests: every step a round, even of one memory group
 
     # -- requests a guest makes of the host (checkpoint(2)) ------------------------------------
     def post_request(self, req: object) -> bool:
@@ -235,7 +237,11 @@ class VKernel:
         first scheduling point where ticks >= until_ticks, a guest asked for a checkpoint, or
         the hook returns True.  on_schedule_point(k) is called at every scheduling point the
         loop passes short of those (where a freeze may land).  Stopping never shortens a time
-        slice, so the schedule is the same as in a run that never stopped."""
+        slice, so the schedule is the same as in a run that never stopped.
+
+        Between two scheduling points runs one step: a parallel round over the whole run
+        queue when it holds threads of two memory groups or more (rounds.py), else one
+        time slice of the queue's head."""
         while self.exit_status is None:
             if until_ticks is not None and self.sched.ticks >= until_ticks:
                 return None
@@ -248,6 +254,9 @@ class VKernel:
                 continue
             for t in self.sched.expired():
                 t.wake(t.sleep.timeout_result)
+            if rounds.wants_round(self.sched.runq) or self.always_round and self.sched.runq:
+                rounds.run_round(self, self.cpu_pool)
+                continue
             t = self.sched.next()
             if t is None:
                 if not self.sched.skip_idle():
@@ -259,36 +268,49 @@ class VKernel:
         return self.exit_status
 
     def _run_thread(self, t: Thread) -> None:
-        p = t.process
+        """One time slice of t: its slice-start work, then guest code for a quantum."""
         t.load()
         self.current = t
-        if not self._prepare(t):
+        if not self.prepare(t):
             self.current = None
             return
-        budget = self.sched.quantum
-        self._run_budget = budget
+        self.end_slice(t, self.run_slice(t, self.sched.quantum))
+
+    def run_slice(self, t: Thread, budget: int) -> Stop:
+        """Run current thread t (loaded) for up to budget blocks, system calls inline, and
+        count the blocks it ran."""
+        p = t.process
         eng = p.engine
+        self._run_budget = budget
         self.resched = False
         eng.set_clock(self.sched.now_ns(), NS_PER_TICK)
         self.slice_out = 0
         p.vm.region_work = 0
         stop = eng.run(eng.reg("rip"), budget)
-        used = budget - eng.counter.remaining
         self._run_budget = 0
+        self.account(t, budget - eng.counter.remaining)
+        return stop
+
+    def account(self, t: Thread, used: int) -> None:
+        """Add t's `used` blocks to the clock, to t and to its process."""
         self.sched.ticks += used
         t.ticks += used
-        p.ticks += used
+        t.process.ticks += used
+
+    def end_slice(self, t: Thread, stop: Stop) -> None:
+        """End current thread t's slice, which stopped for `stop`: deferred work, a CPU
+        exception, freeing retired engines, and back to the run queue if still runnable."""
         deferred, self.deferred = self.deferred, []
         for fn in deferred:
             fn()
         if stop in (Stop.FAULT, Stop.INTERRUPT, Stop.ILLEGAL) and t.alive:
             task_signals.cpu_exception(self, t, stop)
         self.current = None
-        self._bury()
+        self.bury()
         if t.state is ThreadState.RUNNABLE and t.alive:
             self.sched.enqueue(t)
 
-    def _prepare(self, t: Thread) -> bool:
+    def prepare(self, t: Thread) -> bool:
         """Finish t's interrupted syscall and deliver signals; False if t cannot run now."""
         eng = t.process.engine
         if t.retry:
@@ -329,9 +351,10 @@ class VKernel:
         """Free an address space and its engine once no engine is running."""
         self.graveyard.append((vm, engine))
         if self.current is None:
-            self._bury()
+            self.bury()
 
-    def _bury(self) -> None:
+    def bury(self) -> None:
+        """Free the retired address spaces and engines (no engine is running)."""
         for vm, engine in self.graveyard:
             vm.release()
             engine.close()
@@ -343,7 +366,8 @@ class VKernel:
             if not p.zombie and p.vm is not None:
                 self.graveyard.append((p.vm, p.engine))
                 p.zombie = True
-        self._bury()
+        self.bury()
+        self.cpu_pool.close()
 
     def defer(self, fn: Callable[[], None]) -> object:
         """Run fn once the current engine stops; the caller returns NORETURN."""

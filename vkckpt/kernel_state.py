@@ -36,6 +36,8 @@ TRANSIENT = {
     "host_fds": "a host resource: measured at start, recounted from the file records",
     "out": "host stream: output queued at a freeze is written by the run that made it",
     "slice_out": "0 at a scheduling point",
+    "cpu_pool": "host threads: no result depends on them (rounds.py)",
+    "always_round": "a test switch (rounds even of one memory group); False in real runs",
 }
 #: The type/range table ckpt/schema.py checks (inodes: checked by load).
 SCHEMA = {"exit_status": "?i32", "init_pid": "u32", "max_processes": "u32",

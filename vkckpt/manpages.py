@@ -100,6 +100,7 @@ def abi_page() -> str:
                 lines += ["vkckpt's own system call, far above Linux's numbers; see",
                           ".BR checkpoint (2)."]
     lines += _cpu_section()
+    lines += _sched_section()
     lines += _limits_section()
     lines += [
         ".SH NOTES",
@@ -146,6 +147,37 @@ def _size(n: int) -> str:
         if n >= 1 << shift and n % (1 << shift) == 0:
             return f"{n >> shift}\\ {unit}"
     return f"{n}\\ bytes"
+
+
+def _sched_section() -> list[str]:
+    """SCHEDULING: slices, rounds and what --cpus may not change (vkckpt/rounds.py)."""
+    return [
+        '.SH SCHEDULING',
+        'Threads run in time slices of',
+        '.B \\-\\-quantum',
+        'translated blocks, round\\-robin, on the virtual clock; the schedule depends on',
+        'the blocks executed only.',
+        'When the run queue holds threads of two or more',
+        '.I memory groups',
+        '(the threads of one process; processes that map one',
+        '.B MAP_SHARED',
+        'mapping inherited across',
+        '.BR fork (2)',
+        'are one group), the next step is a',
+        '.I round',
+        "over the whole queue, like a multiprocessor: first each thread's slice\\-start",
+        'kernel work (restarting or finishing an interrupted call, delivering signals), in',
+        "queue order; then each thread's user code, up to its first system call, fault or",
+        'trap, or its quantum, with no kernel work at all (groups in parallel, the threads',
+        'of a group one after another in queue order); then, in queue order, the rest of',
+        'each slice, system calls included.',
+        'A signal sent during a round to a thread that is running in it reaches it at its',
+        'next system call or at the next round, as on another CPU.',
+        'When the queue holds one memory group, the step is one slice of its head.',
+        'None of this depends on',
+        '.BR \\-\\-cpus :',
+        'output, ticks and images are the same for every number of host threads.',
+    ]
 
 
 def _limits_section() -> list[str]:
@@ -263,8 +295,9 @@ def _cpu_section() -> list[str]:
         ".B rdtsc",
         "adds the instruction's offset in bytes in its translated block, capped at one",
         f"block's {M.TSC_PER_NS * 10} cycles less one.",
-        "So the counter never goes back, within a thread and across threads and",
-        "processes; a read in a later block always reads more, and two reads in one block",
+        "So the counter never goes back within a thread, nor between two threads whenever",
+        "one can have seen the other's value (through memory they share or through the",
+        "kernel); a read in a later block always reads more, and two reads in one block",
         f"differ unless both lie {M.TSC_PER_NS * 10 - 1} or more bytes into it.",
         "It depends on the blocks executed only: two runs read the same values, and so",
         "does a run frozen at any point and thawed.",

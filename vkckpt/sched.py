@@ -66,6 +66,13 @@ class Scheduler:
                 return t
         return None
 
+    def take_all(self) -> list[Thread]:
+        """Pop every runnable thread, in queue order (a round's members)."""
+        out = [t for t in self.runq if t.state is ThreadState.RUNNABLE]
+        self.runq.clear()
+        self._queued.clear()
+        return out
+
     def add_timer(self, deadline: int, t: Thread) -> None:
         """Arm t's sleep deadline; the entry is live while t.sleep.timer is its sequence."""
         self._timer_seq += 1

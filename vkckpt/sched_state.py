@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from vkckpt.sched import Scheduler
     from vkckpt.threads.thread import Thread
 
-#: Scheduler fields not saved under their own name (every one is: `_timer_seq` as timer_seq).
+#: Scheduler fields not saved under their own name (`_timer_seq` is saved as timer_seq).
 TRANSIENT: dict[str, str] = {"_queued": "the run queue's members, rebuilt from runq"}
 #: The scheduler's part of the kernel record's type/range table (ckpt/schema.py).
 SCHEMA = {"ticks": "u64", "idle_ns": "u64", "timer_seq": "u64", "runq": ["u32"],

@@ -339,6 +339,12 @@ vk_tlb_fill_cb(void *uc, uint64_t addr, int type, struct vk_tlb_entry *e, void *
  * (the next RIP, RFLAGS), unless the entry set VK_SYS_NOWRITE.  VK_SYS_STOP stops the
  * engine.  This replaces two ctypes register calls per system call.  Layout shared with
  * SysState in engine/sysentry.py.
+ *
+ * With `park` set (phase 2 of a parallel round, vkckpt/rounds.py) the hook calls no Python
+ * and changes nothing the guest sees: it records the syscall instruction's address in
+ * `parked_rip`, sets `parked` and stops the engine.  Unicorn's helper_syscall still adds
+ * the instruction's length to RIP after the hook, so the caller puts RIP back on
+ * `parked_rip`; the syscall then runs, inline as usual, when the thread resumes there.
  */
 typedef uint64_t (*vk_sys_fn)(uint64_t nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
                               uint64_t a5, uint64_t a6);
@@ -352,6 +358,9 @@ struct vk_sys_state {
     vk_batch_fn read_batch, write_batch;
     vk_emu_stop_fn emu_stop;
     uint64_t flags;     /* set by entry; cleared before each call */
+    uint64_t park;      /* 1: leave the thread before the syscall, calling nothing */
+    uint64_t parked;    /* set to 1 by a parked stop (the caller clears it) */
+    uint64_t parked_rip; /* the syscall instruction's address at that stop */
     int32_t in_ids[9];  /* rax rdi rsi rdx r10 r8 r9 rip rflags */
     int32_t out_ids[3]; /* rax rcx r11 */
 };
@@ -364,6 +373,13 @@ vk_syscall_cb(void *uc, void *user_data)
     void *pin[9], *pout[3];
     uint64_t ret;
 
+    if (st->park) {
+        pin[0] = &st->parked_rip;
+        st->read_batch(uc, &st->in_ids[7], pin, 1);
+        st->parked = 1;
+        st->emu_stop(uc);
+        return;
+    }
     for (int i = 0; i < 9; i++)
         pin[i] = &v[i];
     st->read_batch(uc, st->in_ids, pin, 9);

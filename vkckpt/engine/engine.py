@@ -39,6 +39,7 @@ class Stop(enum.Enum):
 
     QUANTUM = "quantum"      # the block budget ran out
     SYSCALL = "syscall"      # the syscall entry asked to stop (RIP is past the instruction)
+    PARKED = "parked"        # a parked run reached a syscall (RIP is on the instruction)
     FAULT = "fault"          # a bad memory access (RIP at the faulting instruction)
     INTERRUPT = "interrupt"  # a CPU exception such as #DE or #BP
     ILLEGAL = "illegal"      # an invalid opcode
@@ -104,15 +105,26 @@ class Engine:
         """The guest's TSC reads virtual time ns at the next block (see cpuhooks)."""
         self.cpu.set_clock(ns, ns_per_block)
 
-    def run(self, rip: int, budget: int) -> Stop:
-        """Run from rip until the block budget is spent or a trap stops the engine."""
+    def run(self, rip: int, budget: int, park: bool = False) -> Stop:
+        """Run from rip until the block budget is spent or a trap stops the engine.
+
+        park=True (phase 2 of a parallel round) also stops before the first syscall, which
+        runs no handler: RIP is left on the instruction and the block that ended there is
+        not counted, for it is counted again when the thread resumes at the syscall (Unicorn
+        ends a translated block after `syscall`, so that block is the syscall alone).  A
+        parked run then a run from RIP count, and execute, exactly what one run would.  No
+        Python runs during a parked run except the interrupt hook, which only records."""
         self._stop_reason = None
         self.fault = None
         self.intno = None
         self.sys.stopped = False
         self.counter.arm(budget)
         self.tlb.before_run()
+        if park:
+            self.sys.set_park(True)
         err = _emu_start(self.uch, rip, UNTIL_NEVER, 0, 0)
+        if park:
+            self.sys.set_park(False)
         self.tlb.after_run()
         if self.sys.error is not None:
             exc, self.sys.error = self.sys.error, None
@@ -122,6 +134,12 @@ class Engine:
             return Stop.INTERRUPT
         if self.sys.stopped:
             return Stop.SYSCALL
+        if park:
+            at = self.sys.take_parked()
+            if at is not None:
+                self.set_reg("rip", at)
+                self.counter.uncount()
+                return Stop.PARKED
         if err == C.ERR_INSN_INVALID:
             return Stop.ILLEGAL
         refused = self.tlb.fault(self.uch) if err == C.ERR_EXCEPTION else None

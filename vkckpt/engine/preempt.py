@@ -166,6 +166,14 @@ class BlockCounter:
         self._state.remaining = UNLIMITED
         self._state.expired = 0
 
+    def uncount(self) -> None:
+        """Forget the last block entered (it will be entered, and counted, again): a run
+        parked at a syscall (Engine.run) re-runs the block that starts at the syscall."""
+        st = self._state
+        if st.total and st.remaining < UNLIMITED:
+            st.total -= 1
+            st.remaining += 1
+
     @property
     def remaining(self) -> int:
         """Blocks still allowed before the stop (``UNLIMITED`` when not armed)."""
@@ -221,6 +229,9 @@ class NoCounter:
 
     def disarm(self) -> None:
         self.remaining = UNLIMITED
+
+    def uncount(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

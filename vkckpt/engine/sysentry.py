@@ -5,6 +5,12 @@ registers itself and calls the entry with plain integers; the entry's return val
 RAX, and RCX/R11 get the next RIP and RFLAGS as a real CPU leaves them.  Without it a ctypes
 callback does the same with two batched register calls.  The entry is
 `entry(nr, args) -> (value | None, stop)`: None leaves the registers as the handler set them.
+
+With `park` set (phase 2 of a parallel round, vkckpt/rounds.py) the hook runs no Python and
+changes nothing the guest sees: it records the syscall instruction's address (`parked_rip`)
+and stops the engine; Engine.run puts RIP back there, so the call runs when the thread
+resumes.  This is what lets engines run on several host threads: nothing in phase 2 needs
+the kernel (or the GIL, with the C hook).
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ class SysState(ctypes.Structure):
 
     _fields_ = [("entry", ctypes.c_void_p), ("read_batch", ctypes.c_void_p),
                 ("write_batch", ctypes.c_void_p), ("emu_stop", ctypes.c_void_p),
-                ("flags", ctypes.c_uint64), ("in_ids", ctypes.c_int32 * 9),
+                ("flags", ctypes.c_uint64), ("park", ctypes.c_uint64),
+                ("parked", ctypes.c_uint64), ("parked_rip", ctypes.c_uint64),
+                ("in_ids", ctypes.c_int32 * 9),
                 ("out_ids", ctypes.c_int32 * 3)]
 
 
@@ -69,16 +77,32 @@ class SyscallHook:
                 ctypes.cast(self._cb, ctypes.c_void_p).value,
                 ctypes.cast(libuc.lib.uc_reg_read_batch, ctypes.c_void_p).value,
                 ctypes.cast(libuc.lib.uc_reg_write_batch, ctypes.c_void_p).value,
-                ctypes.cast(libuc.lib.uc_emu_stop, ctypes.c_void_p).value, 0,
+                ctypes.cast(libuc.lib.uc_emu_stop, ctypes.c_void_p).value, 0, 0, 0, 0,
                 (ctypes.c_int32 * 9)(*[R.REG_ID[n] for n in _IN]),
                 (ctypes.c_int32 * 3)(*[R.REG_ID[n] for n in _OUT]))
             libuc.hook_add(uch, C.HOOK_INSN, native, ctypes.addressof(self.state),
                            ctypes.c_int(C.X86_INS_SYSCALL))
         else:
+            self.state = SysState()  # only park/parked/parked_rip are used
             self._in, self._out = R.RegBatch(_IN), R.RegBatch(_OUT)
             self._cb = _HOOK(self._python_hook)
             libuc.hook_add(uch, C.HOOK_INSN, ctypes.cast(self._cb, ctypes.c_void_p).value or 0,
                            None, ctypes.c_int(C.X86_INS_SYSCALL))
+
+    def set_park(self, park: bool) -> None:
+        """Leave the thread before its next syscall instead of entering the kernel (True
+        also forgets an earlier parked stop)."""
+        self.state.park = int(park)
+        if park:
+            self.state.parked = 0
+
+    def take_parked(self) -> int | None:
+        """The parked syscall's address if the last run stopped there (then cleared)."""
+        st = self.state
+        if not st.parked:
+            return None
+        st.parked = 0
+        return st.parked_rip
 
     def _call(self, nr: int, args: tuple[int, ...]) -> tuple[int | None, bool]:
         try:
@@ -99,6 +123,10 @@ class SyscallHook:
 
     def _python_hook(self, _uc: int, _ud: int) -> None:
         v = self._in.read(self.uch)
+        if self.state.park:
+            self.state.parked, self.state.parked_rip = 1, v[7]
+            libuc.lib.uc_emu_stop(self.uch)
+            return
         ret, stop = self._call(v[0], (v[1], v[2], v[3], v[4], v[5], v[6]))
         if ret is not None:
             self._out.write3(self.uch, ret, v[7] + 2, v[8])

@@ -38,6 +38,7 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("demo", quantum=QUANTUM),            # barriers, TLS, output between rounds
     Workload("compute", ("1",), quantum=QUANTUM),  # pure CPU work over a 16 KiB array
     Workload("compute_mt", ("3",), quantum=QUANTUM),  # threads computing without syscalls
+    Workload("compute_fork", ("2", "1", "sig"), quantum=20_000),  # parallel rounds, signals
     Workload("getppid_loop", ("20000",), quantum=QUANTUM),  # a syscall in a tight loop
     Workload("memtouch", ("8", "4", "2", "100"), quantum=QUANTUM),  # 4 MiB touched, sparse
                                                                     # changes, sleeps
