@@ -147,3 +147,23 @@ def test_many_parallel_runs_agree(tmp_path: Path) -> None:
     for _ in range(4):
         assert _run(wl, root, 4)[0] == first
     assert _run(wl, root, 1)[0] == first
+
+
+def test_rounds_of_single_thread_groups_run_as_one_c_batch(tmp_path: Path, monkeypatch) -> None:
+    """compute_fork's workers are one thread each: their phase 2 is a batch for the C crew
+    (no Python on the host threads), and that run equals the thread-pool one and serial."""
+    wl = MULTI["compute_fork"]
+    root = make_root(tmp_path, [wl.name])
+    batches = [0]
+    real = rounds._batch
+
+    def counting(*a):  # noqa: ANN002, ANN202
+        batches[0] += 1
+        return real(*a)
+
+    monkeypatch.setattr(rounds, "_batch", counting)
+    crew, _ = _run(wl, root, 2)
+    assert batches[0] > 0, "the crew never ran a batch"
+    monkeypatch.setattr(rounds.CpuPool, "crew", lambda self: None)
+    pooled, _ = _run(wl, root, 2)
+    assert crew == pooled == _run(wl, root, 1)[0]

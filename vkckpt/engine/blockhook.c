@@ -17,6 +17,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 typedef int (*vk_emu_stop_fn)(void *uc);
 typedef int (*vk_reg_fn)(void *uc, int regid, void *value);
@@ -423,4 +428,188 @@ PyMODINIT_FUNC
 PyInit__blockhook(void)
 {
     return PyModule_Create(&blockhook_module);
+}
+
+/*
+ * Hand-off words for the host threads of rounds (vkckpt/rounds.py): a thread waits for a
+ * 32-bit word to change by spinning for spin_ns (a round's serial phases are tens of
+ * microseconds: a sleep and wake-up on this VM costs about as much), then sleeping on a
+ * futex.  Called through ctypes, so the waiting thread does not hold the GIL.
+ */
+static uint64_t
+vk_now_ns(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* Wait until *word differs from old; returns its new value. */
+__attribute__((visibility("default"))) uint32_t
+vk_wait_change(uint32_t *word, uint32_t old, uint64_t spin_ns)
+{
+    uint64_t start = vk_now_ns();
+    uint32_t v;
+
+    for (unsigned i = 1;; i++) {
+        v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+        if (v != old)
+            return v;
+        __builtin_ia32_pause();
+        if ((i & 255) == 0 && vk_now_ns() - start >= spin_ns)
+            break;
+    }
+    for (;;) {
+        v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+        if (v != old)
+            return v;
+        syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, old, NULL, NULL, 0);
+    }
+}
+
+/* Store value into *word and wake every thread sleeping on it. */
+__attribute__((visibility("default"))) void
+vk_store_wake(uint32_t *word, uint32_t value)
+{
+    __atomic_store_n(word, value, __ATOMIC_RELEASE);
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+/*
+ * A crew of host threads for rounds' guest code (vkckpt/rounds.py): a batch of
+ * uc_emu_start calls, one per engine, each prepared by Python (Engine.begin_run) and
+ * decoded after (finish_run).  The caller runs jobs too; workers take the next job until
+ * none is left.  No worker ever runs Python, so a batch needs no GIL hand-off: vk_crew_run
+ * is called through ctypes, which releases the GIL for the whole batch.
+ */
+typedef int (*vk_emu_start_fn)(void *uc, uint64_t begin, uint64_t until, uint64_t timeout,
+                               size_t count);
+
+struct vk_job {
+    void *uc;
+    uint64_t rip;
+    int64_t err; /* what uc_emu_start returned */
+};
+
+#define VK_CREW_MAX 16
+
+struct vk_crew {
+    vk_emu_start_fn emu_start;
+    uint64_t spin_ns;
+    struct vk_job *jobs;
+    uint32_t njobs, next; /* next: the index of the next job to take (atomic) */
+    uint32_t gen;         /* bumped to start a batch */
+    uint32_t quit;
+    uint32_t nworkers;
+    uint32_t done[VK_CREW_MAX]; /* the last batch each worker finished */
+};
+
+struct vk_worker_arg {
+    struct vk_crew *crew;
+    uint32_t index;
+};
+
+static void
+vk_crew_drain(struct vk_crew *c)
+{
+    for (;;) {
+        uint32_t i = __atomic_fetch_add(&c->next, 1, __ATOMIC_ACQ_REL);
+        struct vk_job *j;
+
+        if (i >= c->njobs)
+            return;
+        j = &c->jobs[i];
+        j->err = c->emu_start(j->uc, j->rip, UINT64_MAX, 0, 0);
+    }
+}
+
+static void *
+vk_crew_worker(void *arg)
+{
+    struct vk_worker_arg a = *(struct vk_worker_arg *)arg;
+    struct vk_crew *c = a.crew;
+    uint32_t gen = 0;
+
+    free(arg);
+    for (;;) {
+        gen = vk_wait_change(&c->gen, gen, c->spin_ns);
+        if (!__atomic_load_n(&c->quit, __ATOMIC_ACQUIRE))
+            vk_crew_drain(c);
+        vk_store_wake(&c->done[a.index], gen);
+        if (__atomic_load_n(&c->quit, __ATOMIC_ACQUIRE))
+            return NULL;
+    }
+}
+
+/* A crew of nworkers threads (at most VK_CREW_MAX), or NULL when none could start. */
+__attribute__((visibility("default"))) struct vk_crew *
+vk_crew_new(uint32_t nworkers, uint64_t spin_ns, vk_emu_start_fn emu_start)
+{
+    struct vk_crew *c = calloc(1, sizeof(*c));
+    pthread_attr_t attr;
+
+    if (!c || nworkers > VK_CREW_MAX) {
+        free(c);
+        return NULL;
+    }
+    c->emu_start = emu_start;
+    c->spin_ns = spin_ns;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    for (uint32_t i = 0; i < nworkers; i++) {
+        struct vk_worker_arg *a = malloc(sizeof(*a));
+        pthread_t t;
+
+        if (!a)
+            break;
+        a->crew = c;
+        a->index = i;
+        if (pthread_create(&t, &attr, vk_crew_worker, a) != 0) {
+            free(a);
+            break;
+        }
+        c->nworkers++;
+    }
+    pthread_attr_destroy(&attr);
+    return c;
+}
+
+static void
+vk_crew_wait_all(struct vk_crew *c, uint32_t gen)
+{
+    for (uint32_t i = 0; i < c->nworkers; i++) {
+        uint32_t v = __atomic_load_n(&c->done[i], __ATOMIC_ACQUIRE);
+        while (v != gen)
+            v = vk_wait_change(&c->done[i], v, c->spin_ns);
+    }
+}
+
+/* Run the n jobs on the crew and the calling thread; returns when every job has run. */
+__attribute__((visibility("default"))) void
+vk_crew_run(struct vk_crew *c, struct vk_job *jobs, uint32_t n)
+{
+    uint32_t gen = c->gen + 1;
+
+    c->jobs = jobs;
+    c->njobs = n;
+    __atomic_store_n(&c->next, 0, __ATOMIC_RELEASE);
+    vk_store_wake(&c->gen, gen);
+    vk_crew_drain(c);
+    vk_crew_wait_all(c, gen);
+}
+
+/* Stop the workers and free the crew. */
+__attribute__((visibility("default"))) void
+vk_crew_free(struct vk_crew *c)
+{
+    uint32_t gen;
+
+    if (!c)
+        return;
+    __atomic_store_n(&c->quit, 1, __ATOMIC_RELEASE);
+    gen = c->gen + 1;
+    vk_store_wake(&c->gen, gen);
+    vk_crew_wait_all(c, gen);
+    free(c);
 }

@@ -114,6 +114,12 @@ class Engine:
         ends a translated block after `syscall`, so that block is the syscall alone).  A
         parked run then a run from RIP count, and execute, exactly what one run would.  No
         Python runs during a parked run except the interrupt hook, which only records."""
+        self.begin_run(budget, park)
+        return self.finish_run(_emu_start(self.uch, rip, UNTIL_NEVER, 0, 0), park)
+
+    def begin_run(self, budget: int, park: bool = False) -> None:
+        """Everything run() does before uc_emu_start (rounds.py batches the emu_starts of
+        several engines in C, then calls finish_run for each)."""
         self._stop_reason = None
         self.fault = None
         self.intno = None
@@ -122,7 +128,9 @@ class Engine:
         self.tlb.before_run()
         if park:
             self.sys.set_park(True)
-        err = _emu_start(self.uch, rip, UNTIL_NEVER, 0, 0)
+
+    def finish_run(self, err: int, park: bool = False) -> Stop:
+        """Everything run() does after uc_emu_start returned err: why the engine stopped."""
         if park:
             self.sys.set_park(False)
         self.tlb.after_run()
