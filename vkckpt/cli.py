@@ -66,13 +66,21 @@ def _key_option(p: argparse.ArgumentParser, what: str) -> None:
                    "secret bytes outside the guest root; see vkckpt-security(7))")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `only` (a command name), just that command's part,
+    which parses its arguments the same way (a run's start-up builds one parser of eight)."""
     p = _Parser(prog="vkckpt", description="A virtual kernel for static x86-64 Linux programs "
                 "with checkpoint (freeze) and restore (thaw).")
     p.add_argument("--version", action="version", version=f"vkckpt {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    for name, add in _COMMANDS.items():
+        if only is None or only == name:
+            add(sub)
+    return p
 
+
+def _run_parser(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="run a program or a YAML-described vkernel",
                        description="Run PROGRAM as pid 1 in a fresh vkernel, or the vkernel "
                        "described by -c FILE. Exits with pid 1's status (128+N if killed by "
@@ -96,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     _freeze_options(r)
     _key_option(r, "seal every image written with this key")
 
+
+
+def _thaw_parser(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("thaw", help="resume a frozen vkernel from an image",
                        description="Thaw IMAGE (following its incremental chain) in this "
                        "process and run it to completion. Exit status as for run; 125 when "
@@ -111,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     _key_option(t, "require every image of the chain to be sealed with this key, and seal "
                 "the images written")
 
+
+
+def _inspect_parser(sub: argparse._SubParsersAction) -> None:
     i = sub.add_parser("inspect", help="describe an image as YAML",
                        description="Print an image's processes, threads, registers, VMAs, "
                        "signal state and page statistics as YAML. Exit 1 for an invalid image.")
@@ -118,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--no-registers", action="store_true", help="leave register values out")
     _key_option(i, "require the image to be sealed with this key")
 
+
+
+def _verify_parser(sub: argparse._SubParsersAction) -> None:
     v = sub.add_parser("verify", help="check an image's checksums, chain and structure",
                        description="Check every checksum of IMAGE and of its parents, the "
                        "links of the chain, and that it would thaw. Exit 0 when valid, 1 when "
@@ -128,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-q", "--quiet", action="store_true", help="print nothing; exit status only")
     _key_option(v, "require every image of the chain to be sealed with this key")
 
+
+
+def _freeze_parser(sub: argparse._SubParsersAction) -> None:
     f = sub.add_parser("freeze", help="ask a running vkckpt to freeze",
                        description="Ask the vkckpt running with host pid PID to freeze into "
                        "IMAGE at its next scheduling point. Exit 0 when written, 1 otherwise.")
@@ -140,13 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--timeout", type=_positive(float), default=60.0, metavar="SECONDS",
                    help="how long to wait for the answer (default 60)")
 
+
+
+def _demo_parser(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("demo", help="the built-in demonstration",
                        description="Build the bundled multithreaded guest, run it, freeze it "
                        "mid-run, inspect the image, thaw it in a new process and compare the "
                        "output with an uninterrupted run.")
     d.add_argument("--workdir", metavar="DIR", help="keep the demo's files here")
-    _regress_parser(sub)
-    return p
 
 
 def _regress_parser(sub: argparse._SubParsersAction) -> None:
@@ -183,8 +204,16 @@ def _regress_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("-v", "--verbose", action="store_true", help="log every step on stderr")
 
 
+#: Every command and what adds its parser, in --help's order.
+_COMMANDS = {"run": _run_parser, "thaw": _thaw_parser, "inspect": _inspect_parser,
+             "verify": _verify_parser, "freeze": _freeze_parser, "demo": _demo_parser,
+             "regress": _regress_parser}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    only = argv[0] if argv and argv[0] in _COMMANDS else None  # else: usage, --help, errors
+    args = build_parser(only).parse_args(argv)
     from vkckpt import commands  # late: keeps --help fast
     guest = args.command in GUEST_COMMANDS
     try:

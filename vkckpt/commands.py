@@ -8,7 +8,6 @@ import sys
 from contextlib import contextmanager
 
 from vkckpt.ckpt.freeze import FreezePlan, drive
-from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.trust import ImageKey, check_key_outside, load_key
 from vkckpt.config import KernelConfig, ProcessSpec, load_config, parse_cpus, parse_memory_limit
 from vkckpt.errors import ConfigError, VkError
@@ -162,6 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_thaw(args: argparse.Namespace) -> int:
     """vkckpt thaw."""
+    from vkckpt.ckpt.restore import ThawOptions, thaw  # a run needs none of it
     plan = plan_from_args(args)
     stats = _pin("--stats", args.stats)
     key = _key(args)

@@ -7,10 +7,17 @@ block counts, so two runs of the same vkernel are identical.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from collections.abc import Callable
+
+try:  # CPython's own SHA-256: hashlib loads OpenSSL (2-4 ms of a run's start) for two
+    from _sha2 import sha256  # tiny hashes (3.12+)
+except ImportError:
+    try:
+        from _sha256 import sha256  # 3.11
+    except ImportError:
+        from hashlib import sha256
 
 from vkckpt import hostout, rounds, task_signals
 from vkckpt import sigsend as send
@@ -124,7 +131,7 @@ class VKernel:
         out = bytearray()
         while len(out) < n:
             self.rng_counter += 1
-            out += hashlib.sha256(b"%d:%d" % (self.config.seed, self.rng_counter)).digest()
+            out += sha256(b"%d:%d" % (self.config.seed, self.rng_counter)).digest()
         return bytes(out[:n])
 
     def file_services(self) -> FileServices:
@@ -380,4 +387,4 @@ def _vkernel_id(config: KernelConfig) -> bytes:
     """A vkernel's identity: derived from what it runs, so identical runs write identical images."""
     desc = repr((config.seed, [(p.program, p.argv, sorted(p.env.items()), p.cwd)
                                for p in config.processes]))
-    return hashlib.sha256(desc.encode()).digest()[:16]
+    return sha256(desc.encode()).digest()[:16]

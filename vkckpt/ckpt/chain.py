@@ -12,11 +12,11 @@ import os
 
 from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.errors import ImageError
-from vkckpt.image import ImageReader
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.ckpt.pages import BufBase
+    from vkckpt.image import ImageReader
 
 MAX_CHAIN = 1000
 
@@ -45,6 +45,8 @@ class ImageChain:
 
 def load_chain(path: str) -> list[ImageReader]:
     """The image and its ancestors, base first; every link's ids are checked."""
+    from vkckpt.image import ImageReader  # writing a chain needs no reader
+
     chain = [ImageReader(path)]
     seen = {chain[0].header.image_id}
     while chain[0].header.incremental:

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
 from vkckpt.ckpt.chain import ImageChain
-from vkckpt.ckpt.snapshot import FreezeResult, write_image
 from vkckpt.errors import ImageError, VkError
 from vkckpt.host.fs import OutputPath
 from vkckpt.record import Comparable
@@ -23,6 +22,7 @@ from vkckpt.task_signals import send_to_process
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from vkckpt.ckpt.snapshot import FreezeResult
     from vkckpt.kernel import VKernel
     from vkckpt.syscalls.sys_ckpt import CkptRequest
 
@@ -79,6 +79,8 @@ def freeze(k: VKernel, path: str, *, chain: ImageChain | None = None,
     ImageWriter)."""
     if not quiesce(k, scope, exclude=requester):
         k.log("vkckpt: SIGCKPT handlers did not finish within the bound; freezing anyway")
+    from vkckpt.ckpt.snapshot import write_image  # a run that never freezes needs no writer
+
     res = write_image(k, path, chain=chain, scope=scope, incremental=incremental, codec=codec,
                       overrides=overrides, progress=progress, background=background,
                       dir_fd=dir_fd)

@@ -9,7 +9,6 @@ mtime or inode number.  Images written before stamps hold "mtime_ns" instead; bo
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 
@@ -85,6 +84,8 @@ def stamp_key() -> bytes:
 
 
 def _stamp(st: os.stat_result) -> bytes:
+    import hashlib  # at a freeze, not at every start (it loads OpenSSL)
+
     data = b"%d %d %d %d" % (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     return hashlib.blake2b(data, key=stamp_key(), digest_size=16).digest()
 
@@ -94,6 +95,8 @@ def fingerprint(host_fd: int) -> dict:
     st = os.fstat(host_fd)
     fp = {"size": st.st_size, "stamp": None, "sha256": None}
     if st.st_size <= HASH_LIMIT and stat.S_ISREG(st.st_mode):
+        import hashlib
+
         rd = os.open(f"/proc/self/fd/{host_fd}", os.O_RDONLY)  # the descriptor may be O_WRONLY
         try:
             h = hashlib.sha256()

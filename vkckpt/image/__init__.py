@@ -14,33 +14,32 @@ It owns the bytes and knows no kernel object (see vkckpt-image(5)).  One concept
     migrate.py       upgrades of old record versions
 """
 
-from vkckpt.abi.mman import PAGE
-from vkckpt.image.codecs import CODECS
-from vkckpt.image.frames import (
-    MAX_CHUNK_PAGES,
-    PAGES,
-    PAGES_VERSION,
-    ImageRecord,
-    PageChunk,
-    page_record_parts,
-)
-from vkckpt.image.header import (
-    FORMAT_MAJOR,
-    FORMAT_MINOR,
-    HEADER_SIZE,
-    MAGIC,
-    TRAILER_MAGIC,
-    TRAILER_SIZE,
-    Header,
-)
-from vkckpt.image.limits import DEFAULT_LIMITS, Limits
-from vkckpt.image.migrate import MIGRATIONS, migration
-from vkckpt.image.reader import ImageReader
-from vkckpt.image.writer import ImageWriter
+from __future__ import annotations
 
-__all__ = [
-    "CODECS", "DEFAULT_LIMITS", "FORMAT_MAJOR", "FORMAT_MINOR", "HEADER_SIZE", "MAGIC",
-    "MAX_CHUNK_PAGES", "MIGRATIONS", "PAGE", "PAGES", "PAGES_VERSION", "TRAILER_MAGIC",
-    "TRAILER_SIZE", "Header", "ImageReader", "ImageRecord", "ImageWriter", "Limits", "PageChunk",
-    "migration", "page_record_parts",
-]
+#: Each public name -> the module defining it, imported on first use (PEP 562), so that
+#: importing one piece (limits.py, by the vmspace's account) loads neither the reader nor
+#: the writer, nor msgpack, hashlib and datetime with them: a run's start-up stays small.
+_WHERE = {
+    "PAGE": "vkckpt.abi.mman", "CODECS": "vkckpt.image.codecs",
+    "MAX_CHUNK_PAGES": "vkckpt.image.frames", "PAGES": "vkckpt.image.frames",
+    "PAGES_VERSION": "vkckpt.image.frames", "ImageRecord": "vkckpt.image.frames",
+    "PageChunk": "vkckpt.image.frames", "page_record_parts": "vkckpt.image.frames",
+    "FORMAT_MAJOR": "vkckpt.image.header", "FORMAT_MINOR": "vkckpt.image.header",
+    "HEADER_SIZE": "vkckpt.image.header", "MAGIC": "vkckpt.image.header",
+    "TRAILER_MAGIC": "vkckpt.image.header", "TRAILER_SIZE": "vkckpt.image.header",
+    "Header": "vkckpt.image.header", "DEFAULT_LIMITS": "vkckpt.image.limits",
+    "Limits": "vkckpt.image.limits", "MIGRATIONS": "vkckpt.image.migrate",
+    "migration": "vkckpt.image.migrate", "ImageReader": "vkckpt.image.reader",
+    "ImageWriter": "vkckpt.image.writer",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> object:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(__import__(where, fromlist=[name]), name)  # importlib costs ~2 ms
+    globals()[name] = value
+    return value
