@@ -26,6 +26,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "demo": (),
     "spawn": ("./hello",),
     "stdio_kind": (),
+    "fsmeta": ("work",),
 }
 ENV = {"HELLO_GREETING": "bonjour", "VKCKPT_TEST_A": "1"}
 

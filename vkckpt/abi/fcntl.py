@@ -10,6 +10,7 @@ SETFL_MASK = O_APPEND | O_NONBLOCK
 
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL = 0, 1, 2, 3, 4
 F_GETLK, F_SETLK, F_SETLKW = 5, 6, 7
+F_RDLCK, F_WRLCK, F_UNLCK = 0, 1, 2  # struct flock's l_type (a short at offset 0)
 F_DUPFD_CLOEXEC = 1030
 FD_CLOEXEC = 1
 AT_FDCWD = -100

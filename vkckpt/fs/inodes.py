@@ -45,7 +45,12 @@ class InodeTable:
         """struct stat as the guest sees it (size, mode, link count are the host's)."""
         vino, mtime, _ = self._entry(st, guest_path)
         t = (mtime if mtime is not None else EPOCH_NS) / 1e9
-        blocks = (st.st_size + 4095) // 4096 * 8 if st_mod.S_ISREG(st.st_mode) else 8
+        # from the size, never the host's allocation: a directory has one 4 KiB block, a
+        # symlink (short, kept in the inode as on ext4 and tmpfs), a device or a FIFO none
+        if st_mod.S_ISREG(st.st_mode):
+            blocks = (st.st_size + 4095) // 4096 * 8
+        else:
+            blocks = 8 if st_mod.S_ISDIR(st.st_mode) else 0
         return pack_stat(VIRTUAL_DEV, vino, st.st_mode, st.st_nlink, 0, 0, 0, st.st_size,
                          4096, blocks, t, t, t)
 

@@ -60,7 +60,7 @@ ENTRIES: list[Entry] = [
     Supported("dup", io.sys_dup),
     Supported("dup2", io.sys_dup2),
     Supported("dup3", io.sys_dup3),
-    Partial("fcntl", io.sys_fcntl, "record locks always succeed"),
+    Partial("fcntl", io.sys_fcntl, "record locks always succeed; F_GETLK reports F_UNLCK"),
     Partial("ioctl", io.sys_ioctl, "FIONBIO; everything else ENOTTY (no terminals)"),
     Supported("pipe", io.sys_pipe),
     Supported("pipe2", io.sys_pipe2),
