@@ -27,6 +27,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "spawn": ("./hello",),
     "stdio_kind": (),
     "fsmeta": ("work",),
+    "vforkchld": (),
 }
 ENV = {"HELLO_GREETING": "bonjour", "VKCKPT_TEST_A": "1"}
 

@@ -76,6 +76,8 @@ def interrupt(k: VKernel, t: Thread, sig: int) -> None:
     if act.handler == S.SIG_DFL and S.default_action(sig) in (S.IGNORE, S.STOP, S.CONT):
         return
     s = t.sleep
+    if act.handler != S.SIG_DFL and s.queue is not None and s.queue.key[0] == "vfork":
+        return  # vfork waits killably: the handler runs once the child exec'ed or exited
     if s.restartable and act.flags & S.SA_RESTART and act.handler not in (S.SIG_DFL,):
         t.wake(0)
         t.wake_result = None
