@@ -1,9 +1,14 @@
 /* fsmeta: file metadata as real programs read it, printed so a run can be diffed against
  * the host's (issue 14 grows it): a symlink's lstat (st_blocks is 0 for a short link), and
- * F_GETLK on a file nobody locks (l_type comes back F_UNLCK).  Works in directory argv[1]
+ * F_GETLK on a file nobody locks (l_type comes back F_UNLCK), fchmod, close_range,
+ * getgroups, getpriority and sched_setaffinity to CPU 0.  Works in directory argv[1]
  * (default "."), in a subdirectory it removes at the end.  Exit 0 iff it could run. */
+#define _GNU_SOURCE
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,6 +42,21 @@ int main(int argc, char **argv)
     int r = fcntl(fd, F_GETLK, &lk);
     printf("F_GETLK: ret=%d unlocked=%d start=%lld len=%lld\n", r, lk.l_type == F_UNLCK,
            (long long)lk.l_start, (long long)lk.l_len);
+
+    printf("fchmod: ret=%d", fchmod(fd, 0600));
+    printf(" mode=%o\n", fstat(fd, &st) == 0 ? (unsigned)(st.st_mode & 0777) : 0u);
+
+    int a = dup(fd), b = dup(fd), c = dup(fd);
+    long cr = syscall(SYS_close_range, (unsigned)a, ~0u, 0u);
+    printf("close_range: ret=%ld closed=%d\n", cr, fcntl(a, F_GETFD) < 0 && fcntl(b, F_GETFD) < 0
+           && fcntl(c, F_GETFD) < 0);
+    gid_t groups[64];
+    printf("getgroups: ok=%d\n", getgroups(64, groups) >= 0);
+    printf("getpriority: nice=%d\n", getpriority(PRIO_PROCESS, 0));
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(0, &set);
+    printf("sched_setaffinity(cpu 0): ret=%d\n", sched_setaffinity(0, sizeof set, &set));
 
     close(fd);
     unlink(SUBDIR "/l");

@@ -245,6 +245,16 @@ def sys_fchmodat(k: VKernel, t: Thread, dirfd: int, path: int, mode: int) -> int
     return 0
 
 
+def sys_fchmod(k: VKernel, t: Thread, fd: int, mode: int) -> int:
+    """chmod through a descriptor: a file of the guest root changes on the host; the
+    vkernel's own files (pipes, the console, devices) have no mode to keep."""
+    f = t.process.fds.get(s32(fd))
+    host_fd = getattr(f, "fd", None)
+    if isinstance(host_fd, int) and f.kind in ("host", "dir"):
+        host_call(os.fchmod, host_fd, mode & HOST_MODE_MASK)
+    return 0
+
+
 def sys_chmod(k: VKernel, t: Thread, path: int, mode: int) -> int:
     return sys_fchmodat(k, t, F.AT_FDCWD, path, mode)
 

@@ -176,6 +176,23 @@ def sys_close(k: VKernel, t: Thread, fd: int) -> int:
     return 0
 
 
+CLOSE_RANGE_UNSHARE, CLOSE_RANGE_CLOEXEC = 2, 4
+
+
+def sys_close_range(k: VKernel, t: Thread, first: int, last: int, flags: int) -> int:
+    """Close (or mark close-on-exec) every open descriptor in [first, last]."""
+    first, last, flags = first & 0xFFFF_FFFF, last & 0xFFFF_FFFF, flags & 0xFFFF_FFFF
+    if first > last or flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC):
+        raise GuestError(E.EINVAL)
+    fds = t.process.fds
+    for fd in sorted(n for n in fds.fds if first <= n <= last):
+        if flags & CLOSE_RANGE_CLOEXEC:
+            fds.set_cloexec(fd, True)
+        else:
+            fds.close(fd)
+    return 0
+
+
 def sys_dup(k: VKernel, t: Thread, fd: int) -> int:
     fds = t.process.fds
     return fds.install(fds.get(s32(fd)))

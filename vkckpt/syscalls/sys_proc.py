@@ -214,6 +214,36 @@ def sys_sched_getaffinity(k: VKernel, t: Thread, pid: int, size: int, mask: int)
     return 8  # one virtual CPU
 
 
+def sys_sched_setaffinity(k: VKernel, t: Thread, pid: int, size: int, mask: int) -> int:
+    """Any mask holding the one virtual CPU (CPU 0) is accepted; others are EINVAL."""
+    if size < 1:
+        raise GuestError(E.EINVAL)
+    if not t.process.vm.read(mask, 1)[0] & 1:
+        raise GuestError(E.EINVAL)
+    return 0
+
+
+def sys_getgroups(k: VKernel, t: Thread, size: int, groups: int) -> int:
+    """Root's supplementary groups: just group 0."""
+    size = s32(size)
+    if size < 0:
+        raise GuestError(E.EINVAL)
+    if size == 0:
+        return 1
+    t.process.vm.write(groups, struct.pack("<I", 0))
+    return 1
+
+
+PRIO_PROCESS, PRIO_USER = 0, 2
+
+
+def sys_getpriority(k: VKernel, t: Thread, which: int, who: int) -> int:
+    """Every process has nice 0; the raw call returns 20 - nice."""
+    if s32(which) not in range(PRIO_PROCESS, PRIO_USER + 1):
+        raise GuestError(E.EINVAL)
+    return 20
+
+
 def sys_kill(k: VKernel, t: Thread, pid: int, sig: int) -> int:
     return kill(k, t, s32(pid), s32(sig))
 
