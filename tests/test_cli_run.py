@@ -79,3 +79,18 @@ def test_unimplemented_syscall_is_reported_once_by_name(make_root) -> None:
     assert p.returncode == 0
     assert p.stdout.decode().count("acct: -1 Function not implemented") == 2
     assert p.stderr.decode().count("unimplemented syscall acct") == 1
+
+
+def test_a_host_path_through_a_guest_symlink_names_the_guest_program(make_root,
+                                                                     tmp_path: Path) -> None:
+    """`vkckpt run ROOT/bin/hi` where bin/hi is an absolute symlink made for the guest
+    (/hello): the path is taken inside the root without following the link on the host,
+    and the guest namespace resolves it (issue 14: it was refused as outside the root)."""
+    root = make_root("hello")
+    (root / "bin").mkdir()
+    (root / "bin" / "hi").symlink_to("/hello")  # dangling on the host, /hello in the guest
+    p = vk("run", "--root", str(root), str(root / "bin" / "hi"), "x", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert b"argv[1]=x" in p.stdout
+    p = vk("run", "--root", str(root), "bin/hi", cwd=root)  # relative, from inside the root
+    assert p.returncode == 0, p.stderr

@@ -33,7 +33,17 @@ def exit_code_of(status: int) -> int:
 
 
 def host_to_guest_program(root: str, program: str) -> str:
-    """Accept a host path inside the root (./prog) or a guest path (/bin/prog)."""
+    """Accept a host path inside the root (./prog) or a guest path (/bin/prog).
+
+    A host path is first taken as written (made absolute, `..` collapsed, nothing followed):
+    a symlink inside the root is the guest's to resolve, in the guest namespace, never the
+    host's (`ROOT/bin/ls` -> `/bin/busybox` means the root's busybox).  Only a path that
+    reaches the root through host symlinks above it is resolved on the host."""
+    written = os.path.abspath(program)
+    for base in {os.path.abspath(root), os.path.realpath(root)}:
+        if (written + "/").startswith(base.rstrip("/") + "/"):
+            rel = os.path.relpath(written, base).replace(os.sep, "/")
+            return "/" if rel == "." else "/" + rel
     host = os.path.realpath(program)
     real_root = os.path.realpath(root)
     if os.path.exists(program) and (host + "/").startswith(real_root.rstrip("/") + "/"):
