@@ -28,6 +28,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "stdio_kind": (),
     "fsmeta": ("work",),
     "vforkchld": (),
+    "fdlinks": ("work",),
 }
 ENV = {"HELLO_GREETING": "bonjour", "VKCKPT_TEST_A": "1"}
 

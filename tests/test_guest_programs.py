@@ -182,6 +182,10 @@ SPECS: dict[str, Spec] = {
     "demo": Spec(lines=("round 7: 4 threads agree on 63f414f8d4f009ab", "demo done")),
     # run with stdout captured: a pipe natively, and the vkernel's console says so too
     "stdio_kind": Spec(lines=("fd 1: fifo tty=0 blksize=4096",)),
+    "fdlinks": Spec(needs_dir=True, lines=("read via /dev/fd: through the pipe",
+                                           "reopened file reads from its start: abc",
+                                           "written to /dev/stdout",
+                                           "closed descriptor's link: ENOENT")),
     "vforkchld": Spec(lines=("vfork returned its child: 5/5; reaped 10",)),
     "fsmeta": Spec(needs_dir=True, lines=("lstat link: symlink=1 size=1 blocks=0",
                                           "F_GETLK: ret=0 unlocked=1 start=0 len=10")),

@@ -78,6 +78,7 @@ EXCLUDED: dict[str, str] = {
     "ckpt_self": "run by the ckpt-self cases (it checkpoints itself)",
     "stdio_kind": "prints what the console looks like (fstat, isatty): "
                   "tests/test_differential.py",
+    "fdlinks": "/dev/fd and /dev/stdout against the host's: tests/test_differential.py",
     "vforkchld": "signal timing around vfork against the host's: tests/test_differential.py",
     "fsmeta": "file metadata against the host's: tests/test_differential.py",
 }

@@ -9,6 +9,7 @@ import struct
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError
+from vkckpt.fs.fdlinks import fd_link
 from vkckpt.fs.files import DEVICES, DirFile, HostFile, host_call
 from vkckpt.fs.sandbox import Resolved
 from vkckpt.syscalls.args import path_arg, s32, s64
@@ -47,6 +48,9 @@ def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: in
     """Implement openat(2) for files, directories and the vkernel's devices."""
     guest = os.fsdecode(path)
     cloexec = bool(flags & F.O_CLOEXEC)
+    n = fd_link(guest)
+    if n is not None:
+        return _open_fd_link(k, t, n, flags, mode)
     if guest in DEVICES:
         dev = DEVICES[guest](flags & F.O_ACCMODE, k.file_services())
         return t.process.fds.install(dev, cloexec)
@@ -67,6 +71,17 @@ def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: in
     if not existed or flags & F.O_TRUNC:
         f.touched()
     return _install(t, f, cloexec)
+
+
+def _open_fd_link(k: VKernel, t: Thread, n: int, flags: int, mode: int) -> int:
+    """Open /dev/fd/N (fs/fdlinks.py): a guest-root file anew, anything else shared."""
+    try:
+        f = t.process.fds.get(n)
+    except GuestError:
+        raise GuestError(E.ENOENT) from None  # no such entry in /proc/self/fd
+    if isinstance(f, HostFile):
+        return open_at(k, t, F.AT_FDCWD, os.fsencode(f.guest_path), flags & ~F.O_CREAT, mode)
+    return t.process.fds.install(f, bool(flags & F.O_CLOEXEC))
 
 
 def _host_open(k: VKernel, r: Resolved, flags: int, mode: int = 0o666) -> int:
@@ -105,6 +120,12 @@ def _stat_path(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int) -> by
     if not path and flags & F.AT_EMPTY_PATH:
         return t.process.fds.get(s32(dirfd)).stat()
     guest = os.fsdecode(path)
+    n = fd_link(guest)
+    if n is not None and not flags & F.AT_SYMLINK_NOFOLLOW:
+        try:
+            return t.process.fds.get(n).stat()
+        except GuestError:
+            raise GuestError(E.ENOENT) from None
     if guest in DEVICES:
         return DEVICES[guest](0, k.file_services()).stat()
     r = resolve_at(k, t, dirfd, path, follow=not flags & F.AT_SYMLINK_NOFOLLOW)
