@@ -41,6 +41,10 @@ class InodeTable:
         """A guest modified the file now."""
         self._entry(st, guest_path)[1] = EPOCH_NS + self.clock()
 
+    def set_mtime(self, st: os.stat_result, guest_path: str, ns: int | None) -> None:
+        """A guest set the file's time (utimensat): ns since the epoch, or None for now."""
+        self._entry(st, guest_path)[1] = EPOCH_NS + self.clock() if ns is None else ns
+
     def stat_bytes(self, st: os.stat_result, guest_path: str) -> bytes:
         """struct stat as the guest sees it (size, mode, link count are the host's)."""
         vino, mtime, _ = self._entry(st, guest_path)

@@ -1,7 +1,8 @@
 /* fsmeta: file metadata as real programs read it, printed so a run can be diffed against
  * the host's (issue 14 grows it): a symlink's lstat (st_blocks is 0 for a short link), and
  * F_GETLK on a file nobody locks (l_type comes back F_UNLCK), fchmod, close_range,
- * getgroups, getpriority and sched_setaffinity to CPU 0.  Works in directory argv[1]
+ * getgroups, getpriority, sched_setaffinity to CPU 0, and utimensat/futimens (touch,
+ * touch -d).  Works in directory argv[1]
  * (default "."), in a subdirectory it removes at the end.  Exit 0 iff it could run. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -57,6 +58,15 @@ int main(int argc, char **argv)
     CPU_ZERO(&set);
     CPU_SET(0, &set);
     printf("sched_setaffinity(cpu 0): ret=%d\n", sched_setaffinity(0, sizeof set, &set));
+
+    struct timespec ts[2] = {{1000000000, 0}, {1234567890, 0}};
+    printf("utimensat: ret=%d", utimensat(AT_FDCWD, SUBDIR "/f", ts, 0));
+    printf(" mtime=%lld\n", stat(SUBDIR "/f", &st) == 0 ? (long long)st.st_mtime : -1LL);
+    ts[1].tv_nsec = UTIME_OMIT;
+    futimens(fd, ts);
+    printf("futimens omit: mtime=%lld\n", fstat(fd, &st) == 0 ? (long long)st.st_mtime : -1LL);
+    printf("utimensat now: ret=%d", utimensat(AT_FDCWD, SUBDIR "/f", NULL, 0));
+    printf(" later=%d\n", stat(SUBDIR "/f", &st) == 0 && st.st_mtime > 1234567890);
 
     close(fd);
     unlink(SUBDIR "/l");

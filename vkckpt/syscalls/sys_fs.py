@@ -276,6 +276,41 @@ def sys_fchmod(k: VKernel, t: Thread, fd: int, mode: int) -> int:
     return 0
 
 
+UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
+_TIMESPECS = struct.Struct("<qqqq")  # atime, mtime: (tv_sec, tv_nsec) each
+
+
+def sys_utimensat(k: VKernel, t: Thread, dirfd: int, path: int, times: int, flags: int) -> int:
+    """Set a file's modification time, as guests see it: on the virtual clock, kept by the
+    inode table (host files keep their host times).  Access times are not kept."""
+    flags = s32(flags)
+    if flags & ~(F.AT_SYMLINK_NOFOLLOW | F.AT_EMPTY_PATH):
+        raise GuestError(E.EINVAL)
+    mtime: int | None = None  # now
+    if times:
+        _, a_ns, m_sec, m_ns = _TIMESPECS.unpack(t.process.vm.read(times, _TIMESPECS.size))
+        for ns in (a_ns, m_ns):
+            if not 0 <= ns < 10**9 and ns not in (UTIME_NOW, UTIME_OMIT):
+                raise GuestError(E.EINVAL)
+        if m_ns == UTIME_OMIT:
+            return 0
+        if m_ns != UTIME_NOW:
+            mtime = m_sec * 10**9 + m_ns
+    p = path_arg(t, path) if path else b""
+    if path and not p and not flags & F.AT_EMPTY_PATH:
+        raise GuestError(E.ENOENT)
+    if not p:  # futimens(fd): the file behind dirfd
+        f = t.process.fds.get(s32(dirfd))
+        if isinstance(f, HostFile):
+            k.inodes.set_mtime(host_call(os.fstat, f.fd), f.guest_path, mtime)
+        return 0
+    if os.fsdecode(p) in DEVICES:
+        return 0
+    r = resolve_at(k, t, dirfd, p, follow=not flags & F.AT_SYMLINK_NOFOLLOW)
+    k.inodes.set_mtime(host_call(os.lstat, r.host), r.guest, mtime)
+    return 0
+
+
 def sys_chmod(k: VKernel, t: Thread, path: int, mode: int) -> int:
     return sys_fchmodat(k, t, F.AT_FDCWD, path, mode)
 

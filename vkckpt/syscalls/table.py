@@ -96,6 +96,7 @@ ENTRIES: list[Entry] = [
     Supported("link", fs.sys_link),
     Supported("linkat", fs.sys_linkat),
     Supported("chmod", fs.sys_chmod),
+    Partial("utimensat", fs.sys_utimensat, "modification times only, on the virtual clock"),
     Partial("fchmod", fs.sys_fchmod, "a no-op on pipes, the console and devices"),
     Supported("fchmodat", fs.sys_fchmodat),
     Supported("truncate", fs.sys_truncate),
