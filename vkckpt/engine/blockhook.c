@@ -184,10 +184,7 @@ struct vk_tlb_state {
     int32_t fault_type;      /* its uc_mem_type: VK_MEM_READ, _WRITE or _FETCH */
     int32_t fault_unmapped;  /* 1: no mapping there; 0: the mapping's protection refused */
     int32_t faulted;         /* set at a refusal; Python clears it before each run */
-    int32_t exact;           /* 1 once fault_addr holds the refused access's own address */
-    uint64_t fault_addr;
-    int64_t invalid_addr_off; /* of the engine's invalid_addr field (quirks.py), or -1 */
-    int64_t unmapping;       /* 1 while engine.py unmaps: see vk_tlb_fill_cb */
+    int32_t unmapping;       /* 1 while engine.py unmaps: see vk_tlb_fill_cb */
     struct vk_range *ranges; /* sorted, disjoint; malloc'd here */
     uint64_t count, cap;
 };
@@ -270,22 +267,14 @@ vk_tlb_release(struct vk_tlb_state *st)
 }
 
 /*
- * Record a refusal.  The first of a run is the one that stopped it (x86 code never probes).
- * Unicorn then writes the access's exact address to its invalid_addr field; at the end of
- * emu_start it looks up the page of its "until" address, which is refused too and would
- * overwrite that field: so a later refusal first keeps the field's value.
+ * Record a refusal: the first of a run is the one that stopped it (x86 code never probes).
+ * Unicorn writes the access's exact address to its invalid_addr field (tlb.py reads it).
  */
 static bool
-vk_refuse(void *uc, struct vk_tlb_state *st, uint64_t page, int type, int unmapped)
+vk_refuse(struct vk_tlb_state *st, uint64_t page, int type, int unmapped)
 {
-    if (st->faulted) {
-        if (!st->exact && st->invalid_addr_off >= 0) {
-            st->fault_addr = *(const uint64_t *)((const char *)uc + st->invalid_addr_off);
-            st->exact = 1;
-        }
+    if (st->faulted)
         return false;
-    }
-    st->exact = 0;
     st->fault_page = page;
     st->fault_type = type;
     st->fault_unmapped = unmapped;
@@ -301,6 +290,7 @@ vk_tlb_fill_cb(void *uc, uint64_t addr, int type, struct vk_tlb_entry *e, void *
     uint64_t i;
     int64_t p;
 
+    (void)uc;
     e->paddr = addr;
     if (!st) {
         e->perms = type == VK_MEM_FETCH ? (VK_PROT_READ | VK_PROT_EXEC)
@@ -316,22 +306,22 @@ vk_tlb_fill_cb(void *uc, uint64_t addr, int type, struct vk_tlb_entry *e, void *
     st->fills++;
     i = vk_first_after(st, addr);
     if (i == st->count || st->ranges[i].start > addr)
-        return vk_refuse(uc, st, addr, type, 1);
+        return vk_refuse(st, addr, type, 1);
     r = &st->ranges[i];
     p = r->perms;
     /* The same rule as the region's own protection, so Unicorn's check never refuses
      * what was filled (it would only flag an error for a stop check that is not there). */
     if (type == VK_MEM_FETCH) {
         if (!(p & VK_PROT_EXEC))
-            return vk_refuse(uc, st, addr, type, 0);
+            return vk_refuse(st, addr, type, 0);
         e->perms = VK_PROT_EXEC | (p & VK_PROT_READ);
     } else if (type == VK_MEM_WRITE) {
         if (!(p & VK_PROT_WRITE))
-            return vk_refuse(uc, st, addr, type, 0);
+            return vk_refuse(st, addr, type, 0);
         e->perms = VK_PROT_WRITE | (p & VK_PROT_READ);
     } else {
         if (!(p & VK_PROT_READ))
-            return vk_refuse(uc, st, addr, type, 0);
+            return vk_refuse(st, addr, type, 0);
         e->perms = VK_PROT_READ | (p & VK_PROT_WRITE);
     }
     return true;
@@ -431,10 +421,9 @@ PyInit__blockhook(void)
 }
 
 /*
- * Hand-off words for the host threads of rounds (vkckpt/rounds.py): a thread waits for a
- * 32-bit word to change by spinning for spin_ns (a round's serial phases are tens of
- * microseconds: a sleep and wake-up on this VM costs about as much), then sleeping on a
- * futex.  Called through ctypes, so the waiting thread does not hold the GIL.
+ * Hand-off words for the crew below: a thread waits for a 32-bit word to change by spinning
+ * for spin_ns (a round's serial phases are tens of microseconds: a sleep and wake-up on
+ * this VM costs about as much), then sleeping on a futex.
  */
 static uint64_t
 vk_now_ns(void)
@@ -446,7 +435,7 @@ vk_now_ns(void)
 }
 
 /* Wait until *word differs from old; returns its new value. */
-__attribute__((visibility("default"))) uint32_t
+static uint32_t
 vk_wait_change(uint32_t *word, uint32_t old, uint64_t spin_ns)
 {
     uint64_t start = vk_now_ns();
@@ -469,7 +458,7 @@ vk_wait_change(uint32_t *word, uint32_t old, uint64_t spin_ns)
 }
 
 /* Store value into *word and wake every thread sleeping on it. */
-__attribute__((visibility("default"))) void
+static void
 vk_store_wake(uint32_t *word, uint32_t value)
 {
     __atomic_store_n(word, value, __ATOMIC_RELEASE);

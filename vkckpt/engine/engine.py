@@ -224,11 +224,7 @@ class Engine:
 
     def unmap(self, addr: int, size: int) -> None:
         """Remove [addr, addr+size) from the engine."""
-        self.tlb.state.unmapping = 1  # Unicorn's lookup of the page as code must not fail
-        try:
-            libuc.check(lib.uc_mem_unmap(self.uch, addr, size))
-        finally:
-            self.tlb.state.unmapping = 0
+        self.tlb.unmapping(lambda: libuc.check(lib.uc_mem_unmap(self.uch, addr, size)))
         self.tlb.set(addr, addr + size, None)
 
     def protect(self, addr: int, size: int, prot: int) -> None:
@@ -325,12 +321,9 @@ class _Core:
         if pool.POOL.capacity <= 0:
             return False
         try:
-            self.tlb.state.unmapping = 1  # Unicorn's lookups of the pages as code must not fail
-            pool.scrub(self.uch, self.pristine)
+            self.tlb.unmapping(lambda: pool.scrub(self.uch, self.pristine))
         except libuc.UcError:
             return False
-        finally:
-            self.tlb.state.unmapping = 0
         self.tlb.reset()
         st = self.counter.state
         ctypes.memmove(ctypes.addressof(st), self.state0, len(self.state0))

@@ -27,6 +27,7 @@ regions' own protections refuse accesses (emu_start returns UC_ERR_{READ,WRITE,F
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 
 from vkckpt.engine import libuc, quirks
 from vkckpt.engine import ucconst as C
@@ -60,9 +61,7 @@ class TlbState(ctypes.Structure):
 
     _fields_ = [("fills", ctypes.c_uint64), ("fault_page", ctypes.c_uint64),
                 ("fault_type", ctypes.c_int32), ("fault_unmapped", ctypes.c_int32),
-                ("faulted", ctypes.c_int32), ("exact", ctypes.c_int32),
-                ("fault_addr", ctypes.c_uint64), ("invalid_addr_off", ctypes.c_int64),
-                ("unmapping", ctypes.c_int64),
+                ("faulted", ctypes.c_int32), ("unmapping", ctypes.c_int32),
                 ("ranges", ctypes.c_void_p), ("count", ctypes.c_uint64),
                 ("cap", ctypes.c_uint64)]
 
@@ -90,9 +89,6 @@ class Tlb:
     def __init__(self, uch: int) -> None:
         self.uch = uch
         self.state = TlbState()
-        # found by the first fault's fault_address (its probe costs ~0.6 ms of every start);
-        # -1: the C callback keeps no copy, and a refusal's page is used if the field moved
-        self.state.invalid_addr_off = -1
         self.flushes = 0
         native = _native()
         self._lib = native[1] if native else None
@@ -127,6 +123,16 @@ class Tlb:
         return [(raw[i] & (2**64 - 1), raw[i + 1] & (2**64 - 1), raw[i + 2])
                 for i in range(0, 3 * st.count, 3)]
 
+    def unmapping(self, unmap: Callable[[], object]) -> None:
+        """Run unmap (uc_mem_unmap calls) letting their fills through: Unicorn looks the
+        first page up as code to drop its translated blocks, then flushes every page, and a
+        refusal there would stop the engine with UC_ERR_EXCEPTION."""
+        self.state.unmapping = 1
+        try:
+            unmap()
+        finally:
+            self.state.unmapping = 0
+
     def before_run(self) -> None:
         self.state.faulted = 0
 
@@ -135,7 +141,7 @@ class Tlb:
         st = self.state
         if not st.faulted:
             return None
-        addr = st.fault_addr if st.exact else fault_address(uch)
+        addr = fault_address(uch)  # its offset is probed at the first fault, not at start
         if addr is None or addr >> 12 != st.fault_page >> 12:
             addr = st.fault_page  # the field is unknown: the page is what is certain
         return (addr, st.fault_type == C.MEM_WRITE, st.fault_type == C.MEM_FETCH,
@@ -151,7 +157,7 @@ class Tlb:
     def reset(self) -> None:
         """Forget every range and count (the engine was scrubbed for reuse: engine/pool.py)."""
         self.close()
-        self.state.fills = self.state.faulted = self.state.exact = 0
+        self.state.fills = self.state.faulted = 0
         self.flushes = 0
 
     def close(self) -> None:
