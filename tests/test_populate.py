@@ -1,12 +1,12 @@
-"""host/populate.py: backing pages ahead of fork's copy changes no byte of either buffer."""
+"""host/pagemap.populate_write: backing pages ahead of fork's copy changes no byte of either
+buffer."""
 
 from __future__ import annotations
 
 import ctypes
 
 from vkckpt.abi.mman import PAGE
-from vkckpt.host.pagemap import present_runs
-from vkckpt.host.populate import populate_write
+from vkckpt.host.pagemap import populate_write, present_runs
 from vkckpt.vmspace.hostmem import HostBuffer
 from vkckpt.vmspace.vmspace import VmSpace
 

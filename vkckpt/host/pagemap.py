@@ -232,10 +232,11 @@ def present_runs(addr: int, npages: int) -> list[tuple[int, int]] | None:
     return merged
 
 
-def populate_write(addr: int, size: int) -> None:
-    """Fault [addr, addr+size) in for writing with one call (no-op where unsupported)."""
-    if size > 0:
-        _madvise(addr, size, _MADV_POPULATE_WRITE)
+def populate_write(addr: int, size: int) -> bool:
+    """Fault [addr, addr+size) in for writing with one call instead of a page fault per page
+    (Linux >= 5.14); False, and nothing done, where the host cannot (the pages are then
+    faulted in one by one by whatever writes them)."""
+    return size > 0 and _madvise(addr, size, _MADV_POPULATE_WRITE) == 0
 
 
 def discard(addr: int, size: int) -> None:

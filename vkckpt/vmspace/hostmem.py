@@ -11,7 +11,11 @@ import mmap
 
 from vkckpt.abi.mman import PAGE
 from vkckpt.host import lazypages
-from vkckpt.host.pagemap import present_runs
+from vkckpt.host.pagemap import populate_write, present_runs
+
+#: pages: shorter runs are faulted in by the copy itself (a page fault each cost ~1-4 us on
+#: a loaded host; one madvise backs a whole run)
+PREFAULT_RUN = 16
 
 # The interpreter's own symbols include libc's; ctypes.util.find_library would spawn a
 # compiler or ldconfig subprocess (and import subprocess) just to name the same library.
@@ -48,7 +52,8 @@ class HostBuffer:
 
         Only pages the host has ever backed are copied (the rest read as zeros in both), so
         forking a process with large untouched mappings costs no host memory for them
-        (pages a lazy thaw has not loaded yet are loaded first: absent, they would be lost)."""
+        (pages a lazy thaw has not loaded yet are loaded first: absent, they would be lost).
+        A run of at least PREFAULT_RUN pages is backed in one call before it is copied."""
         lazypages.materialise(other.addr + off, length)
         npages = length // PAGE
         runs = present_runs(other.addr + off, npages) if npages > 16 else None
@@ -57,6 +62,8 @@ class HostBuffer:
             return
         for first, end in runs:
             a = off + first * PAGE
+            if end - first >= PREFAULT_RUN:
+                populate_write(self.addr + a, (end - first) * PAGE)
             ctypes.memmove(self.addr + a, other.addr + a, (end - first) * PAGE)
         tail = length - npages * PAGE
         if tail:

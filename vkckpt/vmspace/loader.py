@@ -10,7 +10,7 @@ from collections.abc import Callable
 from vkckpt.abi import errno as E
 from vkckpt.engine import cpumodel
 from vkckpt.errors import GuestError
-from vkckpt.host.populate import populate_write
+from vkckpt.host.pagemap import populate_write
 from vkckpt.record import Comparable
 from vkckpt.vmspace.vma import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PAGE, page_down, page_up
 from vkckpt.vmspace.vmspace import USER_TOP, VmSpace
@@ -177,7 +177,8 @@ def load_elf(vm: VmSpace, elf: ElfImage, pread: Callable[[int, int], bytes],
 
 def _fill(vm: VmSpace, addr: int, data: bytes) -> None:
     """Copy a segment's bytes into its new mapping, its pages backed in one call first
-    (host/populate.py: a page fault per page of busybox's text cost more than the copy)."""
+    (pagemap.populate_write: a page fault per page of busybox's text cost more than the
+    copy)."""
     if len(data) >= 16 * PAGE:
         v = vm.vmas.find(addr)
         if v is not None:

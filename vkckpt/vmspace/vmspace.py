@@ -9,8 +9,6 @@ from vkckpt.abi import errno as E
 from vkckpt.abi.mman import MADV_DONTNEED, TASK_SIZE
 from vkckpt.engine.engine import Engine
 from vkckpt.errors import GuestError
-from vkckpt.host.pagemap import present_runs
-from vkckpt.host.populate import populate_write
 from vkckpt.vmspace import arena
 from vkckpt.vmspace.account import MAX_MAP_COUNT, MemAccount, space_cost
 from vkckpt.vmspace.hostmem import HostBuffer
@@ -30,7 +28,6 @@ MMAP_TOP = 0x7F00_0000_0000
 MMAP_BOTTOM = 0x1_0000
 USER_TOP = 0x7FFF_FFFF_F000
 HEAP_RESERVE = 1 << 30
-PREFAULT_RUN = 16  # pages: shorter runs are faulted in by the copy itself
 
 
 class VmSpace:
@@ -334,7 +331,6 @@ class VmSpace:
                 nb = copies.get(id(v.buf))
                 if nb is None:
                     nb = copies[id(v.buf)] = HostBuffer(v.buf.size, self.alloc_bid())
-                _prefault(nb, v)
                 nb.copy_from(v.buf, v.off, v.size)
             nv = v.replace(buf=nb)
             child.vmas.insert(nv)
@@ -348,17 +344,6 @@ class VmSpace:
         self.vmas.clear()
         self.mem.uncharge(self.charged)
         self.charged = 0
-
-
-def _prefault(dst: HostBuffer, v: Vma) -> None:
-    """Back the pages of dst that copying v's present pages will write, in one call per run
-    of at least PREFAULT_RUN pages (a page fault each cost ~1-4 us on a loaded host)."""
-    npages = v.size // PAGE
-    if npages < PREFAULT_RUN:
-        return
-    for first, end in present_runs(v.buf.addr + v.off, npages) or ():
-        if end - first >= PREFAULT_RUN:
-            populate_write(dst.addr + v.off + first * PAGE, (end - first) * PAGE)
 
 
 def _local_ids() -> Callable[[], int]:
