@@ -1,6 +1,8 @@
 # vkckpt: two commands for a fresh machine.
 #   make demo   set up a virtualenv and run the built-in demonstration
 #   make test   set up a virtualenv and run the whole test suite
+#   make debs   the Debian packages the tests run (busybox-static, bash-static, golang-go ...)
+#   make compat the whole compatibility suite with 4 freeze points a case (tests run 2)
 #   make bench  the benchmarks; Debian's qemu-user-static and busybox-static are installed if missing
 #   make lint   ruff and the import-layer contract (pyproject.toml), also run by make test
 #   make crashtest  1000 SIGKILLs of a freezing vkckpt (test_reliability runs 50)
@@ -9,7 +11,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench soak fuzz crashtest guests clean
+.PHONY: demo test lint bench soak fuzz crashtest guests clean debs compat
+
+#: What the tests run besides the guests they build: software nobody here wrote.
+DEBS := busybox-static bash-static golang-go sqlite3 lua5.4 python3
 
 $(STAMP): pyproject.toml setup.py vkckpt/engine/blockhook.c
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +32,15 @@ lint: $(STAMP)
 	$(PY) -m ruff check vkckpt tests bench
 	$(VENV)/bin/lint-imports --no-cache
 
-test: lint
+debs:
+	@dpkg -s $(DEBS) > /dev/null 2>&1 || { apt-get install -y -q $(DEBS) > /dev/null 2>&1 \
+		|| { apt-get update -q > /dev/null 2>&1 && apt-get install -y -q $(DEBS) > /dev/null; }; } \
+		|| { echo "make debs: cannot install $(DEBS) (run as root, or install them)"; exit 1; }
+
+compat: $(STAMP) debs
+	$(PY) -m vkckpt.testing.compat --freeze 4
+
+test: lint debs
 	$(PY) -m vkckpt.guests.build -j 2 > /dev/null
 	$(PY) -m pytest -q
 

@@ -1,0 +1,308 @@
+"""The compatibility suite: software nobody here wrote, run natively and under the vkernel.
+
+A *case* (testing/compat_cases.py) is a command line of a Debian program (busybox-static
+applets, bash-static scripts, static Go programs) with its stdin.  Both runs happen in a fresh
+copy of one small guest root (bin/busybox, bin/sh, bin/bash, /work with a few text files):
+natively chrooted into it (the host kernel is the oracle), and under the vkernel with that
+root.  A case passes when stdout and the exit status are identical; each is also frozen at
+scheduling points of its vkernel run and thawed, and the thawed run must finish with the
+same output, status and ticks.  A case the vkernel answers differently by design or by a
+known gap says so (`known`), and vkckpt-abi(7) names it.
+
+`python -m vkckpt.testing.compat [--suite S] [--freeze N] [-k PATTERN]` prints the table and
+the pass rate; tests/test_compat.py runs every case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Host programs the root is made of (Debian's busybox-static, bash-static), by guest path.
+HOST_PROGRAMS = {"bin/busybox": ("/bin/busybox",), "bin/bash": ("/bin/bash-static",)}
+#: The Debian packages that provide them (the test set-up installs them: make debs).
+PACKAGES = ("busybox-static", "bash-static")
+ENV = {"PATH": "/bin", "HOME": "/work", "LC_ALL": "C", "TZ": "UTC", "USER": "root"}
+TIMEOUT = 60                  # seconds for a native run
+TICK_LIMIT = 2_000_000_000    # blocks: a vkernel run that has not ended by then fails
+QUANTUM = 2_000               # short slices: many scheduling (freeze) points
+
+
+@dataclass(frozen=True)
+class Case:
+    """One invocation: argv (argv[0] a guest path), stdin, the suite it belongs to, and why
+    its vkernel run differs from the host's if it is a known difference."""
+
+    suite: str
+    name: str
+    argv: tuple[str, ...]
+    stdin: bytes = b""
+    known: str = ""                 # why the outputs differ (named in vkckpt-abi(7))
+    programs: tuple[str, ...] = ()  # more host programs the root needs: guest path=host path
+
+
+@dataclass
+class Result:
+    """What one case gave: native and vkernel stdout/status, and the freeze checks."""
+
+    case: Case
+    native: tuple[bytes, int]
+    vk: tuple[bytes, int]
+    vk_err: bytes = b""
+    frozen: list[str] = field(default_factory=list)  # one line per freeze point that differed
+    points: int = 0
+
+    @property
+    def same(self) -> bool:
+        return self.native == self.vk
+
+    @property
+    def passed(self) -> bool:
+        return self.same and not self.frozen
+
+
+def _host_program(guest: str) -> str:
+    for cand in HOST_PROGRAMS[guest]:
+        if os.path.exists(cand):
+            return cand
+    raise FileNotFoundError(f"{HOST_PROGRAMS[guest][0]} is missing: install "
+                            f"{' '.join(PACKAGES)} (make debs)")
+
+
+_APPLETS: list[str] = []
+
+
+def _applets(busybox: Path) -> list[str]:
+    """The applets of the host's busybox (`busybox --list`), each linked in /bin as
+    `busybox --install -s` would."""
+    if not _APPLETS:
+        p = subprocess.run([str(busybox), "--list"], capture_output=True, check=True)
+        _APPLETS.extend(a for a in p.stdout.decode().split() if "/" not in a)
+    return _APPLETS
+
+
+def make_root(base: Path, case: Case | None = None) -> Path:
+    """A fresh guest root: the host programs, busybox's applets (sh among them), /tmp,
+    /etc/passwd and a /work directory with the suite's input files."""
+    root = Path(tempfile.mkdtemp(prefix="compat-", dir=base))
+    (root / "bin").mkdir()
+    for guest in HOST_PROGRAMS:
+        shutil.copy2(_host_program(guest), root / guest)
+    for spec in case.programs if case else ():
+        guest, host = spec.split("=", 1)
+        (root / guest).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(host, root / guest)
+    for applet in _applets(root / "bin" / "busybox"):
+        if not (root / "bin" / applet).exists():
+            (root / "bin" / applet).symlink_to("busybox")
+    for mnt in ("dev", "proc"):
+        (root / mnt).mkdir()
+    (root / "tmp").mkdir(mode=0o1777)
+    (root / "etc").mkdir()
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/work:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\n")
+    _write_inputs(root / "work")
+    return root
+
+
+def _write_inputs(work: Path) -> None:
+    """The files the cases read: small, fixed texts."""
+    work.mkdir()
+    words = ["pear", "apple", "fig", "banana", "apple", "cherry", "date", "fig", "elder",
+             "grape", "Apple", "kiwi"]
+    (work / "words").write_text("".join(f"{w}\n" for w in words))
+    (work / "nums").write_text("".join(f"{(i * 7919) % 101}\n" for i in range(40)))
+    (work / "table").write_text("".join(f"{i}\t{w}\t{len(w) * i}\n"
+                                        for i, w in enumerate(words)))
+    (work / "csv").write_text("id,name,qty\n1,bolt,40\n2,nut,15\n3,washer,7\n4,screw,22\n")
+    (work / "prose").write_text(
+        "The quick brown fox jumps over the lazy dog.\n"
+        "Pack my box with five dozen liquor jugs!\n\n"
+        "How vexingly quick daft zebras jump;\tsphinx of black quartz, judge my vow.\n")
+    (work / "tree" / "a" / "b").mkdir(parents=True)
+    (work / "tree" / "a" / "one").write_text("1\n")
+    (work / "tree" / "a" / "b" / "two").write_text("22\n")
+    (work / "tree" / "three").write_text("333\n")
+    (work / "bin.dat").write_bytes(bytes(range(256)) * 3)
+
+
+#: Natively, inside a private mount namespace: the host's /dev and /proc mounted in the root,
+#: then chroot, cd /work and exec with the case's environment untouched.
+_ENTER = """
+import os, subprocess, sys
+root, mount = sys.argv[1], sys.argv[2]
+subprocess.run([mount, "--rbind", "/dev", root + "/dev"], check=True)
+subprocess.run([mount, "-t", "proc", "proc", root + "/proc"])
+os.chroot(root)
+os.chdir("/work")
+os.execve(sys.argv[3], sys.argv[3:], dict(ENV))
+"""
+
+
+def _host_tool(name: str) -> str:
+    for d in ("/usr/bin", "/bin", "/usr/sbin", "/sbin"):
+        if os.path.exists(f"{d}/{name}"):
+            return f"{d}/{name}"
+    raise FileNotFoundError(f"{name} is missing on this host (util-linux)")
+
+
+def run_native(case: Case, root: Path) -> tuple[bytes, int]:
+    """The case chrooted into root on the host, with the host's /dev and /proc (as root, or
+    in a user namespace)."""
+    ns = ["--mount", "--propagation", "private"]
+    if os.geteuid() != 0:
+        ns = ["--map-root-user", *ns]
+    script = f"ENV = {ENV!r}\n{_ENTER}"
+    p = subprocess.run([_host_tool("unshare"), *ns, "--", sys.executable, "-I", "-c", script,
+                        str(root), _host_tool("mount"), *case.argv], input=case.stdin,
+                       capture_output=True, env={"PATH": "/usr/bin:/bin"}, timeout=TIMEOUT)
+    return p.stdout, 128 - p.returncode if p.returncode < 0 else p.returncode
+
+
+def config(case: Case, root: Path, out: list[bytes], err: list[bytes]):
+    """The KernelConfig that runs the case in root."""
+    from vkckpt.config import KernelConfig, ProcessSpec
+
+    return KernelConfig(root=str(root), quantum=QUANTUM, stdout=out.append,
+                        stderr=err.append, stdin=case.stdin, cpus=1,
+                        log=lambda line: err.append(line.encode() + b"\n"),
+                        processes=[ProcessSpec(case.argv[0], list(case.argv), dict(ENV),
+                                               cwd="/work")])
+
+
+def shell_status(wait_status: int) -> int:
+    """A wait status in the shell's convention: the exit code, or 128 + the signal."""
+    if os.WIFSIGNALED(wait_status):
+        return 128 + os.WTERMSIG(wait_status)
+    return os.WEXITSTATUS(wait_status)
+
+
+def run_vkernel(case: Case, root: Path) -> tuple[bytes, int, bytes, list[int], int]:
+    """(stdout, status, stderr, scheduling points, ticks) of the case under the vkernel."""
+    from vkckpt.errors import GuestError
+    from vkckpt.runner import boot
+    from vkckpt.testing.oracle import run_noting
+
+    out: list[bytes] = []
+    err: list[bytes] = []
+    try:
+        k = boot(config(case, root, out, err))
+    except (GuestError, OSError) as exc:
+        return b"", 127, f"boot: {exc}".encode(), [], 0
+    try:
+        status, points = run_noting(k, TICK_LIMIT)
+        if status is None:
+            err.append(b"vkckpt: did not finish within the tick limit\n")
+            return b"".join(out), -1, b"".join(err), points, k.sched.ticks
+        return b"".join(out), shell_status(status), b"".join(err), points, k.sched.ticks
+    finally:
+        k.shutdown()
+
+
+def check_frozen(case: Case, base: Path, at: int, want: tuple[bytes, int, int]) -> str:
+    """Freeze a fresh run at tick `at`, thaw it here and finish: '' or what differed."""
+    from vkckpt.ckpt.restore import ThawOptions, thaw
+    from vkckpt.ckpt.snapshot import write_image
+    from vkckpt.runner import boot
+
+    root = make_root(base, case)
+    try:
+        out: list[bytes] = []
+        err: list[bytes] = []
+        k = boot(config(case, root, out, err))
+        if k.run(until_ticks=at) is not None:
+            return f"tick {at}: ended before the freeze"
+        image = root / "x.img"
+        write_image(k, str(image))
+        rest = k.config.stdin  # what the guests had not read: the thawed run's stdin
+        k.shutdown()
+        k2 = thaw(str(image), ThawOptions(root=str(root), stdout=out.append, stdin=rest,
+                                           stderr=err.append, deliver_sigthaw=False))
+        try:
+            status = k2.run(until_ticks=TICK_LIMIT)
+            got = (b"".join(out), -1 if status is None else shell_status(status),
+                   k2.sched.ticks)
+        finally:
+            k2.shutdown()
+        if got == want:
+            return ""
+        names = ("output", "status", "ticks")
+        what = [n for n, a, b in zip(names, got, want, strict=True) if a != b]
+        return f"tick {at}: {', '.join(what)} differ"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_case(case: Case, base: Path, freezes: int = 2) -> Result:
+    """Run one case natively and under the vkernel, then frozen at `freezes` points."""
+    root = make_root(base, case)
+    try:
+        native = run_native(case, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    root = make_root(base, case)
+    try:
+        out, status, err, points, ticks = run_vkernel(case, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    res = Result(case, native, (out, status), err)
+    inside = [p for p in points if 0 < p < ticks]
+    if freezes and inside and status >= 0:
+        step = max(1, len(inside) // (freezes + 1))
+        chosen = sorted(set(inside[step - 1::step][:freezes]))
+        res.points = len(chosen)
+        for at in chosen:
+            why = check_frozen(case, base, at, (out, status, ticks))
+            if why:
+                res.frozen.append(why)
+    return res
+
+
+def select(cases: list[Case], suites: list[str], patterns: list[str]) -> list[Case]:
+    """The cases of the named suites (all when none) whose name matches a pattern."""
+    return [c for c in cases if (not suites or c.suite in suites)
+            and (not patterns or any(fnmatch.fnmatch(c.name, p) for p in patterns))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vkckpt.testing.compat_cases import CASES
+
+    ap = argparse.ArgumentParser(prog="python -m vkckpt.testing.compat",
+                                 description="Run the compatibility suite; print a table and "
+                                 "the pass rate (exit 1 when an unexpected case differs).")
+    ap.add_argument("--suite", action="append", default=[], help="busybox, bash, go ...")
+    ap.add_argument("-k", action="append", default=[], metavar="PATTERN",
+                    help="only cases whose name matches (fnmatch)")
+    ap.add_argument("--freeze", type=int, default=2, metavar="N",
+                    help="freeze points per case (default 2)")
+    ap.add_argument("-v", action="store_true", help="show the output of differing cases")
+    args = ap.parse_args(argv)
+    cases = select(CASES, args.suite, args.k)
+    bad = 0
+    same = 0
+    with tempfile.TemporaryDirectory(prefix="vkckpt-compat-") as d:
+        for i, case in enumerate(cases, 1):
+            r = run_case(case, Path(d), args.freeze)
+            same += r.same
+            mark = "same" if r.passed else ("known" if case.known and not r.same else "DIFF")
+            bad += mark == "DIFF"
+            note = "; ".join(r.frozen) or (case.known if not r.same else "")
+            print(f"[{i}/{len(cases)}] {mark:5} {case.suite}/{case.name} "
+                  f"(frozen at {r.points}) {note}", flush=True)
+            if args.v and not r.same:
+                print(f"    native: {r.native!r}\n    vkckpt: {r.vk!r}\n"
+                      f"    stderr: {r.vk_err[-400:]!r}")
+    rate = 100.0 * same / len(cases) if cases else 0.0
+    print(f"{same} of {len(cases)} identical to the host ({rate:.1f}%); {bad} unexpected")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
