@@ -64,6 +64,12 @@ def boot(config: KernelConfig) -> VKernel:
     if not config.processes:
         raise ConfigError("no process to run")
     k = VKernel(config, TABLE, ON_EINTR)
+    try:
+        for b in config.binds:
+            k.root.bind(b)
+    except ConfigError:
+        k.shutdown()
+        raise
     for spec in config.processes:
         _spawn(k, spec)
     return k
