@@ -96,9 +96,11 @@ def open_interp(k: VKernel, prog: Program, cwd: str) -> Program | None:
 
 
 def new_image(k: VKernel, prog: Program, argv: list[bytes], envp: list[bytes],
-              cwd: str = "/") -> tuple[Engine, VmSpace, dict[str, int]]:
+              cwd: str = "/", execfn: bytes | None = None
+              ) -> tuple[Engine, VmSpace, dict[str, int]]:
     """Build an engine and vmspace holding the program (and its interpreter, which runs
-    first); returns the initial registers.  Closes prog."""
+    first); returns the initial registers.  execfn: AT_EXECFN, the path as execve was given
+    it (default: the program's guest path).  Closes prog."""
     try:
         interp = open_interp(k, prog, cwd)
     except BaseException:
@@ -111,7 +113,8 @@ def new_image(k: VKernel, prog: Program, argv: list[bytes], envp: list[bytes],
         base, start = 0, entry
         if interp is not None:
             base, start = load_interp(vm, interp.elf, interp.pread, interp.guest)
-        sp = build_stack(vm, argv, envp, os.fsencode(prog.guest), entry, phdr, phnum,
+        fn = os.fsencode(prog.guest) if execfn is None else execfn
+        sp = build_stack(vm, argv, envp, fn, entry, phdr, phnum,
                          k.random_bytes(16), base)
     except BaseException:
         vm.release()
@@ -155,7 +158,7 @@ def execve(k: VKernel, t: Thread, path: bytes, argv: list[bytes], envp: list[byt
     try:
         prog = open_program(k, os.fsdecode(path), p.cwd)
         guest = prog.guest
-        eng, vm, regs = new_image(k, prog, argv, envp, p.cwd)
+        eng, vm, regs = new_image(k, prog, argv, envp, p.cwd, path)
     except GuestError as exc:
         if exc.errno == E.ENOEXEC or exc.detail.startswith("its interpreter"):
             k.log(f"vkckpt: execve {os.fsdecode(path)}: {exc.detail}")  # why, for the user

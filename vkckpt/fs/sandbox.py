@@ -51,7 +51,7 @@ class Resolved(Value):
         self.host = host  # absolute host path inside the guest root or a bind
         self.mount = mount  # 0: the guest root; n: GuestRoot.mounts[n - 1]
         self.ro = ro  # on a read-only bind
-        self.top = top  # the guest root or a bind's top directory itself
+        self.top = top  # a bind's top directory itself (the mount point)
 
     def writable(self, *others: Resolved, moves: bool = False) -> Resolved:
         """Check that a modifying call may change this path (and others, the other names
@@ -170,7 +170,7 @@ class GuestRoot:
     def _resolved(self, parts: list[str]) -> Resolved:
         n = self._mount_of(parts)
         m = self.mounts[n - 1] if n else None
-        top = len(parts) == (len(m.names) if m else 0)
+        top = m is not None and len(parts) == len(m.names)
         return Resolved("/" + "/".join(parts), self._host(parts), n, bool(m and m.ro), top)
 
     def resolve(

@@ -119,14 +119,14 @@ def parse_elf(pread: Callable[[int, int], bytes], file_size: int) -> ElfImage:
 
 def _interp_path(pread: Callable[[int, int], bytes], off: int, size: int,
                  file_size: int) -> str:
-    """The PT_INTERP string: 2 to PATH_MAX bytes inside the file, NUL-terminated (Linux's
+    """The PT_INTERP string: 2 to PATH_MAX bytes inside the file, the last one NUL (Linux's
     checks in load_elf_binary); ENOEXEC otherwise."""
     if not 2 <= size <= PATH_MAX or off + size > file_size:
         raise GuestError(E.ENOEXEC, "bad PT_INTERP program header")
     raw = pread(size, off)
-    if len(raw) != size or raw[-1] != 0 or 0 in raw[:-1]:
+    if len(raw) != size or raw[-1] != 0:
         raise GuestError(E.ENOEXEC, "PT_INTERP is not a NUL-terminated path")
-    return os.fsdecode(raw[:-1])
+    return os.fsdecode(raw[:raw.index(0)])  # Linux opens the string up to its first NUL
 
 
 #: A file's identity for the header cache: (device, inode, size, mtime, ctime) in ns.  A file
