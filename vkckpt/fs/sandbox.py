@@ -57,13 +57,15 @@ class Resolved(Value):
         """Check that a modifying call may change this path (and others, the other names
         of a rename or link): EROFS on a read-only bind, EXDEV across mounts; moves (unlink,
         rmdir, rename) of a mount's top are EBUSY.  Returns self."""
-        for r in (self, *others):
-            if r.ro:
-                raise GuestError(E.EROFS, r.guest)
-            if moves and r.top:
-                raise GuestError(E.EBUSY, r.guest)
+        every = (self, *others)
+        if moves and any(r.top for r in every):  # a mount point's entry is its parent's
+            raise GuestError(E.EBUSY, self.guest)
+        for r in others:  # Linux's order: the mounts first, then whether they are writable
             if r.mount != self.mount:
                 raise GuestError(E.EXDEV, f"{self.guest} and {r.guest} are on different mounts")
+        for r in every:
+            if r.ro:
+                raise GuestError(E.EROFS, r.guest)
         return self
 
 
