@@ -29,6 +29,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "fsmeta": ("work",),
     "vforkchld": (),
     "fdlinks": ("work",),
+    "dynelf": ("work",),
 }
 ENV = {"HELLO_GREETING": "bonjour", "VKCKPT_TEST_A": "1"}
 

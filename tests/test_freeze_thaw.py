@@ -31,6 +31,7 @@ WORKLOADS = [
     Workload("hello", ("a", "b c"), quantum=101, env=(("HELLO_GREETING", "hi"),)),
     Workload("pollpipes"),           # poll over several pipes, ppoll's temporary mask
     Workload("sigwait"),             # sigwait/sigtimedwait, a signal thread
+    Workload("dynelf", ("work",)),   # auxv and execve of itself (tests/test_dynelf.py: dynamic)
 ]
 
 

@@ -186,6 +186,8 @@ SPECS: dict[str, Spec] = {
                                            "reopened file reads from its start: abc",
                                            "written to /dev/stdout",
                                            "closed descriptor's link: ENOENT")),
+    "dynelf": Spec(needs_dir=True, lines=("parent: interp (none), base set: 0",
+                                          "child: entry is _start: 1", "child exited 7")),
     "vforkchld": Spec(lines=("vfork returned its child: 5/5; reaped 10",)),
     "fsmeta": Spec(needs_dir=True, lines=("lstat link: symlink=1 size=1 blocks=0",
                                           "F_GETLK: ret=0 unlocked=1 start=0 len=10")),

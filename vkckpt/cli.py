@@ -66,6 +66,10 @@ def _key_option(p: argparse.ArgumentParser, what: str) -> None:
                    "secret bytes outside the guest root; see vkckpt-security(7))")
 
 
+def _bind_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--bind", metavar="HOST:GUEST[:ro]", action="append", default=[], help=what)
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with `only` (a command name), just that command's part,
     which parses its arguments the same way (a run's start-up builds one parser of eight)."""
@@ -90,6 +94,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the program")
     r.add_argument("-c", "--config", metavar="FILE", help="vkernel description (vkckpt.yaml(5))")
     r.add_argument("--root", metavar="DIR", help="guest root directory (default: .)")
+    _bind_option(r, "mount host directory HOST on guest directory GUEST (read-only with :ro; "
+                 "repeatable; see vkckpt-run(1))")
     r.add_argument("-e", "--env", metavar="NAME=VALUE", action="append", default=[],
                    help="set a variable in the program's environment (repeatable)")
     r.add_argument("--quantum", type=int, metavar="BLOCKS", help="time slice in translated "
@@ -114,6 +120,8 @@ def _thaw_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("image", help="image file")
     t.add_argument("--root", metavar="DIR", help="guest root (required unless the image's "
                    "recorded root is trusted, see vkckpt-thaw(1))")
+    _bind_option(t, "give a bind of the image again (each one it records, same syntax as "
+                 "for run; repeatable)")
     t.add_argument("--allow-changed-files", action="store_true", help="thaw even if files "
                    "the guests had open changed since the freeze")
     t.add_argument("--no-sigthaw", action="store_true", help="do not deliver SIGTHAW to "

@@ -11,6 +11,7 @@ from vkckpt.ckpt.freeze import FreezePlan, drive
 from vkckpt.ckpt.trust import ImageKey, check_key_outside, load_key
 from vkckpt.config import KernelConfig, ProcessSpec, load_config, parse_cpus, parse_memory_limit
 from vkckpt.errors import ConfigError, VkError
+from vkckpt.fs.binds import BindSpec, parse_bind
 from vkckpt.host.fs import OutputPath, write_atomic
 from vkckpt.kernel import VKernel
 from vkckpt.runner import EXIT_VKERNEL_ERROR, boot, exit_code_of, host_to_guest_program
@@ -30,7 +31,8 @@ def config_from_args(args: argparse.Namespace) -> KernelConfig:
         if not args.program:
             raise ConfigError("nothing to run: give PROGRAM or -c FILE")
         root = args.root or "."
-        prog = host_to_guest_program(root, args.program)
+        prog = args.program if _in_binds(args.program, binds_from_args(args)) else \
+            host_to_guest_program(root, args.program)
         env = {}
         for item in args.env:
             name, sep, value = item.partition("=")
@@ -50,9 +52,21 @@ def config_from_args(args: argparse.Namespace) -> KernelConfig:
     if args.seed is not None:
         cfg.seed = args.seed
     cfg.trace_syscalls = args.trace_syscalls
+    cfg.binds = [*cfg.binds, *binds_from_args(args)]
     if not os.path.isdir(cfg.root):
         raise ConfigError(f"guest root {cfg.root}: not a directory")
     return cfg
+
+
+def binds_from_args(args: argparse.Namespace) -> list[BindSpec]:
+    """The --bind HOST:GUEST[:ro] options."""
+    return [parse_bind(text) for text in getattr(args, "bind", [])]
+
+
+def _in_binds(program: str, binds: list[BindSpec]) -> bool:
+    """Whether an absolute program path names a file of a bind (a guest path, then)."""
+    return program.startswith("/") and any(
+        (program + "/").startswith(b.guest.rstrip("/") + "/") for b in binds)
 
 
 def plan_from_args(args: argparse.Namespace) -> FreezePlan:
@@ -169,7 +183,8 @@ def cmd_thaw(args: argparse.Namespace) -> int:
     _install_test_fault()
     k = thaw(args.image, ThawOptions(root=args.root, allow_changed_files=args.allow_changed_files,
                                      trace_syscalls=args.trace_syscalls,
-                                     deliver_sigthaw=not args.no_sigthaw, key=key),
+                                     deliver_sigthaw=not args.no_sigthaw, key=key,
+                                     binds=binds_from_args(args)),
              chain=plan.chain)
     if k.exit_status is not None:
         plan.close()

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 
 from vkckpt.errors import ConfigError
+from vkckpt.fs.binds import BindSpec, parse_bind
 from vkckpt.image.limits import MAX_GUEST_MEMORY
 from vkckpt.record import Comparable
 from vkckpt.vmspace.account import DEFAULT_LIMIT
@@ -31,7 +32,7 @@ class KernelConfig(Comparable):
 
     __slots__ = ("root", "processes", "quantum", "memory_limit", "seed", "max_processes",
                  "max_threads", "trace_syscalls", "preempt", "cpus", "stdin", "stdout", "stderr",
-                 "log")
+                 "log", "binds")
 
     def __init__(
         self,
@@ -49,6 +50,7 @@ class KernelConfig(Comparable):
         stdout: Callable[[bytes], None] | None = None,
         stderr: Callable[[bytes], None] | None = None,
         log: Callable[[str], None] | None = None,
+        binds: list[BindSpec] | None = None,  # host directories in the guest namespace
     ) -> None:
         self.root = root
         self.processes = [] if processes is None else processes
@@ -64,6 +66,7 @@ class KernelConfig(Comparable):
         self.stdout = stdout
         self.stderr = stderr
         self.log = log
+        self.binds = [] if binds is None else binds
 
 
 #: The most host threads `cpus` may name.
@@ -115,7 +118,7 @@ def parse_memory_limit(value: object, what: str) -> int:
     return n
 
 
-_TOP_KEYS = {"root", "processes", "quantum", "memory_limit", "seed", "cpus"}
+_TOP_KEYS = {"root", "processes", "quantum", "memory_limit", "seed", "cpus", "binds"}
 _PROC_KEYS = {"program", "argv", "env", "cwd"}
 
 
@@ -149,6 +152,8 @@ def load_config(path: str | os.PathLike) -> KernelConfig:
         cfg.cpus = parse_cpus(data["cpus"], f"{p}: cpus")
     if "seed" in data:
         cfg.seed = _positive_int(data["seed"], f"{p}: seed", allow_zero=True)
+    if "binds" in data:
+        cfg.binds = _binds(data["binds"], p.parent, f"{p}: binds")
     procs = data.get("processes")
     if not isinstance(procs, list) or not procs:
         raise ConfigError(f"{p}: 'processes' must be a non-empty list")
@@ -161,6 +166,28 @@ def _positive_int(v: object, what: str, allow_zero: bool = False) -> int:
         raise ConfigError(f"{what}: expected a {'non-negative' if allow_zero else 'positive'} "
                           f"integer, got {v!r}")
     return v
+
+
+def _binds(value: object, base: object, what: str) -> list[BindSpec]:
+    """YAML binds: a list of "HOST:GUEST[:ro]" strings or {host, guest, ro} mappings;
+    relative host paths are taken from the file's directory."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{what}: expected a list")
+    out = []
+    for i, x in enumerate(value):
+        if isinstance(x, str):
+            b = parse_bind(x, f"{what}[{i}]")
+        elif isinstance(x, dict) and set(x) <= {"host", "guest", "ro"} and \
+                isinstance(x.get("host"), str) and isinstance(x.get("guest"), str) and \
+                isinstance(x.get("ro", False), bool):
+            b = parse_bind(f"{x['host']}:{x['guest']}", f"{what}[{i}]")
+            b.ro = x.get("ro", False)
+        else:
+            raise ConfigError(f"{what}[{i}]: expected HOST:GUEST[:ro] or a mapping with "
+                              "host, guest and optionally ro")
+        b.host = os.path.join(os.fspath(base), b.host)  # type: ignore[arg-type]
+        out.append(b)
+    return out
 
 
 def _process(x: object, what: str) -> ProcessSpec:

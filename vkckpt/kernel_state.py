@@ -1,7 +1,9 @@
 """The vkernel's saved form (the `kernel` record): save, load, schema piece, transient fields.
 
-The record also carries the scheduler's fields (sched_state.py) and the configuration a thaw
-rebuilds the vkernel from (quantum, memory limit, seed, process and thread limits).
+The record also carries the scheduler's fields (sched_state.py), the configuration a thaw
+rebuilds the vkernel from (quantum, memory limit, seed, process and thread limits) and the
+binds (guest path, read-only, keyed identity of the host directory: fs/binds.py), which a
+thaw must be given again (`--bind`) and checks.
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 from vkckpt import sched_state
 from vkckpt.config import KernelConfig
 from vkckpt.errors import ImageError
+from vkckpt.fs.binds import MAX_BINDS
+from vkckpt.fs.sandbox import PATH_MAX
+from vkckpt.fs.state import stamp_key
 from vkckpt.image.limits import MAX_GUEST_MEMORY
 from vkckpt.process_state import in_scope
 
@@ -45,6 +50,7 @@ SCHEMA = {"exit_status": "?i32", "init_pid": "u32", "max_processes": "u32",
           "next_ino": "u64", "next_pid": "u32", "next_pipe": "u64",
           "rng_counter": "u64", "root": "str", "seed": "u64",
           "sleep_seq": "u64", "statuses": [("u32", "i32")], "enosys": ["u64"],
+          "binds": [("str", "bool", "bytes")],
           **sched_state.SCHEMA}
 RECORDS = {"kernel": (VERSION, SCHEMA)}
 _COUNTERS = ("init_pid", "sleep_seq", "rng_counter")
@@ -66,6 +72,7 @@ def save(k: VKernel, scope: list[int] | None, woken: list[int], root: str | None
         "enosys": sorted(k.reported_enosys),
         "root": k.root.host_root if root is None else root, "scope": scope,
         "inodes": k.inodes.save(k.host_path_of), "next_ino": k.inodes.next_ino,
+        "binds": [[m.guest, m.ro, m.identity(stamp_key())] for m in k.root.mounts],
     }
 
 
@@ -94,6 +101,29 @@ def load(k: VKernel, kr: dict, vkernel_id: bytes) -> None:
                for r in kr.get("inodes", [])):
         raise ImageError("the inode table is malformed")
     k.inodes.load(kr.get("inodes", []), kr.get("next_ino", 2), k.host_path_of)
+
+
+def check_binds(k: VKernel, kr: dict) -> None:
+    """Refuse a thaw whose binds (mounted from --bind) are not the ones the image records:
+    one missing, one more, another read-only flag or another host directory."""
+    rows = kr.get("binds", [])  # images before binds have none
+    if len(rows) > MAX_BINDS or any(len(g) >= PATH_MAX or not g.startswith("/") or
+                                    len(ident) != 16 for g, _, ident in rows):
+        raise ImageError("the kernel record's binds are malformed")
+    given = {m.guest: m for m in k.root.mounts}
+    if len(given) != len(k.root.mounts) or len({g for g, _, _ in rows}) != len(rows):
+        raise ImageError("the kernel record's binds are malformed")
+    key = stamp_key()
+    for guest, ro, ident in rows:
+        m = given.pop(guest, None)
+        how = f"--bind HOST:{guest}{':ro' if ro else ''}"
+        if m is None:
+            raise ImageError(f"the image has a bind on {guest}: give it again with {how}")
+        if m.ro != ro or m.identity(key) != ident:
+            raise ImageError(f"bind {m.host}:{guest}: not the {'read-only ' if ro else ''}"
+                             f"directory the image was frozen with; give that one with {how}")
+    for guest in given:
+        raise ImageError(f"--bind on {guest}: the image has no bind there; drop it")
 
 
 def _pos(v: object, what: str) -> int:

@@ -64,6 +64,12 @@ def boot(config: KernelConfig) -> VKernel:
     if not config.processes:
         raise ConfigError("no process to run")
     k = VKernel(config, TABLE, ON_EINTR)
+    try:
+        for b in config.binds:
+            k.root.bind(b)
+    except ConfigError:
+        k.shutdown()
+        raise
     for spec in config.processes:
         _spawn(k, spec)
     return k
@@ -74,12 +80,14 @@ def _spawn(k: VKernel, spec: ProcessSpec) -> None:
         spawn(k, spec.program, spec.argv, spec.env, spec.cwd)
     except GuestError as exc:
         what = {E.ENOENT: "not found", E.EACCES: "permission denied",
-                E.ENOEXEC: "not a static x86-64 executable",
+                E.ENOEXEC: "not an x86-64 executable",
                 E.ENOMEM: "does not fit the memory limit (raise --memory-limit)"}.get(
                     exc.errno, E.NAMES.get(
                     exc.errno, str(exc.errno)))
         detail = f": {exc.detail}" if exc.detail and exc.detail != spec.program and \
             exc.errno != E.ENOMEM else ""
+        if exc.detail.startswith("its interpreter"):  # task_exec.open_interp
+            what, detail = exc.detail, ""
         raise ProgramError(f"{spec.program}: {what}{detail}",
                            EXIT_NOT_FOUND if exc.errno == E.ENOENT else EXIT_CANNOT_EXEC
                            ) from None

@@ -15,7 +15,13 @@ from vkckpt.process import Process
 from vkckpt.signals.actions import SignalActions
 from vkckpt.task_clone import vfork_release
 from vkckpt.threads.thread import Thread
-from vkckpt.vmspace.loader import build_stack, file_identity, load_elf, parse_elf_cached
+from vkckpt.vmspace.loader import (
+    build_stack,
+    file_identity,
+    load_elf,
+    load_interp,
+    parse_elf_cached,
+)
 from vkckpt.vmspace.vmspace import VmSpace
 
 TYPE_CHECKING = False
@@ -74,22 +80,51 @@ def open_program(k: VKernel, path: str, cwd: str) -> Program:
         raise
 
 
-def new_image(k: VKernel, prog: Program, argv: list[bytes],
-              envp: list[bytes]) -> tuple[Engine, VmSpace, dict[str, int]]:
-    """Build an engine and vmspace holding the program; returns its initial registers."""
+def open_interp(k: VKernel, prog: Program, cwd: str) -> Program | None:
+    """The program's PT_INTERP interpreter opened, resolved in the guest namespace like any
+    path (relative to cwd, as Linux's open_exec); None for a static program.  A missing
+    interpreter is ENOENT, as on Linux, with a detail that names it."""
+    path = prog.elf.interp
+    if path is None:
+        return None
+    try:
+        return open_program(k, path, cwd)
+    except GuestError as exc:
+        why = {E.ENOENT: "not found", E.ENOEXEC: exc.detail or "not an ELF interpreter"}.get(
+            exc.errno, E.NAMES.get(exc.errno, str(exc.errno)))
+        raise GuestError(exc.errno, f"its interpreter {path}: {why}") from None
+
+
+def new_image(k: VKernel, prog: Program, argv: list[bytes], envp: list[bytes],
+              cwd: str = "/", execfn: bytes | None = None
+              ) -> tuple[Engine, VmSpace, dict[str, int]]:
+    """Build an engine and vmspace holding the program (and its interpreter, which runs
+    first); returns the initial registers.  execfn: AT_EXECFN, the path as execve was given
+    it (default: the program's guest path).  Closes prog."""
+    try:
+        interp = open_interp(k, prog, cwd)
+    except BaseException:
+        prog.close()
+        raise
     eng = Engine(k.syscall_entry, preempt=k.config.preempt)
     vm = VmSpace(eng, k.mem, k.ids.bid)
     try:
         entry, phdr, phnum = load_elf(vm, prog.elf, prog.pread, prog.guest)
-        sp = build_stack(vm, argv, envp, os.fsencode(prog.guest), entry, phdr, phnum,
-                         k.random_bytes(16))
+        base, start = 0, entry
+        if interp is not None:
+            base, start = load_interp(vm, interp.elf, interp.pread, interp.guest)
+        fn = os.fsencode(prog.guest) if execfn is None else execfn
+        sp = build_stack(vm, argv, envp, fn, entry, phdr, phnum,
+                         k.random_bytes(16), base)
     except BaseException:
         vm.release()
         eng.close()
         raise
     finally:
         prog.close()
-    return eng, vm, {"rip": entry, "rsp": sp, "rflags": 0x202}
+        if interp is not None:
+            interp.close()
+    return eng, vm, {"rip": start, "rsp": sp, "rflags": 0x202}
 
 
 def spawn(k: VKernel, program: str, argv: list[str], env: dict[str, str],
@@ -98,7 +133,7 @@ def spawn(k: VKernel, program: str, argv: list[str], env: dict[str, str],
     prog = open_program(k, program, cwd)
     guest = prog.guest
     envp = [f"{a}={b}".encode() for a, b in env.items()]
-    eng, vm, regs = new_image(k, prog, [a.encode() for a in argv], envp)
+    eng, vm, regs = new_image(k, prog, [a.encode() for a in argv], envp, cwd)
     pid = k.ids.pid()
     fds = FdTable()
     svc = k.file_services()
@@ -120,9 +155,14 @@ def spawn(k: VKernel, program: str, argv: list[str], env: dict[str, str],
 def execve(k: VKernel, t: Thread, path: bytes, argv: list[bytes], envp: list[bytes]) -> object:
     """Implement execve(2): load the new image now, switch to it once the engine stops."""
     p = t.process
-    prog = open_program(k, os.fsdecode(path), p.cwd)
-    guest = prog.guest
-    eng, vm, regs = new_image(k, prog, argv, envp)
+    try:
+        prog = open_program(k, os.fsdecode(path), p.cwd)
+        guest = prog.guest
+        eng, vm, regs = new_image(k, prog, argv, envp, p.cwd, path)
+    except GuestError as exc:
+        if exc.errno == E.ENOEXEC or exc.detail.startswith("its interpreter"):
+            k.log(f"vkckpt: execve {os.fsdecode(path)}: {exc.detail}")  # why, for the user
+        raise
 
     def commit() -> None:
         for other in p.live_threads:

@@ -19,7 +19,8 @@ from vkckpt.ckpt import pages as PG
 from vkckpt.ckpt.chain import DigestCheck, ImageChain, load_chain
 from vkckpt.ckpt.lay_pages import Laid, lay_pages
 from vkckpt.ckpt.schema import RECORD_VERSIONS
-from vkckpt.errors import ImageError
+from vkckpt.errors import ConfigError, ImageError
+from vkckpt.fs.binds import BindSpec
 from vkckpt.fs.files import HostFile
 from vkckpt.fs.state import load_file, load_pipes
 from vkckpt.image import ImageReader
@@ -50,13 +51,14 @@ class ThawOptions(Comparable):
     """How to thaw: where the guest root is now, and what to do about changed files.
 
     root None: the image's hint, if trust.guest_root accepts it.  key: every image of the
-    chain must be sealed with it (and then its root hint is trusted).  read_only: reopen
+    chain must be sealed with it (and then its root hint is trusted).  binds: the image's
+    binds given again (kernel_state.check_binds).  read_only: reopen
     the guests' files for reading only (verify).  lazy: leave page chunks in the image and
     fault them in on first touch (True), load them all now (False), or decide by size
     (None; see lazy_thaw.py, which also says when the host forces the eager path)."""
 
     __slots__ = ("root", "allow_changed_files", "deliver_sigthaw", "stdout", "stderr", "stdin",
-                 "trace_syscalls", "extra", "key", "read_only", "lazy")
+                 "trace_syscalls", "extra", "key", "read_only", "lazy", "binds")
 
     def __init__(
         self,
@@ -71,8 +73,10 @@ class ThawOptions(Comparable):
         key: trust.ImageKey | None = None,
         read_only: bool = False,
         lazy: bool | None = None,
+        binds: list[BindSpec] | None = None,
     ) -> None:
         self.root = root
+        self.binds = [] if binds is None else binds
         self.lazy = lazy
         self.key = key
         self.read_only = read_only
@@ -171,6 +175,13 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
     if not os.path.isdir(cfg.root):
         raise ImageError(f"guest root {cfg.root} does not exist; pass --root")
     k = VKernel(cfg, TABLE, ON_EINTR)
+    try:
+        for b in opts.binds:
+            k.root.bind(b)
+        kernel_state.check_binds(k, kr)
+    except (ConfigError, ImageError) as exc:
+        k.shutdown()
+        raise ImageError(str(exc)) from None
     kernel_state.load(k, kr, final.header.vkernel_id)
     bufs = load_buffers(recs.get("buffer", []), k.ids.next_bid)
     pipes = load_pipes(recs.get("pipe", []), k.mem, k.poll_q)

@@ -15,6 +15,11 @@ that swaps a verified directory for a symlink between the walk and the open gets
 refused (EXDEV) before anything outside the root is touched; a symlink at the final name is
 never followed (ELOOP), as the walk already resolved it.  Other path operations (stat,
 rename, unlink, ...) still name host paths and are only as safe as the walk.
+
+Bind mounts (binds.py) join more host directories to the namespace: the host path of a guest
+path is taken from the deepest mount holding it, and opens inside a bind go beneath the
+bind's own directory fd.  A Resolved knows its mount; `Resolved.writable` is the one rule
+for read-only binds (EROFS) and for calls that would cross or remove a mount.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import stat
 
 from vkckpt.abi import errno as E
 from vkckpt.errors import ConfigError, GuestError
+from vkckpt.fs.binds import MAX_BINDS, BindSpec, Mount, host_dir
 from vkckpt.host import fs as hostfs
 from vkckpt.record import Value
 
@@ -37,11 +43,30 @@ _Component = tuple[str, bool]  # (name, must be a directory)
 class Resolved(Value):
     """A guest path after resolution."""
 
-    __slots__ = ("guest", "host")
+    __slots__ = ("guest", "host", "mount", "ro", "top")
 
-    def __init__(self, guest: str, host: str) -> None:
+    def __init__(self, guest: str, host: str, mount: int = 0, ro: bool = False,
+                 top: bool = False) -> None:
         self.guest = guest  # normalized absolute guest path, symlinks followed ("/a/b")
-        self.host = host  # absolute host path inside the guest root
+        self.host = host  # absolute host path inside the guest root or a bind
+        self.mount = mount  # 0: the guest root; n: GuestRoot.mounts[n - 1]
+        self.ro = ro  # on a read-only bind
+        self.top = top  # a bind's top directory itself (the mount point)
+
+    def writable(self, *others: Resolved, moves: bool = False) -> Resolved:
+        """Check that a modifying call may change this path (and others, the other names
+        of a rename or link): EROFS on a read-only bind, EXDEV across mounts; moves (unlink,
+        rmdir, rename) of a mount's top are EBUSY.  Returns self."""
+        every = (self, *others)
+        if moves and any(r.top for r in every):  # a mount point's entry is its parent's
+            raise GuestError(E.EBUSY, self.guest)
+        for r in others:  # Linux's order: the mounts first, then whether they are writable
+            if r.mount != self.mount:
+                raise GuestError(E.EXDEV, f"{self.guest} and {r.guest} are on different mounts")
+        for r in every:
+            if r.ro:
+                raise GuestError(E.EROFS, r.guest)
+        return self
 
 
 def guest_errno(exc: OSError) -> int:
@@ -51,6 +76,20 @@ def guest_errno(exc: OSError) -> int:
     name = _host_errno.errorcode.get(exc.errno)
     value = getattr(E, name, None) if name else None
     return value if isinstance(value, int) else exc.errno
+
+
+def _read_only_open(r: Resolved, flags: int) -> int:
+    """The flags to open r on a read-only bind with, as Linux's: EROFS for write access,
+    O_TRUNC, or O_CREAT of a missing file (O_CREAT of an existing one is dropped)."""
+    if flags & (os.O_ACCMODE | os.O_TRUNC):
+        raise GuestError(E.EROFS, r.guest)
+    if flags & os.O_CREAT:
+        if not os.path.lexists(r.host):
+            raise GuestError(E.EROFS, r.guest)
+        if flags & os.O_EXCL:
+            raise GuestError(E.EEXIST, r.guest)
+        flags &= ~(os.O_CREAT | os.O_EXCL)
+    return flags
 
 
 def _as_str(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
@@ -77,12 +116,35 @@ class GuestRoot:
             raise ConfigError(f"guest root {os.fspath(host_root)!r} is not a directory")
         self.host_root: str = root
         self.root_fd: int = hostfs.open_dir(root)  # every open is beneath this directory
+        self.mounts: list[Mount] = []  # binds, in the order given
+
+    def bind(self, spec: BindSpec) -> Mount:
+        """Mount spec's host directory on its guest path, which must be a directory of the
+        namespace so far (symlinks followed in it, as mount(8) does); ConfigError if not."""
+        if len(self.mounts) >= MAX_BINDS:
+            raise ConfigError(f"bind {spec}: at most {MAX_BINDS} binds")
+        host = host_dir(spec)
+        try:
+            r = self.resolve(spec.guest)
+        except GuestError as exc:
+            raise ConfigError(f"bind {spec}: {spec.guest} does not exist in the guest "
+                              f"namespace ({E.NAMES.get(exc.errno, exc.errno)}); create the "
+                              "mount point in the root") from None
+        if not os.path.isdir(r.host):
+            raise ConfigError(f"bind {spec}: {spec.guest} is not a directory in the guest")
+        if r.guest == "/" or any(m.guest == r.guest for m in self.mounts):
+            raise ConfigError(f"bind {spec}: {r.guest} is already a mount point")
+        m = Mount(r.guest, host, spec.ro)
+        self.mounts.append(m)
+        return m
 
     def close(self) -> None:
-        """Release the root directory fd (idempotent)."""
+        """Release the root and bind directory fds (idempotent)."""
         fd, self.root_fd = getattr(self, "root_fd", -1), -1
         if fd >= 0:
             os.close(fd)
+        for m in getattr(self, "mounts", []):
+            m.close()
 
     def __del__(self) -> None:
         self.close()
@@ -90,8 +152,28 @@ class GuestRoot:
     def __repr__(self) -> str:
         return f"GuestRoot({self.host_root!r})"
 
+    def _mount_of(self, parts: list[str]) -> int:
+        """The mount holding guest components parts: the deepest bind whose mount point
+        they start with (n for mounts[n - 1]), else 0 for the guest root."""
+        best, depth = 0, -1
+        for i, m in enumerate(self.mounts):
+            n = len(m.names)
+            if n > depth and tuple(parts[:n]) == m.names:
+                best, depth = i + 1, n
+        return best
+
     def _host(self, parts: list[str]) -> str:
-        return os.path.join(self.host_root, *parts)
+        n = self._mount_of(parts)
+        if n == 0:
+            return os.path.join(self.host_root, *parts)
+        m = self.mounts[n - 1]
+        return os.path.join(m.host, *parts[len(m.names):])
+
+    def _resolved(self, parts: list[str]) -> Resolved:
+        n = self._mount_of(parts)
+        m = self.mounts[n - 1] if n else None
+        top = m is not None and len(parts) == len(m.names)
+        return Resolved("/" + "/".join(parts), self._host(parts), n, bool(m and m.ro), top)
 
     def resolve(
         self,
@@ -167,7 +249,14 @@ class GuestRoot:
             if must_dir and not stat.S_ISDIR(mode):
                 raise GuestError(E.ENOTDIR, p)
             parts.append(name)
-        return Resolved("/" + "/".join(parts), self._host(parts))
+        return self._resolved(parts)
+
+    def writable_path(self, guest: str) -> None:
+        """EROFS when the file at a guest path (an open file's) lies on a read-only bind
+        (for calls through a descriptor: fchmod, futimens)."""
+        n = self._mount_of([x for x in guest.split("/") if x])
+        if n and self.mounts[n - 1].ro:
+            raise GuestError(E.EROFS, guest)
 
     def holds(self, host_path: str | os.PathLike[str]) -> bool:
         """Whether an absolute host path lies (lexically) inside the root."""
@@ -182,25 +271,36 @@ class GuestRoot:
         rel = os.path.relpath(hp, self.host_root)
         return "/" if rel == "." else "/" + rel
 
+    def _top(self, resolved: Resolved) -> tuple[str, int]:
+        """(host directory, directory fd) of the mount a resolved path lies on."""
+        if not 0 <= resolved.mount <= len(self.mounts):
+            raise GuestError(E.EXDEV, "resolved path on no mount")
+        if resolved.mount == 0:
+            return self.host_root, self.root_fd
+        m = self.mounts[resolved.mount - 1]
+        return m.host, m.fd
+
     def _relative(self, resolved: Resolved) -> str:
-        """The resolved host path relative to the root ("." for the root); EXDEV if it is
-        not lexically inside."""
+        """The resolved host path relative to its mount's directory ("." for the top);
+        EXDEV if it is not lexically inside."""
+        top, _ = self._top(resolved)
         host = os.path.normpath(resolved.host)
-        if host == self.host_root:
+        if host == top:
             return "."
-        prefix = self.host_root.rstrip("/") + "/"
+        prefix = top.rstrip("/") + "/"
         if not host.startswith(prefix) or host.startswith("//"):
             raise GuestError(E.EXDEV, "resolved path outside the guest root")
         return host[len(prefix):]
 
     def open_parent(self, resolved: Resolved, rel: str | None = None) -> tuple[int, str]:
         """(O_PATH fd of the directory holding a resolved path, its final name), opened
-        beneath the root now; a directory the walk saw that is now a symlink gives EXDEV."""
+        beneath its mount's directory now; a directory the walk saw that is now a symlink
+        gives EXDEV."""
         head, _, name = (rel or self._relative(resolved)).rpartition("/")
         if name in ("", ".", ".."):
             raise GuestError(E.EISDIR, resolved.guest)  # the root itself
         try:
-            fd = hostfs.open_beneath(self.root_fd, head, os.O_PATH | os.O_DIRECTORY)
+            fd = hostfs.open_beneath(self._top(resolved)[1], head, os.O_PATH | os.O_DIRECTORY)
         except OSError as exc:
             if exc.errno == _host_errno.ELOOP:
                 raise GuestError(E.EXDEV, f"{resolved.guest!r} escaped the guest root") from None
@@ -215,8 +315,11 @@ class GuestRoot:
         become ``GuestError`` with the matching Linux errno.
         """
         rel = self._relative(resolved)
-        if "/" not in rel:  # the root itself or a name in it
-            dir_fd, name = self.root_fd, rel
+        top_fd = self._top(resolved)[1]
+        if resolved.ro:
+            flags = _read_only_open(resolved, flags)
+        if "/" not in rel:  # the mount's top itself or a name in it
+            dir_fd, name = top_fd, rel
         else:
             dir_fd, name = self.open_parent(resolved, rel)
         try:
@@ -224,5 +327,5 @@ class GuestRoot:
         except OSError as exc:
             raise GuestError(guest_errno(exc), resolved.guest) from None
         finally:
-            if dir_fd != self.root_fd:
+            if dir_fd != top_fd:
                 os.close(dir_fd)

@@ -50,6 +50,7 @@ def _pin_target(k: VKernel, t: Thread, path: int) -> tuple[str, int]:
     the root).  EISDIR if it names a directory."""
     guest = os.fsdecode(t.process.vm.read_cstr(path))
     r = k.root.resolve(guest, t.process.cwd, must_exist=False)
+    r.writable()
     dir_fd, name = k.root.open_parent(r)  # the image goes here, whatever happens next
     try:
         mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode

@@ -168,6 +168,7 @@ def sys_access(k: VKernel, t: Thread, path: int, mode: int) -> int:
 
 def sys_mkdirat(k: VKernel, t: Thread, dirfd: int, path: int, mode: int) -> int:
     r = resolve_at(k, t, dirfd, path_arg(t, path), follow=False, must_exist=False)
+    r.writable()
     host_call(os.mkdir, r.host, mode & ~t.process.umask & HOST_MODE_MASK)
     return 0
 
@@ -180,6 +181,7 @@ def sys_unlinkat(k: VKernel, t: Thread, dirfd: int, path: int, flags: int) -> in
     r = resolve_at(k, t, dirfd, path_arg(t, path), follow=False)
     if r.guest == "/":
         raise GuestError(E.EBUSY)
+    r.writable(moves=True)
     if flags & F.AT_REMOVEDIR:
         host_call(os.rmdir, r.host)
     else:
@@ -208,6 +210,7 @@ def sys_renameat2(k: VKernel, t: Thread, od: int, old: int, nd: int, new: int,
         raise GuestError(E.ENOENT)
     if a.guest == "/" or b.guest == "/":
         raise GuestError(E.EBUSY)
+    a.writable(b, moves=True)
     host_call(os.rename, a.host, b.host)
     return 0
 
@@ -224,6 +227,7 @@ def sys_symlinkat(k: VKernel, t: Thread, target: int, dirfd: int, path: int) -> 
     """Create a symlink; its target is only ever interpreted by our own resolver."""
     tgt = path_arg(t, target)
     r = resolve_at(k, t, dirfd, path_arg(t, path), follow=False, must_exist=False)
+    r.writable()
     host_call(os.symlink, tgt, r.host)
     return 0
 
@@ -250,6 +254,7 @@ def sys_readlink(k: VKernel, t: Thread, path: int, buf: int, size: int) -> int:
 def sys_linkat(k: VKernel, t: Thread, od: int, old: int, nd: int, new: int, flags: int) -> int:
     a = resolve_at(k, t, od, path_arg(t, old), follow=False)
     b = resolve_at(k, t, nd, path_arg(t, new), follow=False, must_exist=False)
+    b.writable(a)
     if os.path.islink(a.host):
         raise GuestError(E.EPERM, "hard links to symlinks are refused")
     host_call(functools.partial(os.link, follow_symlinks=False), a.host, b.host)
@@ -262,6 +267,7 @@ def sys_link(k: VKernel, t: Thread, old: int, new: int) -> int:
 
 def sys_fchmodat(k: VKernel, t: Thread, dirfd: int, path: int, mode: int) -> int:
     r = resolve_at(k, t, dirfd, path_arg(t, path))
+    r.writable()
     host_call(os.chmod, r.host, mode & HOST_MODE_MASK)
     return 0
 
@@ -272,6 +278,7 @@ def sys_fchmod(k: VKernel, t: Thread, fd: int, mode: int) -> int:
     f = t.process.fds.get(s32(fd))
     host_fd = getattr(f, "fd", None)
     if isinstance(host_fd, int) and f.kind in ("host", "dir"):
+        k.root.writable_path(f.dir_path() if f.kind == "dir" else f.guest_path)
         host_call(os.fchmod, host_fd, mode & HOST_MODE_MASK)
     return 0
 
@@ -302,11 +309,13 @@ def sys_utimensat(k: VKernel, t: Thread, dirfd: int, path: int, times: int, flag
     if not p:  # futimens(fd): the file behind dirfd
         f = t.process.fds.get(s32(dirfd))
         if isinstance(f, HostFile):
+            k.root.writable_path(f.guest_path)
             k.inodes.set_mtime(host_call(os.fstat, f.fd), f.guest_path, mtime)
         return 0
     if os.fsdecode(p) in DEVICES:
         return 0
     r = resolve_at(k, t, dirfd, p, follow=not flags & F.AT_SYMLINK_NOFOLLOW)
+    r.writable()
     k.inodes.set_mtime(host_call(os.lstat, r.host), r.guest, mtime)
     return 0
 
@@ -317,6 +326,7 @@ def sys_chmod(k: VKernel, t: Thread, path: int, mode: int) -> int:
 
 def sys_truncate(k: VKernel, t: Thread, path: int, length: int) -> int:
     r = resolve_at(k, t, F.AT_FDCWD, path_arg(t, path))
+    r.writable()
     if s64(length) < 0:
         raise GuestError(E.EINVAL)
     host_call(os.truncate, r.host, s64(length))

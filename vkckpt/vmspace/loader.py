@@ -1,4 +1,13 @@
-"""Load a static x86-64 ELF executable into a fresh vmspace and build its initial stack."""
+"""Load an x86-64 ELF executable (and its PT_INTERP interpreter) into a fresh vmspace and
+build its initial stack, as Linux's binfmt_elf does with address randomisation off.
+
+Placement is fixed, so runs are deterministic: an ET_EXEC program at its own addresses, an
+ET_DYN one at PIE_BASE (Linux's ELF_ET_DYN_BASE with ASLR off); the interpreter as the first
+mmap would place it, at the highest free range below MMAP_TOP (Linux puts it just below
+mmap_base: 0x7ffff7fc3000 for glibc's ld.so there, 0x7effff... here).  The auxiliary vector
+gives AT_BASE (the interpreter's load address, 0 without one), AT_ENTRY (the program's entry
+point, where the interpreter jumps once done), AT_PHDR/AT_PHNUM of the program; there is no
+vDSO, so no AT_SYSINFO_EHDR, and glibc makes real system calls for the time."""
 
 from __future__ import annotations
 
@@ -13,7 +22,7 @@ from vkckpt.errors import GuestError
 from vkckpt.host.pagemap import populate_write
 from vkckpt.record import Comparable
 from vkckpt.vmspace.vma import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PAGE, page_down, page_up
-from vkckpt.vmspace.vmspace import USER_TOP, VmSpace
+from vkckpt.vmspace.vmspace import MMAP_BOTTOM, MMAP_TOP, USER_TOP, VmSpace
 
 STACK_SIZE = 8 << 20
 PIE_BASE = 0x5555_5555_4000
@@ -27,6 +36,7 @@ ET_EXEC, ET_DYN, EM_X86_64 = 2, 3, 62
 PT_LOAD, PT_INTERP = 1, 3
 PHDR_SIZE = 56
 MAX_PHDRS_BYTES = 4096  # Linux's load_elf_phdrs refuses larger program header tables
+PATH_MAX = 4096  # Linux refuses a PT_INTERP longer than this (or shorter than 2 bytes)
 
 
 class Loaded(Comparable):
@@ -61,22 +71,23 @@ class Segment(Comparable):
 class ElfImage(Comparable):
     """What execve needs from an ELF file's headers; the segments' bytes stay in the file."""
 
-    __slots__ = ("dyn", "entry", "phoff", "phnum", "loads")
+    __slots__ = ("dyn", "entry", "phoff", "phnum", "loads", "interp")
 
     def __init__(self, dyn: bool, entry: int, phoff: int, phnum: int,
-                 loads: list[Segment]) -> None:
+                 loads: list[Segment], interp: str | None = None) -> None:
         self.dyn = dyn
         self.entry = entry
         self.phoff = phoff
         self.phnum = phnum
         self.loads = loads
+        self.interp = interp  # PT_INTERP: the guest path of the program's interpreter
 
 
 def parse_elf(pread: Callable[[int, int], bytes], file_size: int) -> ElfImage:
     """Read and check the ELF and program headers (at most 4 KiB of them, as Linux).
 
-    Only headers are read; ENOEXEC for anything that is not a static x86-64 executable whose
-    loadable segments lie inside the file."""
+    Only headers (and the PT_INTERP path) are read; ENOEXEC for anything that is not an
+    x86-64 executable whose loadable segments lie inside the file."""
     head = pread(64, 0)
     if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
         raise GuestError(E.ENOEXEC, "not a 64-bit little-endian ELF file")
@@ -90,11 +101,12 @@ def parse_elf(pread: Callable[[int, int], bytes], file_size: int) -> ElfImage:
     if len(table) != phnum * PHDR_SIZE:
         raise GuestError(E.ENOEXEC, "program header table beyond the end of the file")
     loads = []
+    interp = None
     for i in range(phnum):
         p_type, flags, off, vaddr, _, filesz, memsz, _ = struct.unpack_from(
             "<IIQQQQQQ", table, i * PHDR_SIZE)
-        if p_type == PT_INTERP:
-            raise GuestError(E.ENOEXEC, "dynamically linked programs are not supported")
+        if p_type == PT_INTERP and interp is None:
+            interp = _interp_path(pread, off, filesz, file_size)
         if p_type != PT_LOAD:
             continue
         if filesz > memsz or off + filesz > file_size:
@@ -102,7 +114,19 @@ def parse_elf(pread: Callable[[int, int], bytes], file_size: int) -> ElfImage:
         loads.append(Segment(flags, off, vaddr, filesz, memsz))
     if not loads:
         raise GuestError(E.ENOEXEC, "no loadable segment")
-    return ElfImage(e_type == ET_DYN, entry, phoff, phnum, loads)
+    return ElfImage(e_type == ET_DYN, entry, phoff, phnum, loads, interp)
+
+
+def _interp_path(pread: Callable[[int, int], bytes], off: int, size: int,
+                 file_size: int) -> str:
+    """The PT_INTERP string: 2 to PATH_MAX bytes inside the file, the last one NUL (Linux's
+    checks in load_elf_binary); ENOEXEC otherwise."""
+    if not 2 <= size <= PATH_MAX or off + size > file_size:
+        raise GuestError(E.ENOEXEC, "bad PT_INTERP program header")
+    raw = pread(size, off)
+    if len(raw) != size or raw[-1] != 0:
+        raise GuestError(E.ENOEXEC, "PT_INTERP is not a NUL-terminated path")
+    return os.fsdecode(raw[:raw.index(0)])  # Linux opens the string up to its first NUL
 
 
 #: A file's identity for the header cache: (device, inode, size, mtime, ctime) in ns.  A file
@@ -137,11 +161,37 @@ def parse_elf_cached(key: FileId, pread: Callable[[int, int], bytes],
 
 def load_elf(vm: VmSpace, elf: ElfImage, pread: Callable[[int, int], bytes],
              name: str) -> tuple[int, int, int]:
-    """Map the PT_LOAD segments of elf, reading only their file bytes (pread(n, offset));
-    returns (entry, phdr address, phnum).
+    """Map the PT_LOAD segments of the program elf, reading only their file bytes
+    (pread(n, offset)), and put the program break above them; returns (entry, phdr address,
+    phnum).
 
     ENOMEM before any segment is read when their memory cannot fit the vkernel's limit."""
     base = PIE_BASE if elf.dyn else 0
+    phdr, top = _map_segments(vm, elf, pread, name, base)
+    vm.set_brk_start(top)
+    return base + elf.entry, phdr, elf.phnum
+
+
+def load_interp(vm: VmSpace, elf: ElfImage, pread: Callable[[int, int], bytes],
+                name: str) -> tuple[int, int]:
+    """Map a program's interpreter (ET_DYN: where the first mmap would go, the highest free
+    range below MMAP_TOP; ET_EXEC: at its own addresses); returns (load base, entry)."""
+    base = 0
+    if elf.dyn:
+        low = page_down(min(s.vaddr for s in elf.loads))
+        span = page_up(max(s.vaddr + s.memsz for s in elf.loads)) - low
+        at = vm.vmas.find_free(span, MMAP_TOP, MMAP_BOTTOM) if span <= MMAP_TOP else None
+        if at is None:
+            raise GuestError(E.ENOMEM, "no room for the interpreter")
+        base = at - low
+    _map_segments(vm, elf, pread, name, base)
+    return base, base + elf.entry
+
+
+def _map_segments(vm: VmSpace, elf: ElfImage, pread: Callable[[int, int], bytes],
+                  name: str, base: int) -> tuple[int, int]:
+    """Map elf's PT_LOAD segments at base + their addresses; returns (the program headers'
+    address, 0 if no segment holds them; the end of the highest segment)."""
     total = 0
     for s in elf.loads:
         if s.vaddr + s.memsz > USER_TOP or base + s.vaddr + s.memsz > USER_TOP:
@@ -171,8 +221,7 @@ def load_elf(vm: VmSpace, elf: ElfImage, pread: Callable[[int, int], bytes],
         if s.offset <= elf.phoff < s.offset + s.filesz:
             phdr = base + s.vaddr + elf.phoff - s.offset
         top = max(top, end)
-    vm.set_brk_start(top)
-    return base + elf.entry, phdr, elf.phnum
+    return phdr, top
 
 
 def _fill(vm: VmSpace, addr: int, data: bytes) -> None:
@@ -187,8 +236,9 @@ def _fill(vm: VmSpace, addr: int, data: bytes) -> None:
 
 
 def build_stack(vm: VmSpace, argv: list[bytes], envp: list[bytes], execfn: bytes,
-                entry: int, phdr: int, phnum: int, random16: bytes) -> int:
-    """Map the stack and lay out argc, argv, envp and auxv as Linux does; returns rsp."""
+                entry: int, phdr: int, phnum: int, random16: bytes, base: int = 0) -> int:
+    """Map the stack and lay out argc, argv, envp and auxv as Linux does; returns rsp.
+    entry, phdr, phnum: the program's; base: its interpreter's load address (0: none)."""
     top = USER_TOP
     vm.mmap(top - STACK_SIZE, STACK_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
             name="[stack]")
@@ -207,7 +257,7 @@ def build_stack(vm: VmSpace, argv: list[bytes], envp: list[bytes], execfn: bytes
     random_at = put(random16)
     vm.write(strings_at - len(blob), bytes(blob))
     auxv = [
-        (AT_PHDR, phdr), (AT_PHENT, 56), (AT_PHNUM, phnum), (AT_PAGESZ, PAGE), (AT_BASE, 0),
+        (AT_PHDR, phdr), (AT_PHENT, 56), (AT_PHNUM, phnum), (AT_PAGESZ, PAGE), (AT_BASE, base),
         (AT_FLAGS, 0), (AT_ENTRY, entry), (AT_UID, 0), (AT_EUID, 0), (AT_GID, 0), (AT_EGID, 0),
         (AT_PLATFORM, platform_at), (AT_HWCAP, HWCAP), (AT_CLKTCK, 100), (AT_SECURE, 0),
         (AT_RANDOM, random_at), (AT_HWCAP2, 0), (AT_EXECFN, execfn_at), (AT_NULL, 0),
