@@ -207,6 +207,7 @@ class Console(OpenFile):
     """The vkernel's console: guest stdin/stdout/stderr bound to the host's streams."""
 
     kind = "console"
+    pollable = True
 
     def __init__(self, flags: int, stream: int, svc: FileServices) -> None:
         super().__init__(flags)
@@ -276,6 +277,7 @@ class DevRandom(DevZero):
     """/dev/urandom and /dev/random: the vkernel's deterministic random stream."""
 
     kind = "random"
+    pollable = True
 
     def read(self, n: int) -> bytes:
         return self.svc.random_bytes(n)

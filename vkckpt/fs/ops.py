@@ -1,9 +1,11 @@
 """The file interface every open file description implements (gVisor's FileOperations).
 
-Handlers ask a file what it can do; they never ask which kind it is.  A file that can
-make a poller ready notifies the wait queue its `poll_queue()` names; a blocking call raises
-Block on that queue.  What a file needs of the vkernel (console I/O, the random stream, the
-host-descriptor account, the readiness queue) it is handed when it is made, as FileServices.
+Handlers ask a file what it can do; they never ask which kind it is.  A file whose readiness
+changes notifies the wait queue its `poll_queue()` names, with the events that changed
+(epoll items watch it), and then the kernel's readiness queue `FileServices.poll_q`, on which
+poll, select and every blocking event call sleep.  What a file needs of the vkernel
+(console I/O, the random stream, the host-descriptor account, the readiness queue) it is
+handed when it is made, as FileServices.
 A kind's saved form is fs/state.py's, in per-kind tables keyed by `kind`.
 """
 
@@ -47,6 +49,7 @@ class OpenFile:
     kind = "file"
     seekable = False
     discards = False
+    pollable = False  # Linux's file_can_poll: epoll_ctl refuses others with EPERM
 
     def __init__(self, flags: int) -> None:
         self.flags = flags
@@ -131,7 +134,8 @@ class OpenFile:
         return events & (F.POLLIN | F.POLLOUT)
 
     def poll_queue(self) -> WaitQueue | None:
-        """The queue notified when this file's readiness changes (None: it never does)."""
+        """The queue notified, with the events that changed, when this file's readiness
+        changes (None: it never does).  Threads never sleep on it: they sleep on poll_q."""
         return None
 
     # -- lifetime -----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
+from vkckpt.abi.epoll import POLLRDNORM, POLLWRNORM
 from vkckpt.abi.limits import PIPE_BUF
 from vkckpt.abi.stat import pack_stat
 from vkckpt.errors import GuestError
@@ -36,10 +37,15 @@ class Pipe:
         self.writers = 0
         self.read_q = WaitQueue(("pipe-read", pipe_id))
         self.write_q = WaitQueue(("pipe-write", pipe_id))
+        self.event_q = WaitQueue(("pipe-event", pipe_id))  # watchers only (epoll items)
 
     def changed(self, q: WaitQueue) -> None:
-        """Wake the threads sleeping on q, then every poller, which re-checks."""
+        """Wake the threads sleeping on q, tell the watchers what changed (as Linux's wake-up
+        keys: data or no writer for readers, room or no reader for writers), then wake
+        every poller, which re-checks."""
         q.notify()
+        self.event_q.notify(F.POLLIN | POLLRDNORM | F.POLLHUP if q is self.read_q
+                            else F.POLLOUT | POLLWRNORM | F.POLLERR)
         self.poll_q.notify()
 
 
@@ -47,6 +53,7 @@ class PipeEnd(OpenFile):
     """One end of a pipe."""
 
     kind = "pipe"
+    pollable = True
 
     def __init__(self, pipe: Pipe, flags: int) -> None:
         super().__init__(flags)
@@ -109,14 +116,14 @@ class PipeEnd(OpenFile):
         when no reader is left (write end).  POLLHUP and POLLERR are reported unrequested."""
         p = self.pipe
         if self.readable():
-            mask = (F.POLLIN if p.data else 0) | (F.POLLHUP if p.writers == 0 else 0)
+            mask = (F.POLLIN | POLLRDNORM if p.data else 0) | (F.POLLHUP if p.writers == 0 else 0)
         else:
-            mask = (F.POLLOUT if len(p.data) < CAPACITY else 0) | \
+            mask = (F.POLLOUT | POLLWRNORM if len(p.data) < CAPACITY else 0) | \
                 (F.POLLERR if p.readers == 0 else 0)
         return mask & (events | F.POLLHUP | F.POLLERR)
 
     def poll_queue(self) -> WaitQueue:
-        return self.pipe.poll_q
+        return self.pipe.event_q
 
     def release(self) -> None:
         p = self.pipe

@@ -1,4 +1,4 @@
-"""Descriptor I/O: read/write and friends, seeking, dup, fcntl, ioctl, pipes, poll."""
+"""Descriptor I/O: read/write and friends, seeking, dup, fcntl, ioctl, pipes (poll: sys_poll.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from vkckpt import task_signals
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
 from vkckpt.abi import signals as S
-from vkckpt.abi.limits import MAX_RW_COUNT, NOFILE, POLL_MAX_FDS, UIO_MAXIOV
+from vkckpt.abi.limits import MAX_RW_COUNT, NOFILE, UIO_MAXIOV
 from vkckpt.abi.mman import PROT_READ, PROT_WRITE
 from vkckpt.errors import GuestError
 from vkckpt.fs.pipe import PIPE_COST, Pipe, PipeEnd
@@ -17,13 +17,8 @@ from vkckpt.syscalls.args import (
     MAX_IO,
     s32,
     s64,
-    sigset_arg,
-    timespec_arg,
     u32,
-    under_temporary_mask,
-    wait_deadline,
 )
-from vkckpt.threads.wait import Block
 
 TYPE_CHECKING = False
 
@@ -314,54 +309,3 @@ def sys_ftruncate(k: VKernel, t: Thread, fd: int, length: int) -> int:
 def sys_fsync(k: VKernel, t: Thread, fd: int) -> int:
     t.process.fds.get(s32(fd))
     return 0
-
-
-def sys_ppoll(k: VKernel, t: Thread, fds_addr: int, nfds: int, tmo: int, sigmask: int,
-              sigsetsize: int) -> int:
-    """Implement ppoll(2): poll with a timespec timeout and, while it waits, a temporary
-    signal mask. The mask is kept in saved_sigmask as rt_sigsuspend's is: a handler's frame
-    restores the caller's mask, and a call that ends otherwise restores it on return."""
-    deadline = wait_deadline(k, t, timespec_arg(t, tmo) if tmo else None)
-    if sigmask and t.saved_sigmask is None:  # not on a re-run after a wake-up
-        mask = sigset_arg(t, sigmask, sigsetsize)
-        t.saved_sigmask, t.sigmask = t.sigmask, mask & ~S.UNBLOCKABLE
-    return under_temporary_mask(t, lambda: _poll(k, t, fds_addr, nfds, deadline))
-
-
-def sys_poll(k: VKernel, t: Thread, fds_addr: int, nfds: int, timeout_ms: int) -> int:
-    ms = s32(timeout_ms)
-    deadline = wait_deadline(k, t, ms * 1_000_000 if ms >= 0 else None)
-    return _poll(k, t, fds_addr, nfds, deadline)
-
-
-def _poll(k: VKernel, t: Thread, fds_addr: int, nfds: int, deadline: int | None) -> int:
-    """poll over any files: each reports its revents (OpenFile.poll); with none ready, the
-    caller sleeps on the queue its files notify when their readiness changes.
-
-    Pipes notify one readiness queue (the kernel's poll queue, which every pipe event wakes),
-    and a poller re-checks all its descriptors when woken (spurious wake-ups cost a
-    re-check, never a lost event).  Files that never block name no queue: always ready.
-    """
-    if nfds > POLL_MAX_FDS:
-        raise GuestError(E.EINVAL)
-    raw = bytearray(t.process.vm.read(fds_addr, 8 * nfds))
-    ready = 0
-    queue = None
-    for i in range(nfds):
-        fd, events, _ = struct.unpack_from("<ihh", raw, 8 * i)
-        rev = 0
-        if fd >= 0:
-            try:
-                f = t.process.fds.get(fd)
-            except GuestError:
-                rev = F.POLLNVAL
-            else:
-                rev = f.poll(events)
-                queue = queue or f.poll_queue()
-        struct.pack_into("<h", raw, 8 * i + 6, rev)
-        ready += bool(rev)
-    if ready or deadline is not None and deadline <= k.now_ns():
-        t.process.vm.write(fds_addr, bytes(raw))
-        return ready
-    # never restarted after a handler (ERESTARTNOHAND): poll returns EINTR, as on Linux
-    raise Block(queue, deadline, 0, restartable=False)

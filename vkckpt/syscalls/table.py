@@ -11,10 +11,12 @@ from collections.abc import Callable
 from vkckpt.abi.syscalls import NUMBERS
 from vkckpt.record import Value
 from vkckpt.syscalls import sys_ckpt as ck
+from vkckpt.syscalls import sys_event as ev
 from vkckpt.syscalls import sys_fs as fs
 from vkckpt.syscalls import sys_futex as fx
 from vkckpt.syscalls import sys_io as io
 from vkckpt.syscalls import sys_mm as mm
+from vkckpt.syscalls import sys_poll as pl
 from vkckpt.syscalls import sys_proc as pr
 from vkckpt.syscalls import sys_signal as sg
 from vkckpt.syscalls import sys_time as tm
@@ -70,8 +72,19 @@ ENTRIES: list[Entry] = [
     Supported("ftruncate", io.sys_ftruncate),
     Supported("fsync", io.sys_fsync),
     Supported("fdatasync", io.sys_fsync),
-    Partial("poll", io.sys_poll, "pipes wait for events; other files are always ready"),
-    Partial("ppoll", io.sys_ppoll, "as poll"),
+    Partial("poll", pl.sys_poll, "regular files, directories and devices are always ready"),
+    Partial("ppoll", pl.sys_ppoll, "as poll"),
+    Partial("select", pl.sys_select, "as poll"),
+    Partial("pselect6", pl.sys_pselect6, "as poll"),
+    Supported("epoll_create", ev.sys_epoll_create),
+    Supported("epoll_create1", ev.sys_epoll_create1),
+    Partial("epoll_ctl", ev.sys_epoll_ctl, "EPOLLEXCLUSIVE wakes every waiter; no "
+            "max_user_watches limit"),
+    Supported("epoll_wait", ev.sys_epoll_wait),
+    Supported("epoll_pwait", ev.sys_epoll_pwait),
+    Supported("epoll_pwait2", ev.sys_epoll_pwait2),
+    Supported("eventfd", ev.sys_eventfd),
+    Supported("eventfd2", ev.sys_eventfd2),
     Supported("open", fs.sys_open),
     Supported("openat", fs.sys_openat),
     Supported("creat", fs.sys_creat),
@@ -187,4 +200,6 @@ assert len(TABLE) == len(ENTRIES), "a syscall is listed twice"
 ON_EINTR: dict[int, Callable[..., int]] = {
     NUMBERS["nanosleep"]: tm.nanosleep_interrupted,
     NUMBERS["clock_nanosleep"]: tm.clock_nanosleep_interrupted,
+    NUMBERS["select"]: pl.select_interrupted,
+    NUMBERS["pselect6"]: pl.pselect6_interrupted,
 }

@@ -21,7 +21,7 @@ TRANSIENT = {"process": "saved as the pid", "ctx": "saved as regs",
 THREAD_VERSION = 1
 WAITQ_VERSION = 1
 _ARGS = ("u64",) * 6  # a syscall's six argument registers
-_SLEEP = {"queue": "?list", "deadline": "?u64", "timeout_result": "i64",
+_SLEEP = {"queue": "?list", "deadline": "?u64", "timeout_result": "?i64",
           "restartable": "bool", "nr": "u64", "args": _ARGS, "seq": "u64", "timer": "u64"}
 #: The type/range tables ckpt/schema.py checks (the registers are checked by load_regs).
 THREAD_SCHEMA = {"tid": "u32", "pid": "u32", "state": "str", "sigmask": "u64",

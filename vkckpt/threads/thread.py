@@ -32,9 +32,9 @@ class Sleep(Comparable):
     __slots__ = ("queue", "deadline", "timeout_result", "restartable", "nr", "args", "seq",
                  "timer")
 
-    def __init__(self, queue: WaitQueue | None, deadline: int | None, timeout_result: int,
-                 restartable: bool, nr: int, args: tuple[int, ...], seq: int,
-                 timer: int = 0) -> None:
+    def __init__(self, queue: WaitQueue | None, deadline: int | None,
+                 timeout_result: int | None, restartable: bool, nr: int,
+                 args: tuple[int, ...], seq: int, timer: int = 0) -> None:
         self.queue = queue
         self.deadline = deadline
         self.timeout_result = timeout_result
