@@ -61,7 +61,7 @@ def save(k: VKernel, scope: list[int] | None, woken: list[int], root: str | None
     root: the guest root hint to record (default: the root)."""
     c = k.config
     ids = k.ids
-    return {
+    kr = {
         "next_pid": ids.next_pid, "next_pipe": ids.next_pipe, "next_bid": ids.next_bid,
         "init_pid": k.init_pid if in_scope(k.init_pid, scope) else min(scope),
         "sleep_seq": k.sleep_seq, "rng_counter": k.rng_counter,
@@ -72,8 +72,10 @@ def save(k: VKernel, scope: list[int] | None, woken: list[int], root: str | None
         "enosys": sorted(k.reported_enosys),
         "root": k.root.host_root if root is None else root, "scope": scope,
         "inodes": k.inodes.save(k.host_path_of), "next_ino": k.inodes.next_ino,
-        "binds": [[m.guest, m.ro, m.identity(stamp_key())] for m in k.root.mounts],
     }
+    if k.root.mounts:  # written only when there are binds: images without any stay as before
+        kr["binds"] = [[m.guest, m.ro, m.identity(stamp_key())] for m in k.root.mounts]
+    return kr
 
 
 def config(kr: dict, root: str, **host: object) -> KernelConfig:
