@@ -25,6 +25,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vkckpt.testing.compat_cases import CASES, Case
+
 #: Host programs the root is made of (Debian's busybox-static, bash-static), by guest path.
 HOST_PROGRAMS = {"bin/busybox": ("/bin/busybox",), "bin/bash": ("/bin/bash-static",)}
 #: The Debian packages that provide them (the test set-up installs them: make debs).
@@ -33,19 +35,6 @@ ENV = {"PATH": "/bin", "HOME": "/work", "LC_ALL": "C", "TZ": "UTC", "USER": "roo
 TIMEOUT = 60                  # seconds for a native run
 TICK_LIMIT = 2_000_000_000    # blocks: a vkernel run that has not ended by then fails
 QUANTUM = 2_000               # short slices: many scheduling (freeze) points
-
-
-@dataclass(frozen=True)
-class Case:
-    """One invocation: argv (argv[0] a guest path), stdin, the suite it belongs to, and why
-    its vkernel run differs from the host's if it is a known difference."""
-
-    suite: str
-    name: str
-    argv: tuple[str, ...]
-    stdin: bytes = b""
-    known: str = ""                 # why the outputs differ (named in vkckpt-abi(7))
-    programs: tuple[str, ...] = ()  # more host programs the root needs: guest path=host path
 
 
 @dataclass
@@ -88,17 +77,13 @@ def _applets(busybox: Path) -> list[str]:
     return _APPLETS
 
 
-def make_root(base: Path, case: Case | None = None) -> Path:
+def make_root(base: Path) -> Path:
     """A fresh guest root: the host programs, busybox's applets (sh among them), /tmp,
     /etc/passwd and a /work directory with the suite's input files."""
     root = Path(tempfile.mkdtemp(prefix="compat-", dir=base))
     (root / "bin").mkdir()
     for guest in HOST_PROGRAMS:
         shutil.copy2(_host_program(guest), root / guest)
-    for spec in case.programs if case else ():
-        guest, host = spec.split("=", 1)
-        (root / guest).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(host, root / guest)
     for applet in _applets(root / "bin" / "busybox"):
         if not (root / "bin" / applet).exists():
             (root / "bin" / applet).symlink_to("busybox")
@@ -212,7 +197,7 @@ def check_frozen(case: Case, base: Path, at: int, want: tuple[bytes, int, int]) 
     from vkckpt.ckpt.snapshot import write_image
     from vkckpt.runner import boot
 
-    root = make_root(base, case)
+    root = make_root(base)
     try:
         out: list[bytes] = []
         err: list[bytes] = []
@@ -242,12 +227,12 @@ def check_frozen(case: Case, base: Path, at: int, want: tuple[bytes, int, int]) 
 
 def run_case(case: Case, base: Path, freezes: int = 2) -> Result:
     """Run one case natively and under the vkernel, then frozen at `freezes` points."""
-    root = make_root(base, case)
+    root = make_root(base)
     try:
         native = run_native(case, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    root = make_root(base, case)
+    root = make_root(base)
     try:
         out, status, err, points, ticks = run_vkernel(case, root)
     finally:
@@ -272,8 +257,6 @@ def select(cases: list[Case], suites: list[str], patterns: list[str]) -> list[Ca
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vkckpt.testing.compat_cases import CASES
-
     ap = argparse.ArgumentParser(prog="python -m vkckpt.testing.compat",
                                  description="Run the compatibility suite; print a table and "
                                  "the pass rate (exit 1 when an unexpected case differs).")

@@ -7,7 +7,19 @@ no times, pids or host facts, unless the case is about them and says `known`.
 
 from __future__ import annotations
 
-from vkckpt.testing.compat import Case
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Case:
+    """One invocation: argv (argv[0] a guest path), stdin, the suite it belongs to, and why
+    its vkernel run differs from the host's if it is a known difference."""
+
+    suite: str
+    name: str
+    argv: tuple[str, ...]
+    stdin: bytes = b""
+    known: str = ""  # why the outputs differ (named in vkckpt-abi(7))
 
 
 def _bb(name: str, *args: str, stdin: bytes = b"", known: str = "") -> Case:
