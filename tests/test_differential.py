@@ -29,6 +29,8 @@ CASES: dict[str, tuple[str, ...]] = {
     "fsmeta": ("work",),
     "vforkchld": (),
     "fdlinks": ("work",),
+    "epolls": ("work",),
+    "eventfds": (),
 }
 ENV = {"HELLO_GREETING": "bonjour", "VKCKPT_TEST_A": "1"}
 

@@ -31,6 +31,8 @@ WORKLOADS = [
     Workload("hello", ("a", "b c"), quantum=101, env=(("HELLO_GREETING", "hi"),)),
     Workload("pollpipes"),           # poll over several pipes, ppoll's temporary mask
     Workload("sigwait"),             # sigwait/sigtimedwait, a signal thread
+    Workload("epolls", ("work",)),   # epoll interest and ready lists, waits asleep
+    Workload("eventfds"),            # eventfd counters, blocked reads/writes, select
 ]
 
 
