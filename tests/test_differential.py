@@ -30,6 +30,8 @@ CASES: dict[str, tuple[str, ...]] = {
     "vforkchld": (),
     "fdlinks": ("work",),
     "dynelf": ("work",),
+    "epolls": ("work",),
+    "eventfds": (),
 }
 ENV = {"HELLO_GREETING": "bonjour", "VKCKPT_TEST_A": "1"}
 

@@ -32,6 +32,8 @@ WORKLOADS = [
     Workload("pollpipes"),           # poll over several pipes, ppoll's temporary mask
     Workload("sigwait"),             # sigwait/sigtimedwait, a signal thread
     Workload("dynelf", ("work",)),   # auxv and execve of itself (tests/test_dynelf.py: dynamic)
+    Workload("epolls", ("work",)),   # epoll interest and ready lists, waits asleep
+    Workload("eventfds"),            # eventfd counters, blocked reads/writes, select
 ]
 
 

@@ -22,7 +22,7 @@ from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.errors import ConfigError, ImageError
 from vkckpt.fs.binds import BindSpec
 from vkckpt.fs.files import HostFile
-from vkckpt.fs.state import load_file, load_pipes
+from vkckpt.fs.state import link_files, load_file, load_pipes
 from vkckpt.image import ImageReader
 from vkckpt.kernel import VKernel
 from vkckpt.record import Comparable
@@ -212,6 +212,7 @@ def _files(k: VKernel, rows: list[dict], pipes: dict, opts: ThawOptions) -> dict
         files[d["id"]] = load_file(d, k.root, pipes, opts.allow_changed_files, k.inodes,
                                    opts.read_only, svc=k.file_services())
     k.host_fds.adopt(sum(isinstance(f, HostFile) for f in files.values()))
+    link_files(files, rows)
     return files
 
 

@@ -182,7 +182,7 @@ def _save_files(w: ImageWriter, live: list[Process]) -> dict[int, int]:
     for pid_ in sorted(pipes):
         w.add("pipe", save_pipe(pipes[pid_]))
     for f in files:
-        w.add("file", save_file(f, fids[id(f)]))
+        w.add("file", save_file(f, fids[id(f)], fids))
     return fids
 
 

@@ -14,6 +14,7 @@ import stat
 
 from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError, ImageError
+from vkckpt.fs import event_state
 from vkckpt.fs.fdtable import FdTable
 from vkckpt.fs.files import (
     Console,
@@ -42,7 +43,7 @@ FILE_VERSION = 1
 #: The type/range tables ckpt/schema.py checks (fingerprints: checked when reopening).
 PIPE_SCHEMA = {"id": "u64", "data": "bytes"}
 FILE_SCHEMA = {"id": "u64", "kind": "str", "flags": "u32", "stream": "u32", "pipe": "u64",
-               "path": "str", "offset": "i64"}
+               "path": "str", "offset": "i64", **event_state.SCHEMA}
 FDTABLE_SCHEMA = [("u32", "u64", "u32")]  # a process record's descriptors
 RECORDS = {"pipe": (PIPE_VERSION, PIPE_SCHEMA), "file": (FILE_VERSION, FILE_SCHEMA)}
 
@@ -144,16 +145,25 @@ def _save_pipe_end(f: PipeEnd, d: dict) -> None:
 
 #: What each kind saves beyond id, kind and flags (a kind not listed saves nothing more).
 _SAVE_KIND = {"host": _save_host, "dir": _save_dir, "console": _save_console,
-              "pipe": _save_pipe_end}
+              "pipe": _save_pipe_end, "eventfd": event_state.save_eventfd}
+#: Kinds whose saved form names other files, by their saved ids.
+_SAVE_LINKS = {"epoll": event_state.save_epoll}
 
 
-def save_file(f: OpenFile, fid: int) -> dict:
-    """One open file description."""
+def save_file(f: OpenFile, fid: int, fids: dict[int, int] | None = None) -> dict:
+    """One open file description; fids maps id(description) -> saved id of every saved
+    file (an epoll names its items' files by it)."""
     d = {"id": fid, "kind": f.kind, "flags": f.flags}
+    links = _SAVE_LINKS.get(f.kind)
+    if links is not None:
+        links(f, d, fids or {})
     extra = _SAVE_KIND.get(f.kind)
     if extra is not None:
         extra(f, d)
     return d
+
+
+link_files = event_state.link_files
 
 
 def save_pipe(p: Pipe) -> dict:
@@ -251,6 +261,8 @@ def _reopen(d: dict, ctx: _Loading) -> OpenFile:
 _LOAD_KIND: dict[str, Callable[[dict, _Loading], OpenFile]] = {
     "console": _load_console, "pipe": _load_pipe_end, "host": _reopen, "dir": _reopen,
     **dict.fromkeys(_DEVICE_KINDS, _load_device),
+    "eventfd": lambda d, ctx: event_state.load_eventfd(d, ctx.svc),
+    "epoll": lambda d, ctx: event_state.load_epoll(d, ctx.svc),
 }
 
 

@@ -64,6 +64,7 @@ static void errors(const char *dir)
     printf("nest a<-b=%d loop b<-a=%d\n", err(add(a, b, EPOLLIN, 0)), err(add(b, a, EPOLLIN, 0)));
     struct epoll_event evs[1];
     printf("wait max0=%d on-pipe=%d\n", err(epoll_wait(ep, evs, 0, 0)), err(epoll_wait(p[0], evs, 1, 0)));
+    unlink("epolls.txt");
     close(a), close(b), close(reg), close(file), close(null), close(p[0]), close(p[1]), close(ep);
 }
 
