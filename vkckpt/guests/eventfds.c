@@ -79,8 +79,9 @@ static void blocking(void)
         fflush(stdout);
         _exit(0);
     }
-    printf("blocked write=%d\n", wr(e, 9));
+    int blocked = wr(e, 9);  /* returns once the child has read: print after it has */
     waitpid(kid, NULL, 0);
+    printf("blocked write=%d\n", blocked);
     printf("after=%lld\n", rd(e));
 
     int ep = epoll_create1(0);
