@@ -239,3 +239,14 @@ def test_hostile_binds_records(frozen, tmp_path: Path) -> None:
                 w.add(typ, fields, version=ver, critical=crit)
         with pytest.raises(ImageError):
             _thaw(path, root, binds)
+
+
+def test_verify_takes_the_binds(frozen) -> None:
+    """verify checks the binds as thaw does: refused without them, valid with them."""
+    image, root, binds, _, _ = frozen
+    base = [sys.executable, "-m", "vkckpt", "verify", str(image), "--root", str(root)]
+    p = subprocess.run(base, capture_output=True, timeout=300)
+    assert p.returncode == 1 and "give it again with --bind HOST:/mnt/ro:ro" in p.stderr.decode()
+    p = subprocess.run([*base, *[a for b in binds for a in ("--bind", str(b))]],
+                       capture_output=True, timeout=300)
+    assert p.returncode == 0 and b"ok: true" in p.stdout, p.stderr.decode()

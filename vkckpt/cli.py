@@ -150,6 +150,8 @@ def _verify_parser(sub: argparse._SubParsersAction) -> None:
     v.add_argument("image", help="image file")
     v.add_argument("--root", metavar="DIR", help="guest root in which open files are "
                    "reopened (a missing file fails the check; changed ones are accepted)")
+    _bind_option(v, "give a bind of the image again, as for thaw (repeatable); read-write "
+                 "binds are reopened for reading only")
     v.add_argument("-q", "--quiet", action="store_true", help="print nothing; exit status only")
     _key_option(v, "require every image of the chain to be sealed with this key")
 

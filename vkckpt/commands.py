@@ -219,7 +219,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     from vkckpt.ckpt.inspect import verify
 
-    report = verify(args.image, args.root, _key(args))
+    report = verify(args.image, args.root, _key(args), binds_from_args(args))
     if not args.quiet:
         sys.stdout.write(yaml.safe_dump(report, sort_keys=False))
     return 0

@@ -10,6 +10,7 @@ from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.ckpt.trust import ImageKey
 from vkckpt.engine import regs as R
 from vkckpt.errors import ImageError, VkError
+from vkckpt.fs.binds import BindSpec
 from vkckpt.image import ImageReader
 
 _PROT = ["---", "r--", "-w-", "rw-", "--x", "r-x", "-wx", "rwx"]
@@ -100,9 +101,11 @@ def _describe(path: str, registers: bool, key: ImageKey | None) -> dict:
     return out
 
 
-def verify(path: str, root: str | None = None, key: ImageKey | None = None) -> dict:
+def verify(path: str, root: str | None = None, key: ImageKey | None = None,
+           binds: list[BindSpec] | None = None) -> dict:
     """Check every checksum, the incremental chain, the seals (with key) and the structure,
-    reopening the guests' files read-only; raises ImageError."""
+    reopening the guests' files read-only (binds: the image's binds given again, checked as
+    thaw checks them); raises ImageError."""
     chain = load_chain(path)
     report = {"image": str(path), "chain": [str(r.path) for r in chain], "checks": []}
     for r in chain:
@@ -110,7 +113,7 @@ def verify(path: str, root: str | None = None, key: ImageKey | None = None) -> d
         report["checks"].append({"image": str(r.path), **stats})
     try:
         k = thaw(path, ThawOptions(root=root, allow_changed_files=True, deliver_sigthaw=False,
-                                   key=key, read_only=True))
+                                   key=key, read_only=True, binds=binds))
     except ImageError:
         raise
     except VkError as exc:
