@@ -21,7 +21,10 @@ from pathlib import Path
 from vkckpt.errors import GuestBuildError
 
 GUEST_DIR: Path = Path(__file__).resolve().parent
-CFLAGS: tuple[str, ...] = ("-target", "x86_64-linux-musl", "-static", "-O2", "-g0")
+#: -s: zig's libc objects carry debug info naming zig's cache directory, and the loader maps
+#: the file bytes after a segment's end as Linux does, so unstripped guests (and the golden
+#: images holding their pages) differed from one zig cache to another.
+CFLAGS: tuple[str, ...] = ("-target", "x86_64-linux-musl", "-static", "-O2", "-g0", "-s")
 LDLIBS: tuple[str, ...] = ("-lpthread",)
 _TIMEOUT = 600.0
 
