@@ -15,6 +15,7 @@ from vkckpt.syscalls import sys_event as ev
 from vkckpt.syscalls import sys_fs as fs
 from vkckpt.syscalls import sys_futex as fx
 from vkckpt.syscalls import sys_io as io
+from vkckpt.syscalls import sys_lock as lk
 from vkckpt.syscalls import sys_mm as mm
 from vkckpt.syscalls import sys_poll as pl
 from vkckpt.syscalls import sys_proc as pr
@@ -63,7 +64,9 @@ ENTRIES: list[Entry] = [
     Supported("dup", io.sys_dup),
     Supported("dup2", io.sys_dup2),
     Supported("dup3", io.sys_dup3),
-    Partial("fcntl", io.sys_fcntl, "record locks always succeed; F_GETLK reports F_UNLCK"),
+    Partial("fcntl", io.sys_fcntl, "dup, flags, POSIX and OFD record locks; no leases, "
+            "seals, owners, signals or pipe sizes (EINVAL)"),
+    Supported("flock", lk.sys_flock),
     Partial("ioctl", io.sys_ioctl, "FIONBIO; everything else ENOTTY (no terminals)"),
     Supported("pipe", io.sys_pipe),
     Supported("pipe2", io.sys_pipe2),
