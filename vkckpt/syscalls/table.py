@@ -11,6 +11,7 @@ from collections.abc import Callable
 from vkckpt.abi.syscalls import NUMBERS
 from vkckpt.record import Value
 from vkckpt.syscalls import sys_ckpt as ck
+from vkckpt.syscalls import sys_copy as cp
 from vkckpt.syscalls import sys_event as ev
 from vkckpt.syscalls import sys_fs as fs
 from vkckpt.syscalls import sys_futex as fx
@@ -67,6 +68,8 @@ ENTRIES: list[Entry] = [
     Partial("fcntl", io.sys_fcntl, "dup, flags, POSIX and OFD record locks; no leases, "
             "seals, owners, signals or pipe sizes (EINVAL)"),
     Supported("flock", lk.sys_flock),
+    Partial("sendfile", cp.sys_sendfile, "from regular files only (EINVAL otherwise)"),
+    Supported("copy_file_range", cp.sys_copy_file_range),
     Partial("ioctl", io.sys_ioctl, "FIONBIO; everything else ENOTTY (no terminals)"),
     Supported("pipe", io.sys_pipe),
     Supported("pipe2", io.sys_pipe2),
