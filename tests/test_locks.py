@@ -15,11 +15,11 @@ from vkckpt.errors import GuestError, ImageError
 from vkckpt.fs import lock_state
 from vkckpt.fs.locks import FileLock, LockTable
 from vkckpt.fs.ops import OpenFile
+from vkckpt.runner import boot
 from vkckpt.testing.oracle import Workload, golden, thaw_in_process
 from vkckpt.testing.workload import make_root
 from vkckpt.threads.thread import Sleep
 from vkckpt.threads.wait import Block
-from vkckpt.runner import boot
 
 KEY = (0x801, 7)
 

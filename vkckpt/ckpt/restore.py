@@ -20,8 +20,8 @@ from vkckpt.ckpt.chain import DigestCheck, ImageChain, load_chain
 from vkckpt.ckpt.lay_pages import Laid, lay_pages
 from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.errors import ConfigError, ImageError
-from vkckpt.fs.binds import BindSpec
 from vkckpt.fs import lock_state
+from vkckpt.fs.binds import BindSpec
 from vkckpt.fs.files import HostFile
 from vkckpt.fs.state import link_files, load_file, load_pipes
 from vkckpt.image import ImageReader

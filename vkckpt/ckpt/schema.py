@@ -3,11 +3,12 @@ before a thaw.
 
 Each type's saved form declares its own piece beside it (kernel_state.py, sched_state.py,
 process_state.py, threads/state.py, vmspace/state.py, fs/state.py, fs/lock_state.py,
-signals/state.py); this module only collects them.  The loaders check what they build from (buffers, VMAs,
-registers, wait queues, pages); this table catches the rest: a hostile image that gives a
-flag word as a string, a pid as a list or a signal number out of range would otherwise thaw
-and fail later, inside the run, with a Python error instead of an ImageError.  Fields not
-listed are checked by their loaders.  The type grammar is vkckpt/fieldtypes.py's.
+signals/state.py); this module only collects them.  The loaders check what they build from
+(buffers, VMAs, registers, wait queues, pages); this table catches the rest: a hostile
+image that gives a flag word as a string, a pid as a list or a signal number out of range
+would otherwise thaw and fail later, inside the run, with a Python error instead of an
+ImageError.  Fields not listed are checked by their loaders.  The type grammar is
+vkckpt/fieldtypes.py's.
 """
 
 from __future__ import annotations

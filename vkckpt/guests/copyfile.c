@@ -88,6 +88,11 @@ int main(int argc, char **argv)
     off = 1000;
     printf("sendfile at EOF: %s, off %ld\n", err(sendfile(p[1], src, &off, 10)), (long)off);
     printf("sendfile count 0: %s\n", err(sendfile(p[1], src, NULL, 0)));
+    off = 0;
+    r = sendfile(p[1], src, &off, (size_t)1 << 62);
+    n = read(p[0], buf, sizeof buf);
+    printf("sendfile count 2^62: %s, read %zd, off %ld\n", err(r), n, (long)off);
+    printf("sendfile count -1: %s\n", err(sendfile(p[1], src, &off, (size_t)-1)));
 
     /* into a file: written at the output's offset, which moves */
     int dst = mkfile("cf-dst", "0123456789", O_RDWR);
@@ -149,6 +154,10 @@ int main(int argc, char **argv)
            offset_of(out));
     oi = 500;
     printf("copy_file_range past the end: %s\n", err(copy_file_range(src, &oi, out, NULL, 5, 0)));
+    oi = 0;
+    off_t o2 = 30;
+    r = copy_file_range(src, &oi, out, &o2, (size_t)-1, 0);
+    printf("copy_file_range len -1: %s, in %ld\n", err(r), (long)oi);
     printf("copy_file_range len 0: %s\n", err(copy_file_range(src, NULL, out, NULL, 0, 0)));
     printf("copy_file_range flags: %s\n", err(copy_file_range(src, NULL, out, NULL, 1, 1)));
     printf("copy_file_range bad fd: %s\n", err(copy_file_range(99, NULL, out, NULL, 1, 0)));

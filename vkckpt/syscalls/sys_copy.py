@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from vkckpt.threads.thread import Thread
 
 CHUNK = 1 << 16  # bytes held at once while copying
+_U64 = (1 << 64) - 1
 
 
 def _mode_size(f: OpenFile) -> tuple[int, int]:
@@ -119,7 +120,9 @@ def sys_copy_file_range(k: VKernel, t: Thread, fd_in: int, off_in: int, fd_out: 
         raise GuestError(E.EBADF)
     pos_in = _file_offset(fin) if pin is None else pin
     pos_out = _file_offset(fout) if pout is None else pout
-    if pos_in < 0 or pos_out < 0 or s64(length) < 0:
+    if max(pos_in & _U64, pos_out & _U64) + length > _U64:  # loff_t + size_t wraps
+        raise GuestError(E.EOVERFLOW)
+    if pos_in < 0 or pos_out < 0:
         raise GuestError(E.EINVAL)
     count = 0 if pos_in >= size else min(length, size - pos_in, MAX_IO)
     same = fin.stat()[:16] == fout.stat()[:16]
