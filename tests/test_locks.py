@@ -13,8 +13,9 @@ from vkckpt.abi.stat import pack_stat
 from vkckpt.ckpt.snapshot import write_image
 from vkckpt.errors import GuestError, ImageError
 from vkckpt.fs import lock_state
-from vkckpt.fs.locks import FileLock, LockTable
+from vkckpt.fs.locks import Blocked, FileLock, InodeLocks, LockTable
 from vkckpt.fs.ops import OpenFile
+from vkckpt.record import field_names
 from vkckpt.runner import boot
 from vkckpt.testing.oracle import Workload, golden, thaw_in_process
 from vkckpt.testing.workload import make_root
@@ -147,11 +148,28 @@ def test_saved_form_round_trips_and_is_absent_without_locks() -> None:
     _posix(t, 1, F_WRLCK, 0, 9)
     t.set_posix(KEY, FileLock(f, -1, F_RDLCK, 20, 29), None)
     t.flock(KEY, f, F_WRLCK, True)
+    waiter = _Thread(2)
+    with pytest.raises(Block) as blk:
+        _posix(t, 2, F_WRLCK, 0, 0, waiter=waiter)
+    waiter.sleep_on(blk.value)
     d = _saved(t, f)
+    assert d["blocked"] == [[2, 2, 1]]
     t2 = LockTable()
-    lock_state.load(d, t2, {1, 2}, {5: f}, {}, {})
+    q = blk.value.queue
+    lock_state.load(d, t2, {1, 2}, {5: f}, {2: waiter}, {q.key: q})
     assert _saved(t2, f) == d
     assert _ranges(t2) == _ranges(t)
+    assert t2.inodes[KEY].queue is q  # the queue the thawed sleeper sleeps on
+
+
+def test_every_lock_field_is_saved_or_transient() -> None:
+    saved = {"type", "start", "end", "pid", "blocker"}  # the record's columns by name
+    for cls in (FileLock, Blocked):
+        for name in field_names(cls):
+            assert name in saved or name in lock_state.TRANSIENT, f"{cls.__name__}.{name}"
+    for obj in (LockTable(), InodeLocks(KEY)):
+        for name in vars(obj):
+            assert name in saved | {"blocked"} or name in lock_state.TRANSIENT, name
 
 
 @pytest.mark.parametrize("row, why", [

@@ -28,9 +28,10 @@ MAX_LOCKS = 1 << 14  # POSIX, OFD and flock locks together, and as many sleepers
 SCHEMA = {"posix": [("u64", "u64", "str", "u64", "i32", "u32", "i64", "i64")],
           "flock": [("u64", "u64", "u64", "u32")], "blocked": [("u32", "u32", "i64")]}
 RECORDS = {"locks": (VERSION, SCHEMA)}
-#: LockTable/InodeLocks attributes not saved as such, and why.
+#: Lock table attributes (LockTable, InodeLocks, FileLock, Blocked) not saved by name, and why.
 TRANSIENT = {"queue": "its sleepers are in the waitq records; rebuilt from their key",
-             "thread": "saved as the tid", "live": "derived: the thread still sleeps"}
+             "thread": "saved as the tid (blocked)", "inodes": "saved as each row's dev, ino",
+             "owner": "saved as a pid or a file id", "posix": "a field", "flock": "a field"}
 
 
 def save(table: LockTable, fids: dict[int, int], pids: set[int],
