@@ -80,7 +80,9 @@ def load(d: dict | None, table: LockTable, pids: set[int], files: dict[int, Open
     for ctx in table.inodes.values():
         _check(ctx)
     for key, q in queues.items():
-        if key[0] == "lock" and len(key) == 3:
+        if key[0] == "lock":
+            if len(key) != 3 or not all(type(n) is int and n >= 0 for n in key[1:]):
+                raise ImageError(f"wait queue key {list(key)!r} names no inode")
             table._ctx((key[1], key[2])).queue = q
     for tid, owner, blocker in rows[2]:
         t = threads.get(tid)

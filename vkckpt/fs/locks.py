@@ -216,11 +216,16 @@ class LockTable:
         self._tidy(key)
 
     # -- releasing -----------------------------------------------------------------------------
+    def _holds(self, pid: int, f: OpenFile | None) -> bool:
+        """Whether pid holds a POSIX lock or f (when given) any lock."""
+        return any(lk.owner == pid or lk.owner is f for ctx in self.inodes.values()
+                   for lk in ctx.posix + ctx.flock)
+
     def closed(self, pid: int, f: OpenFile, last: bool) -> None:
         """Process pid closed a descriptor of f (`last`: f's last one): its POSIX locks on
         the inode go (locks_remove_posix), and at the last close f's OFD and flock locks."""
-        if not self.inodes:
-            return
+        if not self._holds(pid, f if last else None):
+            return  # the common case, and no stat of a file nobody locked
         try:
             key = inode_of(f)[0]
         except GuestError:
