@@ -94,6 +94,12 @@ int main(int argc, char **argv)
     printf("sendfile count 2^62: %s, read %zd, off %ld\n", err(r), n, (long)off);
     printf("sendfile count -1: %s\n", err(sendfile(p[1], src, &off, (size_t)-1)));
 
+    /* into standard output (the console, a pipe natively) */
+    printf("sendfile to stdout: [");
+    fflush(stdout);
+    off = 4;
+    r = sendfile(1, src, &off, 11);
+    printf("] %s\n", err(r));
     /* into a file: written at the output's offset, which moves */
     int dst = mkfile("cf-dst", "0123456789", O_RDWR);
     lseek(dst, 4, SEEK_SET);

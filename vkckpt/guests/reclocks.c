@@ -181,9 +181,26 @@ static void probe_block(int own)
     printf("block: SETLKW WR 0+10: %s, parent released first=%d\n", err(r), released);
 }
 
+static volatile sig_atomic_t handled;
+
 static void on_usr1(int sig)
 {
     (void)sig;
+    handled++;
+}
+
+static void probe_restart(int own)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &sa, NULL);
+    int r = lk(own, F_SETLKW, F_WRLCK, 0, 10);
+    char c;
+    int released = read(wake_pipe[0], &c, 1) == 1;
+    printf("restart: SETLKW WR 0+10 under SA_RESTART: %s, handled=%d, released first=%d\n",
+           err(r), (int)handled, released);
 }
 
 static void probe_intr(int own)
@@ -232,6 +249,15 @@ static void signal_after_nap(pid_t c)
 {
     nap(150);
     kill(c, SIGUSR1);
+}
+
+static void signal_then_release(pid_t c)
+{
+    nap(150);
+    kill(c, SIGUSR1);
+    nap(150);
+    write(wake_pipe[1], "w", 1);
+    lk(fd, F_SETLK, F_UNLCK, 0, 0);
 }
 
 static void deadlock_parent(pid_t c)
@@ -297,6 +323,8 @@ int main(int argc, char **argv)
     concurrent(probe_block, release_after_nap);
     lk(fd, F_SETLK, F_WRLCK, 0, 10);
     concurrent(probe_intr, signal_after_nap);
+    lk(fd, F_SETLK, F_WRLCK, 0, 10);
+    concurrent(probe_restart, signal_then_release);
     lk(fd, F_SETLK, F_UNLCK, 0, 0);
 
     pipe(ready);
