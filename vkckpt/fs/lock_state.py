@@ -72,18 +72,18 @@ def load(d: dict | None, table: LockTable, pids: set[int], files: dict[int, Open
             raise ImageError(f"locks record: lock owner {kind} {owner} is not in the image")
         if typ not in (F_RDLCK, F_WRLCK) or not 0 <= start <= end <= OFFSET_MAX:
             raise ImageError(f"locks record: lock type {typ} or range {start}-{end} is invalid")
-        table._ctx((dev, ino)).posix.append(FileLock(who, pid, typ, start, end))
+        table.inode((dev, ino)).posix.append(FileLock(who, pid, typ, start, end))
     for dev, ino, fid, typ in rows[1]:
         if fid not in files or typ not in (F_RDLCK, F_WRLCK):
             raise ImageError(f"locks record: flock lock of file {fid} is invalid")
-        table._ctx((dev, ino)).flock.append(FileLock(files[fid], -1, typ, 0, OFFSET_MAX))
+        table.inode((dev, ino)).flock.append(FileLock(files[fid], -1, typ, 0, OFFSET_MAX))
     for ctx in table.inodes.values():
         _check(ctx)
     for key, q in queues.items():
         if key[0] == "lock":
             if len(key) != 3 or not all(type(n) is int and n >= 0 for n in key[1:]):
                 raise ImageError(f"wait queue key {list(key)!r} names no inode")
-            table._ctx((key[1], key[2])).queue = q
+            table.inode((key[1], key[2])).queue = q
     for tid, owner, blocker in rows[2]:
         t = threads.get(tid)
         q = t.sleep.queue if t is not None and t.sleep is not None else None

@@ -106,7 +106,8 @@ class LockTable:
         self.inodes: dict[Key, InodeLocks] = {}
         self.blocked: dict[int, Blocked] = {}  # by tid, in the order they went to sleep
 
-    def _ctx(self, key: Key) -> InodeLocks:
+    def inode(self, key: Key) -> InodeLocks:
+        """The locks of the inode with this key (made on first use)."""
         ctx = self.inodes.get(key)
         if ctx is None:
             ctx = self.inodes[key] = InodeLocks(key)
@@ -126,7 +127,7 @@ class LockTable:
     def set_posix(self, key: Key, req: FileLock, waiter: Thread | None) -> None:
         """F_SETLK (waiter None: EAGAIN on a conflict) or F_SETLKW (waiter sleeps on the
         inode's queue, or EDEADLK when the wait-for chain comes back to its owner)."""
-        ctx = self._ctx(key)
+        ctx = self.inode(key)
         if req.type != F_UNLCK:
             block = ctx.first_conflict(req)
             if block is not None:
@@ -198,7 +199,7 @@ class LockTable:
         """flock(2) for description f (type F_RDLCK/F_WRLCK/F_UNLCK).  A conversion drops
         the old lock first, as Linux does; a conflict is EWOULDBLOCK with LOCK_NB, else a
         sleep on the inode's queue."""
-        ctx = self._ctx(key)
+        ctx = self.inode(key)
         mine = next((lk for lk in ctx.flock if lk.owner is f), None)
         if mine is not None:
             if mine.type == type:
