@@ -17,7 +17,8 @@ from vkckpt.fs.locks import Blocked, FileLock, InodeLocks, LockTable
 from vkckpt.fs.ops import OpenFile
 from vkckpt.record import field_names
 from vkckpt.runner import boot
-from vkckpt.testing.oracle import Workload, golden, thaw_in_process
+from vkckpt.testing.hostile_images import load_records
+from vkckpt.testing.oracle import Workload, golden, thaw_in_new_process, thaw_in_process
 from vkckpt.testing.workload import make_root
 from vkckpt.threads.thread import Sleep
 from vkckpt.threads.wait import Block
@@ -237,3 +238,23 @@ def test_frozen_with_a_lock_waiter_thaws_identically(tmp_path: Path) -> None:
         assert b"".join(out + after) == gold.output, f"output differs at {at}"
         assert (status, k2.sched.ticks, k2.statuses) == (gold.status, gold.ticks,
                                                          gold.statuses)
+
+
+def test_a_deadlock_waiter_thaws_in_a_fresh_host_process(tmp_path: Path) -> None:
+    """At the last lock wait (the deadlock phase: a child asleep in F_SETLKW) the image holds
+    the sleeper's wait-for entry, and `vkckpt thaw` in a new process finishes the run."""
+    gold = golden(WL, make_root(tmp_path, [WL.name]))
+    at = _lock_waits(make_root(tmp_path, [WL.name]))[-1]
+    root = make_root(tmp_path, [WL.name])
+    out: list[bytes] = []
+    k = boot(WL.config(root, out))
+    assert k.run(until_ticks=at) is None
+    image = root / "x.img"
+    write_image(k, str(image))
+    recs = {r[0]: r[3] for r in load_records(image)}
+    assert recs["locks"]["blocked"], "no F_SETLKW sleeper recorded for the deadlock check"
+    k.shutdown()
+    thawed = thaw_in_new_process(image, root)
+    assert b"".join(out) + thawed.output == gold.output
+    assert (thawed.status, thawed.ticks, thawed.statuses) == (gold.status, gold.ticks,
+                                                             gold.statuses)
