@@ -32,6 +32,8 @@ CASES: dict[str, tuple[str, ...]] = {
     "dynelf": ("work",),
     "epolls": ("work",),
     "eventfds": (),
+    "reclocks": ("work",),
+    "copyfile": ("work",),
 }
 ENV = {"HELLO_GREETING": "bonjour", "VKCKPT_TEST_A": "1"}
 

@@ -27,6 +27,7 @@ from vkckpt.config import KernelConfig
 from vkckpt.engine.engine import Stop
 from vkckpt.errors import GuestError, VkError
 from vkckpt.fs.inodes import InodeTable
+from vkckpt.fs.locks import LockTable
 from vkckpt.fs.ops import FileServices
 from vkckpt.fs.sandbox import GuestRoot
 from vkckpt.host.fds import HostFds
@@ -72,6 +73,7 @@ class VKernel:
         self.inodes = InodeTable(self.now_ns)
         self.sched = Scheduler(config.quantum)
         self.futexes = FutexTable()
+        self.locks = LockTable()  # file locks of every process (fcntl, flock)
         self.poll_q = WaitQueue(("poll",))  # readiness events: pipes notify it, polls sleep on it
         self.procs: dict[int, Process] = {}
         self.threads: dict[int, Thread] = {}
@@ -183,8 +185,11 @@ class VKernel:
             send.interrupt(self, t, (ready & -ready).bit_length())
 
     def add_process(self, p: Process) -> None:
-        """Register p under its pid (a new process, or one thawed)."""
+        """Register p under its pid (a new process, or one thawed); closing its descriptors
+        releases its file locks."""
         self.procs[p.pid] = p
+        pid, locks = p.pid, self.locks
+        p.fds.on_close = lambda f, last: locks.closed(pid, f, last)
 
     def add_thread(self, t: Thread) -> None:
         """Register t under its tid; its waker makes it runnable here when a queue wakes it."""

@@ -39,7 +39,9 @@ ENOTEMPTY = 39
 ELOOP = 40
 ENOTSUP = 95
 EOPNOTSUPP = 95
+EOVERFLOW = 75
 ETIMEDOUT = 110
+EWOULDBLOCK = EAGAIN
 
 NAMES = {v: k for k, v in sorted(globals().items(), reverse=True)
          if k.startswith("E") and isinstance(v, int)}

@@ -11,6 +11,12 @@ SETFL_MASK = O_APPEND | O_NONBLOCK
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL = 0, 1, 2, 3, 4
 F_GETLK, F_SETLK, F_SETLKW = 5, 6, 7
 F_RDLCK, F_WRLCK, F_UNLCK = 0, 1, 2  # struct flock's l_type (a short at offset 0)
+F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW = 36, 37, 38  # open file description locks
+#: struct flock: l_type, l_whence (shorts), 4 pad, l_start, l_len (off_t), l_pid, 4 pad.
+FLOCK_FORMAT, FLOCK_SIZE = "<hh4xqqi4x", 32
+OFFSET_MAX = (1 << 63) - 1  # a lock "to end of file" ends here
+LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN = 1, 2, 4, 8  # flock(2) operations
+LOCK_MAND = 32  # Samba's old share modes: Linux ignores them (flock returns 0)
 F_DUPFD_CLOEXEC = 1030
 FD_CLOEXEC = 1
 AT_FDCWD = -100

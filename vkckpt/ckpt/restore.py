@@ -20,6 +20,7 @@ from vkckpt.ckpt.chain import DigestCheck, ImageChain, load_chain
 from vkckpt.ckpt.lay_pages import Laid, lay_pages
 from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.errors import ConfigError, ImageError
+from vkckpt.fs import lock_state
 from vkckpt.fs.binds import BindSpec
 from vkckpt.fs.files import HostFile
 from vkckpt.fs.state import link_files, load_file, load_pipes
@@ -167,7 +168,7 @@ def _one(recs: dict[str, list[dict]], kind: str) -> dict:
 def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
            root: str) -> VKernel:
     """Every record, in the order snapshot.py wrote them: kernel, buffers, pipes and files,
-    processes with their vmspaces, threads, wait queues (pages: _pages)."""
+    processes with their vmspaces, threads, wait queues, locks (pages: _pages)."""
     kr = _one(recs, "kernel")
     cfg = kernel_state.config(kr, root, stdout=opts.stdout, stderr=opts.stderr,
                               stdin=opts.stdin, trace_syscalls=opts.trace_syscalls)
@@ -199,6 +200,10 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
     orders = {d["pid"]: list(d["threads"]) for d in recs.get("process", [])}
     _threads(k, recs.get("thread", []), queues, orders)
     _waitqs(k, recs.get("waitq", []), queues)
+    if len(recs.get("locks", [])) > 1:
+        raise ImageError("image holds more than one locks record")
+    live = {pid for pid, p in k.procs.items() if not p.zombie}
+    lock_state.load((recs.get("locks") or [None])[0], k.locks, live, files, k.threads, queues)
     sched_state.load_queues(k.sched, kr, k.threads)
     return k
 

@@ -2,12 +2,13 @@
 before a thaw.
 
 Each type's saved form declares its own piece beside it (kernel_state.py, sched_state.py,
-process_state.py, threads/state.py, vmspace/state.py, fs/state.py, signals/state.py); this
-module only collects them.  The loaders check what they build from (buffers, VMAs,
-registers, wait queues, pages); this table catches the rest: a hostile image that gives a
-flag word as a string, a pid as a list or a signal number out of range would otherwise thaw
-and fail later, inside the run, with a Python error instead of an ImageError.  Fields not
-listed are checked by their loaders.  The type grammar is vkckpt/fieldtypes.py's.
+process_state.py, threads/state.py, vmspace/state.py, fs/state.py, fs/lock_state.py,
+signals/state.py); this module only collects them.  The loaders check what they build from
+(buffers, VMAs, registers, wait queues, pages); this table catches the rest: a hostile
+image that gives a flag word as a string, a pid as a list or a signal number out of range
+would otherwise thaw and fail later, inside the run, with a Python error instead of an
+ImageError.  Fields not listed are checked by their loaders.  The type grammar is
+vkckpt/fieldtypes.py's.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from vkckpt import kernel_state, process_state
 from vkckpt.ckpt import pages
 from vkckpt.errors import ImageError
 from vkckpt.fieldtypes import Maybe
+from vkckpt.fs import lock_state
 from vkckpt.fs import state as fs_state
 from vkckpt.threads import state as threads_state
 from vkckpt.vmspace import state as vmspace_state
@@ -27,7 +29,8 @@ _META = {"meta": (1, {})}
 #: Record type -> (version, field types), in the order images hold them.
 RECORDS: dict[str, tuple[int, dict[str, object]]] = {
     **_META, **kernel_state.RECORDS, **vmspace_state.RECORDS, **fs_state.RECORDS,
-    **process_state.RECORDS, **threads_state.RECORDS, **pages.RECORDS}
+    **process_state.RECORDS, **threads_state.RECORDS, **lock_state.RECORDS,
+    **pages.RECORDS}
 #: Record types and the versions this vkckpt writes and reads.
 RECORD_VERSIONS = {rtype: version for rtype, (version, _) in RECORDS.items()}
 SCHEMA = {rtype: fields for rtype, (_, fields) in RECORDS.items() if fields}

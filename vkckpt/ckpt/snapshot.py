@@ -16,6 +16,7 @@ from vkckpt.ckpt import pages as PG
 from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.errors import ImageError
+from vkckpt.fs import lock_state
 from vkckpt.fs.state import save_file, save_pipe
 from vkckpt.host import fs as hostfs
 from vkckpt.image import ImageWriter
@@ -135,7 +136,8 @@ def _write(k: VKernel, w: ImageWriter, procs: list[Process], scope: list[int] | 
            overrides: dict[int, int], progress: Callable[[int, int], None] | None,
            dir_fd: int) -> tuple[int, int, dict]:
     """Every record of the image, in the order restore.py reads them: meta, kernel,
-    buffers, pipes and files, processes with their vmspaces, threads, wait queues, pages.
+    buffers, pipes and files, processes with their vmspaces, threads, wait queues, locks,
+    pages.
     base: the parent's page bases.  Returns (pages written, zero pages, the page bases of
     the chain's new newest image)."""
     live = [p for p in procs if not p.zombie]
@@ -165,6 +167,10 @@ def _write(k: VKernel, w: ImageWriter, procs: list[Process], scope: list[int] | 
         tids = [t.tid for t in q.waiters if t.tid not in overrides]
         if tids:
             w.add("waitq", {"key": list(key), "tids": tids})
+    sleepers = {t.tid for p in live for t in p.live_threads if t.tid not in overrides}
+    locks = lock_state.save(k.locks, fids, {p.pid for p in live}, sleepers)
+    if locks is not None:  # only while a lock is held: images without any stay as before
+        w.add("locks", locks)
     return _save_pages(w, bufs, cover, base, parent is not None, progress)
 
 

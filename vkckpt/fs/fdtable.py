@@ -7,14 +7,24 @@ from vkckpt.abi.limits import NOFILE
 from vkckpt.errors import GuestError
 from vkckpt.fs.ops import OpenFile
 
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = ["NOFILE", "FdTable"]
 
 
 class FdTable:
-    """Descriptor number -> (open file description, close-on-exec flag)."""
+    """Descriptor number -> (open file description, close-on-exec flag).
+
+    `on_close(f, last)` hears of every close before f is released (`last`: its last
+    descriptor): the owner's locks go (fs/locks.py).  The kernel installs it for each
+    process it registers; it is not saved."""
 
     def __init__(self) -> None:
         self.fds: dict[int, tuple[OpenFile, bool]] = {}
+        self.on_close: Callable[[OpenFile, bool], None] | None = None
 
     def get(self, fd: int) -> OpenFile:
         """The description behind fd (EBADF when closed)."""
@@ -50,6 +60,8 @@ class FdTable:
         f = self.get(fd)
         del self.fds[fd]
         f.refs -= 1
+        if self.on_close is not None:
+            self.on_close(f, f.refs == 0)
         if f.refs == 0:
             f.release()
 

@@ -47,6 +47,7 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("pollpipes", quantum=QUANTUM),       # poll over several pipes, ppoll's mask
     Workload("epolls", ("work",), quantum=QUANTUM),  # epoll items, ready lists, sleeping waits
     Workload("eventfds", quantum=QUANTUM),        # eventfd counters, select/pselect6 sleeps
+    Workload("reclocks", ("work",), quantum=QUANTUM),  # file locks held, waited for, EDEADLK
     Workload("sigwait", quantum=QUANTUM),         # sigwait/sigtimedwait, a signal thread
     Workload("execer", quantum=QUANTUM),          # fork + execve + wait
     Workload("forkwait", ("30",), quantum=QUANTUM),  # 30 children alive at once, waited for
@@ -84,6 +85,8 @@ EXCLUDED: dict[str, str] = {
     "fdlinks": "/dev/fd and /dev/stdout against the host's: tests/test_differential.py",
     "vforkchld": "signal timing around vfork against the host's: tests/test_differential.py",
     "fsmeta": "file metadata against the host's: tests/test_differential.py",
+    "copyfile": "sendfile/copy_file_range results against the host's: "
+                "tests/test_differential.py",
 }
 
 

@@ -13,6 +13,7 @@ from vkckpt.abi.mman import PROT_READ, PROT_WRITE
 from vkckpt.errors import GuestError
 from vkckpt.fs.pipe import PIPE_COST, Pipe, PipeEnd
 from vkckpt.sigsend import kernel_info
+from vkckpt.syscalls import sys_lock
 from vkckpt.syscalls.args import (
     MAX_IO,
     s32,
@@ -214,8 +215,7 @@ def _dup_to(k: VKernel, t: Thread, f, new: int, cloexec: bool) -> int:  # noqa: 
 
 
 def sys_fcntl(k: VKernel, t: Thread, fd: int, cmd: int, arg: int) -> int:
-    """Implement fcntl(2): dup, descriptor and status flags; record locks always succeed
-    (F_GETLK says no lock is in the way)."""
+    """Implement fcntl(2): dup, descriptor and status flags, record locks (sys_lock.py)."""
     fds = t.process.fds
     fd, cmd = s32(fd), s32(cmd)
     f = fds.get(fd)
@@ -233,17 +233,8 @@ def sys_fcntl(k: VKernel, t: Thread, fd: int, cmd: int, arg: int) -> int:
     if cmd == F.F_SETFL:
         f.set_status_flags(arg)
         return 0
-    if cmd == F.F_GETLK:
-        # no lock conflicts with any (issue 14 makes them lock between processes): Linux
-        # then changes only l_type, to F_UNLCK; SQLite's WAL mode checks it
-        vm = t.process.vm
-        lk = vm.read(arg, 32)  # struct flock: EFAULT if it is not all there
-        if int.from_bytes(lk[:2], "little") not in (F.F_RDLCK, F.F_WRLCK):
-            raise GuestError(E.EINVAL)
-        vm.write(arg, F.F_UNLCK.to_bytes(2, "little"))
-        return 0
-    if cmd in (F.F_SETLK, F.F_SETLKW):
-        return 0  # one vkernel, no competing lockers outside it
+    if cmd in sys_lock.LOCK_CMDS:
+        return sys_lock.fcntl_lock(k, t, f, cmd, arg)
     raise GuestError(E.EINVAL)
 
 

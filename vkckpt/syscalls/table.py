@@ -11,10 +11,12 @@ from collections.abc import Callable
 from vkckpt.abi.syscalls import NUMBERS
 from vkckpt.record import Value
 from vkckpt.syscalls import sys_ckpt as ck
+from vkckpt.syscalls import sys_copy as cp
 from vkckpt.syscalls import sys_event as ev
 from vkckpt.syscalls import sys_fs as fs
 from vkckpt.syscalls import sys_futex as fx
 from vkckpt.syscalls import sys_io as io
+from vkckpt.syscalls import sys_lock as lk
 from vkckpt.syscalls import sys_mm as mm
 from vkckpt.syscalls import sys_poll as pl
 from vkckpt.syscalls import sys_proc as pr
@@ -63,7 +65,11 @@ ENTRIES: list[Entry] = [
     Supported("dup", io.sys_dup),
     Supported("dup2", io.sys_dup2),
     Supported("dup3", io.sys_dup3),
-    Partial("fcntl", io.sys_fcntl, "record locks always succeed; F_GETLK reports F_UNLCK"),
+    Partial("fcntl", io.sys_fcntl, "dup, flags, POSIX and OFD record locks; no leases, "
+            "seals, owners, signals or pipe sizes (EINVAL)"),
+    Supported("flock", lk.sys_flock),
+    Partial("sendfile", cp.sys_sendfile, "from regular files only (EINVAL otherwise)"),
+    Supported("copy_file_range", cp.sys_copy_file_range),
     Partial("ioctl", io.sys_ioctl, "FIONBIO; everything else ENOTTY (no terminals)"),
     Supported("pipe", io.sys_pipe),
     Supported("pipe2", io.sys_pipe2),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import msgpack
 
+from vkckpt.fs.lock_state import MAX_LOCKS
 from vkckpt.fs.state import fingerprint
 from vkckpt.image import ImageReader, ImageWriter
 
@@ -48,6 +49,21 @@ FIELD_CASES = [
     ("pipe", "data", b"x" * (1 << 20)),
     ("file", "kind", "socket"),
     ("waitq", "tids", [1, 2, 3, 4, 5]),
+]
+
+#: Crafted `locks` records (seed images hold none): name, fields, what the refusal says.
+_LOCK = [0x801, 2, "posix", 1, 1, 1, 0, 9]  # process 1 write-locks bytes 0-9 of inode 2
+LOCK_CASES = [
+    ("too-many", {"posix": [_LOCK] * (2 * MAX_LOCKS + 1)}, "more than"),
+    ("owner-missing", {"posix": [[*_LOCK[:3], 424242, 424242, *_LOCK[5:]]]}, "not in the image"),
+    ("ofd-owner-missing", {"posix": [[*_LOCK[:2], "ofd", 999, -1, *_LOCK[5:]]]},
+     "not in the image"),
+    ("end-before-start", {"posix": [[*_LOCK[:6], 9, 0]]}, "invalid"),
+    ("type-unlock", {"posix": [[*_LOCK[:5], 2, 0, 9]]}, "invalid"),
+    ("owner-overlaps", {"posix": [_LOCK, _LOCK]}, "overlap"),
+    ("flock-twice", {"flock": [[0x801, 2, 1, 1], [0x801, 2, 1, 0]]}, "flock"),
+    ("sleeper-awake", {"posix": [_LOCK], "blocked": [[1, 1, -1]]}, "sleep on a lock"),
+    ("malformed", {"posix": "everything"}, "malformed"),
 ]
 
 Recs = list  # [type, version, critical, fields] lists, or raw msgpack payloads (bytes)
@@ -176,6 +192,10 @@ def build(seed: Path, root: Path, work: Path) -> list[Crafted]:
 
     for kind, name, value in FIELD_CASES:
         add(f"field-{kind}.{name}-{len(out)}", set_field(recs, kind, name, value))
+    pages = next(i for i, r in enumerate(recs) if r[0] in ("pages", "zero_pages"))
+    for name, fields, why in LOCK_CASES:
+        add(f"locks-{name}", recs[:pages] + [["locks", 1, True, fields]] + recs[pages:],
+            why=why)
     # -- reader bounds -----------------------------------------------------------------
     meta = next(i for i, r in enumerate(recs) if r[0] == "meta")
     add("bomb-unknown-optional", recs[:meta + 1] + [nested_bomb("x-later", False, 63)]
