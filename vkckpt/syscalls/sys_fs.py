@@ -13,6 +13,7 @@ from vkckpt.fs.fdlinks import fd_link
 from vkckpt.fs.files import DEVICES, DirFile, HostFile, host_call
 from vkckpt.fs.sandbox import Resolved
 from vkckpt.syscalls.args import path_arg, s32, s64
+from vkckpt.syscalls.fifo_open import open_fifo
 
 TYPE_CHECKING = False
 
@@ -41,7 +42,7 @@ def resolve_at(k: VKernel, t: Thread, dirfd: int, path: bytes, follow: bool = Tr
     if not path:
         raise GuestError(E.ENOENT)
     return k.root.resolve(os.fsdecode(path), _base(k, t, s32(dirfd), path), follow=follow,
-                          must_exist=must_exist)
+                          must_exist=must_exist, top=t.process.root)
 
 
 def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: int) -> int:
@@ -65,6 +66,11 @@ def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: in
     if flags & F.O_DIRECTORY:
         raise GuestError(E.ENOTDIR)
     existed = os.path.lexists(r.host)
+    vino = k.inodes.is_fifo(os.lstat(r.host)) if existed else None
+    if vino is not None:  # a named FIFO's placeholder
+        if creat and flags & F.O_EXCL:
+            raise GuestError(E.EEXIST)
+        return open_fifo(k, t, r, vino, flags)
     fd = _host_open(k, r, flags & _OPEN_PASS & ~F.O_NOFOLLOW,
                     mode & ~t.process.umask & HOST_MODE_MASK)
     f = HostFile(fd, flags & _OPEN_PASS, r.guest, k.inodes, k.host_fds)
@@ -116,7 +122,7 @@ def sys_creat(k: VKernel, t: Thread, path: int, mode: int) -> int:
                    mode)
 
 
-def _stat_path(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int) -> bytes:
+def stat_path(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int) -> bytes:
     if not path and flags & F.AT_EMPTY_PATH:
         return t.process.fds.get(s32(dirfd)).stat()
     guest = os.fsdecode(path)
@@ -133,7 +139,7 @@ def _stat_path(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int) -> by
 
 
 def sys_newfstatat(k: VKernel, t: Thread, dirfd: int, path: int, buf: int, flags: int) -> int:
-    data = _stat_path(k, t, dirfd, t.process.vm.read_cstr(path), flags)
+    data = stat_path(k, t, dirfd, t.process.vm.read_cstr(path), flags)
     t.process.vm.write(buf, data)
     return 0
 
@@ -187,7 +193,10 @@ def sys_unlinkat(k: VKernel, t: Thread, dirfd: int, path: int, flags: int) -> in
     else:
         if os.path.isdir(r.host) and not os.path.islink(r.host):
             raise GuestError(E.EISDIR)
+        st = host_call(os.lstat, r.host)
         host_call(os.unlink, r.host)
+        if st.st_nlink == 1:  # the host may give its inode number to the next new file
+            k.inodes.forget_meta(st)
     return 0
 
 
@@ -212,6 +221,7 @@ def sys_renameat2(k: VKernel, t: Thread, od: int, old: int, nd: int, new: int,
         raise GuestError(E.EBUSY)
     a.writable(b, moves=True)
     host_call(os.rename, a.host, b.host)
+    k.inodes.moved(host_call(os.lstat, b.host), b.guest)
     return 0
 
 
@@ -334,8 +344,18 @@ def sys_truncate(k: VKernel, t: Thread, path: int, length: int) -> int:
     return 0
 
 
+def cwd_seen(cwd: str, root: str) -> str:
+    """The cwd as getcwd(2) shows it to a process whose root is root: relative to it, or
+    prefixed "(unreachable)" when outside it, as Linux."""
+    if root == "/":
+        return cwd
+    if cwd == root or cwd.startswith(root + "/"):
+        return cwd[len(root):] or "/"
+    return "(unreachable)" + cwd
+
+
 def sys_getcwd(k: VKernel, t: Thread, buf: int, size: int) -> int:
-    cwd = os.fsencode(t.process.cwd) + b"\0"
+    cwd = os.fsencode(cwd_seen(t.process.cwd, t.process.root)) + b"\0"
     if len(cwd) > size:
         raise GuestError(E.ERANGE)
     t.process.vm.write(buf, cwd)
