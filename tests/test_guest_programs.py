@@ -199,6 +199,12 @@ SPECS: dict[str, Spec] = {
                             "select timed out=0 left=0.000000 set=0")),
     "fsmeta": Spec(needs_dir=True, lines=("lstat link: symlink=1 size=1 blocks=0",
                                           "F_GETLK: ret=0 unlocked=1 start=0 len=10")),
+    "metacalls": Spec(needs_dir=True, lines=(
+        "lchown: ok link uid=7 target uid=1234",
+        "listxattr: 14 user.a user.b size=14 small=ERANGE",
+        "write-only nonblocking, no reader: ENXIO",
+        "blocking opens: from the child status=0",
+        "chroot: ok chdir: ok cwd=/sub dotdot: jailed symlink: ok outside: ENOENT")),
     "spawn": Spec(args=("/bin/true",), lines=("posix_spawn: 0", "spawned child exited 0",
                                               "vforked child exited 0")),
     # checkpoint(2) is vkckpt's own: the host kernel answers ENOSYS and the guest goes on.

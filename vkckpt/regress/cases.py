@@ -84,6 +84,7 @@ EXCLUDED: dict[str, str] = {
     "fdlinks": "/dev/fd and /dev/stdout against the host's: tests/test_differential.py",
     "vforkchld": "signal timing around vfork against the host's: tests/test_differential.py",
     "fsmeta": "file metadata against the host's: tests/test_differential.py",
+    "metacalls": "metadata calls against the host's (root only): tests/test_differential.py",
 }
 
 
