@@ -126,10 +126,12 @@ class InodeTable:
     def load_meta(self, rows: list) -> None:
         """Rebuild the metadata saved by save_meta (after load())."""
         known = {e[0] for e in self.entries.values()}
+        seen: set[int] = set()
         for row in rows:
             vino, m = InodeMeta.load(row)
-            if vino in self.meta:
+            if vino in seen:
                 raise ImageError(f"inode {vino}: metadata given twice")
+            seen.add(vino)
             if vino in known:  # a file gone since the freeze is forgotten, as by load()
                 self.meta[vino] = m
 
