@@ -170,3 +170,32 @@ def _records(path: Path) -> list:
 
     with ImageReader(str(path)) as r:
         return [(rec.type, rec.fields) for rec in r.records(None, skip_pages=True)]
+
+
+def test_sysinfo_reports_the_memory_account(base: Path) -> None:
+    import struct
+
+    c = Caller(make_root(base, ["metacalls"]))
+    buf = c.scratch + 2048
+    assert c("sysinfo", buf) == 0
+    fields = struct.unpack("<q3Q6QHxx4x2QI4x", c.t.process.vm.read(buf, 112))
+    total, free, procs, unit = fields[4], fields[5], fields[10], fields[13]
+    assert total == c.k.config.memory_limit and unit == 1 and procs == 1
+    assert free == total - c.k.mem.used and 0 < free < total
+    assert fields[1:4] == (0, 0, 0)  # no load
+
+
+def test_getcwd_outside_the_chroot_is_unreachable(base: Path) -> None:
+    root = make_root(base, ["metacalls"])
+    (root / "work/j").mkdir()
+    c = Caller(root)
+    c.t.process.cwd = "/work"
+    assert c("chroot", c.str("/work/j")) == 0
+    buf = c.scratch + 2048
+    n = c("getcwd", buf, 64)
+    assert c.t.process.vm.read(buf, n) == b"(unreachable)/work\0"
+    assert c("chdir", c.str("/")) == 0 and c.t.process.cwd == "/work/j"
+    n = c("getcwd", buf, 64)
+    assert c.t.process.vm.read(buf, n) == b"/\0"
+    assert c("ioprio_get", 1, 0) == 0 and c("ioprio_set", 1, 0, (1 << 13) | 2) == 0
+    assert c.t.process.ioprio == (1 << 13) | 2 and c("ioprio_get", 1, 4242) == -E.ESRCH

@@ -217,8 +217,8 @@ ENTRIES: list[Entry] = [
     Supported("getrandom", tm.sys_getrandom),
     Partial("times", tm.sys_times, "user time only"),
     Supported("getcpu", tm.sys_getcpu),
-    Partial("sysinfo", tm.sys_sysinfo, "the memory limit as RAM, the caller's mappings as "
-            "used, no swap, zero load"),
+    Partial("sysinfo", tm.sys_sysinfo, "the memory limit as RAM, the vkernel's memory "
+            "account as used, no swap, zero load"),
     # -- vkckpt's own
     Supported("checkpoint", ck.sys_checkpoint),
 ]
