@@ -134,7 +134,11 @@ class FifoEnd(PipeEnd):
             p.writers -= 1
             p.changed(p.read_q)
         super().release()
+        gone = os.fstat(self.fd).st_nlink == 0
         os.close(self.fd)
         self.host_fds.give()
         if p.readers == 0 and p.writers == 0 and self.fifo.pipe is p:
             self.fifo.pipe = None  # its buffer goes with it, as on Linux
+            if gone:  # unlinked while open: the host may now reuse the inode
+                self.inodes.meta.pop(self.fifo.vino, None)
+                self.inodes.fifos.pop(self.fifo.vino, None)

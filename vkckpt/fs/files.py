@@ -174,7 +174,7 @@ class DirFile(HostFile):
             except OSError:  # gone (or unreadable) since the directory was read
                 continue
             ino = self.inodes.vino(st_e, f"{base}/{e.name}")
-            ents.append((os.fsencode(e.name), ino, _dtype(st_e.st_mode)))
+            ents.append((os.fsencode(e.name), ino, _dtype(self.inodes.mode(st_e))))
         return ents
 
     def getdents(self, n: int, room: int) -> bytes:

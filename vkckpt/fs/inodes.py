@@ -19,6 +19,11 @@ from vkckpt.errors import ImageError
 from vkckpt.fs.inode_meta import InodeMeta
 from vkckpt.vclock import EPOCH_NS
 
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from vkckpt.fs.fifo import Fifo
+
 VIRTUAL_DEV = 0x801  # what st_dev says for every file in the guest root
 
 
@@ -30,7 +35,7 @@ class InodeTable:
         self.next_ino = 2             # 1 is never used, like most file systems
         self.entries: dict[tuple[int, int], list] = {}  # key -> [vino, mtime_ns|None, path]
         self.meta: dict[int, InodeMeta] = {}  # vino -> what is kept beyond the host's
-        self.fifos: dict[int, object] = {}  # vino -> its fifo.Fifo while in use (transient)
+        self.fifos: dict[int, Fifo] = {}  # vino -> its fifo.Fifo while in use (transient)
 
     def _entry(self, st: os.stat_result, guest_path: str) -> list:
         key = (st.st_dev, st.st_ino)
@@ -73,10 +78,12 @@ class InodeTable:
 
     def forget_meta(self, st: os.stat_result) -> None:
         """The file's last name is gone: its owner, marker and attributes go with it (the
-        host may reuse the inode for a new file)."""
+        host may reuse the inode for a new file; a file still open keeps none of them either,
+        except an open FIFO)."""
         ent = self.entries.get((st.st_dev, st.st_ino))
-        if ent is not None:
-            self.meta.pop(ent[0], None)
+        fifo = self.fifos.get(ent[0]) if ent is not None else None
+        if ent is not None and (fifo is None or fifo.pipe is None):  # an open FIFO's ends
+            self.meta.pop(ent[0], None)  # hold its placeholder: the inode stays its own
 
     def moved(self, st: os.stat_result, guest_path: str) -> None:
         """A guest renamed a file: it is found at its new path from now on (images too)."""

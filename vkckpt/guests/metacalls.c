@@ -5,6 +5,7 @@
  * Prints nothing host-specific (no inode numbers, times or host paths).  Works in directory
  * argv[1] (default "."), in a subdirectory it removes at the end.  Exit 0 iff it could run. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -173,7 +174,20 @@ static void fifos(void)
     printf("O_RDWR: %s read=%.*s\n", err(rw), (int)(n > 0 ? n : 0), buf);
     close(rw);
     printf("mknod directory: %s\n", err(mknod("c", S_IFDIR | 0600, 0)));
+    printf("truncate fifo: %s", err(truncate("p", 0)));
+    DIR *d = opendir(".");
+    struct dirent *e;
+    int dtype = -1;
+    while (d && (e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, "p") == 0)
+            dtype = e->d_type == DT_FIFO;
+    closedir(d);
+    printf(" readdir dt_fifo=%d", dtype);
+    int keep = open("p", O_RDWR);
     unlink("p");
+    fstat(keep, &st);
+    printf(" unlinked open still fifo=%d links=%d\n", S_ISFIFO(st.st_mode), (int)st.st_nlink);
+    close(keep);
 }
 
 static void fallocates(void)

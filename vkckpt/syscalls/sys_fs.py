@@ -220,7 +220,10 @@ def sys_renameat2(k: VKernel, t: Thread, od: int, old: int, nd: int, new: int,
     if a.guest == "/" or b.guest == "/":
         raise GuestError(E.EBUSY)
     a.writable(b, moves=True)
+    gone = os.lstat(b.host) if os.path.lexists(b.host) else None
     host_call(os.rename, a.host, b.host)
+    if gone is not None and gone.st_nlink == 1 and not os.path.samestat(gone, os.lstat(b.host)):
+        k.inodes.forget_meta(gone)  # the replaced file's last name
     k.inodes.moved(host_call(os.lstat, b.host), b.guest)
     return 0
 
@@ -287,7 +290,7 @@ def sys_fchmod(k: VKernel, t: Thread, fd: int, mode: int) -> int:
     vkernel's own files (pipes, the console, devices) have no mode to keep."""
     f = t.process.fds.get(s32(fd))
     host_fd = getattr(f, "fd", None)
-    if isinstance(host_fd, int) and f.kind in ("host", "dir"):
+    if isinstance(host_fd, int) and f.kind in ("host", "dir", "fifo"):
         k.root.writable_path(f.dir_path() if f.kind == "dir" else f.guest_path)
         host_call(os.fchmod, host_fd, mode & HOST_MODE_MASK)
     return 0
@@ -339,6 +342,8 @@ def sys_truncate(k: VKernel, t: Thread, path: int, length: int) -> int:
     r.writable()
     if s64(length) < 0:
         raise GuestError(E.EINVAL)
+    if k.inodes.is_fifo(host_call(os.lstat, r.host)) is not None:
+        raise GuestError(E.EINVAL)  # not a regular file to guests
     host_call(os.truncate, r.host, s64(length))
     k.inodes.touch(host_call(os.lstat, r.host), r.guest)
     return 0
