@@ -199,3 +199,15 @@ def test_getcwd_outside_the_chroot_is_unreachable(base: Path) -> None:
     assert c.t.process.vm.read(buf, n) == b"/\0"
     assert c("ioprio_get", 1, 0) == 0 and c("ioprio_set", 1, 0, (1 << 13) | 2) == 0
     assert c.t.process.ioprio == (1 << 13) | 2 and c("ioprio_get", 1, 4242) == -E.ESRCH
+
+
+def test_dev_fd_reopens_the_same_file_inside_a_chroot(base: Path) -> None:
+    root = make_root(base, ["metacalls"])
+    (root / "work/j").mkdir()
+    (root / "work/j/x").write_text("x")
+    c = Caller(root)
+    assert c("chroot", c.str("/work/j")) == 0
+    fd = c("open", c.str("/x"), F.O_RDONLY, 0)
+    again = c("open", c.str(f"/dev/fd/{fd}", 1), F.O_RDONLY, 0)
+    assert again > fd
+    assert c.t.process.fds.get(again).guest_path == "/work/j/x"

@@ -37,15 +37,17 @@ def _base(k: VKernel, t: Thread, dirfd: int, path: bytes) -> str:
 
 
 def resolve_at(k: VKernel, t: Thread, dirfd: int, path: bytes, follow: bool = True,
-               must_exist: bool = True) -> Resolved:
-    """Resolve path relative to dirfd within the guest root."""
+               must_exist: bool = True, top: str | None = None) -> Resolved:
+    """Resolve path relative to dirfd within the guest root, absolute paths from the
+    process's root (chroot(2)) unless top names another."""
     if not path:
         raise GuestError(E.ENOENT)
     return k.root.resolve(os.fsdecode(path), _base(k, t, s32(dirfd), path), follow=follow,
-                          must_exist=must_exist, top=t.process.root)
+                          must_exist=must_exist, top=t.process.root if top is None else top)
 
 
-def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: int) -> int:
+def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: int,
+            top: str | None = None) -> int:
     """Implement openat(2) for files, directories and the vkernel's devices."""
     guest = os.fsdecode(path)
     cloexec = bool(flags & F.O_CLOEXEC)
@@ -56,7 +58,8 @@ def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: in
         dev = DEVICES[guest](flags & F.O_ACCMODE, k.file_services())
         return t.process.fds.install(dev, cloexec)
     creat = bool(flags & F.O_CREAT)
-    r = resolve_at(k, t, dirfd, path, follow=not flags & F.O_NOFOLLOW, must_exist=not creat)
+    r = resolve_at(k, t, dirfd, path, follow=not flags & F.O_NOFOLLOW, must_exist=not creat,
+                   top=top)
     if os.path.isdir(r.host) and not os.path.islink(r.host):
         if flags & F.O_ACCMODE != F.O_RDONLY or creat:
             raise GuestError(E.EISDIR)
@@ -86,7 +89,8 @@ def _open_fd_link(k: VKernel, t: Thread, n: int, flags: int, mode: int) -> int:
     except GuestError:
         raise GuestError(E.ENOENT) from None  # no such entry in /proc/self/fd
     if isinstance(f, HostFile):
-        return open_at(k, t, F.AT_FDCWD, os.fsencode(f.guest_path), flags & ~F.O_CREAT, mode)
+        return open_at(k, t, F.AT_FDCWD, os.fsencode(f.guest_path), flags & ~F.O_CREAT, mode,
+                       top="/")  # a guest-root path, whatever the caller's root
     return t.process.fds.install(f, bool(flags & F.O_CLOEXEC))
 
 
