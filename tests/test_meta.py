@@ -211,3 +211,11 @@ def test_dev_fd_reopens_the_same_file_inside_a_chroot(base: Path) -> None:
     again = c("open", c.str(f"/dev/fd/{fd}", 1), F.O_RDONLY, 0)
     assert again > fd
     assert c.t.process.fds.get(again).guest_path == "/work/j/x"
+
+
+def test_a_named_fifo_is_not_executable(base: Path) -> None:
+    c = Caller(make_root(base, ["metacalls"]))
+    assert c("mknod", c.str("/work/p"), F.S_IFIFO | 0o755, 0) == 0
+    argv = c.scratch + 1024
+    c.t.process.vm.write(argv, bytes(16))
+    assert c("execve", c.str("/work/p"), argv, argv) == -E.EACCES
