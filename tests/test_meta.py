@@ -219,3 +219,21 @@ def test_a_named_fifo_is_not_executable(base: Path) -> None:
     argv = c.scratch + 1024
     c.t.process.vm.write(argv, bytes(16))
     assert c("execve", c.str("/work/p"), argv, argv) == -E.EACCES
+
+
+def test_fifo_end_whose_placeholder_lost_its_marker_is_refused(base: Path) -> None:
+    from vkckpt.testing.hostile_images import load_records, write_records
+
+    root = make_root(base, [META.name])
+    k = boot(META.config(root, []))
+    assert k.run(on_schedule_point=_has_fifo_open) is None
+    image = root / "x.img"
+    write_image(k, str(image))
+    k.shutdown()
+    recs = load_records(image)
+    kr = next(r for r in recs if r[0] == "kernel")[3]
+    assert any(row[3] for row in kr["inode_meta"])  # the FIFO marker is saved
+    del kr["inode_meta"]
+    bad = write_records(root / "bad.img", image, recs)
+    with pytest.raises(ImageError, match="no longer the named FIFO"):
+        thaw_in_process(bad, [], root)
