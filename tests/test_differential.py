@@ -27,6 +27,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "spawn": ("./hello",),
     "stdio_kind": (),
     "fsmeta": ("work",),
+    "metacalls": ("work",),
     "vforkchld": (),
     "fdlinks": ("work",),
     "dynelf": ("work",),

@@ -35,6 +35,7 @@ WORKLOADS = [
     Workload("epolls", ("work",)),   # epoll interest and ready lists, waits asleep
     Workload("eventfds"),            # eventfd counters, blocked reads/writes, select
     Workload("reclocks", ("work",)),  # locks held across the freeze, waiters asleep on them
+    Workload("metacalls", ("work",)),  # owners, xattrs, named FIFOs (open, asleep), chroot
 ]
 
 

@@ -213,6 +213,13 @@ SPECS: dict[str, Spec] = {
         "copy_file_range with offsets: 5, in 15 out 25, offsets 10 6",
         "copy_file_range overlapping in one file: EINVAL",
         "copyfile done")),
+    "metacalls": Spec(needs_dir=True, lines=(
+        "lchown: ok link uid=7 target uid=1234",
+        "listxattr: 14 user.a user.b size=14 small=ERANGE",
+        "write-only nonblocking, no reader: ENXIO",
+        "blocking opens: from the child status=0",
+        "truncate fifo: EINVAL readdir dt_fifo=1 unlinked open still fifo=1 links=0",
+        "chroot: ok chdir: ok cwd=/sub dotdot: jailed symlink: ok outside: ENOENT")),
     "spawn": Spec(args=("/bin/true",), lines=("posix_spawn: 0", "spawned child exited 0",
                                               "vforked child exited 0")),
     # checkpoint(2) is vkckpt's own: the host kernel answers ENOSYS and the guest goes on.

@@ -52,6 +52,7 @@ SCHEMA = {"exit_status": "?i32", "init_pid": "u32", "max_processes": "u32",
           "rng_counter": "u64", "root": "str", "seed": "u64",
           "sleep_seq": "u64", "statuses": [("u32", "i32")], "enosys": ["u64"],
           "binds": [("str", "bool", "bytes")],
+          "inode_meta": [("u64", "u32", "u32", "bool", [("bytes", "bytes")])],
           **sched_state.SCHEMA}
 RECORDS = {"kernel": (VERSION, SCHEMA)}
 _COUNTERS = ("init_pid", "sleep_seq", "rng_counter")
@@ -74,6 +75,9 @@ def save(k: VKernel, scope: list[int] | None, woken: list[int], root: str | None
         "root": k.root.host_root if root is None else root, "scope": scope,
         "inodes": k.inodes.save(k.host_path_of), "next_ino": k.inodes.next_ino,
     }
+    meta = k.inodes.save_meta(kr["inodes"])
+    if meta:  # written only when some inode has an owner, FIFO marker or attribute
+        kr["inode_meta"] = meta
     if k.root.mounts:  # written only when there are binds: images without any stay as before
         kr["binds"] = [[m.guest, m.ro, m.identity(stamp_key())] for m in k.root.mounts]
     return kr
@@ -104,6 +108,7 @@ def load(k: VKernel, kr: dict, vkernel_id: bytes) -> None:
                for r in kr.get("inodes", [])):
         raise ImageError("the inode table is malformed")
     k.inodes.load(kr.get("inodes", []), kr.get("next_ino", 2), k.host_path_of)
+    k.inodes.load_meta(kr.get("inode_meta", []))
 
 
 def check_binds(k: VKernel, kr: dict) -> None:

@@ -38,13 +38,16 @@ TRANSIENT = {
     "engine_owner": "the last thread loaded at thaw",
     "child_wait": "its sleepers are in the waitq records",
     "vfork_done": "its sleepers are in the waitq records",
+    "root": "saved (field root) only when chroot(2) moved it from /",
+    "ioprio": "saved (field ioprio) only when ioprio_set(2) set one",
 }
 #: The type/range table ckpt/schema.py checks.
 SCHEMA = {"pid": "u32", "ppid": "u32", "pgid": "u32", "sid": "u32", "umask": "u32",
           "cwd": "str", "exe": "str", "argv": ["bytes"], "children": ["u32"],
           "exiting": "bool", "zombie": "bool", "wait_status": "i32", "exit_signal": "sig",
           "stopped": "bool", "stop_report": "?u32", "ticks": "u64", "vfork_parent": "u32",
-          "threads": ["u32"], "fds": FDTABLE_SCHEMA, "actions": ACTIONS_SCHEMA,
+          "threads": ["u32"], "root": "str", "ioprio": "u32", "fds": FDTABLE_SCHEMA,
+          "actions": ACTIONS_SCHEMA,
           "pending": PENDING_SCHEMA}
 RECORDS = {"process": (VERSION, SCHEMA)}
 MAX_GUEST_PATH = 4096
@@ -68,6 +71,8 @@ def save(p: Process, fids: dict[int, int], scope: list[int] | None) -> dict:
         "actions": save_actions(p.actions),
         "fds": [] if p.zombie else save_fdtable(p.fds, fids),
         "threads": [t.tid for t in p.live_threads],
+        **({"root": p.root} if p.root != "/" else {}),  # optional: old images stay as they were
+        **({"ioprio": p.ioprio} if p.ioprio else {}),
     }
 
 
@@ -87,8 +92,8 @@ def load(k: VKernel, d: dict, vms: dict[int, dict], bufs: dict[int, HostBuffer],
         vm = VmSpace(eng, k.mem, k.ids.bid)
         load_vmspace(vms[pid], vm, bufs)
         _load_fds(pid, d["fds"], files, fds)
-    for name in ("cwd", "exe"):
-        if name == "cwd" or d[name]:
+    for name in ("cwd", "exe", "root"):
+        if name == "cwd" or d.get(name):
             _guest_path(d[name], f"process {pid} {name}")
     return Process(pid, d["ppid"], vm, eng, fds, load_actions(d["actions"]), cwd=d["cwd"],
                    exe=d["exe"], argv=list(d["argv"]), pgid=d["pgid"], sid=d["sid"],
@@ -96,7 +101,8 @@ def load(k: VKernel, d: dict, vms: dict[int, dict], bufs: dict[int, HostBuffer],
                    children=list(d["children"]), exiting=d["exiting"], zombie=d["zombie"],
                    wait_status=d["wait_status"], exit_signal=d["exit_signal"],
                    stopped=d["stopped"], stop_report=d["stop_report"], ticks=d["ticks"],
-                   vfork_parent=d.get("vfork_parent", 0))
+                   vfork_parent=d.get("vfork_parent", 0), root=d.get("root", "/"),
+                   ioprio=d.get("ioprio", 0))
 
 
 def queues(p: Process) -> list[WaitQueue]:

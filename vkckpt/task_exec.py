@@ -64,11 +64,12 @@ class Program:
         os.close(self.fd)
 
 
-def open_program(k: VKernel, path: str, cwd: str) -> Program:
-    """Resolve an executable inside the guest root and read its headers (close() it)."""
-    r = k.root.resolve(path, cwd)
+def open_program(k: VKernel, path: str, cwd: str, top: str = "/") -> Program:
+    """Resolve an executable inside the guest root (top: the caller's chroot) and read its
+    headers (close() it)."""
+    r = k.root.resolve(path, cwd, top=top)
     st = os.stat(r.host)
-    if not os.path.isfile(r.host):
+    if not os.path.isfile(r.host) or k.inodes.is_fifo(st) is not None:
         raise GuestError(E.EACCES, f"{path}: not a regular file")
     if not st.st_mode & 0o111:
         raise GuestError(E.EACCES, f"{path}: not executable")
@@ -80,7 +81,7 @@ def open_program(k: VKernel, path: str, cwd: str) -> Program:
         raise
 
 
-def open_interp(k: VKernel, prog: Program, cwd: str) -> Program | None:
+def open_interp(k: VKernel, prog: Program, cwd: str, top: str = "/") -> Program | None:
     """The program's PT_INTERP interpreter opened, resolved in the guest namespace like any
     path (relative to cwd, as Linux's open_exec); None for a static program.  A missing
     interpreter is ENOENT, as on Linux, with a detail that names it."""
@@ -88,7 +89,7 @@ def open_interp(k: VKernel, prog: Program, cwd: str) -> Program | None:
     if path is None:
         return None
     try:
-        return open_program(k, path, cwd)
+        return open_program(k, path, cwd, top)
     except GuestError as exc:
         why = {E.ENOENT: "not found", E.ENOEXEC: exc.detail or "not an ELF interpreter"}.get(
             exc.errno, E.NAMES.get(exc.errno, str(exc.errno)))
@@ -96,13 +97,13 @@ def open_interp(k: VKernel, prog: Program, cwd: str) -> Program | None:
 
 
 def new_image(k: VKernel, prog: Program, argv: list[bytes], envp: list[bytes],
-              cwd: str = "/", execfn: bytes | None = None
+              cwd: str = "/", execfn: bytes | None = None, top: str = "/"
               ) -> tuple[Engine, VmSpace, dict[str, int]]:
     """Build an engine and vmspace holding the program (and its interpreter, which runs
     first); returns the initial registers.  execfn: AT_EXECFN, the path as execve was given
     it (default: the program's guest path).  Closes prog."""
     try:
-        interp = open_interp(k, prog, cwd)
+        interp = open_interp(k, prog, cwd, top)
     except BaseException:
         prog.close()
         raise
@@ -156,9 +157,9 @@ def execve(k: VKernel, t: Thread, path: bytes, argv: list[bytes], envp: list[byt
     """Implement execve(2): load the new image now, switch to it once the engine stops."""
     p = t.process
     try:
-        prog = open_program(k, os.fsdecode(path), p.cwd)
+        prog = open_program(k, os.fsdecode(path), p.cwd, p.root)
         guest = prog.guest
-        eng, vm, regs = new_image(k, prog, argv, envp, p.cwd, path)
+        eng, vm, regs = new_image(k, prog, argv, envp, p.cwd, path, p.root)
     except GuestError as exc:
         if exc.errno == E.ENOEXEC or exc.detail.startswith("its interpreter"):
             k.log(f"vkckpt: execve {os.fsdecode(path)}: {exc.detail}")  # why, for the user

@@ -22,6 +22,7 @@ from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.errors import ConfigError, ImageError
 from vkckpt.fs import lock_state
 from vkckpt.fs.binds import BindSpec
+from vkckpt.fs.fifo import FifoEnd, all_queues
 from vkckpt.fs.files import HostFile
 from vkckpt.fs.state import link_files, load_file, load_pipes
 from vkckpt.image import ImageReader
@@ -197,6 +198,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
         queues[pipe.read_q.key] = pipe.read_q
         queues[pipe.write_q.key] = pipe.write_q
     queues[k.poll_q.key] = k.poll_q
+    queues.update((q.key, q) for q in all_queues(k.inodes))
     orders = {d["pid"]: list(d["threads"]) for d in recs.get("process", [])}
     _threads(k, recs.get("thread", []), queues, orders)
     _waitqs(k, recs.get("waitq", []), queues)
@@ -216,7 +218,7 @@ def _files(k: VKernel, rows: list[dict], pipes: dict, opts: ThawOptions) -> dict
             raise ImageError(f"file id {d['id']!r} is duplicated")
         files[d["id"]] = load_file(d, k.root, pipes, opts.allow_changed_files, k.inodes,
                                    opts.read_only, svc=k.file_services())
-    k.host_fds.adopt(sum(isinstance(f, HostFile) for f in files.values()))
+    k.host_fds.adopt(sum(isinstance(f, (HostFile, FifoEnd)) for f in files.values()))
     link_files(files, rows)
     return files
 

@@ -183,7 +183,7 @@ def _save_files(w: ImageWriter, live: list[Process]) -> dict[int, int]:
             if id(f) not in fids:
                 fids[id(f)] = len(fids) + 1
                 files.append(f)
-                if f.kind == "pipe":
+                if f.kind in ("pipe", "fifo"):
                     pipes[f.pipe.id] = f.pipe
     for pid_ in sorted(pipes):
         w.add("pipe", save_pipe(pipes[pid_]))

@@ -82,6 +82,21 @@ class HostFile(OpenFile):
     def map_source(self) -> HostFile:
         return self
 
+    def allocate(self, mode: int, off: int, length: int) -> None:
+        """Mode 0 extends the file to off + length; KEEP_SIZE alone changes nothing a guest
+        sees (sizes and block counts follow the size); PUNCH_HOLE zeroes the range."""
+        size = host_call(os.fstat, self.fd).st_size
+        if mode & F.FALLOC_FL_PUNCH_HOLE:
+            end = min(off + length, size)
+            while off < end:
+                n = min(end - off, 1 << 20)
+                host_call(os.pwrite, self.fd, bytes(n), off)
+                off += n
+            self.touched()
+        elif not mode & F.FALLOC_FL_KEEP_SIZE and off + length > size:
+            host_call(os.ftruncate, self.fd, off + length)
+            self.touched()
+
     def touched(self) -> None:
         """The guest modified the file: its virtual mtime is now."""
         self.inodes.touch(host_call(os.fstat, self.fd), self.guest_path)
@@ -127,6 +142,9 @@ class DirFile(HostFile):
     def truncate(self, length: int) -> None:
         raise GuestError(E.EINVAL)
 
+    def allocate(self, mode: int, off: int, length: int) -> None:
+        raise GuestError(E.EISDIR)
+
     def dir_path(self) -> str:
         return self.guest_path
 
@@ -156,7 +174,7 @@ class DirFile(HostFile):
             except OSError:  # gone (or unreadable) since the directory was read
                 continue
             ino = self.inodes.vino(st_e, f"{base}/{e.name}")
-            ents.append((os.fsencode(e.name), ino, _dtype(st_e.st_mode)))
+            ents.append((os.fsencode(e.name), ino, _dtype(self.inodes.mode(st_e))))
         return ents
 
     def getdents(self, n: int, room: int) -> bytes:

@@ -4,6 +4,7 @@ Passing the host's st_dev, st_ino and nanosecond timestamps to guests would make
 the same program differ in guest memory, and a file's identity change across a thaw. Guests
 instead see one device, inode numbers handed out in the order they first see files, and
 modification times on the virtual clock (the vkernel epoch until a guest modifies the file).
+Owners, the named-FIFO marker and extended attributes are kept per inode too (inode_meta.py).
 """
 
 from __future__ import annotations
@@ -12,8 +13,16 @@ import os
 import stat as st_mod
 from collections.abc import Callable
 
+from vkckpt.abi import fcntl as F
 from vkckpt.abi.stat import pack_stat
+from vkckpt.errors import ImageError
+from vkckpt.fs.inode_meta import InodeMeta
 from vkckpt.vclock import EPOCH_NS
+
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from vkckpt.fs.fifo import Fifo
 
 VIRTUAL_DEV = 0x801  # what st_dev says for every file in the guest root
 
@@ -25,6 +34,8 @@ class InodeTable:
         self.clock = clock            # virtual monotonic ns (the kernel's now_ns)
         self.next_ino = 2             # 1 is never used, like most file systems
         self.entries: dict[tuple[int, int], list] = {}  # key -> [vino, mtime_ns|None, path]
+        self.meta: dict[int, InodeMeta] = {}  # vino -> what is kept beyond the host's
+        self.fifos: dict[int, Fifo] = {}  # vino -> its fifo.Fifo while in use (transient)
 
     def _entry(self, st: os.stat_result, guest_path: str) -> list:
         key = (st.st_dev, st.st_ino)
@@ -45,17 +56,57 @@ class InodeTable:
         """A guest set the file's time (utimensat): ns since the epoch, or None for now."""
         self._entry(st, guest_path)[1] = EPOCH_NS + self.clock() if ns is None else ns
 
+    def meta_of(self, st: os.stat_result, guest_path: str) -> InodeMeta:
+        """The file's virtual metadata, made (default: root's, no attributes) on first use."""
+        vino = self._entry(st, guest_path)[0]
+        m = self.meta.get(vino)
+        if m is None:
+            m = self.meta[vino] = InodeMeta()
+        return m
+
+    def is_fifo(self, st: os.stat_result) -> int | None:
+        """The inode number of a named FIFO's placeholder, None for any other file."""
+        ent = self.entries.get((st.st_dev, st.st_ino))
+        m = self.meta.get(ent[0]) if ent else None
+        return ent[0] if m is not None and m.fifo else None
+
+    def mode(self, st: os.stat_result) -> int:
+        """st_mode as guests see it: a named FIFO's placeholder is a FIFO."""
+        if self.is_fifo(st) is not None:
+            return F.S_IFIFO | st.st_mode & 0o7777
+        return st.st_mode
+
+    def forget_meta(self, st: os.stat_result) -> None:
+        """The file's last name is gone: its owner, marker and attributes go with it (the
+        host may reuse the inode for a new file; a file still open keeps none of them either,
+        except an open FIFO)."""
+        ent = self.entries.get((st.st_dev, st.st_ino))
+        fifo = self.fifos.get(ent[0]) if ent is not None else None
+        if ent is not None and (fifo is None or fifo.pipe is None):  # an open FIFO's ends
+            self.meta.pop(ent[0], None)  # hold its placeholder: the inode stays its own
+
+    def moved(self, st: os.stat_result, guest_path: str) -> None:
+        """A guest renamed a file: it is found at its new path from now on (images too)."""
+        ent = self.entries.get((st.st_dev, st.st_ino))
+        if ent is not None:
+            ent[2] = guest_path
+
     def stat_bytes(self, st: os.stat_result, guest_path: str) -> bytes:
-        """struct stat as the guest sees it (size, mode, link count are the host's)."""
+        """struct stat as the guest sees it (size, mode, link count are the host's; owner
+        and FIFO-ness the inode's virtual metadata)."""
         vino, mtime, _ = self._entry(st, guest_path)
         t = (mtime if mtime is not None else EPOCH_NS) / 1e9
+        m = self.meta.get(vino)
+        uid, gid = (m.uid, m.gid) if m is not None else (0, 0)
+        mode, size = self.mode(st), st.st_size
         # from the size, never the host's allocation: a directory has one 4 KiB block, a
         # symlink (short, kept in the inode as on ext4 and tmpfs), a device or a FIFO none
-        if st_mod.S_ISREG(st.st_mode):
-            blocks = (st.st_size + 4095) // 4096 * 8
+        if st_mod.S_ISREG(mode):
+            blocks = (size + 4095) // 4096 * 8
         else:
-            blocks = 8 if st_mod.S_ISDIR(st.st_mode) else 0
-        return pack_stat(VIRTUAL_DEV, vino, st.st_mode, st.st_nlink, 0, 0, 0, st.st_size,
+            blocks = 8 if st_mod.S_ISDIR(mode) else 0
+            size = 0 if st_mod.S_ISFIFO(mode) else size
+        return pack_stat(VIRTUAL_DEV, vino, mode, st.st_nlink, uid, gid, 0, size,
                          4096, blocks, t, t, t)
 
     def save(self, resolve: Callable[[str], str | None]) -> list[list]:
@@ -71,6 +122,25 @@ class InodeTable:
             if st is not None and (st.st_dev, st.st_ino) == key:
                 rows.append([path, vino, mtime])
         return rows
+
+    def save_meta(self, rows: list[list]) -> list[list]:
+        """[inode, uid, gid, fifo, [[name, value]...]] of the saved rows' inodes that have
+        more than the defaults, by inode."""
+        kept = {r[1] for r in rows}
+        return [m.save(v) for v, m in sorted(self.meta.items())
+                if v in kept and not m.is_default()]
+
+    def load_meta(self, rows: list) -> None:
+        """Rebuild the metadata saved by save_meta (after load())."""
+        known = {e[0] for e in self.entries.values()}
+        seen: set[int] = set()
+        for row in rows:
+            vino, m = InodeMeta.load(row)
+            if vino in seen:
+                raise ImageError(f"inode {vino}: metadata given twice")
+            seen.add(vino)
+            if vino in known:  # a file gone since the freeze is forgotten, as by load()
+                self.meta[vino] = m
 
     def load(self, rows: list, next_ino: int, resolve: Callable[[str], str | None]) -> None:
         """Rebuild from saved rows; files that no longer exist are forgotten."""

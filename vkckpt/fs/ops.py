@@ -107,6 +107,10 @@ class OpenFile:
         """ftruncate(2) on a descriptor open for writing."""
         raise GuestError(E.EINVAL)
 
+    def allocate(self, mode: int, off: int, length: int) -> None:
+        """fallocate(2) on a descriptor open for writing (mode already checked)."""
+        raise GuestError(E.ENODEV)
+
     # -- metadata -----------------------------------------------------------------------------
     def stat(self) -> bytes:
         """struct stat of the file (abi/stat.py)."""

@@ -104,6 +104,9 @@ class PipeEnd(OpenFile):
         """Linux fills whole pipe buffers at a time: any unreadable byte is EFAULT."""
         raise GuestError(E.EFAULT)
 
+    def allocate(self, mode: int, off: int, length: int) -> None:
+        raise GuestError(E.ESPIPE)
+
     def stat(self) -> bytes:
         return pack_stat(9, self.pipe.id, F.S_IFIFO | 0o600, 1, 0, 0, 0, 0, 4096, 0, 0, 0, 0)
 

@@ -182,11 +182,15 @@ class GuestRoot:
         *,
         follow: bool = True,
         must_exist: bool = True,
+        top: str = "/",
     ) -> Resolved:
         """Resolve guest ``path`` (relative to guest ``cwd``) inside the root; raise GuestError.
 
         Intermediate symlinks are always followed, the last one only if ``follow``.  With
         ``must_exist=False`` the last component may be missing (its parent must exist).
+        ``top`` is the caller's root (chroot(2)): a resolved guest directory where absolute
+        paths and symlinks start and ``..`` stops, as Linux's at the process root; a cwd
+        outside it walks up to the guest root, never beyond.
         """
         p = _as_str(path)
         if "\0" in p:
@@ -206,7 +210,9 @@ class GuestRoot:
             todo = _split(c, must_dir_last=True) + todo
         todo.reverse()
 
-        parts: list[str] = []  # resolved guest components of the current directory
+        top_parts = [n for n in top.split("/") if n]
+        # resolved guest components of the current directory
+        parts: list[str] = list(top_parts) if p.startswith("/") else []
         links = 0
         while todo:
             name, must_dir = todo.pop()
@@ -214,7 +220,7 @@ class GuestRoot:
             if name == ".":
                 continue
             if name == "..":
-                if parts:
+                if parts and parts != top_parts:
                     parts.pop()
                 continue
             _check_name(name, p)  # lazily, like the kernel: only names actually looked up
@@ -244,7 +250,7 @@ class GuestRoot:
                 expansion = _split(target, must_dir_last=target.endswith("/") or must_dir)
                 todo.extend(reversed(expansion))
                 if target.startswith("/"):
-                    parts.clear()
+                    parts[:] = top_parts
                 continue
             if must_dir and not stat.S_ISDIR(mode):
                 raise GuestError(E.ENOTDIR, p)

@@ -16,6 +16,7 @@ from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError, ImageError
 from vkckpt.fs import event_state
 from vkckpt.fs.fdtable import FdTable
+from vkckpt.fs.fifo import FifoEnd, fifo_of
 from vkckpt.fs.files import (
     Console,
     DevNull,
@@ -143,9 +144,14 @@ def _save_pipe_end(f: PipeEnd, d: dict) -> None:
     d["pipe"] = f.pipe.id
 
 
+def _save_fifo_end(f: FifoEnd, d: dict) -> None:
+    d["pipe"] = f.pipe.id
+    d["path"] = f.guest_path
+
+
 #: What each kind saves beyond id, kind and flags (a kind not listed saves nothing more).
 _SAVE_KIND = {"host": _save_host, "dir": _save_dir, "console": _save_console,
-              "pipe": _save_pipe_end, "eventfd": event_state.save_eventfd}
+              "pipe": _save_pipe_end, "fifo": _save_fifo_end, "eventfd": event_state.save_eventfd}
 #: Kinds whose saved form names other files, by their saved ids.
 _SAVE_LINKS = {"epoll": event_state.save_epoll}
 
@@ -229,6 +235,31 @@ def _load_pipe_end(d: dict, ctx: _Loading) -> OpenFile:
     return PipeEnd(pipe, d["flags"])
 
 
+def _load_fifo_end(d: dict, ctx: _Loading) -> OpenFile:
+    """Reopen a named FIFO's placeholder by path (still a regular file marked as a FIFO in
+    the thawed inode table) and join the end to its pipe."""
+    pipe = ctx.pipes.get(d["pipe"])
+    path = d["path"]
+    if pipe is None or not isinstance(path, str) or not path.startswith("/"):
+        raise ImageError(f"file {d['id']!r}: a FIFO end without its pipe or path")
+    try:
+        fd = ctx.root.host_open(ctx.root.resolve(path, "/"), os.O_RDONLY | os.O_NONBLOCK)
+    except GuestError as exc:
+        raise FileChanged(f"{path}: cannot reopen the FIFO inside the guest root "
+                          f"({os.strerror(exc.errno)})") from None
+    st = os.fstat(fd)
+    vino = ctx.inodes.is_fifo(st) if stat.S_ISREG(st.st_mode) else None
+    if vino is None:
+        os.close(fd)
+        raise FileChanged(f"{path}: is no longer the named FIFO frozen")
+    fifo = fifo_of(ctx.inodes, vino)
+    if fifo.pipe not in (None, pipe):
+        os.close(fd)
+        raise ImageError(f"{path}: FIFO ends on two pipes")
+    fifo.pipe = pipe
+    return FifoEnd(fifo, d["flags"], fd, path, ctx.inodes, ctx.svc.host_fds)
+
+
 def _reopen(d: dict, ctx: _Loading) -> OpenFile:
     """Reopen a regular file or directory of the root, as recorded; anything else (a FIFO
     or device put in its place, which could block or act on open) is refused unopened or
@@ -260,6 +291,7 @@ def _reopen(d: dict, ctx: _Loading) -> OpenFile:
 #: How each file kind is loaded (the mirror of _SAVE_KIND): a new kind adds one row.
 _LOAD_KIND: dict[str, Callable[[dict, _Loading], OpenFile]] = {
     "console": _load_console, "pipe": _load_pipe_end, "host": _reopen, "dir": _reopen,
+    "fifo": _load_fifo_end,
     **dict.fromkeys(_DEVICE_KINDS, _load_device),
     "eventfd": lambda d, ctx: event_state.load_eventfd(d, ctx.svc),
     "epoll": lambda d, ctx: event_state.load_epoll(d, ctx.svc),

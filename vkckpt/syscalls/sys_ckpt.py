@@ -49,7 +49,7 @@ def _pin_target(k: VKernel, t: Thread, path: int) -> tuple[str, int]:
     """Resolve the image path now: (its host path, an fd of its directory opened beneath
     the root).  EISDIR if it names a directory."""
     guest = os.fsdecode(t.process.vm.read_cstr(path))
-    r = k.root.resolve(guest, t.process.cwd, must_exist=False)
+    r = k.root.resolve(guest, t.process.cwd, must_exist=False, top=t.process.root)
     r.writable()
     dir_fd, name = k.root.open_parent(r)  # the image goes here, whatever happens next
     try:

@@ -13,6 +13,7 @@ from vkckpt.fs.fdlinks import fd_link
 from vkckpt.fs.files import DEVICES, DirFile, HostFile, host_call
 from vkckpt.fs.sandbox import Resolved
 from vkckpt.syscalls.args import path_arg, s32, s64
+from vkckpt.syscalls.fifo_open import open_fifo
 
 TYPE_CHECKING = False
 
@@ -36,15 +37,17 @@ def _base(k: VKernel, t: Thread, dirfd: int, path: bytes) -> str:
 
 
 def resolve_at(k: VKernel, t: Thread, dirfd: int, path: bytes, follow: bool = True,
-               must_exist: bool = True) -> Resolved:
-    """Resolve path relative to dirfd within the guest root."""
+               must_exist: bool = True, top: str | None = None) -> Resolved:
+    """Resolve path relative to dirfd within the guest root, absolute paths from the
+    process's root (chroot(2)) unless top names another."""
     if not path:
         raise GuestError(E.ENOENT)
     return k.root.resolve(os.fsdecode(path), _base(k, t, s32(dirfd), path), follow=follow,
-                          must_exist=must_exist)
+                          must_exist=must_exist, top=t.process.root if top is None else top)
 
 
-def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: int) -> int:
+def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: int,
+            top: str | None = None) -> int:
     """Implement openat(2) for files, directories and the vkernel's devices."""
     guest = os.fsdecode(path)
     cloexec = bool(flags & F.O_CLOEXEC)
@@ -55,7 +58,8 @@ def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: in
         dev = DEVICES[guest](flags & F.O_ACCMODE, k.file_services())
         return t.process.fds.install(dev, cloexec)
     creat = bool(flags & F.O_CREAT)
-    r = resolve_at(k, t, dirfd, path, follow=not flags & F.O_NOFOLLOW, must_exist=not creat)
+    r = resolve_at(k, t, dirfd, path, follow=not flags & F.O_NOFOLLOW, must_exist=not creat,
+                   top=top)
     if os.path.isdir(r.host) and not os.path.islink(r.host):
         if flags & F.O_ACCMODE != F.O_RDONLY or creat:
             raise GuestError(E.EISDIR)
@@ -65,6 +69,11 @@ def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: in
     if flags & F.O_DIRECTORY:
         raise GuestError(E.ENOTDIR)
     existed = os.path.lexists(r.host)
+    vino = k.inodes.is_fifo(os.lstat(r.host)) if existed else None
+    if vino is not None:  # a named FIFO's placeholder
+        if creat and flags & F.O_EXCL:
+            raise GuestError(E.EEXIST)
+        return open_fifo(k, t, r, vino, flags)
     fd = _host_open(k, r, flags & _OPEN_PASS & ~F.O_NOFOLLOW,
                     mode & ~t.process.umask & HOST_MODE_MASK)
     f = HostFile(fd, flags & _OPEN_PASS, r.guest, k.inodes, k.host_fds)
@@ -80,7 +89,8 @@ def _open_fd_link(k: VKernel, t: Thread, n: int, flags: int, mode: int) -> int:
     except GuestError:
         raise GuestError(E.ENOENT) from None  # no such entry in /proc/self/fd
     if isinstance(f, HostFile):
-        return open_at(k, t, F.AT_FDCWD, os.fsencode(f.guest_path), flags & ~F.O_CREAT, mode)
+        return open_at(k, t, F.AT_FDCWD, os.fsencode(f.guest_path), flags & ~F.O_CREAT, mode,
+                       top="/")  # a guest-root path, whatever the caller's root
     return t.process.fds.install(f, bool(flags & F.O_CLOEXEC))
 
 
@@ -116,7 +126,7 @@ def sys_creat(k: VKernel, t: Thread, path: int, mode: int) -> int:
                    mode)
 
 
-def _stat_path(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int) -> bytes:
+def stat_path(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int) -> bytes:
     if not path and flags & F.AT_EMPTY_PATH:
         return t.process.fds.get(s32(dirfd)).stat()
     guest = os.fsdecode(path)
@@ -133,7 +143,7 @@ def _stat_path(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int) -> by
 
 
 def sys_newfstatat(k: VKernel, t: Thread, dirfd: int, path: int, buf: int, flags: int) -> int:
-    data = _stat_path(k, t, dirfd, t.process.vm.read_cstr(path), flags)
+    data = stat_path(k, t, dirfd, t.process.vm.read_cstr(path), flags)
     t.process.vm.write(buf, data)
     return 0
 
@@ -187,7 +197,10 @@ def sys_unlinkat(k: VKernel, t: Thread, dirfd: int, path: int, flags: int) -> in
     else:
         if os.path.isdir(r.host) and not os.path.islink(r.host):
             raise GuestError(E.EISDIR)
+        st = host_call(os.lstat, r.host)
         host_call(os.unlink, r.host)
+        if st.st_nlink == 1:  # the host may give its inode number to the next new file
+            k.inodes.forget_meta(st)
     return 0
 
 
@@ -211,7 +224,11 @@ def sys_renameat2(k: VKernel, t: Thread, od: int, old: int, nd: int, new: int,
     if a.guest == "/" or b.guest == "/":
         raise GuestError(E.EBUSY)
     a.writable(b, moves=True)
+    gone = os.lstat(b.host) if os.path.lexists(b.host) else None
     host_call(os.rename, a.host, b.host)
+    if gone is not None and gone.st_nlink == 1 and not os.path.samestat(gone, os.lstat(b.host)):
+        k.inodes.forget_meta(gone)  # the replaced file's last name
+    k.inodes.moved(host_call(os.lstat, b.host), b.guest)
     return 0
 
 
@@ -277,7 +294,7 @@ def sys_fchmod(k: VKernel, t: Thread, fd: int, mode: int) -> int:
     vkernel's own files (pipes, the console, devices) have no mode to keep."""
     f = t.process.fds.get(s32(fd))
     host_fd = getattr(f, "fd", None)
-    if isinstance(host_fd, int) and f.kind in ("host", "dir"):
+    if isinstance(host_fd, int) and f.kind in ("host", "dir", "fifo"):
         k.root.writable_path(f.dir_path() if f.kind == "dir" else f.guest_path)
         host_call(os.fchmod, host_fd, mode & HOST_MODE_MASK)
     return 0
@@ -329,13 +346,25 @@ def sys_truncate(k: VKernel, t: Thread, path: int, length: int) -> int:
     r.writable()
     if s64(length) < 0:
         raise GuestError(E.EINVAL)
+    if k.inodes.is_fifo(host_call(os.lstat, r.host)) is not None:
+        raise GuestError(E.EINVAL)  # not a regular file to guests
     host_call(os.truncate, r.host, s64(length))
     k.inodes.touch(host_call(os.lstat, r.host), r.guest)
     return 0
 
 
+def cwd_seen(cwd: str, root: str) -> str:
+    """The cwd as getcwd(2) shows it to a process whose root is root: relative to it, or
+    prefixed "(unreachable)" when outside it, as Linux."""
+    if root == "/":
+        return cwd
+    if cwd == root or cwd.startswith(root + "/"):
+        return cwd[len(root):] or "/"
+    return "(unreachable)" + cwd
+
+
 def sys_getcwd(k: VKernel, t: Thread, buf: int, size: int) -> int:
-    cwd = os.fsencode(t.process.cwd) + b"\0"
+    cwd = os.fsencode(cwd_seen(t.process.cwd, t.process.root)) + b"\0"
     if len(cwd) > size:
         raise GuestError(E.ERANGE)
     t.process.vm.write(buf, cwd)

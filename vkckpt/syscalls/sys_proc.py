@@ -59,7 +59,8 @@ def sys_clone(k: VKernel, t: Thread, flags: int, stack: int, ptid: int, ctid: in
 
 def sys_execve(k: VKernel, t: Thread, path: int, argv: int, envp: int) -> object:
     prog = path_arg(t, path)
-    k.root.resolve(os.fsdecode(prog), t.process.cwd)  # Linux opens the file before argv/envp
+    # Linux opens the file before argv/envp
+    k.root.resolve(os.fsdecode(prog), t.process.cwd, top=t.process.root)
     return task_exec.execve(k, t, prog, strv_arg(t, argv), strv_arg(t, envp))
 
 

@@ -145,10 +145,12 @@ _SYSINFO = struct.Struct("<q3Q6QHxx4x2QI4x")  # struct sysinfo on x86-64 (112 by
 
 
 def sys_sysinfo(k: VKernel, t: Thread, info: int) -> int:
-    """sysinfo(2) of the vkernel: virtual uptime, the memory limit as RAM, no swap, no load."""
+    """sysinfo(2) of the vkernel: virtual uptime, the memory limit as RAM and what the
+    vkernel's memory account has not charged (every process, pipe, console buffer) as free,
+    no swap, no load; procs counts threads, as Linux's."""
     ns = k.now_ns()
     total = k.config.memory_limit
-    free = max(0, total - t.process.vm.mapped_bytes)
+    free = max(0, min(total, k.mem.room()))
     procs = min(0xFFFF, sum(1 for th in k.threads.values() if th.alive))
     uptime = -(-ns // 10**9)  # rounded up, as Linux does
     t.process.vm.write(info, _SYSINFO.pack(uptime, 0, 0, 0, total, free, 0, 0, 0, 0, procs,

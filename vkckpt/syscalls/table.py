@@ -17,11 +17,13 @@ from vkckpt.syscalls import sys_fs as fs
 from vkckpt.syscalls import sys_futex as fx
 from vkckpt.syscalls import sys_io as io
 from vkckpt.syscalls import sys_lock as lk
+from vkckpt.syscalls import sys_meta as mt
 from vkckpt.syscalls import sys_mm as mm
 from vkckpt.syscalls import sys_poll as pl
 from vkckpt.syscalls import sys_proc as pr
 from vkckpt.syscalls import sys_signal as sg
 from vkckpt.syscalls import sys_time as tm
+from vkckpt.syscalls import sys_xattr as xa
 
 
 class Entry(Value):
@@ -123,6 +125,32 @@ ENTRIES: list[Entry] = [
     Supported("chdir", fs.sys_chdir),
     Supported("fchdir", fs.sys_fchdir),
     Partial("statfs", fs.sys_statfs, "fixed, plausible numbers"),
+    Partial("fchown", mt.sys_fchown, "owners are virtual, kept per inode (never the host's); a "
+            "no-op on pipes, the console and devices"),
+    Partial("chown", mt.sys_chown, "as fchown"),
+    Partial("lchown", mt.sys_lchown, "as fchown"),
+    Partial("fchownat", mt.sys_fchownat, "as fchown"),
+    Partial("statx", mt.sys_statx, "the basic stats of stat(2); no birth time, no mount id"),
+    Partial("mknod", mt.sys_mknod, "as mknodat"),
+    Partial("mknodat", mt.sys_mknodat, "regular files and named FIFOs (an empty placeholder "
+            "file on the host, a FIFO to guests); device and socket nodes EPERM"),
+    Partial("fallocate", mt.sys_fallocate, "modes 0, KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE (zeroes); "
+            "others EOPNOTSUPP"),
+    Partial("chroot", mt.sys_chroot, "a directory of the guest root; the vkernel's /dev "
+            "devices stay reachable"),
+    Partial("getxattr", xa.sys_getxattr, "virtual user./trusted./security. attributes kept per "
+            "inode (never the host's); system.* (ACLs) EOPNOTSUPP"),
+    Partial("lgetxattr", xa.sys_lgetxattr, "as getxattr"),
+    Partial("fgetxattr", xa.sys_fgetxattr, "as getxattr"),
+    Partial("setxattr", xa.sys_setxattr, "as getxattr; at most 64 attributes, 64 KiB per inode"),
+    Partial("lsetxattr", xa.sys_lsetxattr, "as setxattr"),
+    Partial("fsetxattr", xa.sys_fsetxattr, "as setxattr"),
+    Partial("listxattr", xa.sys_listxattr, "as getxattr"),
+    Partial("llistxattr", xa.sys_llistxattr, "as getxattr"),
+    Partial("flistxattr", xa.sys_flistxattr, "as getxattr"),
+    Partial("removexattr", xa.sys_removexattr, "as getxattr"),
+    Partial("lremovexattr", xa.sys_lremovexattr, "as getxattr"),
+    Partial("fremovexattr", xa.sys_fremovexattr, "as getxattr"),
     # -- memory
     Partial("mmap", mm.sys_mmap, "files map as private copies; writable MAP_SHARED files refused"),
     Supported("munmap", mm.sys_munmap),
@@ -167,6 +195,9 @@ ENTRIES: list[Entry] = [
             "is EINVAL"),
     Partial("getgroups", pr.sys_getgroups, "group 0 only"),
     Partial("getpriority", pr.sys_getpriority, "nice is always 0"),
+    Partial("ioprio_get", mt.sys_ioprio_get, "virtual, per process (0 until set)"),
+    Partial("ioprio_set", mt.sys_ioprio_set, "virtual: recorded, inherited by fork, "
+            "schedules nothing"),
     Partial("rseq", pr.sys_nosys_quiet, "ENOSYS (musl copes)"),
     Partial("membarrier", pr.sys_nosys_quiet, "ENOSYS"),
     Supported("futex", fx.sys_futex),
@@ -192,8 +223,8 @@ ENTRIES: list[Entry] = [
     Supported("getrandom", tm.sys_getrandom),
     Partial("times", tm.sys_times, "user time only"),
     Supported("getcpu", tm.sys_getcpu),
-    Partial("sysinfo", tm.sys_sysinfo, "the memory limit as RAM, the caller's mappings as "
-            "used, no swap, zero load"),
+    Partial("sysinfo", tm.sys_sysinfo, "the memory limit as RAM, the vkernel's memory "
+            "account as used, no swap, zero load"),
     # -- vkckpt's own
     Supported("checkpoint", ck.sys_checkpoint),
 ]

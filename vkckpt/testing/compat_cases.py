@@ -170,6 +170,9 @@ BUSYBOX = [
     _bb("sed-i", "sh", "-c", "cp words /tmp/s && sed -i s/apple/APPLE/ /tmp/s && "
         "cat /tmp/s && stat -c %a /tmp/s"),
     _bb("touch", "sh", "-c", "touch /tmp/new && ls /tmp && stat -c %s /tmp/new"),
+    _bb("chown", "sh", "-c", "cp words /tmp/o && chown 12:34 /tmp/o && stat -c %u:%g /tmp/o"),
+    _bb("mkfifo", "sh", "-c", "mkfifo /tmp/f && stat -c %F /tmp/f && "
+        "(echo through > /tmp/f &) && cat /tmp/f"),
     _bb("mktemp", "sh", "-c", "f=$(mktemp /tmp/x.XXXXXX) && test -f $f && echo made"),
     _bb("readlink-f", "readlink", "-f", "tree/a/b/../one"),
 ]

@@ -42,10 +42,16 @@ FIELD_CASES = [
     ("process", "threads", [1, 1, 1]),
     ("process", "fds", [[3, 999, 0]]),
     ("process", "pid", 0),
+    ("process", "root", "jail"),             # chroot(2) root not an absolute guest path
+    ("process", "ioprio", -1),
     ("kernel", "quantum", 0),
     ("kernel", "runq", [31337]),
     ("kernel", "timers", [[5, 1, 1]]),
     ("kernel", "next_pid", "many"),
+    ("kernel", "inode_meta", [[2, 0, 0, False, [[b"user.%d" % i, b""] for i in range(65)]]]),
+    ("kernel", "inode_meta", [[2, 0, 0, True, [[b"user.a", bytes(1 << 17)]]]]),  # too big
+    ("kernel", "inode_meta", [[2, 0, 0, False, [[b"system.posix_acl_access", b""]]]]),
+    ("kernel", "inode_meta", [[2, 0, 0, False, []], [2, 1, 1, False, []]]),  # given twice
     ("pipe", "data", b"x" * (1 << 20)),
     ("file", "kind", "socket"),
     ("waitq", "tids", [1, 2, 3, 4, 5]),
