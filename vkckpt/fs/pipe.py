@@ -104,6 +104,9 @@ class PipeEnd(OpenFile):
         """Linux fills whole pipe buffers at a time: any unreadable byte is EFAULT."""
         raise GuestError(E.EFAULT)
 
+    def proc_link(self) -> str:
+        return f"pipe:[{self.pipe.id}]"
+
     def stat(self) -> bytes:
         return pack_stat(9, self.pipe.id, F.S_IFIFO | 0o600, 1, 0, 0, 0, 0, 4096, 0, 0, 0, 0)
 
