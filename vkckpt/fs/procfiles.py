@@ -18,6 +18,11 @@ from vkckpt.fs.files import pack_dirents
 from vkckpt.fs.ops import OpenFile
 from vkckpt.vclock import EPOCH_NS
 
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 PROC_DEV = 0x16  # st_dev of every /proc entry (0:22, as on many Linux systems)
 PROC_ROOT_INO = 1
 #: Inodes of /proc entries: the path's CRC above this base, so they never meet the root's.
@@ -90,16 +95,20 @@ class ProcFile(OpenFile):
 
 
 class ProcDir(OpenFile):
-    """An open /proc directory: its listing as it was at open, read with getdents64."""
+    """An open /proc directory, read with getdents64: listed afresh whenever a read starts
+    from the beginning (so /proc/self/fd shows the directory's own descriptor, and
+    rewinddir sees new entries, as on Linux), else as listed then."""
 
     kind = "procdir"
 
     def __init__(self, flags: int, path: str, names: list[tuple[str, int]],
-                 pos: int = 0) -> None:
+                 pos: int = 0, lister: Callable[[], list[tuple[str, int]]] | None = None,
+                 ) -> None:
         super().__init__(flags)
         self.path = path
         self.names = names  # (name, st_mode) after "." and ".."
         self.pos = pos
+        self.lister = lister  # makes the listing anew (None once thawed: the saved one stays)
 
     def entries(self) -> list[tuple[bytes, int, int]]:
         up = self.path.rpartition("/")[0] or "/"
@@ -110,6 +119,8 @@ class ProcDir(OpenFile):
         return ents
 
     def getdents(self, n: int, room: int) -> bytes:
+        if self.pos == 0 and self.lister is not None:
+            self.names = self.lister()
         data, self.pos = pack_dirents(self.entries(), self.pos, n, room)
         return data
 

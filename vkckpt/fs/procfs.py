@@ -135,7 +135,7 @@ def open_node(node: Node, flags: int) -> OpenFile:
     if node.is_dir:
         if writes:
             raise GuestError(E.EISDIR, node.path)
-        return ProcDir(keep, node.path, node.names())
+        return ProcDir(keep, node.path, node.names(), lister=node.names)
     if flags & F.O_DIRECTORY:
         raise GuestError(E.ENOTDIR, node.path)
     if writes:
