@@ -45,9 +45,10 @@ SCHEMA = {"pid": "u32", "ppid": "u32", "pgid": "u32", "sid": "u32", "umask": "u3
           "exiting": "bool", "zombie": "bool", "wait_status": "i32", "exit_signal": "sig",
           "stopped": "bool", "stop_report": "?u32", "ticks": "u64", "vfork_parent": "u32",
           "threads": ["u32"], "fds": FDTABLE_SCHEMA, "actions": ACTIONS_SCHEMA,
-          "pending": PENDING_SCHEMA}
+          "pending": PENDING_SCHEMA, "comm": "bytes"}
 RECORDS = {"process": (VERSION, SCHEMA)}
 MAX_GUEST_PATH = 4096
+COMM_LEN = 15  # TASK_COMM_LEN less its NUL
 
 
 def in_scope(pid: int, scope: list[int] | None) -> bool:
@@ -68,6 +69,7 @@ def save(p: Process, fids: dict[int, int], scope: list[int] | None) -> dict:
         "actions": save_actions(p.actions),
         "fds": [] if p.zombie else save_fdtable(p.fds, fids),
         "threads": [t.tid for t in p.live_threads],
+        **({"comm": p.comm} if p.comm else {}),  # written only when prctl set one
     }
 
 
@@ -87,6 +89,9 @@ def load(k: VKernel, d: dict, vms: dict[int, dict], bufs: dict[int, HostBuffer],
         vm = VmSpace(eng, k.mem, k.ids.bid)
         load_vmspace(vms[pid], vm, bufs)
         _load_fds(pid, d["fds"], files, fds)
+    comm = d.get("comm", b"")
+    if len(comm) > COMM_LEN or b"\0" in comm:
+        raise ImageError(f"process {pid}: comm {comm!r} is longer than {COMM_LEN} bytes")
     for name in ("cwd", "exe"):
         if name == "cwd" or d[name]:
             _guest_path(d[name], f"process {pid} {name}")
@@ -96,7 +101,7 @@ def load(k: VKernel, d: dict, vms: dict[int, dict], bufs: dict[int, HostBuffer],
                    children=list(d["children"]), exiting=d["exiting"], zombie=d["zombie"],
                    wait_status=d["wait_status"], exit_signal=d["exit_signal"],
                    stopped=d["stopped"], stop_report=d["stop_report"], ticks=d["ticks"],
-                   vfork_parent=d.get("vfork_parent", 0))
+                   vfork_parent=d.get("vfork_parent", 0), comm=comm)
 
 
 def queues(p: Process) -> list[WaitQueue]:

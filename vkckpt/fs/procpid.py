@@ -35,7 +35,9 @@ _PLATFORM = b"x86_64\0"  # the string the stack holds just before argv's (vmspac
 def comm(p: Process) -> bytes:
     """The task's name, as Linux's: the base name of the path the program was executed by
     (AT_EXECFN, read back from the stack: "sh" for /bin/sh -> busybox), else of the
-    program itself; at most 15 bytes (prctl(PR_GET_NAME) says the same)."""
+    program itself, unless prctl(PR_SET_NAME) gave it another; at most 15 bytes."""
+    if p.comm:
+        return p.comm
     name = b""
     span = stack_strings(p)
     if span is not None:

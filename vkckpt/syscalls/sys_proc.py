@@ -202,10 +202,11 @@ def sys_getrusage(k: VKernel, t: Thread, who: int, buf: int) -> int:
 
 
 def sys_prctl(k: VKernel, t: Thread, option: int, a2: int) -> int:
-    if option in (15, 16):  # PR_SET_NAME, PR_GET_NAME
-        if option == 16:
-            comm = procpid.comm(t.process)  # what /proc/PID/comm says
-            t.process.vm.write(a2, comm.ljust(16, b"\0"))
+    if option == 15:  # PR_SET_NAME: at most 15 bytes kept, as Linux's TASK_COMM_LEN
+        t.process.comm = t.process.vm.read(a2, 16).split(b"\0")[0][:15]
+        return 0
+    if option == 16:  # PR_GET_NAME: what /proc/PID/comm says
+        t.process.vm.write(a2, procpid.comm(t.process).ljust(16, b"\0"))
         return 0
     raise GuestError(E.EINVAL)
 
