@@ -207,7 +207,7 @@ def _leader(p: Process) -> Thread | None:
 
 
 #: /proc/PID/<name> and /proc/PID/task/TID/<name> files: name -> (mode, generator).
-_FILES: dict[str, tuple[int, Callable]] = {
+PID_FILES: dict[str, tuple[int, Callable]] = {
     "status": (FILE, procpid.status), "stat": (FILE, procpid.stat),
     "statm": (FILE, procpid.statm), "cmdline": (FILE, procpid.cmdline),
     "environ": (F.S_IFREG | 0o400, procpid.environ), "comm": (F.S_IFREG | 0o644,
@@ -219,12 +219,12 @@ _FILES: dict[str, tuple[int, Callable]] = {
     "mounts": (FILE, lambda view, p, t: procsys.mounts(view, p)),
     "mountinfo": (FILE, lambda view, p, t: procsys.mountinfo(view, p)),
 }
-_LINKS = {"exe": lambda p: p.exe, "cwd": lambda p: p.cwd, "root": lambda p: "/"}
+PID_LINKS = {"exe": lambda p: p.exe, "cwd": lambda p: p.cwd, "root": lambda p: "/"}
 _FD_DIR = F.S_IFDIR | 0o500
 
 
 def _pid_names(p: Process, task: bool) -> list[tuple[str, int]]:
-    names = [(n, m) for n, (m, _) in _FILES.items()] + [(n, LINK) for n in _LINKS]
+    names = [(n, m) for n, (m, _) in PID_FILES.items()] + [(n, LINK) for n in PID_LINKS]
     names += [("fd", _FD_DIR), ("fdinfo", _FD_DIR)] + ([] if task else [("task", DIR)])
     return sorted(names)
 
@@ -236,11 +236,11 @@ def _pid_node(view: ProcView, p: Process, t: Thread | None, base: str, rest: lis
     if not rest:
         return _dir(path, lambda: _pid_names(p, task))
     head, more = rest[0], rest[1:]
-    if head in _FILES and not more:
-        mode, gen = _FILES[head]
+    if head in PID_FILES and not more:
+        mode, gen = PID_FILES[head]
         return _file(path, lambda: gen(view, p, t), mode)
-    if head in _LINKS and not more:
-        target = _LINKS[head](p)
+    if head in PID_LINKS and not more:
+        target = PID_LINKS[head](p)
         return None if p.zombie or not target else Node(path, LINK, target=target)
     if head in ("fd", "fdinfo"):
         return _fd_node(view, p, path, head, more)
