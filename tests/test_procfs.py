@@ -13,8 +13,8 @@ import pytest
 from vkckpt.ckpt.snapshot import write_image
 from vkckpt.runner import boot
 from vkckpt.testing.compat import check_frozen, config, make_root, run_vkernel
-from vkckpt.testing.hostile_images import load_records
 from vkckpt.testing.compat_cases import Case
+from vkckpt.testing.hostile_images import load_records
 from vkckpt.vmspace.account import DEFAULT_LIMIT
 
 

@@ -39,6 +39,9 @@ TRANSIENT = {
     "child_wait": "its sleepers are in the waitq records",
     "vfork_done": "its sleepers are in the waitq records",
 }
+#: Process fields saved only when they differ from their default, with a value that does
+#: (old images stay byte-identical): tests/test_state_fields.py sets each and looks.
+OPTIONAL = {"comm": b"name"}
 #: The type/range table ckpt/schema.py checks.
 SCHEMA = {"pid": "u32", "ppid": "u32", "pgid": "u32", "sid": "u32", "umask": "u32",
           "cwd": "str", "exe": "str", "argv": ["bytes"], "children": ["u32"],

@@ -159,9 +159,10 @@ def cmdline(view: ProcView, p: Process, t: Thread | None) -> bytes:
 
 
 def stack_strings(p: Process) -> tuple[int, int, int, int, int] | None:
-    """(arg_start, arg_end, env_start, env_end, exec path's end) of the strings exec laid at the top of the
-    stack (vmspace/loader.py: platform, argv, envp, then the exec path), found by reading
-    them back; None when they are gone (unmapped, or overwritten past recognition)."""
+    """(arg_start, arg_end, env_start, env_end, exec path's end): where exec laid the
+    strings at the top of the stack (vmspace/loader.py: platform, argv, envp, then the exec
+    path), found by reading them back; None when they are gone (unmapped, or overwritten
+    past recognition)."""
     if p.zombie or p.vm is None:
         return None
     stacks = [v for v in p.vm.vmas if v.name == "[stack]"]
