@@ -197,7 +197,7 @@ SPECS: dict[str, Spec] = {
     "procread": Spec(needs_dir=True, lines=(
         "status[2]: tgid=1 pid=1 ppid=1 threads=1 state=R name=1",
         "stat[2]: fields=52 pid=1 comm=1 state=R ppid=1 pgrp=1 threads=1",
-        "task entries: 2", "cmdline: args=2 same=1",
+        "task entries: 2", "task comm: 1", "thread-self comm: 1", "cmdline: args=2 same=1",
         "maps: lines>3=1 formed=1 stack=1 exe=1",
         "fd entries: stdio, pipe, file and the directory itself: 1",
         "read through /proc/self/fd: piped", "file link: ends=1 same inode=1",

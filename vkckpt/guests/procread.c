@@ -57,6 +57,7 @@ static int count_dir(const char *path, int *saw_self)
 }
 
 static int gate[2];
+static char comm[32];  /* what Linux names this task: argv[0]'s base name, 15 bytes */
 
 static void *waiter(void *arg)
 {
@@ -71,7 +72,7 @@ static void status_and_stat(int threads)
     printf("status[%d]: tgid=%d pid=%d ppid=%d threads=%d state=%s name=%d\n", threads,
            field("Tgid") == getpid(), field("Pid") == getpid(), field("PPid") == getppid(),
            field("Threads") == threads, strstr(buf, "\nState:\tR (running)\n") ? "R" : "?",
-           strncmp(buf, "Name:\tprocread\n", 15) == 0);
+           strncmp(buf + 6, comm, strlen(comm)) == 0 && buf[6 + strlen(comm)] == '\n');
     printf("status[%d]: sigsets=%d vmsize=%d vmrss=%d\n", threads,
            strstr(buf, "\nSigBlk:\t") && strstr(buf, "\nSigCgt:\t") &&
            strstr(buf, "\nShdPnd:\t"), field("VmSize") > 0, field("VmRSS") > 0);
@@ -87,7 +88,8 @@ static void status_and_stat(int threads)
     sscanf(close_paren + 2, "%c %d %d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
            "%*d %d", &state, &ppid, &pgrp, &nthreads);
     printf("stat[%d]: fields=%d pid=%d comm=%d state=%c ppid=%d pgrp=%d threads=%d\n",
-           threads, fields, pid == getpid(), strstr(buf, " (procread) ") != NULL, state,
+           threads, fields, pid == getpid(), !strncmp(strchr(buf, '(') + 1, comm,
+           strlen(comm)) && strchr(buf, '(')[1 + strlen(comm)] == ')', state,
            ppid == getppid(), pgrp == getpgrp(), nthreads == threads);
 }
 
@@ -95,6 +97,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && chdir(argv[1]) != 0)
         return 2;
+    const char *base = strrchr(argv[0], '/');
+    snprintf(comm, 16, "%s", base ? base + 1 : argv[0]);
     status_and_stat(1);
 
     if (pipe(gate) != 0)
@@ -112,9 +116,10 @@ int main(int argc, char **argv)
     char path[128], link[256];
     snprintf(path, sizeof path, "/proc/self/task/%d/comm", getpid());
     slurp(path);
-    printf("task comm: %s", buf);
+    printf("task comm: %d\n", !strncmp(buf, comm, strlen(comm)) && buf[strlen(comm)] == '\n');
     slurp("/proc/thread-self/comm");
-    printf("thread-self comm: %s", buf);
+    printf("thread-self comm: %d\n", !strncmp(buf, comm, strlen(comm)) &&
+           buf[strlen(comm)] == '\n');
     if (write(gate[1], "x", 1) != 1 || pthread_join(th, NULL) != 0)
         return 2;
 

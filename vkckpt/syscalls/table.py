@@ -116,7 +116,7 @@ ENTRIES: list[Entry] = [
     Supported("getcwd", fs.sys_getcwd),
     Supported("chdir", fs.sys_chdir),
     Supported("fchdir", fs.sys_fchdir),
-    Partial("statfs", fs.sys_statfs, "fixed, plausible numbers"),
+    Partial("statfs", fs.sys_statfs, "fixed, plausible numbers; /proc says PROC_SUPER_MAGIC"),
     # -- memory
     Partial("mmap", mm.sys_mmap, "files map as private copies; writable MAP_SHARED files refused"),
     Supported("munmap", mm.sys_munmap),
