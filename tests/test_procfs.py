@@ -186,3 +186,16 @@ def _proc_files_saved(case: Case, base: Path, at: int) -> list[dict]:
                 if r[0] == "file" and r[3]["kind"] == "proc"]
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_paths_that_name_nothing_fail_as_on_linux(run) -> None:
+    out, _ = run("cat /proc/self/status/x 2>&1; cat /proc/424242/status 2>&1; "
+                 "cat /proc/self/nosuch 2>&1; head -1 /proc/self/../self/status; "
+                 "cd /proc/self/root && ls -d etc; readlink /proc/self/cwd; "
+                 "readlink /proc/self/fd/0")
+    assert out.splitlines() == [
+        "cat: can't open '/proc/self/status/x': Not a directory",
+        "cat: can't open '/proc/424242/status': No such file or directory",
+        "cat: can't open '/proc/self/nosuch': No such file or directory",
+        "Name:\thead", "etc", "/", "pipe:[4294967296]"]
+
