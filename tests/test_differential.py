@@ -35,6 +35,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "eventfds": (),
     "reclocks": ("work",),
     "copyfile": ("work",),
+    "procread": ("work",),
 }
 ENV = {"HELLO_GREETING": "bonjour", "VKCKPT_TEST_A": "1"}
 

@@ -36,6 +36,7 @@ WORKLOADS = [
     Workload("eventfds"),            # eventfd counters, blocked reads/writes, select
     Workload("reclocks", ("work",)),  # locks held across the freeze, waiters asleep on them
     Workload("metacalls", ("work",)),  # owners, xattrs, named FIFOs (open, asleep), chroot
+    Workload("procread", ("work",)),  # /proc files and directories open, read, listed
 ]
 
 

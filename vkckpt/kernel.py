@@ -24,11 +24,13 @@ from vkckpt import sigsend as send
 from vkckpt.abi import errno as E
 from vkckpt.abi.syscalls import NAMES as SYSCALL_NAMES
 from vkckpt.config import KernelConfig
+from vkckpt.engine import cpumodel
 from vkckpt.engine.engine import Stop
 from vkckpt.errors import GuestError, VkError
 from vkckpt.fs.inodes import InodeTable
 from vkckpt.fs.locks import LockTable
 from vkckpt.fs.ops import FileServices
+from vkckpt.fs.procfs import ProcView
 from vkckpt.fs.sandbox import GuestRoot
 from vkckpt.host.fds import HostFds
 from vkckpt.ids import Ids
@@ -140,6 +142,13 @@ class VKernel:
         """What open files may use of this kernel (handed to them when they are made)."""
         return FileServices(self.console_read, self.console_write, self.random_bytes,
                             self.host_fds, self.poll_q)
+
+    def proc_view(self) -> ProcView:
+        """What /proc may read of this kernel (fs/procfs.py)."""
+        return ProcView(self.procs, self.now_ns, lambda: self.sched.idle_ns,
+                        lambda: self.ids.next_pid - 1, self.config.memory_limit,
+                        cpumodel.cpuid, cpumodel.FEATURES, self.random_bytes,
+                        [(m.guest, m.ro) for m in self.root.mounts], self.inodes.known)
 
     # -- console -----------------------------------------------------------------------------
     def console_write(self, stream: int, data: bytes) -> None:

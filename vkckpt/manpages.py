@@ -100,6 +100,7 @@ def abi_page() -> str:
                 lines += ["vkckpt's own system call, far above Linux's numbers; see",
                           ".BR checkpoint (2)."]
     lines += _cpu_section()
+    lines += _proc_section()
     lines += _sched_section()
     lines += _limits_section()
     lines += [
@@ -140,6 +141,75 @@ def abi_page() -> str:
         ".BR syscalls (2)",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _proc_section() -> list[str]:
+    """The /proc section: what is there (from fs/procfs.py's tables) and how it differs."""
+    from vkckpt.fs import procfs, procsys
+
+    def tree(d: dict, prefix: str) -> list[str]:
+        out = []
+        for name, v in sorted(d.items()):
+            out += tree(v, f"{prefix}{name}/") if isinstance(v, dict) else [prefix + name]
+        return out
+
+    per_pid = sorted([*procfs.PID_FILES, *procfs.PID_LINKS, "fd/", "fdinfo/", "task/"])
+    lines = [
+        '.SH "/PROC"',
+        "Paths under",
+        ".I /proc",
+        "never reach the host: the vkernel generates them from its own state, for its own",
+        "processes only (vkernel pids), before the guest root is looked at.",
+        "Each",
+        ".IR /proc/ PID",
+        "directory holds",
+        ", ".join(roff_escape(n) for n in per_pid) + ";",
+        ".IR /proc/ PID /task/ TID",
+        "holds the same files for one thread.",
+        ".I /proc/self",
+        "and",
+        ".I /proc/thread\\-self",
+        "are symbolic links, as on Linux.",
+        "The system files are",
+        ", ".join(roff_escape(n) for n in sorted(procsys.SYSTEM_FILES)) + ",",
+        "and",
+        ", ".join(roff_escape(n) for n in tree(procsys.SYS_TREE, "sys/")) + ".",
+        ".PP",
+        "Values agree with what guests see elsewhere: pids and parents as",
+        ".BR getpid (2)",
+        "reports them, times on the virtual clock (clock ticks of 100 Hz; the machine booted",
+        "at the vkernel epoch), the memory limit as RAM (as",
+        ".BR sysinfo (2)),",
+        ".BR uname (2)'s",
+        "names, and the virtual CPU's CPUID facts in",
+        ".IR cpuinfo .",
+        "Differences from Linux, by design:",
+        "a file is generated when it is opened, not at each read (a checkpoint saves the",
+        "bytes and the offset, see",
+        ".BR vkckpt\\-image (5));",
+        "a directory is listed when a read starts at its beginning;",
+        "writes are refused",
+        ".RB ( EACCES",
+        "on open for writing, even for",
+        ".IR oom_score_adj );",
+        "every accessible page counts as resident (VmRSS);",
+        "a process's start time",
+        "(field 22 of",
+        ".IR stat )",
+        "is 0; the load average is 0; there is no vDSO in",
+        ".IR maps ;",
+        "a task's name",
+        ".RB ( comm )",
+        "is per process, not per thread, and the first process's is its program's",
+        "resolved name (AT_EXECFN is the resolved path);",
+        "a symbolic link of the guest root that points into",
+        ".I /proc",
+        "(such as",
+        ".IR /etc/mtab )",
+        "is resolved in the root, not in",
+        ".IR /proc .",
+    ]
+    return lines
 
 
 def _size(n: int) -> str:

@@ -26,7 +26,7 @@ class Process(Record):
     __slots__ = ("pid", "ppid", "vm", "engine", "fds", "actions", "cwd", "exe", "argv", "pgid",
                  "sid", "umask", "threads", "engine_owner", "pending", "children", "child_wait",
                  "vfork_done", "exiting", "zombie", "wait_status", "exit_signal", "stopped",
-                 "stop_report", "ticks", "vfork_parent", "root", "ioprio")
+                 "stop_report", "ticks", "vfork_parent", "root", "ioprio", "comm")
 
     def __init__(self, pid: int, ppid: int, vm: VmSpace, engine: Engine, fds: FdTable,
                  actions: SignalActions, cwd: str = "/", exe: str = "",
@@ -36,7 +36,7 @@ class Process(Record):
                  children: list[int] | None = None, exiting: bool = False, zombie: bool = False,
                  wait_status: int = 0, exit_signal: int = 17, stopped: bool = False,
                  stop_report: int | None = None, ticks: int = 0, vfork_parent: int = 0,
-                 root: str = "/", ioprio: int = 0) -> None:
+                 root: str = "/", ioprio: int = 0, comm: bytes = b"") -> None:
         self.pid = pid
         self.ppid = ppid
         self.vm = vm
@@ -65,6 +65,7 @@ class Process(Record):
         self.vfork_parent = vfork_parent  # tid sleeping in vfork/CLONE_VFORK until we exec or exit
         self.root = root  # chroot(2): the guest directory its paths start from
         self.ioprio = ioprio  # ioprio_set(2)'s value; 0: none set (IOPRIO_CLASS_NONE)
+        self.comm = comm  # the name prctl(PR_SET_NAME) gave (b"": the one exec gave)
 
     @property
     def live_threads(self) -> list[Thread]:

@@ -41,6 +41,9 @@ TRANSIENT = {
     "root": "saved (field root) only when chroot(2) moved it from /",
     "ioprio": "saved (field ioprio) only when ioprio_set(2) set one",
 }
+#: Process fields saved only when they differ from their default, with a value that does
+#: (old images stay byte-identical): tests/test_state_fields.py sets each and looks.
+OPTIONAL = {"comm": b"name"}
 #: The type/range table ckpt/schema.py checks.
 SCHEMA = {"pid": "u32", "ppid": "u32", "pgid": "u32", "sid": "u32", "umask": "u32",
           "cwd": "str", "exe": "str", "argv": ["bytes"], "children": ["u32"],
@@ -48,9 +51,10 @@ SCHEMA = {"pid": "u32", "ppid": "u32", "pgid": "u32", "sid": "u32", "umask": "u3
           "stopped": "bool", "stop_report": "?u32", "ticks": "u64", "vfork_parent": "u32",
           "threads": ["u32"], "root": "str", "ioprio": "u32", "fds": FDTABLE_SCHEMA,
           "actions": ACTIONS_SCHEMA,
-          "pending": PENDING_SCHEMA}
+          "pending": PENDING_SCHEMA, "comm": "bytes"}
 RECORDS = {"process": (VERSION, SCHEMA)}
 MAX_GUEST_PATH = 4096
+COMM_LEN = 15  # TASK_COMM_LEN less its NUL
 
 
 def in_scope(pid: int, scope: list[int] | None) -> bool:
@@ -73,6 +77,7 @@ def save(p: Process, fids: dict[int, int], scope: list[int] | None) -> dict:
         "threads": [t.tid for t in p.live_threads],
         **({"root": p.root} if p.root != "/" else {}),  # optional: old images stay as they were
         **({"ioprio": p.ioprio} if p.ioprio else {}),
+        **({"comm": p.comm} if p.comm else {}),  # written only when prctl set one
     }
 
 
@@ -92,6 +97,9 @@ def load(k: VKernel, d: dict, vms: dict[int, dict], bufs: dict[int, HostBuffer],
         vm = VmSpace(eng, k.mem, k.ids.bid)
         load_vmspace(vms[pid], vm, bufs)
         _load_fds(pid, d["fds"], files, fds)
+    comm = d.get("comm", b"")
+    if len(comm) > COMM_LEN or b"\0" in comm:
+        raise ImageError(f"process {pid}: comm {comm!r} is longer than {COMM_LEN} bytes")
     for name in ("cwd", "exe", "root"):
         if name == "cwd" or d.get(name):
             _guest_path(d[name], f"process {pid} {name}")
@@ -102,7 +110,7 @@ def load(k: VKernel, d: dict, vms: dict[int, dict], bufs: dict[int, HostBuffer],
                    wait_status=d["wait_status"], exit_signal=d["exit_signal"],
                    stopped=d["stopped"], stop_report=d["stop_report"], ticks=d["ticks"],
                    vfork_parent=d.get("vfork_parent", 0), root=d.get("root", "/"),
-                   ioprio=d.get("ioprio", 0))
+                   ioprio=d.get("ioprio", 0), comm=comm)
 
 
 def queues(p: Process) -> list[WaitQueue]:

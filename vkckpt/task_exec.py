@@ -171,6 +171,7 @@ def execve(k: VKernel, t: Thread, path: bytes, argv: list[bytes], envp: list[byt
                 task_exit.reap_thread(k, other)
         k.retire(p.vm, p.engine)
         p.vm, p.engine, p.exe, p.argv = vm, eng, guest, argv
+        p.comm = b""  # named after the new program again
         if t.tid != p.pid:  # a non-leader thread takes over the leader's id
             del k.threads[t.tid]
             t.tid = p.pid

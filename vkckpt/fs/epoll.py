@@ -63,6 +63,9 @@ class Epoll(OpenFile):
         self.rdlist: list[EpItem] = []
         self.event_q = WaitQueue(("epoll-event",))  # watchers only: epolls holding this one
 
+    def proc_link(self) -> str:
+        return "anon_inode:[eventpoll]"
+
     # -- the interest list ------------------------------------------------------------------
     def find(self, file: OpenFile, fd: int) -> EpItem | None:
         self.purge()

@@ -9,7 +9,7 @@ anything else (pipes, the console, devices, directories); stat describes the fil
 from __future__ import annotations
 
 _NAMED = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
-_PREFIXES = ("/dev/fd/", "/proc/self/fd/")
+_PREFIXES = ("/dev/fd/",)  # /proc/self/fd/N is fs/procfs.py's
 
 
 def fd_link(guest: str) -> int | None:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from vkckpt.host.fds import HostFds
 
 __all__ = ["DEVICES", "Console", "DevNull", "DevRandom", "DevZero", "DirFile", "FileServices",
-           "HostFile", "OpenFile", "char_stat", "host_call"]
+           "HostFile", "OpenFile", "char_stat", "host_call", "pack_dirents"]
 
 
 def char_stat(rdev: int) -> bytes:
@@ -96,6 +96,8 @@ class HostFile(OpenFile):
         elif not mode & F.FALLOC_FL_KEEP_SIZE and off + length > size:
             host_call(os.ftruncate, self.fd, off + length)
             self.touched()
+    def proc_link(self) -> str:
+        return self.guest_path
 
     def touched(self) -> None:
         """The guest modified the file: its virtual mtime is now."""
@@ -178,37 +180,31 @@ class DirFile(HostFile):
         return ents
 
     def getdents(self, n: int, room: int) -> bytes:
-        start = self.pos
-        data = self._records(n)
-        if len(data) > room:
-            cut = kept = 0
-            while cut < len(data):
-                reclen = struct.unpack_from("<H", data, cut + 16)[0]
-                if cut + reclen > room:
-                    break
-                cut += reclen
-                kept += 1
-            self.pos = start + kept
-            data = data[:cut]
-            if not data:
-                raise GuestError(E.EFAULT)
+        data, self.pos = pack_dirents(self._entries(), self.pos, n, room)
         return data
 
-    def _records(self, n: int) -> bytes:
-        """linux_dirent64 records from pos filling at most n bytes (EINVAL if none fits)."""
-        out = bytearray()
-        ents = self._entries()
-        while self.pos < len(ents):
-            name, ino, dtype = ents[self.pos]
-            reclen = (19 + len(name) + 1 + 7) & ~7
-            if len(out) + reclen > n:
-                if not out:
-                    raise GuestError(E.EINVAL)
-                break
-            rec = struct.pack("<QqHB", ino, self.pos + 1, reclen, dtype) + name + b"\0"
-            out += rec.ljust(reclen, b"\0")
-            self.pos += 1
-        return bytes(out)
+
+def pack_dirents(ents: list[tuple[bytes, int, int]], pos: int, n: int, room: int
+                 ) -> tuple[bytes, int]:
+    """getdents64(2) over a listing of (name, inode, d_type) from index pos: linux_dirent64
+    records filling at most n bytes (EINVAL if none fits), cut to the `room` writable bytes
+    (EFAULT if none is); returns them and the new position."""
+    out = bytearray()
+    while pos < len(ents):
+        name, ino, dtype = ents[pos]
+        reclen = (19 + len(name) + 1 + 7) & ~7
+        if len(out) + reclen > n:
+            if not out:
+                raise GuestError(E.EINVAL)
+            break
+        if len(out) + reclen > room:
+            if not out:
+                raise GuestError(E.EFAULT)
+            break
+        rec = struct.pack("<QqHB", ino, pos + 1, reclen, dtype) + name + b"\0"
+        out += rec.ljust(reclen, b"\0")
+        pos += 1
+    return bytes(out), pos
 
 
 def _dtype(mode: int) -> int:
@@ -239,6 +235,9 @@ class Console(OpenFile):
         self.svc.console_write(self.stream, data)
         return len(data)
 
+    def proc_link(self) -> str:
+        return f"pipe:[{CONSOLE_INO + self.stream}]"  # as stat describes it
+
     def stat(self) -> bytes:
         # A pipe, whatever the host stream is: it agrees with ioctl's ENOTTY, so C libraries
         # buffer it fully as they do a redirected stream (a character device with a pty's
@@ -255,6 +254,7 @@ class DevNull(OpenFile):
 
     kind = "null"
     discards = True
+    path = "/dev/null"
 
     def __init__(self, flags: int, svc: FileServices) -> None:
         super().__init__(flags)
@@ -275,11 +275,15 @@ class DevNull(OpenFile):
     def stat(self) -> bytes:
         return char_stat(0x103)
 
+    def proc_link(self) -> str:
+        return self.path
+
 
 class DevZero(DevNull):
     """/dev/zero."""
 
     kind = "zero"
+    path = "/dev/zero"
     discards = False  # unlike /dev/null, a write reads the buffer (EFAULT if it cannot)
 
     def read(self, n: int) -> bytes:
@@ -295,6 +299,7 @@ class DevRandom(DevZero):
     """/dev/urandom and /dev/random: the vkernel's deterministic random stream."""
 
     kind = "random"
+    path = "/dev/urandom"
     pollable = True
 
     def read(self, n: int) -> bytes:

@@ -48,6 +48,11 @@ class InodeTable:
     def vino(self, st: os.stat_result, guest_path: str) -> int:
         return self._entry(st, guest_path)[0]
 
+    def known(self, guest_path: str) -> int:
+        """The inode number a file first seen at guest_path was given (0 if none was),
+        without handing out a new one."""
+        return next((e[0] for e in self.entries.values() if e[2] == guest_path), 0)
+
     def touch(self, st: os.stat_result, guest_path: str) -> None:
         """A guest modified the file now."""
         self._entry(st, guest_path)[1] = EPOCH_NS + self.clock()

@@ -128,6 +128,11 @@ class OpenFile:
     def ioctl(self, req: int) -> int:
         raise GuestError(E.ENOTTY)
 
+    def proc_link(self) -> str:
+        """What /proc/PID/fd/N reads as (readlink): a guest path, or Linux's name for a file
+        with none ("pipe:[N]", "anon_inode:[eventpoll]")."""
+        return f"anon_inode:[{self.kind}]"
+
     def map_source(self) -> OpenFile:
         """The file mmap(2) copies pages from: itself when it can (ENODEV otherwise)."""
         raise GuestError(E.ENODEV)

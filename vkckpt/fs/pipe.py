@@ -106,6 +106,8 @@ class PipeEnd(OpenFile):
 
     def allocate(self, mode: int, off: int, length: int) -> None:
         raise GuestError(E.ESPIPE)
+    def proc_link(self) -> str:
+        return f"pipe:[{self.pipe.id}]"
 
     def stat(self) -> bytes:
         return pack_stat(9, self.pipe.id, F.S_IFIFO | 0o600, 1, 0, 0, 0, 0, 4096, 0, 0, 0, 0)

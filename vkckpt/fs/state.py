@@ -14,7 +14,7 @@ import stat
 
 from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError, ImageError
-from vkckpt.fs import event_state
+from vkckpt.fs import event_state, proc_state
 from vkckpt.fs.fdtable import FdTable
 from vkckpt.fs.fifo import FifoEnd, fifo_of
 from vkckpt.fs.files import (
@@ -44,7 +44,8 @@ FILE_VERSION = 1
 #: The type/range tables ckpt/schema.py checks (fingerprints: checked when reopening).
 PIPE_SCHEMA = {"id": "u64", "data": "bytes"}
 FILE_SCHEMA = {"id": "u64", "kind": "str", "flags": "u32", "stream": "u32", "pipe": "u64",
-               "path": "str", "offset": "i64", **event_state.SCHEMA}
+               "path": "str", "offset": "i64", **event_state.SCHEMA,
+               **proc_state.SCHEMA}
 FDTABLE_SCHEMA = [("u32", "u64", "u32")]  # a process record's descriptors
 RECORDS = {"pipe": (PIPE_VERSION, PIPE_SCHEMA), "file": (FILE_VERSION, FILE_SCHEMA)}
 
@@ -151,7 +152,8 @@ def _save_fifo_end(f: FifoEnd, d: dict) -> None:
 
 #: What each kind saves beyond id, kind and flags (a kind not listed saves nothing more).
 _SAVE_KIND = {"host": _save_host, "dir": _save_dir, "console": _save_console,
-              "pipe": _save_pipe_end, "fifo": _save_fifo_end, "eventfd": event_state.save_eventfd}
+              "pipe": _save_pipe_end, "fifo": _save_fifo_end, "eventfd": event_state.save_eventfd,
+              "proc": proc_state.save_proc, "procdir": proc_state.save_procdir}
 #: Kinds whose saved form names other files, by their saved ids.
 _SAVE_LINKS = {"epoll": event_state.save_epoll}
 
@@ -295,6 +297,8 @@ _LOAD_KIND: dict[str, Callable[[dict, _Loading], OpenFile]] = {
     **dict.fromkeys(_DEVICE_KINDS, _load_device),
     "eventfd": lambda d, ctx: event_state.load_eventfd(d, ctx.svc),
     "epoll": lambda d, ctx: event_state.load_epoll(d, ctx.svc),
+    "proc": lambda d, ctx: proc_state.load_proc(d),
+    "procdir": lambda d, ctx: proc_state.load_procdir(d),
 }
 
 

@@ -60,6 +60,7 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("cpufacts", ("3000",), quantum=QUANTUM),  # rdtsc, rdtscp, CPUID, rdrand, auxv
     Workload("dynelf", ("work",), quantum=QUANTUM),  # auxv, execve of itself (static here)
     Workload("metacalls", ("work",), quantum=QUANTUM),  # owners, xattrs, named FIFOs, chroot
+    Workload("procread", ("work",), quantum=QUANTUM),  # /proc/self files, fd/ and task/
 )}
 
 #: Workloads whose guest memory would hold host-specific bytes, so their state digests skip

@@ -11,7 +11,9 @@ from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError
 from vkckpt.fs.fdlinks import fd_link
 from vkckpt.fs.files import DEVICES, DirFile, HostFile, host_call
+from vkckpt.fs.procfs import Redirect
 from vkckpt.fs.sandbox import Resolved
+from vkckpt.syscalls import procpaths
 from vkckpt.syscalls.args import path_arg, s32, s64
 from vkckpt.syscalls.fifo_open import open_fifo
 
@@ -36,6 +38,13 @@ def _base(k: VKernel, t: Thread, dirfd: int, path: bytes) -> str:
     return t.process.fds.get(dirfd).dir_path()
 
 
+def proc_at(k: VKernel, t: Thread, dirfd: int, path: bytes, follow: bool = True):  # noqa: ANN201
+    """The /proc node or Redirect path names (procpaths.find), None outside /proc."""
+    if not path:
+        return None
+    return procpaths.find(k, t, _base(k, t, s32(dirfd), path), path, follow)
+
+
 def resolve_at(k: VKernel, t: Thread, dirfd: int, path: bytes, follow: bool = True,
                must_exist: bool = True, top: str | None = None) -> Resolved:
     """Resolve path relative to dirfd within the guest root, absolute paths from the
@@ -57,6 +66,11 @@ def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: in
     if guest in DEVICES:
         dev = DEVICES[guest](flags & F.O_ACCMODE, k.file_services())
         return t.process.fds.install(dev, cloexec)
+    proc = proc_at(k, t, dirfd, path, follow=not flags & F.O_NOFOLLOW)
+    if isinstance(proc, Redirect):
+        return open_at(k, t, F.AT_FDCWD, os.fsencode(proc.path), flags, mode)
+    if proc is not None:
+        return procpaths.open_proc(t, proc, flags)
     creat = bool(flags & F.O_CREAT)
     r = resolve_at(k, t, dirfd, path, follow=not flags & F.O_NOFOLLOW, must_exist=not creat,
                    top=top)
@@ -138,6 +152,12 @@ def stat_path(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int) -> byt
             raise GuestError(E.ENOENT) from None
     if guest in DEVICES:
         return DEVICES[guest](0, k.file_services()).stat()
+    follow = not flags & F.AT_SYMLINK_NOFOLLOW
+    proc = proc_at(k, t, dirfd, path, follow)
+    if isinstance(proc, Redirect):
+        return stat_path(k, t, F.AT_FDCWD, os.fsencode(proc.path), flags)
+    if proc is not None:
+        return procpaths.stat_proc(proc, follow)
     r = resolve_at(k, t, dirfd, path, follow=not flags & F.AT_SYMLINK_NOFOLLOW)
     return k.inodes.stat_bytes(host_call(os.lstat, r.host), r.guest)
 
@@ -157,9 +177,17 @@ def sys_lstat(k: VKernel, t: Thread, path: int, buf: int) -> int:
 
 
 def sys_faccessat(k: VKernel, t: Thread, dirfd: int, path: int, mode: int) -> int:
-    p = path_arg(t, path)
+    return _access(k, t, dirfd, path_arg(t, path), mode)
+
+
+def _access(k: VKernel, t: Thread, dirfd: int, p: bytes, mode: int) -> int:
     if os.fsdecode(p) in DEVICES:
         return 0
+    proc = proc_at(k, t, dirfd, p)
+    if isinstance(proc, Redirect):
+        return _access(k, t, F.AT_FDCWD, os.fsencode(proc.path), mode)
+    if proc is not None:
+        return procpaths.access_proc(proc, mode)
     r = resolve_at(k, t, dirfd, p)
     st = host_call(os.stat, r.host)
     want = mode & 7
@@ -256,12 +284,21 @@ def sys_symlink(k: VKernel, t: Thread, target: int, path: int) -> int:
 def sys_readlinkat(k: VKernel, t: Thread, dirfd: int, path: int, buf: int, size: int) -> int:
     if s32(size) <= 0:
         raise GuestError(E.EINVAL)
-    r = resolve_at(k, t, dirfd, path_arg(t, path), follow=False)
-    if not os.path.islink(r.host):
-        raise GuestError(E.EINVAL)
-    data = os.fsencode(host_call(os.readlink, r.host))[: s32(size)]
+    data = _readlink(k, t, dirfd, path_arg(t, path))[: s32(size)]
     t.process.vm.write(buf, data)
     return len(data)
+
+
+def _readlink(k: VKernel, t: Thread, dirfd: int, p: bytes) -> bytes:
+    proc = proc_at(k, t, dirfd, p, follow=False)
+    if isinstance(proc, Redirect):
+        return _readlink(k, t, F.AT_FDCWD, os.fsencode(proc.path))
+    if proc is not None:
+        return procpaths.readlink_proc(proc)
+    r = resolve_at(k, t, dirfd, p, follow=False)
+    if not os.path.islink(r.host):
+        raise GuestError(E.EINVAL)
+    return os.fsencode(host_call(os.readlink, r.host))
 
 
 def sys_readlink(k: VKernel, t: Thread, path: int, buf: int, size: int) -> int:
@@ -372,7 +409,14 @@ def sys_getcwd(k: VKernel, t: Thread, buf: int, size: int) -> int:
 
 
 def sys_chdir(k: VKernel, t: Thread, path: int) -> int:
-    r = resolve_at(k, t, F.AT_FDCWD, path_arg(t, path))
+    p = path_arg(t, path)
+    proc = proc_at(k, t, F.AT_FDCWD, p)
+    if proc is not None and not isinstance(proc, Redirect):
+        if not proc.is_dir:
+            raise GuestError(E.ENOTDIR)
+        t.process.cwd = proc.path.rstrip("/")
+        return 0
+    r = resolve_at(k, t, F.AT_FDCWD, p if proc is None else os.fsencode(proc.path))
     if not os.path.isdir(r.host):
         raise GuestError(E.ENOTDIR)
     t.process.cwd = r.guest
@@ -385,7 +429,12 @@ def sys_fchdir(k: VKernel, t: Thread, fd: int) -> int:
 
 
 def sys_statfs(k: VKernel, t: Thread, path: int, buf: int) -> int:
-    resolve_at(k, t, F.AT_FDCWD, path_arg(t, path))
-    t.process.vm.write(buf, struct.pack("<qqQQQQQ", 0xEF53, 4096, 1 << 20, 1 << 19, 1 << 19,
-                                        1 << 16, 1 << 15).ljust(120, b"\0"))
+    p = path_arg(t, path)
+    proc = proc_at(k, t, F.AT_FDCWD, p)
+    if proc is not None and not isinstance(proc, Redirect):
+        fs = struct.pack("<qqQQQQQ", procpaths.PROC_SUPER_MAGIC, 4096, 0, 0, 0, 0, 0)
+    else:
+        resolve_at(k, t, F.AT_FDCWD, p if proc is None else os.fsencode(proc.path))
+        fs = struct.pack("<qqQQQQQ", 0xEF53, 4096, 1 << 20, 1 << 19, 1 << 19, 1 << 16, 1 << 15)
+    t.process.vm.write(buf, fs.ljust(120, b"\0"))
     return 0

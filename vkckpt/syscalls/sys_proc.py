@@ -8,9 +8,11 @@ import struct
 from vkckpt import task_clone, task_exec, task_exit
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
-from vkckpt.abi.limits import NOFILE
+from vkckpt.abi import uts
+from vkckpt.abi.limits import RLIM_INFINITY, RLIMITS
 from vkckpt.abi.mman import PROT_WRITE
 from vkckpt.errors import GuestError
+from vkckpt.fs import procpid
 from vkckpt.syscalls.args import path_arg, s32, strv_arg
 from vkckpt.syscalls.sys_signal import kill
 
@@ -118,7 +120,8 @@ def sys_arch_prctl(k: VKernel, t: Thread, code: int, addr: int) -> int:
 
 
 def sys_uname(k: VKernel, t: Thread, buf: int) -> int:
-    fields = [b"Linux", b"vkckpt", b"6.1.0-vkckpt", b"#1 SMP vkckpt", b"x86_64", b"(none)"]
+    fields = [v.encode() for v in (uts.SYSNAME, uts.NODENAME, uts.RELEASE, uts.VERSION,
+                                   uts.MACHINE, uts.DOMAINNAME)]
     t.process.vm.write(buf, b"".join(f.ljust(65, b"\0") for f in fields))
     return 0
 
@@ -171,8 +174,8 @@ def sys_umask(k: VKernel, t: Thread, mask: int) -> int:
     return old
 
 
-_RLIM_INF = (1 << 64) - 1
-_LIMITS = {3: (8 << 20, _RLIM_INF), 7: (NOFILE, NOFILE), 6: (4096, 4096)}  # STACK, NOFILE, NPROC
+_RLIM_INF = RLIM_INFINITY
+_LIMITS = RLIMITS
 
 
 def sys_prlimit64(k: VKernel, t: Thread, pid: int, res: int, new: int, old: int) -> int:
@@ -200,10 +203,11 @@ def sys_getrusage(k: VKernel, t: Thread, who: int, buf: int) -> int:
 
 
 def sys_prctl(k: VKernel, t: Thread, option: int, a2: int) -> int:
-    if option in (15, 16):  # PR_SET_NAME, PR_GET_NAME
-        if option == 16:
-            comm = os.fsencode(os.path.basename(t.process.exe))[:15]  # like Linux's comm
-            t.process.vm.write(a2, comm.ljust(16, b"\0"))
+    if option == 15:  # PR_SET_NAME: at most 15 bytes kept, as Linux's TASK_COMM_LEN
+        t.process.comm = t.process.vm.read(a2, 16).split(b"\0")[0][:15]
+        return 0
+    if option == 16:  # PR_GET_NAME: what /proc/PID/comm says
+        t.process.vm.write(a2, procpid.comm(t.process).ljust(16, b"\0"))
         return 0
     raise GuestError(E.EINVAL)
 

@@ -124,7 +124,7 @@ ENTRIES: list[Entry] = [
     Supported("getcwd", fs.sys_getcwd),
     Supported("chdir", fs.sys_chdir),
     Supported("fchdir", fs.sys_fchdir),
-    Partial("statfs", fs.sys_statfs, "fixed, plausible numbers"),
+    Partial("statfs", fs.sys_statfs, "fixed, plausible numbers; /proc says PROC_SUPER_MAGIC"),
     Partial("fchown", mt.sys_fchown, "owners are virtual, kept per inode (never the host's); a "
             "no-op on pipes, the console and devices"),
     Partial("chown", mt.sys_chown, "as fchown"),

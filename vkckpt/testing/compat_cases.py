@@ -199,6 +199,14 @@ BUSYBOX_SH = [
     _sh("kill-child", "sleep 10 & kill $!; wait $!; echo status=$?"),
     _sh("exec-redir", "exec 3>/tmp/fd3; echo via3 >&3; exec 3>&-; cat /tmp/fd3"),
     _sh("stdin-cat", "cat", stdin=b"from stdin\n"),
+    _sh("proc-status", "sed -n 's/^State:\t//p; s/^Name:\t//p; s/^Threads:\t//p' "
+        "/proc/self/status"),
+    _sh("proc-stat", "wc -w < /proc/self/stat; cut -d' ' -f2,3 /proc/self/stat"),
+    _sh("proc-links", "[ -L /proc/self ] && [ -d /proc/self/fd ] && [ -r /proc/self/maps ] "
+        "&& echo ok; readlink /proc/self/cwd"),
+    _sh("proc-cmdline", "tr '\\0' ' ' < /proc/self/cmdline; echo"),
+    _sh("proc-ostype", "cat /proc/sys/kernel/ostype; grep -c . /proc/self/limits"),
+    _sh("dev-stdin", "[ -e /dev/stdin ] && cat /dev/stdin", stdin=b"via /dev/stdin\n"),
 ]
 
 BASH = [

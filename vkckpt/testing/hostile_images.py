@@ -55,6 +55,7 @@ FIELD_CASES = [
     ("pipe", "data", b"x" * (1 << 20)),
     ("file", "kind", "socket"),
     ("waitq", "tids", [1, 2, 3, 4, 5]),
+    ("process", "comm", b"a name longer than fifteen bytes"),
 ]
 
 #: Crafted `locks` records (seed images hold none): name, fields, what the refusal says.
@@ -164,6 +165,16 @@ def _host_file(recs: Recs, path: str, fp: dict, flags: int = 0, offset: int = 0,
     return out
 
 
+def _proc_file(recs: Recs, **fields: object) -> Recs:
+    """recs with its first file record turned into an open /proc file (or directory)."""
+    out = copy.deepcopy(recs)
+    f = next(r for r in out if r[0] == "file")
+    f[3].update({"kind": "proc", "path": "/proc/1/status", "offset": 0, "data": b"x\n",
+                 "mode": 0o100444, **fields})
+    f[3].pop("stream", None)
+    return out
+
+
 def _fp(host: Path) -> dict:
     fd = os.open(host, os.O_RDONLY | os.O_NONBLOCK)
     try:
@@ -248,6 +259,16 @@ def build(seed: Path, root: Path, work: Path) -> list[Crafted]:
     add("file-dir-as-host", _host_file(recs, "/work", _fp(root / "work")),
         why="regular file")
     add("file-as-dir", _host_file(recs, guest, fp, kind="dir"))
+    # -- /proc snapshots an open /proc file could not hold --------------------------------
+    add("proc-outside", _proc_file(recs, path="/etc/passwd"), why="not a /proc path")
+    add("proc-negative-offset", _proc_file(recs, offset=-1), why="offset")
+    add("proc-mode-device", _proc_file(recs, mode=0o020666), why="snapshot")
+    add("proc-data-not-bytes", _proc_file(recs, data="text"), why="malformed")
+    add("procdir-slash-name", _proc_file(recs, kind="procdir", path="/proc",
+                                         names=[["a/b", 0o40555]]), why="entry name")
+    add("procdir-many-names", _proc_file(recs, kind="procdir", path="/proc",
+                                         names=[["n", 0o100444]] * 140_000),
+        why="too many directory entries")
     # -- roots an image must not choose ------------------------------------------------
     slash = work / "slash"  # a directory that is the host's / under another name
     if not slash.is_symlink():
