@@ -22,6 +22,7 @@ except ImportError:
 from vkckpt import hostout, rounds, task_signals
 from vkckpt import sigsend as send
 from vkckpt.abi import errno as E
+from vkckpt.abi.signals import SI_KERNEL
 from vkckpt.abi.syscalls import NAMES as SYSCALL_NAMES
 from vkckpt.config import KernelConfig
 from vkckpt.engine.engine import Stop
@@ -29,9 +30,11 @@ from vkckpt.errors import GuestError, VkError
 from vkckpt.fs.inodes import InodeTable
 from vkckpt.fs.ops import FileServices
 from vkckpt.fs.sandbox import GuestRoot
+from vkckpt.fs.signalfd import SignalFdHub
 from vkckpt.host.fds import HostFds
 from vkckpt.ids import Ids
 from vkckpt.sched import NS_PER_TICK, Scheduler
+from vkckpt.signals.pending import SigInfo
 from vkckpt.threads.futex import FutexTable
 from vkckpt.threads.thread import Sleep, Thread, ThreadState
 from vkckpt.threads.wait import Block, WaitQueue
@@ -73,6 +76,7 @@ class VKernel:
         self.sched = Scheduler(config.quantum)
         self.futexes = FutexTable()
         self.poll_q = WaitQueue(("poll",))  # readiness events: pipes notify it, polls sleep on it
+        self.sigfds = SignalFdHub()  # live signalfds: queued signals wake their readers
         self.procs: dict[int, Process] = {}
         self.threads: dict[int, Thread] = {}
         self.ids = Ids()  # pids/tids, pipe ids, host-buffer ids
@@ -137,7 +141,12 @@ class VKernel:
     def file_services(self) -> FileServices:
         """What open files may use of this kernel (handed to them when they are made)."""
         return FileServices(self.console_read, self.console_write, self.random_bytes,
-                            self.host_fds, self.poll_q)
+                            self.host_fds, self.poll_q, self.now_ns, self.sched.arm,
+                            self._current, self.sigfds)
+
+    def _current(self) -> Thread | None:
+        """The thread in a system call (what a signalfd reads for)."""
+        return self.current
 
     # -- console -----------------------------------------------------------------------------
     def console_write(self, stream: int, data: bytes) -> None:
@@ -183,8 +192,11 @@ class VKernel:
             send.interrupt(self, t, (ready & -ready).bit_length())
 
     def add_process(self, p: Process) -> None:
-        """Register p under its pid (a new process, or one thawed)."""
+        """Register p under its pid (a new process, or one thawed); its interval timers
+        send their signals to it and arm on this kernel's clock."""
         self.procs[p.pid] = p
+        p.itimers.bind(lambda sig: task_signals.send_to_process(self, p, SigInfo(sig, SI_KERNEL)),
+                       self.sched.arm, self.now_ns)
 
     def add_thread(self, t: Thread) -> None:
         """Register t under its tid; its waker makes it runnable here when a queue wakes it."""
@@ -259,6 +271,7 @@ class VKernel:
             if self.out.backlogged():  # the host reads slowly: guests wait, requests do not
                 self.out.wait(hostout.BACKLOG, 0.05)
                 continue
+            self.sched.fire_events()
             for t in self.sched.expired():
                 t.wake(t.sleep.timeout_result)
             if rounds.wants_round(self.sched.runq) or self.always_round and self.sched.runq:
@@ -303,6 +316,8 @@ class VKernel:
         self.sched.ticks += used
         t.ticks += used
         t.process.ticks += used
+        if t.process.itimers.cpu_armed:
+            t.process.itimers.charge(used * NS_PER_TICK)
 
     def end_slice(self, t: Thread, stop: Stop) -> None:
         """End current thread t's slice, which stopped for `stop`: deferred work, a CPU

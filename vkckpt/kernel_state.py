@@ -30,6 +30,7 @@ TRANSIENT = {
     "sched": "saved as ticks/idle_ns/timer_seq/runq/timers/quantum (sched_state.py)",
     "futexes": "rebuilt from the waitq records", "procs": "process records",
     "poll_q": "its sleepers are in the waitq records",
+    "sigfds": "recounted as the signalfd file records load; its queue has watchers only",
     "threads": "thread records", "current": "None at a scheduling point",
     "resched": "False at a scheduling point", "deferred": "empty at a scheduling point",
     "graveyard": "empty at a scheduling point", "_run_budget": "0 at a scheduling point",

@@ -15,10 +15,13 @@ from vkckpt.fs.state import FDTABLE_SCHEMA, save_fdtable
 from vkckpt.process import Process
 from vkckpt.signals.state import (
     ACTIONS_SCHEMA,
+    ITIMERS_SCHEMA,
     PENDING_SCHEMA,
     load_actions,
+    load_itimers,
     load_pending,
     save_actions,
+    save_itimers,
     save_pending,
 )
 from vkckpt.vmspace.state import load_vmspace
@@ -45,7 +48,9 @@ SCHEMA = {"pid": "u32", "ppid": "u32", "pgid": "u32", "sid": "u32", "umask": "u3
           "exiting": "bool", "zombie": "bool", "wait_status": "i32", "exit_signal": "sig",
           "stopped": "bool", "stop_report": "?u32", "ticks": "u64", "vfork_parent": "u32",
           "threads": ["u32"], "fds": FDTABLE_SCHEMA, "actions": ACTIONS_SCHEMA,
-          "pending": PENDING_SCHEMA}
+          "pending": PENDING_SCHEMA, "itimers": ITIMERS_SCHEMA}
+#: Fields written only when they hold something (images without them stay as before).
+SOMETIMES = {"itimers": "only while an interval timer is set (setitimer, alarm)"}
 RECORDS = {"process": (VERSION, SCHEMA)}
 MAX_GUEST_PATH = 4096
 
@@ -57,7 +62,7 @@ def in_scope(pid: int, scope: list[int] | None) -> bool:
 
 def save(p: Process, fids: dict[int, int], scope: list[int] | None) -> dict:
     """The process record of p; fids maps id(open file) -> saved file id."""
-    return {
+    d = {
         "pid": p.pid, "ppid": p.ppid if in_scope(p.ppid, scope) else 0, "pgid": p.pgid,
         "sid": p.sid, "umask": p.umask,
         "cwd": p.cwd, "exe": p.exe, "argv": list(p.argv),
@@ -69,6 +74,10 @@ def save(p: Process, fids: dict[int, int], scope: list[int] | None) -> dict:
         "fds": [] if p.zombie else save_fdtable(p.fds, fids),
         "threads": [t.tid for t in p.live_threads],
     }
+    timers = [] if p.zombie else save_itimers(p.itimers)
+    if timers:
+        d["itimers"] = timers
+    return d
 
 
 def load(k: VKernel, d: dict, vms: dict[int, dict], bufs: dict[int, HostBuffer],
@@ -97,6 +106,14 @@ def load(k: VKernel, d: dict, vms: dict[int, dict], bufs: dict[int, HostBuffer],
                    wait_status=d["wait_status"], exit_signal=d["exit_signal"],
                    stopped=d["stopped"], stop_report=d["stop_report"], ticks=d["ticks"],
                    vfork_parent=d.get("vfork_parent", 0))
+
+
+def load_timers(k: VKernel, d: dict, p: Process) -> None:
+    """Set p's interval timers from its record (p registered with k: they arm on k)."""
+    rows = d.get("itimers", [])
+    if rows and p.zombie:
+        raise ImageError(f"process {p.pid}: a zombie has no interval timers")
+    load_itimers(rows, p.itimers)
 
 
 def queues(p: Process) -> list[WaitQueue]:

@@ -36,6 +36,7 @@ def queue_to_process(k: VKernel, p: Process, info: SigInfo) -> None:
         return
     if p.pending.add(info):
         _notify(k, p, sig)
+        k.sigfds.signalled(k.poll_q)
 
 
 def queue_to_thread(k: VKernel, t: Thread, info: SigInfo) -> None:
@@ -47,6 +48,7 @@ def queue_to_thread(k: VKernel, t: Thread, info: SigInfo) -> None:
         return
     if t.pending.add(info):
         interrupt(k, t, info.signo)
+        k.sigfds.signalled(k.poll_q)
 
 
 def _blocked_everywhere(p: Process, sig: int) -> bool:

@@ -191,6 +191,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
     for d in recs.get("process", []):
         p = process_state.load(k, d, vms, bufs, files)
         k.add_process(p)
+        process_state.load_timers(k, d, p)
         queues.update((q.key, q) for q in process_state.queues(p))
     for pipe in pipes.values():
         queues[pipe.read_q.key] = pipe.read_q
@@ -200,6 +201,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
     _threads(k, recs.get("thread", []), queues, orders)
     _waitqs(k, recs.get("waitq", []), queues)
     sched_state.load_queues(k.sched, kr, k.threads)
+    sched_state.check_events(k.sched)
     return k
 
 

@@ -145,7 +145,8 @@ def _save_pipe_end(f: PipeEnd, d: dict) -> None:
 
 #: What each kind saves beyond id, kind and flags (a kind not listed saves nothing more).
 _SAVE_KIND = {"host": _save_host, "dir": _save_dir, "console": _save_console,
-              "pipe": _save_pipe_end, "eventfd": event_state.save_eventfd}
+              "pipe": _save_pipe_end, "eventfd": event_state.save_eventfd,
+              "timerfd": event_state.save_timerfd, "signalfd": event_state.save_signalfd}
 #: Kinds whose saved form names other files, by their saved ids.
 _SAVE_LINKS = {"epoll": event_state.save_epoll}
 
@@ -263,6 +264,8 @@ _LOAD_KIND: dict[str, Callable[[dict, _Loading], OpenFile]] = {
     **dict.fromkeys(_DEVICE_KINDS, _load_device),
     "eventfd": lambda d, ctx: event_state.load_eventfd(d, ctx.svc),
     "epoll": lambda d, ctx: event_state.load_epoll(d, ctx.svc),
+    "timerfd": lambda d, ctx: event_state.load_timerfd(d, ctx.svc),
+    "signalfd": lambda d, ctx: event_state.load_signalfd(d, ctx.svc),
 }
 
 
