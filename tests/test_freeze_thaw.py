@@ -34,6 +34,9 @@ WORKLOADS = [
     Workload("dynelf", ("work",)),   # auxv and execve of itself (tests/test_dynelf.py: dynamic)
     Workload("epolls", ("work",)),   # epoll interest and ready lists, waits asleep
     Workload("eventfds"),            # eventfd counters, blocked reads/writes, select
+    Workload("timerfds"),            # armed timerfds, reads/polls/epoll waits asleep on them
+    Workload("signalfds"),           # signalfd masks, reads asleep until a signal arrives
+    Workload("itimers"),             # ITIMER_REAL armed, CPU timers counting, alarm + pause
 ]
 
 

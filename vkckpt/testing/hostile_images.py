@@ -47,6 +47,9 @@ FIELD_CASES = [
     ("kernel", "next_pid", "many"),
     ("pipe", "data", b"x" * (1 << 20)),
     ("file", "kind", "socket"),
+    ("file", "kind", "timerfd"),             # a timerfd without its clock and setting
+    ("process", "itimers", [[0, 5, 0, 1 << 40]]),  # a kernel timer seq never handed out
+    ("process", "itimers", [[7, 5, 0, 0]]),  # no such interval timer
     ("waitq", "tids", [1, 2, 3, 4, 5]),
 ]
 
