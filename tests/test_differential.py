@@ -35,6 +35,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "timerfds": (),
     "signalfds": (),
     "itimers": (),
+    "ptimers": (),
 }
 ENV = {"HELLO_GREETING": "bonjour", "VKCKPT_TEST_A": "1"}
 

@@ -37,6 +37,7 @@ WORKLOADS = [
     Workload("timerfds"),            # armed timerfds, reads/polls/epoll waits asleep on them
     Workload("signalfds"),           # signalfd masks, reads asleep until a signal arrives
     Workload("itimers"),             # ITIMER_REAL armed, CPU timers counting, alarm + pause
+    Workload("ptimers"),             # POSIX timers armed, overruns counted while pending
 ]
 
 

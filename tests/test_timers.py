@@ -153,6 +153,21 @@ def test_freeze_with_cpu_timers_counting(tmp_path: Path) -> None:
     _freeze_thaw_checks(tmp_path, Workload("itimers"), cond)
 
 
+def test_freeze_with_posix_timers_armed(tmp_path: Path) -> None:
+    def cond(k: VKernel) -> bool:
+        p = k.procs.get(1)
+        return p is not None and any(tm.timer.armed and tm.interval
+                                     for tm in p.ptimers.timers.values())
+    _freeze_thaw_checks(tmp_path, Workload("ptimers"), cond)
+
+
+def test_freeze_with_a_timer_signal_pending_and_overrunning(tmp_path: Path) -> None:
+    def cond(k: VKernel) -> bool:
+        p = k.procs.get(1)
+        return p is not None and any(i.code == -2 and i.uid >= 2 for i in p.pending.queue)
+    _freeze_thaw_checks(tmp_path, Workload("ptimers"), cond)
+
+
 def test_freeze_with_a_reader_asleep_on_a_signalfd(tmp_path: Path) -> None:
     _freeze_thaw_checks(tmp_path, Workload("signalfds"), _thread_reading(SignalFd))
 

@@ -22,7 +22,6 @@ except ImportError:
 from vkckpt import hostout, rounds, task_signals
 from vkckpt import sigsend as send
 from vkckpt.abi import errno as E
-from vkckpt.abi.signals import SI_KERNEL
 from vkckpt.abi.syscalls import NAMES as SYSCALL_NAMES
 from vkckpt.config import KernelConfig
 from vkckpt.engine.engine import Stop
@@ -34,7 +33,6 @@ from vkckpt.fs.signalfd import SignalFdHub
 from vkckpt.host.fds import HostFds
 from vkckpt.ids import Ids
 from vkckpt.sched import NS_PER_TICK, Scheduler
-from vkckpt.signals.pending import SigInfo
 from vkckpt.threads.futex import FutexTable
 from vkckpt.threads.thread import Sleep, Thread, ThreadState
 from vkckpt.threads.wait import Block, WaitQueue
@@ -195,8 +193,7 @@ class VKernel:
         """Register p under its pid (a new process, or one thawed); its interval timers
         send their signals to it and arm on this kernel's clock."""
         self.procs[p.pid] = p
-        p.itimers.bind(lambda sig: task_signals.send_to_process(self, p, SigInfo(sig, SI_KERNEL)),
-                       self.sched.arm, self.now_ns)
+        send.bind_timers(self, p)
 
     def add_thread(self, t: Thread) -> None:
         """Register t under its tid; its waker makes it runnable here when a queue wakes it."""

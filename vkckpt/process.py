@@ -7,6 +7,7 @@ from vkckpt.record import Record
 from vkckpt.signals.actions import SignalActions
 from vkckpt.signals.itimers import ITimers
 from vkckpt.signals.pending import PendingSignals
+from vkckpt.signals.posix_timers import PosixTimers
 from vkckpt.threads.wait import WaitQueue
 
 TYPE_CHECKING = False
@@ -27,7 +28,7 @@ class Process(Record):
     __slots__ = ("pid", "ppid", "vm", "engine", "fds", "actions", "cwd", "exe", "argv", "pgid",
                  "sid", "umask", "threads", "engine_owner", "pending", "children", "child_wait",
                  "vfork_done", "exiting", "zombie", "wait_status", "exit_signal", "stopped",
-                 "stop_report", "ticks", "vfork_parent", "itimers")
+                 "stop_report", "ticks", "vfork_parent", "itimers", "ptimers")
 
     def __init__(self, pid: int, ppid: int, vm: VmSpace, engine: Engine, fds: FdTable,
                  actions: SignalActions, cwd: str = "/", exe: str = "",
@@ -37,7 +38,7 @@ class Process(Record):
                  children: list[int] | None = None, exiting: bool = False, zombie: bool = False,
                  wait_status: int = 0, exit_signal: int = 17, stopped: bool = False,
                  stop_report: int | None = None, ticks: int = 0, vfork_parent: int = 0,
-                 itimers: ITimers | None = None) -> None:
+                 itimers: ITimers | None = None, ptimers: PosixTimers | None = None) -> None:
         self.pid = pid
         self.ppid = ppid
         self.vm = vm
@@ -65,6 +66,7 @@ class Process(Record):
         self.ticks = ticks  # blocks executed by all its threads, including dead ones
         self.vfork_parent = vfork_parent  # tid sleeping in vfork/CLONE_VFORK until we exec or exit
         self.itimers = ITimers() if itimers is None else itimers  # setitimer's; not inherited
+        self.ptimers = PosixTimers() if ptimers is None else ptimers  # timer_create's
 
     @property
     def live_threads(self) -> list[Thread]:

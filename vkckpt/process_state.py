@@ -17,12 +17,15 @@ from vkckpt.signals.state import (
     ACTIONS_SCHEMA,
     ITIMERS_SCHEMA,
     PENDING_SCHEMA,
+    PTIMERS_SCHEMA,
     load_actions,
     load_itimers,
     load_pending,
+    load_ptimers,
     save_actions,
     save_itimers,
     save_pending,
+    save_ptimers,
 )
 from vkckpt.vmspace.state import load_vmspace
 from vkckpt.vmspace.vmspace import VmSpace
@@ -48,9 +51,11 @@ SCHEMA = {"pid": "u32", "ppid": "u32", "pgid": "u32", "sid": "u32", "umask": "u3
           "exiting": "bool", "zombie": "bool", "wait_status": "i32", "exit_signal": "sig",
           "stopped": "bool", "stop_report": "?u32", "ticks": "u64", "vfork_parent": "u32",
           "threads": ["u32"], "fds": FDTABLE_SCHEMA, "actions": ACTIONS_SCHEMA,
-          "pending": PENDING_SCHEMA, "itimers": ITIMERS_SCHEMA}
+          "pending": PENDING_SCHEMA, "itimers": ITIMERS_SCHEMA,
+          "ptimers": PTIMERS_SCHEMA}
 #: Fields written only when they hold something (images without them stay as before).
-SOMETIMES = {"itimers": "only while an interval timer is set (setitimer, alarm)"}
+SOMETIMES = {"itimers": "only while an interval timer is set (setitimer, alarm)",
+             "ptimers": "only once the process has created a POSIX timer"}
 RECORDS = {"process": (VERSION, SCHEMA)}
 MAX_GUEST_PATH = 4096
 
@@ -77,6 +82,9 @@ def save(p: Process, fids: dict[int, int], scope: list[int] | None) -> dict:
     timers = [] if p.zombie else save_itimers(p.itimers)
     if timers:
         d["itimers"] = timers
+    ptimers = None if p.zombie else save_ptimers(p.ptimers)
+    if ptimers is not None:
+        d["ptimers"] = ptimers
     return d
 
 
@@ -109,11 +117,14 @@ def load(k: VKernel, d: dict, vms: dict[int, dict], bufs: dict[int, HostBuffer],
 
 
 def load_timers(k: VKernel, d: dict, p: Process) -> None:
-    """Set p's interval timers from its record (p registered with k: they arm on k)."""
+    """Set p's interval and POSIX timers from its record (p registered with k: they arm
+    on k)."""
     rows = d.get("itimers", [])
-    if rows and p.zombie:
-        raise ImageError(f"process {p.pid}: a zombie has no interval timers")
+    if (rows or "ptimers" in d) and p.zombie:
+        raise ImageError(f"process {p.pid}: a zombie has no timers")
     load_itimers(rows, p.itimers)
+    if "ptimers" in d:
+        load_ptimers(d["ptimers"], p.ptimers)
 
 
 def queues(p: Process) -> list[WaitQueue]:

@@ -73,6 +73,7 @@ def process_exit(k: VKernel, p: Process, status: int) -> None:
     p.exiting = True
     p.fds.close_all()
     p.itimers.stop()
+    p.ptimers.clear()
     k.retire(p.vm, p.engine)  # the engine may be inside emu_start: release it after the stop
     p.engine_owner = None
     p.zombie = True

@@ -43,14 +43,17 @@ class SignalFdHub:
 
 def pack_ssi(info: SigInfo) -> bytes:
     """signalfd_copyinfo: the siginfo fields its kind of signal carries."""
-    pid = uid = status = value = addr = 0
-    if info.signo in (S.SIGSEGV, S.SIGBUS, S.SIGILL, S.SIGFPE, S.SIGTRAP) and info.code > 0:
+    pid = uid = status = value = addr = timer = overrun = 0
+    if info.code == S.SI_TIMER:  # SigInfo keeps si_timerid and si_overrun as pid and uid
+        timer, overrun, value = info.pid, info.uid, info.value
+    elif info.signo in (S.SIGSEGV, S.SIGBUS, S.SIGILL, S.SIGFPE, S.SIGTRAP) and info.code > 0:
         addr = info.addr
     elif info.signo == S.SIGCHLD:
         pid, uid, status = info.pid, info.uid, info.status
     else:
         pid, uid, value = info.pid, info.uid, info.value
-    raw = SIGNALFD_SIGINFO.pack(info.signo, info.errno, info.code, pid, uid, 0, 0, 0, 0, 0,
+    raw = SIGNALFD_SIGINFO.pack(info.signo, info.errno, info.code, pid, uid, 0, timer, 0,
+                                overrun, 0,
                                 status, value & 0xFFFFFFFF, value, 0, 0, addr, 0)
     return raw.ljust(SIGNALFD_SIGINFO_SIZE, b"\0")
 

@@ -50,6 +50,7 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("timerfds", quantum=QUANTUM),        # armed timerfds, sleeps until they expire
     Workload("signalfds", quantum=QUANTUM),       # signalfd masks, reads woken by signals
     Workload("itimers", quantum=QUANTUM),         # ITIMER_REAL/VIRTUAL/PROF, alarm, execve
+    Workload("ptimers", quantum=QUANTUM),         # POSIX timers: signals, threads, overruns
     Workload("sigwait", quantum=QUANTUM),         # sigwait/sigtimedwait, a signal thread
     Workload("execer", quantum=QUANTUM),          # fork + execve + wait
     Workload("forkwait", ("30",), quantum=QUANTUM),  # 30 children alive at once, waited for

@@ -1,4 +1,4 @@
-"""Save and load signal dispositions, pending signals and interval timers."""
+"""Save and load signal dispositions, pending signals, interval and POSIX timers."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from vkckpt.errors import ImageError
 from vkckpt.signals.actions import SigAction, SignalActions
 from vkckpt.signals.itimers import ITIMER_PROF, ITIMER_REAL, ITIMER_VIRTUAL, ITimers
 from vkckpt.signals.pending import PendingSignals, SigInfo
+from vkckpt.signals.posix_timers import MAX_TIMERS, PosixTimer, PosixTimers
 
 _INFO_FIELDS = ("signo", "code", "errno", "pid", "uid", "status", "addr", "value")
 
@@ -77,3 +78,40 @@ def load_itimers(rows: list[list[int]], it: ITimers) -> None:
                 it.arm(it.real, ns, seq)
         else:
             it.cpu[which] = [ns, period]
+
+
+#: A process record's POSIX timers: the next id and one row per timer, [id, clock, notify,
+#: signo, value, target tid, armed deadline, period, kernel timer seq (0: disarmed),
+#: overrun]; written once the process has created one.
+PTIMERS_SCHEMA = {"next_id": "u32", "timers": [("u32", "u32", "u32", "sig", "u64", "u32",
+                                                "u64", "u64", "u64", "u32")]}
+
+
+def save_ptimers(pt: PosixTimers) -> dict | None:
+    """None while the process never created a timer (the field is then left out)."""
+    if not pt.next_id and not pt.timers:
+        return None
+    return {"next_id": pt.next_id, "timers": [
+        [tm.tid, tm.clockid, tm.notify, tm.signo, tm.value, tm.target,
+         tm.timer.deadline if tm.timer.armed else 0, tm.interval, tm.timer.seq, tm.overrun]
+        for _, tm in sorted(pt.timers.items())]}
+
+
+def load_ptimers(d: dict, pt: PosixTimers) -> None:
+    """Set pt from its saved form; armed timers are armed again (through pt.arm, the
+    kernel's: so the process is registered first) with their sequences."""
+    rows = d["timers"]
+    if len(rows) > MAX_TIMERS or len({r[0] for r in rows}) != len(rows) or \
+            not 0 <= d["next_id"] < 1 << 31:
+        raise ImageError("POSIX timers: too many, or one id twice")
+    pt.next_id = d["next_id"]
+    for tid, clock, notify, signo, value, target, at, interval, seq, overrun in rows:
+        if clock not in (0, 1, 7) or notify not in (S.SIGEV_SIGNAL, S.SIGEV_NONE,
+                                                    S.SIGEV_THREAD, S.SIGEV_SIGNAL |
+                                                    S.SIGEV_THREAD_ID) or tid >= 1 << 31:
+            raise ImageError(f"POSIX timer {tid!r} is not one timer_create could make")
+        tm = PosixTimer(tid, clock, notify, signo, value, target, pt)
+        tm.interval, tm.overrun = interval, overrun
+        pt.timers[tid] = tm
+        if seq:
+            pt.arm(tm.timer, at, seq)

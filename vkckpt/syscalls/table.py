@@ -20,6 +20,7 @@ from vkckpt.syscalls import sys_poll as pl
 from vkckpt.syscalls import sys_proc as pr
 from vkckpt.syscalls import sys_signal as sg
 from vkckpt.syscalls import sys_time as tm
+from vkckpt.syscalls import sys_timer as ptm
 
 
 class Entry(Value):
@@ -193,6 +194,13 @@ ENTRIES: list[Entry] = [
     Supported("getitimer", tm.sys_getitimer),
     Partial("setitimer", tm.sys_setitimer, "ITIMER_VIRTUAL and ITIMER_PROF count the "
             "process's blocks, checked when a slice ends; system calls take no CPU time"),
+    Partial("timer_create", ptm.sys_timer_create, "CLOCK_REALTIME, CLOCK_MONOTONIC and "
+            "CLOCK_BOOTTIME only (no CPU-time clocks): EINVAL for others"),
+    Supported("timer_settime", ptm.sys_timer_settime),
+    Supported("timer_gettime", ptm.sys_timer_gettime),
+    Partial("timer_getoverrun", ptm.sys_timer_getoverrun, "the overrun of the signal last "
+            "queued, counted up while it is pending"),
+    Supported("timer_delete", ptm.sys_timer_delete),
     Supported("clock_nanosleep", tm.sys_clock_nanosleep),
     Supported("getrandom", tm.sys_getrandom),
     Partial("times", tm.sys_times, "user time only"),

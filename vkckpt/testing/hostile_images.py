@@ -50,6 +50,8 @@ FIELD_CASES = [
     ("file", "kind", "timerfd"),             # a timerfd without its clock and setting
     ("process", "itimers", [[0, 5, 0, 1 << 40]]),  # a kernel timer seq never handed out
     ("process", "itimers", [[7, 5, 0, 0]]),  # no such interval timer
+    ("process", "ptimers", {"next_id": 1, "timers": [[0, 1, 0, 10, 0, 0, 5, 0, 1 << 40, 0]]}),
+    ("process", "ptimers", {"next_id": 1, "timers": [[0, 99, 0, 10, 0, 0, 0, 0, 0, 0]]}),
     ("waitq", "tids", [1, 2, 3, 4, 5]),
 ]
 
