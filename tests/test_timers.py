@@ -247,3 +247,13 @@ def test_interval_timers_setitimer_could_not_set_are_refused(armed_image, tmp_pa
     bad = _mutated(armed_image, tmp_path, "process", edit)
     with pytest.raises(ImageError):
         _thaws(bad, armed_image[1])
+
+
+def test_timer_values_saturate_at_ktime_max() -> None:
+    """A setting past ktime's range saturates (and saves within i64), as Linux's does."""
+    clock = [5]
+    s = Scheduler()
+    f = TimerFd(0, 1, _svc(clock, s))
+    f.settime(1 << 70, 1 << 70, absolute=False)
+    assert f.next == (1 << 63) - 1 and f.interval == (1 << 63) - 1
+    assert not s.skip_idle()  # a timer at KTIME_MAX never fires: nothing to wait for

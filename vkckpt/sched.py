@@ -7,7 +7,7 @@ import heapq
 from collections import deque
 
 from vkckpt.threads.thread import ThreadState
-from vkckpt.vclock import NS_PER_TICK
+from vkckpt.vclock import KTIME_MAX, NS_PER_TICK
 
 TYPE_CHECKING = False
 
@@ -102,6 +102,7 @@ class Scheduler:
         while self.events and self.events[0][2].seq != self.events[0][1]:
             heapq.heappop(self.events)
         due = [h[0][0] for h in (self.timers, self.events) if h]
+        due = [d for d in due if d < KTIME_MAX]  # a kernel timer there never fires
         if not due:
             return False
         self.idle_ns += max(0, min(due) - self.now_ns())

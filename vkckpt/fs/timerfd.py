@@ -21,7 +21,7 @@ from vkckpt.fs.eventfd import anon_stat
 from vkckpt.fs.ops import OpenFile
 from vkckpt.threads.ktimer import KTimer
 from vkckpt.threads.wait import Block, WaitQueue
-from vkckpt.vclock import EPOCH_NS
+from vkckpt.vclock import EPOCH_NS, KTIME_MAX
 
 TYPE_CHECKING = False
 
@@ -62,7 +62,7 @@ class TimerFd(OpenFile):
         if self.interval:
             n = (now - self.next) // self.interval + 1
             self.count += n
-            self.next += n * self.interval
+            self.next = min(self.next + n * self.interval, KTIME_MAX)
         else:
             self.count += 1
             self.next = None
@@ -86,6 +86,7 @@ class TimerFd(OpenFile):
         returns the old (remaining, interval).  Unread expirations are dropped."""
         old = self.gettime()
         now = self.svc.now()
+        value, interval = min(value, KTIME_MAX), min(interval, KTIME_MAX)  # ktime saturates
         self.count = 0
         self.interval = interval if value else 0
         if not value:
@@ -93,7 +94,7 @@ class TimerFd(OpenFile):
         elif absolute:
             self.next = value - clock_offset(self.clockid)  # may precede boot
         else:
-            self.next = now + value
+            self.next = min(now + value, KTIME_MAX)
         self._catch_up(now)  # an expiry already past counts at once, as hrtimer_start's
         self._rearm()
         if self.count:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from vkckpt.abi import signals as S
 from vkckpt.threads.ktimer import KTimer
+from vkckpt.vclock import KTIME_MAX
 
 TYPE_CHECKING = False
 
@@ -60,11 +61,12 @@ class ITimers:
     def set(self, which: int, value: int, interval: int) -> tuple[int, int]:
         """setitimer: (value, period) in ns (value 0: disarm); returns the old pair."""
         old = self.get(which)
+        value, interval = min(value, KTIME_MAX), min(interval, KTIME_MAX)  # ktime saturates
         if which == ITIMER_REAL:
             self.real.disarm()
             self.real_interval = interval
             if value:
-                self.arm(self.real, self.now() + value)
+                self.arm(self.real, min(self.now() + value, KTIME_MAX))
         else:
             self.cpu[which] = [value, interval if value else 0]
         return old
@@ -74,7 +76,7 @@ class ITimers:
         if self.real_interval:
             now, at = self.now(), self.real.deadline
             at += ((now - at) // self.real_interval + 1) * self.real_interval
-            self.arm(self.real, at)
+            self.arm(self.real, min(at, KTIME_MAX))
 
     @property
     def cpu_armed(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from vkckpt.abi import signals as S
 from vkckpt.threads.ktimer import KTimer
+from vkckpt.vclock import KTIME_MAX
 
 TYPE_CHECKING = False
 
@@ -48,7 +49,7 @@ class PosixTimer:
             now, at = self.owner.now(), self.timer.deadline
             n = (now - at) // self.interval + 1
             missed = n - 1
-            self.owner.arm(self.timer, at + n * self.interval)
+            self.owner.arm(self.timer, min(at + n * self.interval, KTIME_MAX))
         if self.notify != S.SIGEV_NONE:
             self.overrun = self.owner.signal(self, missed)
 
@@ -86,9 +87,9 @@ class PosixTimers:
     def settime(self, tm: PosixTimer, deadline: int | None, interval: int) -> None:
         """Arm tm at a monotonic deadline (None: disarm) with a period."""
         tm.timer.disarm()
-        tm.interval = interval if deadline is not None else 0
+        tm.interval = min(interval, KTIME_MAX) if deadline is not None else 0
         if deadline is not None:
-            self.arm(tm.timer, max(deadline, 0))
+            self.arm(tm.timer, min(max(deadline, 0), KTIME_MAX))
 
     def gettime(self, tm: PosixTimer) -> tuple[int, int]:
         """(ns to the next expiry, 0 when disarmed; the period)."""
