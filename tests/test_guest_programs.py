@@ -214,6 +214,7 @@ SPECS: dict[str, Spec] = {
                            "one-shot: sig=10 code=-2 value=42 overrun=0 timerid-ok=1",
                            "periodic: sig=12 overrun=4 getoverrun=4",
                            "SIGEV_THREAD_ID: the target thread took sig=10 code=-2",
+                           "signalfd: n=128 signo=12 code=-2 int=9 tid-ok=1 overrun=1",
                            "SIGEV_THREAD callbacks: 1", "child: parent's timer=22",
                            "ptimers done")),
     "fsmeta": Spec(needs_dir=True, lines=("lstat link: symlink=1 size=1 blocks=0",

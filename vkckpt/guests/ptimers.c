@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -93,6 +94,25 @@ static void signals(void)
     timer_gettime(n, &cur);
     printf("SIGEV_NONE expired quietly: left=%lld\n", ns_of(cur.it_value));
     timer_delete(n);
+
+    /* a timer's signal read through a signalfd: ssi_tid, ssi_overrun, ssi_int */
+    sigset_t m;
+    sigemptyset(&m);
+    sigaddset(&m, SIGUSR2);
+    int sfd = signalfd(-1, &m, 0);
+    struct sigevent ev3 = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR2,
+                           .sigev_value.sival_int = 9};
+    timer_t q;
+    timer_create(CLOCK_MONOTONIC, &ev3, &q);
+    arm(q, 40, 40);
+    nap(100);  /* two expirations: one signal, one overrun */
+    struct signalfd_siginfo ssi;
+    ssize_t got = read(sfd, &ssi, sizeof ssi);
+    printf("signalfd: n=%zd signo=%u code=%d int=%d tid-ok=%d overrun=%u\n", got,
+           ssi.ssi_signo, ssi.ssi_code, ssi.ssi_int, ssi.ssi_tid == (unsigned)(intptr_t)q,
+           ssi.ssi_overrun);
+    timer_delete(q);
+    close(sfd);
 }
 
 static volatile int target_tid;
