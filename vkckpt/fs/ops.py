@@ -21,7 +21,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from vkckpt.threads.ktimer import KTimer
     from vkckpt.threads.thread import Thread
     from vkckpt.threads.wait import WaitQueue
 
@@ -36,7 +35,7 @@ class FileServices(Record):
                  console_write: Callable[[int, bytes], None],
                  random_bytes: Callable[[int], bytes], host_fds: object,
                  poll_q: WaitQueue, now: Callable[[], int] | None = None,
-                 arm: Callable[[KTimer, int], None] | None = None,
+                 arm: Callable[..., None] | None = None,
                  current: Callable[[], Thread | None] | None = None,
                  sigfds: object = None) -> None:
         self.console_read = console_read    # n -> bytes from the guest's stdin
@@ -45,7 +44,7 @@ class FileServices(Record):
         self.host_fds = host_fds            # HostFds: host descriptors guest files hold
         self.poll_q = poll_q                # readiness events: every pipe change wakes it
         self.now = now                      # () -> virtual monotonic ns (timerfd)
-        self.arm = arm                      # (timer, deadline): a kernel timer event (timerfd)
+        self.arm = arm                      # (timer, deadline[, seq]): arm a kernel timer
         self.current = current              # () -> the thread in a syscall (signalfd)
         self.sigfds = sigfds                # SignalFdHub: live signalfds, their watchers
 

@@ -41,10 +41,10 @@ class ITimers:
         self.real_interval = 0
         self.cpu: dict[int, list[int]] = {ITIMER_VIRTUAL: [0, 0], ITIMER_PROF: [0, 0]}
         self.send: Callable[[int], None] = _noop            # sig -> queued to the process
-        self.arm: Callable[[KTimer, int], None] = _noop     # the scheduler's `arm`
+        self.arm: Callable[..., None] = _noop  # the scheduler's `arm`
         self.now: Callable[[], int] = lambda: 0              # virtual monotonic ns
 
-    def bind(self, send: Callable[[int], None], arm: Callable[[KTimer, int], None],
+    def bind(self, send: Callable[[int], None], arm: Callable[..., None],
              now: Callable[[], int]) -> None:
         self.send, self.arm, self.now = send, arm, now
 
