@@ -36,6 +36,10 @@ CASES: dict[str, tuple[str, ...]] = {
     "reclocks": ("work",),
     "copyfile": ("work",),
     "procread": ("work",),
+    "timerfds": (),
+    "signalfds": (),
+    "itimers": (),
+    "ptimers": (),
 }
 ENV = {"HELLO_GREETING": "bonjour", "VKCKPT_TEST_A": "1"}
 

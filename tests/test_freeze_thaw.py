@@ -37,6 +37,10 @@ WORKLOADS = [
     Workload("reclocks", ("work",)),  # locks held across the freeze, waiters asleep on them
     Workload("metacalls", ("work",)),  # owners, xattrs, named FIFOs (open, asleep), chroot
     Workload("procread", ("work",)),  # /proc files and directories open, read, listed
+    Workload("timerfds"),            # armed timerfds, reads/polls/epoll waits asleep on them
+    Workload("signalfds"),           # signalfd masks, reads asleep until a signal arrives
+    Workload("itimers"),             # ITIMER_REAL armed, CPU timers counting, alarm + pause
+    Workload("ptimers"),             # POSIX timers armed, overruns counted while pending
 ]
 
 

@@ -65,7 +65,8 @@ def test_serial_and_parallel_runs_are_identical(name: str, tmp_path: Path) -> No
         assert n == 0, f"{name}: threads of one memory group must run plain slices"
 
 
-@pytest.mark.parametrize("name", ["pthreads", "mutex_bench", "signals", "forkpipe"])
+@pytest.mark.parametrize("name", ["pthreads", "mutex_bench", "signals", "forkpipe", "itimers",
+                                  "ptimers", "signalfds"])
 def test_rounds_of_one_group_are_identical_too(name: str, tmp_path: Path) -> None:
     """Forcing every step to be a round (even of one process) is still mode-independent."""
     wl = MULTI.get(name, Workload(name))

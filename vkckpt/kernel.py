@@ -32,6 +32,7 @@ from vkckpt.fs.locks import LockTable
 from vkckpt.fs.ops import FileServices
 from vkckpt.fs.procfs import ProcView
 from vkckpt.fs.sandbox import GuestRoot
+from vkckpt.fs.signalfd import SignalFdHub
 from vkckpt.host.fds import HostFds
 from vkckpt.ids import Ids
 from vkckpt.sched import NS_PER_TICK, Scheduler
@@ -77,6 +78,7 @@ class VKernel:
         self.futexes = FutexTable()
         self.locks = LockTable()  # file locks of every process (fcntl, flock)
         self.poll_q = WaitQueue(("poll",))  # readiness events: pipes notify it, polls sleep on it
+        self.sigfds = SignalFdHub()  # live signalfds: queued signals wake their readers
         self.procs: dict[int, Process] = {}
         self.threads: dict[int, Thread] = {}
         self.ids = Ids()  # pids/tids, pipe ids, host-buffer ids
@@ -141,7 +143,12 @@ class VKernel:
     def file_services(self) -> FileServices:
         """What open files may use of this kernel (handed to them when they are made)."""
         return FileServices(self.console_read, self.console_write, self.random_bytes,
-                            self.host_fds, self.poll_q)
+                            self.host_fds, self.poll_q, self.now_ns, self.sched.arm,
+                            self._current, self.sigfds)
+
+    def _current(self) -> Thread | None:
+        """The thread in a system call (what a signalfd reads for)."""
+        return self.current
 
     def proc_view(self) -> ProcView:
         """What /proc may read of this kernel (fs/procfs.py)."""
@@ -195,10 +202,12 @@ class VKernel:
 
     def add_process(self, p: Process) -> None:
         """Register p under its pid (a new process, or one thawed); closing its descriptors
-        releases its file locks."""
+        releases its file locks, and its interval timers send their signals to it and arm on
+        this kernel's clock."""
         self.procs[p.pid] = p
         pid, locks = p.pid, self.locks
         p.fds.on_close = lambda f, last: locks.closed(pid, f, last)
+        send.bind_timers(self, p)
 
     def add_thread(self, t: Thread) -> None:
         """Register t under its tid; its waker makes it runnable here when a queue wakes it."""
@@ -273,6 +282,7 @@ class VKernel:
             if self.out.backlogged():  # the host reads slowly: guests wait, requests do not
                 self.out.wait(hostout.BACKLOG, 0.05)
                 continue
+            self.sched.fire_events()
             for t in self.sched.expired():
                 t.wake(t.sleep.timeout_result)
             if rounds.wants_round(self.sched.runq) or self.always_round and self.sched.runq:
@@ -317,6 +327,8 @@ class VKernel:
         self.sched.ticks += used
         t.ticks += used
         t.process.ticks += used
+        if t.process.itimers.cpu_armed:
+            t.process.itimers.charge(used * NS_PER_TICK)
 
     def end_slice(self, t: Thread, stop: Stop) -> None:
         """End current thread t's slice, which stopped for `stop`: deferred work, a CPU

@@ -31,6 +31,7 @@ TRANSIENT = {
     "futexes": "rebuilt from the waitq records",
     "locks": "the locks record (fs/lock_state.py)", "procs": "process records",
     "poll_q": "its sleepers are in the waitq records",
+    "sigfds": "recounted as the signalfd file records load; its queue has watchers only",
     "threads": "thread records", "current": "None at a scheduling point",
     "resched": "False at a scheduling point", "deferred": "empty at a scheduling point",
     "graveyard": "empty at a scheduling point", "_run_budget": "0 at a scheduling point",

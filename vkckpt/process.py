@@ -5,7 +5,9 @@ from __future__ import annotations
 from vkckpt.fs.fdtable import FdTable
 from vkckpt.record import Record
 from vkckpt.signals.actions import SignalActions
+from vkckpt.signals.itimers import ITimers
 from vkckpt.signals.pending import PendingSignals
+from vkckpt.signals.posix_timers import PosixTimers
 from vkckpt.threads.wait import WaitQueue
 
 TYPE_CHECKING = False
@@ -26,7 +28,8 @@ class Process(Record):
     __slots__ = ("pid", "ppid", "vm", "engine", "fds", "actions", "cwd", "exe", "argv", "pgid",
                  "sid", "umask", "threads", "engine_owner", "pending", "children", "child_wait",
                  "vfork_done", "exiting", "zombie", "wait_status", "exit_signal", "stopped",
-                 "stop_report", "ticks", "vfork_parent", "root", "ioprio", "comm")
+                 "stop_report", "ticks", "vfork_parent", "root", "ioprio", "comm", "itimers",
+                 "ptimers")
 
     def __init__(self, pid: int, ppid: int, vm: VmSpace, engine: Engine, fds: FdTable,
                  actions: SignalActions, cwd: str = "/", exe: str = "",
@@ -36,7 +39,8 @@ class Process(Record):
                  children: list[int] | None = None, exiting: bool = False, zombie: bool = False,
                  wait_status: int = 0, exit_signal: int = 17, stopped: bool = False,
                  stop_report: int | None = None, ticks: int = 0, vfork_parent: int = 0,
-                 root: str = "/", ioprio: int = 0, comm: bytes = b"") -> None:
+                 root: str = "/", ioprio: int = 0, comm: bytes = b"",
+                 itimers: ITimers | None = None, ptimers: PosixTimers | None = None) -> None:
         self.pid = pid
         self.ppid = ppid
         self.vm = vm
@@ -66,6 +70,8 @@ class Process(Record):
         self.root = root  # chroot(2): the guest directory its paths start from
         self.ioprio = ioprio  # ioprio_set(2)'s value; 0: none set (IOPRIO_CLASS_NONE)
         self.comm = comm  # the name prctl(PR_SET_NAME) gave (b"": the one exec gave)
+        self.itimers = ITimers() if itimers is None else itimers  # setitimer's; not inherited
+        self.ptimers = PosixTimers() if ptimers is None else ptimers  # timer_create's
 
     @property
     def live_threads(self) -> list[Thread]:

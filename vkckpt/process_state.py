@@ -15,11 +15,17 @@ from vkckpt.fs.state import FDTABLE_SCHEMA, save_fdtable
 from vkckpt.process import Process
 from vkckpt.signals.state import (
     ACTIONS_SCHEMA,
+    ITIMERS_SCHEMA,
     PENDING_SCHEMA,
+    PTIMERS_SCHEMA,
     load_actions,
+    load_itimers,
     load_pending,
+    load_ptimers,
     save_actions,
+    save_itimers,
     save_pending,
+    save_ptimers,
 )
 from vkckpt.vmspace.state import load_vmspace
 from vkckpt.vmspace.vmspace import VmSpace
@@ -38,20 +44,21 @@ TRANSIENT = {
     "engine_owner": "the last thread loaded at thaw",
     "child_wait": "its sleepers are in the waitq records",
     "vfork_done": "its sleepers are in the waitq records",
-    "root": "saved (field root) only when chroot(2) moved it from /",
-    "ioprio": "saved (field ioprio) only when ioprio_set(2) set one",
 }
 #: Process fields saved only when they differ from their default, with a value that does
 #: (old images stay byte-identical): tests/test_state_fields.py sets each and looks.
-OPTIONAL = {"comm": b"name"}
+OPTIONAL = {"comm": b"name", "root": "/sub", "ioprio": (2 << 13) | 4}
 #: The type/range table ckpt/schema.py checks.
 SCHEMA = {"pid": "u32", "ppid": "u32", "pgid": "u32", "sid": "u32", "umask": "u32",
           "cwd": "str", "exe": "str", "argv": ["bytes"], "children": ["u32"],
           "exiting": "bool", "zombie": "bool", "wait_status": "i32", "exit_signal": "sig",
           "stopped": "bool", "stop_report": "?u32", "ticks": "u64", "vfork_parent": "u32",
           "threads": ["u32"], "root": "str", "ioprio": "u32", "fds": FDTABLE_SCHEMA,
-          "actions": ACTIONS_SCHEMA,
-          "pending": PENDING_SCHEMA, "comm": "bytes"}
+          "actions": ACTIONS_SCHEMA, "pending": PENDING_SCHEMA, "comm": "bytes",
+          "itimers": ITIMERS_SCHEMA, "ptimers": PTIMERS_SCHEMA}
+#: Fields written only when they hold something (images without them stay as before).
+SOMETIMES = {"itimers": "only while an interval timer is set (setitimer, alarm)",
+             "ptimers": "only once the process has created a POSIX timer"}
 RECORDS = {"process": (VERSION, SCHEMA)}
 MAX_GUEST_PATH = 4096
 COMM_LEN = 15  # TASK_COMM_LEN less its NUL
@@ -64,7 +71,7 @@ def in_scope(pid: int, scope: list[int] | None) -> bool:
 
 def save(p: Process, fids: dict[int, int], scope: list[int] | None) -> dict:
     """The process record of p; fids maps id(open file) -> saved file id."""
-    return {
+    d = {
         "pid": p.pid, "ppid": p.ppid if in_scope(p.ppid, scope) else 0, "pgid": p.pgid,
         "sid": p.sid, "umask": p.umask,
         "cwd": p.cwd, "exe": p.exe, "argv": list(p.argv),
@@ -79,6 +86,13 @@ def save(p: Process, fids: dict[int, int], scope: list[int] | None) -> dict:
         **({"ioprio": p.ioprio} if p.ioprio else {}),
         **({"comm": p.comm} if p.comm else {}),  # written only when prctl set one
     }
+    timers = [] if p.zombie else save_itimers(p.itimers)
+    if timers:
+        d["itimers"] = timers
+    ptimers = None if p.zombie else save_ptimers(p.ptimers)
+    if ptimers is not None:
+        d["ptimers"] = ptimers
+    return d
 
 
 def load(k: VKernel, d: dict, vms: dict[int, dict], bufs: dict[int, HostBuffer],
@@ -111,6 +125,17 @@ def load(k: VKernel, d: dict, vms: dict[int, dict], bufs: dict[int, HostBuffer],
                    stopped=d["stopped"], stop_report=d["stop_report"], ticks=d["ticks"],
                    vfork_parent=d.get("vfork_parent", 0), root=d.get("root", "/"),
                    ioprio=d.get("ioprio", 0), comm=comm)
+
+
+def load_timers(k: VKernel, d: dict, p: Process) -> None:
+    """Set p's interval and POSIX timers from its record (p registered with k: they arm
+    on k)."""
+    rows = d.get("itimers", [])
+    if (rows or "ptimers" in d) and p.zombie:
+        raise ImageError(f"process {p.pid}: a zombie has no timers")
+    load_itimers(rows, p.itimers)
+    if "ptimers" in d:
+        load_ptimers(d["ptimers"], p.ptimers)
 
 
 def queues(p: Process) -> list[WaitQueue]:

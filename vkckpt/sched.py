@@ -1,4 +1,5 @@
-"""The deterministic scheduler: round-robin over runnable threads, a virtual clock, timers."""
+"""The deterministic scheduler: round-robin over runnable threads, a virtual clock, sleep
+timers, and kernel timer events (threads/ktimer.py: timerfds, interval timers)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,13 @@ import heapq
 from collections import deque
 
 from vkckpt.threads.thread import ThreadState
-from vkckpt.vclock import NS_PER_TICK
+from vkckpt.vclock import KTIME_MAX, NS_PER_TICK
 
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from vkckpt.threads.ktimer import KTimer
     from vkckpt.threads.thread import Thread
-
 
 
 class Scheduler:
@@ -29,6 +30,7 @@ class Scheduler:
         self.idle_ns = 0       # virtual time skipped while every thread slept
         self.timers: list[tuple[int, int, Thread]] = []  # (deadline ns, seq, thread)
         self._timer_seq = 0
+        self.events: list[tuple[int, int, KTimer]] = []  # (deadline ns, seq, kernel timer)
 
     def load_clock(self, ticks: int, idle_ns: int, timer_seq: int) -> None:
         """Take a thawed clock and timer sequence (sched_state.py checked them)."""
@@ -90,11 +92,38 @@ class Scheduler:
         return out
 
     def skip_idle(self) -> bool:
-        """Nothing runnable: jump virtual time to the earliest live timer. False if none."""
+        """Nothing runnable: jump virtual time to the earliest live sleep timer or kernel
+        timer event. False if there is none."""
         while self.timers:
             deadline, seq, t = self.timers[0]
             if t.sleep is not None and t.sleep.timer == seq:
-                self.idle_ns += max(0, deadline - self.now_ns())
-                return True
+                break
             heapq.heappop(self.timers)
-        return False
+        while self.events and self.events[0][2].seq != self.events[0][1]:
+            heapq.heappop(self.events)
+        due = [h[0][0] for h in (self.timers, self.events) if h]
+        due = [d for d in due if d < KTIME_MAX]  # a kernel timer there never fires
+        if not due:
+            return False
+        self.idle_ns += max(0, min(due) - self.now_ns())
+        return True
+
+    # -- kernel timer events ------------------------------------------------------------------
+    def arm(self, kt: KTimer, deadline: int, seq: int = 0) -> None:
+        """Arm kernel timer kt at virtual `deadline` (replacing an earlier arming) with the
+        next sequence, or with `seq` (a thaw re-arming what was armed at the freeze)."""
+        if not seq:
+            self._timer_seq += 1
+            seq = self._timer_seq
+        kt.deadline, kt.seq = deadline, seq
+        heapq.heappush(self.events, (deadline, seq, kt))
+
+    def fire_events(self) -> None:
+        """Run every live kernel timer whose deadline has passed, in (deadline, seq) order;
+        one an expiry re-arms in the past runs again in this call."""
+        now = self.now_ns()
+        while self.events and self.events[0][0] <= now:
+            _, seq, kt = heapq.heappop(self.events)
+            if kt.seq == seq:
+                kt.seq = 0
+                kt.expire()

@@ -12,7 +12,9 @@ if TYPE_CHECKING:
     from vkckpt.threads.thread import Thread
 
 #: Scheduler fields not saved under their own name (`_timer_seq` is saved as timer_seq).
-TRANSIENT: dict[str, str] = {"_queued": "the run queue's members, rebuilt from runq"}
+TRANSIENT: dict[str, str] = {"_queued": "the run queue's members, rebuilt from runq",
+                              "events": "kernel timers: their owners' records hold each "
+                              "armed one's deadline and seq (threads/ktimer.py)"}
 #: The scheduler's part of the kernel record's type/range table (ckpt/schema.py).
 SCHEMA = {"ticks": "u64", "idle_ns": "u64", "timer_seq": "u64", "runq": ["u32"],
           "timers": [("u64", "u64", "u32")], "quantum": "u64"}
@@ -54,3 +56,11 @@ def load_queues(s: Scheduler, kr: dict, threads: dict[int, Thread]) -> None:
             raise ImageError(f"timer for thread {tid!r} does not match its sleep")
         timers.append((deadline, seq, t))
     s.load_queues(runq, timers)
+
+
+def check_events(s: Scheduler) -> None:
+    """Refuse kernel timers a thaw armed (timerfds, interval timers) with a sequence the
+    saved scheduler never handed out, or two with one sequence."""
+    seqs = [seq for _, seq, _ in s.events]
+    if any(seq > s._timer_seq for seq in seqs) or len(set(seqs)) != len(seqs):
+        raise ImageError("a kernel timer's sequence is not one the scheduler handed out")

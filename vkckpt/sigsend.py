@@ -9,6 +9,7 @@ from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
 from vkckpt.abi.syscalls import SYS_CHECKPOINT
 from vkckpt.signals.pending import SigInfo
+from vkckpt.signals.posix_timers import DELAYTIMER_MAX
 from vkckpt.threads.thread import ThreadState
 
 TYPE_CHECKING = False
@@ -16,6 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
     from vkckpt.process import Process
+    from vkckpt.signals.posix_timers import PosixTimer
     from vkckpt.threads.thread import Thread
 
 
@@ -36,6 +38,7 @@ def queue_to_process(k: VKernel, p: Process, info: SigInfo) -> None:
         return
     if p.pending.add(info):
         _notify(k, p, sig)
+        k.sigfds.signalled(k.poll_q)
 
 
 def queue_to_thread(k: VKernel, t: Thread, info: SigInfo) -> None:
@@ -47,6 +50,38 @@ def queue_to_thread(k: VKernel, t: Thread, info: SigInfo) -> None:
         return
     if t.pending.add(info):
         interrupt(k, t, info.signo)
+        k.sigfds.signalled(k.poll_q)
+
+
+def bind_timers(k: VKernel, p: Process) -> None:
+    """Give p's interval and POSIX timers this kernel's clock and signal queueing (a process
+    registered: new, forked or thawed)."""
+    p.itimers.bind(lambda sig: queue_to_process(k, p, kernel_info(sig)), k.sched.arm,
+                   k.now_ns)
+    p.ptimers.bind(lambda tm, missed: timer_signal(k, p, tm, missed), k.sched.arm, k.now_ns)
+
+
+def timer_signal(k: VKernel, p: Process, tm: PosixTimer, missed: int) -> int:
+    """Queue POSIX timer tm's signal to p (or its SIGEV_THREAD_ID thread), or add to the
+    overrun of the one it queued that is still pending (Linux's send_sigqueue: one
+    sigqueue per timer); `missed` periods passed unseen.  Returns that signal's overrun."""
+    t = None
+    if tm.notify & S.SIGEV_THREAD_ID:
+        t = k.threads.get(tm.target)
+        if t is None or not t.alive or t.process is not p:
+            return 0
+    pending = p.pending if t is None else t.pending
+    for info in pending.queue:
+        if info.code == S.SI_TIMER and info.pid == tm.tid and info.signo == tm.signo:
+            info.uid = min(DELAYTIMER_MAX, info.uid + missed + 1)
+            return info.uid
+    info = SigInfo(tm.signo, S.SI_TIMER, pid=tm.tid, uid=min(DELAYTIMER_MAX, missed),
+                   value=tm.value)  # si_timerid and si_overrun sit where pid and uid do
+    if t is None:
+        queue_to_process(k, p, info)
+    else:
+        queue_to_thread(k, t, info)
+    return info.uid
 
 
 def _blocked_everywhere(p: Process, sig: int) -> bool:

@@ -178,6 +178,7 @@ def execve(k: VKernel, t: Thread, path: bytes, argv: list[bytes], envp: list[byt
             k.add_thread(t)
         p.threads = [t]
         p.actions.reset_for_exec()
+        p.ptimers.clear()  # exit_itimers: setitimer's timers are kept, POSIX timers are not
         p.fds.close_on_exec()
         t.altstack = (0, 2, 0)
         t.clear_child_tid = 0

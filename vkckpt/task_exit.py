@@ -72,6 +72,8 @@ def process_exit(k: VKernel, p: Process, status: int) -> None:
     """Release p's resources, hand its children to init, and tell its parent."""
     p.exiting = True
     p.fds.close_all()
+    p.itimers.stop()
+    p.ptimers.clear()
     k.retire(p.vm, p.engine)  # the engine may be inside emu_start: release it after the stop
     p.engine_owner = None
     p.zombie = True

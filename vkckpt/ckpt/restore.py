@@ -193,6 +193,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
     for d in recs.get("process", []):
         p = process_state.load(k, d, vms, bufs, files)
         k.add_process(p)
+        process_state.load_timers(k, d, p)
         queues.update((q.key, q) for q in process_state.queues(p))
     for pipe in pipes.values():
         queues[pipe.read_q.key] = pipe.read_q
@@ -207,6 +208,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
     live = {pid for pid, p in k.procs.items() if not p.zombie}
     lock_state.load((recs.get("locks") or [None])[0], k.locks, live, files, k.threads, queues)
     sched_state.load_queues(k.sched, kr, k.threads)
+    sched_state.check_events(k.sched)
     return k
 
 

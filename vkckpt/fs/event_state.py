@@ -1,4 +1,5 @@
-"""Saved forms of the event files: eventfd counters and epoll interest and ready lists.
+"""Saved forms of the event files: eventfd counters, epoll interest and ready lists,
+timerfd settings with their armed kernel timer, and signalfd masks.
 
 An epoll's items name their files by saved file id and descriptor number, in the order they
 were added; its ready list is the same pairs in ready-list order.  Items can name files
@@ -12,6 +13,8 @@ from vkckpt.abi.limits import NOFILE
 from vkckpt.errors import ImageError
 from vkckpt.fs.epoll import Epoll
 from vkckpt.fs.eventfd import EventFd
+from vkckpt.fs.signalfd import SignalFd
+from vkckpt.fs.timerfd import CLOCKS, TimerFd
 
 TYPE_CHECKING = False
 
@@ -20,7 +23,8 @@ if TYPE_CHECKING:
 
 #: The fields of the `file` record these kinds add (fs/state.py's FILE_SCHEMA takes them).
 SCHEMA = {"count": "u64", "semaphore": "bool", "items": [("u64", "u32", "u32", "u64")],
-          "ready": [("u64", "u32")]}
+          "ready": [("u64", "u32")], "clock": "u32", "next": "?i64", "interval": "u64",
+          "armed": ("u64", "u64"), "sigmask": "u64"}
 MAX_ITEMS = 1 << 16  # more registrations than an image may ask a thaw to rebuild
 
 
@@ -33,6 +37,36 @@ def load_eventfd(d: dict, svc: FileServices) -> EventFd:
     if d["count"] > (1 << 64) - 2:
         raise ImageError(f"eventfd {d['id']!r}: counter {d['count']} is past its maximum")
     return EventFd(d["flags"], d["count"], d["semaphore"], svc)
+
+
+def save_timerfd(f: TimerFd, d: dict) -> None:
+    """The clock, the next expiry and period, the expirations not read, and the kernel
+    timer as [deadline, seq] ([0, 0]: not armed)."""
+    d.update(clock=f.clockid, next=f.next, interval=f.interval, count=f.count,
+             armed=[f.timer.deadline, f.timer.seq] if f.timer.armed else [0, 0])
+
+
+def load_timerfd(d: dict, svc: FileServices) -> TimerFd:
+    """A timerfd as saved, its kernel timer armed again with its sequence (that the saved
+    scheduler handed it out is checked once all are armed: sched_state.check_events)."""
+    clock, nxt, interval, count = d["clock"], d["next"], d["interval"], d["count"]
+    at, seq = d["armed"]
+    if clock not in CLOCKS or (nxt is None and (interval or seq)) or \
+            (seq and at != nxt) or (seq and count):
+        raise ImageError(f"timerfd {d['id']!r}: its setting is not one a live timer has")
+    f = TimerFd(d["flags"], clock, svc)
+    f.next, f.interval, f.count = nxt, interval, count
+    if seq:
+        svc.arm(f.timer, at, seq)
+    return f
+
+
+def save_signalfd(f: SignalFd, d: dict) -> None:
+    d["sigmask"] = f.mask
+
+
+def load_signalfd(d: dict, svc: FileServices) -> SignalFd:
+    return SignalFd(d["flags"], d["sigmask"], svc)
 
 
 def save_epoll(f: Epoll, d: dict, fids: dict[int, int]) -> None:

@@ -21,23 +21,32 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from vkckpt.threads.thread import Thread
     from vkckpt.threads.wait import WaitQueue
 
 
 class FileServices(Record):
     """The narrow services files may use, instead of the kernel."""
 
-    __slots__ = ("console_read", "console_write", "random_bytes", "host_fds", "poll_q")
+    __slots__ = ("console_read", "console_write", "random_bytes", "host_fds", "poll_q",
+                 "now", "arm", "current", "sigfds")
 
     def __init__(self, console_read: Callable[[int], bytes],
                  console_write: Callable[[int, bytes], None],
                  random_bytes: Callable[[int], bytes], host_fds: object,
-                 poll_q: WaitQueue) -> None:
+                 poll_q: WaitQueue, now: Callable[[], int] | None = None,
+                 arm: Callable[..., None] | None = None,
+                 current: Callable[[], Thread | None] | None = None,
+                 sigfds: object = None) -> None:
         self.console_read = console_read    # n -> bytes from the guest's stdin
         self.console_write = console_write  # (stream, data): to the host's stdout/stderr
         self.random_bytes = random_bytes    # n -> the vkernel's deterministic random stream
         self.host_fds = host_fds            # HostFds: host descriptors guest files hold
         self.poll_q = poll_q                # readiness events: every pipe change wakes it
+        self.now = now                      # () -> virtual monotonic ns (timerfd)
+        self.arm = arm                      # (timer, deadline[, seq]): arm a kernel timer
+        self.current = current              # () -> the thread in a syscall (signalfd)
+        self.sigfds = sigfds                # SignalFdHub: live signalfds, their watchers
 
 
 class OpenFile:

@@ -153,7 +153,8 @@ def _save_fifo_end(f: FifoEnd, d: dict) -> None:
 #: What each kind saves beyond id, kind and flags (a kind not listed saves nothing more).
 _SAVE_KIND = {"host": _save_host, "dir": _save_dir, "console": _save_console,
               "pipe": _save_pipe_end, "fifo": _save_fifo_end, "eventfd": event_state.save_eventfd,
-              "proc": proc_state.save_proc, "procdir": proc_state.save_procdir}
+              "proc": proc_state.save_proc, "procdir": proc_state.save_procdir,
+              "timerfd": event_state.save_timerfd, "signalfd": event_state.save_signalfd}
 #: Kinds whose saved form names other files, by their saved ids.
 _SAVE_LINKS = {"epoll": event_state.save_epoll}
 
@@ -299,6 +300,8 @@ _LOAD_KIND: dict[str, Callable[[dict, _Loading], OpenFile]] = {
     "epoll": lambda d, ctx: event_state.load_epoll(d, ctx.svc),
     "proc": lambda d, ctx: proc_state.load_proc(d),
     "procdir": lambda d, ctx: proc_state.load_procdir(d),
+    "timerfd": lambda d, ctx: event_state.load_timerfd(d, ctx.svc),
+    "signalfd": lambda d, ctx: event_state.load_signalfd(d, ctx.svc),
 }
 
 

@@ -32,7 +32,8 @@ _THREAD_CAT = {"regs": "registers", "sigmask": "signals", "pending": "signals",
                "state": "scheduler", "sleep": "scheduler", "wake_result": "scheduler",
                "retry": "scheduler", "retry_call": "scheduler", "restart_nr": "scheduler",
                "ticks": "scheduler", "futex_bitset": "scheduler"}
-_PROCESS_CAT = {"pending": "signals", "actions": "signals", "fds": "fds"}
+_PROCESS_CAT = {"pending": "signals", "actions": "signals", "fds": "fds", "itimers": "signals",
+                "ptimers": "signals"}
 _KERNEL_CAT = {"ticks": "scheduler", "idle_ns": "scheduler", "timer_seq": "scheduler",
                "runq": "scheduler", "timers": "scheduler", "sleep_seq": "scheduler",
                "quantum": "scheduler"}

@@ -7,6 +7,7 @@ import struct
 from vkckpt.abi import errno as E
 from vkckpt.abi.limits import UIO_MAXIOV
 from vkckpt.errors import GuestError
+from vkckpt.vclock import KTIME_MAX
 
 TYPE_CHECKING = False
 
@@ -17,7 +18,6 @@ if TYPE_CHECKING:
     from vkckpt.threads.thread import Thread
 
 MAX_IO = 1 << 26  # one read/write moves at most 64 MiB, like Linux's MAX_RW_COUNT-ish bound
-KTIME_MAX = (1 << 63) - 1  # Linux's timers saturate here: a later deadline never comes
 
 
 def deadline_at(ns: int) -> int | None:

@@ -1,4 +1,4 @@
-"""Event files: epoll, eventfd (timerfd and signalfd live beside them in fs/)."""
+"""Event files: epoll, eventfd, timerfd and signalfd."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError
 from vkckpt.fs.epoll import Epoll, check_target
 from vkckpt.fs.eventfd import EventFd
-from vkckpt.syscalls.args import s32, timespec_arg, u32, under_temporary_mask, wait_deadline
+from vkckpt.fs.signalfd import SignalFd
+from vkckpt.fs.timerfd import CLOCKS, TimerFd
+from vkckpt.syscalls.args import (
+    s32,
+    sigset_arg,
+    timespec_arg,
+    u32,
+    under_temporary_mask,
+    wait_deadline,
+)
 from vkckpt.syscalls.sys_poll import temporary_mask
 from vkckpt.threads.wait import Block
 
@@ -136,3 +145,82 @@ def sys_eventfd2(k: VKernel, t: Thread, count: int, flags: int) -> int:
 def sys_eventfd(k: VKernel, t: Thread, count: int) -> int:
     """Implement eventfd(2): eventfd2 without flags."""
     return sys_eventfd2(k, t, count, 0)
+
+
+# -- timerfd ----------------------------------------------------------------------------------
+def sys_timerfd_create(k: VKernel, t: Thread, clockid: int, flags: int) -> int:
+    """Implement timerfd_create(2) on CLOCK_MONOTONIC, CLOCK_REALTIME or CLOCK_BOOTTIME."""
+    clockid, flags = s32(clockid), s32(flags)
+    if flags & ~(EP.TFD_CLOEXEC | EP.TFD_NONBLOCK) or clockid not in CLOCKS:
+        raise GuestError(E.EINVAL)
+    f = TimerFd(F.O_RDWR | flags & F.O_NONBLOCK, clockid, k.file_services())
+    return t.process.fds.install(f, bool(flags & EP.TFD_CLOEXEC))
+
+
+def _timerfd(t: Thread, fd: int) -> TimerFd:
+    f = t.process.fds.get(s32(fd))
+    if not isinstance(f, TimerFd):
+        raise GuestError(E.EINVAL)
+    return f
+
+
+def _itimerspec(t: Thread, addr: int) -> tuple[int, int]:
+    """(it_value, it_interval) of a struct itimerspec in ns (EINVAL when malformed)."""
+    isec, insec, vsec, vnsec = EP.ITIMERSPEC.unpack(t.process.vm.read(addr, EP.ITIMERSPEC.size))
+    for sec, nsec in ((isec, insec), (vsec, vnsec)):
+        if sec < 0 or not 0 <= nsec < 1_000_000_000:
+            raise GuestError(E.EINVAL)
+    return vsec * 1_000_000_000 + vnsec, isec * 1_000_000_000 + insec
+
+
+def _put_itimerspec(t: Thread, addr: int, value: int, interval: int) -> None:
+    t.process.vm.write(addr, EP.ITIMERSPEC.pack(interval // 10**9, interval % 10**9,
+                                                value // 10**9, value % 10**9))
+
+
+def sys_timerfd_settime(k: VKernel, t: Thread, fd: int, flags: int, new: int,
+                        old: int) -> int:
+    """Implement timerfd_settime(2): relative or TFD_TIMER_ABSTIME, periodic with an
+    interval; the old setting written to `old` (TFD_TIMER_CANCEL_ON_SET is accepted: the
+    virtual clock is never set)."""
+    flags = s32(flags)
+    if flags & ~(EP.TFD_TIMER_ABSTIME | EP.TFD_TIMER_CANCEL_ON_SET):
+        raise GuestError(E.EINVAL)
+    value, interval = _itimerspec(t, new)
+    f = _timerfd(t, fd)
+    if old:
+        t.process.vm.access_ok(old, EP.ITIMERSPEC.size)
+    ovalue, ointerval = f.settime(value, interval, bool(flags & EP.TFD_TIMER_ABSTIME))
+    if old:
+        _put_itimerspec(t, old, ovalue, ointerval)
+    return 0
+
+
+def sys_timerfd_gettime(k: VKernel, t: Thread, fd: int, cur: int) -> int:
+    """Implement timerfd_gettime(2): the time to the next expiry and the interval."""
+    value, interval = _timerfd(t, fd).gettime()
+    _put_itimerspec(t, cur, value, interval)
+    return 0
+
+
+# -- signalfd ---------------------------------------------------------------------------------
+def sys_signalfd4(k: VKernel, t: Thread, fd: int, mask: int, size: int, flags: int) -> int:
+    """Implement signalfd4(2): a new signalfd (fd -1) or a new mask for an existing one."""
+    flags = s32(flags)
+    if flags & ~(EP.SFD_CLOEXEC | EP.SFD_NONBLOCK):
+        raise GuestError(E.EINVAL)
+    sigs = sigset_arg(t, mask, size)
+    fd = s32(fd)
+    if fd == -1:
+        f = SignalFd(F.O_RDWR | flags & F.O_NONBLOCK, sigs, k.file_services())
+        return t.process.fds.install(f, bool(flags & EP.SFD_CLOEXEC))
+    f = t.process.fds.get(fd)
+    if not isinstance(f, SignalFd):
+        raise GuestError(E.EINVAL)
+    f.set_mask(sigs)
+    return fd
+
+
+def sys_signalfd(k: VKernel, t: Thread, fd: int, mask: int, size: int) -> int:
+    """Implement signalfd(2): signalfd4 without flags."""
+    return sys_signalfd4(k, t, fd, mask, size, 0)

@@ -9,7 +9,8 @@ from vkckpt.abi import errno as E
 from vkckpt.abi.mman import PROT_WRITE
 from vkckpt.engine.cpumodel import TSC_AUX
 from vkckpt.errors import GuestError
-from vkckpt.syscalls.args import deadline_at, put_timespec, s32, timespec_arg
+from vkckpt.signals.itimers import ITIMER_PROF, ITIMER_REAL, ITIMER_VIRTUAL
+from vkckpt.syscalls.args import deadline_at, put_timespec, s32, timespec_arg, u32
 from vkckpt.threads.wait import Block
 from vkckpt.vclock import EPOCH_NS, NS_PER_TICK
 
@@ -156,3 +157,53 @@ def sys_sysinfo(k: VKernel, t: Thread, info: int) -> int:
     t.process.vm.write(info, _SYSINFO.pack(uptime, 0, 0, 0, total, free, 0, 0, 0, 0, procs,
                                            0, 0, 1))
     return 0
+
+
+# -- interval timers --------------------------------------------------------------------------
+_ITIMERVAL = struct.Struct("<qqqq")  # struct itimerval: it_interval then it_value (timevals)
+
+
+def _which(which: int) -> int:
+    which = s32(which)
+    if which not in (ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF):
+        raise GuestError(E.EINVAL)
+    return which
+
+
+def _put_itimerval(t: Thread, addr: int, value: int, interval: int) -> None:
+    """Write (value, interval) ns as a struct itimerval (microseconds truncated)."""
+    t.process.vm.write(addr, _ITIMERVAL.pack(interval // 10**9, interval % 10**9 // 1000,
+                                             value // 10**9, value % 10**9 // 1000))
+
+
+def sys_getitimer(k: VKernel, t: Thread, which: int, value: int) -> int:
+    """Implement getitimer(2)."""
+    left, interval = t.process.itimers.get(_which(which))
+    _put_itimerval(t, value, left, interval)
+    return 0
+
+
+def sys_setitimer(k: VKernel, t: Thread, which: int, new: int, old: int) -> int:
+    """Implement setitimer(2): a NULL new value disarms, as Linux allows."""
+    which = _which(which)
+    value = interval = 0
+    if new:
+        isec, iusec, vsec, vusec = _ITIMERVAL.unpack(t.process.vm.read(new, _ITIMERVAL.size))
+        for sec, usec in ((isec, iusec), (vsec, vusec)):
+            if sec < 0 or not 0 <= usec < 1_000_000:
+                raise GuestError(E.EINVAL)
+        value, interval = vsec * 10**9 + vusec * 1000, isec * 10**9 + iusec * 1000
+    if old:
+        t.process.vm.access_ok(old, _ITIMERVAL.size)
+    oleft, ointerval = t.process.itimers.set(which, value, interval)
+    if old:
+        _put_itimerval(t, old, oleft, ointerval)
+    return 0
+
+
+def sys_alarm(k: VKernel, t: Thread, seconds: int) -> int:
+    """Implement alarm(2): ITIMER_REAL in whole seconds without a period; returns the
+    seconds left of the old one, rounded as alarm_setitimer (to nearest, at least 1)."""
+    left, _ = t.process.itimers.set(ITIMER_REAL, u32(seconds) * 10**9, 0)
+    sec, usec = left // 10**9, left % 10**9 // 1000
+    return sec + 1 if (not sec and usec) or usec >= 500_000 else sec

@@ -23,6 +23,7 @@ from vkckpt.syscalls import sys_poll as pl
 from vkckpt.syscalls import sys_proc as pr
 from vkckpt.syscalls import sys_signal as sg
 from vkckpt.syscalls import sys_time as tm
+from vkckpt.syscalls import sys_timer as ptm
 from vkckpt.syscalls import sys_xattr as xa
 
 
@@ -93,6 +94,13 @@ ENTRIES: list[Entry] = [
     Supported("epoll_pwait2", ev.sys_epoll_pwait2),
     Supported("eventfd", ev.sys_eventfd),
     Supported("eventfd2", ev.sys_eventfd2),
+    Partial("timerfd_create", ev.sys_timerfd_create, "CLOCK_MONOTONIC, CLOCK_REALTIME and "
+            "CLOCK_BOOTTIME (the *_ALARM clocks are EINVAL)"),
+    Partial("timerfd_settime", ev.sys_timerfd_settime, "TFD_TIMER_CANCEL_ON_SET never "
+            "cancels: the virtual clock is never set"),
+    Supported("timerfd_gettime", ev.sys_timerfd_gettime),
+    Supported("signalfd", ev.sys_signalfd),
+    Supported("signalfd4", ev.sys_signalfd4),
     Supported("open", fs.sys_open),
     Supported("openat", fs.sys_openat),
     Supported("creat", fs.sys_creat),
@@ -219,6 +227,17 @@ ENTRIES: list[Entry] = [
     Supported("gettimeofday", tm.sys_gettimeofday),
     Supported("time", tm.sys_time),
     Supported("nanosleep", tm.sys_nanosleep),
+    Supported("alarm", tm.sys_alarm),
+    Supported("getitimer", tm.sys_getitimer),
+    Partial("setitimer", tm.sys_setitimer, "ITIMER_VIRTUAL and ITIMER_PROF count the "
+            "process's blocks, checked when a slice ends; system calls take no CPU time"),
+    Partial("timer_create", ptm.sys_timer_create, "CLOCK_REALTIME, CLOCK_MONOTONIC and "
+            "CLOCK_BOOTTIME only (no CPU-time clocks): EINVAL for others"),
+    Supported("timer_settime", ptm.sys_timer_settime),
+    Supported("timer_gettime", ptm.sys_timer_gettime),
+    Partial("timer_getoverrun", ptm.sys_timer_getoverrun, "the overrun of the signal last "
+            "queued, counted up while it is pending"),
+    Supported("timer_delete", ptm.sys_timer_delete),
     Supported("clock_nanosleep", tm.sys_clock_nanosleep),
     Supported("getrandom", tm.sys_getrandom),
     Partial("times", tm.sys_times, "user time only"),

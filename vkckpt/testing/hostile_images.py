@@ -54,6 +54,11 @@ FIELD_CASES = [
     ("kernel", "inode_meta", [[2, 0, 0, False, []], [2, 1, 1, False, []]]),  # given twice
     ("pipe", "data", b"x" * (1 << 20)),
     ("file", "kind", "socket"),
+    ("file", "kind", "timerfd"),             # a timerfd without its clock and setting
+    ("process", "itimers", [[0, 5, 0, 1 << 40]]),  # a kernel timer seq never handed out
+    ("process", "itimers", [[7, 5, 0, 0]]),  # no such interval timer
+    ("process", "ptimers", {"next_id": 1, "timers": [[0, 1, 0, 10, 0, 0, 5, 0, 1 << 40, 0]]}),
+    ("process", "ptimers", {"next_id": 1, "timers": [[0, 99, 0, 10, 0, 0, 0, 0, 0, 0]]}),
     ("waitq", "tids", [1, 2, 3, 4, 5]),
     ("process", "comm", b"a name longer than fifteen bytes"),
 ]
