@@ -154,9 +154,13 @@ def cpu_exception(k: VKernel, t: Thread, stop: Stop) -> None:
     eng = t.process.engine
     if stop is Stop.FAULT:
         f = eng.fault
+        mapped = t.process.vm.file_fault(f.addr)  # None: no file page; False: past EOF
+        if mapped:
+            return  # the file has grown over the page, now mapped: the access runs again
         # PROT_NONE VMAs are not mapped in the engine, yet Linux reports them as ACCERR.
         code = S.SEGV_MAPERR if t.process.vm.vmas.find(f.addr) is None else S.SEGV_ACCERR
-        info = send.kernel_info(S.SIGSEGV, code, f.addr)
+        info = send.kernel_info(S.SIGSEGV, code, f.addr) if mapped is None else \
+            send.kernel_info(S.SIGBUS, S.BUS_ADRERR, f.addr)
     elif stop is Stop.ILLEGAL:
         info = send.kernel_info(S.SIGILL, S.ILL_ILLOPN, eng.reg("rip"))
     else:

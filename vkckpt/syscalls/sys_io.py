@@ -19,6 +19,7 @@ from vkckpt.syscalls.args import (
     s64,
     u32,
 )
+from vkckpt.syscalls.sys_mm import files_resized
 
 TYPE_CHECKING = False
 
@@ -303,6 +304,7 @@ def sys_ftruncate(k: VKernel, t: Thread, fd: int, length: int) -> int:
     if s64(length) < 0:
         raise GuestError(E.EINVAL)
     f.truncate(s64(length))
+    files_resized(k)
     return 0
 
 
