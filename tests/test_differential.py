@@ -32,6 +32,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "dynelf": ("work",),
     "epolls": ("work",),
     "eventfds": (),
+    "shmfile": ("work",),
 }
 ENV = {"HELLO_GREETING": "bonjour", "VKCKPT_TEST_A": "1"}
 

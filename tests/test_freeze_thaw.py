@@ -34,6 +34,7 @@ WORKLOADS = [
     Workload("dynelf", ("work",)),   # auxv and execve of itself (tests/test_dynelf.py: dynamic)
     Workload("epolls", ("work",)),   # epoll interest and ready lists, waits asleep
     Workload("eventfds"),            # eventfd counters, blocked reads/writes, select
+    Workload("shmfile", ("work",)),  # MAP_SHARED file pages shared by two processes, SIGBUS
 ]
 
 
