@@ -250,6 +250,7 @@ int main(int argc, char **argv)
     char path[512];
     snprintf(path, sizeof path, "%s/shm.dat", argc > 1 ? argv[1] : ".");
     basics(path);
+    CHECK(unlink(path) == 0, "unlink %s", path);
     anon_shared();
     printf(failures ? "shmfile FAILED (%d)\n" : "shmfile OK\n", failures);
     return failures != 0;
