@@ -18,6 +18,7 @@ from vkckpt.image import ImageReader, ImageWriter
 from vkckpt.rounds import memory_groups
 from vkckpt.testing.oracle import golden, run_until, thaw_in_process
 from vkckpt.testing.workload import Workload, make_root
+from vkckpt.vmspace import filemap
 from vkckpt.vmspace.filemap import FileBuffer
 from vkckpt.vmspace.vma import MAP_SHARED, PAGE
 from vkckpt.vmspace.vmspace import VmSpace
@@ -167,12 +168,12 @@ def test_engine_maps_only_pages_inside_the_file(tmp_path: Path) -> None:
     assert vm.file_mapped == {a: 2 * PAGE}
     vm.write(a + PAGE, b"hi")
     assert os.pread(fd, 8, PAGE) == b"h"  # the byte past EOF stays in the page only
-    assert vm.file_fault(a + 3 * PAGE) is False  # past EOF: SIGBUS
-    assert vm.file_fault(a + 8) is None  # mapped: not a file page fault
+    assert filemap.file_fault(vm, a + 3 * PAGE) is False  # past EOF: SIGBUS
+    assert filemap.file_fault(vm, a + 8) is None  # mapped: not a file page fault
     os.ftruncate(fd, 4 * PAGE)
-    assert vm.file_fault(a + 3 * PAGE) is True  # grown: mapped, the access runs again
+    assert filemap.file_fault(vm, a + 3 * PAGE) is True  # grown: mapped, the access runs again
     os.ftruncate(fd, PAGE)
-    vm.sync_files()
+    filemap.sync_files(vm)
     assert vm.file_mapped == {a: PAGE}
     with pytest.raises(GuestError):
         vm.engine.read(a + PAGE, 1)

@@ -7,6 +7,7 @@ from vkckpt.abi import fcntl as F
 from vkckpt.abi.mman import MS_ASYNC, MS_INVALIDATE, MS_SYNC
 from vkckpt.errors import GuestError
 from vkckpt.syscalls.args import s32, s64
+from vkckpt.vmspace import filemap
 from vkckpt.vmspace.filemap import FileBuffer
 from vkckpt.vmspace.vma import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PAGE, page_up
 
@@ -142,7 +143,7 @@ def sys_msync(k: VKernel, t: Thread, addr: int, length: int, flags: int) -> int:
     starts it; MS_INVALIDATE has nothing to drop (one page cache: mappings are coherent)."""
     if flags & ~(MS_ASYNC | MS_INVALIDATE | MS_SYNC) or flags & MS_ASYNC and flags & MS_SYNC:
         raise GuestError(E.EINVAL)
-    t.process.vm.msync(addr, length, flags)
+    filemap.msync(t.process.vm, addr, length, flags)
     return 0
 
 
@@ -151,4 +152,4 @@ def files_resized(k: VKernel) -> None:
     maps shared (the host would raise SIGBUS in the vkernel for them)."""
     for p in k.procs.values():
         if p.vm is not None and p.vm.file_mapped:
-            p.vm.sync_files()
+            filemap.sync_files(p.vm)

@@ -10,8 +10,7 @@ sees them.
 A host page past the end of the file raises SIGBUS in the *vkernel* when touched, so the
 engine maps only the part of a VMA inside the file (`mapped_len`); the rest faults like an
 unmapped page and the kernel turns that into the guest's SIGBUS, or maps it first when the
-file has grown since (VmSpace.file_fault).  A shrinking truncate unmaps at once
-(VmSpace.sync_files).
+file has grown since (file_fault).  A shrinking truncate unmaps at once (sync_files).
 """
 
 from __future__ import annotations
@@ -20,12 +19,15 @@ import ctypes
 import mmap
 import os
 
+from vkckpt.abi import errno as E
 from vkckpt.abi.mman import PAGE
+from vkckpt.errors import GuestError
 from vkckpt.vmspace.hostmem import _MAP_FAILED, HostBuffer, _libc
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.host.fds import HostFds
+    from vkckpt.vmspace.vmspace import VmSpace
 
 _libc.msync.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
@@ -99,3 +101,40 @@ class FileBuffer(HostBuffer):
             os.close(self.fd)
             self.fds.give()
             self.addr = 0
+
+
+def msync(vm: VmSpace, addr: int, length: int, host_flags: int) -> None:
+    """Implement msync(2) over a fully mapped range of vm: the host writes back the file
+    pages of shared file mappings in it (stores are already in the host page cache)."""
+    if addr % PAGE:
+        raise GuestError(E.EINVAL)
+    end = addr + (length + PAGE - 1) // PAGE * PAGE
+    if not vm.vmas.covered(addr, end):
+        raise GuestError(E.ENOMEM)
+    for v in vm.vmas.overlapping(addr, end):
+        if isinstance(v.buf, FileBuffer) and v.shared:
+            s = max(v.start, addr)
+            n = min(vm.file_mapped.get(v.start, 0) - (s - v.start), min(v.end, end) - s)
+            if n > 0:
+                v.buf.sync(v.off + s - v.start, n, host_flags)
+
+
+def file_fault(vm: VmSpace, addr: int) -> bool | None:
+    """A fault at addr in vm: None if no file mapping holds it unmapped, True once the page
+    (inside the file again since it was mapped) is mapped to retry, False for SIGBUS."""
+    v = vm.vmas.find(addr)
+    if v is None or v.buf.file_key is None or not v.prot:
+        return None
+    if addr - v.start < vm.file_mapped.get(v.start, 0):
+        return None  # mapped: a protection fault
+    vm.refresh(v)
+    return addr - v.start < vm.file_mapped.get(v.start, 0)
+
+
+def sync_files(vm: VmSpace) -> None:
+    """Bring vm's engine in step with the sizes of the files it maps (after a truncate:
+    pages now past EOF must leave the engine before anything touches them)."""
+    for v in vm.vmas:
+        if v.buf.file_key is not None and v.prot and \
+                v.buf.mapped_len(v.off, v.size) != vm.file_mapped.get(v.start, 0):
+            vm.refresh(v)

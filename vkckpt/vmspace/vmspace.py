@@ -9,7 +9,7 @@ from vkckpt.abi import errno as E
 from vkckpt.abi.mman import MADV_DONTNEED, TASK_SIZE
 from vkckpt.engine.engine import Engine
 from vkckpt.errors import GuestError
-from vkckpt.vmspace import arena
+from vkckpt.vmspace import arena, filemap
 from vkckpt.vmspace.account import MAX_MAP_COUNT, MemAccount, space_cost
 from vkckpt.vmspace.hostmem import HostBuffer
 from vkckpt.vmspace.vma import (
@@ -91,6 +91,11 @@ class VmSpace:
             size = self.file_mapped.pop(v.start, 0) if v.buf.file_key is not None else v.size
             if size:
                 self.engine.unmap(v.start, size)
+
+    def refresh(self, v: Vma) -> None:
+        """Map v in the engine again (a file VMA whose file has changed size)."""
+        self._unmap(v)
+        self._map(v)
 
     def _apply(self, old: list[Vma], new: list[Vma]) -> None:
         for v in old:
@@ -215,43 +220,6 @@ class VmSpace:
                 s, e = max(v.start, addr), min(v.end, end)
                 v.buf.zero(v.off + s - v.start, e - s)
 
-    def msync(self, addr: int, length: int, host_flags: int) -> None:
-        """Implement msync(2) over a fully mapped range: the host writes back the file pages
-        of shared file mappings in it (stores are already in the host page cache)."""
-        if addr % PAGE:
-            raise GuestError(E.EINVAL)
-        end = addr + page_up(length)
-        if not self.vmas.covered(addr, end):
-            raise GuestError(E.ENOMEM)
-        for v in self.vmas.overlapping(addr, end):
-            if v.buf.file_key is not None and v.shared:
-                s = max(v.start, addr)
-                n = min(self.file_mapped.get(v.start, 0) - (s - v.start), min(v.end, end) - s)
-                if n > 0:
-                    v.buf.sync(v.off + s - v.start, n, host_flags)
-
-    # -- shared file mappings ----------------------------------------------------------------
-    def file_fault(self, addr: int) -> bool | None:
-        """A fault at addr: None if no file mapping holds it, True once the page (inside the
-        file again since it was mapped) is mapped to retry, False for SIGBUS (past EOF)."""
-        v = self.vmas.find(addr)
-        if v is None or v.buf.file_key is None or not v.prot:
-            return None
-        if addr - v.start < self.file_mapped.get(v.start, 0):
-            return None  # mapped: a protection fault
-        self._unmap(v)
-        self._map(v)
-        return addr - v.start < self.file_mapped.get(v.start, 0)
-
-    def sync_files(self) -> None:
-        """Bring the engine in step with the sizes of the mapped files (after a truncate:
-        pages now past EOF must leave the engine before anything touches them)."""
-        for v in self.vmas:
-            if v.buf.file_key is not None and v.prot and \
-                    v.buf.mapped_len(v.off, v.size) != self.file_mapped.get(v.start, 0):
-                self._unmap(v)
-                self._map(v)
-
     # -- brk ---------------------------------------------------------------------------------
     def set_brk_start(self, addr: int) -> None:
         """Place the program break just above the loaded image (done by exec)."""
@@ -309,7 +277,7 @@ class VmSpace:
     def _files_grew(self) -> bool:
         """A copy faulted: map file pages the files have grown over since (True if any)."""
         before = sum(self.file_mapped.values())
-        self.sync_files()
+        filemap.sync_files(self)
         return sum(self.file_mapped.values()) > before
 
     def write(self, addr: int, data: bytes) -> None:
