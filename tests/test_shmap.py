@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.snapshot import write_image
 from vkckpt.engine.engine import Engine
@@ -110,6 +111,39 @@ def test_read_only_thaw_maps_copy_on_write(base: Path, gold) -> None:
         p.vm.write(v.start, b"\x99" * 16)
         assert p.vm.read(v.start, 16) == b"\x99" * 16
         assert (root / "work" / "shm.dat").read_bytes() == data
+    finally:
+        k2.shutdown()
+
+
+def test_incremental_images_never_hold_file_pages(base: Path, gold) -> None:
+    """Stores into the shared file page between two freezes of a chain: the incremental
+    image holds the filemap record again and no page of it; the chain thaws identically."""
+    for at in gold.points[len(gold.points) // 5:]:
+        root = make_root(base, [WL.name])
+        k, _, _ = run_until(WL, root, at)
+        if len(k.procs) == 2:
+            break
+        k.shutdown()
+    chain = ImageChain()
+    write_image(k, str(root / "a.img"), chain=chain)
+    p = next(p for p in k.procs.values() if any(v.buf.file_key for v in p.vm.vmas))
+    v = next(v for v in p.vm.vmas if v.buf.file_key)
+    data = p.vm.read(v.start + 1024, 64)
+    p.vm.write(v.start + 1024, b"\x01" * 64)  # a written file page, as the guest would
+    p.vm.write(v.start + 1024, data)           # ... and put back: the run goes on as it was
+    assert k.run(until_ticks=k.sched.ticks + 3000) is None
+    write_image(k, str(root / "b.img"), chain=chain, incremental=True)
+    k.shutdown()
+    recs = _records(root / "b.img")
+    bid = next(f for t, _, _, f in recs if t == "filemap")["bid"]
+    assert ImageReader(root / "b.img").header.flags & 1
+    assert not any(t in ("pages", "zero_pages") and f["buf"] == bid for t, _, _, f in recs)
+    after: list[bytes] = []
+    k2 = thaw_in_process(root / "b.img", after, root)
+    try:
+        assert k2.run() == gold.status
+        assert k2.sched.ticks == gold.ticks
+        assert gold.output.endswith(b"".join(after)) and b"shmfile OK" in b"".join(after)
     finally:
         k2.shutdown()
 
