@@ -40,6 +40,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "signalfds": (),
     "itimers": (),
     "ptimers": (),
+    "shmfile": ("work",),
 }
 ENV = {"HELLO_GREETING": "bonjour", "VKCKPT_TEST_A": "1"}
 

@@ -41,6 +41,7 @@ WORKLOADS = [
     Workload("signalfds"),           # signalfd masks, reads asleep until a signal arrives
     Workload("itimers"),             # ITIMER_REAL armed, CPU timers counting, alarm + pause
     Workload("ptimers"),             # POSIX timers armed, overruns counted while pending
+    Workload("shmfile", ("work",)),  # MAP_SHARED file pages shared by two processes, SIGBUS
 ]
 
 

@@ -410,7 +410,8 @@ def test_images_read_with_the_documented_format(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "work").mkdir(parents=True)
     workloads = [("files", ["/work"], 3000), ("forkpipe", [], 5000), ("signals", [], 3000),
-                 ("pthreads", [], 300_000), ("reclocks", ["/work"], 2000)]
+                 ("pthreads", [], 300_000), ("reclocks", ["/work"], 2000),
+                 ("shmfile", ["/work"], 5000)]
     images: list[Path] = []
     for name, args, every in workloads:
         shutil.copy2(guest_path(name), root / name)

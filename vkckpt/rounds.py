@@ -62,7 +62,8 @@ class Parked(Record):
 def memory_groups(threads: Sequence[Thread]) -> list[list[Thread]]:
     """Partition threads into memory groups, each in the given order, groups in the order of
     their first thread: threads of one process, and processes mapping a common MAP_SHARED
-    host buffer, are in one group (only they can see each other's stores)."""
+    host buffer or the same file MAP_SHARED, are in one group (only they can see each
+    other's stores)."""
     root: dict[int, int] = {}  # pid -> a pid of its group (union-find)
 
     def find(pid: int) -> int:
@@ -71,15 +72,16 @@ def memory_groups(threads: Sequence[Thread]) -> list[list[Thread]]:
             pid = root[pid]
         return pid
 
-    owner: dict[int, int] = {}  # shared buffer id -> a pid mapping it
+    owner: dict[object, int] = {}  # shared buffer id or mapped file -> a pid mapping it
     for t in threads:
         p = t.process
         if p.pid in root:
             continue
         root[p.pid] = p.pid
         for v in p.vm.vmas:
-            if v.flags & MAP_SHARED and v.buf.refs > 1:
-                other = owner.setdefault(v.buf.bid, p.pid)
+            if v.flags & MAP_SHARED and (v.buf.refs > 1 or v.buf.file_key is not None):
+                key = v.buf.bid if v.buf.file_key is None else v.buf.file_key
+                other = owner.setdefault(key, p.pid)
                 root[find(p.pid)] = find(other)
     groups: dict[int, list[Thread]] = {}
     for t in threads:

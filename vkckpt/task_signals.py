@@ -12,6 +12,7 @@ from vkckpt.errors import GuestError
 from vkckpt.signals import frame as FR
 from vkckpt.signals.actions import SigAction
 from vkckpt.signals.pending import SigInfo
+from vkckpt.vmspace import filemap
 
 TYPE_CHECKING = False
 
@@ -154,9 +155,13 @@ def cpu_exception(k: VKernel, t: Thread, stop: Stop) -> None:
     eng = t.process.engine
     if stop is Stop.FAULT:
         f = eng.fault
+        mapped = filemap.file_fault(t.process.vm, f.addr)  # None: no file page; False: past EOF
+        if mapped:
+            return  # the file has grown over the page, now mapped: the access runs again
         # PROT_NONE VMAs are not mapped in the engine, yet Linux reports them as ACCERR.
         code = S.SEGV_MAPERR if t.process.vm.vmas.find(f.addr) is None else S.SEGV_ACCERR
-        info = send.kernel_info(S.SIGSEGV, code, f.addr)
+        info = send.kernel_info(S.SIGSEGV, code, f.addr) if mapped is None else \
+            send.kernel_info(S.SIGBUS, S.BUS_ADRERR, f.addr)
     elif stop is Stop.ILLEGAL:
         info = send.kernel_info(S.SIGILL, S.ILL_ILLOPN, eng.reg("rip"))
     else:

@@ -19,12 +19,12 @@ from vkckpt.ckpt import pages as PG
 from vkckpt.ckpt.chain import DigestCheck, ImageChain, load_chain
 from vkckpt.ckpt.lay_pages import Laid, lay_pages
 from vkckpt.ckpt.schema import RECORD_VERSIONS
-from vkckpt.errors import ConfigError, ImageError
+from vkckpt.errors import ConfigError, GuestError, ImageError
 from vkckpt.fs import lock_state
 from vkckpt.fs.binds import BindSpec
 from vkckpt.fs.fifo import FifoEnd, all_queues
 from vkckpt.fs.files import HostFile
-from vkckpt.fs.state import link_files, load_file, load_pipes
+from vkckpt.fs.state import link_files, load_file, load_pipes, reopen_mapped
 from vkckpt.image import ImageReader
 from vkckpt.kernel import VKernel
 from vkckpt.record import Comparable
@@ -33,8 +33,9 @@ from vkckpt.syscalls.table import ON_EINTR, TABLE
 from vkckpt.task_signals import send_to_process
 from vkckpt.threads.state import load_thread
 from vkckpt.threads.wait import WaitQueue
+from vkckpt.vmspace.filemap import FileBuffer
 from vkckpt.vmspace.hostmem import HostBuffer
-from vkckpt.vmspace.state import check_memory, covered_pages, load_buffers
+from vkckpt.vmspace.state import check_filemap, check_memory, covered_pages, load_buffers
 
 __all__ = ["ThawOptions", "add_after_load", "load_chain", "thaw"]  # load_chain: chain.py
 
@@ -173,7 +174,8 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
     kr = _one(recs, "kernel")
     cfg = kernel_state.config(kr, root, stdout=opts.stdout, stderr=opts.stderr,
                               stdin=opts.stdin, trace_syscalls=opts.trace_syscalls)
-    check_memory(recs.get("vmspace", []), recs.get("buffer", []), cfg.memory_limit)
+    check_memory(recs.get("vmspace", []), recs.get("buffer", []) + recs.get("filemap", []),
+                 cfg.memory_limit)
     if not os.path.isdir(cfg.root):
         raise ImageError(f"guest root {cfg.root} does not exist; pass --root")
     k = VKernel(cfg, TABLE, ON_EINTR)
@@ -186,6 +188,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
         raise ImageError(str(exc)) from None
     kernel_state.load(k, kr, final.header.vkernel_id)
     bufs = load_buffers(recs.get("buffer", []), k.ids.next_bid)
+    _filemaps(k, recs.get("filemap", []), bufs, opts)
     pipes = load_pipes(recs.get("pipe", []), k.mem, k.poll_q)
     files = _files(k, recs.get("file", []), pipes, opts)
     queues: dict[tuple, WaitQueue] = {}
@@ -210,6 +213,23 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
     sched_state.load_queues(k.sched, kr, k.threads)
     sched_state.check_events(k.sched)
     return k
+
+
+def _filemaps(k: VKernel, rows: list[dict], bufs: dict[int, HostBuffer],
+              opts: ThawOptions) -> None:
+    """The buffers of shared file mappings, into bufs: each file (unchanged since the
+    freeze) mapped again from the guest root; copy-on-write in a read-only thaw."""
+    for d in rows:
+        check_filemap(d, bufs, k.ids.next_bid)
+        fd = reopen_mapped(d["path"], d["writable"], d.get("fingerprint"), k.root,
+                           opts.read_only, opts.allow_changed_files)
+        try:
+            bufs[d["bid"]] = FileBuffer(fd, d["size"], d["file_off"], d["path"],
+                                        d["writable"], d["bid"], k.host_fds, opts.read_only)
+        except (OSError, GuestError) as exc:
+            raise ImageError(f"{d['path']}: cannot map it again ({exc})") from None
+        finally:
+            os.close(fd)
 
 
 def _files(k: VKernel, rows: list[dict], pipes: dict, opts: ThawOptions) -> dict:

@@ -17,14 +17,20 @@ from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.errors import ImageError
 from vkckpt.fs import lock_state
-from vkckpt.fs.state import save_file, save_pipe
+from vkckpt.fs.state import fingerprint, save_file, save_pipe
 from vkckpt.host import fs as hostfs
 from vkckpt.image import ImageWriter
 from vkckpt.process_state import in_scope
 from vkckpt.record import Comparable
 from vkckpt.threads.state import save_thread
 from vkckpt.vmspace.hostmem import materialise_all
-from vkckpt.vmspace.state import covered_pages, save_buffer, save_vmspace
+from vkckpt.vmspace.state import (
+    covered_pages,
+    file_buffers,
+    save_buffer,
+    save_filemap,
+    save_vmspace,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -136,8 +142,8 @@ def _write(k: VKernel, w: ImageWriter, procs: list[Process], scope: list[int] | 
            overrides: dict[int, int], progress: Callable[[int, int], None] | None,
            dir_fd: int) -> tuple[int, int, dict]:
     """Every record of the image, in the order restore.py reads them: meta, kernel,
-    buffers, pipes and files, processes with their vmspaces, threads, wait queues, locks,
-    pages.
+    buffers, file mappings, pipes and files, processes with their vmspaces, threads, wait
+    queues, locks, pages.
     base: the parent's page bases.  Returns (pages written, zero pages, the page bases of
     the chain's new newest image)."""
     live = [p for p in procs if not p.zombie]
@@ -152,6 +158,8 @@ def _write(k: VKernel, w: ImageWriter, procs: list[Process], scope: list[int] | 
     cover = covered_pages(bufs, [p.vm for p in live])
     for bid in sorted(bufs):
         w.add("buffer", save_buffer(bufs[bid]))
+    for _bid, fb in sorted(file_buffers([p.vm for p in live]).items()):
+        w.add("filemap", {**save_filemap(fb), "fingerprint": fingerprint(fb.fd)})
     fids = _save_files(w, live)
     for p in procs:
         w.add("process", process_state.save(p, fids, scope))

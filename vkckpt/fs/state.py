@@ -291,6 +291,24 @@ def _reopen(d: dict, ctx: _Loading) -> OpenFile:
     return f
 
 
+def reopen_mapped(path: str, writable: bool, want: object, root: GuestRoot, read_only: bool,
+                  allow_changed: bool) -> int:
+    """A host descriptor of the guest-root file a shared file mapping maps (for writing when
+    it was open for writing and the thaw may write), refused as FileChanged when it is no
+    longer a regular file or differs from fingerprint `want` (the caller closes it)."""
+    flags = F.O_RDWR if writable else F.O_RDONLY
+    fd, _ = _open_as_recorded({"path": path, "kind": "host", "flags": flags}, root, read_only)
+    if not isinstance(want, dict) or not {"size", "sha256"} <= set(want):
+        os.close(fd)
+        raise ImageError(f"file mapping of {path}: malformed fingerprint")
+    fp = fingerprint(fd)
+    if not allow_changed and _changed(want, fd, fp):
+        os.close(fd)
+        raise FileChanged(f"{path}: changed since the freeze (size {want['size']} -> "
+                          f"{fp['size']}); pass --allow-changed-files to thaw anyway")
+    return fd
+
+
 #: How each file kind is loaded (the mirror of _SAVE_KIND): a new kind adds one row.
 _LOAD_KIND: dict[str, Callable[[dict, _Loading], OpenFile]] = {
     "console": _load_console, "pipe": _load_pipe_end, "host": _reopen, "dir": _reopen,

@@ -58,6 +58,7 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("spawn", ("/hello",), quantum=QUANTUM),  # posix_spawn (CLONE_VFORK), vfork
     Workload("files", ("work",), quantum=QUANTUM),  # descriptors, offsets, directories
     Workload("mmaps", ("work",), quantum=QUANTUM),  # VMAs split/protected, SIGSEGV, brk
+    Workload("shmfile", ("work",), quantum=QUANTUM),  # MAP_SHARED file pages, SIGBUS past EOF
     Workload("signals", quantum=QUANTUM),         # handlers, masks, sigaltstack, FP state
     Workload("segfault", quantum=37),             # dies of SIGSEGV after the thaw
     Workload("ckpt_signals", ("4",), quantum=QUANTUM),  # SIGCKPT/SIGTHAW handlers
@@ -145,8 +146,9 @@ QUICK = Profile("quick", points=["pthreads", "mutex_bench", "forkpipe", "execer"
                 chain=3, ckpt_self=("self",))
 FULL = Profile("full", points=[n for n in WORKLOADS if n != "ckpt_signals"],
                iterated=["pthreads", "mutex_bench", "forkpipe", "files", "mmaps", "signals",
-                         "spawner"],
-               chained=["pthreads", "compute", "forkpipe", "mmaps", "demo", "memtouch"],
+                         "spawner", "shmfile"],
+               chained=["pthreads", "compute", "forkpipe", "mmaps", "demo", "memtouch",
+                        "shmfile"],
                npoints=8, iters=4,
                chain=6)
 

@@ -16,6 +16,7 @@ from vkckpt.fs.sandbox import Resolved
 from vkckpt.syscalls import procpaths
 from vkckpt.syscalls.args import path_arg, s32, s64
 from vkckpt.syscalls.fifo_open import open_fifo
+from vkckpt.syscalls.sys_mm import files_resized
 
 TYPE_CHECKING = False
 
@@ -93,6 +94,7 @@ def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: in
     f = HostFile(fd, flags & _OPEN_PASS, r.guest, k.inodes, k.host_fds)
     if not existed or flags & F.O_TRUNC:
         f.touched()
+        files_resized(k)
     return _install(t, f, cloexec)
 
 
@@ -387,6 +389,7 @@ def sys_truncate(k: VKernel, t: Thread, path: int, length: int) -> int:
         raise GuestError(E.EINVAL)  # not a regular file to guests
     host_call(os.truncate, r.host, s64(length))
     k.inodes.touch(host_call(os.lstat, r.host), r.guest)
+    files_resized(k)
     return 0
 
 

@@ -20,6 +20,7 @@ from vkckpt.syscalls.args import (
     s64,
     u32,
 )
+from vkckpt.syscalls.sys_mm import files_resized
 
 TYPE_CHECKING = False
 
@@ -294,6 +295,7 @@ def sys_ftruncate(k: VKernel, t: Thread, fd: int, length: int) -> int:
     if s64(length) < 0:
         raise GuestError(E.EINVAL)
     f.truncate(s64(length))
+    files_resized(k)
     return 0
 
 

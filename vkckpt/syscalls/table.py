@@ -160,12 +160,13 @@ ENTRIES: list[Entry] = [
     Partial("lremovexattr", xa.sys_lremovexattr, "as getxattr"),
     Partial("fremovexattr", xa.sys_fremovexattr, "as getxattr"),
     # -- memory
-    Partial("mmap", mm.sys_mmap, "files map as private copies; writable MAP_SHARED files refused"),
+    Partial("mmap", mm.sys_mmap, "MAP_PRIVATE file maps are copies taken at mmap time"),
     Supported("munmap", mm.sys_munmap),
     Supported("mprotect", mm.sys_mprotect),
     Supported("brk", mm.sys_brk),
     Partial("madvise", mm.sys_madvise, "MADV_DONTNEED zeroes; other advice ignored"),
-    Partial("mremap", mm.sys_mremap, "moves by copying; no MREMAP_FIXED"),
+    Partial("mremap", mm.sys_mremap, "moves private memory by copying; no MREMAP_FIXED"),
+    Supported("msync", mm.sys_msync),
     # -- processes and threads
     Supported("getpid", pr.sys_getpid),
     Supported("getppid", pr.sys_getppid),

@@ -203,6 +203,24 @@ def _big_vma(recs: Recs, size: int, limit: int | None = None) -> Recs:
     return out
 
 
+def _filemap(recs: Recs, path: str, fp: dict, **fields: object) -> Recs:
+    """recs with a shared mapping of the root's file at path (fingerprint fp) in process 1,
+    its filemap record's fields then set from `fields`."""
+    out = copy.deepcopy(recs)
+    kr = next(r for r in out if r[0] == "kernel")[3]
+    bid = kr["next_bid"]
+    kr["next_bid"] += 1
+    d = {"bid": bid, "size": 4096, "path": path, "file_off": 0, "writable": False,
+         "fingerprint": fp, **fields}
+    at = next(i for i, r in enumerate(out) if r[0] == "buffer")
+    out.insert(at, ["filemap", 1, True, d])
+    size = d["size"] if isinstance(d["size"], int) and d["size"] > 0 else 4096
+    vm = next(r for r in out if r[0] == "vmspace")[3]
+    vm["vmas"].append([0x100000000000, 0x100000000000 + (size + 4095) // 4096 * 4096, 1,
+                       0x01, path, bid, 0, path, 0])
+    return out
+
+
 def build(seed: Path, root: Path, work: Path) -> list[Crafted]:
     """Every crafted image, written into work (seed: a valid image of a guest in root)."""
     recs = load_records(seed)
@@ -250,6 +268,14 @@ def build(seed: Path, root: Path, work: Path) -> list[Crafted]:
     pr = next(r for r in recs if r[0] == "process")[3]
     fds = pr["fds"]
     add("duplicate-fd", set_field(recs, "process", "fds", fds + [fds[0]]), why="twice")
+    add("filemap-size-unaligned", _filemap(recs, guest, fp, size=4095), why="size")
+    add("filemap-huge", _filemap(recs, guest, fp, size=1 << 44), why="memory limit")
+    add("filemap-offset-unaligned", _filemap(recs, guest, fp, file_off=100), why="offset")
+    add("filemap-relative", _filemap(recs, prog.name, fp), why="path")
+    add("filemap-nul-path", _filemap(recs, guest + "\0x", fp), why="path")
+    add("filemap-changed", _filemap(recs, guest, {**fp, "size": fp["size"] + 1}),
+        why="changed")
+    add("filemap-missing", _filemap(recs, "/no-such-file", fp), why="reopen")
     add("cwd-relative", set_field(recs, "process", "cwd", "work"), why="cwd")
     add("cwd-nul", set_field(recs, "process", "cwd", "/wo\0rk"), why="cwd")
     add("exe-relative", set_field(recs, "process", "exe", "forkpipe"), why="exe")

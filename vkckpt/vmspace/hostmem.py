@@ -36,6 +36,9 @@ class HostBuffer:
     vmspaces may share one buffer (MAP_SHARED across fork); `refs` counts the users.
     """
 
+    file_key: tuple[int, int] | None = None  # a file's host identity (filemap.FileBuffer)
+    writable = True  # the backing may be mapped writable
+
     def __init__(self, size: int, bid: int = 0) -> None:
         addr = _libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE,
                           mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE, -1, 0)

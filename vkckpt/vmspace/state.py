@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vkckpt.errors import ImageError
+from vkckpt.vmspace.filemap import FileBuffer
 from vkckpt.vmspace.hostmem import HostBuffer
 from vkckpt.vmspace.vma import PAGE, Vma
 from vkckpt.vmspace.vmspace import USER_TOP, VmSpace
@@ -11,14 +12,19 @@ from vkckpt.vmspace.vmspace import USER_TOP, VmSpace
 TRANSIENT = {"engine": "rebuilt at thaw", "alloc_bid": "the kernel's id allocator",
              "mem": "the vkernel's memory account: its limit is in the kernel record",
              "charged": "recomputed from the VMAs", "max_map_count": "a setting",
-             "region_work": "a per-slice counter, 0 at a scheduling point"}
+             "region_work": "a per-slice counter, 0 at a scheduling point",
+             "file_mapped": "follows from the VMAs and the sizes of the mapped files"}
 
 VMSPACE_VERSION = 1
 BUFFER_VERSION = 1
+FILEMAP_VERSION = 1
 #: The type/range tables ckpt/schema.py checks (VMA rows: load_vmspace and check_memory).
 VMSPACE_SCHEMA = {"pid": "u32", "brk": "u64", "brk_start": "u64"}
 BUFFER_SCHEMA = {"bid": "u64", "size": "u64"}
+FILEMAP_SCHEMA = {"bid": "u64", "size": "u64", "path": "str", "file_off": "u64",
+                  "writable": "bool"}
 RECORDS = {"buffer": (BUFFER_VERSION, BUFFER_SCHEMA),
+           "filemap": (FILEMAP_VERSION, FILEMAP_SCHEMA),
            "vmspace": (VMSPACE_VERSION, VMSPACE_SCHEMA)}
 
 
@@ -32,6 +38,32 @@ def save_vmspace(vm: VmSpace) -> dict:
 def save_buffer(buf: HostBuffer) -> dict:
     """A host buffer: its id and size (its pages are separate records)."""
     return {"bid": buf.bid, "size": buf.size}
+
+
+def file_buffers(vmspaces: list[VmSpace]) -> dict[int, FileBuffer]:
+    """The file buffers (shared file mappings) the VMAs use, by buffer id."""
+    return {v.buf.bid: v.buf for vm in vmspaces for v in vm.vmas
+            if isinstance(v.buf, FileBuffer)}
+
+
+def save_filemap(buf: FileBuffer) -> dict:
+    """A shared file mapping's buffer: the file and range it maps, never its pages (they
+    are the file's: thaw maps the file again)."""
+    return {"bid": buf.bid, "size": buf.size, "path": buf.path, "file_off": buf.file_off,
+            "writable": buf.writable}
+
+
+def check_filemap(d: dict, bufs: dict[int, HostBuffer], next_bid: int) -> None:
+    """Refuse a filemap record whose id, size, offset or path is impossible."""
+    bid, size, off, path = d["bid"], d["size"], d["file_off"], d["path"]
+    if bid in bufs or not isinstance(bid, int) or not 0 < bid < next_bid:
+        raise ImageError(f"buffer id {bid!r} is duplicated or out of range")
+    if not isinstance(size, int) or size <= 0 or size % PAGE or size > USER_TOP:
+        raise ImageError(f"file mapping {bid} has an impossible size {size!r}")
+    if not isinstance(off, int) or off < 0 or off % PAGE or off + size > 1 << 63:
+        raise ImageError(f"file mapping {bid} has an impossible file offset {off!r}")
+    if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
+        raise ImageError(f"file mapping {bid}: {path!r} is not an absolute guest path")
 
 
 def load_buffers(rows: list[dict], next_bid: int) -> dict[int, HostBuffer]:
@@ -76,10 +108,13 @@ def check_memory(vmspaces: list[dict], buffers: list[dict], limit: int) -> None:
 
 def covered_pages(bufs: dict[int, HostBuffer], vmspaces: list[VmSpace]) -> dict[int, list[tuple[
         int, int]]]:
-    """For each buffer id, the sorted, merged page ranges that VMAs map (what images keep)."""
+    """For each buffer id, the sorted, merged page ranges that VMAs map (what images keep);
+    shared file mappings' buffers are not among them."""
     spans: dict[int, list[tuple[int, int]]] = {}
     for vm in vmspaces:
         for v in vm.vmas:
+            if v.buf.file_key is not None:
+                continue  # a file's pages: the file holds them, not the image
             bufs.setdefault(v.buf.bid, v.buf)
             spans.setdefault(v.buf.bid, []).append((v.off // PAGE, (v.off + v.size) // PAGE))
     merged: dict[int, list[tuple[int, int]]] = {}

@@ -9,7 +9,7 @@ from vkckpt.abi import errno as E
 from vkckpt.abi.mman import MADV_DONTNEED, TASK_SIZE
 from vkckpt.engine.engine import Engine
 from vkckpt.errors import GuestError
-from vkckpt.vmspace import arena
+from vkckpt.vmspace import arena, filemap
 from vkckpt.vmspace.account import MAX_MAP_COUNT, MemAccount, space_cost
 from vkckpt.vmspace.hostmem import HostBuffer
 from vkckpt.vmspace.vma import (
@@ -35,6 +35,8 @@ class VmSpace:
 
     Invariant: every VMA with prot != 0 is mapped in the engine at its host address;
     PROT_NONE VMAs are not mapped at all, so any access faults like an unmapped page.
+    Invariant: of a VMA on a file's pages (filemap.FileBuffer) only the leading
+    `file_mapped[start]` bytes, those on pages inside the file, are mapped in the engine.
     Invariant: `charged` (held in `mem`, the vkernel's account) is space_cost() of the
     VMAs; an operation that would take the account past its limit, or the VMA count past
     max_map_count, fails with ENOMEM before it changes anything.
@@ -52,6 +54,7 @@ class VmSpace:
         self.region_work = 0  # engine region work of the running time slice (kernel.py)
         self.brk_start = 0
         self.brk = 0
+        self.file_mapped: dict[int, int] = {}  # file VMA start -> bytes mapped in the engine
         self._settle()  # the engine's own cost; callers check room first (fits_new)
 
     # -- accounting --------------------------------------------------------------------------
@@ -72,7 +75,12 @@ class VmSpace:
     # -- engine mirroring --------------------------------------------------------------------
     def _map(self, v: Vma) -> None:
         if v.prot:
-            self.engine.map_host(v.start, v.size, v.prot, v.host_addr(v.start))
+            size = v.size
+            if v.buf.file_key is not None:
+                size = self.file_mapped[v.start] = v.buf.mapped_len(v.off, v.size)
+                if not size:
+                    return
+            self.engine.map_host(v.start, size, v.prot, v.host_addr(v.start))
             # Unicorn's cost of one more region grows with the square of those there; this
             # guest-determined estimate (one unit ~ 0.6 ms here) ends the slice in time.
             n = len(self.vmas)
@@ -80,7 +88,14 @@ class VmSpace:
 
     def _unmap(self, v: Vma) -> None:
         if v.prot:
-            self.engine.unmap(v.start, v.size)
+            size = self.file_mapped.pop(v.start, 0) if v.buf.file_key is not None else v.size
+            if size:
+                self.engine.unmap(v.start, size)
+
+    def refresh(self, v: Vma) -> None:
+        """Map v in the engine again (a file VMA whose file has changed size)."""
+        self._unmap(v)
+        self._map(v)
 
     def _apply(self, old: list[Vma], new: list[Vma]) -> None:
         for v in old:
@@ -101,7 +116,7 @@ class VmSpace:
         new = [v for v in after if not any(v is w for w in before)]
         if len(gone) == len(new) and all(
                 (a.start, a.end, a.buf, a.off) == (b.start, b.end, b.buf, b.off) and a.prot and
-                b.prot for a, b in zip(gone, new, strict=True)):
+                b.prot and a.buf.file_key is None for a, b in zip(gone, new, strict=True)):
             for v in new:
                 self.engine.protect(v.start, v.size, v.prot)
         else:
@@ -114,8 +129,10 @@ class VmSpace:
 
     # -- mmap family -------------------------------------------------------------------------
     def mmap(self, addr: int, length: int, prot: int, flags: int, name: str = "",
-             data: bytes = b"", path: str = "", file_off: int = 0) -> int:
-        """Implement mmap(2) for anonymous memory and private file copies (data)."""
+             data: bytes = b"", path: str = "", file_off: int = 0,
+             backing: Callable[[int, int], HostBuffer] | None = None) -> int:
+        """Implement mmap(2) for anonymous memory, private file copies (data) and shared
+        file mappings (backing(size, bid): the file's pages, filemap.FileBuffer)."""
         if length <= 0 or addr % PAGE or length > USER_TOP:
             raise GuestError(E.EINVAL)
         if not flags & (MAP_PRIVATE | MAP_SHARED):
@@ -138,7 +155,9 @@ class VmSpace:
         self.check_room(size - replaced, 1 + kept - len(old))
         if fixed:
             self.unmap_range(addr, size)
-        if not data and not name and flags & MAP_ANONYMOUS and not flags & MAP_SHARED and \
+        if backing is not None:
+            buf, off = backing(size, self.alloc_bid()), 0
+        elif not data and not name and flags & MAP_ANONYMOUS and not flags & MAP_SHARED and \
                 size <= arena.MAX_IN_ARENA:
             buf, off = arena.place(self.vmas, addr, size, self.alloc_bid)
         else:
@@ -181,6 +200,8 @@ class VmSpace:
         old, kept = self.vmas.edges(addr, end)
         if all(v.prot == prot & 7 for v in old):
             return  # nothing changes: no split, no engine remap
+        if prot & 2 and any(v.shared and not v.buf.writable for v in old):
+            raise GuestError(E.EACCES, "the mapped file is not open for writing")
         self.check_room(0, kept)
         self._remap(addr, end, lambda: self.vmas.carve(addr, end,
                                                        lambda v: v.replace(prot=prot & 7)))
@@ -246,7 +267,18 @@ class VmSpace:
     # -- memory access -----------------------------------------------------------------------
     def read(self, addr: int, size: int) -> bytes:
         """Copy guest memory (EFAULT if any byte is unmapped)."""
-        return self.engine.read(addr, size)
+        try:
+            return self.engine.read(addr, size)
+        except GuestError:
+            if not self._files_grew():
+                raise
+            return self.engine.read(addr, size)
+
+    def _files_grew(self) -> bool:
+        """A copy faulted: map file pages the files have grown over since (True if any)."""
+        before = sum(self.file_mapped.values())
+        filemap.sync_files(self)
+        return sum(self.file_mapped.values()) > before
 
     def write(self, addr: int, data: bytes) -> None:
         """Copy into guest memory as the kernel's copy_to_user does: EFAULT unless every byte
@@ -257,7 +289,12 @@ class VmSpace:
             if data:
                 raise GuestError(E.EFAULT, f"write {len(data)} bytes at {addr:#x}")
             return
-        self.engine.write(addr, data)
+        try:
+            self.engine.write(addr, data)
+        except GuestError:
+            if not self._files_grew():
+                raise
+            self.engine.write(addr, data)
 
     def _writable(self, start: int, end: int) -> bool:
         return self.vmas.covered(start, end) and all(
@@ -342,6 +379,7 @@ class VmSpace:
         """Drop every mapping (exit or exec) and give back what they and the engine cost;
         the engine itself is closed by the owner."""
         self.vmas.clear()
+        self.file_mapped.clear()
         self.mem.uncharge(self.charged)
         self.charged = 0
 
