@@ -29,6 +29,7 @@ from vkckpt.errors import GuestError, VkError
 from vkckpt.fs.inodes import InodeTable
 from vkckpt.fs.ops import FileServices
 from vkckpt.fs.sandbox import GuestRoot
+from vkckpt.fs.unix_ns import UnixNamespace
 from vkckpt.host.fds import HostFds
 from vkckpt.ids import Ids
 from vkckpt.sched import NS_PER_TICK, Scheduler
@@ -70,6 +71,7 @@ class VKernel:
         self.on_eintr = on_eintr
         self.root = GuestRoot(config.root)
         self.inodes = InodeTable(self.now_ns)
+        self.unix = UnixNamespace(self.root, self.inodes)  # AF_UNIX names (fs/unix_ns.py)
         self.sched = Scheduler(config.quantum)
         self.futexes = FutexTable()
         self.poll_q = WaitQueue(("poll",))  # readiness events: pipes notify it, polls sleep on it

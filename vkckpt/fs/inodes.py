@@ -25,6 +25,7 @@ class InodeTable:
         self.clock = clock            # virtual monotonic ns (the kernel's now_ns)
         self.next_ino = 2             # 1 is never used, like most file systems
         self.entries: dict[tuple[int, int], list] = {}  # key -> [vino, mtime_ns|None, path]
+        self.sockets: set[tuple[int, int]] = set()  # AF_UNIX placeholders (unix_ns.py)
 
     def _entry(self, st: os.stat_result, guest_path: str) -> list:
         key = (st.st_dev, st.st_ino)
@@ -45,6 +46,11 @@ class InodeTable:
         """A guest set the file's time (utimensat): ns since the epoch, or None for now."""
         self._entry(st, guest_path)[1] = EPOCH_NS + self.clock() if ns is None else ns
 
+    def mark_socket(self, st: os.stat_result, guest_path: str) -> None:
+        """The host file st is an AF_UNIX socket inode's placeholder: it stats as S_IFSOCK."""
+        self._entry(st, guest_path)
+        self.sockets.add((st.st_dev, st.st_ino))
+
     def stat_bytes(self, st: os.stat_result, guest_path: str) -> bytes:
         """struct stat as the guest sees it (size, mode, link count are the host's)."""
         vino, mtime, _ = self._entry(st, guest_path)
@@ -55,7 +61,10 @@ class InodeTable:
             blocks = (st.st_size + 4095) // 4096 * 8
         else:
             blocks = 8 if st_mod.S_ISDIR(st.st_mode) else 0
-        return pack_stat(VIRTUAL_DEV, vino, st.st_mode, st.st_nlink, 0, 0, 0, st.st_size,
+        mode = st.st_mode
+        if (st.st_dev, st.st_ino) in self.sockets:
+            mode, blocks = st_mod.S_IFSOCK | st_mod.S_IMODE(mode), 0
+        return pack_stat(VIRTUAL_DEV, vino, mode, st.st_nlink, 0, 0, 0, st.st_size,
                          4096, blocks, t, t, t)
 
     def save(self, resolve: Callable[[str], str | None]) -> list[list]:

@@ -50,6 +50,7 @@ class OpenFile:
     seekable = False
     discards = False
     pollable = False  # Linux's file_can_poll: epoll_ctl refuses others with EPERM
+    sigpipe = True    # whether a write failing with EPIPE sends the writer SIGPIPE
 
     def __init__(self, flags: int) -> None:
         self.flags = flags
@@ -122,6 +123,10 @@ class OpenFile:
         raise GuestError(E.ENOTDIR)
 
     def ioctl(self, req: int) -> int:
+        raise GuestError(E.ENOTTY)
+
+    def fionread(self) -> int:
+        """ioctl FIONREAD: bytes ready to read (ENOTTY for files that do not say)."""
         raise GuestError(E.ENOTTY)
 
     def map_source(self) -> OpenFile:
