@@ -34,6 +34,9 @@ WORKLOADS = [
     Workload("dynelf", ("work",)),   # auxv and execve of itself (tests/test_dynelf.py: dynamic)
     Workload("epolls", ("work",)),   # epoll interest and ready lists, waits asleep
     Workload("eventfds"),            # eventfd counters, blocked reads/writes, select
+    Workload("unixpair"),            # socketpairs across fork, SCM_RIGHTS, shutdown, EPIPE
+    Workload("unixserver", ("work",)),  # listeners, accept queues, an epoll accept loop
+    Workload("unixdgram", ("work",)),   # datagram queues with sender names, seqpacket
 ]
 
 

@@ -29,6 +29,7 @@ TRANSIENT = {
     "ids": "saved as next_pid/next_pipe/next_bid",
     "sched": "saved as ticks/idle_ns/timer_seq/runq/timers/quantum (sched_state.py)",
     "futexes": "rebuilt from the waitq records", "procs": "process records",
+    "unix": "the unixns and socket records (fs/unix_state.py)",
     "poll_q": "its sleepers are in the waitq records",
     "threads": "thread records", "current": "None at a scheduling point",
     "resched": "False at a scheduling point", "deferred": "empty at a scheduling point",

@@ -47,9 +47,21 @@ class InodeTable:
         self._entry(st, guest_path)[1] = EPOCH_NS + self.clock() if ns is None else ns
 
     def mark_socket(self, st: os.stat_result, guest_path: str) -> None:
-        """The host file st is an AF_UNIX socket inode's placeholder: it stats as S_IFSOCK."""
-        self._entry(st, guest_path)
+        """The host file st, just created at guest_path, is an AF_UNIX socket inode's
+        placeholder: it stats as S_IFSOCK.  An entry the host's reused inode number left
+        (a file since deleted) is replaced: this is a new file."""
+        key = (st.st_dev, st.st_ino)
+        ent = self.entries.get(key)
+        if ent is None or ent[2] != guest_path:
+            self.entries[key] = [self.next_ino, None, guest_path]
+            self.next_ino += 1
         self.sockets.add((st.st_dev, st.st_ino))
+
+    def unlinked(self, st: os.stat_result) -> None:
+        """The host file st (lstat before the unlink) lost a name: its last one gone, it is
+        no socket inode any more (the host may reuse its inode number)."""
+        if st.st_nlink <= 1:
+            self.sockets.discard((st.st_dev, st.st_ino))
 
     def stat_bytes(self, st: os.stat_result, guest_path: str) -> bytes:
         """struct stat as the guest sees it (size, mode, link count are the host's)."""

@@ -77,11 +77,32 @@ class UnixNamespace:
         self.paths[(st.st_dev, st.st_ino)] = sock
         sock.addr, sock.path = name, r.guest
 
+    def _lstat(self, guest: str) -> os.stat_result | None:
+        try:
+            return os.lstat(self.root.resolve(guest, "/", follow=False).host)
+        except (OSError, GuestError):
+            return None
+
+    def inode_paths(self) -> list[str]:
+        """The guest paths of socket inodes still found where they were made (saved)."""
+        out = []
+        for key in self.inodes.sockets:
+            ent = self.inodes.entries.get(key)
+            st = self._lstat(ent[2]) if ent else None
+            if st is not None and (st.st_dev, st.st_ino) == key:
+                out.append(ent[2])
+        return sorted(out)
+
+    def mark_inode(self, guest: str) -> None:
+        """A thawed socket inode: the file at guest path stats as a socket again."""
+        st = self._lstat(guest)
+        if st is not None:
+            self.inodes.mark_socket(st, guest)
+
     def adopt_path(self, sock: UnixSocket, guest: str) -> None:
         """A thawed endpoint bound at guest path: reachable again if its inode is there."""
-        host = self.root.resolve(guest, "/", follow=False).host
-        st = os.lstat(host)
-        if (st.st_dev, st.st_ino) in self.inodes.sockets:
+        st = self._lstat(guest)
+        if st is not None and (st.st_dev, st.st_ino) in self.inodes.sockets:
             self.paths[(st.st_dev, st.st_ino)] = sock
 
     def lookup_path(self, r: Resolved) -> UnixSocket:

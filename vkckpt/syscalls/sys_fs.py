@@ -187,7 +187,9 @@ def sys_unlinkat(k: VKernel, t: Thread, dirfd: int, path: int, flags: int) -> in
     else:
         if os.path.isdir(r.host) and not os.path.islink(r.host):
             raise GuestError(E.EISDIR)
+        st = host_call(os.lstat, r.host)
         host_call(os.unlink, r.host)
+        k.inodes.unlinked(st)
     return 0
 
 
