@@ -10,13 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.snapshot import write_image
+from vkckpt.errors import ImageError
 from vkckpt.config import KernelConfig, ProcessSpec
 from vkckpt.fs import unix_state
 from vkckpt.fs.unix import UnixSocket
 from vkckpt.guests import build
 from vkckpt.kernel import VKernel
 from vkckpt.runner import boot
+from vkckpt.testing.hostile_images import SOCKET_FIELD_CASES, load_records, set_field, \
+    write_records
 from vkckpt.testing.oracle import golden, run_until, thaw_in_process
 from vkckpt.testing.workload import Workload
 
@@ -114,4 +118,43 @@ def test_every_socket_field_is_saved_or_transient(tmp_path: Path) -> None:
     for f in vars(socks[0]):
         name = {"recvq": "msgs"}.get(f, f)
         assert name in saved or f in unix_state.TRANSIENT, f"UnixSocket.{f} is not saved"
+    k.shutdown()
+
+
+@pytest.fixture(scope="module")
+def socket_seed(tmp_path_factory) -> tuple[Path, Path, list]:
+    """An image of unixpair frozen with files in flight (sockets, messages, fds)."""
+    base = tmp_path_factory.mktemp("sockseed")
+    wl = Workload("unixpair")
+    at = _points_where(wl, _root(base, "unixpair", 0), _fds_in_flight)[0]
+    root = _root(base, "unixpair", 1)
+    k, _, _ = run_until(wl, root, at)
+    path = base / "seed.img"
+    write_image(k, str(path))
+    k.shutdown()
+    return path, root, load_records(path)
+
+
+@pytest.mark.parametrize(("kind", "field", "value"), SOCKET_FIELD_CASES,
+                         ids=[f"{c[0]}.{c[1]}-{i}" for i, c in enumerate(SOCKET_FIELD_CASES)])
+def test_malicious_socket_field_is_refused(socket_seed, tmp_path: Path, kind: str,
+                                           field: str, value: object) -> None:
+    src, root, recs = socket_seed
+    i = next(n for n, r in enumerate(recs) if r[0] == kind and
+             (kind != "socket" or r[3]["msgs"]))  # a socket with a queue
+    bad = write_records(tmp_path / "bad.img", src, set_field(recs, kind, field, value,
+                                                             index=sum(r[0] == kind for r in
+                                                                       recs[:i])))
+    with pytest.raises(ImageError):
+        k = thaw(str(bad), ThawOptions(root=str(root), stdout=lambda b: None,
+                                       deliver_sigthaw=False))
+        k.shutdown()
+
+
+def test_unmutated_socket_seed_thaws(socket_seed) -> None:
+    """The control: the seed itself thaws (so the refusals above are the mutations')."""
+    src, root, _ = socket_seed
+    k = thaw(str(src), ThawOptions(root=str(root), stdout=lambda b: None,
+                                   deliver_sigthaw=False))
+    assert _fds_in_flight(k)
     k.shutdown()
