@@ -5,7 +5,7 @@ half of a connection waits in the listener's accept queue before any descriptor 
 it.  Data moves as messages on the receiver's queue; each charges its sender's write budget
 (`wmem`, against SO_SNDBUF) until it is consumed, and keeps the files an SCM_RIGHTS message
 carries open.  Streams read across message boundaries, datagram and seqpacket sockets one
-message at a time (af_unix_dgram.py, af_unix_stream.py hold the two read/write paths).
+message at a time (unix_io.py holds both read/write paths).
 Threads sleep on the readiness queue `poll_q`, which every change notifies, after the
 endpoint's own `event_q` (epoll's watchers).
 """
