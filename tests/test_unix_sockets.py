@@ -12,15 +12,14 @@ import pytest
 
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.snapshot import write_image
-from vkckpt.errors import ImageError
 from vkckpt.config import KernelConfig, ProcessSpec
+from vkckpt.errors import ImageError
 from vkckpt.fs import unix_state
 from vkckpt.fs.unix import UnixSocket
 from vkckpt.guests import build
 from vkckpt.kernel import VKernel
 from vkckpt.runner import boot
-from vkckpt.testing.hostile_images import SOCKET_FIELD_CASES, load_records, set_field, \
-    write_records
+from vkckpt.testing.hostile_images import SOCKET_FIELD_CASES, load_records, set_field, write_records
 from vkckpt.testing.oracle import golden, run_until, thaw_in_process
 from vkckpt.testing.workload import Workload
 
