@@ -83,7 +83,8 @@ def stream_send(sock: UnixSocket, data: bytes, out: Outgoing) -> int:
 
 def stream_recv(sock: UnixSocket, n: int, flags: int, nonblock: bool) -> Received:
     """Read up to n bytes across messages (at least n with MSG_WAITALL, unless the stream
-    ends); stops after a message carrying files, and between messages of different
+    ends, or the writer's budget is full: then what is queued, short, rather than wait on
+    each other); stops after a message carrying files, and between messages of different
     credentials when SO_PASSCRED is on."""
     if sock.state != CONNECTED:
         raise GuestError(E.EINVAL)
@@ -95,8 +96,10 @@ def stream_recv(sock: UnixSocket, n: int, flags: int, nonblock: bool) -> Receive
             return Received(b"", [], None, None, 0, 0)
         raise _wait(sock, nonblock)
     short = sum(len(m.data) for m in sock.recvq) < n
-    if flags & S.MSG_WAITALL and short and not (nonblock or sock.err or
-                                                sock.shutdown & S.RCV_SHUTDOWN):
+    writer = sock.peer
+    can_grow = writer is not None and not writer.dead and writer.room() > 0
+    if flags & S.MSG_WAITALL and short and can_grow and not (
+            nonblock or sock.err or sock.shutdown & S.RCV_SHUTDOWN):
         raise Block(sock.poll_q)  # nothing taken yet: the re-run reads it all at once
     peek = bool(flags & S.MSG_PEEK)
     chunks: list[bytes] = []
