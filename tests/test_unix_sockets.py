@@ -157,3 +157,24 @@ def test_unmutated_socket_seed_thaws(socket_seed) -> None:
                                    deliver_sigthaw=False))
     assert _fds_in_flight(k)
     k.shutdown()
+
+
+def _thaw_refused(src: Path, root: Path, recs: list, tmp_path: Path) -> None:
+    bad = write_records(tmp_path / "bad.img", src, recs)
+    with pytest.raises(ImageError):
+        k = thaw(str(bad), ThawOptions(root=str(root), stdout=lambda b: None,
+                                       deliver_sigthaw=False))
+        k.shutdown()
+
+
+def test_socket_file_naming_no_endpoint_is_refused(socket_seed, tmp_path: Path) -> None:
+    src, root, recs = socket_seed
+    i = next(n for n, r in enumerate(recs) if r[0] == "file" and r[3]["kind"] == "unix")
+    bad = set_field(recs, "file", "sock", 999999,
+                    index=sum(r[0] == "file" for r in recs[:i]))
+    _thaw_refused(src, root, bad, tmp_path)
+
+
+def test_sockets_without_a_name_space_are_refused(socket_seed, tmp_path: Path) -> None:
+    src, root, recs = socket_seed
+    _thaw_refused(src, root, [r for r in recs if r[0] != "unixns"], tmp_path)
