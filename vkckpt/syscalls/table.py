@@ -122,7 +122,8 @@ ENTRIES: list[Entry] = [
     Supported("fchdir", fs.sys_fchdir),
     Partial("statfs", fs.sys_statfs, "fixed, plausible numbers"),
     # -- sockets (AF_UNIX)
-    Partial("socket", so.sys_socket, "AF_UNIX only; other families EAFNOSUPPORT"),
+    Partial("socket", so.sys_socket, "AF_UNIX only; other families EAFNOSUPPORT; write(2) on "
+            "a socket passes its creator's credentials (SO_PASSCRED), sendmsg the caller's"),
     Partial("socketpair", so.sys_socketpair, "AF_UNIX only"),
     Partial("bind", so.sys_bind, "AF_UNIX: a path makes a placeholder file that stats as a "
             "socket (readdir says DT_REG); autobind names count up from 00000"),
