@@ -42,6 +42,9 @@ WORKLOADS = [
     Workload("itimers"),             # ITIMER_REAL armed, CPU timers counting, alarm + pause
     Workload("ptimers"),             # POSIX timers armed, overruns counted while pending
     Workload("shmfile", ("work",)),  # MAP_SHARED file pages shared by two processes, SIGBUS
+    Workload("unixpair"),            # socketpairs across fork, SCM_RIGHTS, shutdown, EPIPE
+    Workload("unixserver", ("work",)),  # listeners, accept queues, an epoll accept loop
+    Workload("unixdgram", ("work",)),   # datagram queues with sender names, seqpacket
 ]
 
 

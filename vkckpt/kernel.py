@@ -33,6 +33,7 @@ from vkckpt.fs.ops import FileServices
 from vkckpt.fs.procfs import ProcView
 from vkckpt.fs.sandbox import GuestRoot
 from vkckpt.fs.signalfd import SignalFdHub
+from vkckpt.fs.unix_ns import UnixNamespace
 from vkckpt.host.fds import HostFds
 from vkckpt.ids import Ids
 from vkckpt.sched import NS_PER_TICK, Scheduler
@@ -74,6 +75,7 @@ class VKernel:
         self.on_eintr = on_eintr
         self.root = GuestRoot(config.root)
         self.inodes = InodeTable(self.now_ns)
+        self.unix = UnixNamespace(self.root, self.inodes)  # AF_UNIX names (fs/unix_ns.py)
         self.sched = Scheduler(config.quantum)
         self.futexes = FutexTable()
         self.locks = LockTable()  # file locks of every process (fcntl, flock)

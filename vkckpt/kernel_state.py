@@ -30,6 +30,7 @@ TRANSIENT = {
     "sched": "saved as ticks/idle_ns/timer_seq/runq/timers/quantum (sched_state.py)",
     "futexes": "rebuilt from the waitq records",
     "locks": "the locks record (fs/lock_state.py)", "procs": "process records",
+    "unix": "the unixns and socket records (fs/unix_state.py)",
     "poll_q": "its sleepers are in the waitq records",
     "sigfds": "recounted as the signalfd file records load; its queue has watchers only",
     "threads": "thread records", "current": "None at a scheduling point",

@@ -20,7 +20,7 @@ from vkckpt.ckpt.chain import DigestCheck, ImageChain, load_chain
 from vkckpt.ckpt.lay_pages import Laid, lay_pages
 from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.errors import ConfigError, GuestError, ImageError
-from vkckpt.fs import lock_state
+from vkckpt.fs import lock_state, unix_state
 from vkckpt.fs.binds import BindSpec
 from vkckpt.fs.fifo import FifoEnd, all_queues
 from vkckpt.fs.files import HostFile
@@ -190,7 +190,14 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
     bufs = load_buffers(recs.get("buffer", []), k.ids.next_bid)
     _filemaps(k, recs.get("filemap", []), bufs, opts)
     pipes = load_pipes(recs.get("pipe", []), k.mem, k.poll_q)
-    files = _files(k, recs.get("file", []), pipes, opts)
+    sock_rows = recs.get("socket", [])
+    socks = unix_state.load_sockets(sock_rows, k.poll_q)
+    files = _files(k, recs.get("file", []), pipes, opts, socks)
+    unix_state.link_messages(socks, sock_rows, files)
+    ns_rows = recs.get("unixns", [])
+    if len(ns_rows) > 1 or (sock_rows and not ns_rows):
+        raise ImageError("an image with sockets holds exactly one unixns record")
+    unix_state.load_ns(k.unix, ns_rows[0] if ns_rows else None, sock_rows, socks)
     queues: dict[tuple, WaitQueue] = {}
     vms = {d["pid"]: d for d in recs.get("vmspace", [])}
     for d in recs.get("process", []):
@@ -232,14 +239,16 @@ def _filemaps(k: VKernel, rows: list[dict], bufs: dict[int, HostBuffer],
             os.close(fd)
 
 
-def _files(k: VKernel, rows: list[dict], pipes: dict, opts: ThawOptions) -> dict:
+def _files(k: VKernel, rows: list[dict], pipes: dict, opts: ThawOptions,
+           socks: dict) -> dict:
     """Open file descriptions by saved id (guest-root files reopened by path)."""
     files = {}
     for d in rows:
         if d["id"] in files:
             raise ImageError(f"file id {d['id']!r} is duplicated")
         files[d["id"]] = load_file(d, k.root, pipes, opts.allow_changed_files, k.inodes,
-                                   opts.read_only, svc=k.file_services())
+                                   opts.read_only, svc=k.file_services(), socks=socks,
+                                   ns=k.unix)
     k.host_fds.adopt(sum(isinstance(f, (HostFile, FifoEnd)) for f in files.values()))
     link_files(files, rows)
     return files

@@ -16,7 +16,7 @@ from vkckpt.ckpt import pages as PG
 from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.errors import ImageError
-from vkckpt.fs import lock_state
+from vkckpt.fs import lock_state, unix_state
 from vkckpt.fs.state import fingerprint, save_file, save_pipe
 from vkckpt.host import fs as hostfs
 from vkckpt.image import ImageWriter
@@ -160,7 +160,7 @@ def _write(k: VKernel, w: ImageWriter, procs: list[Process], scope: list[int] | 
         w.add("buffer", save_buffer(bufs[bid]))
     for _bid, fb in sorted(file_buffers([p.vm for p in live]).items()):
         w.add("filemap", {**save_filemap(fb), "fingerprint": fingerprint(fb.fd)})
-    fids = _save_files(w, live)
+    fids = _save_files(w, k, live)
     for p in procs:
         w.add("process", process_state.save(p, fids, scope))
         if not p.zombie:
@@ -182,19 +182,31 @@ def _write(k: VKernel, w: ImageWriter, procs: list[Process], scope: list[int] | 
     return _save_pages(w, bufs, cover, base, parent is not None, progress)
 
 
-def _save_files(w: ImageWriter, live: list[Process]) -> dict[int, int]:
+def _save_files(w: ImageWriter, k: VKernel, live: list[Process]) -> dict[int, int]:
+    """Every open file description the live processes hold, then those in flight in their
+    sockets' queues (SCM_RIGHTS), with the pipes and sockets they use."""
     fids: dict[int, int] = {}
-    pipes = {}
     files = []
     for p in live:
         for _, (f, _) in sorted(p.fds.fds.items()):
             if id(f) not in fids:
                 fids[id(f)] = len(fids) + 1
                 files.append(f)
-                if f.kind in ("pipe", "fifo"):
-                    pipes[f.pipe.id] = f.pipe
+    i = 0
+    while i < len(files):
+        for g in unix_state.carried(files[i]):
+            if id(g) not in fids:
+                fids[id(g)] = len(fids) + 1
+                files.append(g)
+        i += 1
+    pipes = {f.pipe.id: f.pipe for f in files if f.kind in ("pipe", "fifo")}
     for pid_ in sorted(pipes):
         w.add("pipe", save_pipe(pipes[pid_]))
+    socks = unix_state.sockets_of(files)
+    if socks or k.unix.next_id > 1:  # written only when there are sockets: see vkckpt-image(5)
+        w.add("unixns", unix_state.save_ns(k.unix))
+    for s in socks:
+        w.add("socket", unix_state.save_socket(s, k.unix, fids))
     for f in files:
         w.add("file", save_file(f, fids[id(f)], fids))
     return fids

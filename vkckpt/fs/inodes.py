@@ -36,6 +36,7 @@ class InodeTable:
         self.entries: dict[tuple[int, int], list] = {}  # key -> [vino, mtime_ns|None, path]
         self.meta: dict[int, InodeMeta] = {}  # vino -> what is kept beyond the host's
         self.fifos: dict[int, Fifo] = {}  # vino -> its fifo.Fifo while in use (transient)
+        self.sockets: set[tuple[int, int]] = set()  # AF_UNIX placeholders (unix_ns.py)
 
     def _entry(self, st: os.stat_result, guest_path: str) -> list:
         key = (st.st_dev, st.st_ino)
@@ -95,6 +96,22 @@ class InodeTable:
         ent = self.entries.get((st.st_dev, st.st_ino))
         if ent is not None:
             ent[2] = guest_path
+    def mark_socket(self, st: os.stat_result, guest_path: str) -> None:
+        """The host file st, just created at guest_path, is an AF_UNIX socket inode's
+        placeholder: it stats as S_IFSOCK.  An entry the host's reused inode number left
+        (a file since deleted) is replaced: this is a new file."""
+        key = (st.st_dev, st.st_ino)
+        ent = self.entries.get(key)
+        if ent is None or ent[2] != guest_path:
+            self.entries[key] = [self.next_ino, None, guest_path]
+            self.next_ino += 1
+        self.sockets.add((st.st_dev, st.st_ino))
+
+    def unlinked(self, st: os.stat_result) -> None:
+        """The host file st (lstat before the unlink) lost a name: its last one gone, it is
+        no socket inode any more (the host may reuse its inode number)."""
+        if st.st_nlink <= 1:
+            self.sockets.discard((st.st_dev, st.st_ino))
 
     def stat_bytes(self, st: os.stat_result, guest_path: str) -> bytes:
         """struct stat as the guest sees it (size, mode, link count are the host's; owner
@@ -111,6 +128,8 @@ class InodeTable:
         else:
             blocks = 8 if st_mod.S_ISDIR(mode) else 0
             size = 0 if st_mod.S_ISFIFO(mode) else size
+        if (st.st_dev, st.st_ino) in self.sockets:
+            mode, blocks = st_mod.S_IFSOCK | st_mod.S_IMODE(mode), 0
         return pack_stat(VIRTUAL_DEV, vino, mode, st.st_nlink, uid, gid, 0, size,
                          4096, blocks, t, t, t)
 

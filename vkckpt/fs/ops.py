@@ -59,6 +59,7 @@ class OpenFile:
     seekable = False
     discards = False
     pollable = False  # Linux's file_can_poll: epoll_ctl refuses others with EPERM
+    sigpipe = True    # whether a write failing with EPIPE sends the writer SIGPIPE
 
     def __init__(self, flags: int) -> None:
         self.flags = flags
@@ -141,6 +142,9 @@ class OpenFile:
         """What /proc/PID/fd/N reads as (readlink): a guest path, or Linux's name for a file
         with none ("pipe:[N]", "anon_inode:[eventpoll]")."""
         return f"anon_inode:[{self.kind}]"
+    def fionread(self) -> int:
+        """ioctl FIONREAD: bytes ready to read (ENOTTY for files that do not say)."""
+        raise GuestError(E.ENOTTY)
 
     def map_source(self) -> OpenFile:
         """The file mmap(2) copies pages from: itself when it can (ENODEV otherwise)."""

@@ -14,7 +14,7 @@ import stat
 
 from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError, ImageError
-from vkckpt.fs import event_state, proc_state
+from vkckpt.fs import event_state, proc_state, unix_state
 from vkckpt.fs.fdtable import FdTable
 from vkckpt.fs.fifo import FifoEnd, fifo_of
 from vkckpt.fs.files import (
@@ -28,6 +28,7 @@ from vkckpt.fs.files import (
     OpenFile,
 )
 from vkckpt.fs.pipe import CAPACITY, Pipe, PipeEnd
+from vkckpt.fs.unix_file import SocketFile
 
 TYPE_CHECKING = False
 
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 
     from vkckpt.fs.inodes import InodeTable
     from vkckpt.fs.sandbox import GuestRoot
+    from vkckpt.fs.unix import UnixSocket
+    from vkckpt.fs.unix_ns import UnixNamespace
     from vkckpt.threads.wait import WaitQueue
     from vkckpt.vmspace.account import MemAccount
 
@@ -45,9 +48,10 @@ FILE_VERSION = 1
 PIPE_SCHEMA = {"id": "u64", "data": "bytes"}
 FILE_SCHEMA = {"id": "u64", "kind": "str", "flags": "u32", "stream": "u32", "pipe": "u64",
                "path": "str", "offset": "i64", **event_state.SCHEMA,
-               **proc_state.SCHEMA}
+               **proc_state.SCHEMA, **unix_state.FILE_FIELDS}
 FDTABLE_SCHEMA = [("u32", "u64", "u32")]  # a process record's descriptors
-RECORDS = {"pipe": (PIPE_VERSION, PIPE_SCHEMA), "file": (FILE_VERSION, FILE_SCHEMA)}
+RECORDS = {"pipe": (PIPE_VERSION, PIPE_SCHEMA), "file": (FILE_VERSION, FILE_SCHEMA),
+           **unix_state.RECORDS}
 
 HASH_LIMIT = 1 << 20
 _DEVICE_KINDS = {"null": DevNull, "zero": DevZero, "random": DevRandom}
@@ -154,7 +158,8 @@ def _save_fifo_end(f: FifoEnd, d: dict) -> None:
 _SAVE_KIND = {"host": _save_host, "dir": _save_dir, "console": _save_console,
               "pipe": _save_pipe_end, "fifo": _save_fifo_end, "eventfd": event_state.save_eventfd,
               "proc": proc_state.save_proc, "procdir": proc_state.save_procdir,
-              "timerfd": event_state.save_timerfd, "signalfd": event_state.save_signalfd}
+              "timerfd": event_state.save_timerfd, "signalfd": event_state.save_signalfd,
+              "unix": unix_state.save_file}
 #: Kinds whose saved form names other files, by their saved ids.
 _SAVE_LINKS = {"epoll": event_state.save_epoll}
 
@@ -204,23 +209,28 @@ class _Loading:
     """What loading one file description may use: the root, the pipes already loaded, the
     thaw's options and the services the vkernel gives its files."""
 
-    __slots__ = ("root", "pipes", "allow_changed", "inodes", "read_only", "svc")
+    __slots__ = ("root", "pipes", "allow_changed", "inodes", "read_only", "svc", "socks", "ns")
 
     def __init__(self, root: GuestRoot, pipes: dict[int, Pipe], allow_changed: bool,
-                 inodes: InodeTable, read_only: bool, svc: FileServices) -> None:
+                 inodes: InodeTable, read_only: bool, svc: FileServices,
+                 socks: dict[int, UnixSocket], ns: UnixNamespace | None) -> None:
         self.root, self.pipes, self.allow_changed = root, pipes, allow_changed
         self.inodes, self.read_only, self.svc = inodes, read_only, svc
+        self.socks, self.ns = socks, ns
 
 
 def load_file(d: dict, root: GuestRoot, pipes: dict[int, Pipe], allow_changed: bool,
               inodes: InodeTable, read_only: bool = False, *,
-              svc: FileServices) -> OpenFile:
+              svc: FileServices, socks: dict[int, UnixSocket] | None = None,
+              ns: UnixNamespace | None = None) -> OpenFile:
     """Recreate an open file description (reopening guest-root files by path, for reading
-    only when read_only); svc is what the vkernel gives the files it makes."""
+    only when read_only); svc is what the vkernel gives the files it makes, socks the
+    thawed AF_UNIX endpoints by id and ns their name space."""
     load = _LOAD_KIND.get(d["kind"])
     if load is None:
         raise ImageError(f"unknown open file kind {d['kind']!r}")
-    return load(d, _Loading(root, pipes, allow_changed, inodes, read_only, svc))
+    return load(d, _Loading(root, pipes, allow_changed, inodes, read_only, svc, socks or {},
+                            ns))
 
 
 def _load_console(d: dict, ctx: _Loading) -> OpenFile:
@@ -261,6 +271,11 @@ def _load_fifo_end(d: dict, ctx: _Loading) -> OpenFile:
         raise ImageError(f"{path}: FIFO ends on two pipes")
     fifo.pipe = pipe
     return FifoEnd(fifo, d["flags"], fd, path, ctx.inodes, ctx.svc.host_fds)
+def _load_socket(d: dict, ctx: _Loading) -> OpenFile:
+    sock = ctx.socks.get(d.get("sock", 0))
+    if sock is None or ctx.ns is None or "cred" not in d:
+        raise ImageError(f"file {d['id']!r} refers to an unknown socket")
+    return SocketFile(sock, d["flags"], ctx.ns, tuple(d["cred"]))
 
 
 def _reopen(d: dict, ctx: _Loading) -> OpenFile:
@@ -320,6 +335,7 @@ _LOAD_KIND: dict[str, Callable[[dict, _Loading], OpenFile]] = {
     "procdir": lambda d, ctx: proc_state.load_procdir(d),
     "timerfd": lambda d, ctx: event_state.load_timerfd(d, ctx.svc),
     "signalfd": lambda d, ctx: event_state.load_signalfd(d, ctx.svc),
+    "unix": _load_socket,
 }
 
 

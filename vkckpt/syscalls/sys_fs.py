@@ -231,6 +231,7 @@ def sys_unlinkat(k: VKernel, t: Thread, dirfd: int, path: int, flags: int) -> in
         host_call(os.unlink, r.host)
         if st.st_nlink == 1:  # the host may give its inode number to the next new file
             k.inodes.forget_meta(st)
+        k.inodes.unlinked(st)
     return 0
 
 

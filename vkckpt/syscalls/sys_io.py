@@ -100,7 +100,7 @@ def _write_from(k: VKernel, t: Thread, f: OpenFile, segs: list[tuple[int, int]],
     try:
         return f.write(data) if off is None else f.pwrite(data, off)
     except GuestError as exc:
-        if exc.errno == E.EPIPE:
+        if exc.errno == E.EPIPE and f.sigpipe:
             task_signals.send_to_thread(k, t, kernel_info(S.SIGPIPE))
         raise
 
@@ -241,6 +241,10 @@ def sys_fcntl(k: VKernel, t: Thread, fd: int, cmd: int, arg: int) -> int:
 
 def sys_ioctl(k: VKernel, t: Thread, fd: int, req: int, arg: int) -> int:
     f = t.process.fds.get(s32(fd))
+    if req & 0xFFFFFFFF == F.FIONREAD:
+        n = f.fionread()
+        t.process.vm.write(arg, struct.pack("<i", n))
+        return 0
     if req & 0xFFFFFFFF == F.FIONBIO:
         f.set_nonblocking(bool(struct.unpack("<i", t.process.vm.read(arg, 4))[0]))
         return 0

@@ -22,6 +22,9 @@ from vkckpt.syscalls import sys_mm as mm
 from vkckpt.syscalls import sys_poll as pl
 from vkckpt.syscalls import sys_proc as pr
 from vkckpt.syscalls import sys_signal as sg
+from vkckpt.syscalls import sys_socket as so
+from vkckpt.syscalls import sys_sockmsg as sm
+from vkckpt.syscalls import sys_sockopt as sp
 from vkckpt.syscalls import sys_time as tm
 from vkckpt.syscalls import sys_timer as ptm
 from vkckpt.syscalls import sys_xattr as xa
@@ -73,7 +76,8 @@ ENTRIES: list[Entry] = [
     Supported("flock", lk.sys_flock),
     Partial("sendfile", cp.sys_sendfile, "from regular files only (EINVAL otherwise)"),
     Supported("copy_file_range", cp.sys_copy_file_range),
-    Partial("ioctl", io.sys_ioctl, "FIONBIO; everything else ENOTTY (no terminals)"),
+    Partial("ioctl", io.sys_ioctl, "FIONBIO, FIONREAD on sockets; everything else ENOTTY "
+            "(no terminals)"),
     Supported("pipe", io.sys_pipe),
     Supported("pipe2", io.sys_pipe2),
     Supported("fstat", io.sys_fstat),
@@ -159,6 +163,35 @@ ENTRIES: list[Entry] = [
     Partial("removexattr", xa.sys_removexattr, "as getxattr"),
     Partial("lremovexattr", xa.sys_lremovexattr, "as getxattr"),
     Partial("fremovexattr", xa.sys_fremovexattr, "as getxattr"),
+    # -- sockets (AF_UNIX)
+    Partial("socket", so.sys_socket, "AF_UNIX only; other families EAFNOSUPPORT; write(2) on "
+            "a socket passes its creator's credentials (SO_PASSCRED), sendmsg the caller's"),
+    Partial("socketpair", so.sys_socketpair, "AF_UNIX only"),
+    Partial("bind", so.sys_bind, "AF_UNIX: a path makes a placeholder file that stats as a "
+            "socket (readdir says DT_REG); autobind names count up from 00000"),
+    Supported("listen", so.sys_listen),
+    Supported("accept", so.sys_accept),
+    Supported("accept4", so.sys_accept4),
+    Partial("connect", so.sys_connect, "AF_UNIX; no write-permission check on the socket "
+            "inode"),
+    Supported("getsockname", so.sys_getsockname),
+    Supported("getpeername", so.sys_getpeername),
+    Supported("shutdown", so.sys_shutdown),
+    Partial("sendto", sm.sys_sendto, "a blocking stream send that finds some room returns "
+            "short; buffers are not charged to the memory limit"),
+    Supported("recvfrom", sm.sys_recvfrom),
+    Partial("sendmsg", sm.sys_sendmsg, "as sendto; SCM_CREDENTIALS taken as given (guests "
+            "run as root)"),
+    Supported("recvmsg", sm.sys_recvmsg),
+    Partial("sendmmsg", sm.sys_sendmmsg, "stops at the first message that would wait once "
+            "one is sent"),
+    Partial("recvmmsg", sm.sys_recvmmsg, "waits for the first message only (as "
+            "MSG_WAITFORONE); timeout ignored"),
+    Partial("setsockopt", sp.sys_setsockopt, "SOL_SOCKET: SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, "
+            "SO_REUSEADDR; others ENOPROTOOPT"),
+    Partial("getsockopt", sp.sys_getsockopt, "SOL_SOCKET: SO_TYPE, SO_DOMAIN, SO_PROTOCOL, "
+            "SO_ERROR, SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, SO_PEERCRED, SO_REUSEADDR, "
+            "SO_ACCEPTCONN"),
     # -- memory
     Partial("mmap", mm.sys_mmap, "MAP_PRIVATE file maps are copies taken at mmap time"),
     Supported("munmap", mm.sys_munmap),

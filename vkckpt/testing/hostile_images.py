@@ -78,6 +78,24 @@ LOCK_CASES = [
     ("malformed", {"posix": "everything"}, "malformed"),
 ]
 
+#: Field mutations of socket records: the seed must hold sockets (tests/test_unix_sockets.py
+#: freezes unixpair with bytes and files in flight for them).
+SOCKET_FIELD_CASES = [
+    ("socket", "id", 0),
+    ("socket", "state", "levitating"),
+    ("socket", "type", 3),                   # SOCK_RAW is made a datagram socket, never saved
+    ("socket", "shutdown", 9),
+    ("socket", "sndbuf", -1),
+    ("socket", "peer", 999999),              # names no endpoint
+    ("socket", "acceptq", [999999]),
+    ("socket", "msgs", "nope"),
+    ("socket", "msgs", [[b"x", None, 0, [999999], None, 0]]),      # carries no saved file
+    ("socket", "msgs", [[b"x", None, 999999, [], None, 0]]),       # from no endpoint
+    ("socket", "msgs", [[b"x" * (1 << 24) + b"x", None, 0, [], None, 0]]),  # past MAX_QUEUED
+    ("socket", "msgs", [[b"", None, 0, [], None, 0]] * ((1 << 16) + 1)),     # past MAX_MSGS
+    ("unixns", "next_id", 1),                # socket ids past the next one
+]
+
 Recs = list  # [type, version, critical, fields] lists, or raw msgpack payloads (bytes)
 
 

@@ -1,0 +1,180 @@
+"""AF_UNIX sockets in images: frozen mid-transfer, with a non-empty accept queue and with
+files in flight, each thaw runs on exactly as the unfrozen run; and the saved form keeps
+every endpoint field."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from vkckpt.ckpt.restore import ThawOptions, thaw
+from vkckpt.ckpt.snapshot import write_image
+from vkckpt.config import KernelConfig, ProcessSpec
+from vkckpt.errors import ImageError
+from vkckpt.fs import unix_state
+from vkckpt.fs.unix import UnixSocket
+from vkckpt.guests import build
+from vkckpt.kernel import VKernel
+from vkckpt.runner import boot
+from vkckpt.testing.hostile_images import SOCKET_FIELD_CASES, load_records, set_field, write_records
+from vkckpt.testing.oracle import golden, run_until, thaw_in_process
+from vkckpt.testing.workload import Workload
+
+
+def _sockets(k: VKernel) -> list[UnixSocket]:
+    files = [f for p in k.procs.values() if not p.zombie for f, _ in p.fds.fds.values()]
+    return unix_state.sockets_of(files)
+
+
+def _in_flight(k: VKernel) -> bool:
+    return any(m.data for s in _sockets(k) for m in s.recvq)
+
+
+def _accept_queued(k: VKernel) -> bool:
+    return any(s.acceptq for s in _sockets(k))
+
+
+def _fds_in_flight(k: VKernel) -> bool:
+    return any(m.fds for s in _sockets(k) for m in s.recvq)
+
+
+def _root(tmp_path: Path, name: str, n: int) -> Path:
+    root = tmp_path / f"r{n}"
+    (root / "work").mkdir(parents=True)
+    shutil.copy2(build.guest_path(name), root / name)
+    return root
+
+
+def _points_where(wl: Workload, root: Path, cond: Callable[[VKernel], bool]) -> list[int]:
+    """The scheduling points of a run of wl at which cond holds."""
+    k = boot(KernelConfig(root=str(root), stdout=lambda b: None, stderr=lambda b: None,
+                          quantum=wl.quantum,
+                          processes=[ProcessSpec(f"/{wl.name}", [wl.name, *wl.args])]))
+    hits: list[int] = []
+
+    def note(k: VKernel) -> bool:
+        if cond(k) and (not hits or hits[-1] != k.sched.ticks):
+            hits.append(k.sched.ticks)
+        return False
+
+    k.run(on_schedule_point=note)
+    k.shutdown()
+    return hits
+
+
+CASES = [
+    ("unixpair", (), _in_flight, "bytes in flight"),
+    ("unixserver", ("work",), _accept_queued, "a non-empty accept queue"),
+    ("unixpair", (), _fds_in_flight, "files in flight in SCM_RIGHTS messages"),
+    ("unixdgram", ("work",), _in_flight, "queued datagrams"),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "cond", "what"), CASES,
+                         ids=[c[3] for c in CASES])
+def test_frozen_with_socket_state_thaws_identically(tmp_path: Path, name: str, args: tuple,
+                                                    cond: Callable, what: str) -> None:
+    wl = Workload(name, args)
+    gold = golden(wl, _root(tmp_path, name, 0))
+    hits = _points_where(wl, _root(tmp_path, name, 1), cond)
+    assert hits, f"{name} never has {what} at a scheduling point"
+    for i, at in enumerate(sorted({hits[0], hits[len(hits) // 2], hits[-1]})):
+        root = _root(tmp_path, name, 10 + i)
+        k, before, status = run_until(wl, root, at)
+        assert status is None and cond(k), f"{what} not there at tick {at}"
+        image = root / "x.img"
+        write_image(k, str(image))
+        k.shutdown()
+        after: list[bytes] = []
+        k2 = thaw_in_process(image, after, root)
+        assert cond(k2), f"the thaw lost {what} (tick {at})"
+        again = root / "y.img"
+        write_image(k2, str(again))
+        assert _records(again) == _records(image), "freeze -> thaw -> freeze differs"
+        status2 = k2.run()
+        assert b"".join(before) + b"".join(after) == gold.output, f"output differs at {at}"
+        assert status2 == gold.status
+
+
+def _records(path: Path) -> list:
+    from vkckpt.ckpt.schema import RECORD_VERSIONS
+    from vkckpt.image import ImageReader
+
+    r = ImageReader(str(path))
+    return [(rec.type, rec.fields) for rec in r.records(RECORD_VERSIONS, skip_pages=True)
+            if rec.type in ("socket", "unixns", "file")]
+
+
+def test_every_socket_field_is_saved_or_transient(tmp_path: Path) -> None:
+    root = _root(tmp_path, "unixpair", 0)
+    hits = _points_where(Workload("unixpair"), root, _in_flight)
+    k, _, _ = run_until(Workload("unixpair"), _root(tmp_path, "unixpair", 1), hits[0])
+    socks = _sockets(k)
+    saved = set(unix_state.save_socket(socks[0], k.unix, {}))
+    for f in vars(socks[0]):
+        name = {"recvq": "msgs"}.get(f, f)
+        assert name in saved or f in unix_state.TRANSIENT, f"UnixSocket.{f} is not saved"
+    k.shutdown()
+
+
+@pytest.fixture(scope="module")
+def socket_seed(tmp_path_factory) -> tuple[Path, Path, list]:
+    """An image of unixpair frozen with files in flight (sockets, messages, fds)."""
+    base = tmp_path_factory.mktemp("sockseed")
+    wl = Workload("unixpair")
+    at = _points_where(wl, _root(base, "unixpair", 0), _fds_in_flight)[0]
+    root = _root(base, "unixpair", 1)
+    k, _, _ = run_until(wl, root, at)
+    path = base / "seed.img"
+    write_image(k, str(path))
+    k.shutdown()
+    return path, root, load_records(path)
+
+
+@pytest.mark.parametrize(("kind", "field", "value"), SOCKET_FIELD_CASES,
+                         ids=[f"{c[0]}.{c[1]}-{i}" for i, c in enumerate(SOCKET_FIELD_CASES)])
+def test_malicious_socket_field_is_refused(socket_seed, tmp_path: Path, kind: str,
+                                           field: str, value: object) -> None:
+    src, root, recs = socket_seed
+    i = next(n for n, r in enumerate(recs) if r[0] == kind and
+             (kind != "socket" or r[3]["msgs"]))  # a socket with a queue
+    bad = write_records(tmp_path / "bad.img", src, set_field(recs, kind, field, value,
+                                                             index=sum(r[0] == kind for r in
+                                                                       recs[:i])))
+    with pytest.raises(ImageError):
+        k = thaw(str(bad), ThawOptions(root=str(root), stdout=lambda b: None,
+                                       deliver_sigthaw=False))
+        k.shutdown()
+
+
+def test_unmutated_socket_seed_thaws(socket_seed) -> None:
+    """The control: the seed itself thaws (so the refusals above are the mutations')."""
+    src, root, _ = socket_seed
+    k = thaw(str(src), ThawOptions(root=str(root), stdout=lambda b: None,
+                                   deliver_sigthaw=False))
+    assert _fds_in_flight(k)
+    k.shutdown()
+
+
+def _thaw_refused(src: Path, root: Path, recs: list, tmp_path: Path) -> None:
+    bad = write_records(tmp_path / "bad.img", src, recs)
+    with pytest.raises(ImageError):
+        k = thaw(str(bad), ThawOptions(root=str(root), stdout=lambda b: None,
+                                       deliver_sigthaw=False))
+        k.shutdown()
+
+
+def test_socket_file_naming_no_endpoint_is_refused(socket_seed, tmp_path: Path) -> None:
+    src, root, recs = socket_seed
+    i = next(n for n, r in enumerate(recs) if r[0] == "file" and r[3]["kind"] == "unix")
+    bad = set_field(recs, "file", "sock", 999999,
+                    index=sum(r[0] == "file" for r in recs[:i]))
+    _thaw_refused(src, root, bad, tmp_path)
+
+
+def test_sockets_without_a_name_space_are_refused(socket_seed, tmp_path: Path) -> None:
+    src, root, recs = socket_seed
+    _thaw_refused(src, root, [r for r in recs if r[0] != "unixns"], tmp_path)

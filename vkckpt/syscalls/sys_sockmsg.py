@@ -1,0 +1,216 @@
+"""Socket data: send/recv in every form (sendto, recvfrom, sendmsg, recvmsg, sendmmsg,
+recvmmsg), with control messages (SCM_RIGHTS, SCM_CREDENTIALS) as ____sys_sendmsg and
+scm_recv lay them out."""
+
+from __future__ import annotations
+
+import struct
+
+from vkckpt import task_signals
+from vkckpt.abi import errno as E
+from vkckpt.abi import signals as SG
+from vkckpt.abi import socket as S
+from vkckpt.errors import GuestError
+from vkckpt.fs.unix_file import SocketFile, drop_files
+from vkckpt.sigsend import kernel_info
+from vkckpt.syscalls.args import iovec_arg, s32, u32
+from vkckpt.syscalls.sys_socket import cred_of, find, put_name, sock_arg
+from vkckpt.threads.wait import Block
+
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from vkckpt.fs.ops import OpenFile
+    from vkckpt.fs.unix import Cred
+    from vkckpt.fs.unix_io import Received
+    from vkckpt.kernel import VKernel
+    from vkckpt.threads.thread import Thread
+
+def _control(t: Thread, addr: int, size: int) -> tuple[list[OpenFile], Cred]:
+    """The files (SCM_RIGHTS) and credentials (SCM_CREDENTIALS, else the caller's) a
+    sendmsg's control buffer carries; EINVAL for a malformed or unknown message."""
+    fds: list[OpenFile] = []
+    cred = cred_of(t)
+    raw = t.process.vm.read(addr, size) if size else b""
+    off = 0
+    while off + S.CMSG_HDR.size <= size:
+        clen, level, ctype = S.CMSG_HDR.unpack_from(raw, off)
+        if clen < S.CMSG_HDR.size or off + clen > size or level != S.SOL_SOCKET:
+            raise GuestError(E.EINVAL)
+        body = raw[off + S.CMSG_HDR.size: off + clen]
+        if ctype == S.SCM_RIGHTS:
+            nums = struct.unpack(f"<{len(body) // 4}i", body[: len(body) // 4 * 4])
+            if len(fds) + len(nums) > S.SCM_MAX_FD:
+                raise GuestError(E.EINVAL)
+            fds += [t.process.fds.get(n) for n in nums]
+        elif ctype == S.SCM_CREDENTIALS and len(body) == S.UCRED.size:
+            cred = S.UCRED.unpack(body)
+        else:
+            raise GuestError(E.EINVAL)
+        off += S.cmsg_align(clen)
+    return fds, cred
+
+
+def _gather(t: Thread, segs: list[tuple[int, int]]) -> bytes:
+    return b"".join(t.process.vm.read(base, n) for base, n in segs if n)
+
+
+def _scatter(t: Thread, segs: list[tuple[int, int]], data: bytes) -> None:
+    at = 0
+    for base, n in segs:
+        if at >= len(data):
+            return
+        t.process.vm.write(base, data[at: at + n])
+        at += n
+
+
+def send_one(k: VKernel, t: Thread, f: SocketFile, data: bytes, name: int, nlen: int,
+             extra: tuple[list[OpenFile], Cred] | None, flags: int) -> int:
+    """One send to the peer or to the address at name; EPIPE on a stream sends SIGPIPE
+    unless MSG_NOSIGNAL."""
+    if flags & S.MSG_OOB:
+        raise GuestError(E.EOPNOTSUPP)
+    dest = None
+    if name and s32(nlen):
+        if f.sock.type == S.SOCK_STREAM:
+            raise GuestError(E.EISCONN if f.sock.peer is not None else E.EOPNOTSUPP)
+        if f.sock.type == S.SOCK_DGRAM:
+            dest = find(k, t, name, nlen)
+    fds, cred = extra if extra is not None else ([], cred_of(t))
+    try:
+        return f.send(data, dest, fds, cred, flags)
+    except GuestError as exc:
+        if exc.errno == E.EPIPE and f.sigpipe and not flags & S.MSG_NOSIGNAL:
+            task_signals.send_to_thread(k, t, kernel_info(SG.SIGPIPE))
+        raise
+
+
+def sys_sendto(k: VKernel, t: Thread, fd: int, buf: int, n: int, flags: int, name: int,
+               nlen: int) -> int:
+    f = sock_arg(t, fd)
+    data = t.process.vm.read(buf, u32(n)) if u32(n) else b""
+    return send_one(k, t, f, data, name, nlen, None, u32(flags))
+
+
+def _sendmsg(k: VKernel, t: Thread, f: SocketFile, msg: int, flags: int) -> int:
+    name, nlen, iov, iovlen, ctl, ctllen, _ = S.MSGHDR.unpack(t.process.vm.read(msg, 56))
+    data = _gather(t, iovec_arg(t, iov, iovlen))
+    return send_one(k, t, f, data, name, nlen, _control(t, ctl, ctllen), flags)
+
+
+def sys_sendmsg(k: VKernel, t: Thread, fd: int, msg: int, flags: int) -> int:
+    return _sendmsg(k, t, sock_arg(t, fd), msg, u32(flags))
+
+
+def sys_sendmmsg(k: VKernel, t: Thread, fd: int, vec: int, vlen: int, flags: int) -> int:
+    """Implement sendmmsg(2): messages in order, each one's length in its msg_len; once
+    one is sent, a later error or wait ends the call with the count sent."""
+    f = sock_arg(t, fd)
+    sent = 0
+    for i in range(min(u32(vlen), S.UIO_MAXIOV_MMSG)):
+        at = vec + i * S.MMSGHDR_SIZE
+        try:
+            n = _sendmsg(k, t, f, at, u32(flags))
+        except (GuestError, Block):
+            if sent:
+                return sent
+            raise
+        t.process.vm.write(at + S.MSGHDR.size, struct.pack("<I", n))
+        sent += 1
+    return sent
+
+
+def _put_cmsg(out: bytearray, room: int, ctype: int, body: bytes) -> int:
+    """Append one control message as put_cmsg (truncated to room: MSG_CTRUNC)."""
+    if room < S.CMSG_HDR.size:
+        return S.MSG_CTRUNC
+    full = S.cmsg_len(len(body))
+    raw = S.CMSG_HDR.pack(full, S.SOL_SOCKET, ctype) + body
+    if room < full:
+        out += raw[:room]
+        return S.MSG_CTRUNC
+    out += raw + b"\0" * (min(S.cmsg_space(len(body)), room) - full)
+    return 0
+
+
+def _rights(t: Thread, out: bytearray, room: int, files: list[OpenFile],
+            flags: int) -> int:
+    """Install as many received files as the buffer has room for (scm_detach_fds);
+    MSG_CTRUNC when some do not fit (those are closed)."""
+    fit = max((room - S.CMSG_HDR.size) // 4, 0)
+    if fit <= 0:
+        return S.MSG_CTRUNC
+    cloexec = bool(flags & S.MSG_CMSG_CLOEXEC)
+    nums = [t.process.fds.install(f, cloexec) for f in files[:fit]]
+    body = struct.pack(f"<{len(nums)}i", *nums)
+    return _put_cmsg(out, room, S.SCM_RIGHTS, body) | (S.MSG_CTRUNC if fit < len(files)
+                                                       else 0)
+
+
+def _control_out(t: Thread, got: Received, room: int, flags: int) -> tuple[bytes, int]:
+    """The control messages of a receive (credentials, then files) and MSG_CTRUNC."""
+    out = bytearray()
+    mflags = 0
+    if got.cred is not None:
+        mflags |= _put_cmsg(out, room, S.SCM_CREDENTIALS, S.UCRED.pack(*got.cred))
+    if got.fds:
+        mflags |= _rights(t, out, room - len(out), got.fds, flags)
+    if not flags & S.MSG_PEEK:
+        drop_files(got.fds)  # installed ones hold their own reference now
+    return bytes(out), mflags
+
+
+def _recvmsg(t: Thread, f: SocketFile, msg: int, flags: int) -> int:
+    vm = t.process.vm
+    name, nlen, iov, iovlen, ctl, ctllen, _ = S.MSGHDR.unpack(vm.read(msg, 56))
+    segs = iovec_arg(t, iov, iovlen)
+    got = f.recv(sum(n for _, n in segs), flags)
+    _scatter(t, segs, got.data)
+    cmsgs, cflags = _control_out(t, got, ctllen, flags)
+    if cmsgs:
+        vm.write(ctl, cmsgs)
+    if name:
+        raw = S.pack_sockaddr_un(got.addr) if got.addr is not None else b""
+        vm.write(name, raw[:nlen])
+        vm.write(msg + 8, struct.pack("<I", len(raw)))
+    vm.write(msg + 40, struct.pack("<Qi", len(cmsgs), got.flags | cflags))
+    return got.result
+
+
+def sys_recvmsg(k: VKernel, t: Thread, fd: int, msg: int, flags: int) -> int:
+    return _recvmsg(t, sock_arg(t, fd), msg, u32(flags))
+
+
+def sys_recvfrom(k: VKernel, t: Thread, fd: int, buf: int, n: int, flags: int, name: int,
+                 nlen: int) -> int:
+    """Implement recvfrom(2); files sent with the data are closed unreceived."""
+    f = sock_arg(t, fd)
+    got = f.recv(u32(n), u32(flags))
+    t.process.vm.write(buf, got.data)
+    if not u32(flags) & S.MSG_PEEK:
+        drop_files(got.fds)
+    if name and nlen:
+        if got.addr is not None:
+            put_name(t, name, nlen, got.addr)
+        else:
+            t.process.vm.write(nlen, b"\0\0\0\0")  # an unnamed sender: no address
+    return got.result
+
+
+def sys_recvmmsg(k: VKernel, t: Thread, fd: int, vec: int, vlen: int, flags: int,
+                 timeout: int) -> int:
+    """Implement recvmmsg(2): waits (unless non-blocking) for the first message only, then
+    takes what is queued, up to vlen (as with MSG_WAITFORONE)."""
+    f = sock_arg(t, fd)
+    got = 0
+    for i in range(min(u32(vlen), S.UIO_MAXIOV_MMSG)):
+        at = vec + i * S.MMSGHDR_SIZE
+        try:
+            n = _recvmsg(t, f, at, u32(flags) | (S.MSG_DONTWAIT if got else 0))
+        except GuestError:
+            if got:
+                return got
+            raise
+        t.process.vm.write(at + S.MSGHDR.size, struct.pack("<I", n))
+        got += 1
+    return got
