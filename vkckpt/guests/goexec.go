@@ -9,7 +9,10 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
+	"syscall"
+	"time"
 )
 
 func child(args []string) {
@@ -45,6 +48,25 @@ func main() {
 	cat.Stdin = strings.NewReader("fed through stdin")
 	out, err = cat.CombinedOutput()
 	fmt.Printf("cat: err=%v %s", err, out)
+
+	chld := make(chan os.Signal, 8)
+	signal.Notify(chld, syscall.SIGCHLD)
+	pipeline := exec.Command(os.Args[0], "child", "cat")
+	first := exec.Command("./hello", "piped")
+	stdout, _ := first.StdoutPipe()
+	pipeline.Stdin = stdout
+	var sb strings.Builder
+	pipeline.Stdout = &sb
+	err1, err2 := first.Start(), pipeline.Start()
+	err3, err4 := pipeline.Wait(), first.Wait()
+	fmt.Printf("pipeline: errs %v %v %v %v: %s", err1, err2, err3, err4, sb.String())
+	select {
+	case s := <-chld:
+		fmt.Printf("notified: %v\n", s)
+	case <-time.After(5 * time.Second):
+		fmt.Println("notified: no SIGCHLD")
+	}
+	signal.Stop(chld)
 
 	err = exec.Command("./no-such-program").Run()
 	fmt.Printf("missing: not exist=%v\n", errors.Is(err, fs.ErrNotExist))
