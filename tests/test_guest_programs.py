@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +34,7 @@ class Spec:
     status: int = 0
     lines: tuple[str, ...] = ()  # each must appear as a whole line of stdout
     deterministic: bool = True  # natively too (cpufacts prints the host's TSC and CPUID)
+    companions: tuple[str, ...] = ()  # guests copied into its cwd (goexec runs ./hello)
 
 
 SPECS: dict[str, Spec] = {
@@ -202,6 +204,28 @@ SPECS: dict[str, Spec] = {
     "spawn": Spec(args=("/bin/true",), lines=("posix_spawn: 0", "spawned child exited 0",
                                               "vforked child exited 0")),
     # checkpoint(2) is vkckpt's own: the host kernel answers ENOSYS and the guest goes on.
+    # Go programs (vkckpt/guests/*.go): built by `go build`, looked up like the C guests
+    "gocompute": Spec(lines=("default: workers=f1b974b0c2ba61c9", "four: counter=32000 atomic=32000",
+                             "gomaxprocs now: 4", "preempted spinner stopped: true")),
+    "gotimers": Spec(lines=("sleep at least asked: true", "wake order: 1 2 3 4 5",
+                            "ticker: 5 ticks", "select: timed out 3, got 7 before timeout",
+                            "timers: fired [a b], stopped true, reset active true")),
+    "gofiles": Spec(needs_dir=True, lines=(
+        "readdir: a.txt(dir=false) b.txt(dir=false) c.txt(dir=false) sub(dir=true)",
+        "scanner: 501 lines, last \"last line\", offset 7879",
+        "pipe: 31374 bytes, crc e2132171", "cleaned up: 0 left")),
+    "gogc": Spec(lines=("gc ran: true", "allocated at least 50 MiB: true",
+                        "finalizers run: 20 of 20", "released after drop: true")),
+    "goexec": Spec(env={"HELLO_GREETING": "bonjour"}, companions=("hello",), lines=(
+        "argv[2]=go exec", "greeting=ciao",
+        'self: "child: exiting 3\\n" exit=3 exiterror=true',
+        'cat: err=<nil> child read: "FED THROUGH STDIN"',
+        "notified: child exited", "missing: not exist=true")),
+    "gosignals": Spec(status=-signal.SIGTERM, lines=(
+        "notify: 3 of 3 SIGUSR1", "goroutine got: user defined signal 2",
+        "stopped channel: nothing", "ignored: true",
+        "all 8 goroutines recovered alike: true", "write without reader: EPIPE true",
+        "sigterm caught: terminated", "gosignals done")),
     "ckpt_self": Spec(
         args=("self", "x.img"),
         lines=("checkpoint failed: Function not implemented", "after acc=23bb7621"),
@@ -216,6 +240,8 @@ def binaries() -> dict[str, Path]:
 
 def run_guest(binary: Path, spec: Spec, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     args = list(spec.args)
+    for name in spec.companions:
+        shutil.copy2(build.guest_path(name), tmp_path / name)
     if spec.needs_dir:
         work = tmp_path / "work"
         work.mkdir(exist_ok=True)
