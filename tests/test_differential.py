@@ -32,6 +32,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "dynelf": ("work",),
     "epolls": ("work",),
     "eventfds": (),
+    "rlimits": (),
     # Go programs (vkckpt/guests/*.go, built with Debian's go)
     "gocompute": (),
     "gotimers": (),

@@ -203,17 +203,23 @@ SPECS: dict[str, Spec] = {
                                           "F_GETLK: ret=0 unlocked=1 start=0 len=10")),
     "spawn": Spec(args=("/bin/true",), lines=("posix_spawn: 0", "spawned child exited 0",
                                               "vforked child exited 0")),
-    # checkpoint(2) is vkckpt's own: the host kernel answers ENOSYS and the guest goes on.
+    "rlimits": Spec(lines=("soft above hard: EINVAL", "self: nofile soft=12",
+                           "open after 9: EMFILE", "dup2 to 12: EBADF",
+                           "F_DUPFD from 12: EINVAL", "prlimit old soft=12",
+                           "child: nofile soft=10", "after exec: nofile soft=10",
+                           "after exec: core soft=1048576 hard=2097152", "exec child: 0")),
     # Go programs (vkckpt/guests/*.go): built by `go build`, looked up like the C guests
-    "gocompute": Spec(lines=("default: workers=f1b974b0c2ba61c9", "four: counter=32000 atomic=32000",
-                             "gomaxprocs now: 4", "preempted spinner stopped: true")),
+    "gocompute": Spec(lines=("default: workers=f1b974b0c2ba61c9", "gomaxprocs now: 4",
+                             "four: counter=32000 atomic=32000",
+                             "preempted spinner stopped: true")),
     "gotimers": Spec(lines=("sleep at least asked: true", "wake order: 1 2 3 4 5",
                             "ticker: 5 ticks", "select: timed out 3, got 7 before timeout",
                             "timers: fired [a b], stopped true, reset active true")),
     "gofiles": Spec(needs_dir=True, lines=(
         "readdir: a.txt(dir=false) b.txt(dir=false) c.txt(dir=false) sub(dir=true)",
         "scanner: 501 lines, last \"last line\", offset 7879",
-        "pipe: 31374 bytes, crc e2132171", "cleaned up: 0 left")),
+        "pipe: 31374 bytes, crc e2132171", "nofile 16: opened 10, then EMFILE true",
+        "cleaned up: 0 left")),
     "gogc": Spec(lines=("gc ran: true", "allocated at least 50 MiB: true",
                         "finalizers run: 20 of 20", "released after drop: true")),
     "goexec": Spec(env={"HELLO_GREETING": "bonjour"}, companions=("hello",), lines=(
@@ -226,6 +232,7 @@ SPECS: dict[str, Spec] = {
         "stopped channel: nothing", "ignored: true",
         "all 8 goroutines recovered alike: true", "write without reader: EPIPE true",
         "sigterm caught: terminated", "gosignals done")),
+    # checkpoint(2) is vkckpt's own: the host kernel answers ENOSYS and the guest goes on.
     "ckpt_self": Spec(
         args=("self", "x.img"),
         lines=("checkpoint failed: Function not implemented", "after acc=23bb7621"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from vkckpt.fs.fdtable import FdTable
 from vkckpt.record import Record
+from vkckpt.rlimits import RLimits
 from vkckpt.signals.actions import SignalActions
 from vkckpt.signals.pending import PendingSignals
 from vkckpt.threads.wait import WaitQueue
@@ -26,7 +27,7 @@ class Process(Record):
     __slots__ = ("pid", "ppid", "vm", "engine", "fds", "actions", "cwd", "exe", "argv", "pgid",
                  "sid", "umask", "threads", "engine_owner", "pending", "children", "child_wait",
                  "vfork_done", "exiting", "zombie", "wait_status", "exit_signal", "stopped",
-                 "stop_report", "ticks", "vfork_parent")
+                 "stop_report", "ticks", "vfork_parent", "rlimits")
 
     def __init__(self, pid: int, ppid: int, vm: VmSpace, engine: Engine, fds: FdTable,
                  actions: SignalActions, cwd: str = "/", exe: str = "",
@@ -35,7 +36,8 @@ class Process(Record):
                  engine_owner: Thread | None = None, pending: PendingSignals | None = None,
                  children: list[int] | None = None, exiting: bool = False, zombie: bool = False,
                  wait_status: int = 0, exit_signal: int = 17, stopped: bool = False,
-                 stop_report: int | None = None, ticks: int = 0, vfork_parent: int = 0) -> None:
+                 stop_report: int | None = None, ticks: int = 0, vfork_parent: int = 0,
+                 rlimits: RLimits | None = None) -> None:
         self.pid = pid
         self.ppid = ppid
         self.vm = vm
@@ -62,6 +64,7 @@ class Process(Record):
         self.stop_report = stop_report  # pending WUNTRACED/WCONTINUED report for the parent
         self.ticks = ticks  # blocks executed by all its threads, including dead ones
         self.vfork_parent = vfork_parent  # tid sleeping in vfork/CLONE_VFORK until we exec or exit
+        self.rlimits = RLimits() if rlimits is None else rlimits  # kept across execve
 
     @property
     def live_threads(self) -> list[Thread]:

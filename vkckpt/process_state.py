@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from vkckpt.abi.limits import NOFILE
 from vkckpt.engine.engine import Engine
-from vkckpt.errors import ImageError
+from vkckpt.errors import GuestError, ImageError
 from vkckpt.fs.fdtable import FdTable
 from vkckpt.fs.state import FDTABLE_SCHEMA, save_fdtable
 from vkckpt.process import Process
+from vkckpt.rlimits import RLimits, check
 from vkckpt.signals.state import (
     ACTIONS_SCHEMA,
     PENDING_SCHEMA,
@@ -45,7 +46,7 @@ SCHEMA = {"pid": "u32", "ppid": "u32", "pgid": "u32", "sid": "u32", "umask": "u3
           "exiting": "bool", "zombie": "bool", "wait_status": "i32", "exit_signal": "sig",
           "stopped": "bool", "stop_report": "?u32", "ticks": "u64", "vfork_parent": "u32",
           "threads": ["u32"], "fds": FDTABLE_SCHEMA, "actions": ACTIONS_SCHEMA,
-          "pending": PENDING_SCHEMA}
+          "pending": PENDING_SCHEMA, "rlimits": [("u32", "u64", "u64")]}
 RECORDS = {"process": (VERSION, SCHEMA)}
 MAX_GUEST_PATH = 4096
 
@@ -68,7 +69,29 @@ def save(p: Process, fids: dict[int, int], scope: list[int] | None) -> dict:
         "actions": save_actions(p.actions),
         "fds": [] if p.zombie else save_fdtable(p.fds, fids),
         "threads": [t.tid for t in p.live_threads],
+        **save_rlimits(p.rlimits),
     }
+
+
+def save_rlimits(r: RLimits) -> dict:
+    """The optional `rlimits` field: [resource, soft, hard] for each limit changed from its
+    default, by resource; absent when none is (so older images read the same)."""
+    return {"rlimits": [[res, *r.changed[res]] for res in sorted(r.changed)]} if r.changed \
+        else {}
+
+
+def load_rlimits(pid: int, rows: list) -> RLimits:
+    """RLimits from the `rlimits` field; each row must be a limit setrlimit(2) would accept."""
+    r = RLimits()
+    for res, soft, hard in rows:
+        try:
+            check(res, soft, hard)
+        except GuestError as exc:
+            raise ImageError(f"process {pid}: resource limit {res} is invalid") from exc
+        if res in r.changed:
+            raise ImageError(f"process {pid}: resource limit {res} appears twice")
+        r.set(res, soft, hard)
+    return r
 
 
 def load(k: VKernel, d: dict, vms: dict[int, dict], bufs: dict[int, HostBuffer],
@@ -79,7 +102,8 @@ def load(k: VKernel, d: dict, vms: dict[int, dict], bufs: dict[int, HostBuffer],
     if not isinstance(pid, int) or not 0 < pid < k.ids.next_pid or pid in k.procs:
         raise ImageError(f"process id {pid!r} is duplicated or out of range")
     eng = vm = None
-    fds = FdTable()
+    rlimits = load_rlimits(pid, d.get("rlimits", []))
+    fds = FdTable(min(rlimits.nofile, NOFILE))
     if not d["zombie"]:
         if pid not in vms:
             raise ImageError(f"process {pid} has no vmspace record")
@@ -96,7 +120,7 @@ def load(k: VKernel, d: dict, vms: dict[int, dict], bufs: dict[int, HostBuffer],
                    children=list(d["children"]), exiting=d["exiting"], zombie=d["zombie"],
                    wait_status=d["wait_status"], exit_signal=d["exit_signal"],
                    stopped=d["stopped"], stop_report=d["stop_report"], ticks=d["ticks"],
-                   vfork_parent=d.get("vfork_parent", 0))
+                   vfork_parent=d.get("vfork_parent", 0), rlimits=rlimits)
 
 
 def queues(p: Process) -> list[WaitQueue]:

@@ -11,10 +11,15 @@ __all__ = ["NOFILE", "FdTable"]
 
 
 class FdTable:
-    """Descriptor number -> (open file description, close-on-exec flag)."""
+    """Descriptor number -> (open file description, close-on-exec flag).
 
-    def __init__(self) -> None:
+    `limit` is the soft RLIMIT_NOFILE of the process using the table (at most NOFILE): new
+    descriptors are below it.  setrlimit, fork and thaw set it from the process's limits.
+    """
+
+    def __init__(self, limit: int = NOFILE) -> None:
         self.fds: dict[int, tuple[OpenFile, bool]] = {}
+        self.limit = limit
 
     def get(self, fd: int) -> OpenFile:
         """The description behind fd (EBADF when closed)."""
@@ -37,7 +42,7 @@ class FdTable:
             fd = lowest
             while fd in self.fds:
                 fd += 1
-            if fd >= NOFILE:
+            if fd >= self.limit:
                 raise GuestError(E.EMFILE)
         elif fd in self.fds:
             self.close(fd)
@@ -64,7 +69,7 @@ class FdTable:
 
     def copy(self) -> FdTable:
         """fork without CLONE_FILES: same descriptions, new table."""
-        new = FdTable()
+        new = FdTable(self.limit)
         for fd, (f, ce) in self.fds.items():
             f.refs += 1
             new.fds[fd] = (f, ce)

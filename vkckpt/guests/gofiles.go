@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 func check(err error) {
@@ -110,6 +111,32 @@ func pipes() {
 	check(r.Close())
 }
 
+// limits lowers RLIMIT_NOFILE, opens files until EMFILE and puts the limit back.
+func limits(dir string) {
+	var orig syscall.Rlimit
+	check(syscall.Getrlimit(syscall.RLIMIT_NOFILE, &orig))
+	low := orig
+	low.Cur = 16
+	check(syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low))
+	var files []*os.File
+	var err error
+	for len(files) < 64 {
+		var f *os.File
+		if f, err = os.Open(dir); err != nil {
+			break
+		}
+		files = append(files, f)
+	}
+	fmt.Printf("nofile 16: opened %d, then EMFILE %v\n", len(files), errors.Is(err, syscall.EMFILE))
+	for _, f := range files {
+		check(f.Close())
+	}
+	check(syscall.Setrlimit(syscall.RLIMIT_NOFILE, &orig))
+	f, err := os.Open(dir)
+	check(err)
+	check(f.Close())
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Println("usage: gofiles DIR")
@@ -119,6 +146,7 @@ func main() {
 	files(dir)
 	buffered(dir)
 	pipes()
+	limits(dir)
 	for _, name := range []string{"a.txt", "c.txt", "lines", "sub"} {
 		check(os.RemoveAll(filepath.Join(dir, name)))
 	}

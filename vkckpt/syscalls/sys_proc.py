@@ -18,6 +18,7 @@ TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
+    from vkckpt.process import Process
     from vkckpt.threads.thread import Thread
 
 ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
@@ -170,26 +171,42 @@ def sys_umask(k: VKernel, t: Thread, mask: int) -> int:
     return old
 
 
-_RLIM_INF = (1 << 64) - 1
-_LIMITS = {3: (8 << 20, _RLIM_INF), 7: (NOFILE, NOFILE), 6: (4096, 4096)}  # STACK, NOFILE, NPROC
+def _rlimit_target(k: VKernel, t: Thread, pid: int) -> Process:
+    """The process prlimit64(2) means by pid (0: the caller's); ESRCH when there is none."""
+    if pid == 0:
+        return t.process
+    p = k.procs.get(s32(pid))
+    if p is None or p.zombie:
+        raise GuestError(E.ESRCH)
+    return p
+
+
+def _set_rlimit(p: Process, res: int, soft: int, hard: int) -> None:
+    p.rlimits.set(res, soft, hard)
+    p.fds.limit = min(p.rlimits.nofile, NOFILE)
 
 
 def sys_prlimit64(k: VKernel, t: Thread, pid: int, res: int, new: int, old: int) -> int:
-    if res > 15:
-        raise GuestError(E.EINVAL)
-    if new:
-        cur, top = struct.unpack("<QQ", t.process.vm.read(new, 16))
-        if cur > top:
-            raise GuestError(E.EINVAL)
+    """Implement prlimit64(2): read the new limit, report the old one, then set the new."""
+    p = _rlimit_target(k, t, pid)
+    want = struct.unpack("<QQ", t.process.vm.read(new, 16)) if new else None
+    was = p.rlimits.get(res)
+    if want is not None:
+        _set_rlimit(p, res, *want)
     if old:
-        t.process.vm.write(old, struct.pack("<QQ", *_LIMITS.get(res, (_RLIM_INF, _RLIM_INF))))
-    return 0  # new limits are accepted and not enforced
+        t.process.vm.write(old, struct.pack("<QQ", *was))
+    return 0
 
 
 def sys_getrlimit(k: VKernel, t: Thread, res: int, old: int) -> int:
-    if res > 15:
-        raise GuestError(E.EINVAL)
-    t.process.vm.write(old, struct.pack("<QQ", *_LIMITS.get(res, (_RLIM_INF, _RLIM_INF))))
+    """Implement getrlimit(2)."""
+    t.process.vm.write(old, struct.pack("<QQ", *t.process.rlimits.get(res)))
+    return 0
+
+
+def sys_setrlimit(k: VKernel, t: Thread, res: int, new: int) -> int:
+    """Implement setrlimit(2)."""
+    _set_rlimit(t.process, res, *struct.unpack("<QQ", t.process.vm.read(new, 16)))
     return 0
 
 
