@@ -34,6 +34,7 @@ WORKLOADS = [
     Workload("dynelf", ("work",)),   # auxv and execve of itself (tests/test_dynelf.py: dynamic)
     Workload("epolls", ("work",)),   # epoll interest and ready lists, waits asleep
     Workload("eventfds"),            # eventfd counters, blocked reads/writes, select
+    Workload("rlimits", quantum=97),  # changed limits kept by fork, execve and the image
 ]
 
 

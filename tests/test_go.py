@@ -145,3 +145,31 @@ def test_go_build_errors_are_reported(tmp_path: Path) -> None:
     src.write_text("package main\n\nfunc main() { undefinedThing() }\n")
     with pytest.raises(GuestBuildError, match="undefinedThing"):
         build.compile_source(src, tmp_path / "out")
+
+
+def test_changed_rlimits_are_in_the_image_and_survive_a_thaw(base: Path) -> None:
+    """The rlimits guest, frozen after it lowered RLIMIT_NOFILE, carries the changed limits
+    in its process record, and the thawed run still refuses descriptors above them."""
+    from vkckpt.image import ImageReader
+
+    wl = Workload("rlimits", quantum=97)
+    gold = golden(wl, make_root(base, ["rlimits"]))
+    for at in gold.points:
+        root = make_root(base, ["rlimits"])
+        k, before, status = run_until(wl, root, at)
+        if b"set core: ok" in b"".join(before):
+            break
+        k.shutdown()
+    else:
+        raise AssertionError("no scheduling point after the limits changed")
+    assert status is None
+    write_image(k, str(root / "x.img"))
+    k.shutdown()
+    proc = next(r for r in ImageReader(root / "x.img").records()
+                if r.type == "process" and r.fields["pid"] == 1)
+    assert proc.fields["rlimits"] == [[4, 1 << 20, 2 << 20], [7, 12, 1024]]
+    after: list[bytes] = []
+    k2 = thaw_in_process(root / "x.img", after, root)
+    assert k2.procs[1].fds.limit == 12
+    assert k2.run() == gold.status
+    assert b"".join(before) + b"".join(after) == gold.output

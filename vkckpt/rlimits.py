@@ -10,32 +10,19 @@ reported.
 from __future__ import annotations
 
 from vkckpt.abi import errno as E
-from vkckpt.abi.limits import (
-    NOFILE,
-    NR_OPEN,
-    RLIM_INFINITY,
-    RLIM_NLIMITS,
-    RLIMIT_NOFILE,
-    RLIMIT_NPROC,
-    RLIMIT_STACK,
-)
+from vkckpt.abi.limits import NR_OPEN, RLIM_INFINITY, RLIMIT_NLIMITS, RLIMIT_NOFILE, RLIMITS
 from vkckpt.errors import GuestError
-
-#: Resource -> (soft, hard) for the limits that are not infinite when a vkernel starts.
-DEFAULTS: dict[int, tuple[int, int]] = {RLIMIT_STACK: (8 << 20, RLIM_INFINITY),
-                                        RLIMIT_NPROC: (4096, 4096),
-                                        RLIMIT_NOFILE: (NOFILE, NOFILE)}
 
 
 def default(res: int) -> tuple[int, int]:
     """The (soft, hard) limit of resource res before anyone changes it."""
-    return DEFAULTS.get(res, (RLIM_INFINITY, RLIM_INFINITY))
+    return RLIMITS.get(res, (RLIM_INFINITY, RLIM_INFINITY))
 
 
 def check(res: int, soft: int, hard: int) -> None:
     """Raise GuestError as setrlimit(2) does for a new limit (the guest is root, so raising
     a hard limit is allowed up to fs.nr_open for RLIMIT_NOFILE)."""
-    if not 0 <= res < RLIM_NLIMITS or soft > hard:
+    if not 0 <= res < RLIMIT_NLIMITS or soft > hard:
         raise GuestError(E.EINVAL)
     if res == RLIMIT_NOFILE and hard > NR_OPEN:
         raise GuestError(E.EPERM)
@@ -51,7 +38,7 @@ class RLimits:
 
     def get(self, res: int) -> tuple[int, int]:
         """The (soft, hard) limit of res; EINVAL for an unknown resource."""
-        if not 0 <= res < RLIM_NLIMITS:
+        if not 0 <= res < RLIMIT_NLIMITS:
             raise GuestError(E.EINVAL)
         return self.changed.get(res, default(res))
 

@@ -41,6 +41,10 @@ FIELD_CASES = [
     ("process", "threads", [1, 1, 1]),
     ("process", "fds", [[3, 999, 0]]),
     ("process", "pid", 0),
+    ("process", "rlimits", [[7, 2048, 4096]]),        # RLIMIT_NOFILE above fs.nr_open
+    ("process", "rlimits", [[99, 1, 1]]),             # no such resource
+    ("process", "rlimits", [[3, 9, 8]]),              # soft above hard
+    ("process", "rlimits", [[3, 1, 2], [3, 1, 2]]),   # one resource twice
     ("kernel", "quantum", 0),
     ("kernel", "runq", [31337]),
     ("kernel", "timers", [[5, 1, 1]]),
