@@ -219,6 +219,7 @@ SPECS: dict[str, Spec] = {
         "readdir: a.txt(dir=false) b.txt(dir=false) c.txt(dir=false) sub(dir=true)",
         "scanner: 501 lines, last \"last line\", offset 7879",
         "pipe: 31374 bytes, crc e2132171", "nofile 16: opened 10, then EMFILE true",
+        "fsync: file <nil>, dir <nil>, pipe EINVAL true, /dev/null EINVAL true",
         "cleaned up: 0 left")),
     "gogc": Spec(lines=("gc ran: true", "allocated at least 50 MiB: true",
                         "finalizers run: 20 of 20", "released after drop: true")),

@@ -107,6 +107,11 @@ class OpenFile:
         """ftruncate(2) on a descriptor open for writing."""
         raise GuestError(E.EINVAL)
 
+    def fsync(self) -> None:
+        """fsync(2)/fdatasync(2): EINVAL, as Linux answers for a file without storage
+        behind it (pipes, the console, devices, anonymous inodes)."""
+        raise GuestError(E.EINVAL)
+
     # -- metadata -----------------------------------------------------------------------------
     def stat(self) -> bytes:
         """struct stat of the file (abi/stat.py)."""

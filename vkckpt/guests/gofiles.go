@@ -111,6 +111,27 @@ func pipes() {
 	check(r.Close())
 }
 
+// syncs calls fsync on files with storage behind them (nil) and without (EINVAL).
+func syncs(dir string) {
+	f, err := os.Create(filepath.Join(dir, "synced"))
+	check(err)
+	_, err = f.WriteString("durable")
+	check(err)
+	d, err := os.Open(dir)
+	check(err)
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	check(err)
+	r, w, err := os.Pipe()
+	check(err)
+	einval := func(err error) bool { return errors.Is(err, syscall.EINVAL) }
+	fmt.Printf("fsync: file %v, dir %v, pipe EINVAL %v, /dev/null EINVAL %v\n",
+		f.Sync(), d.Sync(), einval(w.Sync()), einval(null.Sync()))
+	for _, c := range []*os.File{f, d, null, r, w} {
+		check(c.Close())
+	}
+	check(os.Remove(filepath.Join(dir, "synced")))
+}
+
 // limits lowers RLIMIT_NOFILE, opens files until EMFILE and puts the limit back.
 func limits(dir string) {
 	var orig syscall.Rlimit
@@ -147,6 +168,7 @@ func main() {
 	buffered(dir)
 	pipes()
 	limits(dir)
+	syncs(dir)
 	for _, name := range []string{"a.txt", "c.txt", "lines", "sub"} {
 		check(os.RemoveAll(filepath.Join(dir, name)))
 	}

@@ -307,5 +307,6 @@ def sys_ftruncate(k: VKernel, t: Thread, fd: int, length: int) -> int:
 
 
 def sys_fsync(k: VKernel, t: Thread, fd: int) -> int:
-    t.process.fds.get(s32(fd))
+    """Implement fsync(2) and fdatasync(2)."""
+    t.process.fds.get(s32(fd)).fsync()
     return 0
