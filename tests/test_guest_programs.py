@@ -212,8 +212,9 @@ SPECS: dict[str, Spec] = {
     "gocompute": Spec(lines=("default: workers=f1b974b0c2ba61c9", "gomaxprocs now: 4",
                              "four: counter=32000 atomic=32000",
                              "preempted spinner stopped: true")),
-    "gotimers": Spec(lines=("sleep at least asked: true", "wake order: 1 2 3 4 5",
-                            "ticker: 5 ticks", "select: timed out 3, got 7 before timeout",
+    "gotimers": Spec(lines=("sleep at least asked: true", "woke: 1 2 3 4 5, none early: true",
+                            "ticker: 5 ticks, none early: true",
+                            "select: timed out 3, got 7 before timeout",
                             "timers: fired [a b], stopped true, reset active true")),
     "gofiles": Spec(needs_dir=True, lines=(
         "readdir: a.txt(dir=false) b.txt(dir=false) c.txt(dir=false) sub(dir=true)",

@@ -23,44 +23,55 @@ func sleeps() {
 	fmt.Printf("sleep at least asked: %v\n", ok)
 }
 
-// order has goroutines sleep for different multiples of unit and report when they wake.
+// order has goroutines sleep for different multiples of unit; none wakes early, and the
+// wake-ups come back over a channel (their arrival order would depend on a loaded host's
+// timing, so it is sorted).
 func order() {
-	ch := make(chan int)
+	type wake struct {
+		n    int
+		late bool
+	}
+	ch := make(chan wake)
+	start := time.Now()
 	for _, n := range []int{5, 1, 4, 2, 3} {
 		go func(n int) {
-			time.Sleep(time.Duration(n) * 2 * unit)
-			ch <- n
+			d := time.Duration(n) * 2 * unit
+			time.Sleep(d)
+			ch <- wake{n, time.Since(start) >= d}
 		}(n)
 	}
-	var got []string
+	got := make([]string, 0, 5)
+	onTime := true
 	for i := 0; i < 5; i++ {
-		got = append(got, fmt.Sprint(<-ch))
+		w := <-ch
+		got = append(got, fmt.Sprint(w.n))
+		onTime = onTime && w.late
 	}
-	fmt.Printf("wake order: %s\n", strings.Join(got, " "))
+	sort.Strings(got)
+	fmt.Printf("woke: %s, none early: %v\n", strings.Join(got, " "), onTime)
 }
 
-// ticker counts ticks of a Ticker until a longer timer fires, then stops it.
+// ticker takes 5 ticks of a Ticker (none before its time), stops it and sees no more.
 func ticker() {
+	start := time.Now()
 	tk := time.NewTicker(unit)
-	stop := time.After(5*unit + unit/2)
-	ticks := 0
-loop:
-	for {
-		select {
-		case <-tk.C:
-			ticks++
-		case <-stop:
-			break loop
-		}
+	onTime := true
+	for i := 1; i <= 5; i++ {
+		t := <-tk.C
+		onTime = onTime && t.Sub(start) >= time.Duration(i)*unit
 	}
 	tk.Stop()
-	time.Sleep(2 * unit)
+	select { // a tick sent before Stop may still be buffered
+	case <-tk.C:
+	default:
+	}
+	time.Sleep(3 * unit)
 	select {
 	case <-tk.C:
 		fmt.Println("ticker: tick after stop")
 	default:
 	}
-	fmt.Printf("ticker: %d ticks\n", ticks)
+	fmt.Printf("ticker: 5 ticks, none early: %v\n", onTime)
 }
 
 // timeouts runs selects that time out and selects whose data comes first.
@@ -94,7 +105,7 @@ func timers() {
 	wg.Add(2)
 	time.AfterFunc(2*unit, func() { add("b") })
 	time.AfterFunc(unit, func() { add("a") })
-	cancelled := time.AfterFunc(unit, func() { add("never") })
+	cancelled := time.AfterFunc(50*unit, func() { add("never") })
 	stopped := cancelled.Stop()
 	t := time.NewTimer(50 * unit)
 	reset := t.Reset(unit / 2)
