@@ -30,8 +30,10 @@ WORKLOADS: dict[str, tuple[Workload, tuple[str, ...]]] = {
     "gocompute": (Workload("gocompute", quantum=5_000), ()),
     "gocompute4": (Workload("gocompute", quantum=5_000, env=MAXPROCS4), ()),
     "gotimers": (Workload("gotimers", quantum=5_000), ()),
+    "gotimers4": (Workload("gotimers", quantum=5_000, env=MAXPROCS4), ()),
     "gofiles": (Workload("gofiles", ("work",), quantum=5_000), ()),
     "gogc": (Workload("gogc", quantum=20_000), ()),
+    "gogc4": (Workload("gogc", quantum=20_000, env=MAXPROCS4), ()),  # parallel mark workers
     "goexec": (Workload("goexec", quantum=5_000, env=MAXPROCS4), ("hello",)),
     "gosignals": (Workload("gosignals", quantum=3_000), ()),
 }
