@@ -33,6 +33,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "epolls": ("work",),
     "eventfds": (),
     "rlimits": (),
+    "goruntime": (),
     # Go programs (vkckpt/guests/*.go, built with Debian's go)
     "gocompute": (),
     "gotimers": (),

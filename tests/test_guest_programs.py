@@ -208,6 +208,11 @@ SPECS: dict[str, Spec] = {
                            "F_DUPFD from 12: EINVAL", "prlimit old soft=12",
                            "child: nofile soft=10", "after exec: nofile soft=10",
                            "after exec: core soft=1048576 hard=2097152", "exec child: 0")),
+    "goruntime": Spec(lines=tuple(f"{what:<34} {res}" for what, res in (
+        ("sched_getaffinity size 12", "EINVAL"), ("sched_getaffinity no such pid", "ESRCH"),
+        ("madvise unknown advice", "EINVAL"), ("madvise past the end", "ENOMEM"),
+        ("after DONTNEED", "0"), ("tgkill wrong tgid", "ESRCH"), ("handler saw", "23"),
+        ("mincore", "ok"), ("nanosleep nsec 1e9", "EINVAL")))),
     # Go programs (vkckpt/guests/*.go): built by `go build`, looked up like the C guests
     "gocompute": Spec(lines=("default: workers=f1b974b0c2ba61c9", "gomaxprocs now: 4",
                              "four: counter=32000 atomic=32000",

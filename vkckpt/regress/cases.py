@@ -92,6 +92,8 @@ EXCLUDED: dict[str, str] = {
     "fdlinks": "/dev/fd and /dev/stdout against the host's: tests/test_differential.py",
     "vforkchld": "signal timing around vfork against the host's: tests/test_differential.py",
     "fsmeta": "file metadata against the host's: tests/test_differential.py",
+    "goruntime": "edge cases of the Go runtime's system calls against the host's: "
+                 "tests/test_differential.py",
 }
 
 

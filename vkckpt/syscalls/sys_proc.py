@@ -225,8 +225,13 @@ def sys_prctl(k: VKernel, t: Thread, option: int, a2: int) -> int:
 
 
 def sys_sched_getaffinity(k: VKernel, t: Thread, pid: int, size: int, mask: int) -> int:
-    if size < 8:
+    """Implement sched_getaffinity(2) for one virtual CPU: the mask is whole longs, the
+    thread must exist (ESRCH), and the answer is one long with CPU 0 set."""
+    if size < 8 or size % 8:
         raise GuestError(E.EINVAL)
+    target = k.threads.get(s32(pid)) if pid else t
+    if target is None or not target.alive:
+        raise GuestError(E.ESRCH)
     t.process.vm.write(mask, struct.pack("<Q", 1))
     return 8  # one virtual CPU
 

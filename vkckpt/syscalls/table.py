@@ -122,7 +122,8 @@ ENTRIES: list[Entry] = [
     Supported("munmap", mm.sys_munmap),
     Supported("mprotect", mm.sys_mprotect),
     Supported("brk", mm.sys_brk),
-    Partial("madvise", mm.sys_madvise, "MADV_DONTNEED zeroes; other advice ignored"),
+    Partial("madvise", mm.sys_madvise, "MADV_DONTNEED zeroes; other valid advice ignored"),
+    Partial("mincore", mm.sys_mincore, "every mapped page is reported resident"),
     Partial("mremap", mm.sys_mremap, "moves by copying; no MREMAP_FIXED"),
     # -- processes and threads
     Supported("getpid", pr.sys_getpid),
