@@ -175,3 +175,20 @@ def test_changed_rlimits_are_in_the_image_and_survive_a_thaw(base: Path) -> None
     assert k2.procs[1].fds.limit == 12
     assert k2.run() == gold.status
     assert b"".join(before) + b"".join(after) == gold.output
+
+
+@pytest.mark.parametrize("key", ["gocompute4", "goexec"])
+def test_go_freeze_thaw_freeze_is_byte_identical(base: Path, key: str) -> None:
+    wl = WORKLOADS[key][0]
+    gold = golden(wl, _root(base, key))
+    for at in freeze_points(gold, 2, seed=4):
+        root = _root(base, key)
+        k, _, status = run_until(wl, root, at)
+        assert status is None
+        a, b = root / "a.img", root / "b.img"
+        write_image(k, str(a))
+        k.shutdown()
+        k2 = thaw_in_process(a, [], root)
+        write_image(k2, str(b))
+        k2.shutdown()
+        assert a.read_bytes() == b.read_bytes(), f"re-frozen image differs at tick {at}"
