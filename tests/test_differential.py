@@ -44,7 +44,18 @@ CASES: dict[str, tuple[str, ...]] = {
     "unixpair": (),
     "unixserver": (),
     "unixdgram": (),
+    "rlimits": (),
+    "goruntime": (),
+    # Go programs (vkckpt/guests/*.go, built with Debian's go)
+    "gocompute": (),
+    "gotimers": (),
+    "gofiles": ("work",),
+    "gogc": (),
+    "goexec": (),
+    "gosignals": (),
 }
+#: Guests a case's root holds besides its own program.
+COMPANIONS: dict[str, tuple[str, ...]] = {"spawn": ("hello",), "goexec": ("hello",)}
 ENV = {"HELLO_GREETING": "bonjour", "VKCKPT_TEST_A": "1"}
 
 
@@ -70,7 +81,7 @@ def run_vkckpt(root: Path, name: str, args: tuple[str, ...], *extra: str
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_same_output_and_status_as_native(make_root, name: str) -> None:
     args = CASES[name]
-    extra = ("hello",) if name == "spawn" else ()
+    extra = COMPANIONS.get(name, ())
     native_out, native_rc = run_native(make_root(name, *extra), name, args)
     p = run_vkckpt(make_root(name, *extra), name, args)
     assert p.stdout == native_out, p.stderr.decode()[-2000:]

@@ -45,6 +45,7 @@ WORKLOADS = [
     Workload("unixpair"),            # socketpairs across fork, SCM_RIGHTS, shutdown, EPIPE
     Workload("unixserver", ("work",)),  # listeners, accept queues, an epoll accept loop
     Workload("unixdgram", ("work",)),   # datagram queues with sender names, seqpacket
+    Workload("rlimits", quantum=97),  # changed limits kept by fork, execve and the image
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +34,7 @@ class Spec:
     status: int = 0
     lines: tuple[str, ...] = ()  # each must appear as a whole line of stdout
     deterministic: bool = True  # natively too (cpufacts prints the host's TSC and CPUID)
+    companions: tuple[str, ...] = ()  # guests copied into its cwd (goexec runs ./hello)
 
 
 SPECS: dict[str, Spec] = {
@@ -269,6 +271,42 @@ SPECS: dict[str, Spec] = {
         "chroot: ok chdir: ok cwd=/sub dotdot: jailed symlink: ok outside: ENOENT")),
     "spawn": Spec(args=("/bin/true",), lines=("posix_spawn: 0", "spawned child exited 0",
                                               "vforked child exited 0")),
+    "rlimits": Spec(lines=("soft above hard: EINVAL", "self: nofile soft=12",
+                           "open after 9: EMFILE", "dup2 to 12: EBADF",
+                           "F_DUPFD from 12: EINVAL", "prlimit old soft=12",
+                           "child: nofile soft=10", "after exec: nofile soft=10",
+                           "after exec: core soft=1048576 hard=2097152", "exec child: 0")),
+    "goruntime": Spec(lines=tuple(f"{what:<34} {res}" for what, res in (
+        ("sched_getaffinity size 12", "EINVAL"), ("sched_getaffinity no such pid", "ESRCH"),
+        ("madvise unknown advice", "EINVAL"), ("madvise past the end", "ENOMEM"),
+        ("after DONTNEED", "0"), ("tgkill wrong tgid", "ESRCH"), ("handler saw", "23"),
+        ("mincore", "ok"), ("nanosleep nsec 1e9", "EINVAL")))),
+    # Go programs (vkckpt/guests/*.go): built by `go build`, looked up like the C guests
+    "gocompute": Spec(lines=("default: workers=f1b974b0c2ba61c9", "gomaxprocs now: 4",
+                             "four: counter=32000 atomic=32000",
+                             "preempted spinner stopped: true")),
+    "gotimers": Spec(lines=("sleep at least asked: true", "woke: 1 2 3 4 5, none early: true",
+                            "ticker: 5 ticks, none early: true",
+                            "select: timed out 3, got 7 before timeout",
+                            "timers: fired [a b], stopped true, reset active true")),
+    "gofiles": Spec(needs_dir=True, lines=(
+        "readdir: a.txt(dir=false) b.txt(dir=false) c.txt(dir=false) sub(dir=true)",
+        "scanner: 501 lines, last \"last line\", offset 7879",
+        "pipe: 31374 bytes, crc e2132171", "nofile 16: opened 10, then EMFILE true",
+        "fsync: file <nil>, dir <nil>, pipe EINVAL true, /dev/null EINVAL true",
+        "cleaned up: 0 left")),
+    "gogc": Spec(lines=("gc ran: true", "allocated at least 50 MiB: true",
+                        "finalizers run: 20 of 20", "released after drop: true")),
+    "goexec": Spec(env={"HELLO_GREETING": "bonjour"}, companions=("hello",), lines=(
+        "argv[2]=go exec", "greeting=ciao",
+        'self: "child: exiting 3\\n" exit=3 exiterror=true',
+        'cat: err=<nil> child read: "FED THROUGH STDIN"',
+        "notified: child exited", "missing: not exist=true")),
+    "gosignals": Spec(status=-signal.SIGTERM, lines=(
+        "notify: 3 of 3 SIGUSR1", "goroutine got: user defined signal 2",
+        "stopped channel: nothing", "ignored: true",
+        "all 8 goroutines recovered alike: true", "write without reader: EPIPE true",
+        "sigterm caught: terminated", "gosignals done")),
     # checkpoint(2) is vkckpt's own: the host kernel answers ENOSYS and the guest goes on.
     "ckpt_self": Spec(
         args=("self", "x.img"),
@@ -284,6 +322,8 @@ def binaries() -> dict[str, Path]:
 
 def run_guest(binary: Path, spec: Spec, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     args = list(spec.args)
+    for name in spec.companions:
+        shutil.copy2(build.guest_path(name), tmp_path / name)
     if spec.needs_dir:
         work = tmp_path / "work"
         work.mkdir(exist_ok=True)

@@ -41,6 +41,7 @@ def test_every_sleep_and_siginfo_field_is_saved() -> None:
 def test_every_process_field_is_saved_or_transient(make_root) -> None:
     k = _kernel(make_root)
     p = k.procs[1]
+    p.rlimits.set(4, 0, 0)  # rlimits is written only when a limit differs from its default
     fids = {id(f): i for i, (f, _) in enumerate(p.fds.fds.values())}
     saved = set(process_state.save(p, fids, None))
     for f in field_names(Process):

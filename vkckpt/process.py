@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from vkckpt.fs.fdtable import FdTable
 from vkckpt.record import Record
+from vkckpt.rlimits import RLimits
 from vkckpt.signals.actions import SignalActions
 from vkckpt.signals.itimers import ITimers
 from vkckpt.signals.pending import PendingSignals
@@ -29,7 +30,7 @@ class Process(Record):
                  "sid", "umask", "threads", "engine_owner", "pending", "children", "child_wait",
                  "vfork_done", "exiting", "zombie", "wait_status", "exit_signal", "stopped",
                  "stop_report", "ticks", "vfork_parent", "root", "ioprio", "comm", "itimers",
-                 "ptimers")
+                 "ptimers", "rlimits")
 
     def __init__(self, pid: int, ppid: int, vm: VmSpace, engine: Engine, fds: FdTable,
                  actions: SignalActions, cwd: str = "/", exe: str = "",
@@ -40,7 +41,8 @@ class Process(Record):
                  wait_status: int = 0, exit_signal: int = 17, stopped: bool = False,
                  stop_report: int | None = None, ticks: int = 0, vfork_parent: int = 0,
                  root: str = "/", ioprio: int = 0, comm: bytes = b"",
-                 itimers: ITimers | None = None, ptimers: PosixTimers | None = None) -> None:
+                 itimers: ITimers | None = None, ptimers: PosixTimers | None = None,
+                 rlimits: RLimits | None = None) -> None:
         self.pid = pid
         self.ppid = ppid
         self.vm = vm
@@ -72,6 +74,7 @@ class Process(Record):
         self.comm = comm  # the name prctl(PR_SET_NAME) gave (b"": the one exec gave)
         self.itimers = ITimers() if itimers is None else itimers  # setitimer's; not inherited
         self.ptimers = PosixTimers() if ptimers is None else ptimers  # timer_create's
+        self.rlimits = RLimits() if rlimits is None else rlimits  # kept across execve
 
     @property
     def live_threads(self) -> list[Thread]:

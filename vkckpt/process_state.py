@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from vkckpt.abi.limits import NOFILE
 from vkckpt.engine.engine import Engine
-from vkckpt.errors import ImageError
+from vkckpt.errors import GuestError, ImageError
 from vkckpt.fs.fdtable import FdTable
 from vkckpt.fs.state import FDTABLE_SCHEMA, save_fdtable
 from vkckpt.process import Process
+from vkckpt.rlimits import RLimits, check
 from vkckpt.signals.state import (
     ACTIONS_SCHEMA,
     ITIMERS_SCHEMA,
@@ -55,7 +56,8 @@ SCHEMA = {"pid": "u32", "ppid": "u32", "pgid": "u32", "sid": "u32", "umask": "u3
           "stopped": "bool", "stop_report": "?u32", "ticks": "u64", "vfork_parent": "u32",
           "threads": ["u32"], "root": "str", "ioprio": "u32", "fds": FDTABLE_SCHEMA,
           "actions": ACTIONS_SCHEMA, "pending": PENDING_SCHEMA, "comm": "bytes",
-          "itimers": ITIMERS_SCHEMA, "ptimers": PTIMERS_SCHEMA}
+          "itimers": ITIMERS_SCHEMA, "ptimers": PTIMERS_SCHEMA,
+          "rlimits": [("u32", "u64", "u64")]}
 #: Fields written only when they hold something (images without them stay as before).
 SOMETIMES = {"itimers": "only while an interval timer is set (setitimer, alarm)",
              "ptimers": "only once the process has created a POSIX timer"}
@@ -85,6 +87,7 @@ def save(p: Process, fids: dict[int, int], scope: list[int] | None) -> dict:
         **({"root": p.root} if p.root != "/" else {}),  # optional: old images stay as they were
         **({"ioprio": p.ioprio} if p.ioprio else {}),
         **({"comm": p.comm} if p.comm else {}),  # written only when prctl set one
+        **save_rlimits(p.rlimits),
     }
     timers = [] if p.zombie else save_itimers(p.itimers)
     if timers:
@@ -95,6 +98,27 @@ def save(p: Process, fids: dict[int, int], scope: list[int] | None) -> dict:
     return d
 
 
+def save_rlimits(r: RLimits) -> dict:
+    """The optional `rlimits` field: [resource, soft, hard] for each limit changed from its
+    default, by resource; absent when none is (so older images read the same)."""
+    return {"rlimits": [[res, *r.changed[res]] for res in sorted(r.changed)]} if r.changed \
+        else {}
+
+
+def load_rlimits(pid: int, rows: list) -> RLimits:
+    """RLimits from the `rlimits` field; each row must be a limit setrlimit(2) would accept."""
+    r = RLimits()
+    for res, soft, hard in rows:
+        try:
+            check(res, soft, hard)
+        except GuestError as exc:
+            raise ImageError(f"process {pid}: resource limit {res} is invalid") from exc
+        if res in r.changed:
+            raise ImageError(f"process {pid}: resource limit {res} appears twice")
+        r.set(res, soft, hard)
+    return r
+
+
 def load(k: VKernel, d: dict, vms: dict[int, dict], bufs: dict[int, HostBuffer],
          files: dict[int, OpenFile]) -> Process:
     """A Process from its record, with a new engine and address space unless a zombie.
@@ -103,7 +127,8 @@ def load(k: VKernel, d: dict, vms: dict[int, dict], bufs: dict[int, HostBuffer],
     if not isinstance(pid, int) or not 0 < pid < k.ids.next_pid or pid in k.procs:
         raise ImageError(f"process id {pid!r} is duplicated or out of range")
     eng = vm = None
-    fds = FdTable()
+    rlimits = load_rlimits(pid, d.get("rlimits", []))
+    fds = FdTable(min(rlimits.nofile, NOFILE))
     if not d["zombie"]:
         if pid not in vms:
             raise ImageError(f"process {pid} has no vmspace record")
@@ -124,7 +149,7 @@ def load(k: VKernel, d: dict, vms: dict[int, dict], bufs: dict[int, HostBuffer],
                    wait_status=d["wait_status"], exit_signal=d["exit_signal"],
                    stopped=d["stopped"], stop_report=d["stop_report"], ticks=d["ticks"],
                    vfork_parent=d.get("vfork_parent", 0), root=d.get("root", "/"),
-                   ioprio=d.get("ioprio", 0), comm=comm)
+                   ioprio=d.get("ioprio", 0), comm=comm, rlimits=rlimits)
 
 
 def load_timers(k: VKernel, d: dict, p: Process) -> None:

@@ -42,7 +42,8 @@ def fork(k: VKernel, t: Thread, flags: int = S.SIGCHLD, child_tid: int = 0) -> i
     pid = k.ids.pid()
     child = Process(pid, p.pid, vm, eng, p.fds.copy(), p.actions.copy(), cwd=p.cwd, exe=p.exe,
                     argv=list(p.argv), pgid=p.pgid, sid=p.sid, umask=p.umask,
-                    exit_signal=flags & 0xFF, root=p.root, ioprio=p.ioprio, comm=p.comm)
+                    exit_signal=flags & 0xFF, root=p.root, ioprio=p.ioprio, comm=p.comm,
+                    rlimits=p.rlimits.copy())
     ct = Thread(pid, child, sigmask=t.sigmask, altstack=t.altstack)
     eng.set_state(state)
     if flags & CLONE_CHILD_SETTID:

@@ -18,3 +18,7 @@ MADV_DONTNEED = 4
 
 MAP_SHARED_VALIDATE = 0x03
 MS_ASYNC, MS_INVALIDATE, MS_SYNC = 1, 2, 4
+#: The advice Linux 6.1 accepts (MADV_NORMAL .. MADV_DONTNEED, MADV_FREE .. MADV_COLLAPSE);
+#: MADV_HWPOISON and MADV_SOFT_OFFLINE (100, 101) are refused as a kernel without
+#: CONFIG_MEMORY_FAILURE refuses them.
+MADV_VALID = frozenset((*range(0, 5), *range(8, 26)))

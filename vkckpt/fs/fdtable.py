@@ -20,11 +20,16 @@ class FdTable:
 
     `on_close(f, last)` hears of every close before f is released (`last`: its last
     descriptor): the owner's locks go (fs/locks.py).  The kernel installs it for each
-    process it registers; it is not saved."""
+    process it registers; it is not saved.
 
-    def __init__(self) -> None:
+    `limit` is the soft RLIMIT_NOFILE of the process using the table (at most NOFILE): new
+    descriptors are below it.  setrlimit, fork and thaw set it from the process's limits.
+    """
+
+    def __init__(self, limit: int = NOFILE) -> None:
         self.fds: dict[int, tuple[OpenFile, bool]] = {}
         self.on_close: Callable[[OpenFile, bool], None] | None = None
+        self.limit = limit
 
     def get(self, fd: int) -> OpenFile:
         """The description behind fd (EBADF when closed)."""
@@ -47,7 +52,7 @@ class FdTable:
             fd = lowest
             while fd in self.fds:
                 fd += 1
-            if fd >= NOFILE:
+            if fd >= self.limit:
                 raise GuestError(E.EMFILE)
         elif fd in self.fds:
             self.close(fd)
@@ -76,7 +81,7 @@ class FdTable:
 
     def copy(self) -> FdTable:
         """fork without CLONE_FILES: same descriptions, new table."""
-        new = FdTable()
+        new = FdTable(self.limit)
         for fd, (f, ce) in self.fds.items():
             f.refs += 1
             new.fds[fd] = (f, ce)

@@ -58,6 +58,9 @@ class HostFile(OpenFile):
         self.touched()
         return n
 
+    def fsync(self) -> None:
+        """Regular files and directories sync (durability is the host's business: no-op)."""
+
     def pread(self, n: int, off: int) -> bytes:
         return host_call(os.pread, self.fd, n, off)
 

@@ -120,6 +120,10 @@ class OpenFile:
     def allocate(self, mode: int, off: int, length: int) -> None:
         """fallocate(2) on a descriptor open for writing (mode already checked)."""
         raise GuestError(E.ENODEV)
+    def fsync(self) -> None:
+        """fsync(2)/fdatasync(2): EINVAL, as Linux answers for a file without storage
+        behind it (pipes, the console, devices, anonymous inodes)."""
+        raise GuestError(E.EINVAL)
 
     # -- metadata -----------------------------------------------------------------------------
     def stat(self) -> bytes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from vkckpt.abi import signals as S
-from vkckpt.abi.limits import RLIM_INFINITY, RLIMIT_NLIMITS, RLIMITS
+from vkckpt.abi.limits import RLIM_INFINITY, RLIMIT_NLIMITS
 from vkckpt.errors import GuestError
 from vkckpt.fs.procmaps import vm_usage
 from vkckpt.vclock import NS_PER_TICK
@@ -212,11 +212,11 @@ _LIMIT_ROWS = [  # (name, unit) of RLIMIT_CPU .. RLIMIT_RTTIME, as fs/proc/base.
 
 
 def limits(view: ProcView, p: Process, t: Thread | None) -> bytes:
-    """Implement /proc/PID/limits from the limits getrlimit(2) reports."""
+    """Implement /proc/PID/limits: the process's limits, as getrlimit(2) reports them."""
     out = [f"{'Limit':<25} {'Soft Limit':<20} {'Hard Limit':<20} {'Units':<10}"]
     for res in range(RLIMIT_NLIMITS):
         name, unit = _LIMIT_ROWS[res]
-        soft, hard = RLIMITS.get(res, (RLIM_INFINITY, RLIM_INFINITY))
+        soft, hard = p.rlimits.get(res)
         cols = ["unlimited" if v == RLIM_INFINITY else str(v) for v in (soft, hard)]
         row = f"{name:<25} {cols[0]:<20} {cols[1]:<20} "
         out.append(row + f"{unit:<10}" if unit else row)

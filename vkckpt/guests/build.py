@@ -1,7 +1,8 @@
-"""Build the bundled guest programs into static x86-64 musl binaries with ``zig cc``.
+"""Build the bundled guest programs into static x86-64 binaries: C with ``zig cc`` (musl),
+Go with ``go build`` (:mod:`vkckpt.guests.gobuild`).
 
 Binaries are cached under ``$VKCKPT_CACHE_DIR`` (default ``~/.cache/vkckpt/guests``) with a
-name that hashes the source, the flags and the zig version, so an edited source rebuilds and
+name that hashes the source, the flags and the compiler's version, so an edited source rebuilds and
 an unchanged one never does. Builds write a temporary file in the cache directory and
 ``os.replace`` it into place, which makes concurrent builds of the same guest safe.
 """
@@ -19,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from vkckpt.errors import GuestBuildError
+from vkckpt.guests import gobuild
 
 GUEST_DIR: Path = Path(__file__).resolve().parent
 #: -s: zig's libc objects carry debug info naming zig's cache directory, and the loader maps
@@ -54,20 +56,28 @@ def cache_dir() -> Path:
 
 
 def guest_names() -> list[str]:
-    """The names of the bundled guests (the stems of ``GUEST_DIR/*.c``), sorted."""
-    return sorted(p.stem for p in GUEST_DIR.glob("*.c"))
+    """The names of the bundled guests (the stems of ``GUEST_DIR/*.c`` and ``*.go``), sorted."""
+    return sorted(p.stem for p in (*GUEST_DIR.glob("*.c"), *GUEST_DIR.glob("*.go")))
+
+
+def go_guest_names() -> list[str]:
+    """The names of the bundled Go guests, sorted."""
+    return sorted(p.stem for p in GUEST_DIR.glob("*.go"))
 
 
 def source_path(name: str) -> Path:
-    """The C source of guest ``name``; raises ``GuestBuildError`` if there is none."""
-    src = GUEST_DIR / f"{name}.c"
-    if not src.is_file():
-        raise GuestBuildError(f"no such guest program: {name!r}")
-    return src
+    """The C or Go source of guest ``name``; raises ``GuestBuildError`` if there is none."""
+    for suffix in (".c", ".go"):
+        src = GUEST_DIR / f"{name}{suffix}"
+        if src.is_file():
+            return src
+    raise GuestBuildError(f"no such guest program: {name!r}")
 
 
 def output_name(src: Path) -> str:
-    """The cached binary's file name: ``STEM-<16 hex of sha256(source+flags+zig version)>``."""
+    """The cached binary's file name: ``STEM-<16 hex of sha256(source+flags+compiler)>``."""
+    if src.suffix == ".go":
+        return gobuild.output_name(src)
     h = hashlib.sha256()
     h.update(src.read_bytes())
     h.update(b"\0" + " ".join(CFLAGS + LDLIBS).encode())
@@ -87,20 +97,29 @@ def compile_source(src: Path, out_dir: Path) -> Path:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        cmd = [*_zig(), "cc", *CFLAGS, "-o", str(tmp), str(src), *LDLIBS]
-        try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT)
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise GuestBuildError(f"cannot compile {src}: {exc}") from exc
-        if res.returncode != 0:
-            raise GuestBuildError(
-                f"compiling {src} failed (exit {res.returncode}):\n{res.stderr.strip()}"
-            )
+        if src.suffix == ".go":
+            tmp.unlink()  # go build will not overwrite a file that is not an object file
+            gobuild.build_go(src, tmp, cache_dir())  # one go build cache for every out_dir
+        else:
+            _zig_cc(src, tmp)
         tmp.chmod(0o755)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def _zig_cc(src: Path, tmp: Path) -> None:
+    """Compile the C file ``src`` into ``tmp``; raises ``GuestBuildError`` on failure."""
+    cmd = [*_zig(), "cc", *CFLAGS, "-o", str(tmp), str(src), *LDLIBS]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise GuestBuildError(f"cannot compile {src}: {exc}") from exc
+    if res.returncode != 0:
+        raise GuestBuildError(
+            f"compiling {src} failed (exit {res.returncode}):\n{res.stderr.strip()}"
+        )
 
 
 def guest_path(name: str) -> Path:

@@ -69,6 +69,14 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("dynelf", ("work",), quantum=QUANTUM),  # auxv, execve of itself (static here)
     Workload("metacalls", ("work",), quantum=QUANTUM),  # owners, xattrs, named FIFOs, chroot
     Workload("procread", ("work",), quantum=QUANTUM),  # /proc/self files, fd/ and task/
+    Workload("rlimits", quantum=97),              # limits changed, inherited, enforced
+    # Go programs (Debian's go 1.19): runtime threads, futexes, epoll, SIGURG preemption
+    Workload("gocompute", quantum=5_000, env=(("GOMAXPROCS", "4"),)),  # goroutines, channels
+    Workload("gotimers", quantum=5_000),          # sleeps, tickers, timeouts on the clock
+    Workload("gofiles", ("work",), quantum=5_000),  # files, pipes between goroutines, bufio
+    Workload("gogc", quantum=20_000),             # GC cycles, finalizers, 64 MiB live
+    Workload("goexec", quantum=5_000),            # os/exec children, pipes, SIGCHLD
+    Workload("gosignals", quantum=3_000),         # os/signal, recovered faults, SIGTERM
 )}
 
 #: Workloads whose guest memory would hold host-specific bytes, so their state digests skip
@@ -76,7 +84,7 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
 HOST_METADATA: dict[str, str] = {}
 
 #: Other guests a workload's root must hold (programs it executes).
-NEEDS: dict[str, tuple[str, ...]] = {"spawn": ("hello",)}
+NEEDS: dict[str, tuple[str, ...]] = {"spawn": ("hello",), "goexec": ("hello",)}
 
 #: Bundled guests the regression suite does not run, and why.  A new guest must be added to
 #: WORKLOADS or here (tests/test_regress.py checks it).
@@ -97,6 +105,8 @@ EXCLUDED: dict[str, str] = {
     "fsmeta": "file metadata against the host's: tests/test_differential.py",
     "copyfile": "sendfile/copy_file_range results against the host's: "
                 "tests/test_differential.py",
+    "goruntime": "edge cases of the Go runtime's system calls against the host's: "
+                 "tests/test_differential.py",
 }
 
 

@@ -8,7 +8,7 @@ from vkckpt import task_signals
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
 from vkckpt.abi import signals as S
-from vkckpt.abi.limits import MAX_RW_COUNT, NOFILE, UIO_MAXIOV
+from vkckpt.abi.limits import MAX_RW_COUNT, UIO_MAXIOV
 from vkckpt.abi.mman import PROT_READ, PROT_WRITE
 from vkckpt.errors import GuestError
 from vkckpt.fs.pipe import PIPE_COST, Pipe, PipeEnd
@@ -210,7 +210,7 @@ def sys_dup3(k: VKernel, t: Thread, old: int, new: int, flags: int) -> int:
 
 
 def _dup_to(k: VKernel, t: Thread, f, new: int, cloexec: bool) -> int:  # noqa: ANN001
-    if not 0 <= new < NOFILE:
+    if not 0 <= new < t.process.fds.limit:
         raise GuestError(E.EBADF)
     return t.process.fds.install(f, cloexec, fd=new)
 
@@ -221,7 +221,7 @@ def sys_fcntl(k: VKernel, t: Thread, fd: int, cmd: int, arg: int) -> int:
     fd, cmd = s32(fd), s32(cmd)
     f = fds.get(fd)
     if cmd in (F.F_DUPFD, F.F_DUPFD_CLOEXEC):
-        if not 0 <= s32(arg) < NOFILE:
+        if not 0 <= s32(arg) < fds.limit:
             raise GuestError(E.EINVAL)
         return fds.install(f, cmd == F.F_DUPFD_CLOEXEC, lowest=s32(arg))
     if cmd == F.F_GETFD:
@@ -304,5 +304,6 @@ def sys_ftruncate(k: VKernel, t: Thread, fd: int, length: int) -> int:
 
 
 def sys_fsync(k: VKernel, t: Thread, fd: int) -> int:
-    t.process.fds.get(s32(fd))
+    """Implement fsync(2) and fdatasync(2)."""
+    t.process.fds.get(s32(fd)).fsync()
     return 0

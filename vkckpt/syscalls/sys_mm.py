@@ -1,10 +1,10 @@
-"""Memory: mmap, munmap, mprotect, brk, madvise, mremap, msync."""
+"""Memory: mmap, munmap, mprotect, brk, madvise, mincore, mremap, msync."""
 
 from __future__ import annotations
 
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
-from vkckpt.abi.mman import MS_ASYNC, MS_INVALIDATE, MS_SYNC
+from vkckpt.abi.mman import MS_ASYNC, MS_INVALIDATE, MS_SYNC, TASK_SIZE
 from vkckpt.errors import GuestError
 from vkckpt.syscalls.args import s32, s64
 from vkckpt.vmspace import filemap
@@ -73,6 +73,19 @@ def sys_brk(k: VKernel, t: Thread, addr: int) -> int:
 
 def sys_madvise(k: VKernel, t: Thread, addr: int, length: int, advice: int) -> int:
     t.process.vm.madvise(addr, length, advice)
+    return 0
+
+
+def sys_mincore(k: VKernel, t: Thread, addr: int, length: int, vec: int) -> int:
+    """Implement mincore(2): every page of a mapping is reported resident (whether the host
+    holds it is a host fact, and changes with lazy thaws), so the answer is deterministic."""
+    vm = t.process.vm
+    if addr % PAGE:
+        raise GuestError(E.EINVAL)
+    end = addr + page_up(length)
+    if end > TASK_SIZE or not vm.vmas.covered(addr, end):
+        raise GuestError(E.ENOMEM)
+    vm.write(vec, b"\x01" * ((end - addr) // PAGE))
     return 0
 
 

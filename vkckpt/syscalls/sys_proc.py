@@ -9,7 +9,7 @@ from vkckpt import task_clone, task_exec, task_exit
 from vkckpt.abi import errno as E
 from vkckpt.abi import signals as S
 from vkckpt.abi import uts
-from vkckpt.abi.limits import RLIM_INFINITY, RLIMITS
+from vkckpt.abi.limits import NOFILE
 from vkckpt.abi.mman import PROT_WRITE
 from vkckpt.errors import GuestError
 from vkckpt.fs import procpid
@@ -20,6 +20,7 @@ TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
+    from vkckpt.process import Process
     from vkckpt.threads.thread import Thread
 
 ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
@@ -174,26 +175,42 @@ def sys_umask(k: VKernel, t: Thread, mask: int) -> int:
     return old
 
 
-_RLIM_INF = RLIM_INFINITY
-_LIMITS = RLIMITS
+def _rlimit_target(k: VKernel, t: Thread, pid: int) -> Process:
+    """The process prlimit64(2) means by pid (0: the caller's); ESRCH when there is none."""
+    if pid == 0:
+        return t.process
+    p = k.procs.get(s32(pid))
+    if p is None or p.zombie:
+        raise GuestError(E.ESRCH)
+    return p
+
+
+def _set_rlimit(p: Process, res: int, soft: int, hard: int) -> None:
+    p.rlimits.set(res, soft, hard)
+    p.fds.limit = min(p.rlimits.nofile, NOFILE)
 
 
 def sys_prlimit64(k: VKernel, t: Thread, pid: int, res: int, new: int, old: int) -> int:
-    if res > 15:
-        raise GuestError(E.EINVAL)
-    if new:
-        cur, top = struct.unpack("<QQ", t.process.vm.read(new, 16))
-        if cur > top:
-            raise GuestError(E.EINVAL)
+    """Implement prlimit64(2): read the new limit, report the old one, then set the new."""
+    p = _rlimit_target(k, t, pid)
+    want = struct.unpack("<QQ", t.process.vm.read(new, 16)) if new else None
+    was = p.rlimits.get(res)
+    if want is not None:
+        _set_rlimit(p, res, *want)
     if old:
-        t.process.vm.write(old, struct.pack("<QQ", *_LIMITS.get(res, (_RLIM_INF, _RLIM_INF))))
-    return 0  # new limits are accepted and not enforced
+        t.process.vm.write(old, struct.pack("<QQ", *was))
+    return 0
 
 
 def sys_getrlimit(k: VKernel, t: Thread, res: int, old: int) -> int:
-    if res > 15:
-        raise GuestError(E.EINVAL)
-    t.process.vm.write(old, struct.pack("<QQ", *_LIMITS.get(res, (_RLIM_INF, _RLIM_INF))))
+    """Implement getrlimit(2)."""
+    t.process.vm.write(old, struct.pack("<QQ", *t.process.rlimits.get(res)))
+    return 0
+
+
+def sys_setrlimit(k: VKernel, t: Thread, res: int, new: int) -> int:
+    """Implement setrlimit(2)."""
+    _set_rlimit(t.process, res, *struct.unpack("<QQ", t.process.vm.read(new, 16)))
     return 0
 
 
@@ -213,8 +230,13 @@ def sys_prctl(k: VKernel, t: Thread, option: int, a2: int) -> int:
 
 
 def sys_sched_getaffinity(k: VKernel, t: Thread, pid: int, size: int, mask: int) -> int:
-    if size < 8:
+    """Implement sched_getaffinity(2) for one virtual CPU: the mask is whole longs, the
+    thread must exist (ESRCH), and the answer is one long with CPU 0 set."""
+    if size < 8 or size % 8:
         raise GuestError(E.EINVAL)
+    target = k.threads.get(s32(pid)) if pid else t
+    if target is None or not target.alive:
+        raise GuestError(E.ESRCH)
     t.process.vm.write(mask, struct.pack("<Q", 1))
     return 8  # one virtual CPU
 

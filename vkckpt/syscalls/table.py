@@ -197,7 +197,8 @@ ENTRIES: list[Entry] = [
     Supported("munmap", mm.sys_munmap),
     Supported("mprotect", mm.sys_mprotect),
     Supported("brk", mm.sys_brk),
-    Partial("madvise", mm.sys_madvise, "MADV_DONTNEED zeroes; other advice ignored"),
+    Partial("madvise", mm.sys_madvise, "MADV_DONTNEED zeroes; other valid advice ignored"),
+    Partial("mincore", mm.sys_mincore, "every mapped page is reported resident"),
     Partial("mremap", mm.sys_mremap, "moves private memory by copying; no MREMAP_FIXED"),
     Supported("msync", mm.sys_msync),
     # -- processes and threads
@@ -228,8 +229,10 @@ ENTRIES: list[Entry] = [
     Supported("setpgid", pr.sys_setpgid),
     Supported("setsid", pr.sys_setsid),
     Supported("umask", pr.sys_umask),
-    Partial("prlimit64", pr.sys_prlimit64, "reports fixed limits; new limits not enforced"),
+    Partial("prlimit64", pr.sys_prlimit64, "per process, inherited; only RLIMIT_NOFILE is "
+            "enforced; fs.nr_open is 1024"),
     Partial("getrlimit", pr.sys_getrlimit, "as prlimit64"),
+    Partial("setrlimit", pr.sys_setrlimit, "as prlimit64"),
     Partial("getrusage", pr.sys_getrusage, "zeroed"),
     Partial("prctl", pr.sys_prctl, "PR_SET_NAME/PR_GET_NAME only"),
     Partial("sched_getaffinity", pr.sys_sched_getaffinity, "one CPU"),

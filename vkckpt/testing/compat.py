@@ -27,10 +27,12 @@ from pathlib import Path
 
 from vkckpt.testing.compat_cases import CASES, Case
 
-#: Host programs the root is made of (Debian's busybox-static, bash-static), by guest path.
-HOST_PROGRAMS = {"bin/busybox": ("/bin/busybox",), "bin/bash": ("/bin/bash-static",)}
+#: Host programs the root is made of (Debian's busybox-static, bash-static, and golang-go's
+#: gofmt, a static Go program), by guest path.
+HOST_PROGRAMS = {"bin/busybox": ("/bin/busybox",), "bin/bash": ("/bin/bash-static",),
+                 "bin/gofmt": ("/usr/lib/go-1.19/bin/gofmt", "/usr/bin/gofmt")}
 #: The Debian packages that provide them (the test set-up installs them: make debs).
-PACKAGES = ("busybox-static", "bash-static")
+PACKAGES = ("busybox-static", "bash-static", "golang-go")
 ENV = {"PATH": "/bin", "HOME": "/work", "LC_ALL": "C", "TZ": "UTC", "USER": "root"}
 TIMEOUT = 60                  # seconds for a native run
 TICK_LIMIT = 2_000_000_000    # blocks: a vkernel run that has not ended by then fails

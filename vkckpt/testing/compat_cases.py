@@ -241,4 +241,21 @@ BASH = [
     _bash("test-stdin", "[ -p /dev/stdin ] && echo pipe || echo not", stdin=b"x"),
 ]
 
-CASES: list[Case] = BUSYBOX + BUSYBOX_SH + BASH
+
+def _gofmt(name: str, *args: str, stdin: bytes) -> Case:
+    return Case("go", name, ("/bin/gofmt", *args), stdin)
+
+
+_UGLY_GO = (b'package main\nimport ("os";"fmt")\ntype  P struct{X,Y int}\nfunc  main( ) {\n'
+            b'ps:=[]P{P{1,2},P{X:3,Y:4}}\nfor i:=range ps {fmt.Println( i,ps[i] ) }\n'
+            b'if len(os.Args)>1 {os.Exit(1)} }\n')
+#: Debian's gofmt (static Go 1.19): goroutines, the GC and its own diff, fed from stdin.
+GO = [
+    _gofmt("gofmt", stdin=_UGLY_GO),
+    _gofmt("gofmt-s", "-s", stdin=_UGLY_GO),
+    _gofmt("gofmt-d", "-d", stdin=_UGLY_GO),
+    _gofmt("gofmt-r", "-r", "ps[i] -> ps[len(ps)-1-i]", stdin=_UGLY_GO),
+    _gofmt("gofmt-syntax-error", "-e", stdin=b"package main\nfunc main() { x := }\n"),
+]
+
+CASES: list[Case] = BUSYBOX + BUSYBOX_SH + BASH + GO

@@ -44,6 +44,10 @@ FIELD_CASES = [
     ("process", "pid", 0),
     ("process", "root", "jail"),             # chroot(2) root not an absolute guest path
     ("process", "ioprio", -1),
+    ("process", "rlimits", [[7, 2048, 4096]]),        # RLIMIT_NOFILE above fs.nr_open
+    ("process", "rlimits", [[99, 1, 1]]),             # no such resource
+    ("process", "rlimits", [[3, 9, 8]]),              # soft above hard
+    ("process", "rlimits", [[3, 1, 2], [3, 1, 2]]),   # one resource twice
     ("kernel", "quantum", 0),
     ("kernel", "runq", [31337]),
     ("kernel", "timers", [[5, 1, 1]]),

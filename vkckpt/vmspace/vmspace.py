@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Callable
 
 from vkckpt.abi import errno as E
-from vkckpt.abi.mman import MADV_DONTNEED, TASK_SIZE
+from vkckpt.abi.mman import MADV_DONTNEED, MADV_VALID, TASK_SIZE
 from vkckpt.engine.engine import Engine
 from vkckpt.errors import GuestError
 from vkckpt.vmspace import arena, filemap
@@ -207,18 +207,20 @@ class VmSpace:
                                                        lambda v: v.replace(prot=prot & 7)))
 
     def madvise(self, addr: int, length: int, advice: int) -> None:
-        """Implement madvise(2): MADV_DONTNEED zeroes private pages, other advice is a hint."""
-        if addr % PAGE:
+        """Implement madvise(2): MADV_DONTNEED zeroes private pages, other valid advice is a
+        hint; as on Linux the mapped parts are advised and a hole makes the call ENOMEM."""
+        if advice not in MADV_VALID or addr % PAGE:
             raise GuestError(E.EINVAL)
         end = addr + page_up(length)
-        if advice != MADV_DONTNEED:
-            return
+        if end >= 1 << 64:  # the page-rounded length wraps around
+            raise GuestError(E.EINVAL)
+        if advice == MADV_DONTNEED:
+            for v in self.vmas.overlapping(addr, end):
+                if not v.shared and not v.path:
+                    s, e = max(v.start, addr), min(v.end, end)
+                    v.buf.zero(v.off + s - v.start, e - s)
         if not self.vmas.covered(addr, end):
             raise GuestError(E.ENOMEM)
-        for v in self.vmas.overlapping(addr, end):
-            if not v.shared and not v.path:
-                s, e = max(v.start, addr), min(v.end, end)
-                v.buf.zero(v.off + s - v.start, e - s)
 
     # -- brk ---------------------------------------------------------------------------------
     def set_brk_start(self, addr: int) -> None:
