@@ -89,12 +89,7 @@ def stream_recv(sock: UnixSocket, n: int, flags: int, nonblock: bool) -> Receive
     if sock.state != CONNECTED:
         raise GuestError(E.EINVAL)
     if not sock.recvq:
-        err = sock.take_error()
-        if err:
-            raise GuestError(err)
-        if sock.shutdown & S.RCV_SHUTDOWN:
-            return Received(b"", [], None, None, 0, 0)
-        raise _wait(sock, nonblock)
+        return _nothing_queued(sock, nonblock)
     short = sum(len(m.data) for m in sock.recvq) < n
     writer = sock.peer
     can_grow = writer is not None and not writer.dead and writer.room() > 0
@@ -165,18 +160,24 @@ def dgram_send(sock: UnixSocket, data: bytes, dest: UnixSocket | None, out: Outg
     return len(data)
 
 
+def _nothing_queued(sock: UnixSocket, nonblock: bool) -> Received:
+    """A receive finding the queue empty: the pending error, end of file after SHUT_RD or
+    the peer's close, or a wait (EAGAIN when non-blocking)."""
+    err = sock.take_error()
+    if err:
+        raise GuestError(err)
+    if sock.shutdown & S.RCV_SHUTDOWN:
+        return Received(b"", [], None, None, 0, 0)
+    raise _wait(sock, nonblock)
+
+
 def dgram_recv(sock: UnixSocket, n: int, flags: int, nonblock: bool) -> Received:
     """Take (or peek at) the next message whole: bytes past n are lost (MSG_TRUNC in
     msg_flags; the call returns the full length when MSG_TRUNC was asked)."""
     if sock.type == S.SOCK_SEQPACKET and sock.state != CONNECTED:
         raise GuestError(E.ENOTCONN if sock.state != LISTENING else E.EINVAL)
     if not sock.recvq:
-        err = sock.take_error()
-        if err:
-            raise GuestError(err)
-        if sock.shutdown & S.RCV_SHUTDOWN:
-            return Received(b"", [], None, None, 0, 0)
-        raise _wait(sock, nonblock)
+        return _nothing_queued(sock, nonblock)
     msg = sock.recvq[0]
     data = msg.data[:n]
     out_flags = S.MSG_TRUNC if len(msg.data) > n else 0
