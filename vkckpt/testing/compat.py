@@ -1,13 +1,17 @@
 """The compatibility suite: software nobody here wrote, run natively and under the vkernel.
 
 A *case* (testing/compat_cases.py) is a command line of a Debian program (busybox-static
-applets, bash-static scripts, static Go programs) with its stdin.  Both runs happen in a fresh
-copy of one small guest root (bin/busybox, bin/sh, bin/bash, /work with a few text files):
-natively chrooted into it (the host kernel is the oracle), and under the vkernel with that
-root.  A case passes when stdout and the exit status are identical; each is also frozen at
-scheduling points of its vkernel run and thawed, and the thawed run must finish with the
-same output, status and ticks.  A case the vkernel answers differently by design or by a
-known gap says so (`known`), and vkckpt-abi(7) names it.
+applets, bash-static scripts; Debian's dynamic sqlite3, lua5.4 and python3) with its stdin.
+Both runs happen in a fresh copy of one small guest root (bin/busybox, bin/sh, bin/bash, /work
+with the files of testing/compat_inputs.py): natively chrooted into it (the host kernel is the
+oracle), and under the vkernel with that root.  A dynamic program's case binds host
+directories (/usr) read-only at the same guest paths, natively (bind mounts in a private mount
+namespace) and in the vkernel (`--bind`), and its root gets the host's /lib and /lib64 links
+and the loader's cache: the same files on both sides.  A case passes when stdout and the exit
+status are identical; each is also frozen at scheduling points of its vkernel run and thawed,
+and the thawed run must finish with the same output, status and ticks.  A case the vkernel
+answers differently by design or by a known gap says so (`known`), and vkckpt-abi(7) names
+it (KNOWN DIFFERENCES).
 
 `python -m vkckpt.testing.compat [--suite S] [--freeze N] [-k PATTERN]` prints the table and
 the pass rate; tests/test_compat.py runs every case.
@@ -26,12 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vkckpt.testing.compat_cases import CASES, Case
+from vkckpt.testing.compat_inputs import write_inputs
 
 #: Host programs the root is made of (Debian's busybox-static, bash-static), by guest path.
 HOST_PROGRAMS = {"bin/busybox": ("/bin/busybox",), "bin/bash": ("/bin/bash-static",)}
 #: The Debian packages that provide them (the test set-up installs them: make debs).
 PACKAGES = ("busybox-static", "bash-static")
 ENV = {"PATH": "/bin", "HOME": "/work", "LC_ALL": "C", "TZ": "UTC", "USER": "root"}
+#: Where a dynamic program's loader looks besides the binds: links (or directories) as on the
+#: host, and the files it reads, copied into the root.
+LOADER_DIRS = ("lib", "lib64")
+LOADER_FILES = ("etc/ld.so.cache",)
 TIMEOUT = 60                  # seconds for a native run
 TICK_LIMIT = 2_000_000_000    # blocks: a vkernel run that has not ended by then fails
 QUANTUM = 2_000               # short slices: many scheduling (freeze) points
@@ -77,9 +86,38 @@ def _applets(busybox: Path) -> list[str]:
     return _APPLETS
 
 
-def make_root(base: Path) -> Path:
+def environment(case: Case) -> dict[str, str]:
+    """The case's environment: the suite's, plus what the case adds."""
+    return {**ENV, **dict(case.env)}
+
+
+def binds(case: Case) -> list[str]:
+    """The host directories bound read-only for the case, at the same guest paths: its own,
+    and /lib and /lib64 where the host has them as directories rather than links."""
+    if not case.binds:
+        return []
+    extra = [f"/{d}" for d in LOADER_DIRS
+             if os.path.isdir(f"/{d}") and not os.path.islink(f"/{d}")]
+    return [*case.binds, *extra]
+
+
+def _dynamic_root(root: Path, case: Case) -> None:
+    """What a dynamic program needs in root: mount points for its binds, the host's /lib and
+    /lib64 links, the loader's cache."""
+    for d in binds(case):
+        (root / d.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    for d in LOADER_DIRS:
+        if os.path.islink(f"/{d}"):
+            (root / d).symlink_to(os.readlink(f"/{d}"))
+    for f in LOADER_FILES:
+        if os.path.exists(f"/{f}"):
+            shutil.copyfile(f"/{f}", root / f)
+
+
+def make_root(base: Path, case: Case | None = None) -> Path:
     """A fresh guest root: the host programs, busybox's applets (sh among them), /tmp,
-    /etc/passwd and a /work directory with the suite's input files."""
+    /etc/passwd and a /work directory with the suite's input files; for a dynamic program's
+    case also its mount points, loader links and cache."""
     root = Path(tempfile.mkdtemp(prefix="compat-", dir=base))
     (root / "bin").mkdir()
     for guest in HOST_PROGRAMS:
@@ -93,38 +131,23 @@ def make_root(base: Path) -> Path:
     (root / "etc").mkdir()
     (root / "etc" / "passwd").write_text("root:x:0:0:root:/work:/bin/sh\n")
     (root / "etc" / "group").write_text("root:x:0:\n")
-    _write_inputs(root / "work")
+    write_inputs(root / "work")
+    if case is not None and case.binds:
+        _dynamic_root(root, case)
     return root
 
 
-def _write_inputs(work: Path) -> None:
-    """The files the cases read: small, fixed texts."""
-    work.mkdir()
-    words = ["pear", "apple", "fig", "banana", "apple", "cherry", "date", "fig", "elder",
-             "grape", "Apple", "kiwi"]
-    (work / "words").write_text("".join(f"{w}\n" for w in words))
-    (work / "nums").write_text("".join(f"{(i * 7919) % 101}\n" for i in range(40)))
-    (work / "table").write_text("".join(f"{i}\t{w}\t{len(w) * i}\n"
-                                        for i, w in enumerate(words)))
-    (work / "csv").write_text("id,name,qty\n1,bolt,40\n2,nut,15\n3,washer,7\n4,screw,22\n")
-    (work / "prose").write_text(
-        "The quick brown fox jumps over the lazy dog.\n"
-        "Pack my box with five dozen liquor jugs!\n\n"
-        "How vexingly quick daft zebras jump;\tsphinx of black quartz, judge my vow.\n")
-    (work / "tree" / "a" / "b").mkdir(parents=True)
-    (work / "tree" / "a" / "one").write_text("1\n")
-    (work / "tree" / "a" / "b" / "two").write_text("22\n")
-    (work / "tree" / "three").write_text("333\n")
-    (work / "bin.dat").write_bytes(bytes(range(256)) * 3)
-
-
 #: Natively, inside a private mount namespace: the host's /dev and /proc mounted in the root,
-#: then chroot, cd /work and exec with the case's environment untouched.
+#: the case's binds mounted read-only, then chroot, cd /work and exec with the case's
+#: environment untouched.
 _ENTER = """
 import os, subprocess, sys
 root, mount = sys.argv[1], sys.argv[2]
 subprocess.run([mount, "--rbind", "/dev", root + "/dev"], check=True)
 subprocess.run([mount, "-t", "proc", "proc", root + "/proc"])
+for d in BINDS:
+    subprocess.run([mount, "--bind", d, root + d], check=True)
+    subprocess.run([mount, "-o", "remount,bind,ro", root + d], check=True)
 os.chroot(root)
 os.chdir("/work")
 os.execve(sys.argv[3], sys.argv[3:], dict(ENV))
@@ -144,7 +167,7 @@ def run_native(case: Case, root: Path) -> tuple[bytes, int]:
     ns = ["--mount", "--propagation", "private"]
     if os.geteuid() != 0:
         ns = ["--map-root-user", *ns]
-    script = f"ENV = {ENV!r}\n{_ENTER}"
+    script = f"ENV = {environment(case)!r}\nBINDS = {binds(case)!r}\n{_ENTER}"
     p = subprocess.run([_host_tool("unshare"), *ns, "--", sys.executable, "-I", "-c", script,
                         str(root), _host_tool("mount"), *case.argv], input=case.stdin,
                        capture_output=True, env={"PATH": "/usr/bin:/bin"}, timeout=TIMEOUT)
@@ -156,10 +179,17 @@ def config(case: Case, root: Path, out: list[bytes], err: list[bytes]):
     from vkckpt.config import KernelConfig, ProcessSpec
 
     return KernelConfig(root=str(root), quantum=QUANTUM, stdout=out.append,
-                        stderr=err.append, stdin=case.stdin, cpus=1,
+                        stderr=err.append, stdin=case.stdin, cpus=1, binds=bind_specs(case),
                         log=lambda line: err.append(line.encode() + b"\n"),
-                        processes=[ProcessSpec(case.argv[0], list(case.argv), dict(ENV),
-                                               cwd="/work")])
+                        processes=[ProcessSpec(case.argv[0], list(case.argv),
+                                               environment(case), cwd="/work")])
+
+
+def bind_specs(case: Case) -> list:
+    """The case's binds as the vkernel takes them (--bind HOST:HOST:ro)."""
+    from vkckpt.fs.binds import BindSpec
+
+    return [BindSpec(d, d, ro=True) for d in binds(case)]
 
 
 def shell_status(wait_status: int) -> int:
@@ -197,7 +227,7 @@ def check_frozen(case: Case, base: Path, at: int, want: tuple[bytes, int, int]) 
     from vkckpt.ckpt.snapshot import write_image
     from vkckpt.runner import boot
 
-    root = make_root(base)
+    root = make_root(base, case)
     try:
         out: list[bytes] = []
         err: list[bytes] = []
@@ -209,7 +239,9 @@ def check_frozen(case: Case, base: Path, at: int, want: tuple[bytes, int, int]) 
         rest = k.config.stdin  # what the guests had not read: the thawed run's stdin
         k.shutdown()
         k2 = thaw(str(image), ThawOptions(root=str(root), stdout=out.append, stdin=rest,
-                                           stderr=err.append, deliver_sigthaw=False))
+                                           stderr=err.append, deliver_sigthaw=False,
+                                           binds=bind_specs(case)))
+        k2.log = lambda line: err.append(line.encode() + b"\n")
         try:
             status = k2.run(until_ticks=TICK_LIMIT)
             got = (b"".join(out), -1 if status is None else shell_status(status),
@@ -227,12 +259,12 @@ def check_frozen(case: Case, base: Path, at: int, want: tuple[bytes, int, int]) 
 
 def run_case(case: Case, base: Path, freezes: int = 2) -> Result:
     """Run one case natively and under the vkernel, then frozen at `freezes` points."""
-    root = make_root(base)
+    root = make_root(base, case)
     try:
         native = run_native(case, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    root = make_root(base)
+    root = make_root(base, case)
     try:
         out, status, err, points, ticks = run_vkernel(case, root)
     finally:

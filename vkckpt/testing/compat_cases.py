@@ -13,13 +13,17 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Case:
     """One invocation: argv (argv[0] a guest path), stdin, the suite it belongs to, and why
-    its vkernel run differs from the host's if it is a known difference."""
+    its vkernel run differs from the host's if it is a known difference.  A dynamic program
+    names the host directories it needs bound read-only at the same guest paths (`binds`)
+    and may add to the environment (`env`)."""
 
     suite: str
     name: str
     argv: tuple[str, ...]
     stdin: bytes = b""
     known: str = ""  # why the outputs differ (named in vkckpt-abi(7))
+    binds: tuple[str, ...] = ()  # host directories bound read-only at the same guest path
+    env: tuple[tuple[str, str], ...] = ()  # added to the suite's environment
 
 
 def _bb(name: str, *args: str, stdin: bytes = b"", known: str = "") -> Case:
@@ -230,4 +234,28 @@ BASH = [
     _bash("test-stdin", "[ -p /dev/stdin ] && echo pipe || echo not", stdin=b"x"),
 ]
 
-CASES: list[Case] = BUSYBOX + BUSYBOX_SH + BASH
+
+#: Debian's dynamic programs find their libraries in the host's /usr, bound read-only.
+USR = ("/usr",)
+
+
+def _sqlite(name: str, sql: str, *opts: str, db: str = ":memory:", known: str = "") -> Case:
+    return Case("sqlite3", name, ("/usr/bin/sqlite3", *opts, db), sql.encode(), known, USR)
+
+
+def _lua(name: str, *args: str, stdin: bytes = b"", known: str = "") -> Case:
+    return Case("lua5.4", name, ("/usr/bin/lua5.4", *args), stdin, known, USR)
+
+
+def _py(name: str, script: str, stdin: bytes = b"", known: str = "") -> Case:
+    return Case("python3", name, ("/usr/bin/python3", "-S", "-c", script), stdin, known, USR,
+                (("PYTHONHASHSEED", "0"),))
+
+
+DYNAMIC = [
+    _sqlite("select", "select 1+1, upper('ok');"),
+    _lua("print", "-e", "print(1, string.format('%5.2f', 3.14159))"),
+    _py("print", "print(1+1)"),
+]
+
+CASES: list[Case] = BUSYBOX + BUSYBOX_SH + BASH + DYNAMIC
