@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +57,7 @@ class Result:
     vk_err: bytes = b""
     frozen: list[str] = field(default_factory=list)  # one line per freeze point that differed
     points: int = 0
+    seconds: float = 0.0  # wall time of the whole case: both runs and every freeze
 
     @property
     def same(self) -> bool:
@@ -259,6 +261,7 @@ def check_frozen(case: Case, base: Path, at: int, want: tuple[bytes, int, int]) 
 
 def run_case(case: Case, base: Path, freezes: int = 2) -> Result:
     """Run one case natively and under the vkernel, then frozen at `freezes` points."""
+    start = time.monotonic()
     root = make_root(base, case)
     try:
         native = run_native(case, root)
@@ -279,6 +282,7 @@ def run_case(case: Case, base: Path, freezes: int = 2) -> Result:
             why = check_frozen(case, base, at, (out, status, ticks))
             if why:
                 res.frozen.append(why)
+    res.seconds = time.monotonic() - start
     return res
 
 
@@ -310,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             bad += mark == "DIFF"
             note = "; ".join(r.frozen) or (case.known if not r.same else "")
             print(f"[{i}/{len(cases)}] {mark:5} {case.suite}/{case.name} "
-                  f"(frozen at {r.points}) {note}", flush=True)
+                  f"(frozen at {r.points}, {r.seconds:.1f} s) {note}", flush=True)
             if args.v and not r.same:
                 print(f"    native: {r.native!r}\n    vkckpt: {r.vk!r}\n"
                       f"    stderr: {r.vk_err[-400:]!r}")
