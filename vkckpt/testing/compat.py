@@ -292,11 +292,34 @@ def select(cases: list[Case], suites: list[str], patterns: list[str]) -> list[Ca
             and (not patterns or any(fnmatch.fnmatch(c.name, p) for p in patterns))]
 
 
+def verdict(r: Result) -> str:
+    """same, known (a known difference still there), FIXED (a known case now matches the
+    host: its note must go) or DIFF (unexpected, or a freeze point that differed)."""
+    if r.frozen:
+        return "DIFF"
+    if r.case.known:
+        return "FIXED" if r.same else "known"
+    return "same" if r.same else "DIFF"
+
+
+def table(results: list[Result]) -> list[str]:
+    """The pass-rate table: per suite, cases, identical to the host and known differences."""
+    suites: dict[str, list[Result]] = {}
+    for r in results:
+        suites.setdefault(r.case.suite, []).append(r)
+    rows = [("suite", "cases", "identical", "known")]
+    for name, rs in [*suites.items(), ("all", results)]:
+        rows.append((name, str(len(rs)), str(sum(r.same for r in rs)),
+                     str(sum(bool(r.case.known) for r in rs))))
+    return [f"{a:<12} {b:>5} {c:>9} {d:>5}" for a, b, c, d in rows]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vkckpt.testing.compat",
                                  description="Run the compatibility suite; print a table and "
                                  "the pass rate (exit 1 when an unexpected case differs).")
-    ap.add_argument("--suite", action="append", default=[], help="busybox, bash, go ...")
+    ap.add_argument("--suite", action="append", default=[],
+                    help="busybox, busybox-sh, bash, sqlite3, lua5.4, python3")
     ap.add_argument("-k", action="append", default=[], metavar="PATTERN",
                     help="only cases whose name matches (fnmatch)")
     ap.add_argument("--freeze", type=int, default=2, metavar="N",
@@ -304,20 +327,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-v", action="store_true", help="show the output of differing cases")
     args = ap.parse_args(argv)
     cases = select(CASES, args.suite, args.k)
-    bad = 0
-    same = 0
+    results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="vkckpt-compat-") as d:
         for i, case in enumerate(cases, 1):
             r = run_case(case, Path(d), args.freeze)
-            same += r.same
-            mark = "same" if r.passed else ("known" if case.known and not r.same else "DIFF")
-            bad += mark == "DIFF"
+            results.append(r)
+            mark = verdict(r)
             note = "; ".join(r.frozen) or (case.known if not r.same else "")
             print(f"[{i}/{len(cases)}] {mark:5} {case.suite}/{case.name} "
                   f"(frozen at {r.points}, {r.seconds:.1f} s) {note}", flush=True)
             if args.v and not r.same:
                 print(f"    native: {r.native!r}\n    vkckpt: {r.vk!r}\n"
                       f"    stderr: {r.vk_err[-400:]!r}")
+    print("\n".join(table(results)))
+    same = sum(r.same for r in results)
+    bad = sum(verdict(r) in ("DIFF", "FIXED") for r in results)
     rate = 100.0 * same / len(cases) if cases else 0.0
     print(f"{same} of {len(cases)} identical to the host ({rate:.1f}%); {bad} unexpected")
     return 1 if bad else 0

@@ -15,7 +15,9 @@ class Case:
     """One invocation: argv (argv[0] a guest path), stdin, the suite it belongs to, and why
     its vkernel run differs from the host's if it is a known difference.  A dynamic program
     names the host directories it needs bound read-only at the same guest paths (`binds`)
-    and may add to the environment (`env`)."""
+    and may add to the environment (`env`).  A slow case (python3 importing much of its
+    library, each run tens of millions of blocks under the emulator) is left to
+    `make compat` so that tests/test_compat.py stays within its time."""
 
     suite: str
     name: str
@@ -24,6 +26,7 @@ class Case:
     known: str = ""  # why the outputs differ (named in vkckpt-abi(7))
     binds: tuple[str, ...] = ()  # host directories bound read-only at the same guest path
     env: tuple[tuple[str, str], ...] = ()  # added to the suite's environment
+    slow: bool = False  # over ~5 s with two freezes: run by `make compat`, not by the tests
 
 
 def _bb(name: str, *args: str, stdin: bytes = b"", known: str = "") -> Case:
@@ -247,9 +250,10 @@ def _lua(name: str, *args: str, stdin: bytes = b"", known: str = "") -> Case:
     return Case("lua5.4", name, ("/usr/bin/lua5.4", *args), stdin, known, USR)
 
 
-def _py(name: str, script: str, stdin: bytes = b"", known: str = "") -> Case:
+def _py(name: str, script: str, stdin: bytes = b"", known: str = "",
+        slow: bool = False) -> Case:
     return Case("python3", name, ("/usr/bin/python3", "-S", "-c", script), stdin, known, USR,
-                (("PYTHONHASHSEED", "0"),))
+                (("PYTHONHASHSEED", "0"),), slow)
 
 
 #: Why SQLite's shared-memory WAL does not work yet.
@@ -360,7 +364,7 @@ PYTHON = [
         "print(json.dumps(d, sort_keys=True), json.dumps(d, indent=1))"),
     _py("re", "import re; t = open('prose').read(); print(re.findall(r'\\b\\w{5}\\b', t)); "
         "print(re.sub(r'(\\w+) (\\w+)', r'\\2 \\1', 'hello world')); "
-        "print(re.match(r'(?P<k>\\w+)=(?P<v>\\d+)', 'qty=42').groupdict())"),
+        "print(re.match(r'(?P<k>\\w+)=(?P<v>\\d+)', 'qty=42').groupdict())", slow=True),
     _py("hashlib", "import hashlib; d = open('bin.dat', 'rb').read(); "
         "print(hashlib.sha256(d).hexdigest(), hashlib.md5(d).hexdigest(), "
         "hashlib.blake2b(d, digest_size=8).hexdigest())"),
@@ -382,27 +386,27 @@ PYTHON = [
     _py("collections", "import collections as c; w = open('words').read().split(); "
         "print(c.Counter(w).most_common(3)); d = c.defaultdict(list); "
         "[d[x[0]].append(x) for x in w]; print(sorted(d.items())[:3]); "
-        "print(c.OrderedDict.fromkeys('banana'))"),
+        "print(c.OrderedDict.fromkeys('banana'))", slow=True),
     _py("struct-zlib", "import struct, zlib; b = struct.pack('<ihd', -5, 300, 2.5); "
         "print(b.hex(), struct.unpack('<ihd', b)); z = zlib.compress(open('prose', 'rb')"
         ".read()); print(len(z), zlib.crc32(z), len(zlib.decompress(z)))"),
     _py("decimal-fractions", "from decimal import Decimal, getcontext; getcontext().prec = 30; "
         "from fractions import Fraction; print(Decimal(1) / Decimal(7), "
-        "sum(Fraction(1, n) for n in range(1, 11)))"),
+        "sum(Fraction(1, n) for n in range(1, 11)))", slow=True),
     _py("random-seeded", "import random; random.seed(7); print([random.randint(1, 100) "
-        "for _ in range(6)], random.choice('abcdef'), round(random.random(), 6))"),
+        "for _ in range(6)], random.choice('abcdef'), round(random.random(), 6))", slow=True),
     _py("subprocess", "import subprocess; p = subprocess.run(['/bin/echo', 'from', 'child'], "
         "capture_output=True); print(p.returncode, p.stdout); "
-        "print(subprocess.call(['/bin/sh', '-c', 'exit 3']))"),
+        "print(subprocess.call(['/bin/sh', '-c', 'exit 3']))", slow=True),
     _py("threads", "import threading; n = [0]; lock = threading.Lock()\n"
         "def work():\n    for _ in range(1000):\n        with lock: n[0] += 1\n"
         "ts = [threading.Thread(target=work) for _ in range(4)]\n"
-        "[t.start() for t in ts]; [t.join() for t in ts]; print(n[0])"),
+        "[t.start() for t in ts]; [t.join() for t in ts]; print(n[0])", slow=True),
     _py("exit-code", "import sys; print('out'); sys.exit(5)"),
     _py("sqlite3-module", "import sqlite3; c = sqlite3.connect(':memory:'); "
         "c.execute('create table t(x)'); c.executemany('insert into t values(?)', "
         "[(i,) for i in range(10)]); print(c.execute('select sum(x), count(*) from t')"
-        ".fetchone(), sqlite3.sqlite_version_info[0])"),
+        ".fetchone(), sqlite3.sqlite_version_info[0])", slow=True),
     _py("locks", "import errno, fcntl, os\nf = open('/tmp/lk', 'w'); fcntl.lockf(f, "
         "fcntl.LOCK_EX)\nif os.fork() == 0:\n    g = open('/tmp/lk', 'w')\n"
         "    for lock in (fcntl.lockf, fcntl.flock):\n        try: lock(g, fcntl.LOCK_EX | "
