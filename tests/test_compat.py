@@ -61,3 +61,18 @@ def test_the_table_counts_each_suite_and_the_verdicts() -> None:
     assert [verdict(r) for r in rs] == ["same", "known", "FIXED", "DIFF"]
     assert table(rs)[1].split() == ["python3", "4", "3", "2"]
     assert table(rs)[-1].split() == ["all", "4", "3", "2"]
+
+
+def test_every_known_difference_is_named_in_the_abi_page() -> None:
+    """vkckpt-abi(7) KNOWN DIFFERENCES lists each known case with its reason, and says
+    whether it is a design choice or a gap."""
+    from vkckpt.manpages import abi_page, roff_escape
+
+    page = abi_page()
+    section = page[page.index('.SH "KNOWN DIFFERENCES"'):page.index(".SH NOTES")]
+    known = [c for c in CASES if c.known]
+    for c in known:
+        assert f".B {roff_escape(c.suite + '/' + c.name)}\n" in section, c.name
+        assert roff_escape(c.known) in section, c.name
+    assert section.count(".TP\n") == len(known)
+    assert f"{len(CASES) - len(known)} ({100 * (1 - len(known) / len(CASES)):.1f}%)" in section
