@@ -37,6 +37,9 @@ from vkckpt.testing.compat_inputs import write_inputs
 HOST_PROGRAMS = {"bin/busybox": ("/bin/busybox",), "bin/bash": ("/bin/bash-static",)}
 #: The Debian packages that provide them (the test set-up installs them: make debs).
 PACKAGES = ("busybox-static", "bash-static")
+#: The dynamic programs' suites: the host program each runs through the binds, its package.
+DYNAMIC = {"sqlite3": ("/usr/bin/sqlite3", "sqlite3"), "lua5.4": ("/usr/bin/lua5.4", "lua5.4"),
+           "python3": ("/usr/bin/python3", "python3")}
 ENV = {"PATH": "/bin", "HOME": "/work", "LC_ALL": "C", "TZ": "UTC", "USER": "root"}
 #: Where a dynamic program's loader looks besides the binds: links (or directories) as on the
 #: host, and the files it reads, copied into the root.
@@ -105,7 +108,11 @@ def binds(case: Case) -> list[str]:
 
 def _dynamic_root(root: Path, case: Case) -> None:
     """What a dynamic program needs in root: mount points for its binds, the host's /lib and
-    /lib64 links, the loader's cache."""
+    /lib64 links, the loader's cache.  FileNotFoundError if its program is not installed
+    (both runs would fail alike, which is no comparison)."""
+    program, package = DYNAMIC.get(case.suite, (None, None))
+    if program and not os.path.exists(program):
+        raise FileNotFoundError(f"{program} is missing: install {package} (make debs)")
     for d in binds(case):
         (root / d.lstrip("/")).mkdir(parents=True, exist_ok=True)
     for d in LOADER_DIRS:
