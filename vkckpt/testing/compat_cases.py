@@ -361,7 +361,7 @@ print(shapes, sum(s.area() for s in shapes) > 10, Rect.__mro__[1].__name__)
 PYTHON = [
     _py("print", "import sys; print(1+1, sys.version_info[0], sys.argv, sys.flags.no_site)"),
     _py("json", "import json; d = json.loads('{\"b\": [1, 2.5, null], \"a\": \"x\"}'); "
-        "print(json.dumps(d, sort_keys=True), json.dumps(d, indent=1))"),
+        "print(json.dumps(d, sort_keys=True), json.dumps(d, indent=1))", slow=True),
     _py("re", "import re; t = open('prose').read(); print(re.findall(r'\\b\\w{5}\\b', t)); "
         "print(re.sub(r'(\\w+) (\\w+)', r'\\2 \\1', 'hello world')); "
         "print(re.match(r'(?P<k>\\w+)=(?P<v>\\d+)', 'qty=42').groupdict())", slow=True),
