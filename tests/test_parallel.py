@@ -168,3 +168,29 @@ def test_rounds_of_single_thread_groups_run_as_one_c_batch(tmp_path: Path, monke
     monkeypatch.setattr(rounds.CpuPool, "crew", lambda self: None)
     pooled, _ = _run(wl, root, 2)
     assert crew == pooled == _run(wl, root, 1)[0]
+
+
+_CREWS = """
+from vkckpt.engine.preempt import native_library
+from vkckpt.rounds import _Crew, _Job
+lib = native_library()
+assert lib is not None and hasattr(lib, "vk_crew_new"), "the C extension is not built"
+for _ in range(2000):
+    crew = _Crew(lib, 1)
+    for _ in range(3):
+        crew.run((_Job * 0)())
+    crew.close()
+print("stopped 2000 crews")
+"""
+
+
+def test_crews_started_and_stopped_one_after_another_never_hang() -> None:
+    """Each thawed or shut-down vkernel stops its crew, and the next one's struct is often
+    the freed one's memory: a worker must not read the crew once it has reported its last
+    batch done (it did, saw the new crew's quit flag clear and took over a worker's slot,
+    and vk_crew_free then waited for ever; 5 cycles were enough)."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", _CREWS], capture_output=True, timeout=120)
+    assert p.stdout == b"stopped 2000 crews\n", p.stderr.decode()[-2000:]

@@ -103,6 +103,7 @@ def abi_page() -> str:
     lines += _proc_section()
     lines += _sched_section()
     lines += _limits_section()
+    lines += _known_section()
     lines += [
         ".SH NOTES",
         "Guest code runs at privilege level 3, as a Linux process does: a privileged",
@@ -142,9 +143,10 @@ def abi_page() -> str:
         "later changes to the file do not show through pages not yet written.",
         ".PP",
         "This page is generated from",
-        ".I vkckpt/syscalls/table.py",
-        "and",
+        ".IR vkckpt/syscalls/table.py ,",
         ".I vkckpt/engine/cpumodel.py",
+        "and",
+        ".I vkckpt/testing/compat_cases.py",
         "by",
         ".IR vkckpt/manpages.py ;",
         "the test suite checks that it is up to date.",
@@ -318,6 +320,42 @@ def _limits_section() -> list[str]:
         ".B RLIMIT_NOFILE",
         "at start\\-up.",
     ]
+
+
+def _known_section() -> list[str]:
+    """KNOWN DIFFERENCES: the compatibility suite's cases marked known, each with its
+    reason (vkckpt/testing/compat_cases.py); a reason that starts with "needs" is a gap."""
+    from vkckpt.testing.compat_cases import CASES
+
+    suites: dict[str, list] = {}
+    for c in CASES:
+        suites.setdefault(c.suite, []).append(c)
+    known = [c for c in CASES if c.known]
+    same = len(CASES) - len(known)
+    lines = [
+        '.SH "KNOWN DIFFERENCES"',
+        "The compatibility suite",
+        "(\\fIvkckpt/testing/compat.py\\fR, \\fBmake compat\\fR)",
+        "runs software nobody here wrote, Debian's busybox\\-static applets, bash\\-static",
+        "scripts and the dynamic sqlite3, lua5.4 and python3 under a read\\-only",
+        ".BR /usr ,",
+        "natively (chrooted) and under the vkernel, and freezes and thaws each run at",
+        "several points.",
+        f"Of its {len(CASES)} cases {same} ({100.0 * same / len(CASES):.1f}%) give the",
+        "host's output and exit status; by suite (cases, known differences):",
+        ".PP",
+        ".EX",
+    ]
+    lines += [f"{roff_escape(name):<12} {len(cs):>4} {sum(bool(c.known) for c in cs):>3}"
+              for name, cs in suites.items()]
+    lines += [".EE", ".PP",
+              "The others differ, each by a design choice or a known gap (a missing piece,",
+              "named):"]
+    for c in known:
+        kind = "Known gap" if c.known.startswith("needs ") else "Design choice"
+        lines += [".TP", f".B {roff_escape(c.suite + '/' + c.name)}",
+                  f"{kind}: {roff_escape(c.known)}."]
+    return lines
 
 
 def _hex(v: int) -> str:

@@ -522,11 +522,16 @@ vk_crew_worker(void *arg)
 
     free(arg);
     for (;;) {
+        uint32_t quit;
+
         gen = vk_wait_change(&c->gen, gen, c->spin_ns);
-        if (!__atomic_load_n(&c->quit, __ATOMIC_ACQUIRE))
+        quit = __atomic_load_n(&c->quit, __ATOMIC_ACQUIRE);
+        if (!quit)
             vk_crew_drain(c);
+        /* Once done is stored, vk_crew_free may free c (and calloc may hand the same
+         * memory to the next crew): quit was read before, and c is not touched after. */
         vk_store_wake(&c->done[a.index], gen);
-        if (__atomic_load_n(&c->quit, __ATOMIC_ACQUIRE))
+        if (quit)
             return NULL;
     }
 }

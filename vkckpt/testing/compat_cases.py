@@ -1,25 +1,18 @@
 """The compatibility suite's cases (testing/compat.py runs them): data, one line each.
+Here the static programs' (busybox applets, busybox sh, bash); the dynamic programs' are in
+testing/compat_dynamic.py, and CASES holds them all.
 
-Inputs are the files testing/compat.py writes in /work (words, nums, table, csv, prose,
-tree/, bin.dat).  Every case prints what is the same on any Linux host for the same root:
-no times, pids or host facts, unless the case is about them and says `known`.
+Inputs are the files testing/compat_inputs.py writes in /work (words, nums, table, csv,
+prose, tree/, bin.dat, lua/).  Every case prints what is the same on any Linux host for the
+same root: no times, pids or host facts, unless the case is about them and says `known`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from vkckpt.testing.compat_case import Case
+from vkckpt.testing.compat_dynamic import LUA, PYTHON, SQLITE
 
-
-@dataclass(frozen=True)
-class Case:
-    """One invocation: argv (argv[0] a guest path), stdin, the suite it belongs to, and why
-    its vkernel run differs from the host's if it is a known difference."""
-
-    suite: str
-    name: str
-    argv: tuple[str, ...]
-    stdin: bytes = b""
-    known: str = ""  # why the outputs differ (named in vkckpt-abi(7))
+__all__ = ["CASES", "Case"]
 
 
 def _bb(name: str, *args: str, stdin: bytes = b"", known: str = "") -> Case:
@@ -258,4 +251,4 @@ GO = [
     _gofmt("gofmt-syntax-error", "-e", stdin=b"package main\nfunc main() { x := }\n"),
 ]
 
-CASES: list[Case] = BUSYBOX + BUSYBOX_SH + BASH + GO
+CASES: list[Case] = BUSYBOX + BUSYBOX_SH + BASH + GO + SQLITE + LUA + PYTHON
