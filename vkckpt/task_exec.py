@@ -134,7 +134,10 @@ def spawn(k: VKernel, program: str, argv: list[str], env: dict[str, str],
     prog = open_program(k, program, cwd)
     guest = prog.guest
     envp = [f"{a}={b}".encode() for a, b in env.items()]
-    eng, vm, regs = new_image(k, prog, [a.encode() for a in argv], envp, cwd)
+    # AT_EXECFN (and so the task's name) is the path as given, as for execve: "python3"
+    # for /usr/bin/python3 -> python3.11
+    eng, vm, regs = new_image(k, prog, [a.encode() for a in argv], envp, cwd,
+                              execfn=os.fsencode(program))
     pid = k.ids.pid()
     fds = FdTable()
     svc = k.file_services()

@@ -28,11 +28,6 @@ def _py(name: str, script: str, stdin: bytes = b"", known: str = "",
                 (("PYTHONHASHSEED", "0"),), slow)
 
 
-#: Why SQLite's shared-memory WAL does not work yet.
-_SHM = ("needs writable MAP_SHARED file mappings (issue 14, in progress): SQLite maps its "
-        "-shm file with mmap(PROT_WRITE, MAP_SHARED), refused with ENOTSUP, so each statement "
-        "after journal_mode=WAL fails with a disk I/O error")
-
 _TABLE = ("create table t(id integer primary key, name text, qty integer);\n"
           "begin;\n" + "".join(f"insert into t(name, qty) values('{w}', {len(w) * i});\n"
                                for i, w in enumerate(("bolt", "nut", "washer", "screw",
@@ -51,7 +46,7 @@ SQLITE = [
     _sqlite("wal", "pragma journal_mode=WAL;\n" + _TABLE +
             "update t set qty = qty + 1 where name = 'nut';\n"
             "select sum(qty) from t;\npragma wal_checkpoint(TRUNCATE);\n"
-            "pragma journal_mode=DELETE;", db="/tmp/w.db", known=_SHM),
+            "pragma journal_mode=DELETE;", db="/tmp/w.db"),
     _sqlite("wal-exclusive", "pragma locking_mode=EXCLUSIVE;\npragma journal_mode=WAL;\n" +
             _TABLE + "delete from t where qty < 10;\npragma wal_checkpoint;\n"
             "select count(*), sum(qty) from t;", db="/tmp/x.db"),
@@ -185,29 +180,20 @@ PYTHON = [
         "    for lock in (fcntl.lockf, fcntl.flock):\n        try: lock(g, fcntl.LOCK_EX | "
         "fcntl.LOCK_NB); print(lock.__name__, 'locked', flush=True)\n        except OSError as e: "
         "print(lock.__name__, errno.errorcode[e.errno], flush=True)\n    os._exit(0)\n"
-        "print(os.wait()[1])",
-        known="needs record locks and flock(2) (issue 14, in progress): the child's "
-        "F_SETLK succeeds although its parent holds the lock, and flock is ENOSYS"),
+        "print(os.wait()[1])"),
     _py("mmap-shared", "import mmap; f = open('/tmp/m', 'w+b'); f.write(b'hello world'); "
         "f.flush(); m = mmap.mmap(f.fileno(), 0); m[0:5] = b'HELLO'; m.flush(); m.close(); "
-        "f.seek(0); print(f.read())",
-        known="needs writable MAP_SHARED file mappings (issue 14, in progress): "
-        "mmap(PROT_WRITE, MAP_SHARED) of a file is refused with ENOTSUP"),
+        "f.seek(0); print(f.read())"),
     _py("proc-self", "import os; print(os.readlink('/proc/self/exe')); "
         "print([l for l in open('/proc/self/status') if l.startswith('Name')]); "
-        "print(open('/proc/self/cmdline', 'rb').read().split(b'\\0')[:3])",
-        known="needs /proc (issue 14, in progress): /proc/self is not there"),
+        "print(open('/proc/self/cmdline', 'rb').read().split(b'\\0')[:3])"),
     _py("itimer", "import _signal as s; s.signal(s.SIGALRM, lambda *a: print('alarm')); "
-        "s.setitimer(s.ITIMER_REAL, 0.05); s.pause(); print(s.getitimer(s.ITIMER_REAL))",
-        known="needs setitimer(2) (issue 14, in progress): it is ENOSYS"),
+        "s.setitimer(s.ITIMER_REAL, 0.05); s.pause(); print(s.getitimer(s.ITIMER_REAL))"),
     _py("chown-mkfifo", "import os, stat; open('/tmp/f', 'w').close(); os.chown('/tmp/f', 0, "
         "0); s = os.stat('/tmp/f'); print(s.st_uid, s.st_gid); os.mkfifo('/tmp/p'); "
-        "print(stat.S_ISFIFO(os.stat('/tmp/p').st_mode))",
-        known="needs chown(2) and mkfifo (mknodat(2)) (issue 14, in progress): both are "
-        "ENOSYS"),
+        "print(stat.S_ISFIFO(os.stat('/tmp/p').st_mode))"),
     _py("socketpair", "import _socket; a, b = _socket.socketpair(); a.sendall(b'ping'); "
-        "print(b.recv(4)); a.close(); print(b.recv(4))",
-        known="needs AF_UNIX sockets (issue 15, in progress): socketpair(2) is ENOSYS"),
+        "print(b.recv(4)); a.close(); print(b.recv(4))"),
     _py("select", "import os, select; r, w = os.pipe(); print(select.select([r], [], [], 0)); "
         "os.write(w, b'x'); print(select.select([r], [w], [], 0) == ([r], [w], []))"),
 ]
