@@ -195,3 +195,30 @@ def test_fault_hook_is_inert_unless_set(tmp_path: Path) -> None:
     again = trial.thaw(a, "boot")
     write_image(again.k, str(b))
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_compat_cases_compare_with_the_host(tmp_path: Path, monkeypatch) -> None:
+    """A compat case passes when the host and the vkernel agree, a known difference passes
+    while it lasts, and an unexpected difference (here: a known one with its note taken
+    away) or a name the suite does not have fails."""
+    import dataclasses
+
+    from vkckpt.regress.kinds import compat
+
+    dirs = iter(range(10))
+
+    def trial(name: str) -> Trial:
+        case = C.Case(f"compat/{name}", "compat", compat=name, points=1)
+        return Trial(case, tmp_path / str(next(dirs)), 1, False, lambda s: None)
+
+    for name in ("busybox-sh/trap-signal", "busybox/find-name"):
+        t = trial(name)
+        KINDS["compat"](t)
+        assert t.problems == [] and t.points == 1, (name, t.problems)
+    plain = dataclasses.replace(compat._BY_ID["busybox/find-name"], known="")
+    monkeypatch.setitem(compat._BY_ID, "busybox/find-name", plain)
+    t = trial("busybox/find-name")
+    KINDS["compat"](t)
+    assert len(t.problems) == 1 and "host (b'" in t.problems[0]
+    assert C.compat_ids(("sqlite3/wal*",)) == ["sqlite3/wal", "sqlite3/wal-exclusive"]
+    assert {c.kind for c in C.build_cases(C.QUICK)} >= {"compat"}

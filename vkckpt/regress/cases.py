@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vkckpt.guests.build import guest_names
+from vkckpt.testing.compat_cases import CASES as COMPAT_CASES
 from vkckpt.testing.workload import Workload
 
 QUANTUM = 997  # small slices: dense scheduling (freeze) points
@@ -122,6 +123,7 @@ class Case:
     chain: int = 0           # chain: images in the incremental chain
     mode: str = ""           # ckpt-self: "self" or "external"
     image: str = ""          # fixture: the image file
+    compat: str = ""         # compat: the compatibility case, SUITE/NAME
 
     @property
     def guests(self) -> tuple[str, ...]:
@@ -136,7 +138,7 @@ class Case:
     def planned(self) -> int:
         """Freeze points the case exercises (the table's points column)."""
         return {"points": self.points, "ckpt-signals": self.points, "iterated": self.iters,
-                "chain": self.chain}.get(self.kind, 1)
+                "chain": self.chain, "compat": self.points}.get(self.kind, 1)
 
 
 @dataclass(frozen=True)
@@ -151,19 +153,22 @@ class Profile:
     iters: int
     chain: int
     ckpt_self: tuple[str, ...] = ("self", "external")
+    compat: tuple[str, ...] = ()  # compatibility cases (SUITE/NAME globs; slow ones never)
 
 
 QUICK = Profile("quick", points=["pthreads", "mutex_bench", "forkpipe", "execer", "files",
                                  "mmaps", "signals"],
                 iterated=["pthreads", "files"], chained=["forkpipe"], npoints=2, iters=3,
-                chain=3, ckpt_self=("self",))
+                chain=3, ckpt_self=("self",),
+                compat=("busybox-sh/trap-signal", "bash/procsub", "sqlite3/wal",
+                        "lua5.4/coroutines", "go/gofmt"))
 FULL = Profile("full", points=[n for n in WORKLOADS if n != "ckpt_signals"],
                iterated=["pthreads", "mutex_bench", "forkpipe", "files", "mmaps", "signals",
                          "spawner", "shmfile"],
                chained=["pthreads", "compute", "forkpipe", "mmaps", "demo", "memtouch",
                         "shmfile"],
                npoints=8, iters=4,
-               chain=6)
+               chain=6, compat=("*",))
 
 
 def fixtures_dir() -> Path:
@@ -193,7 +198,16 @@ def build_cases(profile: Profile, *, points: int | None = None, iters: int | Non
                       points=k))
     cases += [Case(f"ckpt_self/{mode}", "ckpt-self", mode=mode) for mode in profile.ckpt_self]
     cases += fixture_cases(fixtures or fixtures_dir())
+    cases += [Case(f"compat/{c}", "compat", compat=c, points=min(k, 4))
+              for c in compat_ids(profile.compat)]
     return cases
+
+
+def compat_ids(patterns: tuple[str, ...]) -> list[str]:
+    """The compatibility cases (SUITE/NAME) the patterns name, in the suite's order; the
+    slow ones are left to `make compat`."""
+    ids = [f"{c.suite}/{c.name}" for c in COMPAT_CASES if not c.slow]
+    return [i for i in ids if any(fnmatch.fnmatchcase(i, p) for p in patterns)]
 
 
 def select(cases: list[Case], patterns: list[str]) -> list[Case]:

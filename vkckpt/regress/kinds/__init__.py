@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vkckpt.regress.kinds import chain, ckpt_self, ckpt_signals, fixture, iterated, points
+from vkckpt.regress.kinds import chain, ckpt_self, ckpt_signals, compat, fixture, iterated, points
 from vkckpt.regress.trial import Trial
 
 #: case kind -> its runner (the kinds cases.py describes; `vkckpt regress --list` shows them).
@@ -19,4 +19,5 @@ KINDS: dict[str, Callable[[Trial], None]] = {
     "ckpt-signals": ckpt_signals.run,
     "ckpt-self": ckpt_self.run,
     "fixture": fixture.run,
+    "compat": compat.run,
 }
