@@ -59,6 +59,8 @@ FIELD_CASES = [
     ("pipe", "data", b"x" * (1 << 20)),
     ("file", "kind", "socket"),
     ("file", "kind", "timerfd"),             # a timerfd without its clock and setting
+    ("file", "kind", "eventfd"),             # an eventfd without its counter
+    ("file", "kind", "signalfd"),            # a signalfd without its mask
     ("process", "itimers", [[0, 5, 0, 1 << 40]]),  # a kernel timer seq never handed out
     ("process", "itimers", [[7, 5, 0, 0]]),  # no such interval timer
     ("process", "ptimers", {"next_id": 1, "timers": [[0, 1, 0, 10, 0, 0, 5, 0, 1 << 40, 0]]}),
