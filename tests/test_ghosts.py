@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from vkckpt.ckpt.inspect import describe
+from vkckpt.ckpt.chain import ImageChain
+from vkckpt.ckpt.inspect import describe, verify
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.snapshot import write_image
 from vkckpt.config import KernelConfig, ProcessSpec
@@ -35,7 +36,7 @@ WL = Workload("ghosts", ("work",))
 
 def _ghosts(k: VKernel) -> dict:
     files = [f for p in k.procs.values() if not p.zombie for f, _ in p.fds.fds.values()]
-    return ghost_state.find_ghosts(files)
+    return ghost_state.find_ghosts(files, k.host_path_of)
 
 
 def _shared(k: VKernel) -> bool:
@@ -137,7 +138,7 @@ def test_descriptions_keep_sharing_one_recreated_file(tmp_path: Path) -> None:
     k.shutdown()
     k2 = thaw_in_process(image, [], root)
     files = [f for p in k2.procs.values() for f, _ in p.fds.fds.values()
-             if isinstance(f, ghost_state.HostFile) and ghost_state.is_ghost(f)]
+             if isinstance(f, ghost_state.HostFile) and ghost_state.is_ghost(f, k2.host_path_of)]
     assert len({id(f) for f in files}) >= 2
     inodes = {(os.fstat(f.fd).st_dev, os.fstat(f.fd).st_ino) for f in files}
     assert len(inodes) == len(_per_ghost(k2))
@@ -224,3 +225,61 @@ def test_shared_mapping_of_a_ghost_is_refused_at_freeze(tmp_path: Path) -> None:
         write_image(k, str(root / "x.img"))
     assert not (root / "x.img").exists()
     k.shutdown()
+
+
+def test_incremental_images_carry_ghosts_in_full(tmp_path: Path, points: list[int]) -> None:
+    """An incremental image saves each ghost whole: its chain thaws like the full image."""
+    gold = golden(WL, _root(tmp_path, "ghosts", 70))
+    root = _root(tmp_path, "ghosts", 71)
+    k, before, _ = run_until(WL, root, points[1])
+    chain = ImageChain()
+    write_image(k, str(root / "full.img"), chain=chain)
+    assert k.run(until_ticks=points[3]) is None  # its output goes on into `before`
+    write_image(k, str(root / "incr.img"), chain=chain, incremental=True)
+    k.shutdown()
+    kinds = {r[0] for r in load_records(root / "incr.img")}
+    assert {"ghost", "ghost_data"} <= kinds
+    after: list[bytes] = []
+    k2 = thaw_in_process(root / "incr.img", after, root)
+    assert k2.run() == gold.status
+    assert b"".join(before + after) == gold.output
+    k2.shutdown()
+
+
+def test_verify_accepts_an_image_with_ghosts(tmp_path: Path, points: list[int]) -> None:
+    root = _root(tmp_path, "ghosts", 80)
+    k, _, _ = run_until(WL, root, points[2])
+    write_image(k, str(root / "x.img"))
+    k.shutdown()
+    assert verify(str(root / "x.img"), root=str(root))["ok"]
+
+
+def _named_host_file(k: VKernel) -> bool:
+    return any(type(f) is ghost_state.HostFile and os.fstat(f.fd).st_nlink == 1
+               for p in k.procs.values() if not p.zombie for f, _ in p.fds.fds.values())
+
+
+def test_a_path_now_naming_another_file_makes_a_ghost(tmp_path: Path) -> None:
+    """A file a guest holds was renamed on the host and another put at its path: reopening
+    the path would give the other file, so the image carries its bytes instead."""
+    wl = Workload("files", ("work",))
+    at = _points_where(wl, _root(tmp_path, "files", 90), _named_host_file)[0]
+    root = _root(tmp_path, "files", 91)
+    k, _, _ = run_until(wl, root, at)
+    files = [f for p in k.procs.values() for f, _ in p.fds.fds.values()
+             if type(f) is ghost_state.HostFile]
+    assert not ghost_state.find_ghosts(files, k.host_path_of)
+    f = files[0]
+    host = Path(k.host_path_of(f.guest_path))
+    host.rename(root / "moved")
+    host.write_bytes(b"another file now")
+    assert [g for _, g in ghost_state.find_ghosts(files, k.host_path_of).values()] == [f]
+    image = root / "x.img"
+    write_image(k, str(image))
+    k.shutdown()
+    assert sum(r[0] == "ghost" for r in load_records(image)) == 1
+    k2 = thaw_in_process(image, [], root)
+    g = next(g for p in k2.procs.values() for g, _ in p.fds.fds.values()
+             if type(g) is ghost_state.HostFile and os.fstat(g.fd).st_nlink == 0)
+    assert g.pread(1 << 16, 0) == (root / "moved").read_bytes()
+    k2.shutdown()

@@ -210,7 +210,7 @@ def _save_files(w: ImageWriter, k: VKernel, live: list[Process]) -> dict[int, in
         w.add("unixns", unix_state.save_ns(k.unix))
     for s in socks:
         w.add("socket", unix_state.save_socket(s, k.unix, fids))
-    ghosts = ghost_state.find_ghosts(files)  # records only while a ghost is open
+    ghosts = ghost_state.find_ghosts(files, k.host_path_of)  # records only while a ghost is open
     for rtype, rec in ghost_state.save_ghosts(ghosts, k.inodes):
         w.add(rtype, rec)
     for f in files:

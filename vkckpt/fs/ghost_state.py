@@ -23,6 +23,8 @@ from vkckpt.image.limits import MAX_GHOST_BYTES
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from vkckpt.fs.inodes import InodeTable
     from vkckpt.fs.ops import OpenFile
 
@@ -35,18 +37,33 @@ DATA_SCHEMA = {"ghost": "u64", "off": "u64", "crc": "u32", "data": "bytes"}
 RECORDS = {"ghost": (GHOST_VERSION, GHOST_SCHEMA), "ghost_data": (GHOST_VERSION, DATA_SCHEMA)}
 
 
-def is_ghost(f: OpenFile) -> bool:
-    """Whether f is a regular guest-root file whose last name is gone."""
-    return type(f) is HostFile and os.fstat(f.fd).st_nlink == 0
+def is_ghost(f: OpenFile, resolve: Callable[[str], str | None] | None = None) -> bool:
+    """Whether f is a regular guest-root file whose last name is gone, or (with resolve,
+    guest path -> host path) whose path names another file or none now: no reopen by
+    path could find it.  (A file with another name is then carried as a copy.)"""
+    if type(f) is not HostFile:
+        return False
+    st = os.fstat(f.fd)
+    if st.st_nlink == 0:
+        return True
+    if resolve is None:
+        return False
+    host = resolve(f.guest_path)
+    try:
+        now = os.lstat(host) if host is not None else None
+    except OSError:
+        now = None
+    return now is None or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino)
 
 
-def find_ghosts(files: list[OpenFile]) -> dict[int, tuple[int, HostFile]]:
+def find_ghosts(files: list[OpenFile], resolve: Callable[[str], str | None] | None = None
+                ) -> dict[int, tuple[int, HostFile]]:
     """id(description) -> (ghost id, the first description of its file) for every ghost
     among files; descriptions of one host inode get one ghost id."""
     by_inode: dict[tuple[int, int], tuple[int, HostFile]] = {}
     out = {}
     for f in files:
-        if isinstance(f, HostFile) and is_ghost(f):
+        if isinstance(f, HostFile) and is_ghost(f, resolve):
             st = os.fstat(f.fd)
             key = (st.st_dev, st.st_ino)
             if key not in by_inode:
@@ -93,6 +110,10 @@ def load_ghosts(rows: list[dict], chunks: list[dict], dir_fd: int,
     fds: dict[int, int] = {}
     try:
         _load(rows, chunks, dir_fd, inodes, fds)
+    except OSError as exc:
+        for fd in fds.values():
+            os.close(fd)
+        raise ImageError(f"cannot recreate an open unlinked file: {exc.strerror}") from None
     except BaseException:
         for fd in fds.values():
             os.close(fd)

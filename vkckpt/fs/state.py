@@ -320,7 +320,10 @@ def _reopen_ghost(d: dict, ctx: _Loading) -> HostFile:
     if base is None or d["kind"] != "host":
         raise ImageError(f"file {d['id']!r} refers to unknown ghost {d['ghost']!r}")
     flags = os.O_RDONLY if ctx.read_only else d["flags"] & _REOPEN_MASK
-    fd = os.open(f"/proc/self/fd/{base}", flags | os.O_CLOEXEC)
+    try:
+        fd = os.open(f"/proc/self/fd/{base}", flags | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ImageError(f"file {d['id']!r}: cannot open its ghost ({exc.strerror})") from None
     os.lseek(fd, d["offset"], os.SEEK_SET)
     return HostFile(fd, d["flags"], d["path"], ctx.inodes, ctx.svc.host_fds)
 
