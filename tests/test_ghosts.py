@@ -27,7 +27,13 @@ from vkckpt.testing.hostile_images import (
     set_field,
     write_records,
 )
-from vkckpt.testing.oracle import golden, run_until, thaw_in_new_process, thaw_in_process
+from vkckpt.testing.oracle import (
+    golden,
+    run_until,
+    thaw_child,
+    thaw_in_new_process,
+    thaw_in_process,
+)
 from vkckpt.testing.workload import Workload
 from vkckpt.vmspace.state import file_buffers
 
@@ -283,3 +289,12 @@ def test_a_path_now_naming_another_file_makes_a_ghost(tmp_path: Path) -> None:
              if type(g) is ghost_state.HostFile and os.fstat(g.fd).st_nlink == 0)
     assert g.pread(1 << 16, 0) == (root / "moved").read_bytes()
     k2.shutdown()
+
+
+def test_cli_refuses_a_corrupted_ghost_in_one_line(seed, tmp_path: Path) -> None:
+    src, root, recs = seed
+    bad = write_records(tmp_path / "bad.img", src, set_field(recs, "ghost_data", "crc", 0))
+    p, stats = thaw_child(bad, root)
+    lines = p.stderr.decode().splitlines()
+    assert (p.returncode, stats, len(lines)) == (125, None, 1), lines
+    assert "ghost" in lines[0] and "corrupted" in lines[0]
