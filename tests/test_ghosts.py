@@ -298,3 +298,17 @@ def test_cli_refuses_a_corrupted_ghost_in_one_line(seed, tmp_path: Path) -> None
     lines = p.stderr.decode().splitlines()
     assert (p.returncode, stats, len(lines)) == (125, None, 1), lines
     assert "ghost" in lines[0] and "corrupted" in lines[0]
+
+
+def test_a_thaw_keeps_the_ghost_mode_whatever_the_umask(seed) -> None:
+    src, root, recs = seed
+    mode = next(r[3]["mode"] for r in recs if r[0] == "ghost" and r[3]["mode"] != 0o600)
+    old = os.umask(0o077)
+    try:
+        k = thaw(str(src), ThawOptions(root=str(root), stdout=lambda b: None,
+                                       deliver_sigthaw=False))
+    finally:
+        os.umask(old)
+    modes = {os.fstat(f.fd).st_mode & 0o7777 for _, f in _ghosts(k).values()}
+    k.shutdown()
+    assert mode in modes

@@ -253,6 +253,7 @@ def _files(k: VKernel, rows: list[dict], pipes: dict, opts: ThawOptions,
             files[d["id"]] = load_file(d, k.root, pipes, opts.allow_changed_files, k.inodes,
                                        opts.read_only, svc=k.file_services(), socks=socks,
                                        ns=k.unix, ghosts=ghosts)
+        ghost_state.set_modes(ghosts, ghost_recs[0])
     finally:
         for fd in ghosts.values():
             os.close(fd)

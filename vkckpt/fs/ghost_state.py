@@ -88,7 +88,7 @@ def save_ghosts(ghosts: dict[int, tuple[int, HostFile]], inodes: InodeTable
         recs.append(("ghost", {"id": gid, "vino": vino, "mtime": mtime,
                                "mode": stat.S_IMODE(st.st_mode), "size": st.st_size,
                                "path": f.guest_path}))
-        rd = os.open(f"/proc/self/fd/{f.fd}", os.O_RDONLY)  # the guest's may be O_WRONLY
+        rd = _reader(f.fd, st.st_mode)  # the guest's may be O_WRONLY
         try:
             for off in range(0, st.st_size, CHUNK):
                 plain = os.pread(rd, min(CHUNK, st.st_size - off), off)
@@ -101,10 +101,31 @@ def save_ghosts(ghosts: dict[int, tuple[int, HostFile]], inodes: InodeTable
     return recs
 
 
+def _reader(fd: int, mode: int) -> int:
+    """A new read-only open of the file at fd, even when its mode forbids reading."""
+    try:
+        return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    except PermissionError:
+        os.fchmod(fd, stat.S_IMODE(mode) | 0o400)
+        try:
+            return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            os.fchmod(fd, stat.S_IMODE(mode))
+
+
+def set_modes(fds: dict[int, int], rows: list[dict]) -> None:
+    """Give each recreated ghost its saved mode, once its descriptions are open (made 0600,
+    so opening them is never refused by a mode the owner set)."""
+    for d in rows:
+        if d["id"] in fds:
+            os.fchmod(fds[d["id"]], d["mode"] & 0o7777)
+
+
 def load_ghosts(rows: list[dict], chunks: list[dict], dir_fd: int,
                 inodes: InodeTable) -> dict[int, int]:
     """Recreate every ghost as an unnamed host file beneath dir_fd holding its saved bytes
-    and give it its virtual inode; ghost id -> host fd (the caller closes them)."""
+    and give it its virtual inode; ghost id -> host fd (the caller sets their modes with
+    set_modes and closes them)."""
     if len(rows) > MAX_GHOSTS:
         raise ImageError(f"image holds {len(rows)} ghost files, more than {MAX_GHOSTS}")
     fds: dict[int, int] = {}
@@ -135,7 +156,7 @@ def _load(rows: list[dict], chunks: list[dict], dir_fd: int, inodes: InodeTable,
         if total > MAX_GHOST_BYTES:
             raise ImageError(f"ghost files hold more than {MAX_GHOST_BYTES} bytes")
         used.add(vino)
-        fd = fds[gid] = hostfs.unnamed_file(dir_fd, d["mode"] & 0o7777)
+        fd = fds[gid] = hostfs.unnamed_file(dir_fd, 0o600)
         os.ftruncate(fd, size)
         st = os.fstat(fd)
         inodes.entries[(st.st_dev, st.st_ino)] = [vino, d["mtime"], d["path"]]
