@@ -312,3 +312,28 @@ def test_a_thaw_keeps_the_ghost_mode_whatever_the_umask(seed) -> None:
     modes = {os.fstat(f.fd).st_mode & 0o7777 for _, f in _ghosts(k).values()}
     k.shutdown()
     assert mode in modes
+
+
+def test_a_file_renamed_while_open_is_reopened_at_its_new_name(tmp_path: Path) -> None:
+    """rename(2) of an open file (the inode table follows it): no ghost, the image names
+    the file by its new path, and the thawed description writes to that file."""
+    wl = Workload("files", ("work",))
+    at = _points_where(wl, _root(tmp_path, "files", 95), _named_host_file)[0]
+    root = _root(tmp_path, "files", 96)
+    k, _, _ = run_until(wl, root, at)
+    f = next(f for p in k.procs.values() for f, _ in p.fds.fds.values()
+             if type(f) is ghost_state.HostFile)
+    old = Path(k.host_path_of(f.guest_path))
+    old.rename(root / "renamed")
+    k.inodes.moved(os.lstat(root / "renamed"), "/renamed")  # what sys_rename does
+    image = root / "x.img"
+    write_image(k, str(image))
+    k.shutdown()
+    recs = load_records(image)
+    assert not any(r[0] == "ghost" for r in recs)
+    assert any(r[0] == "file" and r[3].get("path") == "/renamed" for r in recs)
+    k2 = thaw_in_process(image, [], root)
+    g = next(g for p in k2.procs.values() for g, _ in p.fds.fds.values()
+             if type(g) is ghost_state.HostFile and g.guest_path == "/renamed")
+    assert os.fstat(g.fd).st_ino == os.lstat(root / "renamed").st_ino
+    k2.shutdown()

@@ -17,6 +17,7 @@ from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.errors import ImageError
 from vkckpt.fs import ghost_state, lock_state, unix_state
+from vkckpt.fs.files import HostFile
 from vkckpt.fs.state import fingerprint, save_file, save_pipe
 from vkckpt.host import fs as hostfs
 from vkckpt.image import ImageWriter
@@ -218,6 +219,8 @@ def _save_files(w: ImageWriter, k: VKernel, live: list[Process]) -> dict[int, in
         if id(f) in ghosts:  # reopened from its saved bytes, not compared with a path
             d["ghost"] = ghosts[id(f)][0]
             del d["fingerprint"]
+        elif type(f) is HostFile:  # a guest renamed it: reopened at its new name
+            d["path"] = ghost_state.reopen_path(f, k.inodes, k.host_path_of)
         w.add("file", d)
     return fids
 

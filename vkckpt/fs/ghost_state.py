@@ -37,23 +37,37 @@ DATA_SCHEMA = {"ghost": "u64", "off": "u64", "crc": "u32", "data": "bytes"}
 RECORDS = {"ghost": (GHOST_VERSION, GHOST_SCHEMA), "ghost_data": (GHOST_VERSION, DATA_SCHEMA)}
 
 
-def is_ghost(f: OpenFile, resolve: Callable[[str], str | None] | None = None) -> bool:
-    """Whether f is a regular guest-root file whose last name is gone, or (with resolve,
-    guest path -> host path) whose path names another file or none now: no reopen by
-    path could find it.  (A file with another name is then carried as a copy.)"""
-    if type(f) is not HostFile:
-        return False
-    st = os.fstat(f.fd)
-    if st.st_nlink == 0:
-        return True
-    if resolve is None:
-        return False
-    host = resolve(f.guest_path)
+def _names(host: str | None, st: os.stat_result) -> bool:
     try:
         now = os.lstat(host) if host is not None else None
     except OSError:
-        now = None
-    return now is None or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino)
+        return False
+    return now is not None and (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+
+def reopen_path(f: HostFile, inodes: InodeTable, resolve: Callable[[str], str | None]
+                ) -> str | None:
+    """The guest path a thaw can reopen f's file by: the one it was opened by, else the
+    one a guest renamed it to (the inode table follows renames), else None."""
+    st = os.fstat(f.fd)
+    if st.st_nlink == 0:
+        return None
+    if _names(resolve(f.guest_path), st):
+        return f.guest_path
+    ent = inodes.entries.get((st.st_dev, st.st_ino))
+    return ent[2] if ent is not None and _names(resolve(ent[2]), st) else None
+
+
+def is_ghost(f: OpenFile, resolve: Callable[[str], str | None] | None = None) -> bool:
+    """Whether f is a regular guest-root file whose last name is gone, or (with resolve,
+    guest path -> host path) no path of the root names it now: no reopen by path could
+    find it.  (A file with a name elsewhere, out of the root's paths, is carried as a
+    copy.)"""
+    if type(f) is not HostFile:
+        return False
+    if resolve is None:
+        return os.fstat(f.fd).st_nlink == 0
+    return reopen_path(f, f.inodes, resolve) is None
 
 
 def find_ghosts(files: list[OpenFile], resolve: Callable[[str], str | None] | None = None
