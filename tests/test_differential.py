@@ -45,6 +45,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "unixserver": (),
     "unixdgram": (),
     "rlimits": (),
+    "ghosts": ("work",),
     "goruntime": (),
     # Go programs (vkckpt/guests/*.go, built with Debian's go)
     "gocompute": (),

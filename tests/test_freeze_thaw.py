@@ -46,6 +46,7 @@ WORKLOADS = [
     Workload("unixserver", ("work",)),  # listeners, accept queues, an epoll accept loop
     Workload("unixdgram", ("work",)),   # datagram queues with sender names, seqpacket
     Workload("rlimits", quantum=97),  # changed limits kept by fork, execve and the image
+    Workload("ghosts", ("work",)),   # open unlinked files: tmpfile, shared descriptions, fork
 ]
 
 

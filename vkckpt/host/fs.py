@@ -380,3 +380,18 @@ def write_atomic(dir_fd: int, name: str, data: bytes, mode: int = 0o666) -> None
         f.discard()
         raise
     f.close()
+
+
+def unnamed_file(dir_fd: int, mode: int = 0o600) -> int:
+    """A new read-write file in dir_fd that has no name: ``O_TMPFILE``, or where the file
+    system has none a fresh hidden temporary name unlinked at once (a thawed ghost file)."""
+    if _use_tmpfile():
+        try:
+            return os.open(".", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+    flags = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_RDWR | os.O_CLOEXEC
+    name, fd = _under_fresh_name(lambda n: os.open(n, flags, mode, dir_fd=dir_fd))
+    os.unlink(name, dir_fd=dir_fd)
+    return fd

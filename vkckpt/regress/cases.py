@@ -56,6 +56,7 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("unixpair", quantum=QUANTUM),        # socketpairs, SCM_RIGHTS, EPIPE/SIGPIPE
     Workload("unixserver", ("work",), quantum=QUANTUM),  # listeners, accept queues, epoll
     Workload("unixdgram", ("work",), quantum=QUANTUM),   # datagram queues, seqpacket
+    Workload("ghosts", ("work",), quantum=QUANTUM),  # open unlinked files saved with their bytes
     Workload("sigwait", quantum=QUANTUM),         # sigwait/sigtimedwait, a signal thread
     Workload("execer", quantum=QUANTUM),          # fork + execve + wait
     Workload("forkwait", ("30",), quantum=QUANTUM),  # 30 children alive at once, waited for
