@@ -30,6 +30,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "metacalls": ("work",),
     "vforkchld": (),
     "fdlinks": ("work",),
+    "renames": ("work",),
     "dynelf": ("work",),
     "epolls": ("work",),
     "eventfds": (),

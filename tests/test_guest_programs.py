@@ -184,6 +184,9 @@ SPECS: dict[str, Spec] = {
     "demo": Spec(lines=("round 7: 4 threads agree on 63f414f8d4f009ab", "demo done")),
     # run with stdout captured: a pipe natively, and the vkernel's console says so too
     "stdio_kind": Spec(lines=("fd 1: fifo tty=0 blksize=4096",)),
+    "renames": Spec(needs_dir=True, lines=("file after rename: /rn/b.txt",
+                                           "file in renamed dir: /rn/e/in.txt",
+                                           "cwd after renaming it: /rn/f", "renames done")),
     "fdlinks": Spec(needs_dir=True, lines=("read via /dev/fd: through the pipe",
                                            "reopened file reads from its start: abc",
                                            "written to /dev/stdout",

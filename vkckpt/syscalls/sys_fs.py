@@ -260,7 +260,24 @@ def sys_renameat2(k: VKernel, t: Thread, od: int, old: int, nd: int, new: int,
     if gone is not None and gone.st_nlink == 1 and not os.path.samestat(gone, os.lstat(b.host)):
         k.inodes.forget_meta(gone)  # the replaced file's last name
     k.inodes.moved(host_call(os.lstat, b.host), b.guest)
+    _follow_rename(k, a.guest, b.guest, a.host, b.host)
     return 0
+
+
+def _moved(path: str, old: str, new: str) -> str:
+    return new + path[len(old):] if path == old or path.startswith(old + "/") else path
+
+
+def _follow_rename(k: VKernel, old: str, new: str, old_host: str, new_host: str) -> None:
+    """Open files, working directories and roots name what they name by its new path after a
+    rename, as Linux's dentries do (readlink of /proc/PID/fd/N, getcwd)."""
+    for p in k.procs.values():
+        p.cwd, p.root = _moved(p.cwd, old, new), _moved(p.root, old, new)
+        for f, _ in p.fds.fds.values():
+            if isinstance(f, HostFile):
+                f.guest_path = _moved(f.guest_path, old, new)
+            if isinstance(f, DirFile):
+                f.host_path = _moved(f.host_path, old_host, new_host)
 
 
 def sys_renameat(k: VKernel, t: Thread, od: int, old: int, nd: int, new: int) -> int:
