@@ -214,10 +214,19 @@ def _regress_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("-v", "--verbose", action="store_true", help="log every step on stderr")
 
 
+def _check_parser(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("check", help="what this host gives vkckpt",
+                       description="Check what this host gives vkckpt (the emulator, host "
+                       "descriptors, the native block hook, exact dirty tracking, lazy thaw, "
+                       "openat2, zstd, memory), one line each saying what it changes. Exit 0 "
+                       "when everything run, freeze and thaw need is there, 1 otherwise.")
+    c.add_argument("--json", action="store_true", help="print the checks as JSON")
+
+
 #: Every command and what adds its parser, in --help's order.
 _COMMANDS = {"run": _run_parser, "thaw": _thaw_parser, "inspect": _inspect_parser,
              "verify": _verify_parser, "freeze": _freeze_parser, "demo": _demo_parser,
-             "regress": _regress_parser}
+             "regress": _regress_parser, "check": _check_parser}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         fn = {"run": commands.cmd_run, "thaw": commands.cmd_thaw,
               "inspect": commands.cmd_inspect, "verify": commands.cmd_verify,
               "freeze": commands.cmd_freeze, "demo": _demo,
-              "regress": commands.cmd_regress}[args.command]
+              "regress": commands.cmd_regress, "check": commands.cmd_check}[args.command]
         return fn(args)
     except ProgramError as exc:
         print(f"vkckpt: {exc}", file=sys.stderr)

@@ -225,6 +225,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """vkckpt check: 0 when every needed check holds, 1 otherwise."""
+    import dataclasses
+    import json
+
+    from vkckpt.ckpt.hostcheck import checks, report
+
+    results = checks()
+    lines, code = report(results)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(c) for c in results], indent=1))
+    else:
+        print("\n".join(lines))
+    return code
+
+
 def cmd_freeze(args: argparse.Namespace) -> int:
     """vkckpt freeze --pid: ask a running vkckpt to freeze."""
     from vkckpt.ckpt.control_client import request_freeze, shown

@@ -119,20 +119,28 @@ def open_beneath(dir_fd: int, path: str, flags: int, mode: int = 0) -> int:
     Always close-on-exec.  Raises OSError: ELOOP for a symlink anywhere on the way (the
     final name included), EXDEV for an absolute path or ``..``, else what open(2) gives.
     """
-    global _openat2_works
     _names(path)
     creates = flags & os.O_CREAT or (_O_TMPFILE and flags & _O_TMPFILE == _O_TMPFILE)
     mode = mode if creates else 0  # openat2 refuses a mode it would not use
     flags |= os.O_CLOEXEC
+    if openat2_available():
+        return _openat2(dir_fd, path or ".", flags, mode)
+    return _open_walk(dir_fd, path, flags, mode)
+
+
+def openat2_available() -> bool:
+    """Whether this host has openat2(2) with RESOLVE_BENEATH (probed on the root)."""
+    global _openat2_works
     if _openat2_works is None:
+        fd = os.open("/", _DIR_PATH)
         try:
-            os.close(_openat2(dir_fd, ".", _DIR_PATH, 0))
+            os.close(_openat2(fd, ".", _DIR_PATH, 0))
             _openat2_works = True
         except OSError as e:
             _openat2_works = e.errno not in (errno.ENOSYS, errno.EPERM)
-    if _openat2_works:
-        return _openat2(dir_fd, path or ".", flags, mode)
-    return _open_walk(dir_fd, path, flags, mode)
+        finally:
+            os.close(fd)
+    return _openat2_works
 
 
 def open_dir(path: str | os.PathLike[str]) -> int:
