@@ -223,6 +223,19 @@ def _check_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--json", action="store_true", help="print the checks as JSON")
 
 
+def _diff_parser(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("diff", help="what differs between two images",
+                       description="Compare the vkernel state two images hold (each with its "
+                       "incremental chain): threads' registers, memory page ranges by VMA, "
+                       "descriptors, signal state, processes and the scheduler, one line a "
+                       "difference. Exit 0 when the same, 1 when different, 2 when an image "
+                       "cannot be read.")
+    d.add_argument("a", metavar="A", help="image file")
+    d.add_argument("b", metavar="B", help="image file")
+    d.add_argument("--no-memory", action="store_true", help="leave page contents out")
+    d.add_argument("--json", action="store_true", help="print the differences as JSON")
+
+
 def _completion_parser(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("completion", help="print a shell completion script",
                        description="Print the bash or zsh completion script for vkckpt, "
@@ -233,7 +246,7 @@ def _completion_parser(sub: argparse._SubParsersAction) -> None:
 #: Every command and what adds its parser, in --help's order.
 _COMMANDS = {"run": _run_parser, "thaw": _thaw_parser, "inspect": _inspect_parser,
              "verify": _verify_parser, "freeze": _freeze_parser, "demo": _demo_parser,
-             "regress": _regress_parser, "check": _check_parser,
+             "regress": _regress_parser, "diff": _diff_parser, "check": _check_parser,
              "completion": _completion_parser}
 #: Shells `vkckpt completion` writes scripts for.
 SHELLS = ("bash", "zsh")
@@ -249,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         fn = {"run": commands.cmd_run, "thaw": commands.cmd_thaw,
               "inspect": commands.cmd_inspect, "verify": commands.cmd_verify,
               "freeze": commands.cmd_freeze, "demo": _demo,
-              "regress": commands.cmd_regress, "check": commands.cmd_check,
+              "regress": commands.cmd_regress, "diff": commands.cmd_diff,
+              "check": commands.cmd_check,
               "completion": _completion}[args.command]
         return fn(args)
     except ProgramError as exc:
