@@ -223,6 +223,21 @@ def _check_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--json", action="store_true", help="print the checks as JSON")
 
 
+def _merge_parser(sub: argparse._SubParsersAction) -> None:
+    m = sub.add_parser("merge", help="fold an incremental chain into one full image",
+                       description="Write the state the chain ending at IMAGE holds as one "
+                       "full image FULL, which thaws exactly as IMAGE does. Exit 0 when "
+                       "written, 1 when IMAGE is invalid or cannot be thawed here.")
+    m.add_argument("image", metavar="IMAGE", help="the chain's newest image")
+    m.add_argument("-o", "--output", required=True, metavar="FULL", help="image to write")
+    m.add_argument("--root", metavar="DIR", help="guest root, as for thaw")
+    _bind_option(m, "give a bind of the image again, as for thaw (repeatable)")
+    m.add_argument("--compress", choices=("none", "zstd"), default="none",
+                   help="page compression of FULL (default none)")
+    _key_option(m, "require every image of the chain to be sealed with this key, and seal "
+                "FULL with it")
+
+
 def _diff_parser(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("diff", help="what differs between two images",
                        description="Compare the vkernel state two images hold (each with its "
@@ -246,7 +261,8 @@ def _completion_parser(sub: argparse._SubParsersAction) -> None:
 #: Every command and what adds its parser, in --help's order.
 _COMMANDS = {"run": _run_parser, "thaw": _thaw_parser, "inspect": _inspect_parser,
              "verify": _verify_parser, "freeze": _freeze_parser, "demo": _demo_parser,
-             "regress": _regress_parser, "diff": _diff_parser, "check": _check_parser,
+             "regress": _regress_parser, "merge": _merge_parser, "diff": _diff_parser,
+             "check": _check_parser,
              "completion": _completion_parser}
 #: Shells `vkckpt completion` writes scripts for.
 SHELLS = ("bash", "zsh")
@@ -262,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         fn = {"run": commands.cmd_run, "thaw": commands.cmd_thaw,
               "inspect": commands.cmd_inspect, "verify": commands.cmd_verify,
               "freeze": commands.cmd_freeze, "demo": _demo,
-              "regress": commands.cmd_regress, "diff": commands.cmd_diff,
+              "regress": commands.cmd_regress, "merge": commands.cmd_merge,
+              "diff": commands.cmd_diff,
               "check": commands.cmd_check,
               "completion": _completion}[args.command]
         return fn(args)

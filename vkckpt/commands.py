@@ -225,6 +225,28 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    """vkckpt merge HEAD -o FULL: the chain's state as one full image.  The head is thawed
+    in memory (no guest code runs, no SIGTHAW) and frozen again, which writes exactly the
+    state thawing the chain gives (freeze -> thaw -> freeze is byte-identical)."""
+    from vkckpt.ckpt.chain import ImageChain
+    from vkckpt.ckpt.restore import ThawOptions, thaw
+    from vkckpt.ckpt.snapshot import write_image
+
+    key = _key(args)
+    k = thaw(args.image, ThawOptions(root=args.root, deliver_sigthaw=False, key=key,
+                                     binds=binds_from_args(args), lazy=False))
+    try:
+        chain = ImageChain()
+        chain.key = key.secret if key else None
+        res = write_image(k, args.output, chain=chain, codec=args.compress)
+    finally:
+        k.shutdown()
+    print(f"{args.output}: full image of {args.image} (tick {k.sched.ticks}, "
+          f"{res.pages} pages)")
+    return 0
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
     """vkckpt diff A B: 0 when the images hold the same vkernel state, 1 when they differ,
     2 when either cannot be read."""
