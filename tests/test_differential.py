@@ -44,6 +44,8 @@ CASES: dict[str, tuple[str, ...]] = {
     "unixpair": (),
     "unixserver": (),
     "unixdgram": (),
+    "tcploop": (),
+    "udploop": (),
     "rlimits": (),
     "goruntime": (),
     # Go programs (vkckpt/guests/*.go, built with Debian's go)

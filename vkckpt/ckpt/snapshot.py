@@ -16,7 +16,7 @@ from vkckpt.ckpt import pages as PG
 from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.errors import ImageError
-from vkckpt.fs import lock_state, unix_state
+from vkckpt.fs import inet_state, lock_state, unix_state
 from vkckpt.fs.state import fingerprint, save_file, save_pipe
 from vkckpt.host import fs as hostfs
 from vkckpt.image import ImageWriter
@@ -207,6 +207,11 @@ def _save_files(w: ImageWriter, k: VKernel, live: list[Process]) -> dict[int, in
         w.add("unixns", unix_state.save_ns(k.unix))
     for s in socks:
         w.add("socket", unix_state.save_socket(s, k.unix, fids))
+    if inet_state.wanted(socks, k.inet):  # only with internet sockets: see vkckpt-image(5)
+        w.add("inetns", inet_state.save_ns(k.inet))
+        for s in socks:
+            if s.inet is not None:
+                w.add("inetsock", inet_state.save_socket(s))
     for f in files:
         w.add("file", save_file(f, fids[id(f)], fids))
     return fids
