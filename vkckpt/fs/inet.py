@@ -15,8 +15,8 @@ from vkckpt.abi import inet as I
 from vkckpt.abi import socket as S
 from vkckpt.errors import GuestError
 from vkckpt.fs import unix_conn
-from vkckpt.fs.unix_io import Outgoing, stream_send
 from vkckpt.fs.unix import CONNECTED, LISTENING, MSG_OVERHEAD, UNCONNECTED, Cred, Message
+from vkckpt.fs.unix_io import Outgoing, stream_send
 
 TYPE_CHECKING = False
 

@@ -13,8 +13,8 @@ from vkckpt.abi import socket as S
 from vkckpt.errors import GuestError
 from vkckpt.fs.unix_file import SocketFile, drop_files
 from vkckpt.sigsend import kernel_info
-from vkckpt.syscalls.args import iovec_arg, s32, u32
 from vkckpt.syscalls import sys_inet
+from vkckpt.syscalls.args import iovec_arg, s32, u32
 from vkckpt.syscalls.sys_socket import cred_of, find, put_name, sock_arg
 from vkckpt.threads.wait import Block
 

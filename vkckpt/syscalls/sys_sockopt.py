@@ -9,8 +9,8 @@ from vkckpt.abi import errno as E
 from vkckpt.abi import socket as S
 from vkckpt.errors import GuestError
 from vkckpt.fs.unix import LISTENING, UnixSocket
-from vkckpt.syscalls.args import s32
 from vkckpt.syscalls import sys_inetopt
+from vkckpt.syscalls.args import s32
 from vkckpt.syscalls.sys_socket import sock_arg
 
 TYPE_CHECKING = False
