@@ -55,6 +55,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "gogc": (),
     "goexec": (),
     "gosignals": (),
+    "gohttp": (),
 }
 #: Guests a case's root holds besides its own program.
 COMPANIONS: dict[str, tuple[str, ...]] = {"spawn": ("hello",), "goexec": ("hello",)}
