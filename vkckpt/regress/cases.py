@@ -80,6 +80,7 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("gogc", quantum=20_000),             # GC cycles, finalizers, 64 MiB live
     Workload("goexec", quantum=5_000),            # os/exec children, pipes, SIGCHLD
     Workload("gosignals", quantum=3_000),         # os/signal, recovered faults, SIGTERM
+    Workload("gohttp", quantum=5_000),            # net/http server and client, loopback TCP
 )}
 
 #: Workloads whose guest memory would hold host-specific bytes, so their state digests skip
