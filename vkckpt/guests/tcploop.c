@@ -274,6 +274,10 @@ int main(void)
     a = loop4(port_of(idle));
     printf("connect to a port nobody listens on: %d\n", res(connect(c, (struct sockaddr *)&a, sizeof a)));
     close(c), close(idle);
+    int u = socket(AF_INET, SOCK_STREAM, 0);
+    printf("shutdown of an unconnected socket: %d\n", res(shutdown(u, SHUT_WR)));
+    printf("getpeername of it: %d\n", res(getpeername(u, (struct sockaddr *)&a, &(socklen_t){sizeof a})));
+    close(u);
     pid_t kids[NCLIENTS];
     for (int i = 0; i < NCLIENTS; i++)
         if ((kids[i] = fork()) == 0)

@@ -13,7 +13,7 @@ from vkckpt.abi import socket as S
 from vkckpt.abi.mman import PROT_WRITE
 from vkckpt.errors import GuestError
 from vkckpt.fs import inet, unix_conn
-from vkckpt.fs.unix import LISTENING, UnixSocket
+from vkckpt.fs.unix import LISTENING, UNCONNECTED, UnixSocket
 from vkckpt.fs.unix_file import SocketFile
 from vkckpt.syscalls import sys_inet
 from vkckpt.syscalls.args import s32
@@ -230,6 +230,11 @@ def sys_getpeername(k: VKernel, t: Thread, fd: int, addr: int, alen: int) -> int
 
 
 def sys_shutdown(k: VKernel, t: Thread, fd: int, how: int) -> int:
-    sock_arg(t, fd).sock.shut(s32(how))
+    """Implement shutdown(2); an internet socket not connected is shut all the same but
+    the call says ENOTCONN (inet_shutdown)."""
+    sock = sock_arg(t, fd).sock
+    sock.shut(s32(how))
+    if sock.inet is not None and sock.state == UNCONNECTED:
+        raise GuestError(E.ENOTCONN)
     return 0
 
