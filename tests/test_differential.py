@@ -30,6 +30,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "metacalls": ("work",),
     "vforkchld": (),
     "fdlinks": ("work",),
+    "renames": ("work",),
     "dynelf": ("work",),
     "epolls": ("work",),
     "eventfds": (),
@@ -47,6 +48,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "tcploop": (),
     "udploop": (),
     "rlimits": (),
+    "ghosts": ("work",),
     "goruntime": (),
     # Go programs (vkckpt/guests/*.go, built with Debian's go)
     "gocompute": (),

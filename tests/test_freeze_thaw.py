@@ -48,6 +48,7 @@ WORKLOADS = [
     Workload("tcploop"),             # TCP listeners, accept queues, bytes in flight, resets
     Workload("udploop"),             # UDP datagrams queued with source addresses, v6
     Workload("rlimits", quantum=97),  # changed limits kept by fork, execve and the image
+    Workload("ghosts", ("work",)),   # open unlinked files: tmpfile, shared descriptions, fork
 ]
 
 

@@ -50,12 +50,14 @@ from vkckpt.syscalls.table import ENTRIES
 
 MANDIR = Path(__file__).resolve().parents[1] / "manpages"
 PAGES = ["vkckpt.1", "vkckpt-run.1", "vkckpt-thaw.1", "vkckpt-freeze.1", "vkckpt-inspect.1",
-         "vkckpt-verify.1", "vkckpt-regress.1", "checkpoint.2", "vkckpt.3", "vkckpt-image.5",
-         "vkckpt.yaml.5", "vkckpt-abi.7", "vkckpt-security.7"]
+         "vkckpt-verify.1", "vkckpt-regress.1", "vkckpt-check.1",
+         "vkckpt-completion.1", "vkckpt-diff.1", "checkpoint.2", "vkckpt.3",
+         "vkckpt-image.5", "vkckpt.yaml.5", "vkckpt-abi.7", "vkckpt-security.7"]
 #: The page documenting each subcommand of `vkckpt`.
 COMMAND_PAGES = {"run": "vkckpt-run.1", "thaw": "vkckpt-thaw.1", "freeze": "vkckpt-freeze.1",
                  "inspect": "vkckpt-inspect.1", "verify": "vkckpt-verify.1",
-                 "regress": "vkckpt-regress.1", "demo": "vkckpt.1"}
+                 "regress": "vkckpt-regress.1", "check": "vkckpt-check.1", "diff": "vkckpt-diff.1",
+                 "completion": "vkckpt-completion.1", "demo": "vkckpt.1"}
 #: Pages whose EXAMPLES are run (vkckpt-abi(7) has none).
 RUNNABLE = [p for p in PAGES if p != "vkckpt-abi.7"]
 #: Guests the examples expect in root/.
@@ -206,7 +208,8 @@ def test_exit_statuses_match_the_cli() -> None:
         return {int(n) for n in re.findall(r"\b\d+\b", words(sections(page)["EXIT STATUS"]))}
     assert {EXIT_VKERNEL_ERROR, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND, 0, 128} <= codes("vkckpt-run.1")
     assert EXIT_VKERNEL_ERROR in codes("vkckpt-thaw.1")
-    for page in ("vkckpt-inspect.1", "vkckpt-verify.1", "vkckpt-freeze.1", "vkckpt-regress.1"):
+    for page in ("vkckpt-inspect.1", "vkckpt-verify.1", "vkckpt-freeze.1", "vkckpt-regress.1",
+                 "vkckpt-check.1", "vkckpt-completion.1", "vkckpt-diff.1"):
         assert {0, EXIT_FAILURE, EXIT_USAGE} <= codes(page)
 
 
@@ -411,7 +414,8 @@ def test_images_read_with_the_documented_format(tmp_path: Path) -> None:
     (root / "work").mkdir(parents=True)
     workloads = [("files", ["/work"], 3000), ("forkpipe", [], 5000), ("signals", [], 3000),
                  ("pthreads", [], 300_000), ("reclocks", ["/work"], 2000),
-                 ("shmfile", ["/work"], 5000), ("unixpair", [], 2000), ("tcploop", [], 2000)]
+                 ("shmfile", ["/work"], 5000), ("unixpair", [], 2000), ("ghosts", ["/work"], 300),
+                 ("tcploop", [], 2000)]
     images: list[Path] = []
     for name, args, every in workloads:
         shutil.copy2(guest_path(name), root / name)

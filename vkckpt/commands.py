@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from vkckpt.ckpt.freeze import FreezePlan, drive
 from vkckpt.ckpt.trust import ImageKey, check_key_outside, load_key
 from vkckpt.config import KernelConfig, ProcessSpec, load_config, parse_cpus, parse_memory_limit
-from vkckpt.errors import ConfigError, VkError
+from vkckpt.errors import ConfigError, ImageError, VkError
 from vkckpt.fs.binds import BindSpec, parse_bind
 from vkckpt.host.fs import OutputPath, write_atomic
 from vkckpt.kernel import VKernel
@@ -223,6 +223,44 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not args.quiet:
         sys.stdout.write(yaml.safe_dump(report, sort_keys=False))
     return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """vkckpt diff A B: 0 when the images hold the same vkernel state, 1 when they differ,
+    2 when either cannot be read."""
+    import json
+
+    from vkckpt.regress.imagediff import diff_states
+    from vkckpt.regress.imagestate import load_state
+
+    try:
+        a, b = load_state(args.a), load_state(args.b)
+    except ImageError as exc:
+        print(f"vkckpt diff: {exc}", file=sys.stderr)
+        return 2
+    found = diff_states(a, b, memory=not args.no_memory, labels=("A", "B"))
+    if args.json:
+        print(json.dumps([{"category": f.category, "text": f.text} for f in found], indent=1))
+    else:
+        for f in found:
+            print(f"{f.category:<10} {f.text}")
+    return 1 if found else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """vkckpt check: 0 when every needed check holds, 1 otherwise."""
+    import dataclasses
+    import json
+
+    from vkckpt.ckpt.hostcheck import checks, report
+
+    results = checks()
+    lines, code = report(results)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(c) for c in results], indent=1))
+    else:
+        print("\n".join(lines))
+    return code
 
 
 def cmd_freeze(args: argparse.Namespace) -> int:

@@ -50,6 +50,8 @@ def _describe(path: str, registers: bool, key: ImageKey | None) -> dict:
     stats = {"stored_pages": 0, "stored_bytes": 0, "zeroed_pages": 0, "covered_pages": 0,
              "chunks": 0}
     files = {}
+    ghosts: list[dict] = []
+    ghost_stored = 0
     for rec in r.records(RECORD_VERSIONS):
         f = rec.fields
         schema.check(rec.type, f)
@@ -87,7 +89,12 @@ def _describe(path: str, registers: bool, key: ImageKey | None) -> dict:
             procs[f["pid"]]["threads"].append(t)
         elif rec.type == "file":
             files[f["id"]] = {k: v for k, v in f.items() if k in ("kind", "path", "offset",
-                                                                   "stream", "pipe")}
+                                                                   "stream", "pipe", "ghost")}
+        elif rec.type == "ghost":
+            ghosts.append({"id": f["id"], "inode": f["vino"], "size": f["size"],
+                           "path": f["path"]})
+        elif rec.type == "ghost_data":
+            ghost_stored += len(f["data"])
         elif rec.type == "pages":
             stats["stored_pages"] += f["count"]
             stats["stored_bytes"] += len(f["data"])
@@ -98,6 +105,9 @@ def _describe(path: str, registers: bool, key: ImageKey | None) -> dict:
         p["fds"] = {fd: files.get(fid, fid) for fd, fid in p["fds"].items()}
     out["processes"] = list(procs.values())
     out["pages"] = stats
+    if ghosts:  # open unlinked files whose bytes the image carries
+        out["ghosts"] = {"count": len(ghosts), "bytes": sum(g["size"] for g in ghosts),
+                         "stored_bytes": ghost_stored, "files": ghosts}
     return out
 
 

@@ -20,7 +20,7 @@ from vkckpt.ckpt.chain import DigestCheck, ImageChain, load_chain
 from vkckpt.ckpt.lay_pages import Laid, lay_pages
 from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.errors import ConfigError, GuestError, ImageError
-from vkckpt.fs import inet_state, lock_state, unix_state
+from vkckpt.fs import ghost_state, inet_state, lock_state, unix_state
 from vkckpt.fs.binds import BindSpec
 from vkckpt.fs.fifo import FifoEnd, all_queues
 from vkckpt.fs.files import HostFile
@@ -192,7 +192,8 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
     pipes = load_pipes(recs.get("pipe", []), k.mem, k.poll_q)
     sock_rows = recs.get("socket", [])
     socks = unix_state.load_sockets(sock_rows, k.poll_q)
-    files = _files(k, recs.get("file", []), pipes, opts, socks)
+    files = _files(k, recs.get("file", []), pipes, opts, socks,
+                   (recs.get("ghost", []), recs.get("ghost_data", [])))
     unix_state.link_messages(socks, sock_rows, files)
     ns_rows = recs.get("unixns", [])
     if len(ns_rows) > 1 or (sock_rows and not ns_rows):
@@ -241,15 +242,22 @@ def _filemaps(k: VKernel, rows: list[dict], bufs: dict[int, HostBuffer],
 
 
 def _files(k: VKernel, rows: list[dict], pipes: dict, opts: ThawOptions,
-           socks: dict) -> dict:
-    """Open file descriptions by saved id (guest-root files reopened by path)."""
+           socks: dict, ghost_recs: tuple[list[dict], list[dict]]) -> dict:
+    """Open file descriptions by saved id (guest-root files reopened by path, ghosts from
+    their saved bytes)."""
     files = {}
-    for d in rows:
-        if d["id"] in files:
-            raise ImageError(f"file id {d['id']!r} is duplicated")
-        files[d["id"]] = load_file(d, k.root, pipes, opts.allow_changed_files, k.inodes,
-                                   opts.read_only, svc=k.file_services(), socks=socks,
-                                   ns=k.unix)
+    ghosts = ghost_state.load_ghosts(*ghost_recs, k.root.root_fd, k.inodes)
+    try:
+        for d in rows:
+            if d["id"] in files:
+                raise ImageError(f"file id {d['id']!r} is duplicated")
+            files[d["id"]] = load_file(d, k.root, pipes, opts.allow_changed_files, k.inodes,
+                                       opts.read_only, svc=k.file_services(), socks=socks,
+                                       ns=k.unix, ghosts=ghosts)
+        ghost_state.set_modes(ghosts, ghost_recs[0])
+    finally:
+        for fd in ghosts.values():
+            os.close(fd)
     k.host_fds.adopt(sum(isinstance(f, (HostFile, FifoEnd)) for f in files.values()))
     link_files(files, rows)
     return files

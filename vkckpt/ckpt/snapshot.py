@@ -16,7 +16,8 @@ from vkckpt.ckpt import pages as PG
 from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.errors import ImageError
-from vkckpt.fs import inet_state, lock_state, unix_state
+from vkckpt.fs import ghost_state, inet_state, lock_state, unix_state
+from vkckpt.fs.files import HostFile
 from vkckpt.fs.state import fingerprint, save_file, save_pipe
 from vkckpt.host import fs as hostfs
 from vkckpt.image import ImageWriter
@@ -159,6 +160,9 @@ def _write(k: VKernel, w: ImageWriter, procs: list[Process], scope: list[int] | 
     for bid in sorted(bufs):
         w.add("buffer", save_buffer(bufs[bid]))
     for _bid, fb in sorted(file_buffers([p.vm for p in live]).items()):
+        if os.fstat(fb.fd).st_nlink == 0:
+            raise ImageError(f"{fb.path}: a shared mapping of an open unlinked file cannot be "
+                             "saved in an image (map it MAP_PRIVATE or keep a name)")
         w.add("filemap", {**save_filemap(fb), "fingerprint": fingerprint(fb.fd)})
     fids = _save_files(w, k, live)
     for p in procs:
@@ -207,13 +211,22 @@ def _save_files(w: ImageWriter, k: VKernel, live: list[Process]) -> dict[int, in
         w.add("unixns", unix_state.save_ns(k.unix))
     for s in socks:
         w.add("socket", unix_state.save_socket(s, k.unix, fids))
+    ghosts = ghost_state.find_ghosts(files, k.host_path_of)  # records only while a ghost is open
+    for rtype, rec in ghost_state.save_ghosts(ghosts, k.inodes):
+        w.add(rtype, rec)
     if inet_state.wanted(socks, k.inet):  # only with internet sockets: see vkckpt-image(5)
         w.add("inetns", inet_state.save_ns(k.inet))
         for s in socks:
             if s.inet is not None:
                 w.add("inetsock", inet_state.save_socket(s))
     for f in files:
-        w.add("file", save_file(f, fids[id(f)], fids))
+        d = save_file(f, fids[id(f)], fids)
+        if id(f) in ghosts:  # reopened from its saved bytes, not compared with a path
+            d["ghost"] = ghosts[id(f)][0]
+            del d["fingerprint"]
+        elif type(f) is HostFile:  # a guest renamed it: reopened at its new name
+            d["path"] = ghost_state.reopen_path(f, k.inodes, k.host_path_of)
+        w.add("file", d)
     return fids
 
 

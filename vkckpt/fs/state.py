@@ -14,7 +14,7 @@ import stat
 
 from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError, ImageError
-from vkckpt.fs import event_state, inet_state, proc_state, unix_state
+from vkckpt.fs import event_state, ghost_state, inet_state, proc_state, unix_state
 from vkckpt.fs.fdtable import FdTable
 from vkckpt.fs.fifo import FifoEnd, fifo_of
 from vkckpt.fs.files import (
@@ -47,10 +47,11 @@ FILE_VERSION = 1
 #: The type/range tables ckpt/schema.py checks (fingerprints: checked when reopening).
 PIPE_SCHEMA = {"id": "u64", "data": "bytes"}
 FILE_SCHEMA = {"id": "u64", "kind": "str", "flags": "u32", "stream": "u32", "pipe": "u64",
-               "path": "str", "offset": "i64", **event_state.SCHEMA,
+               "path": "str", "offset": "i64", "ghost": "u64", **event_state.SCHEMA,
                **proc_state.SCHEMA, **unix_state.FILE_FIELDS}
 FDTABLE_SCHEMA = [("u32", "u64", "u32")]  # a process record's descriptors
-RECORDS = {"pipe": (PIPE_VERSION, PIPE_SCHEMA), "file": (FILE_VERSION, FILE_SCHEMA),
+RECORDS = {"pipe": (PIPE_VERSION, PIPE_SCHEMA), **ghost_state.RECORDS,
+           "file": (FILE_VERSION, FILE_SCHEMA),
            **unix_state.RECORDS, **inet_state.RECORDS}
 
 HASH_LIMIT = 1 << 20
@@ -209,28 +210,32 @@ class _Loading:
     """What loading one file description may use: the root, the pipes already loaded, the
     thaw's options and the services the vkernel gives its files."""
 
-    __slots__ = ("root", "pipes", "allow_changed", "inodes", "read_only", "svc", "socks", "ns")
+    __slots__ = ("root", "pipes", "allow_changed", "inodes", "read_only", "svc", "socks", "ns",
+                 "ghosts")
 
     def __init__(self, root: GuestRoot, pipes: dict[int, Pipe], allow_changed: bool,
                  inodes: InodeTable, read_only: bool, svc: FileServices,
-                 socks: dict[int, UnixSocket], ns: UnixNamespace | None) -> None:
+                 socks: dict[int, UnixSocket], ns: UnixNamespace | None,
+                 ghosts: dict[int, int]) -> None:
         self.root, self.pipes, self.allow_changed = root, pipes, allow_changed
         self.inodes, self.read_only, self.svc = inodes, read_only, svc
-        self.socks, self.ns = socks, ns
+        self.socks, self.ns, self.ghosts = socks, ns, ghosts
 
 
 def load_file(d: dict, root: GuestRoot, pipes: dict[int, Pipe], allow_changed: bool,
               inodes: InodeTable, read_only: bool = False, *,
               svc: FileServices, socks: dict[int, UnixSocket] | None = None,
-              ns: UnixNamespace | None = None) -> OpenFile:
+              ns: UnixNamespace | None = None, ghosts: dict[int, int] | None = None
+              ) -> OpenFile:
     """Recreate an open file description (reopening guest-root files by path, for reading
     only when read_only); svc is what the vkernel gives the files it makes, socks the
-    thawed AF_UNIX endpoints by id and ns their name space."""
+    thawed AF_UNIX endpoints by id, ns their name space and ghosts the recreated unlinked
+    files' host fds by ghost id."""
     load = _LOAD_KIND.get(d["kind"])
     if load is None:
         raise ImageError(f"unknown open file kind {d['kind']!r}")
     return load(d, _Loading(root, pipes, allow_changed, inodes, read_only, svc, socks or {},
-                            ns))
+                            ns, ghosts or {}))
 
 
 def _load_console(d: dict, ctx: _Loading) -> OpenFile:
@@ -287,6 +292,8 @@ def _reopen(d: dict, ctx: _Loading) -> OpenFile:
         raise ImageError(f"file {d['id']!r}: path {path!r} is not an absolute guest path")
     if not isinstance(offset, int) or offset < 0:
         raise ImageError(f"file {d['id']!r} ({path}): negative offset {offset!r}")
+    if "ghost" in d:
+        return _reopen_ghost(d, ctx)
     fd, host = _open_as_recorded(d, ctx.root, ctx.read_only)
     fp = fingerprint(fd)
     want = d["fingerprint"]
@@ -304,6 +311,21 @@ def _reopen(d: dict, ctx: _Loading) -> OpenFile:
         f = HostFile(fd, d["flags"], path, ctx.inodes, ctx.svc.host_fds)
         os.lseek(fd, offset, os.SEEK_SET)
     return f
+
+
+def _reopen_ghost(d: dict, ctx: _Loading) -> HostFile:
+    """A description of a ghost file: its own open of the recreated unnamed file (its own
+    offset and status flags, the inode shared with every description of the ghost)."""
+    base = ctx.ghosts.get(d["ghost"])
+    if base is None or d["kind"] != "host":
+        raise ImageError(f"file {d['id']!r} refers to unknown ghost {d['ghost']!r}")
+    flags = os.O_RDONLY if ctx.read_only else d["flags"] & _REOPEN_MASK
+    try:
+        fd = os.open(f"/proc/self/fd/{base}", flags | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ImageError(f"file {d['id']!r}: cannot open its ghost ({exc.strerror})") from None
+    os.lseek(fd, d["offset"], os.SEEK_SET)
+    return HostFile(fd, d["flags"], d["path"], ctx.inodes, ctx.svc.host_fds)
 
 
 def reopen_mapped(path: str, writable: bool, want: object, root: GuestRoot, read_only: bool,

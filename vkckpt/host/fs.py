@@ -119,20 +119,28 @@ def open_beneath(dir_fd: int, path: str, flags: int, mode: int = 0) -> int:
     Always close-on-exec.  Raises OSError: ELOOP for a symlink anywhere on the way (the
     final name included), EXDEV for an absolute path or ``..``, else what open(2) gives.
     """
-    global _openat2_works
     _names(path)
     creates = flags & os.O_CREAT or (_O_TMPFILE and flags & _O_TMPFILE == _O_TMPFILE)
     mode = mode if creates else 0  # openat2 refuses a mode it would not use
     flags |= os.O_CLOEXEC
+    if openat2_available():
+        return _openat2(dir_fd, path or ".", flags, mode)
+    return _open_walk(dir_fd, path, flags, mode)
+
+
+def openat2_available() -> bool:
+    """Whether this host has openat2(2) with RESOLVE_BENEATH (probed on the root)."""
+    global _openat2_works
     if _openat2_works is None:
+        fd = os.open("/", _DIR_PATH)
         try:
-            os.close(_openat2(dir_fd, ".", _DIR_PATH, 0))
+            os.close(_openat2(fd, ".", _DIR_PATH, 0))
             _openat2_works = True
         except OSError as e:
             _openat2_works = e.errno not in (errno.ENOSYS, errno.EPERM)
-    if _openat2_works:
-        return _openat2(dir_fd, path or ".", flags, mode)
-    return _open_walk(dir_fd, path, flags, mode)
+        finally:
+            os.close(fd)
+    return _openat2_works
 
 
 def open_dir(path: str | os.PathLike[str]) -> int:
@@ -380,3 +388,18 @@ def write_atomic(dir_fd: int, name: str, data: bytes, mode: int = 0o666) -> None
         f.discard()
         raise
     f.close()
+
+
+def unnamed_file(dir_fd: int, mode: int = 0o600) -> int:
+    """A new read-write file in dir_fd that has no name: ``O_TMPFILE``, or where the file
+    system has none a fresh hidden temporary name unlinked at once (a thawed ghost file)."""
+    if _use_tmpfile():
+        try:
+            return os.open(".", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+    flags = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_RDWR | os.O_CLOEXEC
+    name, fd = _under_fresh_name(lambda n: os.open(n, flags, mode, dir_fd=dir_fd))
+    os.unlink(name, dir_fd=dir_fd)
+    return fd

@@ -31,6 +31,8 @@ SCAN_FREE = 1 * MIB
 #: The largest memory limit per process an image may record (and so the most a thawed
 #: process may map): more than any real run uses, far below what page tables could pay for.
 MAX_GUEST_MEMORY = 256 << 30
+#: The most bytes the open unlinked (ghost) files of one image may hold in all.
+MAX_GHOST_BYTES = 1 << 30
 
 
 class Limits(Value):

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from vkckpt.abi.syscalls import NUMBERS
 from vkckpt.record import Value
+from vkckpt.syscalls import sys_attr as at
 from vkckpt.syscalls import sys_ckpt as ck
 from vkckpt.syscalls import sys_copy as cp
 from vkckpt.syscalls import sys_event as ev
@@ -128,11 +129,11 @@ ENTRIES: list[Entry] = [
     Supported("readlinkat", fs.sys_readlinkat),
     Supported("link", fs.sys_link),
     Supported("linkat", fs.sys_linkat),
-    Supported("chmod", fs.sys_chmod),
-    Partial("utimensat", fs.sys_utimensat, "modification times only, on the virtual clock"),
-    Partial("fchmod", fs.sys_fchmod, "a no-op on pipes, the console and devices"),
-    Supported("fchmodat", fs.sys_fchmodat),
-    Supported("truncate", fs.sys_truncate),
+    Supported("chmod", at.sys_chmod),
+    Partial("utimensat", at.sys_utimensat, "modification times only, on the virtual clock"),
+    Partial("fchmod", at.sys_fchmod, "a no-op on pipes, the console and devices"),
+    Supported("fchmodat", at.sys_fchmodat),
+    Supported("truncate", at.sys_truncate),
     Supported("getcwd", fs.sys_getcwd),
     Supported("chdir", fs.sys_chdir),
     Supported("fchdir", fs.sys_fchdir),

@@ -102,6 +102,10 @@ LUA = [
     _lua("files", "-e", "local f = assert(io.open('/tmp/x', 'w')) f:write('abc\\n', 42, "
          "'\\n') f:close() for l in io.lines('/tmp/x') do print('[' .. l .. ']') end "
          "print(os.rename('/tmp/x', '/tmp/y'), io.open('/tmp/x'), os.remove('/tmp/y'))"),
+    _lua("tmpfile", "-e", "local f = io.tmpfile() f:write('ghost ', 1, '\\n') f:seek('set') "
+         "print(f:read('a')) local g = assert(io.open('/tmp/gh', 'w+')) os.remove('/tmp/gh') "
+         "g:write(string.rep('x', 5000), 'end') g:seek('set', 4998) print(g:read('a'), "
+         "g:seek('end'), io.open('/tmp/gh')) f:close() g:close()"),
     _lua("pack-utf8", "-e", "local p = string.pack('<i4 z d', 258, 'hi', 0.5) print(#p, "
          "string.unpack('<i4 z d', p)) print(utf8.char(72, 228, 8364), utf8.len('h\\u{e4}'), "
          "utf8.codepoint('\\u{20ac}'))"),

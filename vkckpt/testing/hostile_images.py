@@ -59,6 +59,8 @@ FIELD_CASES = [
     ("pipe", "data", b"x" * (1 << 20)),
     ("file", "kind", "socket"),
     ("file", "kind", "timerfd"),             # a timerfd without its clock and setting
+    ("file", "kind", "eventfd"),             # an eventfd without its counter
+    ("file", "kind", "signalfd"),            # a signalfd without its mask
     ("process", "itimers", [[0, 5, 0, 1 << 40]]),  # a kernel timer seq never handed out
     ("process", "itimers", [[7, 5, 0, 0]]),  # no such interval timer
     ("process", "ptimers", {"next_id": 1, "timers": [[0, 1, 0, 10, 0, 0, 5, 0, 1 << 40, 0]]}),
@@ -111,6 +113,24 @@ INET_FIELD_CASES = [
     ("inetsock", "keepidle", -1),
     ("inetns", "next_port", 80),             # below ip_local_port_range
     ("inetns", "next_port", 70000),          # no port at all
+]
+
+#: Field mutations of ghost files' records: the seed must hold a ghost with data (tests/
+#: test_ghosts.py freezes the ghosts guest while its unlinked file is open).
+GHOST_FIELD_CASES = [
+    ("ghost", "id", 999999),                 # the files name a ghost no record gives
+    ("ghost", "vino", 1),                    # not an inode number the table hands out
+    ("ghost", "vino", 1 << 40),              # past next_ino: unknown
+    ("ghost", "size", 1 << 40),              # past MAX_GHOST_BYTES
+    ("ghost", "size", 1),                    # smaller than its data
+    ("ghost", "mode", "rw"),
+    ("ghost_data", "ghost", 999999),         # data of no ghost
+    ("ghost_data", "off", 1 << 20),          # past the ghost's size
+    ("ghost_data", "off", 7),                # not on a chunk boundary
+    ("ghost_data", "crc", 0),                # checksum mismatch
+    ("ghost_data", "data", b"not zlib"),
+    ("ghost_data", "data", b"x" * 100),
+    ("file", "ghost", 999999),               # a description of no ghost
 ]
 
 Recs = list  # [type, version, critical, fields] lists, or raw msgpack payloads (bytes)
