@@ -45,6 +45,8 @@ CASES: dict[str, tuple[str, ...]] = {
     "unixpair": (),
     "unixserver": (),
     "unixdgram": (),
+    "tcploop": (),
+    "udploop": (),
     "rlimits": (),
     "ghosts": ("work",),
     "goruntime": (),
@@ -55,6 +57,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "gogc": (),
     "goexec": (),
     "gosignals": (),
+    "gohttp": (),
 }
 #: Guests a case's root holds besides its own program.
 COMPANIONS: dict[str, tuple[str, ...]] = {"spawn": ("hello",), "goexec": ("hello",)}

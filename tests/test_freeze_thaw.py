@@ -45,6 +45,8 @@ WORKLOADS = [
     Workload("unixpair"),            # socketpairs across fork, SCM_RIGHTS, shutdown, EPIPE
     Workload("unixserver", ("work",)),  # listeners, accept queues, an epoll accept loop
     Workload("unixdgram", ("work",)),   # datagram queues with sender names, seqpacket
+    Workload("tcploop"),             # TCP listeners, accept queues, bytes in flight, resets
+    Workload("udploop"),             # UDP datagrams queued with source addresses, v6
     Workload("rlimits", quantum=97),  # changed limits kept by fork, execve and the image
     Workload("ghosts", ("work",)),   # open unlinked files: tmpfile, shared descriptions, fork
 ]

@@ -36,6 +36,7 @@ WORKLOADS: dict[str, tuple[Workload, tuple[str, ...]]] = {
     "gogc4": (Workload("gogc", quantum=20_000, env=MAXPROCS4), ()),  # parallel mark workers
     "goexec": (Workload("goexec", quantum=5_000, env=MAXPROCS4), ("hello",)),
     "gosignals": (Workload("gosignals", quantum=3_000), ()),
+    "gohttp": (Workload("gohttp", quantum=5_000), ()),  # net/http over virtual loopback
 }
 
 

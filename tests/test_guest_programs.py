@@ -249,6 +249,17 @@ SPECS: dict[str, Spec] = {
                              "peer gone: -111, then -107",
                              "seqpacket 1: 6 'record' trunc=1",
                              "recvmmsg: 3: 1'a' 2'bb' 3'ccc'")),
+    "tcploop": Spec(lines=("listener port ephemeral>=32768: 1", "with SO_REUSEADDR too: -98",
+                           "connect to a port nobody listens on: -111",
+                           "echoed: hello from client 1", "client 1 exit 0",
+                           "MSG_WAITALL 8 'waitall!'", "read after RST: -104",
+                           "peer of a lingering close reads: -104",
+                           "accepted from ::ffff:127.0.0.1 len 28 flowinfo 0 scope 0")),
+    "udploop": Spec(lines=("recvmsg with MSG_TRUNC into 4: 10, msg_flags MSG_TRUNC 1",
+                           "send 65508: -90", "connected b gets 6 'friend'", "next send: -111",
+                           "recv reports it: -111", "v6-only sendto v4-mapped: -101",
+                           "v6 got 7 'over v4' from ::ffff:127.0.0.1 family 10 len 28 "
+                           "flowinfo 0 scope 0")),
     "fsmeta": Spec(needs_dir=True, lines=("lstat link: symlink=1 size=1 blocks=0",
                                           "F_GETLK: ret=0 unlocked=1 start=0 len=10")),
     "ghosts": Spec(needs_dir=True, lines=(

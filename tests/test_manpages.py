@@ -416,7 +416,8 @@ def test_images_read_with_the_documented_format(tmp_path: Path) -> None:
     (root / "work").mkdir(parents=True)
     workloads = [("files", ["/work"], 3000), ("forkpipe", [], 5000), ("signals", [], 3000),
                  ("pthreads", [], 300_000), ("reclocks", ["/work"], 2000),
-                 ("shmfile", ["/work"], 5000), ("unixpair", [], 2000), ("ghosts", ["/work"], 300)]
+                 ("shmfile", ["/work"], 5000), ("unixpair", [], 2000), ("ghosts", ["/work"], 300),
+                 ("tcploop", [], 2000)]
     images: list[Path] = []
     for name, args, every in workloads:
         shutil.copy2(guest_path(name), root / name)

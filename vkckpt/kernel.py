@@ -76,6 +76,7 @@ class VKernel:
         self.root = GuestRoot(config.root)
         self.inodes = InodeTable(self.now_ns)
         self.unix = UnixNamespace(self.root, self.inodes)  # AF_UNIX names (fs/unix_ns.py)
+        self.inet = self.unix.inet  # loopback TCP and UDP ports (fs/inet_ns.py)
         self.sched = Scheduler(config.quantum)
         self.futexes = FutexTable()
         self.locks = LockTable()  # file locks of every process (fcntl, flock)

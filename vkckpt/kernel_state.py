@@ -31,6 +31,7 @@ TRANSIENT = {
     "futexes": "rebuilt from the waitq records",
     "locks": "the locks record (fs/lock_state.py)", "procs": "process records",
     "unix": "the unixns and socket records (fs/unix_state.py)",
+    "inet": "the inetns and inetsock records (fs/inet_state.py)",
     "poll_q": "its sleepers are in the waitq records",
     "sigfds": "recounted as the signalfd file records load; its queue has watchers only",
     "threads": "thread records", "current": "None at a scheduling point",

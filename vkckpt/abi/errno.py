@@ -50,11 +50,16 @@ ENOTSUP = 95
 EOPNOTSUPP = 95
 EAFNOSUPPORT = 97
 EADDRINUSE = 98
+EADDRNOTAVAIL = 99
+ENETUNREACH = 101
 ECONNRESET = 104
 EISCONN = 106
 ENOTCONN = 107
+EDESTADDRREQ = 89
 ETIMEDOUT = 110
 ECONNREFUSED = 111
+EALREADY = 114
+EINPROGRESS = 115
 
 NAMES = {v: k for k, v in sorted(globals().items(), reverse=True)
          if k.startswith("E") and isinstance(v, int)}

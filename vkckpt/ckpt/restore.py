@@ -20,7 +20,7 @@ from vkckpt.ckpt.chain import DigestCheck, ImageChain, load_chain
 from vkckpt.ckpt.lay_pages import Laid, lay_pages
 from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.errors import ConfigError, GuestError, ImageError
-from vkckpt.fs import ghost_state, lock_state, unix_state
+from vkckpt.fs import ghost_state, inet_state, lock_state, unix_state
 from vkckpt.fs.binds import BindSpec
 from vkckpt.fs.fifo import FifoEnd, all_queues
 from vkckpt.fs.files import HostFile
@@ -199,6 +199,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
     if len(ns_rows) > 1 or (sock_rows and not ns_rows):
         raise ImageError("an image with sockets holds exactly one unixns record")
     unix_state.load_ns(k.unix, ns_rows[0] if ns_rows else None, sock_rows, socks)
+    inet_state.load(k.inet, recs.get("inetns", []), recs.get("inetsock", []), socks)
     queues: dict[tuple, WaitQueue] = {}
     vms = {d["pid"]: d for d in recs.get("vmspace", [])}
     for d in recs.get("process", []):

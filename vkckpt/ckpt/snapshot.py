@@ -16,7 +16,7 @@ from vkckpt.ckpt import pages as PG
 from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.errors import ImageError
-from vkckpt.fs import ghost_state, lock_state, unix_state
+from vkckpt.fs import ghost_state, inet_state, lock_state, unix_state
 from vkckpt.fs.files import HostFile
 from vkckpt.fs.state import fingerprint, save_file, save_pipe
 from vkckpt.host import fs as hostfs
@@ -214,6 +214,11 @@ def _save_files(w: ImageWriter, k: VKernel, live: list[Process]) -> dict[int, in
     ghosts = ghost_state.find_ghosts(files, k.host_path_of)  # records only while a ghost is open
     for rtype, rec in ghost_state.save_ghosts(ghosts, k.inodes):
         w.add(rtype, rec)
+    if inet_state.wanted(socks, k.inet):  # only with internet sockets: see vkckpt-image(5)
+        w.add("inetns", inet_state.save_ns(k.inet))
+        for s in socks:
+            if s.inet is not None:
+                w.add("inetsock", inet_state.save_socket(s))
     for f in files:
         d = save_file(f, fids[id(f)], fids)
         if id(f) in ghosts:  # reopened from its saved bytes, not compared with a path

@@ -22,6 +22,7 @@ from vkckpt.threads.wait import WaitQueue
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from vkckpt.fs.inet import InetOpts
     from vkckpt.fs.ops import OpenFile
 
 #: What a queued message costs its sender's budget beyond its bytes (an skb's overhead).
@@ -73,6 +74,7 @@ class UnixSocket:
         self.own_cred: Cred | None = None  # the listener's, given to connecting clients
         self.wmem = 0                    # charges of this socket's messages still queued
         self.dead = False
+        self.inet: InetOpts | None = None  # AF_INET, AF_INET6: family and options
 
     @property
     def connection(self) -> bool:

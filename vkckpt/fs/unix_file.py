@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from vkckpt.abi import errno as E
 from vkckpt.abi import fcntl as F
+from vkckpt.abi import inet as I
 from vkckpt.abi import socket as S
 from vkckpt.abi.stat import pack_stat
 from vkckpt.errors import GuestError
+from vkckpt.fs import inet
 from vkckpt.fs.ops import OpenFile
 from vkckpt.fs.unix import CONNECTED, UnixSocket
 from vkckpt.fs.unix_io import Outgoing, Received, dgram_recv, dgram_send, stream_recv, stream_send
@@ -42,10 +44,12 @@ class SocketFile(OpenFile):
     def nonblock(self, flags: int = 0) -> bool:
         return bool(self.flags & F.O_NONBLOCK or flags & S.MSG_DONTWAIT)
 
-    def send(self, data: bytes, dest: UnixSocket | None, fds: list[OpenFile], cred: Cred,
+    def send(self, data: bytes, dest: UnixSocket | bytes | None, fds: list[OpenFile], cred: Cred,
              flags: int) -> int:
         """One sendmsg's data to dest (None: the peer); EPIPE left to the caller."""
         out = Outgoing(fds, cred, self.nonblock(flags))
+        if self.sock.inet is not None:
+            return inet.send(self.ns.inet, self.sock, data, dest, out)
         if self.sock.type == S.SOCK_STREAM:
             if dest is not None:
                 raise GuestError(E.EISCONN if self.sock.state == CONNECTED else E.EOPNOTSUPP)
@@ -53,6 +57,12 @@ class SocketFile(OpenFile):
         if dest is None and self.sock.type == S.SOCK_DGRAM and self.sock.peer is None:
             raise GuestError(E.ENOTCONN)
         return dgram_send(self.sock, data, dest, out)
+
+    def sockaddr(self, name: bytes | None) -> bytes:
+        """The struct sockaddr of a name of this socket's family."""
+        if self.sock.inet is not None:
+            return I.pack(name, self.sock.inet.family)
+        return S.pack_sockaddr_un(name)
 
     def recv(self, n: int, flags: int) -> Received:
         if self.sock.type == S.SOCK_STREAM:
@@ -86,7 +96,8 @@ class SocketFile(OpenFile):
 
     def release(self) -> None:
         self.ns.unbind(self.sock)
-        drop_files(self.sock.release())
+        opts = self.sock.inet
+        drop_files(self.sock.release(embryo=opts is not None and opts.linger == (1, 0)))
 
 
 def drop_files(files: list[OpenFile]) -> None:

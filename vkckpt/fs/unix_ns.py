@@ -16,6 +16,7 @@ import os
 
 from vkckpt.abi import errno as E
 from vkckpt.errors import GuestError
+from vkckpt.fs.inet_ns import InetNamespace
 
 TYPE_CHECKING = False
 
@@ -37,6 +38,8 @@ class UnixNamespace:
         self.paths: dict[tuple[int, int], UnixSocket] = {}  # placeholder (st_dev, st_ino)
         self.next_id = 1
         self.next_auto = 0
+        #: The same vkernel's port space: an internet socket's file reaches it through here.
+        self.inet = InetNamespace()
 
     def new_id(self) -> int:
         n = self.next_id

@@ -39,7 +39,8 @@ RECORDS = {"socket": (SOCKET_VERSION, SOCKET_SCHEMA), "unixns": (NS_VERSION, NS_
 FILE_FIELDS = {"sock": "u64", "cred": ("u32", "u32", "u32")}
 #: UnixSocket attributes not saved as such, and why.
 TRANSIENT = {"poll_q": "the kernel's readiness queue", "event_q": "watchers only: epoll "
-             "items re-register", "recvq": "saved as msgs"}
+             "items re-register", "recvq": "saved as msgs",
+             "inet": "an internet socket's part: its inetsock record (fs/inet_state.py)"}
 MAX_MSGS = 1 << 16      # more queued messages than an image may ask a thaw to rebuild
 MAX_QUEUED = 1 << 24    # bytes one endpoint's queue may hold in an image
 MAX_SOCKETS = 1 << 16

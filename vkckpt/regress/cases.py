@@ -56,6 +56,8 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("unixpair", quantum=QUANTUM),        # socketpairs, SCM_RIGHTS, EPIPE/SIGPIPE
     Workload("unixserver", ("work",), quantum=QUANTUM),  # listeners, accept queues, epoll
     Workload("unixdgram", ("work",), quantum=QUANTUM),   # datagram queues, seqpacket
+    Workload("tcploop", quantum=QUANTUM),         # loopback TCP: accept loop, RST, v4-mapped
+    Workload("udploop", quantum=QUANTUM),         # loopback UDP: datagrams, ECONNREFUSED
     Workload("ghosts", ("work",), quantum=QUANTUM),  # open unlinked files saved with their bytes
     Workload("sigwait", quantum=QUANTUM),         # sigwait/sigtimedwait, a signal thread
     Workload("execer", quantum=QUANTUM),          # fork + execve + wait
@@ -79,6 +81,7 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("gogc", quantum=20_000),             # GC cycles, finalizers, 64 MiB live
     Workload("goexec", quantum=5_000),            # os/exec children, pipes, SIGCHLD
     Workload("gosignals", quantum=3_000),         # os/signal, recovered faults, SIGTERM
+    Workload("gohttp", quantum=5_000),            # net/http server and client, loopback TCP
 )}
 
 #: Workloads whose guest memory would hold host-specific bytes, so their state digests skip

@@ -1,6 +1,7 @@
 """Sockets: creating, naming, connecting (data: sys_sockmsg.py; options: sys_sockopt.py).
 
-AF_UNIX only; every other family is EAFNOSUPPORT."""
+AF_UNIX here, AF_INET and AF_INET6 through sys_inet.py; every other family is
+EAFNOSUPPORT."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from vkckpt.abi import errno as E
 from vkckpt.abi import socket as S
 from vkckpt.abi.mman import PROT_WRITE
 from vkckpt.errors import GuestError
-from vkckpt.fs import unix_conn
-from vkckpt.fs.unix import LISTENING, UnixSocket
+from vkckpt.fs import inet, unix_conn
+from vkckpt.fs.unix import LISTENING, UNCONNECTED, UnixSocket
 from vkckpt.fs.unix_file import SocketFile
+from vkckpt.syscalls import sys_inet
 from vkckpt.syscalls.args import s32
 
 TYPE_CHECKING = False
@@ -41,13 +43,18 @@ def sock_arg(t: Thread, fd: int) -> SocketFile:
 
 def _kind(domain: int, stype: int, proto: int) -> tuple[int, int]:
     """(socket type, file flags) of a socket(2) request, checked as __sock_create."""
+    kind = s32(stype) & S.SOCK_TYPE_MASK
+    if s32(domain) in (S.AF_INET, S.AF_INET6) and not s32(stype) & ~(
+            S.SOCK_TYPE_MASK | S.SOCK_NONBLOCK | S.SOCK_CLOEXEC) and kind < S.SOCK_MAX:
+        sys_inet.check_kind(kind, s32(proto))
+        return kind, s32(stype) & (S.SOCK_NONBLOCK | S.SOCK_CLOEXEC)
     domain, stype, proto = s32(domain), s32(stype), s32(proto)
     if stype & ~(S.SOCK_TYPE_MASK | S.SOCK_NONBLOCK | S.SOCK_CLOEXEC):
         raise GuestError(E.EINVAL)
     if not 0 <= domain < 46:
         raise GuestError(E.EAFNOSUPPORT)
     if domain != S.AF_UNIX:
-        raise GuestError(E.EAFNOSUPPORT, "only AF_UNIX sockets so far")
+        raise GuestError(E.EAFNOSUPPORT, "only AF_UNIX, AF_INET, AF_INET6 sockets")
     kind = stype & S.SOCK_TYPE_MASK
     if kind >= S.SOCK_MAX:
         raise GuestError(E.EINVAL)
@@ -71,15 +78,20 @@ def new_file(k: VKernel, t: Thread, sock: UnixSocket, flags: int) -> int:
 
 
 def sys_socket(k: VKernel, t: Thread, domain: int, stype: int, proto: int) -> int:
-    """Implement socket(2) for AF_UNIX."""
+    """Implement socket(2) for AF_UNIX, AF_INET and AF_INET6."""
     kind, flags = _kind(domain, stype, proto)
-    return new_file(k, t, UnixSocket(k.unix.new_id(), kind, k.poll_q), flags)
+    sock = UnixSocket(k.unix.new_id(), kind, k.poll_q)
+    if s32(domain) != S.AF_UNIX:
+        sock.inet = inet.InetOpts(s32(domain))
+    return new_file(k, t, sock, flags)
 
 
 def sys_socketpair(k: VKernel, t: Thread, domain: int, stype: int, proto: int,
                    sv: int) -> int:
     """Implement socketpair(2): two connected endpoints, both with the caller's creds."""
     kind, flags = _kind(domain, stype, proto)
+    if s32(domain) != S.AF_UNIX:
+        raise GuestError(E.EOPNOTSUPP)
     if t.process.vm.user_span(sv, 8, PROT_WRITE) < 8:
         raise GuestError(E.EFAULT)
     a, b = (UnixSocket(k.unix.new_id(), kind, k.poll_q) for _ in range(2))
@@ -122,7 +134,11 @@ def find(k: VKernel, t: Thread, addr: int, alen: int) -> UnixSocket:
 def sys_bind(k: VKernel, t: Thread, fd: int, addr: int, alen: int) -> int:
     """Implement bind(2): a path (a socket inode, fs/unix_ns.py), an abstract name, or
     with the family alone the next autobind name; EINVAL when already bound."""
-    sock = sock_arg(t, fd).sock
+    f = sock_arg(t, fd)
+    if f.sock.inet is not None:
+        sys_inet.bind(k, t, f, addr, alen)
+        return 0
+    sock = f.sock
     abstract, name = sockaddr(t, addr, alen)
     if sock.addr is not None:
         raise GuestError(E.EINVAL)
@@ -137,7 +153,11 @@ def sys_bind(k: VKernel, t: Thread, fd: int, addr: int, alen: int) -> int:
 
 
 def sys_listen(k: VKernel, t: Thread, fd: int, backlog: int) -> int:
-    unix_conn.listen(sock_arg(t, fd).sock, s32(backlog), cred_of(t))
+    sock = sock_arg(t, fd).sock
+    if sock.inet is not None:
+        inet.listen(k.inet, sock, s32(backlog), cred_of(t))
+        return 0
+    unix_conn.listen(sock, s32(backlog), cred_of(t))
     return 0
 
 
@@ -146,6 +166,9 @@ def sys_connect(k: VKernel, t: Thread, fd: int, addr: int, alen: int) -> int:
     default peer (AF_UNSPEC clears it)."""
     f = sock_arg(t, fd)
     sock = f.sock
+    if sock.inet is not None:
+        sys_inet.connect(k, t, f, addr, alen, cred_of(t))
+        return 0
     if not sock.connection:
         if s32(alen) >= 2 and S.SUN_FAMILY.unpack(t.process.vm.read(addr, 2))[0] == \
                 S.AF_UNSPEC:
@@ -171,7 +194,7 @@ def sys_accept4(k: VKernel, t: Thread, fd: int, addr: int, alen: int, flags: int
     sock = unix_conn.accept(f.sock, f.nonblock())
     new = new_file(k, t, sock, flags)
     if addr:
-        put_name(t, addr, alen, sock.peer.addr if sock.peer else None)
+        put_name(t, addr, alen, f.sockaddr(sock.peer.addr if sock.peer else None))
     return new
 
 
@@ -179,32 +202,39 @@ def sys_accept(k: VKernel, t: Thread, fd: int, addr: int, alen: int) -> int:
     return sys_accept4(k, t, fd, addr, alen, 0)
 
 
-def put_name(t: Thread, addr: int, alen: int, name: bytes | None) -> None:
-    """Copy a sockaddr_un out as Linux's move_addr_to_user: truncated to *alen, whose new
-    value is the full length."""
+def put_name(t: Thread, addr: int, alen: int, raw: bytes) -> None:
+    """Copy a socket address out as Linux's move_addr_to_user: truncated to *alen, whose
+    new value is the full length."""
     vm = t.process.vm
     room = s32(struct.unpack("<I", vm.read(alen, 4))[0])
     if room < 0:
         raise GuestError(E.EINVAL)
-    raw = S.pack_sockaddr_un(name)
     vm.write(addr, raw[:room])
     vm.write(alen, struct.pack("<I", len(raw)))
 
 
 def sys_getsockname(k: VKernel, t: Thread, fd: int, addr: int, alen: int) -> int:
-    put_name(t, addr, alen, sock_arg(t, fd).sock.addr)
+    f = sock_arg(t, fd)
+    put_name(t, addr, alen, f.sockaddr(f.sock.addr))
     return 0
 
 
 def sys_getpeername(k: VKernel, t: Thread, fd: int, addr: int, alen: int) -> int:
-    sock = sock_arg(t, fd).sock
-    if sock.peer is None:
+    f = sock_arg(t, fd)
+    name = sys_inet.peer_name(f) if f.sock.inet is not None else \
+        f.sock.peer.addr if f.sock.peer is not None else None
+    if name is None and (f.sock.inet is not None or f.sock.peer is None):
         raise GuestError(E.ENOTCONN)
-    put_name(t, addr, alen, sock.peer.addr)
+    put_name(t, addr, alen, f.sockaddr(name))
     return 0
 
 
 def sys_shutdown(k: VKernel, t: Thread, fd: int, how: int) -> int:
-    sock_arg(t, fd).sock.shut(s32(how))
+    """Implement shutdown(2); an internet socket not connected is shut all the same but
+    the call says ENOTCONN (inet_shutdown)."""
+    sock = sock_arg(t, fd).sock
+    sock.shut(s32(how))
+    if sock.inet is not None and sock.state == UNCONNECTED:
+        raise GuestError(E.ENOTCONN)
     return 0
 

@@ -13,6 +13,7 @@ from vkckpt.abi import socket as S
 from vkckpt.errors import GuestError
 from vkckpt.fs.unix_file import SocketFile, drop_files
 from vkckpt.sigsend import kernel_info
+from vkckpt.syscalls import sys_inet
 from vkckpt.syscalls.args import iovec_arg, s32, u32
 from vkckpt.syscalls.sys_socket import cred_of, find, put_name, sock_arg
 from vkckpt.threads.wait import Block
@@ -71,7 +72,9 @@ def send_one(k: VKernel, t: Thread, f: SocketFile, data: bytes, name: int, nlen:
     if flags & S.MSG_OOB:
         raise GuestError(E.EOPNOTSUPP)
     dest = None
-    if name and s32(nlen):
+    if f.sock.inet is not None:
+        dest = sys_inet.dest(t, f, name, nlen) if name and s32(nlen) else None
+    elif name and s32(nlen):
         if f.sock.type == S.SOCK_STREAM:
             raise GuestError(E.EISCONN if f.sock.peer is not None else E.EOPNOTSUPP)
         if f.sock.type == S.SOCK_DGRAM:
@@ -170,7 +173,7 @@ def _recvmsg(t: Thread, f: SocketFile, msg: int, flags: int) -> int:
     if cmsgs:
         vm.write(ctl, cmsgs)
     if name:
-        raw = S.pack_sockaddr_un(got.addr) if got.addr is not None else b""
+        raw = f.sockaddr(got.addr) if got.addr is not None else b""
         vm.write(name, raw[:nlen])
         vm.write(msg + 8, struct.pack("<I", len(raw)))
     vm.write(msg + 40, struct.pack("<Qi", len(cmsgs), got.flags | cflags))
@@ -191,7 +194,7 @@ def sys_recvfrom(k: VKernel, t: Thread, fd: int, buf: int, n: int, flags: int, n
         drop_files(got.fds)
     if name and nlen:
         if got.addr is not None:
-            put_name(t, name, nlen, got.addr)
+            put_name(t, name, nlen, f.sockaddr(got.addr))
         else:
             t.process.vm.write(nlen, b"\0\0\0\0")  # an unnamed sender: no address
     return got.result

@@ -9,6 +9,7 @@ from vkckpt.abi import errno as E
 from vkckpt.abi import socket as S
 from vkckpt.errors import GuestError
 from vkckpt.fs.unix import LISTENING, UnixSocket
+from vkckpt.syscalls import sys_inetopt
 from vkckpt.syscalls.args import s32
 from vkckpt.syscalls.sys_socket import sock_arg
 
@@ -34,14 +35,17 @@ def sys_getsockopt(k: VKernel, t: Thread, fd: int, level: int, opt: int, val: in
                    lenp: int) -> int:
     """Implement getsockopt(2): the value truncated to *lenp, which gets its length."""
     sock = sock_arg(t, fd).sock
-    if s32(level) != S.SOL_SOCKET:
+    level, opt = s32(level), s32(opt)
+    inet = sys_inetopt.handles(sock, level, opt)
+    if level != S.SOL_SOCKET and not inet:
         raise GuestError(E.EOPNOTSUPP)
     vm = t.process.vm
     room = s32(struct.unpack("<I", vm.read(lenp, 4))[0])
     if room < 0:
         raise GuestError(E.EINVAL)
-    opt = s32(opt)
-    if opt == S.SO_PEERCRED:
+    if inet:
+        raw = sys_inetopt.get(sock, level, opt)
+    elif opt == S.SO_PEERCRED:
         raw = S.UCRED.pack(*(sock.peercred or _UNSET_CRED))
     elif opt in _INT_GET:
         raw = struct.pack("<i", _INT_GET[opt](sock))
@@ -58,12 +62,15 @@ def sys_setsockopt(k: VKernel, t: Thread, fd: int, level: int, opt: int, val: in
     """Implement setsockopt(2): buffer sizes (doubled, clamped as Linux), SO_PASSCRED,
     SO_REUSEADDR (kept, with no effect on AF_UNIX)."""
     sock = sock_arg(t, fd).sock
-    if s32(level) != S.SOL_SOCKET:
+    level, opt = s32(level), s32(opt)
+    if sys_inetopt.handles(sock, level, opt):
+        sys_inetopt.set(sock, level, opt, t.process.vm.read(val, min(max(s32(vlen), 0), 64)))
+        return 0
+    if level != S.SOL_SOCKET:
         raise GuestError(E.EOPNOTSUPP)
     if s32(vlen) < 4:
         raise GuestError(E.EINVAL)
     v = struct.unpack("<i", t.process.vm.read(val, 4))[0]
-    opt = s32(opt)
     if opt == S.SO_SNDBUF:
         sock.sndbuf = max(min(max(v, 0), S.SK_BUF_MAX) * 2, S.SOCK_MIN_SNDBUF)
         sock.changed(0)

@@ -164,22 +164,27 @@ ENTRIES: list[Entry] = [
     Partial("removexattr", xa.sys_removexattr, "as getxattr"),
     Partial("lremovexattr", xa.sys_lremovexattr, "as getxattr"),
     Partial("fremovexattr", xa.sys_fremovexattr, "as getxattr"),
-    # -- sockets (AF_UNIX)
-    Partial("socket", so.sys_socket, "AF_UNIX only; other families EAFNOSUPPORT; write(2) on "
-            "a socket passes its creator's credentials (SO_PASSCRED), sendmsg the caller's"),
-    Partial("socketpair", so.sys_socketpair, "AF_UNIX only"),
+    # -- sockets (AF_UNIX; AF_INET and AF_INET6 on a virtual loopback network)
+    Partial("socket", so.sys_socket, "AF_UNIX, AF_INET and AF_INET6 (TCP and UDP only, "
+            "SOCK_RAW EPERM); other families EAFNOSUPPORT; write(2) on an AF_UNIX socket "
+            "passes its creator's credentials (SO_PASSCRED), sendmsg the caller's"),
+    Partial("socketpair", so.sys_socketpair, "AF_UNIX only (AF_INET: EOPNOTSUPP)"),
     Partial("bind", so.sys_bind, "AF_UNIX: a path makes a placeholder file that stats as a "
-            "socket (readdir says DT_REG); autobind names count up from 00000"),
+            "socket (readdir says DT_REG); autobind names count up from 00000; AF_INET/"
+            "AF_INET6: loopback or wildcard addresses only (else EADDRNOTAVAIL), ephemeral "
+            "ports count up from 32768 (Linux picks at random)"),
     Supported("listen", so.sys_listen),
     Supported("accept", so.sys_accept),
     Supported("accept4", so.sys_accept4),
-    Partial("connect", so.sys_connect, "AF_UNIX; no write-permission check on the socket "
-            "inode"),
+    Partial("connect", so.sys_connect, "AF_UNIX: no write-permission check on the socket "
+            "inode; AF_INET/AF_INET6: only 127.0.0.0/8 and ::1 (else ENETUNREACH), the "
+            "loopback handshake completes at once (non-blocking: EINPROGRESS, then writable)"),
     Supported("getsockname", so.sys_getsockname),
     Supported("getpeername", so.sys_getpeername),
     Supported("shutdown", so.sys_shutdown),
     Partial("sendto", sm.sys_sendto, "a blocking stream send that finds some room returns "
-            "short; buffers are not charged to the memory limit"),
+            "short; buffers are not charged to the memory limit; TCP to a peer closed "
+            "without reset is EPIPE at once (Linux accepts one send first)"),
     Supported("recvfrom", sm.sys_recvfrom),
     Partial("sendmsg", sm.sys_sendmsg, "as sendto; SCM_CREDENTIALS taken as given (guests "
             "run as root)"),
@@ -189,10 +194,12 @@ ENTRIES: list[Entry] = [
     Partial("recvmmsg", sm.sys_recvmmsg, "waits for the first message only (as "
             "MSG_WAITFORONE); timeout ignored"),
     Partial("setsockopt", sp.sys_setsockopt, "SOL_SOCKET: SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, "
-            "SO_REUSEADDR; others ENOPROTOOPT"),
+            "SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE, SO_LINGER; IPPROTO_TCP: TCP_NODELAY, "
+            "TCP_KEEPIDLE/INTVL/CNT (stored); IPV6_V6ONLY; others ENOPROTOOPT"),
     Partial("getsockopt", sp.sys_getsockopt, "SOL_SOCKET: SO_TYPE, SO_DOMAIN, SO_PROTOCOL, "
             "SO_ERROR, SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, SO_PEERCRED, SO_REUSEADDR, "
-            "SO_ACCEPTCONN"),
+            "SO_ACCEPTCONN and the internet options set takes; TCP_INFO ENOPROTOOPT; an "
+            "internet socket's buffers start at 212992 (Linux's TCP: tcp_wmem/tcp_rmem)"),
     # -- memory
     Partial("mmap", mm.sys_mmap, "MAP_PRIVATE file maps are copies taken at mmap time"),
     Supported("munmap", mm.sys_munmap),

@@ -102,6 +102,19 @@ SOCKET_FIELD_CASES = [
     ("unixns", "next_id", 1),                # socket ids past the next one
 ]
 
+#: Field mutations of internet socket records: the seed must hold them (tests/test_inet_sockets.py
+#: freezes tcploop with bytes in flight for them).
+INET_FIELD_CASES = [
+    ("inetsock", "id", 999999),              # names no socket
+    ("inetsock", "family", 1),               # AF_UNIX is no internet family
+    ("inetsock", "peer", b"short"),          # a name is 16 address bytes and a port
+    ("inetsock", "linger", [7, 0]),
+    ("inetsock", "keepcnt", 1000),           # TCP_KEEPCNT is at most 127
+    ("inetsock", "keepidle", -1),
+    ("inetns", "next_port", 80),             # below ip_local_port_range
+    ("inetns", "next_port", 70000),          # no port at all
+]
+
 #: Field mutations of ghost files' records: the seed must hold a ghost with data (tests/
 #: test_ghosts.py freezes the ghosts guest while its unlinked file is open).
 GHOST_FIELD_CASES = [

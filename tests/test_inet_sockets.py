@@ -1,0 +1,199 @@
+"""Internet sockets in images: tcploop and udploop frozen mid-transfer and with a non-empty
+accept queue thaw to run on exactly as the unfrozen run; the port space and every internet
+option are saved; hostile inetsock/inetns fields are refused; the virtual network never
+leaves loopback (ENETUNREACH)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from vkckpt.abi import errno as E
+from vkckpt.abi import inet as I
+from vkckpt.ckpt.restore import ThawOptions, thaw
+from vkckpt.ckpt.snapshot import write_image
+from vkckpt.config import KernelConfig, ProcessSpec
+from vkckpt.errors import GuestError, ImageError
+from vkckpt.fs import inet, inet_state, unix_state
+from vkckpt.fs.inet_ns import InetNamespace
+from vkckpt.fs.unix import UnixSocket
+from vkckpt.guests import build
+from vkckpt.kernel import VKernel
+from vkckpt.runner import boot
+from vkckpt.testing.hostile_images import INET_FIELD_CASES, load_records, set_field, write_records
+from vkckpt.testing.oracle import golden, run_until, thaw_in_process
+from vkckpt.testing.workload import Workload
+from vkckpt.threads.wait import WaitQueue
+
+
+def _inet(k: VKernel) -> list[UnixSocket]:
+    files = [f for p in k.procs.values() if not p.zombie for f, _ in p.fds.fds.values()]
+    return [s for s in unix_state.sockets_of(files) if s.inet is not None]
+
+
+def _in_flight(k: VKernel) -> bool:
+    return any(m.data for s in _inet(k) for m in s.recvq)
+
+
+def _accept_queued(k: VKernel) -> bool:
+    return any(s.acceptq for s in _inet(k))
+
+
+def _root(tmp_path: Path, name: str, n: int) -> Path:
+    root = tmp_path / f"r{n}"
+    root.mkdir(parents=True)
+    shutil.copy2(build.guest_path(name), root / name)
+    return root
+
+
+def _points_where(wl: Workload, root: Path, cond: Callable[[VKernel], bool]) -> list[int]:
+    k = boot(KernelConfig(root=str(root), stdout=lambda b: None, stderr=lambda b: None,
+                          quantum=wl.quantum,
+                          processes=[ProcessSpec(f"/{wl.name}", [wl.name, *wl.args])]))
+    hits: list[int] = []
+
+    def note(k: VKernel) -> bool:
+        if cond(k) and (not hits or hits[-1] != k.sched.ticks):
+            hits.append(k.sched.ticks)
+        return False
+
+    k.run(on_schedule_point=note)
+    k.shutdown()
+    return hits
+
+
+def _records(path: Path) -> list:
+    from vkckpt.ckpt.schema import RECORD_VERSIONS
+    from vkckpt.image import ImageReader
+
+    r = ImageReader(str(path))
+    return [(rec.type, rec.fields) for rec in r.records(RECORD_VERSIONS, skip_pages=True)
+            if rec.type in ("socket", "unixns", "file", "inetsock", "inetns")]
+
+
+CASES = [
+    ("tcploop", _in_flight, "TCP bytes in flight"),
+    ("tcploop", _accept_queued, "a non-empty accept queue"),
+    ("udploop", _in_flight, "queued datagrams with their sources"),
+]
+
+
+@pytest.mark.parametrize(("name", "cond", "what"), CASES, ids=[c[2] for c in CASES])
+def test_frozen_inet_state_thaws_identically(tmp_path: Path, name: str, cond: Callable,
+                                             what: str) -> None:
+    wl = Workload(name)
+    gold = golden(wl, _root(tmp_path, name, 0))
+    hits = _points_where(wl, _root(tmp_path, name, 1), cond)
+    assert hits, f"{name} never has {what} at a scheduling point"
+    for i, at in enumerate(sorted({hits[0], hits[len(hits) // 2], hits[-1]})):
+        root = _root(tmp_path, name, 10 + i)
+        k, before, status = run_until(wl, root, at)
+        assert status is None and cond(k), f"{what} not there at tick {at}"
+        ports = {key: [s.id for s in v] for key, v in k.inet.ports.items()
+                 if any(not s.dead for s in v)}
+        image = root / "x.img"
+        write_image(k, str(image))
+        k.shutdown()
+        after: list[bytes] = []
+        k2 = thaw_in_process(image, after, root)
+        assert cond(k2), f"the thaw lost {what} (tick {at})"
+        assert {key: [s.id for s in v] for key, v in k2.inet.ports.items()} == ports
+        again = root / "y.img"
+        write_image(k2, str(again))
+        assert _records(again) == _records(image), "freeze -> thaw -> freeze differs"
+        status2 = k2.run()
+        assert b"".join(before) + b"".join(after) == gold.output, f"output differs at {at}"
+        assert status2 == gold.status
+
+
+def test_every_inet_option_is_saved() -> None:
+    s = UnixSocket(1, 1, WaitQueue("q"))
+    s.inet = inet.InetOpts(I.AF_INET6)
+    saved = set(inet_state.save_socket(s))
+    assert set(inet.InetOpts.__slots__) <= saved
+
+
+@pytest.fixture(scope="module")
+def inet_seed(tmp_path_factory) -> tuple[Path, Path, list]:
+    """An image of tcploop frozen with bytes in flight."""
+    base = tmp_path_factory.mktemp("inetseed")
+    wl = Workload("tcploop")
+    at = _points_where(wl, _root(base, "tcploop", 0), _in_flight)[0]
+    root = _root(base, "tcploop", 1)
+    k, _, _ = run_until(wl, root, at)
+    path = base / "seed.img"
+    write_image(k, str(path))
+    k.shutdown()
+    return path, root, load_records(path)
+
+
+def _thaws(src: Path, root: Path) -> VKernel:
+    return thaw(str(src), ThawOptions(root=str(root), stdout=lambda b: None,
+                                      deliver_sigthaw=False))
+
+
+@pytest.mark.parametrize(("kind", "field", "value"), INET_FIELD_CASES,
+                         ids=[f"{c[0]}.{c[1]}-{i}" for i, c in enumerate(INET_FIELD_CASES)])
+def test_malicious_inet_field_is_refused(inet_seed, tmp_path: Path, kind: str, field: str,
+                                         value: object) -> None:
+    src, root, recs = inet_seed
+    bad = write_records(tmp_path / "bad.img", src, set_field(recs, kind, field, value))
+    with pytest.raises(ImageError):
+        _thaws(bad, root).shutdown()
+
+
+def test_inet_sockets_without_the_port_space_are_refused(inet_seed, tmp_path: Path) -> None:
+    src, root, recs = inet_seed
+    bad = write_records(tmp_path / "bad.img", src, [r for r in recs if r[0] != "inetns"])
+    with pytest.raises(ImageError):
+        _thaws(bad, root).shutdown()
+
+
+def test_unmutated_inet_seed_thaws(inet_seed) -> None:
+    src, root, _ = inet_seed
+    k = _thaws(src, root)
+    assert _in_flight(k) and k.inet.ports
+    k.shutdown()
+
+
+def _sock(family: int, stype: int = 1) -> UnixSocket:
+    s = UnixSocket(1, stype, WaitQueue("q"))
+    s.inet = inet.InetOpts(family)
+    return s
+
+
+@pytest.mark.parametrize("dest", [b"\2\0\0\x50\x0a\1\2\3" + b"\0" * 8,   # 10.1.2.3:80
+                                  b"\2\0\0\x50\x08\x08\x08\x08" + b"\0" * 8])
+def test_beyond_loopback_is_unreachable(dest: bytes) -> None:
+    with pytest.raises(GuestError) as exc:
+        inet.dest_of(_sock(I.AF_INET), dest)
+    assert exc.value.errno == E.ENETUNREACH
+
+
+def test_ephemeral_ports_count_from_32768_skipping_used_ones() -> None:
+    ns = InetNamespace()
+    taken = _sock(I.AF_INET)
+    ns.bind(taken, I.name(I.ANY4, 32769))
+    got = []
+    for _ in range(3):
+        s = _sock(I.AF_INET)
+        ns.bind(s, I.name(I.ANY4, 0))
+        got.append(I.port_of(s.addr))
+    assert got == [32768, 32770, 32771]
+
+
+def test_reuseport_shares_a_listening_port_and_reuseaddr_does_not() -> None:
+    ns = InetNamespace()
+    a, b = _sock(I.AF_INET), _sock(I.AF_INET)
+    a.reuseaddr = b.reuseaddr = True
+    ns.bind(a, I.name(I.V4MAPPED + bytes((127, 0, 0, 1)), 5000))
+    inet.listen(ns, a, 4, (1, 0, 0))
+    with pytest.raises(GuestError) as exc:
+        ns.bind(b, I.name(I.ANY4, 5000))
+    assert exc.value.errno == E.EADDRINUSE
+    a.inet.reuseport = b.inet.reuseport = True
+    ns.bind(b, I.name(I.ANY4, 5000))
+    assert b.addr is not None
