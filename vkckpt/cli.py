@@ -70,6 +70,11 @@ def _bind_option(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--bind", metavar="HOST:GUEST[:ro]", action="append", default=[], help=what)
 
 
+def _publish_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--publish", metavar="HOSTPORT:GUESTPORT", action="append", default=[],
+                   help=what)
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with `only` (a command name), just that command's part,
     which parses its arguments the same way (a run's start-up builds one parser of eight)."""
@@ -96,6 +101,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--root", metavar="DIR", help="guest root directory (default: .)")
     _bind_option(r, "mount host directory HOST on guest directory GUEST (read-only with :ro; "
                  "repeatable; see vkckpt-run(1))")
+    _publish_option(r, "forward TCP connections to the host's 127.0.0.1:HOSTPORT to a guest "
+                    "listener on GUESTPORT (repeatable; the run is no longer deterministic)")
     r.add_argument("-e", "--env", metavar="NAME=VALUE", action="append", default=[],
                    help="set a variable in the program's environment (repeatable)")
     r.add_argument("--quantum", type=int, metavar="BLOCKS", help="time slice in translated "
@@ -122,6 +129,8 @@ def _thaw_parser(sub: argparse._SubParsersAction) -> None:
                    "recorded root is trusted, see vkckpt-thaw(1))")
     _bind_option(t, "give a bind of the image again (each one it records, same syntax as "
                  "for run; repeatable)")
+    _publish_option(t, "publish a port of the image again (each one it records, as for "
+                    "run; repeatable); its external connections are reset")
     t.add_argument("--allow-changed-files", action="store_true", help="thaw even if files "
                    "the guests had open changed since the freeze")
     t.add_argument("--no-sigthaw", action="store_true", help="do not deliver SIGTHAW to "

@@ -12,6 +12,7 @@ from vkckpt.ckpt.trust import ImageKey, check_key_outside, load_key
 from vkckpt.config import KernelConfig, ProcessSpec, load_config, parse_cpus, parse_memory_limit
 from vkckpt.errors import ConfigError, ImageError, VkError
 from vkckpt.fs.binds import BindSpec, parse_bind
+from vkckpt.fs.publish import parse_publish
 from vkckpt.host.fs import OutputPath, write_atomic
 from vkckpt.kernel import VKernel
 from vkckpt.runner import EXIT_VKERNEL_ERROR, boot, exit_code_of, host_to_guest_program
@@ -53,6 +54,7 @@ def config_from_args(args: argparse.Namespace) -> KernelConfig:
         cfg.seed = args.seed
     cfg.trace_syscalls = args.trace_syscalls
     cfg.binds = [*cfg.binds, *binds_from_args(args)]
+    cfg.publish = [*cfg.publish, *publish_from_args(args)]
     if not os.path.isdir(cfg.root):
         raise ConfigError(f"guest root {cfg.root}: not a directory")
     return cfg
@@ -61,6 +63,19 @@ def config_from_args(args: argparse.Namespace) -> KernelConfig:
 def binds_from_args(args: argparse.Namespace) -> list[BindSpec]:
     """The --bind HOST:GUEST[:ro] options."""
     return [parse_bind(text) for text in getattr(args, "bind", [])]
+
+
+def publish_from_args(args: argparse.Namespace) -> list[tuple[int, int]]:
+    """The --publish HOSTPORT:GUESTPORT options."""
+    return [parse_publish(text) for text in getattr(args, "publish", [])]
+
+
+def _warn_published(ports: list[tuple[int, int]]) -> None:
+    """Say once, at start, that a run with published ports depends on the outside world."""
+    if ports:
+        shown = ", ".join(f"127.0.0.1:{h} -> guest port {g}" for h, g in ports)
+        print(f"vkckpt: published ports ({shown}): this run is not deterministic",
+              file=sys.stderr, flush=True)
 
 
 def _in_binds(program: str, binds: list[BindSpec]) -> bool:
@@ -169,6 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     key = _key(args)
     check_key_outside(key, cfg.root)
     k = boot(cfg)
+    _warn_published(cfg.publish)
     plan.chain.key = key.secret if key else None
     return _run_kernel(k, plan, not args.no_control, stats)
 
@@ -184,8 +200,10 @@ def cmd_thaw(args: argparse.Namespace) -> int:
     k = thaw(args.image, ThawOptions(root=args.root, allow_changed_files=args.allow_changed_files,
                                      trace_syscalls=args.trace_syscalls,
                                      deliver_sigthaw=not args.no_sigthaw, key=key,
-                                     binds=binds_from_args(args)),
+                                     binds=binds_from_args(args),
+                                     publish=publish_from_args(args)),
              chain=plan.chain)
+    _warn_published(k.publish.ports)
     if k.exit_status is not None:
         plan.close()
         _write_stats(stats, k, k.exit_status)

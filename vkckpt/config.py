@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from vkckpt.errors import ConfigError
 from vkckpt.fs.binds import BindSpec, parse_bind
+from vkckpt.fs.publish import parse_publish
 from vkckpt.image.limits import MAX_GUEST_MEMORY
 from vkckpt.record import Comparable
 from vkckpt.vmspace.account import DEFAULT_LIMIT
@@ -32,7 +33,7 @@ class KernelConfig(Comparable):
 
     __slots__ = ("root", "processes", "quantum", "memory_limit", "seed", "max_processes",
                  "max_threads", "trace_syscalls", "preempt", "cpus", "stdin", "stdout", "stderr",
-                 "log", "binds")
+                 "log", "binds", "publish")
 
     def __init__(
         self,
@@ -51,6 +52,7 @@ class KernelConfig(Comparable):
         stderr: Callable[[bytes], None] | None = None,
         log: Callable[[str], None] | None = None,
         binds: list[BindSpec] | None = None,  # host directories in the guest namespace
+        publish: list[tuple[int, int]] | None = None,  # host port -> guest port (fs/publish.py)
     ) -> None:
         self.root = root
         self.processes = [] if processes is None else processes
@@ -67,6 +69,7 @@ class KernelConfig(Comparable):
         self.stderr = stderr
         self.log = log
         self.binds = [] if binds is None else binds
+        self.publish = [] if publish is None else publish
 
 
 #: The most host threads `cpus` may name.
@@ -118,7 +121,8 @@ def parse_memory_limit(value: object, what: str) -> int:
     return n
 
 
-_TOP_KEYS = {"root", "processes", "quantum", "memory_limit", "seed", "cpus", "binds"}
+_TOP_KEYS = {"root", "processes", "quantum", "memory_limit", "seed", "cpus", "binds",
+             "publish"}
 _PROC_KEYS = {"program", "argv", "env", "cwd"}
 
 
@@ -154,6 +158,8 @@ def load_config(path: str | os.PathLike) -> KernelConfig:
         cfg.seed = _positive_int(data["seed"], f"{p}: seed", allow_zero=True)
     if "binds" in data:
         cfg.binds = _binds(data["binds"], p.parent, f"{p}: binds")
+    if "publish" in data:
+        cfg.publish = _publish(data["publish"], f"{p}: publish")
     procs = data.get("processes")
     if not isinstance(procs, list) or not procs:
         raise ConfigError(f"{p}: 'processes' must be a non-empty list")
@@ -188,6 +194,13 @@ def _binds(value: object, base: object, what: str) -> list[BindSpec]:
         b.host = os.path.join(os.fspath(base), b.host)  # type: ignore[arg-type]
         out.append(b)
     return out
+
+
+def _publish(value: object, what: str) -> list[tuple[int, int]]:
+    """YAML publish: a list of "HOSTPORT:GUESTPORT" strings."""
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ConfigError(f"{what}: expected a list of HOSTPORT:GUESTPORT strings")
+    return [parse_publish(x, f"{what}[{i}]") for i, x in enumerate(value)]
 
 
 def _process(x: object, what: str) -> ProcessSpec:

@@ -33,6 +33,7 @@ from vkckpt.fs.ops import FileServices
 from vkckpt.fs.procfs import ProcView
 from vkckpt.fs.sandbox import GuestRoot
 from vkckpt.fs.signalfd import SignalFdHub
+from vkckpt.fs.publish import Publisher
 from vkckpt.fs.unix_ns import UnixNamespace
 from vkckpt.host.fds import HostFds
 from vkckpt.ids import Ids
@@ -55,6 +56,7 @@ NORETURN = object()  # a handler's result when it set the registers itself (or n
 #: per region added among n, so at most ~0.15 s however many regions there are): requests are
 #: served between slices only.
 REGION_WORK_PER_SLICE = 256
+IDLE_WAIT = 0.01  # seconds an idle vkernel with published ports waits on the host
 
 
 class Deadlock(VkError):
@@ -77,6 +79,7 @@ class VKernel:
         self.inodes = InodeTable(self.now_ns)
         self.unix = UnixNamespace(self.root, self.inodes)  # AF_UNIX names (fs/unix_ns.py)
         self.inet = self.unix.inet  # loopback TCP and UDP ports (fs/inet_ns.py)
+        self.publish = Publisher(config.publish)  # host ports forwarded in (fs/publish.py)
         self.sched = Scheduler(config.quantum)
         self.futexes = FutexTable()
         self.locks = LockTable()  # file locks of every process (fcntl, flock)
@@ -285,6 +288,8 @@ class VKernel:
             if self.out.backlogged():  # the host reads slowly: guests wait, requests do not
                 self.out.wait(hostout.BACKLOG, 0.05)
                 continue
+            if self.publish.active:  # the outside world, at scheduling points only
+                self.publish.pump(self.unix, self.poll_q)
             self.sched.fire_events()
             for t in self.sched.expired():
                 t.wake(t.sleep.timeout_result)
@@ -293,7 +298,11 @@ class VKernel:
                 continue
             t = self.sched.next()
             if t is None:
-                if not self.sched.skip_idle():
+                if self.publish.active:  # a host connection may yet wake a guest
+                    self.publish.wait(IDLE_WAIT)
+                    if not self.sched.skip_idle():
+                        continue
+                elif not self.sched.skip_idle():
                     self.out.wait(0, None)
                     raise Deadlock(self._deadlock_report())
                 continue
@@ -404,6 +413,7 @@ class VKernel:
                 p.zombie = True
         self.bury()
         self.cpu_pool.close()
+        self.publish.close()
 
     def defer(self, fn: Callable[[], None]) -> object:
         """Run fn once the current engine stops; the caller returns NORETURN."""

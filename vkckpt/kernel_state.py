@@ -3,7 +3,8 @@
 The record also carries the scheduler's fields (sched_state.py), the configuration a thaw
 rebuilds the vkernel from (quantum, memory limit, seed, process and thread limits) and the
 binds (guest path, read-only, keyed identity of the host directory: fs/binds.py), which a
-thaw must be given again (`--bind`) and checks.
+thaw must be given again (`--bind`) and checks, and the published ports (`--publish`) with the
+external connections' endpoints, which a thaw resets.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from vkckpt import sched_state
 from vkckpt.config import KernelConfig
 from vkckpt.errors import ImageError
 from vkckpt.fs.binds import MAX_BINDS
+from vkckpt.fs.publish import MAX_PUBLISH
 from vkckpt.fs.sandbox import PATH_MAX
 from vkckpt.fs.state import stamp_key
+from vkckpt.fs.unix_state import MAX_SOCKETS
 from vkckpt.image.limits import MAX_GUEST_MEMORY
 from vkckpt.process_state import in_scope
 
@@ -32,6 +35,7 @@ TRANSIENT = {
     "locks": "the locks record (fs/lock_state.py)", "procs": "process records",
     "unix": "the unixns and socket records (fs/unix_state.py)",
     "inet": "the inetns and inetsock records (fs/inet_state.py)",
+    "publish": "host sockets: saved as publish (the ports) and external (reset on thaw)",
     "poll_q": "its sleepers are in the waitq records",
     "sigfds": "recounted as the signalfd file records load; its queue has watchers only",
     "threads": "thread records", "current": "None at a scheduling point",
@@ -55,6 +59,7 @@ SCHEMA = {"exit_status": "?i32", "init_pid": "u32", "max_processes": "u32",
           "rng_counter": "u64", "root": "str", "seed": "u64",
           "sleep_seq": "u64", "statuses": [("u32", "i32")], "enosys": ["u64"],
           "binds": [("str", "bool", "bytes")],
+          "publish": [("u32", "u32")], "external": ["u64"],
           "inode_meta": [("u64", "u32", "u32", "bool", [("bytes", "bytes")])],
           **sched_state.SCHEMA}
 RECORDS = {"kernel": (VERSION, SCHEMA)}
@@ -83,6 +88,9 @@ def save(k: VKernel, scope: list[int] | None, woken: list[int], root: str | None
         kr["inode_meta"] = meta
     if k.root.mounts:  # written only when there are binds: images without any stay as before
         kr["binds"] = [[m.guest, m.ro, m.identity(stamp_key())] for m in k.root.mounts]
+    if k.publish.active:  # written only with published ports: such a run is not deterministic
+        kr["publish"] = [list(pp) for pp in k.publish.ports]
+        kr["external"] = k.publish.external_ids()
     return kr
 
 
@@ -135,6 +143,19 @@ def check_binds(k: VKernel, kr: dict) -> None:
                              f"directory the image was frozen with; give that one with {how}")
     for guest in given:
         raise ImageError(f"--bind on {guest}: the image has no bind there; drop it")
+
+
+def check_publish(k: VKernel, kr: dict) -> list[int]:
+    """Refuse a thaw not given the published ports the image records (--publish), in the
+    same order; returns the external connections' endpoints (reset by the thaw)."""
+    rows, ext = kr.get("publish", []), kr.get("external", [])
+    if len(rows) > MAX_PUBLISH or len(ext) > MAX_SOCKETS or (ext and not rows):
+        raise ImageError("the kernel record's published ports are malformed")
+    want = [tuple(r) for r in rows]
+    if want != list(k.config.publish):
+        shown = " ".join(f"--publish {h}:{g}" for h, g in want) or "no --publish"
+        raise ImageError(f"the image was frozen with {shown}: give the same again")
+    return list(ext)
 
 
 def _pos(v: object, what: str) -> int:

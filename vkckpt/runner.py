@@ -67,6 +67,7 @@ def boot(config: KernelConfig) -> VKernel:
     try:
         for b in config.binds:
             k.root.bind(b)
+        k.publish.open()
     except ConfigError:
         k.shutdown()
         raise

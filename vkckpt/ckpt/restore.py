@@ -22,6 +22,7 @@ from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.errors import ConfigError, GuestError, ImageError
 from vkckpt.fs import ghost_state, inet_state, lock_state, unix_state
 from vkckpt.fs.binds import BindSpec
+from vkckpt.fs.publish import reset_external
 from vkckpt.fs.fifo import FifoEnd, all_queues
 from vkckpt.fs.files import HostFile
 from vkckpt.fs.state import link_files, load_file, load_pipes, reopen_mapped
@@ -61,7 +62,7 @@ class ThawOptions(Comparable):
     (None; see lazy_thaw.py, which also says when the host forces the eager path)."""
 
     __slots__ = ("root", "allow_changed_files", "deliver_sigthaw", "stdout", "stderr", "stdin",
-                 "trace_syscalls", "extra", "key", "read_only", "lazy", "binds")
+                 "trace_syscalls", "extra", "key", "read_only", "lazy", "binds", "publish")
 
     def __init__(
         self,
@@ -77,9 +78,11 @@ class ThawOptions(Comparable):
         read_only: bool = False,
         lazy: bool | None = None,
         binds: list[BindSpec] | None = None,
+        publish: list[tuple[int, int]] | None = None,
     ) -> None:
         self.root = root
         self.binds = [] if binds is None else binds
+        self.publish = [] if publish is None else publish  # host ports bound again
         self.lazy = lazy
         self.key = key
         self.read_only = read_only
@@ -173,7 +176,8 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
     processes with their vmspaces, threads, wait queues, locks (pages: _pages)."""
     kr = _one(recs, "kernel")
     cfg = kernel_state.config(kr, root, stdout=opts.stdout, stderr=opts.stderr,
-                              stdin=opts.stdin, trace_syscalls=opts.trace_syscalls)
+                              stdin=opts.stdin, trace_syscalls=opts.trace_syscalls,
+                              publish=opts.publish)
     check_memory(recs.get("vmspace", []), recs.get("buffer", []) + recs.get("filemap", []),
                  cfg.memory_limit)
     if not os.path.isdir(cfg.root):
@@ -183,6 +187,8 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
         for b in opts.binds:
             k.root.bind(b)
         kernel_state.check_binds(k, kr)
+        external = kernel_state.check_publish(k, kr)
+        k.publish.open()
     except (ConfigError, ImageError) as exc:
         k.shutdown()
         raise ImageError(str(exc)) from None
@@ -200,6 +206,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
         raise ImageError("an image with sockets holds exactly one unixns record")
     unix_state.load_ns(k.unix, ns_rows[0] if ns_rows else None, sock_rows, socks)
     inet_state.load(k.inet, recs.get("inetns", []), recs.get("inetsock", []), socks)
+    reset_external(socks, external)  # the host side of each is gone
     queues: dict[tuple, WaitQueue] = {}
     vms = {d["pid"]: d for d in recs.get("vmspace", [])}
     for d in recs.get("process", []):

@@ -1,0 +1,195 @@
+"""Published ports (`--publish HOSTPORT:GUESTPORT`): TCP connections from the host's
+loopback forwarded to guest listeners on the virtual loopback network.
+
+The vkernel owns one non-blocking host listening socket per published port.  At each
+scheduling point `pump` accepts what the host queued (each becomes a virtual client
+endpoint connected to the guest listener on 127.0.0.1:GUESTPORT, or is closed at once
+when none listens or its accept queue is full) and moves bytes both ways between each
+host connection and its virtual endpoint, never blocking and never holding more than one
+send budget per direction.  Such a run depends on the outside world: it is not
+deterministic.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+
+from vkckpt.abi import errno as E
+from vkckpt.abi import inet as I
+from vkckpt.abi import socket as S
+from vkckpt.errors import ConfigError, GuestError
+from vkckpt.fs import inet
+from vkckpt.fs.inet import SOURCE4, InetOpts
+from vkckpt.fs.unix import CONNECTED, UnixSocket
+from vkckpt.fs.unix_io import Outgoing, stream_recv, stream_send
+
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from vkckpt.fs.unix_ns import UnixNamespace
+    from vkckpt.threads.wait import WaitQueue
+
+Port = tuple[int, int]  # host port, guest port
+CHUNK = 1 << 16
+HOST_CRED = (0, 0, 0)  # the credentials a virtual client endpoint carries
+MAX_PUBLISH = 64
+
+
+def parse_publish(text: str, what: str = "--publish") -> Port:
+    """HOSTPORT:GUESTPORT, both in 1..65535."""
+    parts = text.split(":")
+    try:
+        host, guest = (int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"{what} {text!r}: expected HOSTPORT:GUESTPORT") from None
+    if not (0 < host < 65536 and 0 < guest < 65536):
+        raise ConfigError(f"{what} {text!r}: ports are 1..65535")
+    return host, guest
+
+
+class External:
+    """One forwarded connection: the host socket and the virtual client endpoint."""
+
+    __slots__ = ("host", "vsock", "to_host", "host_eof", "shut_host")
+
+    def __init__(self, host: socket.socket, vsock: UnixSocket) -> None:
+        self.host, self.vsock = host, vsock
+        self.to_host = b""      # read from the guest, not yet taken by the host
+        self.host_eof = False   # the host shut its sending side
+        self.shut_host = False  # the guest's end of stream was passed on
+
+
+class Publisher:
+    """The published ports of one vkernel and their live external connections."""
+
+    def __init__(self, ports: list[Port]) -> None:
+        self.ports = list(ports)
+        self.listeners: list[tuple[socket.socket, int]] = []
+        self.conns: list[External] = []
+
+    @property
+    def active(self) -> bool:
+        return bool(self.ports)
+
+    def open(self) -> None:
+        """Bind each host port on 127.0.0.1 (ConfigError when the host refuses)."""
+        for host, guest in self.ports:
+            ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                ls.bind(("127.0.0.1", host))
+            except OSError as exc:
+                ls.close()
+                self.close()
+                raise ConfigError(f"--publish {host}:{guest}: {exc.strerror}") from None
+            ls.listen(S.SOMAXCONN)
+            ls.setblocking(False)
+            self.listeners.append((ls, guest))
+
+    def close(self) -> None:
+        for ls, _ in self.listeners:
+            ls.close()
+        for c in self.conns:
+            c.host.close()
+        self.listeners, self.conns = [], []
+
+    # -- the scheduling-point work --------------------------------------------------------
+    def pump(self, uns: UnixNamespace, poll_q: WaitQueue) -> None:
+        """Accept queued host connections, then move what can move without waiting."""
+        for ls, guest in self.listeners:
+            while True:
+                try:
+                    hs, _ = ls.accept()
+                except (BlockingIOError, InterruptedError):
+                    break
+                hs.setblocking(False)
+                self._attach(uns, poll_q, hs, guest)
+        self.conns = [c for c in self.conns if self._move(c)]
+
+    def _attach(self, uns: UnixNamespace, poll_q: WaitQueue, hs: socket.socket,
+                guest: int) -> None:
+        """Connect a virtual client to the guest listener on guest (close hs: none)."""
+        vs = UnixSocket(uns.new_id(), S.SOCK_STREAM, poll_q)
+        vs.inet = InetOpts(I.AF_INET)
+        try:
+            inet.connect(uns.inet, uns, vs, I.name(SOURCE4, guest), HOST_CRED, True)
+        except GuestError as exc:
+            if exc.errno != E.EINPROGRESS:
+                vs.release()
+                hs.close()
+                return
+        self.conns.append(External(hs, vs))
+
+    def _move(self, c: External) -> bool:
+        """One round of copying for c; False once it is over (both sockets closed)."""
+        vs = c.vsock
+        try:
+            self._to_guest(c)
+            self._to_host(c)
+        except (ConnectionError, OSError):
+            vs.release(embryo=True)  # the host reset it: the guest sees ECONNRESET
+            c.host.close()
+            return False
+        gone = vs.peer is None or vs.peer.dead
+        if c.shut_host and (c.host_eof or gone) or vs.state != CONNECTED and not c.to_host:
+            vs.release()
+            c.host.close()
+            return False
+        return True
+
+    def _to_guest(self, c: External) -> None:
+        vs = c.vsock
+        if c.host_eof or vs.state != CONNECTED:
+            return
+        room = vs.room()
+        if room <= 0:
+            return
+        try:
+            data = c.host.recv(min(room, CHUNK))
+        except (BlockingIOError, InterruptedError):
+            return
+        if not data:
+            c.host_eof = True
+            vs.shut(S.SHUT_WR)
+            return
+        try:
+            stream_send(vs, data, Outgoing([], HOST_CRED, True))
+        except GuestError:  # the guest closed its side: drop what it will never read
+            c.host_eof = True
+
+    def _to_host(self, c: External) -> None:
+        vs = c.vsock
+        if not c.to_host and vs.recvq:
+            c.to_host = stream_recv(vs, CHUNK, 0, True).data
+        if c.to_host:
+            try:
+                sent = c.host.send(c.to_host)
+            except (BlockingIOError, InterruptedError):
+                return
+            c.to_host = c.to_host[sent:]
+        if not c.to_host and not vs.recvq and vs.shutdown & S.RCV_SHUTDOWN \
+                and not c.shut_host:
+            c.shut_host = True
+            c.host.shutdown(socket.SHUT_WR)
+
+    def wait(self, timeout: float) -> None:
+        """Sleep on the host sockets up to timeout seconds (nothing in the vkernel runs)."""
+        rd = [ls for ls, _ in self.listeners] + [c.host for c in self.conns if not c.host_eof]
+        wr = [c.host for c in self.conns if c.to_host]
+        select.select(rd, wr, [], timeout)
+
+    # -- images ---------------------------------------------------------------------------
+    def external_ids(self) -> list[int]:
+        """The virtual endpoints of the connections a thaw resets."""
+        return sorted(c.vsock.id for c in self.conns if c.vsock.peer is not None
+                      and not c.vsock.peer.dead)
+
+
+def reset_external(socks: dict[int, UnixSocket], ids: list[int]) -> None:
+    """On thaw: each virtual client endpoint of an external connection is closed with a
+    reset (its guest peer gets ECONNRESET), as the host side is gone."""
+    for sid in ids:
+        s = socks.get(sid)
+        if s is not None and not s.dead:
+            s.release(embryo=True)
