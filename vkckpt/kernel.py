@@ -308,6 +308,8 @@ class VKernel:
                 continue
             self._run_thread(t)
         self.out.wait(0, None)  # the run's output is out before its status is reported
+        if self.publish.active:
+            self.publish.drain()
         return self.exit_status
 
     def _run_thread(self, t: Thread) -> None:

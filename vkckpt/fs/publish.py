@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import select
 import socket
+import time
 
 from vkckpt.abi import errno as E
 from vkckpt.abi import inet as I
@@ -34,6 +35,7 @@ Port = tuple[int, int]  # host port, guest port
 CHUNK = 1 << 16
 HOST_CRED = (0, 0, 0)  # the credentials a virtual client endpoint carries
 MAX_PUBLISH = 64
+DRAIN_S = 10.0  # seconds an ended run keeps passing queued bytes to the host
 
 
 def parse_publish(text: str, what: str = "--publish") -> Port:
@@ -172,6 +174,16 @@ class Publisher:
                 and not c.shut_host:
             c.shut_host = True
             c.host.shutdown(socket.SHUT_WR)
+
+    def drain(self, limit: float = DRAIN_S) -> None:
+        """The run is over: pass on what the guests wrote before they exited (as Linux
+        delivers a closed socket's queue), for up to limit seconds, then close."""
+        end = time.monotonic() + limit
+        while self.conns and time.monotonic() < end:
+            self.conns = [c for c in self.conns if self._move(c)]
+            if self.conns:
+                self.wait(0.05)
+        self.close()
 
     def wait(self, timeout: float) -> None:
         """Sleep on the host sockets up to timeout seconds (nothing in the vkernel runs)."""

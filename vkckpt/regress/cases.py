@@ -102,6 +102,8 @@ EXCLUDED: dict[str, str] = {
     "escape": "needs a secret planted outside the root: tests/test_sandbox_guest.py",
     "hostpaths": "attacks the host's opens (needs host targets): tests/test_hostpaths.py",
     "stuck": "deadlocks on purpose (never reaches an end to compare)",
+    "pubserver": "serves host connections through --publish (not deterministic): "
+                 "tests/test_publish.py",
     "ckpt_self": "run by the ckpt-self cases (it checkpoints itself)",
     "stdio_kind": "prints what the console looks like (fstat, isatty): "
                   "tests/test_differential.py",

@@ -1,0 +1,141 @@
+"""Published ports (fs/publish.py): host connections forwarded to the pubserver guest, a
+freeze with an external connection open, and its thaw (the guest sees ECONNRESET, the port
+is published again)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vkckpt.config import load_config
+from vkckpt.errors import ConfigError
+from vkckpt.fs.publish import parse_publish
+from vkckpt.testing.workload import make_root
+
+GUEST_PORT = "8080"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(root: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vkckpt", *args], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _serving(p: subprocess.Popen) -> subprocess.Popen:
+    """p once its guest listens (a connection before would find no listener: closed)."""
+    assert p.stdout.readline() == "listening on 8080\n"
+    return p
+
+
+def _connect(port: int, deadline: float = 60) -> socket.socket:
+    """A connection to the published port once the vkernel listens on it."""
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=30)
+        except ConnectionRefusedError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.1)
+
+
+def _echo(s: socket.socket, data: bytes) -> bytes:
+    """Send data, end the stream, and read until the guest closes."""
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    while chunk := s.recv(4096):
+        got += chunk
+    return got
+
+
+def test_published_port_reaches_the_guest_server(tmp_path: Path) -> None:
+    root = make_root(tmp_path, ["pubserver"])
+    port = _free_port()
+    p = _serving(_start(root, "run", "--root", str(root), "--publish",
+                        f"{port}:{GUEST_PORT}", "./pubserver", GUEST_PORT, "2"))
+    with _connect(port) as a:
+        assert _echo(a, b"hello, world") == b"HELLO, WORLD"
+    big = bytes(range(97, 123)) * 20000  # 520 kB: more than one send budget each way
+    with _connect(port) as b:
+        assert _echo(b, big) == big.upper()
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert out.splitlines() == ["conn 0: 12 bytes echoed",
+                                f"conn 1: {len(big)} bytes echoed",
+                                "served 2 connections, 0 thaws"]
+    assert err.count("this run is not deterministic") == 1
+
+
+def test_connection_while_no_guest_listens_is_closed(tmp_path: Path) -> None:
+    root = make_root(tmp_path, ["pubserver"])
+    dead, live = _free_port(), _free_port()
+    p = _serving(_start(root, "run", "--root", str(root), "--publish", f"{dead}:9090",
+                        "--publish", f"{live}:{GUEST_PORT}", "./pubserver", GUEST_PORT, "1"))
+    with _connect(live) as a:  # the guest listens on 8080 only
+        a.sendall(b"x")
+        with _connect(dead) as d:
+            try:
+                assert d.recv(10) == b""
+            except ConnectionResetError:
+                pass
+        assert _echo(a, b"y") == b"XY"
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert "conn 0: 2 bytes echoed" in out
+
+
+def test_freeze_resets_external_connections_on_thaw(tmp_path: Path) -> None:
+    root = make_root(tmp_path, ["pubserver"])
+    port = _free_port()
+    img = tmp_path / "pub.img"
+    pub = ["--publish", f"{port}:{GUEST_PORT}"]
+    p = _serving(_start(root, "run", "--root", str(root), *pub, "./pubserver", GUEST_PORT,
+                        "2"))
+    a = _connect(port)
+    a.sendall(b"abc")
+    assert a.recv(10) == b"ABC"
+    f = subprocess.run([sys.executable, "-m", "vkckpt", "freeze", "--pid", str(p.pid),
+                        "--stop", "-o", str(img)], capture_output=True, text=True, timeout=120)
+    assert f.returncode == 0, f.stderr
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert a.recv(10) == b""  # the host side ends with the run
+    a.close()
+    refused = subprocess.run([sys.executable, "-m", "vkckpt", "thaw", "--root", str(root),
+                              str(img)], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 125
+    assert f"--publish {port}:{GUEST_PORT}" in refused.stderr
+    t = _start(root, "thaw", "--root", str(root), *pub, str(img))
+    with _connect(port) as b:
+        assert _echo(b, b"after thaw") == b"AFTER THAW"
+    out2, err2 = t.communicate(timeout=120)
+    assert t.returncode == 0, err2
+    assert out2.splitlines() == ["conn 0: recv: ECONNRESET after 3 bytes",
+                                 "conn 1: 10 bytes echoed", "served 2 connections, 1 thaws"]
+    assert "not deterministic" in err2
+
+
+@pytest.mark.parametrize("text", ["80", "0:80", "80:70000", "a:b", "1:2:3"])
+def test_malformed_publish_is_refused(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_publish(text)
+
+
+def test_yaml_publish(tmp_path: Path) -> None:
+    cfg = tmp_path / "vkckpt.yaml"
+    cfg.write_text("publish: ['8000:80', '8443:443']\nprocesses:\n  - program: /x\n")
+    assert load_config(cfg).publish == [(8000, 80), (8443, 443)]
+    cfg.write_text("publish: 8000\nprocesses:\n  - program: /x\n")
+    with pytest.raises(ConfigError):
+        load_config(cfg)
