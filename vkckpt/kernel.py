@@ -31,9 +31,9 @@ from vkckpt.fs.inodes import InodeTable
 from vkckpt.fs.locks import LockTable
 from vkckpt.fs.ops import FileServices
 from vkckpt.fs.procfs import ProcView
+from vkckpt.fs.publish import Publisher
 from vkckpt.fs.sandbox import GuestRoot
 from vkckpt.fs.signalfd import SignalFdHub
-from vkckpt.fs.publish import Publisher
 from vkckpt.fs.unix_ns import UnixNamespace
 from vkckpt.host.fds import HostFds
 from vkckpt.ids import Ids

@@ -22,9 +22,9 @@ from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.errors import ConfigError, GuestError, ImageError
 from vkckpt.fs import ghost_state, inet_state, lock_state, unix_state
 from vkckpt.fs.binds import BindSpec
-from vkckpt.fs.publish import reset_external
 from vkckpt.fs.fifo import FifoEnd, all_queues
 from vkckpt.fs.files import HostFile
+from vkckpt.fs.publish import reset_external
 from vkckpt.fs.state import link_files, load_file, load_pipes, reopen_mapped
 from vkckpt.image import ImageReader
 from vkckpt.kernel import VKernel
