@@ -112,6 +112,9 @@ def test_freeze_resets_external_connections_on_thaw(tmp_path: Path) -> None:
     assert p.returncode == 0, err
     assert a.recv(10) == b""  # the host side ends with the run
     a.close()
+    checked = subprocess.run([sys.executable, "-m", "vkckpt", "verify", "--root", str(root),
+                              str(img)], capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stderr  # read-only: publishes nothing
     refused = subprocess.run([sys.executable, "-m", "vkckpt", "thaw", "--root", str(root),
                               str(img)], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 125

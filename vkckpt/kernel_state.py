@@ -145,14 +145,15 @@ def check_binds(k: VKernel, kr: dict) -> None:
         raise ImageError(f"--bind on {guest}: the image has no bind there; drop it")
 
 
-def check_publish(k: VKernel, kr: dict) -> list[int]:
+def check_publish(k: VKernel, kr: dict, strict: bool = True) -> list[int]:
     """Refuse a thaw not given the published ports the image records (--publish), in the
-    same order; returns the external connections' endpoints (reset by the thaw)."""
+    same order (not strict: a read-only thaw, which publishes nothing); returns the
+    external connections' endpoints (reset by the thaw)."""
     rows, ext = kr.get("publish", []), kr.get("external", [])
     if len(rows) > MAX_PUBLISH or len(ext) > MAX_SOCKETS or (ext and not rows):
         raise ImageError("the kernel record's published ports are malformed")
     want = [tuple(r) for r in rows]
-    if want != list(k.config.publish):
+    if strict and want != list(k.config.publish):
         shown = " ".join(f"--publish {h}:{g}" for h, g in want) or "no --publish"
         raise ImageError(f"the image was frozen with {shown}: give the same again")
     return list(ext)

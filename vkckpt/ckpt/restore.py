@@ -187,7 +187,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
         for b in opts.binds:
             k.root.bind(b)
         kernel_state.check_binds(k, kr)
-        external = kernel_state.check_publish(k, kr)
+        external = kernel_state.check_publish(k, kr, strict=not opts.read_only)
         k.publish.open()
     except (ConfigError, ImageError) as exc:
         k.shutdown()
