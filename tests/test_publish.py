@@ -142,3 +142,71 @@ def test_yaml_publish(tmp_path: Path) -> None:
     cfg.write_text("publish: 8000\nprocesses:\n  - program: /x\n")
     with pytest.raises(ConfigError):
         load_config(cfg)
+
+
+def _pair(tmp_path: Path):
+    """A publisher of a free port to guest port 8080 where a virtual listener waits."""
+    from vkckpt.abi import inet as I
+    from vkckpt.fs import inet
+    from vkckpt.fs.inodes import InodeTable
+    from vkckpt.fs.publish import Publisher
+    from vkckpt.fs.sandbox import GuestRoot
+    from vkckpt.fs.unix import UnixSocket
+    from vkckpt.fs.unix_ns import UnixNamespace
+    from vkckpt.threads.wait import WaitQueue
+
+    uns = UnixNamespace(GuestRoot(str(tmp_path)), InodeTable(lambda: 0))
+    q = WaitQueue(("poll",))
+    ls = UnixSocket(uns.new_id(), 1, q)
+    ls.inet = inet.InetOpts(I.AF_INET)
+    uns.inet.bind(ls, I.name(I.V4MAPPED + bytes((127, 0, 0, 1)), 8080))
+    inet.listen(uns.inet, ls, 4, (1, 0, 0))
+    port = _free_port()
+    pub = Publisher([(port, 8080)])
+    pub.open()
+    return uns, q, ls, pub, port
+
+
+def _pump_until(pub, uns, q, cond) -> None:
+    end = time.monotonic() + 10
+    while not cond():
+        assert time.monotonic() < end
+        pub.wait(0.01)
+        pub.pump(uns, q)
+
+
+def test_a_guest_reset_resets_the_host_connection(tmp_path: Path) -> None:
+    from vkckpt.fs import unix_conn
+
+    uns, q, ls, pub, port = _pair(tmp_path)
+    try:
+        h = socket.create_connection(("127.0.0.1", port), timeout=10)
+        h.sendall(b"unread")
+        _pump_until(pub, uns, q, lambda: ls.acceptq and ls.acceptq[0].recvq)
+        g = unix_conn.accept(ls, True)
+        g.release()  # closed with bytes unread: the peer gets a reset
+        _pump_until(pub, uns, q, lambda: not pub.conns)
+        with pytest.raises(ConnectionResetError):
+            h.recv(10)
+        h.close()
+    finally:
+        pub.close()
+
+
+def test_a_host_reset_reaches_the_guest_as_econnreset(tmp_path: Path) -> None:
+    import struct
+
+    from vkckpt.abi import errno as E
+    from vkckpt.fs import unix_conn
+
+    uns, q, ls, pub, port = _pair(tmp_path)
+    try:
+        h = socket.create_connection(("127.0.0.1", port), timeout=10)
+        _pump_until(pub, uns, q, lambda: bool(ls.acceptq))
+        g = unix_conn.accept(ls, True)
+        h.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        h.close()
+        _pump_until(pub, uns, q, lambda: not pub.conns)
+        assert g.err == E.ECONNRESET
+    finally:
+        pub.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import select
 import socket
+import struct
 import time
 
 from vkckpt.abi import errno as E
@@ -35,6 +36,7 @@ Port = tuple[int, int]  # host port, guest port
 CHUNK = 1 << 16
 HOST_CRED = (0, 0, 0)  # the credentials a virtual client endpoint carries
 MAX_PUBLISH = 64
+LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends an RST
 DRAIN_S = 10.0  # seconds an ended run keeps passing queued bytes to the host
 
 
@@ -126,6 +128,11 @@ class Publisher:
     def _move(self, c: External) -> bool:
         """One round of copying for c; False once it is over (both sockets closed)."""
         vs = c.vsock
+        if vs.err == E.ECONNRESET:  # the guest closed with bytes unread: reset the host too
+            c.host.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+            vs.release()
+            c.host.close()
+            return False
         try:
             self._to_guest(c)
             self._to_host(c)
