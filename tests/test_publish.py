@@ -15,6 +15,7 @@ import pytest
 from vkckpt.config import load_config
 from vkckpt.errors import ConfigError
 from vkckpt.fs.publish import parse_publish
+from vkckpt.testing.hostile_images import load_records, set_field, write_records
 from vkckpt.testing.workload import make_root
 
 GUEST_PORT = "8080"
@@ -119,6 +120,14 @@ def test_freeze_resets_external_connections_on_thaw(tmp_path: Path) -> None:
                               str(img)], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 125
     assert f"--publish {port}:{GUEST_PORT}" in refused.stderr
+    recs = load_records(img)
+    kr = next(r[3] for r in recs if r[0] == "kernel")
+    assert kr["publish"] == [[port, 8080]] and len(kr["external"]) == 1
+    own = next(r[3]["sock"] for r in recs if r[0] == "file" and "sock" in r[3])
+    bad = write_records(tmp_path / "bad.img", img, set_field(recs, "kernel", "external", [own]))
+    hostile = subprocess.run([sys.executable, "-m", "vkckpt", "thaw", "--root", str(root), *pub,
+                              str(bad)], capture_output=True, text=True, timeout=120)
+    assert hostile.returncode == 125 and "a guest's own socket" in hostile.stderr
     t = _start(root, "thaw", "--root", str(root), *pub, str(img))
     with _connect(port) as b:
         assert _echo(b, b"after thaw") == b"AFTER THAW"

@@ -26,6 +26,7 @@ from vkckpt.fs.fifo import FifoEnd, all_queues
 from vkckpt.fs.files import HostFile
 from vkckpt.fs.publish import reset_external
 from vkckpt.fs.state import link_files, load_file, load_pipes, reopen_mapped
+from vkckpt.fs.unix_file import SocketFile
 from vkckpt.image import ImageReader
 from vkckpt.kernel import VKernel
 from vkckpt.record import Comparable
@@ -206,7 +207,8 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
         raise ImageError("an image with sockets holds exactly one unixns record")
     unix_state.load_ns(k.unix, ns_rows[0] if ns_rows else None, sock_rows, socks)
     inet_state.load(k.inet, recs.get("inetns", []), recs.get("inetsock", []), socks)
-    reset_external(socks, external)  # the host side of each is gone
+    held = {f.sock.id for f in files.values() if isinstance(f, SocketFile)}
+    reset_external(socks, external, held)  # the host side of each is gone
     queues: dict[tuple, WaitQueue] = {}
     vms = {d["pid"]: d for d in recs.get("vmspace", [])}
     for d in recs.get("process", []):

@@ -20,7 +20,7 @@ import time
 from vkckpt.abi import errno as E
 from vkckpt.abi import inet as I
 from vkckpt.abi import socket as S
-from vkckpt.errors import ConfigError, GuestError
+from vkckpt.errors import ConfigError, GuestError, ImageError
 from vkckpt.fs import inet
 from vkckpt.fs.inet import SOURCE4, InetOpts
 from vkckpt.fs.unix import CONNECTED, UnixSocket
@@ -205,10 +205,14 @@ class Publisher:
                       and not c.vsock.peer.dead)
 
 
-def reset_external(socks: dict[int, UnixSocket], ids: list[int]) -> None:
+def reset_external(socks: dict[int, UnixSocket], ids: list[int], held: set[int]) -> None:
     """On thaw: each virtual client endpoint of an external connection is closed with a
-    reset (its guest peer gets ECONNRESET), as the host side is gone."""
+    reset (its guest peer gets ECONNRESET), as the host side is gone.  held: the ids of
+    endpoints a file names, which no external connection's is (ImageError)."""
     for sid in ids:
         s = socks.get(sid)
-        if s is not None and not s.dead:
-            s.release(embryo=True)
+        if s is None or s.dead:
+            continue
+        if sid in held or s.inet is None or s.type != S.SOCK_STREAM:
+            raise ImageError(f"external connection {sid!r} names a guest's own socket")
+        s.release(embryo=True)
