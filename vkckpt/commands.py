@@ -306,8 +306,11 @@ def cmd_encode(args: argparse.Namespace) -> int:
             text = f.read(MAX_DOCUMENT + 1)
     except OSError as e:
         raise ImageError(f"cannot read document {args.file}: {e.strerror}") from None
-    doc = load(text)
-    header, payloads = from_document(doc)
+    try:
+        doc = load(text)
+        header, payloads = from_document(doc)
+    except ImageError as e:
+        raise ImageError(f"{args.file}: {e}") from None
     data = assemble(header, payloads, key.secret if key else None)
     try:
         stats = check_bytes(data, key.secret if key else None)

@@ -100,9 +100,26 @@ def load(text: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Any:
         raise _fail(f"is not valid JSON or YAML: {str(e).splitlines()[0]}") from None
 
 
+def _strict_binary(loader: Any, node: Any) -> bytes:
+    """!!binary, refusing what is not base64 (PyYAML's own skips stray characters)."""
+    text = "".join(loader.construct_scalar(node).split())
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise _fail("has a !!binary value that is not valid base64") from None
+
+
+def _loader() -> Any:
+    import yaml
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = type("DocumentLoader", (base,), {})
+    loader.add_constructor("tag:yaml.org,2002:binary", _strict_binary)
+    return loader
+
+
 def _load_yaml(text: bytes, limits: Limits) -> Any:
     import yaml
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = _loader()
     try:
         for event in yaml.parse(text, Loader=loader):
             if isinstance(event, yaml.AliasEvent):
@@ -110,8 +127,6 @@ def _load_yaml(text: bytes, limits: Limits) -> Any:
         obj = yaml.load(text, Loader=loader)
     except yaml.YAMLError as e:
         raise _fail(f"is not valid YAML: {' '.join(str(e).split())}") from None
-    except (binascii.Error, TypeError):
-        raise _fail("has a !!binary value that is not valid base64") from None
     if not _depth_ok(obj, limits.max_depth + _DOC_LEVELS):
         raise _fail(f"nests deeper than {limits.max_depth} levels")
     return obj
