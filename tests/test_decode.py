@@ -104,6 +104,23 @@ def test_an_edited_register_thaws(work: Path) -> None:
     assert _thread(again)["regs"]["rbx"] == before ^ 0x5A5A5A5A
 
 
+def test_edited_pages_thaw_with_their_crcs_recomputed(work: Path) -> None:
+    doc = to_document(str(work / "h.img"))  # codec none: the pages are stored as they are
+    edited = 0
+    for r in doc["records"]:
+        if r["type"] == "pages" and b"argc=" in r["fields"]["data"]:
+            r["fields"]["data"] = r["fields"]["data"].replace(b"argc=", b"ARGC=")
+            edited += 1
+    assert edited
+    (work / "pages.yaml").write_text(dump(doc, "yaml"))
+    assert vk("encode", "pages.yaml", "-o", "pages.img", cwd=work).returncode == 0
+    plain = vk("thaw", "--root", "root", "--no-control", "h.img", cwd=work)
+    thawed = vk("thaw", "--root", "root", "--no-control", "pages.img", cwd=work)
+    assert plain.returncode == thawed.returncode == 0, thawed.stderr
+    assert b"argc=1" in plain.stdout
+    assert thawed.stdout == plain.stdout.replace(b"argc=1", b"ARGC=1")
+
+
 def test_pages_none_and_ref(work: Path) -> None:
     img = work / "h.img"
     none = to_document(str(img), "none")
@@ -145,8 +162,9 @@ def _bad_yaml_base64(doc: dict) -> bytes:
 def _hostile(work: Path) -> dict[str, bytes]:
     good = dump(_doc(work), "json")
     pages = next(r for r in _doc(work)["records"] if r["type"] == "pages")["fields"]
-    crc = _doc(work)
-    next(r for r in crc["records"] if r["type"] == "pages")["fields"]["crc"] ^= 1
+    short = _doc(work)  # a chunk one page short of its count: no CRC can be computed
+    chunk = next(r for r in short["records"] if r["type"] == "pages")["fields"]
+    chunk["count"] += 1
     big = _doc(work)
     next(r for r in big["records"] if r["type"] == "pages")["fields"]["data"] = bytes(3 << 20)
     return {
@@ -161,7 +179,7 @@ def _hostile(work: Path) -> dict[str, bytes]:
         "deep nesting": b"[" * 100_000 + b"]" * 100_000,
         "not a document": b"- 1\n- 2\n",
         "bad header id": good.replace('"vkernel_id": "', '"vkernel_id": "zz', 1).encode(),
-        "page crc": dump(crc, "json").encode(),
+        "short chunk": dump(short, "json").encode(),
         "oversized bytes": dump(big, "yaml").encode(),
         "not yaml": b"{ this is: [not, json",
     }
@@ -172,7 +190,8 @@ WHY = {"huge record count": "objects", "version not int": "version 'one'",
        "critical not bool": "critical 'yes'", "fields a list": "fields must be a map",
        "bad base64 json": "not valid base64", "bad base64 yaml": "not valid base64",
        "yaml aliases": "aliases", "deep nesting": "nesting", "not a document": "not a vkckpt",
-       "bad header id": "vkernel_id", "page crc": "CRC", "oversized bytes": "byte limit",
+       "bad header id": "vkernel_id", "short chunk": "hold 8192 bytes instead of 12288",
+       "oversized bytes": "byte limit",
        "not yaml": "not valid JSON or YAML"}
 
 
@@ -182,12 +201,13 @@ def test_hostile_documents_are_refused_in_one_line(work: Path) -> None:
     for name, text in hostile.items():
         with pytest.raises(ImageError) as got:
             assemble(*from_document(load(text)))
-            if name == "page crc":  # the reader's own check, as encode runs it
+            if name == "short chunk":  # the reader's own check, as encode runs it
                 from vkckpt.image.document import check_bytes
                 check_bytes(assemble(*from_document(load(text))))
         assert "\n" not in str(got.value) and WHY[name] in str(got.value), (name, got.value)
-    (work / "hostile.yaml").write_bytes(_hostile(work)["page crc"])
+    (work / "hostile.yaml").write_bytes(_hostile(work)["short chunk"])
     r = vk("encode", "hostile.yaml", "-o", "hostile.img", cwd=work)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert b"CRC" in r.stderr or b"crc" in r.stderr, r.stderr
+    assert r.stderr.startswith(b"vkckpt: hostile.yaml does not encode to a valid image: the "
+                               b"encoded image is corrupted: pages 0..2"), r.stderr
     assert not (work / "hostile.img").exists()

@@ -10,20 +10,25 @@ A document is a plain tree (dicts, lists, str, int, float, bool, None, bytes)::
 Ids are hex (parent_id null for none).  With pages "base64" every "pages" record keeps its
 "data" exactly as stored (compressed or not), so `assemble(from_document(to_document(p)))`
 is byte-identical to p; with "ref" their data is replaced by where it lies in the file (not
-encodable); with "none" they are left out.  Encoding recomputes the image id, the trailer
-digest and (with a key) the seal; from_document checks every shape and bound the reader
-would, so a hostile document fails with one ImageError line, never by exhausting memory.
+encodable); with "none" they are left out.  Encoding recomputes the page chunks'
+CRCs, the image id, the trailer digest and (with a key) the seal; from_document checks
+every shape and bound the reader would, so a hostile document fails with one ImageError
+line, never by exhausting memory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import zlib
 
 import msgpack
 
+from vkckpt.abi.mman import PAGE
+
 from vkckpt.errors import ImageError
-from vkckpt.image.codecs import CODEC_NAMES, _canon, _EncodeError
-from vkckpt.image.frames import PAGES
+from vkckpt.image.codecs import CODEC_NAMES, _canon, _EncodeError, _zstd
+from vkckpt.image.frames import MAX_CHUNK_PAGES, PAGES
 from vkckpt.image.header import (
     _CODEC_MASK,
     _CODEC_SHIFT,
@@ -155,6 +160,8 @@ def from_document(doc: object, *, limits: Limits = DEFAULT_LIMITS
             raise _fail(f"record {i} ({rtype}) critical {critical!r} is not true or false")
         if not isinstance(fields, dict) or not all(isinstance(k, str) for k in fields):
             raise _fail(f"record {i} ({rtype}) fields must be a map with string keys")
+        if rtype == PAGES:
+            fields = _with_crc(fields)
         try:
             payload = _payload(rtype, version, critical, _canon(fields, 2, limits))
         except _EncodeError as e:
@@ -167,6 +174,28 @@ def from_document(doc: object, *, limits: Limits = DEFAULT_LIMITS
                         f"{limits.max_record} byte limit")
         payloads.append(payload)
     return header, payloads
+
+
+def _with_crc(fields: dict) -> dict:
+    """A "pages" record's fields with its CRC computed again from its data (so pages can be
+    edited by hand); as given when the data does not decode to its `count` pages, which the
+    reader then refuses."""
+    data, codec, count = fields.get("data"), fields.get("codec"), fields.get("count")
+    if not isinstance(data, bytes) or type(count) is not int or \
+            not 0 < count <= MAX_CHUNK_PAGES or codec not in CODEC_NAMES:
+        return fields
+    want = count * PAGE
+    if CODEC_NAMES[codec] == "zstd":
+        zstd = _zstd()
+        try:  # read at most one byte past the pages: the frame's own sizes are untrusted
+            with zstd.ZstdDecompressor().stream_reader(io.BytesIO(data),
+                                                       read_across_frames=False) as r:
+                data = r.read(want + 1)
+        except (zstd.ZstdError, ValueError, OSError, MemoryError):
+            return fields
+    if len(data) != want:
+        return fields
+    return {**fields, "crc": zlib.crc32(data)}
 
 
 def assemble(header: Header, payloads: list[bytes], key: bytes | None = None) -> bytes:
@@ -202,8 +231,12 @@ def check_bytes(data: bytes, key: bytes | None = None, *,
     with tempfile.NamedTemporaryFile(prefix="vkckpt-encode-", suffix=".img") as f:
         f.write(data)
         f.flush()
-        with ImageReader(f.name, limits=limits) as r:
-            stats = r.verify()
-            if key is not None:
-                r.check_digests(key)
+        try:
+            with ImageReader(f.name, limits=limits) as r:
+                stats = r.verify()
+                if key is not None:
+                    r.check_digests(key)
+        except ImageError as e:  # the temporary file's name means nothing to the user
+            raise ImageError(str(e).replace(f"checkpoint image {f.name}",
+                                            "the encoded image")) from None
     return stats
