@@ -25,7 +25,6 @@ import zlib
 import msgpack
 
 from vkckpt.abi.mman import PAGE
-
 from vkckpt.errors import ImageError
 from vkckpt.image.codecs import CODEC_NAMES, _canon, _EncodeError, _zstd
 from vkckpt.image.frames import MAX_CHUNK_PAGES, PAGES
