@@ -211,3 +211,20 @@ def test_hostile_documents_are_refused_in_one_line(work: Path) -> None:
     assert r.stderr.startswith(b"vkckpt: hostile.yaml does not encode to a valid image: the "
                                b"encoded image is corrupted: pages 0..2"), r.stderr
     assert not (work / "hostile.img").exists()
+
+
+def test_a_record_no_writer_writes_is_not_decoded(work: Path) -> None:
+    import msgpack
+
+    from vkckpt.testing.hostile_images import load_records, write_records
+    recs = load_records(work / "h.img")
+    meta = next(i for i, r in enumerate(recs) if r[0] == "meta")
+    t, v, c, f = recs[meta]
+    recs[meta] = msgpack.packb([t, v, c, dict(reversed(f.items()))])  # keys unsorted
+    write_records(work / "odd.img", work / "h.img", recs)
+    assert ImageReader(work / "odd.img").verify()["records"] == len(recs)
+    r = vk("decode", "odd.img", cwd=work)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert b"canonical" in r.stderr
+    missing = vk("decode", "nope.img", cwd=work)
+    assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1

@@ -54,6 +54,15 @@ def _payload(rtype: str, version: int, critical: bool, fields: dict) -> bytes:
     return msgpack.packb([rtype, version, critical, fields], use_bin_type=True)
 
 
+def _canonical(rtype: str, version: int, critical: bool, fields: dict,
+               limits: Limits) -> bytes | None:
+    """The payload a writer gives this record (None if no writer could write it)."""
+    try:
+        return _payload(rtype, version, critical, _canon(fields, 2, limits))
+    except (_EncodeError, TypeError, ValueError, OverflowError):
+        return None
+
+
 def to_document(path: str, pages: str = "base64", *,
                 limits: Limits = DEFAULT_LIMITS) -> dict:
     """Decode the image at path (checked as the reader checks it) into a document."""
@@ -65,7 +74,7 @@ def to_document(path: str, pages: str = "base64", *,
         records = []
         for index, off, data in r._frames():
             rec = r._decode(data, index, off)
-            if _payload(rec.type, rec.version, rec.critical, rec.fields) != data:
+            if _canonical(rec.type, rec.version, rec.critical, rec.fields, limits) != data:
                 raise r._err(f"record {index} at offset {off} is not in the canonical form "
                              "a writer gives; it cannot be decoded to re-encode exactly")
             fields = rec.fields
