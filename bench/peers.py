@@ -119,7 +119,8 @@ def run(p: Profile, g: Guests) -> Result:
                  "native": [prog, *args(p, str(g.root), bins.get("native", ""))]}
         if q is not None:
             sides["qemu"] = [q, prog, *args(p, str(g.root), bins.get("qemu", ""))]
-        _row(r, name, sides, p.repeat, want, target if q is not None else None)
+        side_by_side(r, name, sides, p.repeat, want, target if q is not None else None,
+                     name in SAME_OUTPUT)
     if "fork_vkckpt_s" in r.metrics:
         for side in ("vkckpt", "qemu", "native"):
             if f"fork_{side}_s" in r.metrics:
@@ -134,16 +135,17 @@ def run(p: Profile, g: Guests) -> Result:
     return r
 
 
-def _row(r: Result, name: str, sides: dict[str, list[str]], repeat: int, want: str,
-         target: float | None) -> None:
-    """Time every side `repeat` times interleaved; record medians and ratios."""
+def side_by_side(r: Result, name: str, sides: dict[str, list[str]], repeat: int, want: str,
+                 target: float | None, same_output: bool = False) -> None:
+    """Time every side `repeat` times interleaved; record medians and ratios (same_output:
+    the sides must print the same bytes)."""
     times: dict[str, list[float]] = {s: [] for s in sides}
     outputs: dict[str, bytes] = {}
     for _ in range(repeat):
         for side, cmd in sides.items():
             secs, outputs[side] = _time(cmd, want)
             times[side].append(secs)
-    if name in SAME_OUTPUT and len(set(outputs.values())) != 1:
+    if same_output and len(set(outputs.values())) != 1:
         raise RuntimeError(f"{name}: the sides printed different output: {outputs!r}")
     med = {s: statistics.median(v) for s, v in times.items()}
     for side in sides:

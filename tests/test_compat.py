@@ -50,7 +50,7 @@ def test_the_slow_slice_is_bounded_and_holds_no_known_case() -> None:
     """The cases left to `make compat` are few, and none is a known difference: a known
     case that starts to match must fail a test (above) so that its note goes."""
     slow = [c for c in CASES if c.slow]
-    assert len(slow) <= 10, [c.name for c in slow]
+    assert len(slow) <= 12, [c.name for c in slow]
     assert not [c.name for c in slow if c.known]
 
 

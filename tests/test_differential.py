@@ -47,6 +47,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "unixdgram": (),
     "tcploop": (),
     "udploop": (),
+    "netbench": (),
     "rlimits": (),
     "ghosts": ("work",),
     "goruntime": (),

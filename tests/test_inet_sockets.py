@@ -42,6 +42,10 @@ def _accept_queued(k: VKernel) -> bool:
     return any(s.acceptq for s in _inet(k))
 
 
+def _syn_sent(k: VKernel) -> bool:
+    return any(s.inet.syn is not None for s in _inet(k))
+
+
 def _root(tmp_path: Path, name: str, n: int) -> Path:
     root = tmp_path / f"r{n}"
     root.mkdir(parents=True)
@@ -78,6 +82,7 @@ CASES = [
     ("tcploop", _in_flight, "TCP bytes in flight"),
     ("tcploop", _accept_queued, "a non-empty accept queue"),
     ("udploop", _in_flight, "queued datagrams with their sources"),
+    ("netbench", _syn_sent, "a connect waiting in SYN_SENT on a full backlog"),
 ]
 
 
@@ -112,6 +117,7 @@ def test_frozen_inet_state_thaws_identically(tmp_path: Path, name: str, cond: Ca
 def test_every_inet_option_is_saved() -> None:
     s = UnixSocket(1, 1, WaitQueue("q"))
     s.inet = inet.InetOpts(I.AF_INET6)
+    s.inet.syn = I.name(I.LOOP6, 80)  # written only while a connect waits
     saved = set(inet_state.save_socket(s))
     assert set(inet.InetOpts.__slots__) <= saved
 

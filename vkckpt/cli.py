@@ -260,6 +260,30 @@ def _diff_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--json", action="store_true", help="print the differences as JSON")
 
 
+def _decode_parser(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("decode", help="print an image as an editable YAML or JSON document",
+                       description="Print IMAGE as a document: its header fields and every "
+                       "record in order, which vkckpt encode turns back into the same bytes "
+                       "(with --pages base64). Exit 0 when printed, 1 when IMAGE is invalid.")
+    d.add_argument("image", metavar="IMAGE", help="image file")
+    d.add_argument("--format", choices=("yaml", "json"), default="yaml",
+                   help="document syntax (default yaml)")
+    d.add_argument("--pages", choices=("none", "ref", "base64"), default="base64",
+                   help="page chunks: left out, their offsets only (not encodable), or their "
+                   "bytes as stored (default base64)")
+
+
+def _encode_parser(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser("encode", help="write a decoded document back as an image",
+                       description="Write the document FILE (from vkckpt decode, perhaps "
+                       "edited) as IMAGE, recomputing the image id and digests, after the "
+                       "checks every image reader runs. Exit 0 when written, 1 when FILE "
+                       "does not describe a valid image.")
+    e.add_argument("file", metavar="FILE", help="YAML or JSON document")
+    e.add_argument("-o", "--output", required=True, metavar="IMAGE", help="image to write")
+    _key_option(e, "seal IMAGE with this key (replacing a seal the document ends with)")
+
+
 def _completion_parser(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("completion", help="print a shell completion script",
                        description="Print the bash or zsh completion script for vkckpt, "
@@ -272,6 +296,7 @@ _COMMANDS = {"run": _run_parser, "thaw": _thaw_parser, "inspect": _inspect_parse
              "verify": _verify_parser, "freeze": _freeze_parser, "demo": _demo_parser,
              "regress": _regress_parser, "merge": _merge_parser, "diff": _diff_parser,
              "check": _check_parser,
+             "decode": _decode_parser, "encode": _encode_parser,
              "completion": _completion_parser}
 #: Shells `vkckpt completion` writes scripts for.
 SHELLS = ("bash", "zsh")
@@ -290,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
               "regress": commands.cmd_regress, "merge": commands.cmd_merge,
               "diff": commands.cmd_diff,
               "check": commands.cmd_check,
+              "decode": commands.cmd_decode, "encode": commands.cmd_encode,
               "completion": _completion}[args.command]
         return fn(args)
     except ProgramError as exc:

@@ -303,6 +303,49 @@ def cmd_check(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_decode(args: argparse.Namespace) -> int:
+    """vkckpt decode IMAGE: the image as an editable YAML or JSON document on stdout."""
+    from vkckpt.image.doctext import dump
+    from vkckpt.image.document import to_document
+
+    sys.stdout.write(dump(to_document(args.image, args.pages), args.format))
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    """vkckpt encode FILE -o IMAGE: a decoded document as an image, checksums recomputed,
+    checked by the reader before it is written."""
+    from vkckpt.image.doctext import MAX_DOCUMENT, load
+    from vkckpt.image.document import assemble, check_bytes, from_document
+
+    key = _key(args)
+    try:
+        with open(args.file, "rb") as f:
+            text = f.read(MAX_DOCUMENT + 1)
+    except OSError as e:
+        raise ImageError(f"cannot read document {args.file}: {e.strerror}") from None
+    try:
+        doc = load(text)
+        header, payloads = from_document(doc)
+    except ImageError as e:
+        raise ImageError(f"{args.file}: {e}") from None
+    data = assemble(header, payloads, key.secret if key else None)
+    try:
+        stats = check_bytes(data, key.secret if key else None)
+    except ImageError as e:
+        raise ImageError(f"{args.file} does not encode to a valid image: {e}") from None
+    out = OutputPath(args.output)
+    try:
+        write_atomic(out.dir_fd, out.name, data)
+    except OSError as e:
+        raise ImageError(f"cannot write checkpoint image {args.output}: {e.strerror}") from None
+    finally:
+        out.close()
+    note = " (no page chunks: decoded with --pages none)" if doc["pages"] == "none" else ""
+    print(f"{args.output}: {stats['records']} records, {stats['pages']} pages{note}")
+    return 0
+
+
 def cmd_freeze(args: argparse.Namespace) -> int:
     """vkckpt freeze --pid: ask a running vkckpt to freeze."""
     from vkckpt.ckpt.control_client import request_freeze, shown

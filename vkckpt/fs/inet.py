@@ -3,7 +3,9 @@ adds to the AF_UNIX endpoint it is built on (fs/unix.py holds queues, readiness 
 shutdown; this the family, options and the TCP and UDP paths that differ).
 
 A TCP connection is a connected stream pair, made at once by connect (the loopback
-handshake never waits); UDP datagrams go to whichever endpoint the port space finds,
+handshake never waits) unless the listener's accept queue is full: a non-blocking connect
+then waits in SYN_SENT (`syn`) until an accept makes room, as Linux's retransmitted SYN
+finds it; UDP datagrams go to whichever endpoint the port space finds,
 dropped when none is there or its receive budget is full.
 """
 
@@ -32,7 +34,7 @@ class InetOpts:
     """The internet part of an endpoint: family and the options Linux keeps for it."""
 
     __slots__ = ("family", "reuseport", "v6only", "nodelay", "keepalive", "keepidle",
-                 "keepintvl", "keepcnt", "linger", "peer", "bound")
+                 "keepintvl", "keepcnt", "linger", "peer", "bound", "syn")
 
     def __init__(self, family: int) -> None:
         self.family = family
@@ -44,6 +46,7 @@ class InetOpts:
         self.linger: tuple[int, int] = (0, 0)
         self.peer: I.Name | None = None  # a connected UDP socket's peer address
         self.bound = False     # holds a port in the port space
+        self.syn: I.Name | None = None  # SYN_SENT: where a connect to a full backlog waits
 
     def copy(self) -> InetOpts:
         o = InetOpts(self.family)
@@ -122,21 +125,47 @@ def connect(ns: InetNamespace, uns: UnixNamespace, sock: UnixSocket, dest: I.Nam
             cred: Cred, nonblock: bool) -> None:
     """Implement a TCP connect(2): ECONNREFUSED at once when no listener has the port;
     the accepted side's name is the address connected to.  Non-blocking: EINPROGRESS
-    (the connection is made all the same; POLLOUT and SO_ERROR 0 follow)."""
+    (the connection is made all the same, POLLOUT and SO_ERROR 0 follow; to a full
+    backlog it waits for an accept, EALREADY meanwhile)."""
     if sock.state == CONNECTED:
         raise GuestError(E.EISCONN)
+    if sock.inet.syn is not None:
+        raise GuestError(E.EALREADY)
     server = ns.lookup(sock.type, dest, True)
     if server is None or sock.state == LISTENING:
         raise GuestError(E.ECONNREFUSED if server is None else E.EINVAL)
     autobind(ns, sock, dest)
+    if nonblock and len(server.acceptq) > server.backlog and not \
+            server.shutdown & S.RCV_SHUTDOWN:
+        sock.inet.syn = dest
+        raise GuestError(E.EINPROGRESS)
+    _establish(ns, uns, sock, server, dest, cred, nonblock)
+    if nonblock:
+        raise GuestError(E.EINPROGRESS)
+
+
+def _establish(ns: InetNamespace, uns: UnixNamespace, sock: UnixSocket, server: UnixSocket,
+               dest: I.Name, cred: Cred, nonblock: bool) -> None:
+    """Queue sock's connection on server; the embryo takes the listener's options."""
     unix_conn.connect(uns, sock, server, cred, nonblock)
     embryo = server.acceptq[-1]
     embryo.addr, embryo.inet = dest, server.inet.copy()
     embryo.inet.bound = True
     embryo.sndbuf, embryo.rcvbuf = server.sndbuf, server.rcvbuf
     ns.add(embryo)
-    if nonblock:
-        raise GuestError(E.EINPROGRESS)
+
+
+def accepted(ns: InetNamespace, uns: UnixNamespace, server: UnixSocket) -> None:
+    """An accept made room on server's queue: connects waiting in SYN_SENT for it
+    complete, oldest socket first, while the backlog allows."""
+    waiting = sorted({s.id: s for users in ns.ports.values() for s in users
+                      if not s.dead and s.inet.syn is not None}.values(), key=lambda s: s.id)
+    for s in waiting:
+        if len(server.acceptq) > server.backlog:
+            return
+        if ns.lookup(S.SOCK_STREAM, s.inet.syn, True) is server:
+            dest, s.inet.syn = s.inet.syn, None
+            _establish(ns, uns, s, server, dest, server.own_cred or (0, 0, 0), True)
 
 
 def udp_connect(ns: InetNamespace, sock: UnixSocket, dest: I.Name | None) -> None:

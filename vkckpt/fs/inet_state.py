@@ -24,7 +24,7 @@ INETNS_VERSION = 1
 INETSOCK_SCHEMA = {
     "id": "u64", "family": "u32", "reuseport": "bool", "v6only": "bool", "nodelay": "bool",
     "keepalive": "bool", "keepidle": "u32", "keepintvl": "u32", "keepcnt": "u32",
-    "linger": ("u32", "u32"), "peer": "?bytes", "bound": "bool",
+    "linger": ("u32", "u32"), "peer": "?bytes", "bound": "bool", "syn": "bytes",
 }
 INETNS_SCHEMA = {"next_port": "u32"}
 RECORDS = {"inetsock": (INETSOCK_VERSION, INETSOCK_SCHEMA),
@@ -43,6 +43,8 @@ def save_socket(s: UnixSocket) -> dict:
     o = s.inet
     d = {"id": s.id, "family": o.family, "linger": list(o.linger), "peer": o.peer}
     d.update({k: getattr(o, k) for k in _FLAGS})
+    if o.syn is not None:  # only while a connect waits: older images stay byte-identical
+        d["syn"] = o.syn
     return d
 
 
@@ -70,14 +72,16 @@ def load(ns: InetNamespace, ns_rows: list[dict], rows: list[dict],
         if s is None or s.inet is not None or d["family"] not in (I.AF_INET, I.AF_INET6) \
                 or s.type not in (1, 2):
             raise ImageError(f"inetsock {d['id']!r} names no fitting socket")
-        if not (_name_ok(d["peer"]) and _name_ok(s.addr)) or \
+        syn = d.get("syn")
+        if not (_name_ok(d["peer"]) and _name_ok(s.addr) and _name_ok(syn)) or \
                 any(m.addr is not None and not _name_ok(m.addr) for m in s.recvq):
             raise ImageError(f"inetsock {d['id']!r} has a malformed address")
-        if d["linger"][0] > 1 or d["keepcnt"] > 127 or d["bound"] and s.addr is None:
+        if d["linger"][0] > 1 or d["keepcnt"] > 127 or d["bound"] and s.addr is None or \
+                syn is not None and (s.type != 1 or s.state != "unconnected"):
             raise ImageError(f"inetsock {d['id']!r} has an option out of range")
         o = s.inet = InetOpts(d["family"])
         for k in _FLAGS:
             setattr(o, k, d[k])
-        o.linger, o.peer = tuple(d["linger"]), d["peer"]
+        o.linger, o.peer, o.syn = tuple(d["linger"]), d["peer"], syn
         if o.bound and not s.dead:
             ns.add(s)

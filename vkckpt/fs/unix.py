@@ -128,6 +128,8 @@ class UnixSocket:
         """revents as unix_poll (streams) or unix_dgram_poll (datagram, seqpacket) compute
         them; POLLERR and POLLHUP are reported unrequested."""
         mask = F.POLLERR if self.err else 0
+        if self.inet is not None and self.inet.syn is not None:
+            return mask  # TCP's SYN_SENT: nothing to report until the connection is made
         if self.shutdown == S.SHUTDOWN_MASK:
             mask |= F.POLLHUP
         if self.shutdown & S.RCV_SHUTDOWN:

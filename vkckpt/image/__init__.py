@@ -12,6 +12,8 @@ It owns the bytes and knows no kernel object (see vkckpt-image(5)).  One concept
     reader_pages.py  ImageReader's page loading
     limits.py        bounds on everything read from an image
     migrate.py       upgrades of old record versions
+    document.py      an image as an editable document and back (vkckpt decode/encode)
+    doctext.py       such a document as YAML or JSON text, read within bounds
 """
 
 from __future__ import annotations

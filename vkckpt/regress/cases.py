@@ -58,6 +58,7 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("unixdgram", ("work",), quantum=QUANTUM),   # datagram queues, seqpacket
     Workload("tcploop", quantum=QUANTUM),         # loopback TCP: accept loop, RST, v4-mapped
     Workload("udploop", quantum=QUANTUM),         # loopback UDP: datagrams, ECONNREFUSED
+    Workload("netbench", quantum=QUANTUM),        # TCP connect waiting on a full backlog
     Workload("ghosts", ("work",), quantum=QUANTUM),  # open unlinked files saved with their bytes
     Workload("sigwait", quantum=QUANTUM),         # sigwait/sigtimedwait, a signal thread
     Workload("execer", quantum=QUANTUM),          # fork + execve + wait

@@ -192,6 +192,8 @@ def sys_accept4(k: VKernel, t: Thread, fd: int, addr: int, alen: int, flags: int
         if room < 0:
             raise GuestError(E.EINVAL)
     sock = unix_conn.accept(f.sock, f.nonblock())
+    if f.sock.inet is not None:
+        inet.accepted(k.inet, k.unix, f.sock)
     new = new_file(k, t, sock, flags)
     if addr:
         put_name(t, addr, alen, f.sockaddr(sock.peer.addr if sock.peer else None))

@@ -178,7 +178,8 @@ ENTRIES: list[Entry] = [
     Supported("accept4", so.sys_accept4),
     Partial("connect", so.sys_connect, "AF_UNIX: no write-permission check on the socket "
             "inode; AF_INET/AF_INET6: only 127.0.0.0/8 and ::1 (else ENETUNREACH), the "
-            "loopback handshake completes at once (non-blocking: EINPROGRESS, then writable)"),
+            "loopback handshake completes at once (non-blocking: EINPROGRESS, then writable; "
+            "to a full backlog it waits in SYN_SENT for an accept)"),
     Supported("getsockname", so.sys_getsockname),
     Supported("getpeername", so.sys_getpeername),
     Supported("shutdown", so.sys_shutdown),

@@ -130,6 +130,54 @@ shapes = sorted([Rect(2, 3), Circle(1), Rect(1, 1)], key=lambda s: s.area())
 print(shapes, sum(s.area() for s in shapes) > 10, Rect.__mro__[1].__name__)
 """
 
+#: TCP over the virtual loopback: an echo server thread and a client (no ports printed).
+_PY_TCP_ECHO = """import socket, threading
+s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()
+def serve():
+    c, peer = s.accept()
+    print('peer', peer[0], flush=True)
+    with c:
+        while d := c.recv(1024):
+            c.sendall(d.upper())
+t = threading.Thread(target=serve); t.start()
+c = socket.create_connection(s.getsockname())
+for w in (b'alpha', b'beta', b'gamma'):
+    c.sendall(w); print(c.recv(1024), flush=True)
+c.shutdown(socket.SHUT_WR); print(c.recv(1024)); c.close(); t.join()
+print(s.getsockname()[1] >= 1024)
+"""
+
+#: asyncio streams: a server and a client on one event loop.
+_PY_ASYNCIO = """import asyncio
+async def handle(r, w):
+    while line := await r.readline():
+        w.write(line.upper()); await w.drain()
+    w.close()
+async def main():
+    srv = await asyncio.start_server(handle, '127.0.0.1', 0)
+    r, w = await asyncio.open_connection(*srv.sockets[0].getsockname())
+    for m in (b'one', b'two', b'three'):
+        w.write(m + b'\\n'); await w.drain(); print(await r.readline())
+    w.close(); await w.wait_closed(); srv.close(); await srv.wait_closed(); print('done')
+asyncio.run(main())
+"""
+
+#: http.server in a thread answering urllib.request (the Date header is dropped).
+_PY_HTTP = """import http.server, threading, urllib.request
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ('path=' + self.path).encode()
+        self.send_response(200); self.send_header('Content-Length', str(len(body)))
+        self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+srv = http.server.HTTPServer(('127.0.0.1', 0), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+for path in ('/x?y=1', '/second'):
+    with urllib.request.urlopen('http://127.0.0.1:%d%s' % (srv.server_address[1], path)) as r:
+        print(r.status, r.read(), [kv for kv in r.headers.items() if kv[0] != 'Date'])
+srv.shutdown(); srv.server_close(); print('done')
+"""
+
 PYTHON = [
     _py("print", "import sys; print(1+1, sys.version_info[0], sys.argv, sys.flags.no_site)"),
     _py("json", "import json; d = json.loads('{\"b\": [1, 2.5, null], \"a\": \"x\"}'); "
@@ -200,4 +248,7 @@ PYTHON = [
         "print(b.recv(4)); a.close(); print(b.recv(4))"),
     _py("select", "import os, select; r, w = os.pipe(); print(select.select([r], [], [], 0)); "
         "os.write(w, b'x'); print(select.select([r], [w], [], 0) == ([r], [w], []))"),
+    _py("tcp-echo-threads", _PY_TCP_ECHO, slow=True),
+    _py("asyncio-streams", _PY_ASYNCIO, slow=True),
+    _py("http-server-urllib", _PY_HTTP, slow=True),
 ]

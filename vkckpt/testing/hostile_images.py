@@ -114,6 +114,7 @@ INET_FIELD_CASES = [
     ("inetsock", "linger", [7, 0]),
     ("inetsock", "keepcnt", 1000),           # TCP_KEEPCNT is at most 127
     ("inetsock", "keepidle", -1),
+    ("inetsock", "syn", b"short"),           # SYN_SENT's destination is a whole name
     ("inetns", "next_port", 80),             # below ip_local_port_range
     ("inetns", "next_port", 70000),          # no port at all
 ]
