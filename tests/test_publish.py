@@ -219,3 +219,21 @@ def test_a_host_reset_reaches_the_guest_as_econnreset(tmp_path: Path) -> None:
         assert g.err == E.ECONNRESET
     finally:
         pub.close()
+
+
+def test_a_host_connection_to_a_full_backlog_is_closed(tmp_path: Path) -> None:
+    uns, q, ls, pub, port = _pair(tmp_path)
+    ls.backlog = 0  # one queued connection fills it
+    try:
+        first = socket.create_connection(("127.0.0.1", port), timeout=10)
+        _pump_until(pub, uns, q, lambda: len(ls.acceptq) == 1)
+        second = socket.create_connection(("127.0.0.1", port), timeout=10)
+        time.sleep(0.2)  # the host has queued it on the listener
+        pub.pump(uns, q)
+        assert second.recv(1) == b""
+        assert len(ls.acceptq) == 1 and len(pub.conns) == 1
+        assert not any(s.inet.syn for users in uns.inet.ports.values() for s in users)
+        first.close()
+        second.close()
+    finally:
+        pub.close()

@@ -119,7 +119,8 @@ class Publisher:
         try:
             inet.connect(uns.inet, uns, vs, I.name(SOURCE4, guest), HOST_CRED, True)
         except GuestError as exc:
-            if exc.errno != E.EINPROGRESS:
+            if exc.errno != E.EINPROGRESS or vs.inet.syn is not None:  # refused, or a full
+                vs.inet.syn = None  # backlog: closed now rather than held in SYN_SENT
                 vs.release()
                 hs.close()
                 return
