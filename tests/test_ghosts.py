@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,12 +14,10 @@ from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.inspect import describe, verify
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.snapshot import write_image
-from vkckpt.config import KernelConfig, ProcessSpec
 from vkckpt.errors import ImageError
 from vkckpt.fs import ghost_state
 from vkckpt.guests import build
 from vkckpt.kernel import VKernel
-from vkckpt.runner import boot
 from vkckpt.testing.hostile_images import (
     GHOST_FIELD_CASES,
     load_records,
@@ -29,6 +26,7 @@ from vkckpt.testing.hostile_images import (
 )
 from vkckpt.testing.oracle import (
     golden,
+    points_where,
     run_until,
     thaw_child,
     thaw_in_new_process,
@@ -64,27 +62,11 @@ def _root(tmp_path: Path, name: str, n: int) -> Path:
     return root
 
 
-def _points_where(wl: Workload, root: Path, cond: Callable[[VKernel], bool]) -> list[int]:
-    """The scheduling points of a run of wl at which cond holds."""
-    k = boot(KernelConfig(root=str(root), stdout=lambda b: None, stderr=lambda b: None,
-                          quantum=wl.quantum,
-                          processes=[ProcessSpec(f"/{wl.name}", [wl.name, *wl.args])]))
-    hits: list[int] = []
-
-    def note(k: VKernel) -> bool:
-        if cond(k) and (not hits or hits[-1] != k.sched.ticks):
-            hits.append(k.sched.ticks)
-        return False
-
-    k.run(on_schedule_point=note)
-    k.shutdown()
-    return hits
-
 
 @pytest.fixture(scope="module")
 def points(tmp_path_factory) -> list[int]:
     """Spread-out points at which some ghost is open."""
-    hits = _points_where(WL, _root(tmp_path_factory.mktemp("gp"), "ghosts", 0),
+    hits = points_where(WL, _root(tmp_path_factory.mktemp("gp"), "ghosts", 0),
                          lambda k: bool(_ghosts(k)))
     assert len(hits) >= 6
     return [hits[i * (len(hits) - 1) // 5] for i in range(6)]
@@ -135,7 +117,7 @@ def test_descriptions_keep_sharing_one_recreated_file(tmp_path: Path) -> None:
     """After a thaw the descriptions of one ghost are distinct opens of one unnamed host
     file: same host inode, link count 0, their own offsets; stat shows the frozen inode."""
     root = _root(tmp_path, "ghosts", 40)
-    at = _points_where(WL, root, _shared)[0]
+    at = points_where(WL, root, _shared)[0]
     root = _root(tmp_path, "ghosts", 41)
     k, _, _ = run_until(WL, root, at)
     frozen = {g: (f.stat(), f.seek(0, 1)) for g, (_, f) in _ghosts(k).items()}
@@ -171,7 +153,7 @@ def test_inspect_shows_ghosts(tmp_path: Path, points: list[int]) -> None:
 def seed(tmp_path_factory) -> tuple[Path, Path, list]:
     """An image frozen with a shared ghost holding data."""
     base = tmp_path_factory.mktemp("ghostseed")
-    at = _points_where(WL, _root(base, "ghosts", 0), _shared)[-1]
+    at = points_where(WL, _root(base, "ghosts", 0), _shared)[-1]
     root = _root(base, "ghosts", 1)
     k, _, _ = run_until(WL, root, at)
     path = base / "seed.img"
@@ -221,7 +203,7 @@ def test_shared_mapping_of_a_ghost_is_refused_at_freeze(tmp_path: Path) -> None:
     image cannot carry (one ImageError line, no image written)."""
     wl = Workload("shmfile", ("work",))
     root = _root(tmp_path, "shmfile", 60)
-    at = _points_where(wl, root, lambda k: bool(file_buffers(
+    at = points_where(wl, root, lambda k: bool(file_buffers(
         [p.vm for p in k.procs.values() if not p.zombie])))[0]
     root = _root(tmp_path, "shmfile", 61)
     k, _, _ = run_until(wl, root, at)
@@ -269,7 +251,7 @@ def test_a_path_now_naming_another_file_makes_a_ghost(tmp_path: Path) -> None:
     """A file a guest holds was renamed on the host and another put at its path: reopening
     the path would give the other file, so the image carries its bytes instead."""
     wl = Workload("files", ("work",))
-    at = _points_where(wl, _root(tmp_path, "files", 90), _named_host_file)[0]
+    at = points_where(wl, _root(tmp_path, "files", 90), _named_host_file)[0]
     root = _root(tmp_path, "files", 91)
     k, _, _ = run_until(wl, root, at)
     files = [f for p in k.procs.values() for f, _ in p.fds.fds.values()
@@ -318,7 +300,7 @@ def test_a_file_renamed_while_open_is_reopened_at_its_new_name(tmp_path: Path) -
     """rename(2) of an open file (the inode table follows it): no ghost, the image names
     the file by its new path, and the thawed description writes to that file."""
     wl = Workload("files", ("work",))
-    at = _points_where(wl, _root(tmp_path, "files", 95), _named_host_file)[0]
+    at = points_where(wl, _root(tmp_path, "files", 95), _named_host_file)[0]
     root = _root(tmp_path, "files", 96)
     k, _, _ = run_until(wl, root, at)
     f = next(f for p in k.procs.values() for f, _ in p.fds.fds.values()

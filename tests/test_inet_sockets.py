@@ -15,16 +15,14 @@ from vkckpt.abi import errno as E
 from vkckpt.abi import inet as I
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.snapshot import write_image
-from vkckpt.config import KernelConfig, ProcessSpec
 from vkckpt.errors import GuestError, ImageError
 from vkckpt.fs import inet, inet_state, unix_state
 from vkckpt.fs.inet_ns import InetNamespace
 from vkckpt.fs.unix import UnixSocket
 from vkckpt.guests import build
 from vkckpt.kernel import VKernel
-from vkckpt.runner import boot
 from vkckpt.testing.hostile_images import INET_FIELD_CASES, load_records, set_field, write_records
-from vkckpt.testing.oracle import golden, run_until, thaw_in_process
+from vkckpt.testing.oracle import golden, points_where, run_until, thaw_in_process
 from vkckpt.testing.workload import Workload
 from vkckpt.threads.wait import WaitQueue
 
@@ -53,21 +51,6 @@ def _root(tmp_path: Path, name: str, n: int) -> Path:
     return root
 
 
-def _points_where(wl: Workload, root: Path, cond: Callable[[VKernel], bool]) -> list[int]:
-    k = boot(KernelConfig(root=str(root), stdout=lambda b: None, stderr=lambda b: None,
-                          quantum=wl.quantum,
-                          processes=[ProcessSpec(f"/{wl.name}", [wl.name, *wl.args])]))
-    hits: list[int] = []
-
-    def note(k: VKernel) -> bool:
-        if cond(k) and (not hits or hits[-1] != k.sched.ticks):
-            hits.append(k.sched.ticks)
-        return False
-
-    k.run(on_schedule_point=note)
-    k.shutdown()
-    return hits
-
 
 def _records(path: Path) -> list:
     from vkckpt.ckpt.schema import RECORD_VERSIONS
@@ -91,7 +74,7 @@ def test_frozen_inet_state_thaws_identically(tmp_path: Path, name: str, cond: Ca
                                              what: str) -> None:
     wl = Workload(name)
     gold = golden(wl, _root(tmp_path, name, 0))
-    hits = _points_where(wl, _root(tmp_path, name, 1), cond)
+    hits = points_where(wl, _root(tmp_path, name, 1), cond)
     assert hits, f"{name} never has {what} at a scheduling point"
     for i, at in enumerate(sorted({hits[0], hits[len(hits) // 2], hits[-1]})):
         root = _root(tmp_path, name, 10 + i)
@@ -127,7 +110,7 @@ def inet_seed(tmp_path_factory) -> tuple[Path, Path, list]:
     """An image of tcploop frozen with bytes in flight."""
     base = tmp_path_factory.mktemp("inetseed")
     wl = Workload("tcploop")
-    at = _points_where(wl, _root(base, "tcploop", 0), _in_flight)[0]
+    at = points_where(wl, _root(base, "tcploop", 0), _in_flight)[0]
     root = _root(base, "tcploop", 1)
     k, _, _ = run_until(wl, root, at)
     path = base / "seed.img"

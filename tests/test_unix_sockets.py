@@ -12,15 +12,13 @@ import pytest
 
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.snapshot import write_image
-from vkckpt.config import KernelConfig, ProcessSpec
 from vkckpt.errors import ImageError
 from vkckpt.fs import unix_state
 from vkckpt.fs.unix import UnixSocket
 from vkckpt.guests import build
 from vkckpt.kernel import VKernel
-from vkckpt.runner import boot
 from vkckpt.testing.hostile_images import SOCKET_FIELD_CASES, load_records, set_field, write_records
-from vkckpt.testing.oracle import golden, run_until, thaw_in_process
+from vkckpt.testing.oracle import golden, points_where, run_until, thaw_in_process
 from vkckpt.testing.workload import Workload
 
 
@@ -48,22 +46,6 @@ def _root(tmp_path: Path, name: str, n: int) -> Path:
     return root
 
 
-def _points_where(wl: Workload, root: Path, cond: Callable[[VKernel], bool]) -> list[int]:
-    """The scheduling points of a run of wl at which cond holds."""
-    k = boot(KernelConfig(root=str(root), stdout=lambda b: None, stderr=lambda b: None,
-                          quantum=wl.quantum,
-                          processes=[ProcessSpec(f"/{wl.name}", [wl.name, *wl.args])]))
-    hits: list[int] = []
-
-    def note(k: VKernel) -> bool:
-        if cond(k) and (not hits or hits[-1] != k.sched.ticks):
-            hits.append(k.sched.ticks)
-        return False
-
-    k.run(on_schedule_point=note)
-    k.shutdown()
-    return hits
-
 
 CASES = [
     ("unixpair", (), _in_flight, "bytes in flight"),
@@ -79,7 +61,7 @@ def test_frozen_with_socket_state_thaws_identically(tmp_path: Path, name: str, a
                                                     cond: Callable, what: str) -> None:
     wl = Workload(name, args)
     gold = golden(wl, _root(tmp_path, name, 0))
-    hits = _points_where(wl, _root(tmp_path, name, 1), cond)
+    hits = points_where(wl, _root(tmp_path, name, 1), cond)
     assert hits, f"{name} never has {what} at a scheduling point"
     for i, at in enumerate(sorted({hits[0], hits[len(hits) // 2], hits[-1]})):
         root = _root(tmp_path, name, 10 + i)
@@ -110,7 +92,7 @@ def _records(path: Path) -> list:
 
 def test_every_socket_field_is_saved_or_transient(tmp_path: Path) -> None:
     root = _root(tmp_path, "unixpair", 0)
-    hits = _points_where(Workload("unixpair"), root, _in_flight)
+    hits = points_where(Workload("unixpair"), root, _in_flight)
     k, _, _ = run_until(Workload("unixpair"), _root(tmp_path, "unixpair", 1), hits[0])
     socks = _sockets(k)
     saved = set(unix_state.save_socket(socks[0], k.unix, {}))
@@ -125,7 +107,7 @@ def socket_seed(tmp_path_factory) -> tuple[Path, Path, list]:
     """An image of unixpair frozen with files in flight (sockets, messages, fds)."""
     base = tmp_path_factory.mktemp("sockseed")
     wl = Workload("unixpair")
-    at = _points_where(wl, _root(base, "unixpair", 0), _fds_in_flight)[0]
+    at = points_where(wl, _root(base, "unixpair", 0), _fds_in_flight)[0]
     root = _root(base, "unixpair", 1)
     k, _, _ = run_until(wl, root, at)
     path = base / "seed.img"

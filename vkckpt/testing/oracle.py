@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -31,6 +32,22 @@ def run_noting(k: VKernel, until: int | None = None) -> tuple[int | None, list[i
         return False
 
     return k.run(until_ticks=until, on_schedule_point=note), points
+
+
+def points_where(wl: Workload, root: Path, cond: Callable[[VKernel], bool]) -> list[int]:
+    """The ticks of the scheduling points of a run of wl at which cond(kernel) holds (where a
+    freeze would catch that state)."""
+    k = boot(wl.config(root, []))
+    hits: list[int] = []
+
+    def note(k: VKernel) -> bool:
+        if cond(k) and (not hits or hits[-1] != k.sched.ticks):
+            hits.append(k.sched.ticks)
+        return False
+
+    k.run(on_schedule_point=note)
+    k.shutdown()
+    return hits
 
 
 def golden(wl: Workload, root: Path) -> Outcome:
