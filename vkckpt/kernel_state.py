@@ -150,7 +150,9 @@ def check_publish(k: VKernel, kr: dict, strict: bool = True) -> list[int]:
     same order (not strict: a read-only thaw, which publishes nothing); returns the
     external connections' endpoints (reset by the thaw)."""
     rows, ext = kr.get("publish", []), kr.get("external", [])
-    if len(rows) > MAX_PUBLISH or len(ext) > MAX_SOCKETS or (ext and not rows):
+    if len(rows) > MAX_PUBLISH or len(ext) > MAX_SOCKETS or (ext and not rows) or \
+            any(not 0 < p < 65536 for r in rows for p in r) or \
+            len({r[0] for r in rows}) != len(rows):
         raise ImageError("the kernel record's published ports are malformed")
     want = [tuple(r) for r in rows]
     if strict and want != list(k.config.publish):

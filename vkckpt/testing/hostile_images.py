@@ -56,7 +56,8 @@ FIELD_CASES = [
     ("kernel", "inode_meta", [[2, 0, 0, True, [[b"user.a", bytes(1 << 17)]]]]),  # too big
     ("kernel", "inode_meta", [[2, 0, 0, False, [[b"system.posix_acl_access", b""]]]]),
     ("kernel", "inode_meta", [[2, 0, 0, False, []], [2, 1, 1, False, []]]),  # given twice
-    ("kernel", "publish", [[8000, 80]]),  # a published port the thaw was not given
+    ("kernel", "publish", [[8000, 70000]]),  # a guest port no TCP port can be
+    ("kernel", "publish", [[8000, 80], [8000, 81]]),  # one host port published twice
     ("kernel", "publish", [[8000 + i, 80] for i in range(65)]),  # more than MAX_PUBLISH
     ("kernel", "external", [5]),  # external connections without published ports
     ("pipe", "data", b"x" * (1 << 20)),
