@@ -11,19 +11,21 @@ from pathlib import Path
 import pytest
 
 from vkckpt.ckpt.restore import ThawOptions, thaw
-from vkckpt.ckpt.snapshot import write_image
-from vkckpt.config import KernelConfig, ProcessSpec
 from vkckpt.errors import ImageError
 from vkckpt.fs.epoll import Epoll
 from vkckpt.guests import build
 from vkckpt.kernel import VKernel
-from vkckpt.runner import boot
 from vkckpt.testing.hostile_images import load_records, write_records
+from vkckpt.testing.oracle import image_at, points_where
+from vkckpt.testing.workload import Workload
 
 
 def _epoll_with_items(k: VKernel) -> bool:
     return any(isinstance(f, Epoll) and len(f.items) >= 2
                for p in k.procs.values() if not p.zombie for f, _ in p.fds.fds.values())
+
+
+WL = Workload("epolls", ("work",), quantum=997)
 
 
 def _root(base: Path, n: int) -> Path:
@@ -33,27 +35,14 @@ def _root(base: Path, n: int) -> Path:
     return root
 
 
-def _config(root: Path) -> KernelConfig:
-    return KernelConfig(root=str(root), stdout=lambda b: None, stderr=lambda b: None,
-                        quantum=997, processes=[ProcessSpec("/epolls", ["epolls", "work"])])
-
-
 @pytest.fixture(scope="module")
 def seed(tmp_path_factory) -> tuple[Path, Path, list]:
     """(image, root, records) of epolls frozen at its first point with a 2-item epoll."""
     base = tmp_path_factory.mktemp("epseed")
-    k = boot(_config(_root(base, 0)))
-    at: list[int] = []
-    k.run(on_schedule_point=lambda k: (not at and _epoll_with_items(k)
-                                       and at.append(k.sched.ticks)) and False)
-    k.shutdown()
-    assert at, "epolls never held an epoll with two items"
+    hits = points_where(WL, _root(base, 0), _epoll_with_items)
+    assert hits, "epolls never held an epoll with two items"
     root = _root(base, 1)
-    k = boot(_config(root))
-    k.run(until_ticks=at[0])
-    path = base / "seed.img"
-    write_image(k, str(path))
-    k.shutdown()
+    path = image_at(WL, root, hits[0], base / "seed.img")
     return path, root, load_records(path)
 
 

@@ -26,6 +26,7 @@ from vkckpt.testing.hostile_images import (
 )
 from vkckpt.testing.oracle import (
     golden,
+    image_at,
     points_where,
     run_until,
     thaw_child,
@@ -155,10 +156,7 @@ def seed(tmp_path_factory) -> tuple[Path, Path, list]:
     base = tmp_path_factory.mktemp("ghostseed")
     at = points_where(WL, _root(base, "ghosts", 0), _shared)[-1]
     root = _root(base, "ghosts", 1)
-    k, _, _ = run_until(WL, root, at)
-    path = base / "seed.img"
-    write_image(k, str(path))
-    k.shutdown()
+    path = image_at(WL, root, at, base / "seed.img")
     return path, root, load_records(path)
 
 

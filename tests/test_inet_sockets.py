@@ -22,7 +22,7 @@ from vkckpt.fs.unix import UnixSocket
 from vkckpt.guests import build
 from vkckpt.kernel import VKernel
 from vkckpt.testing.hostile_images import INET_FIELD_CASES, load_records, set_field, write_records
-from vkckpt.testing.oracle import golden, points_where, run_until, thaw_in_process
+from vkckpt.testing.oracle import golden, image_at, points_where, run_until, thaw_in_process
 from vkckpt.testing.workload import Workload
 from vkckpt.threads.wait import WaitQueue
 
@@ -112,10 +112,7 @@ def inet_seed(tmp_path_factory) -> tuple[Path, Path, list]:
     wl = Workload("tcploop")
     at = points_where(wl, _root(base, "tcploop", 0), _in_flight)[0]
     root = _root(base, "tcploop", 1)
-    k, _, _ = run_until(wl, root, at)
-    path = base / "seed.img"
-    write_image(k, str(path))
-    k.shutdown()
+    path = image_at(wl, root, at, base / "seed.img")
     return path, root, load_records(path)
 
 

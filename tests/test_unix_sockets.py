@@ -18,7 +18,7 @@ from vkckpt.fs.unix import UnixSocket
 from vkckpt.guests import build
 from vkckpt.kernel import VKernel
 from vkckpt.testing.hostile_images import SOCKET_FIELD_CASES, load_records, set_field, write_records
-from vkckpt.testing.oracle import golden, points_where, run_until, thaw_in_process
+from vkckpt.testing.oracle import golden, image_at, points_where, run_until, thaw_in_process
 from vkckpt.testing.workload import Workload
 
 
@@ -109,10 +109,7 @@ def socket_seed(tmp_path_factory) -> tuple[Path, Path, list]:
     wl = Workload("unixpair")
     at = points_where(wl, _root(base, "unixpair", 0), _fds_in_flight)[0]
     root = _root(base, "unixpair", 1)
-    k, _, _ = run_until(wl, root, at)
-    path = base / "seed.img"
-    write_image(k, str(path))
-    k.shutdown()
+    path = image_at(wl, root, at, base / "seed.img")
     return path, root, load_records(path)
 
 

@@ -73,6 +73,15 @@ def run_until(wl: Workload, root: Path, at: int) -> tuple[VKernel, list[bytes], 
     return k, out, k.run(until_ticks=at)
 
 
+def image_at(wl: Workload, root: Path, at: int, image: Path) -> Path:
+    """Run wl in root to the first scheduling point at or after tick `at` and freeze it into
+    image (a seed for crafted images); the vkernel is shut down."""
+    k, _, _ = run_until(wl, root, at)
+    write_image(k, str(image))
+    k.shutdown()
+    return image
+
+
 def thaw_in_process(image: Path, stdout: list[bytes], root: Path | None = None) -> VKernel:
     """Thaw image here (in root: needed when the image lies inside it, see ckpt/trust.py)."""
     return thaw(str(image), ThawOptions(root=None if root is None else str(root),
