@@ -15,8 +15,9 @@ from vkckpt.ckpt.snapshot import write_image
 from vkckpt.engine.engine import Engine
 from vkckpt.errors import GuestError, ImageError
 from vkckpt.host.fds import HostFds
-from vkckpt.image import ImageReader, ImageWriter
+from vkckpt.image import ImageReader
 from vkckpt.rounds import memory_groups
+from vkckpt.testing.hostile_images import load_records, write_records
 from vkckpt.testing.oracle import golden, run_until, thaw_in_process
 from vkckpt.testing.workload import Workload, make_root
 from vkckpt.vmspace import filemap
@@ -36,10 +37,6 @@ def base(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def gold(base: Path):
     return golden(WL, make_root(base, [WL.name]))
-
-
-def _records(path: Path) -> list[tuple[str, int, bool, dict]]:
-    return [(r.type, r.version, r.critical, r.fields) for r in ImageReader(path).records()]
 
 
 def _mid_exchange(base: Path, gold) -> tuple[Path, Path, list[bytes]]:
@@ -62,7 +59,7 @@ def _mid_exchange(base: Path, gold) -> tuple[Path, Path, list[bytes]]:
 def test_frozen_mid_exchange_thaws_identically(base: Path, gold) -> None:
     assert b"shmfile OK" in gold.output and gold.status == 0
     image, root, before = _mid_exchange(base, gold)
-    recs = _records(image)
+    recs = load_records(image)
     maps = [f for t, _, _, f in recs if t == "filemap"]
     assert len(maps) == 1 and maps[0]["path"] == "/work/shm.dat" and maps[0]["writable"]
     assert maps[0]["size"] == 2 * PAGE and maps[0]["file_off"] == 0
@@ -80,14 +77,14 @@ def test_frozen_mid_exchange_thaws_identically(base: Path, gold) -> None:
         k2.shutdown()
 
 
-def test_thaw_then_freeze_writes_the_same_records(base: Path, gold) -> None:
+def test_thaw_then_freeze_writes_the_sameload_records(base: Path, gold) -> None:
     image, root, _ = _mid_exchange(base, gold)
     k2 = thaw_in_process(image, [], root)
     again = root / "y.img"
     write_image(k2, str(again))
     k2.shutdown()
-    strip = [r for r in _records(image) if r[0] != "meta"]
-    assert [r for r in _records(again) if r[0] != "meta"] == strip
+    strip = [r for r in load_records(image) if r[0] != "meta"]
+    assert [r for r in load_records(again) if r[0] != "meta"] == strip
 
 
 def test_thaw_refuses_a_mapped_file_changed_since(base: Path, gold) -> None:
@@ -134,7 +131,7 @@ def test_incremental_images_never_hold_file_pages(base: Path, gold) -> None:
     assert k.run(until_ticks=k.sched.ticks + 3000) is None
     write_image(k, str(root / "b.img"), chain=chain, incremental=True)
     k.shutdown()
-    recs = _records(root / "b.img")
+    recs = load_records(root / "b.img")
     bid = next(f for t, _, _, f in recs if t == "filemap")["bid"]
     assert ImageReader(root / "b.img").header.flags & 1
     assert not any(t in ("pages", "zero_pages") and f["buf"] == bid for t, _, _, f in recs)
@@ -157,12 +154,9 @@ HOSTILE = [("size", 4095), ("size", 1 << 62), ("file_off", 123), ("path", "work/
 def test_hostile_filemap_fields_are_refused(base: Path, gold, field: str, value: object,
                                             tmp_path: Path) -> None:
     image, root, _ = _mid_exchange(base, gold)
-    recs = copy.deepcopy(_records(image))
+    recs = copy.deepcopy(load_records(image))
     next(r for r in recs if r[0] == "filemap")[3][field] = value
-    bad = tmp_path / "bad.img"
-    with ImageWriter(bad, vkernel_id=ImageReader(image).header.vkernel_id) as w:
-        for typ, ver, crit, fields in recs:
-            w.add(typ, fields, version=ver, critical=crit)
+    bad = write_records(tmp_path / "bad.img", image, recs)
     with pytest.raises(ImageError):
         k = thaw(str(bad), ThawOptions(root=str(root), stdout=lambda b: None,
                                        deliver_sigthaw=False))
@@ -171,13 +165,10 @@ def test_hostile_filemap_fields_are_refused(base: Path, gold, field: str, value:
 
 def test_filemap_bid_shared_with_a_buffer_is_refused(base: Path, gold, tmp_path: Path) -> None:
     image, root, _ = _mid_exchange(base, gold)
-    recs = copy.deepcopy(_records(image))
+    recs = copy.deepcopy(load_records(image))
     other = next(r for r in recs if r[0] == "buffer")[3]["bid"]
     next(r for r in recs if r[0] == "filemap")[3]["bid"] = other
-    bad = tmp_path / "dup.img"
-    with ImageWriter(bad, vkernel_id=ImageReader(image).header.vkernel_id) as w:
-        for typ, ver, crit, fields in recs:
-            w.add(typ, fields, version=ver, critical=crit)
+    bad = write_records(tmp_path / "dup.img", image, recs)
     with pytest.raises(ImageError, match="duplicated"):
         thaw(str(bad), ThawOptions(root=str(root), stdout=lambda b: None,
                                    deliver_sigthaw=False)).shutdown()

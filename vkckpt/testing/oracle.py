@@ -103,6 +103,41 @@ def frozen_and_thawed_here(wl: Workload, root: Path, at: int
     return before, after, thaw_in_process(image, after, root)
 
 
+def image_records(path: Path, kinds: tuple[str, ...] | None = None) -> list[tuple[str, dict]]:
+    """(type, fields) of the image's records, pages left out; only `kinds` when given."""
+    from vkckpt.ckpt.schema import RECORD_VERSIONS
+    from vkckpt.image import ImageReader
+
+    with ImageReader(str(path)) as r:
+        return [(rec.type, rec.fields) for rec in r.records(RECORD_VERSIONS, skip_pages=True)
+                if kinds is None or rec.type in kinds]
+
+
+def thaw_refreeze_finish(image: Path, root: Path, before: list[bytes], gold: Outcome,
+                         check: Callable[[VKernel], None] | None = None,
+                         kinds: tuple[str, ...] | None = None) -> None:
+    """Thaw image here, `check` the thawed vkernel, freeze it again (its records of `kinds`
+    must equal the image's) and run it to the end: with `before`, the output, status, ticks
+    and statuses of the golden run."""
+    after: list[bytes] = []
+    k = thaw_in_process(image, after, root)
+    try:
+        if check is not None:
+            check(k)
+        again = image.with_name(image.stem + "-again.img")
+        write_image(k, str(again))
+        if image_records(again, kinds) != image_records(image, kinds):
+            raise AssertionError("freeze -> thaw -> freeze differs")
+        status = k.run()
+        if b"".join(before) + b"".join(after) != gold.output:
+            raise AssertionError(f"output differs from the golden run after {image.name}")
+        got = (status, k.sched.ticks, k.statuses)
+        if got != (gold.status, gold.ticks, gold.statuses):
+            raise AssertionError(f"(status, ticks, statuses) {got} != the golden run's")
+    finally:
+        k.shutdown()
+
+
 def thaw_child(image: Path, root: Path, *extra: str, sigthaw: bool = False,
                stdin: int | None = None, timeout: float = 600
                ) -> tuple[subprocess.CompletedProcess[bytes], dict | None]:
