@@ -14,7 +14,7 @@ from vkckpt.version import __version__
 #: Exit status of inspect/verify/freeze for a bad image or request, and for usage errors.
 EXIT_FAILURE, EXIT_USAGE = 1, 2
 #: Subcommands that run guests exit with the guest's status, so their own errors use 125.
-GUEST_COMMANDS = {"run", "thaw", "demo"}
+GUEST_COMMANDS = {"run", "thaw", "demo", "receive"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -116,6 +116,11 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                    "stream (default 0)")
     _freeze_options(r)
     _key_option(r, "seal every image written with this key")
+    m = r.add_argument_group("live migration")
+    m.add_argument("--migrate-at", type=int, metavar="TICKS", help="at the first scheduling "
+                   "point at or after this many executed blocks, move the run to --to")
+    m.add_argument("--to", metavar="HOST:PORT", help="the `vkckpt receive` to move the run "
+                   "to (pre-copy, then a final freeze; this process exits once it resumed)")
 
 
 
@@ -172,13 +177,35 @@ def _freeze_parser(sub: argparse._SubParsersAction) -> None:
                        "IMAGE at its next scheduling point. Exit 0 when written, 1 otherwise.")
     f.add_argument("--pid", type=_positive(int), required=True, help="host pid of the "
                    "running vkckpt")
-    f.add_argument("-o", "--output", required=True, metavar="IMAGE", help="image to write")
+    f.add_argument("-o", "--output", metavar="IMAGE", help="image to write (or give --to)")
+    f.add_argument("--to", metavar="HOST:PORT", help="instead of writing an image, move the "
+                   "run to the `vkckpt receive` listening there (the run then ends)")
     f.add_argument("--stop", action="store_true", help="stop the run after the freeze")
     f.add_argument("--incremental", action="store_true", help="only pages changed since the "
                    "previous image of that run")
     f.add_argument("--timeout", type=_positive(float), default=60.0, metavar="SECONDS",
                    help="how long to wait for the answer (default 60)")
 
+
+
+def _receive_parser(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("receive", help="resume a vkernel sent by live migration",
+                       description="Listen on HOST:PORT for one migration stream (from "
+                       "`vkckpt run --migrate-at --to` or `vkckpt freeze --to`), check every "
+                       "image of it as thaw does, resume the vkernel it carries in this "
+                       "process and run it to completion. Exit status as for thaw; 125 when "
+                       "the stream is refused (with --once) or the vkernel fails.")
+    r.add_argument("--listen", required=True, metavar="HOST:PORT", help="address to listen "
+                   "on (port 0: any free port; the bound address is printed on stderr)")
+    r.add_argument("--root", metavar="DIR", help="guest root, as for thaw")
+    _bind_option(r, "give a bind of the image again, as for thaw (repeatable)")
+    r.add_argument("--once", action="store_true", help="exit 125 when the first stream is "
+                   "refused (default: log it and wait for another)")
+    r.add_argument("--no-sigthaw", action="store_true", help="do not deliver SIGTHAW to "
+                   "processes that handle it")
+    _freeze_options(r)
+    _key_option(r, "require every image of the stream to be sealed with this key, and seal "
+                "the images written")
 
 
 def _demo_parser(sub: argparse._SubParsersAction) -> None:
@@ -293,7 +320,8 @@ def _completion_parser(sub: argparse._SubParsersAction) -> None:
 
 #: Every command and what adds its parser, in --help's order.
 _COMMANDS = {"run": _run_parser, "thaw": _thaw_parser, "inspect": _inspect_parser,
-             "verify": _verify_parser, "freeze": _freeze_parser, "demo": _demo_parser,
+             "verify": _verify_parser, "freeze": _freeze_parser,
+             "receive": _receive_parser, "demo": _demo_parser,
              "regress": _regress_parser, "merge": _merge_parser, "diff": _diff_parser,
              "check": _check_parser,
              "decode": _decode_parser, "encode": _encode_parser,
@@ -312,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         fn = {"run": commands.cmd_run, "thaw": commands.cmd_thaw,
               "inspect": commands.cmd_inspect, "verify": commands.cmd_verify,
               "freeze": commands.cmd_freeze, "demo": _demo,
+              "receive": _receive,
               "regress": commands.cmd_regress, "merge": commands.cmd_merge,
               "diff": commands.cmd_diff,
               "check": commands.cmd_check,
@@ -341,6 +370,11 @@ def completion_script(shell: str) -> str:
 def _completion(args: argparse.Namespace) -> int:
     sys.stdout.write(completion_script(args.shell))
     return 0
+
+
+def _receive(args: argparse.Namespace) -> int:
+    from vkckpt.cmd_migrate import cmd_receive
+    return cmd_receive(args)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -98,7 +98,18 @@ def plan_from_args(args: argparse.Namespace) -> FreezePlan:
     plan = FreezePlan(output=args.output, at=args.freeze_at, every=args.freeze_every,
                       cont=args.cont, incremental=args.incremental, codec=args.compress)
     plan.out = _pin("-o", args.output)  # images go beneath this directory, as it is now
+    plan.migrate_at, plan.migrate_to = migration_from_args(args)
     return plan
+
+
+def migration_from_args(args: argparse.Namespace) -> tuple[int | None, str | None]:
+    """--migrate-at TICKS --to HOST:PORT (both or neither)."""
+    at, to = getattr(args, "migrate_at", None), getattr(args, "to", None)
+    if (at is None) != (to is None):
+        raise ConfigError("--migrate-at and --to go together")
+    if at is not None and at < 0:
+        raise ConfigError("--migrate-at must be positive")
+    return at, to
 
 
 @contextmanager
@@ -127,14 +138,16 @@ def _pin(opt: str, path: str | None) -> OutputPath | None:
                           "directory") from None
 
 
-def _write_stats(out: OutputPath | None, k: VKernel, status: int | None) -> None:
+def _write_stats(out: OutputPath | None, k: VKernel, status: int | None,
+                 migration: dict | None = None) -> None:
     """Write --stats atomically beneath its pinned directory (never through a symlink)."""
     if out is None:
         return
     import yaml  # each subcommand imports what only it needs: start-up is latency
     text = yaml.safe_dump({"status": status, "exit_code": None if status is None else
                            exit_code_of(status), "ticks": k.sched.ticks,
-                           "statuses": dict(sorted(k.statuses.items()))})
+                           "statuses": dict(sorted(k.statuses.items())),
+                           **({"migration": migration} if migration else {})})
     try:
         write_atomic(out.dir_fd, out.name, text.encode())
     except OSError as e:
@@ -160,9 +173,9 @@ def _run_kernel(k: VKernel, plan: FreezePlan, control: bool,
                 server.close()
     finally:
         plan.close()
-    _write_stats(stats, k, status)
+    _write_stats(stats, k, status, plan.migrated or getattr(server, "migrated", None))
     code = 0 if status is None else exit_code_of(status)
-    if status is None:
+    if status is None and plan.migrated is None and not getattr(server, "migrated", None):
         k.log("vkckpt: run stopped after the freeze (use vkckpt thaw to resume)")
     if server is not None and server.failed_signal_freezes:
         k.log(f"vkckpt: {server.failed_signal_freezes} freeze(s) requested by SIGUSR1 failed: "
@@ -350,7 +363,11 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     """vkckpt freeze --pid: ask a running vkckpt to freeze."""
     from vkckpt.ckpt.control_client import request_freeze, shown
 
-    ans = request_freeze(args.pid, args.output, args.stop, args.incremental, args.timeout)
+    if (args.output is None) == (args.to is None):
+        print("vkckpt freeze: give -o IMAGE or --to HOST:PORT", file=sys.stderr)
+        return 2
+    ans = request_freeze(args.pid, args.output, args.stop, args.incremental, args.timeout,
+                         args.to)
     if not ans["ok"]:
         print(f"vkckpt: freeze failed: {shown(ans['error'])}", file=sys.stderr)
         return 1

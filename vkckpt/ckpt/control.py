@@ -77,6 +77,7 @@ class ControlServer:
         self.log = log
         self.requests: deque[_Request] = deque()
         self.failed_signal_freezes = 0
+        self.migrated: dict | None = None  # statistics of a `freeze --to` that moved the run
         self.path: str | None = None
         self.sock: socket.socket | None = None
         self._dir_fd, self._name = -1, ""  # the verified directory and our name in it
@@ -205,6 +206,8 @@ class ControlServer:
         """Serve one request at a scheduling point; False when it asked the run to stop."""
         req = self.requests.popleft()
         body = req.body
+        if body.get("to"):
+            return self._migrate(k, req)
         out = body.get("output") or self.default_output
         try:
             res = freeze(k, out, chain=self.chain,
@@ -221,6 +224,23 @@ class ControlServer:
         if req.conn is not None:
             _answer(req.conn, answer)
         return not stop
+
+    def _migrate(self, k: VKernel, req: _Request) -> bool:
+        """Serve `vkckpt freeze --to`: move the run (False: it moved and must stop here)."""
+        from vkckpt.ckpt.migrate_send import MigrationError, migrate
+
+        try:
+            st = migrate(k, req.body["to"], self.chain.key, self.codec)
+            self.migrated = st.as_dict()
+            answer = {"ok": True, "image": f"tcp:{req.body['to']}", "ticks": st.ticks,
+                      "image_id": st.image_id, "pages": sum(st.rounds)}
+        except (MigrationError, VkError, OSError) as exc:
+            self.log(f"vkckpt: migration to {W.printable(req.body['to'])} failed, the run "
+                     f"goes on here: {W.printable(exc)}")
+            answer, st = {"ok": False, "error": W.printable(exc)}, None
+        if req.conn is not None:
+            _answer(req.conn, answer)
+        return st is None
 
     def close(self) -> None:
         signal.signal(signal.SIGUSR1, self._old_usr1)

@@ -17,9 +17,10 @@ from vkckpt.ckpt.control_dir import socket_path
 from vkckpt.errors import VkError
 
 
-def request_freeze(host_pid: int, output: str, stop: bool, incremental: bool,
-                   timeout: float) -> dict:
-    """Ask the vkckpt with host_pid to freeze into output; its checked answer."""
+def request_freeze(host_pid: int, output: str | None, stop: bool, incremental: bool,
+                   timeout: float, to: str | None = None) -> dict:
+    """Ask the vkckpt with host_pid to freeze into output (or migrate to `to`, HOST:PORT);
+    its checked answer."""
     path = socket_path(host_pid)
     try:
         if not stat.S_ISSOCK(os.lstat(path).st_mode):
@@ -27,13 +28,19 @@ def request_freeze(host_pid: int, output: str, stop: bool, incremental: bool,
     except OSError:
         raise VkError(f"no vkckpt with host pid {host_pid} is listening ({path} "
                       f"missing)") from None
-    out = os.path.abspath(output)
+    body = {"op": "freeze", "stop": stop, "incremental": incremental}
+    if to is not None:
+        body["to"] = to
+    else:
+        body["output"] = os.path.abspath(output)
     try:
-        out.encode("utf-8")
+        (to if to is not None else body["output"]).encode("utf-8")
+        W.check_request(body)
     except UnicodeEncodeError:
-        raise VkError(f"{output!r}: the image path must be valid UTF-8") from None
-    request = W.encode({"op": "freeze", "output": out, "stop": stop,
-                        "incremental": incremental})
+        raise VkError(f"{output or to!r}: must be valid UTF-8") from None
+    except W.WireError as exc:
+        raise VkError(f"{output or to!r}: not a valid request ({exc})") from None
+    request = W.encode(body)
     deadline = time.monotonic() + timeout
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

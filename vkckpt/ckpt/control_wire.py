@@ -18,10 +18,11 @@ from vkckpt.errors import VkError
 MAX_LINE = 16 << 10     # a request holds one path (PATH_MAX 4096 bytes, escaped at most x6)
 MAX_DEPTH = 1           # one object of scalars
 PATH_MAX = 4096
+MAX_TARGET = 300        # a migration's HOST:PORT
 
 #: Request fields: name -> (type, required).
 REQUEST_FIELDS = {"op": (str, True), "output": (str, False), "stop": (bool, False),
-                  "incremental": (bool, False)}
+                  "incremental": (bool, False), "to": (str, False)}
 OK_FIELDS = {"ok": bool, "image": str, "ticks": int, "image_id": str, "pages": int}
 FAILED_FIELDS = {"ok": bool, "error": str}
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
@@ -158,6 +159,8 @@ def check_request(body: dict) -> dict:
             raise WireError("field 'output' must be an absolute path")
         if len(out.encode()) >= PATH_MAX:
             raise WireError(f"field 'output' is longer than {PATH_MAX - 1} bytes")
+    if len(body.get("to", "")) > MAX_TARGET:
+        raise WireError(f"field 'to' is longer than {MAX_TARGET} characters")
     return body
 
 
@@ -172,8 +175,8 @@ def check_answer(body: dict) -> dict:
             raise WireError("field 'image_id' must be 32 hexadecimal digits")
         if body["ticks"] < 0 or body["pages"] < 0:
             raise WireError("negative 'ticks' or 'pages'")
-        if not body["image"].startswith("/"):
-            raise WireError("field 'image' must be an absolute path")
+        if not body["image"].startswith(("/", "tcp:")):
+            raise WireError("field 'image' must be an absolute path or tcp:HOST:PORT")
     return body
 
 

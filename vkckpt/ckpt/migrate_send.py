@@ -1,0 +1,182 @@
+"""Implement live migration's sending side: pre-copy rounds, the final stop, the handover.
+
+Round 1 is a full image, each further round an incremental image on the previous one (the
+exact dirty tracking of pages.py), written at a scheduling point into a private temporary
+directory and sent by a helper thread while the guests run on; a round changes nothing the
+guests see (it is a freeze without SIGCKPT, and stopping at a scheduling point never
+changes the schedule).  Pre-copy ends when a round holds at most SMALL_ROUND pages or after
+MAX_ROUNDS rounds (the guests run on for at most ROUND_TICKS blocks while a round is
+sent, then wait for it: a bound on how far they can run ahead of the stream); then the normal freeze protocol makes the final image, which is sent
+with the rest, and the run may end once the receiver says it resumed.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import socket
+import tempfile
+import threading
+import time
+
+from vkckpt.ckpt import migrate_wire as W
+from vkckpt.ckpt.chain import ImageChain
+from vkckpt.ckpt.freeze import freeze
+from vkckpt.errors import ImageError, VkError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from vkckpt.ckpt.snapshot import FreezeResult
+    from vkckpt.kernel import VKernel
+
+MAX_ROUNDS = 8       # pre-copy rounds before the final stop, at most
+SMALL_ROUND = 256    # pages: a round this small ends pre-copy
+ROUND_TICKS = 500_000  # blocks the guests run on, at most, while one round is sent
+ACK_TIMEOUT = 300.0  # seconds the receiver may take to check the stream and resume
+
+
+class MigrationError(VkError):
+    """The migration failed; the vkernel is intact and may run on here."""
+
+
+class Sender:
+    """One connection to a receiver and the helper thread that sends images in order."""
+
+    def __init__(self, target: str, key: bytes | None, connect_timeout: float = 30.0) -> None:
+        try:
+            host, port = W.parse_target(target)
+        except ValueError as exc:
+            raise MigrationError(str(exc)) from None
+        self.target = target
+        try:
+            self.sock = socket.create_connection((host, port), timeout=connect_timeout)
+        except OSError as exc:
+            raise MigrationError(f"cannot connect to {target}: {exc.strerror or exc}") from None
+        self.sock.settimeout(ACK_TIMEOUT)
+        self.dir = tempfile.mkdtemp(prefix="vkckpt-migrate-")
+        self.dir_fd = os.open(self.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.chain = ImageChain(key)
+        self.n = 0
+        self.error: BaseException | None = None
+        self.bytes_sent = 0
+        self.q: queue.Queue = queue.Queue()
+        self.idle = threading.Event()
+        self.idle.set()
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.sock.sendall(W.GREETING)
+        self.thread.start()
+
+    def next_path(self) -> str:
+        self.n += 1
+        return os.path.join(self.dir, W.image_name(self.n))
+
+    def post(self, res: FreezeResult, kind: int) -> None:
+        """Send res's image once it is durable (on the helper thread)."""
+        self.idle.clear()
+        self.q.put((res, kind))
+
+    def _pump(self) -> None:
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            res, kind = item
+            try:
+                if self.error is None:
+                    res.wait()
+                    self.bytes_sent += W.send_image(self.sock, res.path, kind)
+                os.unlink(res.path)  # the next image needs only the chain's page bases
+            except (OSError, ImageError) as exc:
+                self.error = exc
+            finally:
+                if self.q.empty():
+                    self.idle.set()
+
+    def drain(self) -> None:
+        """Wait until every posted image is sent; MigrationError if one could not be."""
+        self.idle.wait()
+        if self.error is not None:
+            raise MigrationError(f"sending to {self.target} failed: {self.error}")
+
+    def await_ack(self) -> None:
+        try:
+            line = self.sock.recv(len(W.ACK_RESUMED))
+        except OSError as exc:
+            raise MigrationError(f"{self.target} did not acknowledge: "
+                                 f"{exc.strerror or exc}") from None
+        if line != W.ACK_RESUMED:
+            raise MigrationError(f"{self.target} refused the stream (see its error)")
+
+    def close(self) -> None:
+        self.q.put(None)
+        self.thread.join(timeout=ACK_TIMEOUT)
+        self.sock.close()
+        os.close(self.dir_fd)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class MigrationStats:
+    """What a migration did: pages per round, total time and downtime (seconds)."""
+
+    def __init__(self) -> None:
+        self.rounds: list[int] = []
+        self.total = 0.0
+        self.downtime = 0.0
+        self.bytes = 0
+        self.ticks = 0
+        self.image_id = ""  # the final image's, in hex
+
+    def as_dict(self) -> dict:
+        return {"rounds": len(self.rounds), "pages_per_round": list(self.rounds),
+                "bytes": self.bytes, "total_ms": round(self.total * 1e3, 3),
+                "downtime_ms": round(self.downtime * 1e3, 3), "ticks": self.ticks}
+
+    def line(self, target: str) -> str:
+        return (f"vkckpt: migrated to {target} at tick {self.ticks}: {len(self.rounds)} "
+                f"rounds (pages {', '.join(map(str, self.rounds))}), {self.bytes} bytes, "
+                f"total {self.total * 1e3:.1f} ms, downtime {self.downtime * 1e3:.1f} ms")
+
+
+def migrate(k: VKernel, target: str, key: bytes | None, codec: str = "none") -> MigrationStats:
+    """Move k (at a scheduling point) to the receiver at target; on return the receiver has
+    resumed it and k must not run on.  MigrationError when it failed: k may run on (the
+    guests are at a scheduling point, as after a freeze that continues)."""
+    from vkckpt.ckpt.snapshot import write_image
+
+    st = MigrationStats()
+    t0 = time.monotonic()
+    s = Sender(target, key)
+    try:
+        incremental = False
+        while len(st.rounds) < MAX_ROUNDS:
+            res = write_image(k, s.next_path(), chain=s.chain, incremental=incremental,
+                              codec=codec, background=True, dir_fd=s.dir_fd)
+            st.rounds.append(res.pages)
+            s.post(res, W.KIND_ROUND)
+            incremental = True
+            if len(st.rounds) > 1 and res.pages <= SMALL_ROUND:
+                break
+            if k.run(until_ticks=k.sched.ticks + ROUND_TICKS,
+                     on_schedule_point=lambda _k: s.idle.is_set()) is not None \
+                    or k.host_request is not None:
+                break  # the run ended (or a guest asked for a checkpoint): stop now
+            s.drain()
+        s.drain()
+        if k.exit_status is not None:
+            raise MigrationError("the run ended during pre-copy; nothing was moved")
+        stop = time.monotonic()
+        res = freeze(k, s.next_path(), chain=s.chain, incremental=True, codec=codec,
+                     background=True, dir_fd=s.dir_fd)
+        st.rounds.append(res.pages)
+        st.image_id = res.header.image_id.hex()
+        s.post(res, W.KIND_FINAL)
+        s.drain()
+        s.await_ack()
+        end = time.monotonic()
+        st.downtime, st.total = end - stop, end - t0
+        st.bytes, st.ticks = s.bytes_sent, k.sched.ticks
+    finally:
+        s.close()
+    k.log(st.line(target))
+    return st
