@@ -1,0 +1,209 @@
+"""Live migration: `vkckpt receive`, `run --migrate-at --to`, `freeze --pid --to`, between
+host processes over loopback TCP, and in process against state digests."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from vkckpt.ckpt import migrate_recv as R
+from vkckpt.ckpt import migrate_wire as W
+from vkckpt.ckpt.migrate_send import migrate
+from vkckpt.ckpt.restore import ThawOptions, thaw
+from vkckpt.config import KernelConfig, ProcessSpec
+from vkckpt.errors import ImageError
+from vkckpt.runner import boot
+from vkckpt.testing.digest import state_digest
+from vkckpt.testing.workload import make_root
+
+ARGS = ("./memtouch", "16", "8", "20000", "10")  # ~9.4 M blocks, 8 MiB rewritten 1% a phase
+
+
+def vk(*args: str, cwd: Path, **kw: object) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vkckpt", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def receiver(root: Path, *extra: str) -> tuple[subprocess.Popen, int]:
+    """A `vkckpt receive --once` on a free loopback port, and that port."""
+    p = vk("receive", "--listen", "127.0.0.1:0", "--root", str(root), "--once", *extra,
+           cwd=root)
+    line = p.stderr.readline().decode()
+    m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+    assert m, line
+    return p, int(m.group(1))
+
+
+def key_file(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return make_root(tmp_path, ["memtouch"])
+
+
+@pytest.fixture
+def whole(root: Path, tmp_path: Path) -> tuple[bytes, str]:
+    p = vk("run", "--root", str(root), "--stats", str(tmp_path / "w.yaml"), *ARGS, cwd=root)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    return out, (tmp_path / "w.yaml").read_text()
+
+
+def _migrated(root: Path, tmp_path: Path, send_key: Path | None, recv_key: Path | None
+              ) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    rp, port = receiver(root, "--stats", str(tmp_path / "r.yaml"),
+                        *(("--key", str(recv_key)) if recv_key else ()))
+    sp = vk("run", "--root", str(root), "--migrate-at", "1000000", "--to",
+            f"127.0.0.1:{port}", "--stats", str(tmp_path / "s.yaml"),
+            *(("--key", str(send_key)) if send_key else ()), *ARGS, cwd=root)
+    s_out, s_err = sp.communicate(timeout=300)
+    r_out, r_err = rp.communicate(timeout=300)
+    return (subprocess.CompletedProcess(sp.args, sp.returncode, s_out, s_err),
+            subprocess.CompletedProcess(rp.args, rp.returncode, r_out, r_err))
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["unsealed", "sealed"])
+def test_run_moved_mid_run_continues_identically(root: Path, tmp_path: Path, whole: tuple,
+                                                 keyed: bool) -> None:
+    key = key_file(tmp_path / "k", b"k" * 32) if keyed else None
+    s, r = _migrated(root, tmp_path, key, key)
+    assert s.returncode == 0, s.stderr
+    assert r.returncode == 0, r.stderr
+    assert b"migrated to 127.0.0.1" in s.stderr and b"downtime" in s.stderr
+    assert s.stdout and r.stdout, "the run should be moved mid-run"
+    assert s.stdout + r.stdout == whole[0]
+    recv_stats = (tmp_path / "r.yaml").read_text()
+    assert re.search(r"ticks: \d+", recv_stats)[0] == re.search(r"ticks: \d+", whole[1])[0]
+    sent = (tmp_path / "s.yaml").read_text()
+    assert "downtime_ms" in sent and "pages_per_round" in sent
+
+
+def test_wrong_key_is_refused_and_the_run_goes_on_at_home(root: Path, tmp_path: Path,
+                                                          whole: tuple) -> None:
+    s, r = _migrated(root, tmp_path, key_file(tmp_path / "k1", b"a" * 32),
+                     key_file(tmp_path / "k2", b"b" * 32))
+    assert r.returncode == 125 and r.stdout == b""
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr  # one error line
+    assert s.returncode == 0 and s.stdout == whole[0]
+    assert b"migration to 127.0.0.1" in s.stderr and b"failed" in s.stderr
+
+
+def test_unsealed_stream_is_refused_by_a_keyed_receiver(root: Path, tmp_path: Path,
+                                                        whole: tuple) -> None:
+    s, r = _migrated(root, tmp_path, None, key_file(tmp_path / "k", b"c" * 32))
+    assert r.returncode == 125 and r.stdout == b""
+    assert s.returncode == 0 and s.stdout == whole[0]
+
+
+def test_sender_killed_mid_stream_resumes_nothing(root: Path, tmp_path: Path) -> None:
+    rp, port = receiver(root)
+    big = ("./memtouch", "256", "128", "100000", "10")  # round 1 alone is 128 MiB
+    sp = vk("run", "--root", str(root), "--migrate-at", "1000000", "--to",
+            f"127.0.0.1:{port}", *big, cwd=root)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not _connected(port):
+        time.sleep(0.01)
+    time.sleep(0.05)
+    os.kill(sp.pid, signal.SIGKILL)
+    sp.communicate(timeout=60)
+    out, err = rp.communicate(timeout=300)
+    assert rp.returncode == 125, err
+    assert out == b"", "the receiver must not run any guest code"
+    assert b"migration stream" in err
+
+
+def _connected(port: int) -> bool:
+    """Whether a connection to our listening port is established (ss is not needed)."""
+    hexport = f"{port:04X}"
+    with open("/proc/net/tcp") as f:
+        return any(line.split()[1].endswith(":" + hexport) and line.split()[3] == "01"
+                   for line in f.readlines()[1:])
+
+
+def test_freeze_pid_to_moves_a_running_vkckpt(root: Path, tmp_path: Path,
+                                              whole: tuple) -> None:
+    ctl = tmp_path / "ctl"
+    env = {**os.environ, "VKCKPT_CONTROL_DIR": str(ctl)}
+    rp, port = receiver(root)
+    long_args = ("./memtouch", "16", "8", "200000", "10")
+    gold = vk("run", "--root", str(root), *long_args, cwd=root).communicate(timeout=300)[0]
+    sp = vk("run", "--root", str(root), *long_args, cwd=root, env=env)
+    sock = ctl / f"{sp.pid}.sock"
+    deadline = time.monotonic() + 60
+    while not sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    f = subprocess.run([sys.executable, "-m", "vkckpt", "freeze", "--pid", str(sp.pid),
+                        "--to", f"127.0.0.1:{port}"], env=env, capture_output=True,
+                       timeout=300)
+    s_out, s_err = sp.communicate(timeout=300)
+    assert f.returncode == 0, f.stderr + s_err
+    assert f.stdout.startswith(b"tcp:127.0.0.1:")
+    r_out, r_err = rp.communicate(timeout=300)
+    assert sp.returncode == 0 and rp.returncode == 0, r_err
+    assert s_out + r_out == gold
+
+
+def test_moved_state_digest_matches_the_unmoved_run(root: Path, tmp_path: Path) -> None:
+    """In process: the received vkernel, run on to a later tick, is in exactly the state the
+    never-moved run is in at that tick."""
+    cfg = KernelConfig(root=str(root), processes=[ProcessSpec("/memtouch", list(ARGS))])
+    later = 4_000_000
+    k0 = boot(cfg)
+    assert k0.run(until_ticks=later) is None
+    (tmp_path / "gold").mkdir()
+    (tmp_path / "moved").mkdir()
+    gold = state_digest(k0, tmp_path / "gold")
+    k0.shutdown()
+    sock = R.listen("127.0.0.1:0")
+    port = sock.getsockname()[1]
+    got: dict = {}
+
+    def serve() -> None:
+        conn, _ = sock.accept()
+        with conn:
+            rec = R.receive(conn, None)
+            got["k"] = thaw(rec.final, ThawOptions(root=str(root)))
+            R.answer(conn, True)
+            rec.close()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    k1 = boot(cfg)
+    assert k1.run(until_ticks=1_000_000) is None
+    st = migrate(k1, f"127.0.0.1:{port}", None)
+    t.join(timeout=300)
+    sock.close()
+    assert len(st.rounds) >= 2 and st.downtime <= st.total
+    k2 = got["k"]
+    assert k2.sched.ticks == st.ticks < later
+    assert k2.run(until_ticks=later) is None
+    assert state_digest(k2, tmp_path / "moved") == gold
+
+
+def test_stream_bounds_are_checked() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(W.GREETING + W.FRAME_HEAD.pack(W.FRAME_MAGIC, W.KIND_ROUND,
+                                                 W.MAX_IMAGE_BYTES + 1))
+        with pytest.raises(ImageError, match="claims"):
+            R.receive(b, None)
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        with pytest.raises(ImageError, match="not a vkckpt migration stream"):
+            R.receive(b, None)
+    with pytest.raises(ValueError):
+        W.parse_target("nohost")
