@@ -6,8 +6,9 @@ directory and sent by a helper thread while the guests run on; a round changes n
 guests see (it is a freeze without SIGCKPT, and stopping at a scheduling point never
 changes the schedule).  Pre-copy ends when a round holds at most SMALL_ROUND pages or after
 MAX_ROUNDS rounds (the guests run on for at most ROUND_TICKS blocks while a round is
-sent, then wait for it: a bound on how far they can run ahead of the stream); then the normal freeze protocol makes the final image, which is sent
-with the rest, and the run may end once the receiver says it resumed.
+sent, then wait for it: a bound on how far they can run ahead of the stream); then the
+normal freeze protocol makes the final image, which is sent with the rest, and the run may
+end once the receiver says it resumed.
 """
 
 from __future__ import annotations
