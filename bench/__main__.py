@@ -17,20 +17,33 @@ DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
 def _benchmarks() -> dict[str, Callable[[Profile, Guests], Result | list[Result]]]:
-    from bench import compute, freeze, maps, net, parallel, peers, preempt, scale, syscalls, thaw
+    from bench import (
+        compute,
+        freeze,
+        maps,
+        migrate,
+        net,
+        parallel,
+        peers,
+        preempt,
+        scale,
+        syscalls,
+        thaw,
+    )
 
     return {
         "preempt": preempt.run, "compute": compute.run, "syscalls": syscalls.run_syscalls,
         "mutex": syscalls.run_mutex, "freeze": freeze.run, "thaw": thaw.run, "scale": scale.run,
         "maps": maps.run, "peers": peers.run, "net": net.run, "parallel": parallel.run,
+        "migrate": migrate.run,
     }
 
 
 #: Benchmark names and what each produces (freeze also yields the "image" result).
 NAMES = ("preempt", "compute", "syscalls", "mutex", "freeze", "thaw", "scale", "maps", "peers",
-         "net", "parallel")
+         "net", "parallel", "migrate")
 RESULTS = ("preempt", "compute", "syscalls", "mutex", "freeze", "image", "thaw", "scale",
-           "maps", "peers", "net", "parallel")
+           "maps", "peers", "net", "parallel", "migrate")
 
 
 def _fmt(v: float) -> str:

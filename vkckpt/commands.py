@@ -98,7 +98,11 @@ def plan_from_args(args: argparse.Namespace) -> FreezePlan:
     plan = FreezePlan(output=args.output, at=args.freeze_at, every=args.freeze_every,
                       cont=args.cont, incremental=args.incremental, codec=args.compress)
     plan.out = _pin("-o", args.output)  # images go beneath this directory, as it is now
-    plan.migrate_at, plan.migrate_to = migration_from_args(args)
+    plan.migrate_at, to = migration_from_args(args)
+    if to is not None:
+        from vkckpt.ckpt.migrate_send import mover
+
+        plan.mover = mover(plan, to)
     return plan
 
 

@@ -95,7 +95,7 @@ class FreezePlan(Comparable):
     any guest runs; otherwise the first freeze does)."""
 
     __slots__ = ("output", "at", "every", "cont", "incremental", "codec", "poll", "serve",
-                 "results", "out", "chain", "migrate_at", "migrate_to", "migrated")
+                 "results", "out", "chain", "migrate_at", "mover", "migrated")
 
     def __init__(
         self,
@@ -121,8 +121,8 @@ class FreezePlan(Comparable):
         self.results = [] if results is None else results
         self.out: OutputPath | None = None
         self.chain = ImageChain() if chain is None else chain
-        self.migrate_at: int | None = None  # --migrate-at: move the run to migrate_to then
-        self.migrate_to: str | None = None
+        self.migrate_at: int | None = None  # --migrate-at: call mover(k) then; True: moved
+        self.mover: Callable[[VKernel], bool] | None = None
         self.migrated: dict | None = None   # the migration's statistics once it moved
 
     def open_output(self) -> None:
@@ -161,7 +161,7 @@ def drive(k: VKernel, plan: FreezePlan,
     next_at = plan.at
     if next_at is None and plan.every:
         next_at = k.sched.ticks + plan.every
-    move_at = plan.migrate_at if plan.migrate_to is not None else None
+    move_at = plan.migrate_at if plan.mover is not None else None
     n = 0
     pending: FreezeResult | None = None
     poll = plan.poll
@@ -177,7 +177,7 @@ def drive(k: VKernel, plan: FreezePlan,
                 done.wait()
             if move_at is not None and k.sched.ticks >= move_at and k.host_request is None:
                 move_at = None
-                if migrate_run(k, plan, plan.migrate_to):
+                if plan.mover(k):
                     return None
                 continue
             if k.host_request is not None:
@@ -201,19 +201,6 @@ def drive(k: VKernel, plan: FreezePlan,
     finally:
         if pending is not None:
             pending.wait()
-
-
-def migrate_run(k: VKernel, plan: FreezePlan, target: str) -> bool:
-    """Move the run to the receiver at target (migrate_send.py); False when that failed and
-    the run goes on here (the error is logged)."""
-    from vkckpt.ckpt.migrate_send import MigrationError, migrate
-
-    try:
-        plan.migrated = migrate(k, target, plan.chain.key, plan.codec).as_dict()
-    except (MigrationError, ImageError, OSError) as exc:
-        k.log(f"vkckpt: migration to {target} failed, the run goes on here: {exc}")
-        return False
-    return True
 
 
 def serve_guest_request(k: VKernel, plan: FreezePlan) -> None:

@@ -28,6 +28,9 @@ from vkckpt.errors import ImageError, VkError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from vkckpt.ckpt.freeze import FreezePlan
     from vkckpt.ckpt.snapshot import FreezeResult
     from vkckpt.kernel import VKernel
 
@@ -139,10 +142,12 @@ class MigrationStats:
                 f"total {self.total * 1e3:.1f} ms, downtime {self.downtime * 1e3:.1f} ms")
 
 
-def migrate(k: VKernel, target: str, key: bytes | None, codec: str = "none") -> MigrationStats:
+def migrate(k: VKernel, target: str, key: bytes | None, codec: str = "none",
+            round_ticks: int = ROUND_TICKS) -> MigrationStats:
     """Move k (at a scheduling point) to the receiver at target; on return the receiver has
-    resumed it and k must not run on.  MigrationError when it failed: k may run on (the
-    guests are at a scheduling point, as after a freeze that continues)."""
+    resumed it and k must not run on (round_ticks: see ROUND_TICKS).  MigrationError when
+    it failed: k may run on (the guests are at a scheduling point, as after a freeze that
+    continues)."""
     from vkckpt.ckpt.snapshot import write_image
 
     st = MigrationStats()
@@ -158,7 +163,7 @@ def migrate(k: VKernel, target: str, key: bytes | None, codec: str = "none") -> 
             incremental = True
             if len(st.rounds) > 1 and res.pages <= SMALL_ROUND:
                 break
-            if k.run(until_ticks=k.sched.ticks + ROUND_TICKS,
+            if k.run(until_ticks=k.sched.ticks + round_ticks,
                      on_schedule_point=lambda _k: s.idle.is_set()) is not None \
                     or k.host_request is not None:
                 break  # the run ended (or a guest asked for a checkpoint): stop now
@@ -181,3 +186,17 @@ def migrate(k: VKernel, target: str, key: bytes | None, codec: str = "none") -> 
         s.close()
     k.log(st.line(target))
     return st
+
+
+def mover(plan: FreezePlan, target: str) -> Callable[[VKernel], bool]:
+    """plan.mover for --migrate-at: move the run to target, its statistics into
+    plan.migrated; False when that failed and the run goes on here (the error is logged)."""
+
+    def move(k: VKernel) -> bool:
+        try:
+            plan.migrated = migrate(k, target, plan.chain.key, plan.codec).as_dict()
+        except (MigrationError, ImageError, OSError) as exc:
+            k.log(f"vkckpt: migration to {target} failed, the run goes on here: {exc}")
+            return False
+        return True
+    return move
