@@ -18,7 +18,7 @@ from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.snapshot import write_image
 from vkckpt.errors import ImageError
 from vkckpt.image import ImageReader, ImageWriter
-from vkckpt.kernel import Deadlock
+from vkckpt.kernel_idle import Deadlock
 from vkckpt.testing.hostile_images import FIELD_CASES
 from vkckpt.testing.oracle import Workload, freeze_points, golden, run_until
 from vkckpt.testing.workload import make_root

@@ -96,13 +96,15 @@ def test_connection_while_no_guest_listens_is_closed(tmp_path: Path) -> None:
     assert "conn 0: 2 bytes echoed" in out
 
 
-def test_freeze_resets_external_connections_on_thaw(tmp_path: Path) -> None:
+def _frozen_with_a_connection(tmp_path: Path) -> tuple[Path, int, Path]:
+    """(root, host port, image): pubserver frozen (--stop) with one host connection open,
+    3 bytes echoed on it, while its guest waits in recv (no timer pending: the idle run
+    sleeps on its host sockets until the freeze request wakes it)."""
     root = make_root(tmp_path, ["pubserver"])
     port = _free_port()
     img = tmp_path / "pub.img"
-    pub = ["--publish", f"{port}:{GUEST_PORT}"]
-    p = _serving(_start(root, "run", "--root", str(root), *pub, "./pubserver", GUEST_PORT,
-                        "2"))
+    p = _serving(_start(root, "run", "--root", str(root), "--publish", f"{port}:{GUEST_PORT}",
+                        "./pubserver", GUEST_PORT, "2"))
     a = _connect(port)
     a.sendall(b"abc")
     assert a.recv(10) == b"ABC"
@@ -113,6 +115,27 @@ def test_freeze_resets_external_connections_on_thaw(tmp_path: Path) -> None:
     assert p.returncode == 0, err
     assert a.recv(10) == b""  # the host side ends with the run
     a.close()
+    return root, port, img
+
+
+def _thaw_and_serve_one(root: Path, port: int, img: Path) -> list[str]:
+    """What the thawed pubserver prints after serving one more host connection."""
+    t = _start(root, "thaw", "--root", str(root), "--publish", f"{port}:{GUEST_PORT}", str(img))
+    with _connect(port) as b:
+        assert _echo(b, b"after thaw") == b"AFTER THAW"
+    out, err = t.communicate(timeout=120)
+    assert t.returncode == 0, err
+    assert "not deterministic" in err
+    return out.splitlines()
+
+
+THAWED = ["conn 0: recv: ECONNRESET after 3 bytes", "conn 1: 10 bytes echoed",
+          "served 2 connections, 1 thaws"]
+
+
+def test_freeze_resets_external_connections_on_thaw(tmp_path: Path) -> None:
+    root, port, img = _frozen_with_a_connection(tmp_path)
+    pub = ["--publish", f"{port}:{GUEST_PORT}"]
     checked = subprocess.run([sys.executable, "-m", "vkckpt", "verify", "--root", str(root),
                               str(img)], capture_output=True, text=True, timeout=120)
     assert checked.returncode == 0, checked.stderr  # read-only: publishes nothing
@@ -128,14 +151,49 @@ def test_freeze_resets_external_connections_on_thaw(tmp_path: Path) -> None:
     hostile = subprocess.run([sys.executable, "-m", "vkckpt", "thaw", "--root", str(root), *pub,
                               str(bad)], capture_output=True, text=True, timeout=120)
     assert hostile.returncode == 125 and "a guest's own socket" in hostile.stderr
-    t = _start(root, "thaw", "--root", str(root), *pub, str(img))
-    with _connect(port) as b:
-        assert _echo(b, b"after thaw") == b"AFTER THAW"
-    out2, err2 = t.communicate(timeout=120)
-    assert t.returncode == 0, err2
-    assert out2.splitlines() == ["conn 0: recv: ECONNRESET after 3 bytes",
-                                 "conn 1: 10 bytes echoed", "served 2 connections, 1 thaws"]
-    assert "not deterministic" in err2
+    assert _thaw_and_serve_one(root, port, img) == THAWED
+
+
+def test_merge_keeps_published_ports_and_external_connections(tmp_path: Path) -> None:
+    """merge folds an image with published ports: the merged image records the same ports
+    and external connections (none bound or reset by the merge itself), holds the same
+    state, and thaws exactly like the original."""
+    root, port, img = _frozen_with_a_connection(tmp_path)
+    merged = tmp_path / "merged.img"
+    m = subprocess.run([sys.executable, "-m", "vkckpt", "merge", "--root", str(root), str(img),
+                        "-o", str(merged)], capture_output=True, text=True, timeout=120)
+    assert m.returncode == 0, m.stderr
+    kernel = [next(r[3] for r in load_records(i) if r[0] == "kernel") for i in (img, merged)]
+    assert kernel[1]["publish"] == kernel[0]["publish"] == [[port, 8080]]
+    assert kernel[1]["external"] == kernel[0]["external"] and len(kernel[0]["external"]) == 1
+    d = subprocess.run([sys.executable, "-m", "vkckpt", "diff", str(img), str(merged)],
+                       capture_output=True, text=True, timeout=120)
+    assert d.returncode == 0, d.stdout + d.stderr
+    refused = subprocess.run([sys.executable, "-m", "vkckpt", "thaw", "--root", str(root),
+                              str(merged)], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 125 and f"--publish {port}:{GUEST_PORT}" in refused.stderr
+    assert _thaw_and_serve_one(root, port, merged) == THAWED
+
+
+def test_idle_wait_ends_on_a_host_wake_up() -> None:
+    """An idle run with published ports waits on its host sockets with no time limit when
+    no timer is pending; a freeze request (host/wake.py) ends the wait at once, even one
+    made before the wait began, and a wait with nothing to do times out."""
+    import threading
+
+    from vkckpt.fs.publish import Publisher
+    from vkckpt.host import wake
+
+    pub = Publisher([])
+    wake.clear()
+    assert pub.wait(0.05) is False
+    wake.wake()
+    assert pub.wait(None) is True  # made before the wait: not missed
+    threading.Timer(0.2, wake.wake).start()
+    t0 = time.monotonic()
+    assert pub.wait(None) is True
+    assert 0.1 < time.monotonic() - t0 < 30
+    assert pub.wait(0) is False  # the wake-up was consumed
 
 
 @pytest.mark.parametrize("text", ["80", "0:80", "80:70000", "a:b", "1:2:3"])

@@ -8,7 +8,8 @@ Public API (see vkckpt(3)):
 
 from vkckpt.config import KernelConfig, ProcessSpec, load_config
 from vkckpt.errors import ConfigError, GuestError, ImageError, VkError
-from vkckpt.kernel import Deadlock, VKernel
+from vkckpt.kernel import VKernel
+from vkckpt.kernel_idle import Deadlock
 from vkckpt.runner import RunResult, boot, exit_code_of, run
 from vkckpt.version import __version__
 

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 
 from vkckpt.errors import ImageError, VkError
-from vkckpt.kernel import Deadlock
+from vkckpt.kernel_idle import Deadlock
 from vkckpt.runner import EXIT_VKERNEL_ERROR, ProgramError
 from vkckpt.version import __version__
 

@@ -270,7 +270,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
     key = _key(args)
     k = thaw(args.image, ThawOptions(root=args.root, deliver_sigthaw=False, key=key,
-                                     binds=binds_from_args(args), lazy=False))
+                                     binds=binds_from_args(args), lazy=False,
+                                     refreeze=True))
     try:
         chain = ImageChain()
         chain.key = key.secret if key else None

@@ -1,10 +1,24 @@
-"""The vkernel's identifier allocator: pids and tids, pipe ids, host-buffer ids.
+"""The vkernel's identifiers: its own (in image headers), and the allocator of pids and
+tids, pipe ids, host-buffer ids.
 
 Ids are never reused within a vkernel's life, so two runs of the same vkernel name every
 object alike; the counters are saved in the kernel record (kernel_state.py).
 """
 
 from __future__ import annotations
+
+try:  # CPython's own SHA-256: hashlib loads OpenSSL (2-4 ms of a run's start) for two
+    from _sha2 import sha256  # tiny hashes (3.12+)
+except ImportError:
+    try:
+        from _sha256 import sha256  # 3.11
+    except ImportError:
+        from hashlib import sha256
+
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from vkckpt.config import KernelConfig
 
 
 class Ids:
@@ -38,3 +52,9 @@ class Ids:
         n = self.next_bid
         self.next_bid += 1
         return n
+
+def vkernel_id(config: KernelConfig) -> bytes:
+    """A vkernel's identity: derived from what it runs, so identical runs write identical images."""
+    desc = repr((config.seed, [(p.program, p.argv, sorted(p.env.items()), p.cwd)
+                               for p in config.processes]))
+    return sha256(desc.encode()).digest()[:16]

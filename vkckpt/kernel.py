@@ -11,14 +11,6 @@ import os
 import sys
 from collections.abc import Callable
 
-try:  # CPython's own SHA-256: hashlib loads OpenSSL (2-4 ms of a run's start) for two
-    from _sha2 import sha256  # tiny hashes (3.12+)
-except ImportError:
-    try:
-        from _sha256 import sha256  # 3.11
-    except ImportError:
-        from hashlib import sha256
-
 from vkckpt import hostout, rounds, task_signals
 from vkckpt import sigsend as send
 from vkckpt.abi import errno as E
@@ -26,7 +18,7 @@ from vkckpt.abi.syscalls import NAMES as SYSCALL_NAMES
 from vkckpt.config import KernelConfig
 from vkckpt.engine import cpumodel
 from vkckpt.engine.engine import Stop
-from vkckpt.errors import GuestError, VkError
+from vkckpt.errors import GuestError
 from vkckpt.fs.inodes import InodeTable
 from vkckpt.fs.locks import LockTable
 from vkckpt.fs.ops import FileServices
@@ -36,7 +28,9 @@ from vkckpt.fs.sandbox import GuestRoot
 from vkckpt.fs.signalfd import SignalFdHub
 from vkckpt.fs.unix_ns import UnixNamespace
 from vkckpt.host.fds import HostFds
-from vkckpt.ids import Ids
+from vkckpt.ids import Ids, sha256, vkernel_id
+from vkckpt.kernel_idle import idle
+from vkckpt.kernel_trace import trace_line
 from vkckpt.sched import NS_PER_TICK, Scheduler
 from vkckpt.threads.futex import FutexTable
 from vkckpt.threads.thread import Sleep, Thread, ThreadState
@@ -56,11 +50,6 @@ NORETURN = object()  # a handler's result when it set the registers itself (or n
 #: per region added among n, so at most ~0.15 s however many regions there are): requests are
 #: served between slices only.
 REGION_WORK_PER_SLICE = 256
-IDLE_WAIT = 0.01  # seconds an idle vkernel with published ports waits on the host
-
-
-class Deadlock(VkError):
-    """Every live thread sleeps forever."""
 
 
 class VKernel:
@@ -106,7 +95,7 @@ class VKernel:
         self._run_budget = 0
         self.graveyard: list[tuple[VmSpace, Engine]] = []
         self.host_request: object | None = None  # a guest's request for the host (post_request)
-        self.vkernel_id = _vkernel_id(config)
+        self.vkernel_id = vkernel_id(config)
         self.cpu_pool = rounds.CpuPool(config.cpus)  # host threads for rounds' guest code
         self.always_round = False  # tests: every step a round, even of one memory group
 
@@ -254,17 +243,8 @@ class VKernel:
                 self.sleep(t, req, nr, args)
                 ret = None
         if self.config.trace_syscalls:
-            self._trace(t, nr, args, entry, ret)
+            self.log(trace_line(t, nr, args, entry, "?" if ret is NORETURN else ret))
         return ret
-
-    def _trace(self, t: Thread, nr: int, args: tuple[int, ...], entry, ret: object) -> None:
-        name = SYSCALL_NAMES.get(nr, str(nr))
-        n = entry.nargs if entry else 6
-        shown = ", ".join(hex(a) if a > 4096 else str(a) for a in args[:n])
-        res = "?" if ret is NORETURN else "<sleeps>" if ret is None else ret
-        if isinstance(res, int) and -4096 < res < 0:
-            res = f"-1 {E.NAMES.get(-res, -res)}"
-        self.log(f"[{t.process.pid}:{t.tid}] {name}({shown}) = {res}")
 
     # -- the run loop ------------------------------------------------------------------------
     def run(self, until_ticks: int | None = None,
@@ -298,18 +278,11 @@ class VKernel:
                 continue
             t = self.sched.next()
             if t is None:
-                if self.publish.active:  # a host connection may yet wake a guest
-                    self.publish.wait(IDLE_WAIT)
-                    if not self.sched.skip_idle():
-                        continue
-                elif not self.sched.skip_idle():
-                    self.out.wait(0, None)
-                    raise Deadlock(self._deadlock_report())
+                idle(self)  # the clock jumps, the host wakes us, or Deadlock
                 continue
             self._run_thread(t)
         self.out.wait(0, None)  # the run's output is out before its status is reported
-        if self.publish.active:
-            self.publish.drain()
+        self.publish.drain()  # what guests wrote to host connections (none: no wait)
         return self.exit_status
 
     def _run_thread(self, t: Thread) -> None:
@@ -384,15 +357,6 @@ class VKernel:
             t.end_temporary_mask()  # EINTR for a signal that ran no handler
         return t.state is ThreadState.RUNNABLE and t.alive
 
-    def _deadlock_report(self) -> str:
-        lines = ["deadlock: every guest thread is blocked and no timer is pending"]
-        for t in self.threads.values():
-            if t.alive and t.sleep is not None:
-                name = SYSCALL_NAMES.get(t.sleep.nr, t.sleep.nr)
-                where = t.sleep.queue.name if t.sleep.queue else "-"
-                lines.append(f"  pid {t.process.pid} tid {t.tid}: {name} on {where}")
-        return "\n".join(lines)
-
     # -- defer work until the engine has stopped ---------------------------------------------
     def retire(self, vm: VmSpace, engine: Engine) -> None:
         """Free an address space and its engine once no engine is running."""
@@ -423,9 +387,3 @@ class VKernel:
         self.resched = True
         return NORETURN
 
-
-def _vkernel_id(config: KernelConfig) -> bytes:
-    """A vkernel's identity: derived from what it runs, so identical runs write identical images."""
-    desc = repr((config.seed, [(p.program, p.argv, sorted(p.env.items()), p.cwd)
-                               for p in config.processes]))
-    return sha256(desc.encode()).digest()[:16]

@@ -91,9 +91,8 @@ class Scheduler:
                 out.append(t)
         return out
 
-    def skip_idle(self) -> bool:
-        """Nothing runnable: jump virtual time to the earliest live sleep timer or kernel
-        timer event. False if there is none."""
+    def next_due(self) -> int | None:
+        """The earliest live sleep timer's or kernel timer event's deadline (None: none)."""
         while self.timers:
             deadline, seq, t = self.timers[0]
             if t.sleep is not None and t.sleep.timer == seq:
@@ -103,9 +102,15 @@ class Scheduler:
             heapq.heappop(self.events)
         due = [h[0][0] for h in (self.timers, self.events) if h]
         due = [d for d in due if d < KTIME_MAX]  # a kernel timer there never fires
-        if not due:
+        return min(due) if due else None
+
+    def skip_idle(self) -> bool:
+        """Nothing runnable: jump virtual time to the earliest live sleep timer or kernel
+        timer event. False if there is none."""
+        due = self.next_due()
+        if due is None:
             return False
-        self.idle_ns += max(0, min(due) - self.now_ns())
+        self.idle_ns += max(0, due - self.now_ns())
         return True
 
     # -- kernel timer events ------------------------------------------------------------------

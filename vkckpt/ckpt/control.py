@@ -29,6 +29,7 @@ from vkckpt.ckpt import control_wire as W
 from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.freeze import freeze
 from vkckpt.errors import VkError
+from vkckpt.host import wake
 from vkckpt.record import Record
 
 TYPE_CHECKING = False
@@ -84,6 +85,7 @@ class ControlServer:
         self._closing = False
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._refused_uids: set[int] = set()
+        wake.fileno()  # made now: the SIGUSR1 handler only writes to it
         self._old_usr1 = signal.signal(signal.SIGUSR1, self._on_usr1)
         try:
             self._listen()
@@ -117,6 +119,7 @@ class ControlServer:
 
     def _on_usr1(self, signum: int, frame: object) -> None:
         self.requests.append(_Request({"op": "freeze"}, None))
+        wake.wake()  # an idle run waiting on published ports looks at once
 
     # -- the accept thread and the connection threads ------------------------------------------
     def _accept(self) -> None:
@@ -178,6 +181,7 @@ class ControlServer:
             _answer(conn, {"ok": False, "error": "busy: too many pending requests, try again"})
             return
         self.requests.append(_Request(body, conn))
+        wake.wake()
 
     def _check_peer(self, conn: socket.socket) -> None:
         """WireError unless the peer runs as our effective uid or as root (SO_PEERCRED);

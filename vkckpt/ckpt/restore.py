@@ -60,10 +60,13 @@ class ThawOptions(Comparable):
     binds given again (kernel_state.check_binds).  read_only: reopen
     the guests' files for reading only (verify).  lazy: leave page chunks in the image and
     fault them in on first touch (True), load them all now (False), or decide by size
-    (None; see lazy_thaw.py, which also says when the host forces the eager path)."""
+    (None; see lazy_thaw.py, which also says when the host forces the eager path).
+    refreeze: the thaw is frozen again at once and never run (vkckpt merge): published
+    ports and external connections stay as the image records them, none bound or reset."""
 
     __slots__ = ("root", "allow_changed_files", "deliver_sigthaw", "stdout", "stderr", "stdin",
-                 "trace_syscalls", "extra", "key", "read_only", "lazy", "binds", "publish")
+                 "trace_syscalls", "extra", "key", "read_only", "lazy", "binds", "publish",
+                 "refreeze")
 
     def __init__(
         self,
@@ -80,10 +83,12 @@ class ThawOptions(Comparable):
         lazy: bool | None = None,
         binds: list[BindSpec] | None = None,
         publish: list[tuple[int, int]] | None = None,
+        refreeze: bool = False,
     ) -> None:
         self.root = root
         self.binds = [] if binds is None else binds
         self.publish = [] if publish is None else publish  # host ports bound again
+        self.refreeze = refreeze  # merge: frozen again at once, never run
         self.lazy = lazy
         self.key = key
         self.read_only = read_only
@@ -188,8 +193,12 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
         for b in opts.binds:
             k.root.bind(b)
         kernel_state.check_binds(k, kr)
-        external = kernel_state.check_publish(k, kr, strict=not opts.read_only)
-        k.publish.open()
+        external = kernel_state.check_publish(k, kr, strict=not (opts.read_only
+                                                                  or opts.refreeze))
+        if opts.refreeze:  # ports and external connections kept as recorded, bound nowhere
+            k.publish.adopt([tuple(r) for r in kr.get("publish", [])], external)
+        else:
+            k.publish.open()
     except (ConfigError, ImageError) as exc:
         k.shutdown()
         raise ImageError(str(exc)) from None
@@ -208,7 +217,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
     unix_state.load_ns(k.unix, ns_rows[0] if ns_rows else None, sock_rows, socks)
     inet_state.load(k.inet, recs.get("inetns", []), recs.get("inetsock", []), socks)
     held = {f.sock.id for f in files.values() if isinstance(f, SocketFile)}
-    reset_external(socks, external, held)  # the host side of each is gone
+    reset_external(socks, external, held, reset=not opts.refreeze)  # the host side is gone
     queues: dict[tuple, WaitQueue] = {}
     vms = {d["pid"]: d for d in recs.get("vmspace", [])}
     for d in recs.get("process", []):

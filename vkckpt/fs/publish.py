@@ -25,6 +25,7 @@ from vkckpt.fs import inet
 from vkckpt.fs.inet import SOURCE4, InetOpts
 from vkckpt.fs.unix import CONNECTED, UnixSocket
 from vkckpt.fs.unix_io import Outgoing, stream_recv, stream_send
+from vkckpt.host import wake
 
 TYPE_CHECKING = False
 
@@ -71,6 +72,7 @@ class Publisher:
         self.ports = list(ports)
         self.listeners: list[tuple[socket.socket, int]] = []
         self.conns: list[External] = []
+        self.kept: list[int] = []  # external connections adopted from an image (adopt)
 
     @property
     def active(self) -> bool:
@@ -90,6 +92,11 @@ class Publisher:
             ls.listen(S.SOMAXCONN)
             ls.setblocking(False)
             self.listeners.append((ls, guest))
+
+    def adopt(self, ports: list[Port], external: list[int]) -> None:
+        """Take the image's ports and external connections without binding anything (a
+        thaw frozen again at once): the next image records them as this one did."""
+        self.ports, self.kept = list(ports), list(external)
 
     def close(self) -> None:
         for ls, _ in self.listeners:
@@ -193,27 +200,38 @@ class Publisher:
                 self.wait(0.05)
         self.close()
 
-    def wait(self, timeout: float) -> None:
-        """Sleep on the host sockets up to timeout seconds (nothing in the vkernel runs)."""
-        rd = [ls for ls, _ in self.listeners] + [c.host for c in self.conns if not c.host_eof]
-        wr = [c.host for c in self.conns if c.to_host]
-        select.select(rd, wr, [], timeout)
+    def wait(self, timeout: float | None) -> bool:
+        """Sleep until a host socket has work for the pump or the host wake-up pipe was
+        written (host/wake.py), for at most timeout seconds (None: no limit); True unless
+        it timed out.  A connection is waited on only for what the pump can then move, so a
+        guest that reads nothing does not turn the sleep into a busy loop."""
+        rd = [ls for ls, _ in self.listeners]
+        rd += [c.host for c in self.conns if not c.host_eof and c.vsock.state == CONNECTED
+               and c.vsock.room() > 0]
+        wr = [c.host for c in self.conns if c.to_host or c.vsock.recvq]
+        ready = select.select([wake.fileno(), *rd], wr, [], timeout)
+        wake.clear()
+        return any(ready)
 
     # -- images ---------------------------------------------------------------------------
     def external_ids(self) -> list[int]:
         """The virtual endpoints of the connections a thaw resets."""
-        return sorted(c.vsock.id for c in self.conns if c.vsock.peer is not None
-                      and not c.vsock.peer.dead)
+        live = {c.vsock.id for c in self.conns if c.vsock.peer is not None
+                and not c.vsock.peer.dead}
+        return sorted(live.union(self.kept))
 
 
-def reset_external(socks: dict[int, UnixSocket], ids: list[int], held: set[int]) -> None:
+def reset_external(socks: dict[int, UnixSocket], ids: list[int], held: set[int],
+                   reset: bool = True) -> None:
     """On thaw: each virtual client endpoint of an external connection is closed with a
-    reset (its guest peer gets ECONNRESET), as the host side is gone.  held: the ids of
-    endpoints a file names, which no external connection's is (ImageError)."""
+    reset (its guest peer gets ECONNRESET), as the host side is gone (reset False: only
+    checked).  held: the ids of endpoints a file names, which no external connection's is
+    (ImageError)."""
     for sid in ids:
         s = socks.get(sid)
         if s is None or s.dead:
             continue
         if sid in held or s.inet is None or s.type != S.SOCK_STREAM:
             raise ImageError(f"external connection {sid!r} names a guest's own socket")
-        s.release(embryo=True)
+        if reset:
+            s.release(embryo=True)
