@@ -47,6 +47,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "unixdgram": (),
     "tcploop": (),
     "udploop": (),
+    "sockedge": ("work",),
     "netbench": (),
     "rlimits": (),
     "ghosts": ("work",),

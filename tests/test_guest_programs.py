@@ -255,6 +255,12 @@ SPECS: dict[str, Spec] = {
                            "MSG_WAITALL 8 'waitall!'", "read after RST: -104",
                            "peer of a lingering close reads: -104",
                            "accepted from ::ffff:127.0.0.1 len 28 flowinfo 0 scope 0")),
+    "sockedge": Spec(needs_dir=True, lines=(
+        "inode d_type: 12 (DT_SOCK 12)", "inode open: -1 ENXIO", "epipe send 1: 1",
+        "epipe send 2: -1 EPIPE", "unixpipe send 1: -1 EPIPE",
+        "refused nonblocking connect: -1 EINPROGRESS", "refused SO_ERROR: ECONNREFUSED",
+        "backlog recv: -1 ECONNRESET", "nbclose SO_ERROR: ECONNRESET",
+        "synclose SO_ERROR: ECONNREFUSED")),
     "netbench": Spec(lines=("connect to a full backlog: -1 errno EINPROGRESS",
                             "writable before accept: 0",
                             "writable within 10 s of accepting: 1 revents 0x4", "SO_ERROR 0",

@@ -153,3 +153,51 @@ def test_socket_file_naming_no_endpoint_is_refused(socket_seed, tmp_path: Path) 
 def test_sockets_without_a_name_space_are_refused(socket_seed, tmp_path: Path) -> None:
     src, root, recs = socket_seed
     _thaw_refused(src, root, [r for r in recs if r[0] != "unixns"], tmp_path)
+
+
+def test_socket_buffers_are_charged_to_the_memory_account(tmp_path: Path) -> None:
+    """Each live endpoint holds cost() of the vkernel's memory account: a socket past the
+    limit is ENOBUFS and takes nothing, a released one gives its charge back, a larger
+    budget is charged the difference, and a thaw charges what the frozen run had."""
+    from vkckpt.abi import errno as E
+    from vkckpt.abi import socket as S
+    from vkckpt.errors import GuestError
+    from vkckpt.threads.wait import WaitQueue
+    from vkckpt.vmspace.account import MemAccount
+
+    q = WaitQueue(("test",))
+    socks = [UnixSocket(i, S.SOCK_STREAM, q) for i in range(1, 5)]
+    cost = socks[0].cost()
+    assert cost > socks[0].sndbuf + socks[0].rcvbuf
+    mem = MemAccount(3 * cost)
+    for s in socks[:3]:
+        s.account(mem)
+    with pytest.raises(GuestError) as exc:
+        socks[3].account(mem)
+    assert exc.value.errno == E.ENOBUFS and mem.used == 3 * cost
+    socks[0].release()
+    assert mem.used == 2 * cost
+    socks[3].account(mem)
+    socks[3].sndbuf *= 2
+    with pytest.raises(GuestError):
+        socks[3].account(mem)  # no room for the larger budget
+    assert mem.used == 3 * cost
+    for s in socks[1:]:
+        s.release()
+    assert mem.used == 0
+
+    wl = Workload("unixpair")
+    at = points_where(wl, _root(tmp_path, "unixpair", 0), _fds_in_flight)[0]
+    root = _root(tmp_path, "unixpair", 1)
+    k, _, _ = run_until(wl, root, at)
+    live = [s for s in _sockets(k) if not s.dead]
+    assert live and all(s.mem is k.mem and s.charged == s.cost() for s in live)
+    used = k.mem.used
+    image = root / "x.img"
+    write_image(k, str(image))
+    k.shutdown()
+    k2 = thaw(str(image), ThawOptions(root=str(root), deliver_sigthaw=False))
+    try:
+        assert k2.mem.used == used
+    finally:
+        k2.shutdown()

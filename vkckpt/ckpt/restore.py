@@ -207,7 +207,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
     _filemaps(k, recs.get("filemap", []), bufs, opts)
     pipes = load_pipes(recs.get("pipe", []), k.mem, k.poll_q)
     sock_rows = recs.get("socket", [])
-    socks = unix_state.load_sockets(sock_rows, k.poll_q)
+    socks = unix_state.load_sockets(sock_rows, k.poll_q, k.mem)
     files = _files(k, recs.get("file", []), pipes, opts, socks,
                    (recs.get("ghost", []), recs.get("ghost_data", [])))
     unix_state.link_messages(socks, sock_rows, files)

@@ -213,7 +213,8 @@ def pack_dirents(ents: list[tuple[bytes, int, int]], pos: int, n: int, room: int
 def _dtype(mode: int) -> int:
     fmt = mode & F.S_IFMT
     return {F.S_IFDIR: F.DT_DIR, F.S_IFREG: F.DT_REG, F.S_IFLNK: F.DT_LNK,
-            F.S_IFIFO: F.DT_FIFO, F.S_IFCHR: F.DT_CHR}.get(fmt, F.DT_UNKNOWN)
+            F.S_IFIFO: F.DT_FIFO, F.S_IFCHR: F.DT_CHR,
+            F.S_IFSOCK: F.DT_SOCK}.get(fmt, F.DT_UNKNOWN)
 
 
 #: Inode numbers of the console's streams: beside the pipes' (which count from 1).

@@ -123,17 +123,25 @@ def listen(ns: InetNamespace, sock: UnixSocket, backlog: int, cred: Cred) -> Non
 
 def connect(ns: InetNamespace, uns: UnixNamespace, sock: UnixSocket, dest: I.Name,
             cred: Cred, nonblock: bool) -> None:
-    """Implement a TCP connect(2): ECONNREFUSED at once when no listener has the port;
-    the accepted side's name is the address connected to.  Non-blocking: EINPROGRESS
-    (the connection is made all the same, POLLOUT and SO_ERROR 0 follow; to a full
-    backlog it waits for an accept, EALREADY meanwhile)."""
+    """Implement a TCP connect(2): ECONNREFUSED when no listener has the port (non-blocking:
+    EINPROGRESS, then POLLERR|POLLHUP and SO_ERROR ECONNREFUSED, as the RST arrives after
+    the call); the accepted side's name is the address connected to.  Non-blocking:
+    EINPROGRESS (the connection is made all the same, POLLOUT and SO_ERROR 0 follow; to a
+    full backlog it waits for an accept, EALREADY meanwhile)."""
     if sock.state == CONNECTED:
         raise GuestError(E.EISCONN)
     if sock.inet.syn is not None:
         raise GuestError(E.EALREADY)
     server = ns.lookup(sock.type, dest, True)
-    if server is None or sock.state == LISTENING:
-        raise GuestError(E.ECONNREFUSED if server is None else E.EINVAL)
+    if sock.state == LISTENING:
+        raise GuestError(E.EINVAL)
+    sock.shutdown = 0  # a socket a refused connect closed may connect again
+    if server is None:
+        if nonblock:  # the RST to its SYN comes back after connect returned
+            sock.shutdown, sock.err = S.SHUTDOWN_MASK, E.ECONNREFUSED
+            sock.changed(F.POLLIN | F.POLLOUT | F.POLLHUP | F.POLLERR)
+            raise GuestError(E.EINPROGRESS)
+        raise GuestError(E.ECONNREFUSED)
     autobind(ns, sock, dest)
     if nonblock and len(server.acceptq) > server.backlog and not \
             server.shutdown & S.RCV_SHUTDOWN:
@@ -152,15 +160,32 @@ def _establish(ns: InetNamespace, uns: UnixNamespace, sock: UnixSocket, server: 
     embryo.addr, embryo.inet = dest, server.inet.copy()
     embryo.inet.bound = True
     embryo.sndbuf, embryo.rcvbuf = server.sndbuf, server.rcvbuf
+    if embryo.mem is not None:
+        embryo.account(embryo.mem, force=True)  # the listener's budgets, already promised
     ns.add(embryo)
+
+
+def _waiting(ns: InetNamespace) -> list[UnixSocket]:
+    """The sockets in SYN_SENT, oldest first."""
+    return sorted({s.id: s for users in ns.ports.values() for s in users
+                   if not s.dead and s.inet.syn is not None}.values(), key=lambda s: s.id)
+
+
+def listener_closed(ns: InetNamespace) -> None:
+    """A listener closed: a connect waiting in SYN_SENT that no listener takes any more is
+    refused (its next SYN meets a closed port: RST), so POLLERR|POLLHUP and SO_ERROR
+    ECONNREFUSED follow."""
+    for s in _waiting(ns):
+        if ns.lookup(S.SOCK_STREAM, s.inet.syn, True) is None:
+            s.inet.syn = None
+            s.shutdown, s.err = S.SHUTDOWN_MASK, E.ECONNREFUSED
+            s.changed(F.POLLIN | F.POLLOUT | F.POLLHUP | F.POLLERR)
 
 
 def accepted(ns: InetNamespace, uns: UnixNamespace, server: UnixSocket) -> None:
     """An accept made room on server's queue: connects waiting in SYN_SENT for it
     complete, oldest socket first, while the backlog allows."""
-    waiting = sorted({s.id: s for users in ns.ports.values() for s in users
-                      if not s.dead and s.inet.syn is not None}.values(), key=lambda s: s.id)
-    for s in waiting:
+    for s in _waiting(ns):
         if len(server.acceptq) > server.backlog:
             return
         if ns.lookup(S.SOCK_STREAM, s.inet.syn, True) is server:
@@ -225,4 +250,13 @@ def send(ns: InetNamespace, sock: UnixSocket, data: bytes, to: I.Name | None,
         raise GuestError(err)
     if sock.state != CONNECTED:
         raise GuestError(E.EPIPE if sock.shutdown else E.ENOTCONN)
+    other = sock.peer
+    if data and other is not None and other.dead and not sock.shutdown & S.SEND_SHUTDOWN:
+        # The peer closed (its FIN came): this segment meets a closed socket, whose RST
+        # comes back at once on loopback.  Linux accepts the send, and the reset of a
+        # CLOSE_WAIT socket is EPIPE: the next send reports it (SO_ERROR), as the send
+        # after that EPIPE for the shut-down direction.
+        sock.shutdown, sock.err = S.SHUTDOWN_MASK, E.EPIPE
+        sock.changed(F.POLLIN | F.POLLOUT | F.POLLHUP | F.POLLERR)
+        return len(data)
     return stream_send(sock, data, out)

@@ -76,8 +76,15 @@ class InodeTable:
         m = self.meta.get(ent[0]) if ent else None
         return ent[0] if m is not None and m.fifo else None
 
+    def is_socket(self, st: os.stat_result) -> bool:
+        """The host file st is a bound AF_UNIX socket's placeholder (unix_ns.py)."""
+        return (st.st_dev, st.st_ino) in self.sockets
+
     def mode(self, st: os.stat_result) -> int:
-        """st_mode as guests see it: a named FIFO's placeholder is a FIFO."""
+        """st_mode as guests see it (stat, getdents): the placeholder of a named FIFO is a
+        FIFO, that of a bound AF_UNIX socket a socket."""
+        if self.is_socket(st):
+            return F.S_IFSOCK | st.st_mode & 0o7777
         if self.is_fifo(st) is not None:
             return F.S_IFIFO | st.st_mode & 0o7777
         return st.st_mode
@@ -127,9 +134,7 @@ class InodeTable:
             blocks = (size + 4095) // 4096 * 8
         else:
             blocks = 8 if st_mod.S_ISDIR(mode) else 0
-            size = 0 if st_mod.S_ISFIFO(mode) else size
-        if (st.st_dev, st.st_ino) in self.sockets:
-            mode, blocks = st_mod.S_IFSOCK | st_mod.S_IMODE(mode), 0
+            size = 0 if st_mod.S_ISFIFO(mode) or st_mod.S_ISSOCK(mode) else size
         return pack_stat(VIRTUAL_DEV, vino, mode, st.st_nlink, uid, gid, 0, size,
                          4096, blocks, t, t, t)
 

@@ -4,7 +4,10 @@ An endpoint (Linux's struct unix_sock) exists apart from the file that names it:
 half of a connection waits in the listener's accept queue before any descriptor refers to
 it.  Data moves as messages on the receiver's queue; each charges its sender's write budget
 (`wmem`, against SO_SNDBUF) until it is consumed, and keeps the files an SCM_RIGHTS message
-carries open.  Streams read across message boundaries, datagram and seqpacket sockets one
+carries open.  While it lives an endpoint holds cost() of the vkernel's memory account,
+the most its budgets let it make the host hold, so no guest grows host memory past the
+limit through socket buffers (socket, socketpair and connect fail with ENOBUFS instead).
+Streams read across message boundaries, datagram and seqpacket sockets one
 message at a time (unix_io.py holds both read/write paths).
 Threads sleep on the readiness queue `poll_q`, which every change notifies, after the
 endpoint's own `event_q` (epoll's watchers).
@@ -24,9 +27,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.fs.inet import InetOpts
     from vkckpt.fs.ops import OpenFile
+    from vkckpt.vmspace.account import MemAccount
 
 #: What a queued message costs its sender's budget beyond its bytes (an skb's overhead).
 MSG_OVERHEAD = 512
+#: What an endpoint costs the memory account beyond its budgets: its bookkeeping.
+SOCK_COST = 2048
 UNCONNECTED, LISTENING, CONNECTED = "unconnected", "listening", "connected"
 STATES = (UNCONNECTED, LISTENING, CONNECTED)
 Cred = tuple[int, int, int]  # pid, uid, gid as the vkernel gives them
@@ -75,6 +81,8 @@ class UnixSocket:
         self.wmem = 0                    # charges of this socket's messages still queued
         self.dead = False
         self.inet: InetOpts | None = None  # AF_INET, AF_INET6: family and options
+        self.mem: MemAccount | None = None  # the account charged `charged` for its buffers
+        self.charged = 0
 
     @property
     def connection(self) -> bool:
@@ -90,6 +98,24 @@ class UnixSocket:
         """sock_error: the pending error, cleared."""
         err, self.err = self.err, 0
         return err
+
+    # -- memory -----------------------------------------------------------------------------
+    def cost(self) -> int:
+        """What this endpoint may make the host hold, charged while it lives: what it may
+        have queued at its peers (its send budget, and one datagram beyond it) and at
+        itself from senders that charge nobody (UDP: its receive budget)."""
+        return 2 * self.sndbuf + self.rcvbuf + SOCK_COST
+
+    def account(self, mem: MemAccount, force: bool = False) -> None:
+        """Charge cost() to mem (ENOBUFS when the vkernel's memory limit has no room; force:
+        a thaw, whose total is checked once it is rebuilt) and again after a budget changed
+        (then only the difference)."""
+        n = self.cost() - self.charged
+        if force or n <= 0:
+            mem.force(n)
+        else:
+            mem.charge(n, E.ENOBUFS)
+        self.mem, self.charged = mem, self.charged + n
 
     # -- queues -----------------------------------------------------------------------------
     def enqueue(self, msg: Message) -> None:
@@ -184,12 +210,18 @@ class UnixSocket:
         files whose reference this socket's queue held (the caller drops them)."""
         self.dead = True
         self.shutdown = S.SHUTDOWN_MASK
+        if self.mem is not None:
+            self.mem.uncharge(self.charged)
+            self.mem, self.charged = None, 0
         state, self.state = self.state, UNCONNECTED
         other = self.peer
         if other is not None and self.connection:
-            other.shutdown = S.SHUTDOWN_MASK
-            if self.recvq or embryo:
-                other.err = E.ECONNRESET
+            if self.inet is not None and not (self.recvq or embryo):
+                other.shutdown |= S.RCV_SHUTDOWN  # TCP's FIN: the peer may still send (inet.send)
+            else:
+                other.shutdown = S.SHUTDOWN_MASK
+                if self.recvq or embryo:
+                    other.err = E.ECONNRESET
             other.changed(F.POLLIN | F.POLLOUT | F.POLLHUP | F.POLLERR | POLLRDHUP)
         self.peer = None
         dropped: list[OpenFile] = []

@@ -55,6 +55,8 @@ def connect(ns: UnixNamespace, client: UnixSocket, server: UnixSocket, cred: Cre
     if client.passcred and client.addr is None:
         ns.autobind(client)
     embryo = UnixSocket(ns.new_id(), client.type, client.poll_q)
+    if client.mem is not None:
+        embryo.account(client.mem)  # ENOBUFS: no room for the server's end
     embryo.addr, embryo.path = server.addr, server.path
     embryo.passcred = server.passcred
     embryo.pair(client, server.own_cred or cred, cred)

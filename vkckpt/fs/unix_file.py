@@ -10,7 +10,7 @@ from vkckpt.abi.stat import pack_stat
 from vkckpt.errors import GuestError
 from vkckpt.fs import inet
 from vkckpt.fs.ops import OpenFile
-from vkckpt.fs.unix import CONNECTED, UnixSocket
+from vkckpt.fs.unix import CONNECTED, LISTENING, UnixSocket
 from vkckpt.fs.unix_io import Outgoing, Received, dgram_recv, dgram_send, stream_recv, stream_send
 
 TYPE_CHECKING = False
@@ -97,7 +97,10 @@ class SocketFile(OpenFile):
     def release(self) -> None:
         self.ns.unbind(self.sock)
         opts = self.sock.inet
+        listening = self.sock.state == LISTENING
         drop_files(self.sock.release(embryo=opts is not None and opts.linger == (1, 0)))
+        if opts is not None and listening:
+            inet.listener_closed(self.ns.inet)
 
 
 def drop_files(files: list[OpenFile]) -> None:

@@ -10,6 +10,7 @@ one reference to each in-flight file as the live queue held it.
 
 from __future__ import annotations
 
+from vkckpt.abi import socket as S
 from vkckpt.errors import ImageError
 from vkckpt.fieldtypes import Maybe
 from vkckpt.fs.unix import STATES, Message, UnixSocket
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from vkckpt.fs.ops import OpenFile
     from vkckpt.fs.unix_ns import UnixNamespace
     from vkckpt.threads.wait import WaitQueue
+    from vkckpt.vmspace.account import MemAccount
 
 SOCKET_VERSION = 1
 NS_VERSION = 1
@@ -40,7 +42,9 @@ FILE_FIELDS = {"sock": "u64", "cred": ("u32", "u32", "u32")}
 #: UnixSocket attributes not saved as such, and why.
 TRANSIENT = {"poll_q": "the kernel's readiness queue", "event_q": "watchers only: epoll "
              "items re-register", "recvq": "saved as msgs",
-             "inet": "an internet socket's part: its inetsock record (fs/inet_state.py)"}
+             "inet": "an internet socket's part: its inetsock record (fs/inet_state.py)",
+             "mem": "the kernel's memory account, charged again at thaw",
+             "charged": "cost() of the saved budgets, charged again at thaw"}
 MAX_MSGS = 1 << 16      # more queued messages than an image may ask a thaw to rebuild
 MAX_QUEUED = 1 << 24    # bytes one endpoint's queue may hold in an image
 MAX_SOCKETS = 1 << 16
@@ -103,8 +107,10 @@ def save_ns(ns: UnixNamespace) -> dict:
     return {"next_id": ns.next_id, "next_auto": ns.next_auto, "inodes": ns.inode_paths()}
 
 
-def load_sockets(rows: list[dict], poll_q: WaitQueue) -> dict[int, UnixSocket]:
-    """Endpoints by id, linked to each other (their queues are filled by link_messages)."""
+def load_sockets(rows: list[dict], poll_q: WaitQueue, mem: MemAccount | None = None
+                 ) -> dict[int, UnixSocket]:
+    """Endpoints by id, linked to each other (their queues are filled by link_messages);
+    each live one charges mem its cost (checked against the limit with the vmspaces)."""
     if len(rows) > MAX_SOCKETS:
         raise ImageError("too many socket records")
     socks: dict[int, UnixSocket] = {}
@@ -116,6 +122,11 @@ def load_sockets(rows: list[dict], poll_q: WaitQueue) -> dict[int, UnixSocket]:
         for name in ("state", "addr", "path", "backlog", "shutdown", "err", "passcred",
                      "reuseaddr", "sndbuf", "rcvbuf", "wmem", "dead"):
             setattr(s, name, d[name])
+        if not (S.SOCK_MIN_RCVBUF <= s.rcvbuf <= 2 * S.SK_BUF_MAX and
+                S.SOCK_MIN_RCVBUF <= s.sndbuf <= 2 * S.SK_BUF_MAX):
+            raise ImageError(f"socket {d['id']!r} has a buffer size setsockopt never gives")
+        if mem is not None and not s.dead:
+            s.account(mem, force=True)
         s.peercred = None if d["peercred"] is None else tuple(d["peercred"])
         s.own_cred = None if d["own_cred"] is None else tuple(d["own_cred"])
     for d in rows:

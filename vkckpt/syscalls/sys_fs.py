@@ -84,7 +84,10 @@ def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: in
     if flags & F.O_DIRECTORY:
         raise GuestError(E.ENOTDIR)
     existed = os.path.lexists(r.host)
-    vino = k.inodes.is_fifo(os.lstat(r.host)) if existed else None
+    st = os.lstat(r.host) if existed else None
+    if st is not None and k.inodes.is_socket(st):  # a socket inode opens as on Linux: no
+        raise GuestError(E.EEXIST if creat and flags & F.O_EXCL else E.ENXIO)
+    vino = k.inodes.is_fifo(st) if st is not None else None
     if vino is not None:  # a named FIFO's placeholder
         if creat and flags & F.O_EXCL:
             raise GuestError(E.EEXIST)

@@ -83,6 +83,7 @@ def sys_socket(k: VKernel, t: Thread, domain: int, stype: int, proto: int) -> in
     sock = UnixSocket(k.unix.new_id(), kind, k.poll_q)
     if s32(domain) != S.AF_UNIX:
         sock.inet = inet.InetOpts(s32(domain))
+    sock.account(k.mem)
     return new_file(k, t, sock, flags)
 
 
@@ -95,6 +96,12 @@ def sys_socketpair(k: VKernel, t: Thread, domain: int, stype: int, proto: int,
     if t.process.vm.user_span(sv, 8, PROT_WRITE) < 8:
         raise GuestError(E.EFAULT)
     a, b = (UnixSocket(k.unix.new_id(), kind, k.poll_q) for _ in range(2))
+    a.account(k.mem)
+    try:
+        b.account(k.mem)
+    except GuestError:
+        a.release()
+        raise
     a.pair(b, cred_of(t), cred_of(t))
     fa = new_file(k, t, a, flags)
     try:

@@ -72,10 +72,10 @@ def sys_setsockopt(k: VKernel, t: Thread, fd: int, level: int, opt: int, val: in
         raise GuestError(E.EINVAL)
     v = struct.unpack("<i", t.process.vm.read(val, 4))[0]
     if opt == S.SO_SNDBUF:
-        sock.sndbuf = max(min(max(v, 0), S.SK_BUF_MAX) * 2, S.SOCK_MIN_SNDBUF)
+        _budget(sock, "sndbuf", max(min(max(v, 0), S.SK_BUF_MAX) * 2, S.SOCK_MIN_SNDBUF))
         sock.changed(0)
     elif opt == S.SO_RCVBUF:
-        sock.rcvbuf = max(min(max(v, 0), S.SK_BUF_MAX) * 2, S.SOCK_MIN_RCVBUF)
+        _budget(sock, "rcvbuf", max(min(max(v, 0), S.SK_BUF_MAX) * 2, S.SOCK_MIN_RCVBUF))
     elif opt == S.SO_PASSCRED:
         sock.passcred = bool(v)
     elif opt == S.SO_REUSEADDR:
@@ -83,3 +83,16 @@ def sys_setsockopt(k: VKernel, t: Thread, fd: int, level: int, opt: int, val: in
     else:
         raise GuestError(E.ENOPROTOOPT)
     return 0
+
+
+def _budget(sock: UnixSocket, name: str, value: int) -> None:
+    """Set SO_SNDBUF or SO_RCVBUF, charging the memory account what a larger budget may
+    hold (ENOBUFS, the budget unchanged, when the vkernel's limit has no room)."""
+    old = getattr(sock, name)
+    setattr(sock, name, value)
+    if sock.mem is not None:
+        try:
+            sock.account(sock.mem)
+        except GuestError:
+            setattr(sock, name, old)
+            raise

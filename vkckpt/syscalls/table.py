@@ -167,25 +167,31 @@ ENTRIES: list[Entry] = [
     # -- sockets (AF_UNIX; AF_INET and AF_INET6 on a virtual loopback network)
     Partial("socket", so.sys_socket, "AF_UNIX, AF_INET and AF_INET6 (TCP and UDP only, "
             "SOCK_RAW EPERM); other families EAFNOSUPPORT; write(2) on an AF_UNIX socket "
-            "passes its creator's credentials (SO_PASSCRED), sendmsg the caller's"),
-    Partial("socketpair", so.sys_socketpair, "AF_UNIX only (AF_INET: EOPNOTSUPP)"),
+            "passes its creator's credentials (SO_PASSCRED), sendmsg the caller's; each endpoint "
+            "holds twice its send budget plus its receive budget of the memory limit "
+            "(ENOBUFS when none is left)"),
+    Partial("socketpair", so.sys_socketpair, "AF_UNIX only (AF_INET: EOPNOTSUPP); memory "
+            "as socket"),
     Partial("bind", so.sys_bind, "AF_UNIX: a path makes a placeholder file that stats as a "
-            "socket (readdir says DT_REG); autobind names count up from 00000; AF_INET/"
-            "AF_INET6: loopback or wildcard addresses only (else EADDRNOTAVAIL), ephemeral "
-            "ports count up from 32768 (Linux picks at random)"),
+            "socket (and lists as DT_SOCK; open gives ENXIO); autobind names count up from "
+            "00000; AF_INET/AF_INET6: loopback or wildcard addresses only (else "
+            "EADDRNOTAVAIL), ephemeral ports count up from 32768 (Linux picks at random)"),
     Supported("listen", so.sys_listen),
     Supported("accept", so.sys_accept),
     Supported("accept4", so.sys_accept4),
     Partial("connect", so.sys_connect, "AF_UNIX: no write-permission check on the socket "
             "inode; AF_INET/AF_INET6: only 127.0.0.0/8 and ::1 (else ENETUNREACH), the "
             "loopback handshake completes at once (non-blocking: EINPROGRESS, then writable; "
-            "to a full backlog it waits in SYN_SENT for an accept)"),
+            "to a full backlog it waits in SYN_SENT for an accept, a blocking one sleeps until "
+            "one, where Linux gives ETIMEDOUT after about two minutes; refused when the "
+            "listener closes: SO_ERROR ECONNREFUSED; a refused non-blocking one is "
+            "EINPROGRESS, then SO_ERROR ECONNREFUSED); the accepted end's memory as socket "
+            "(ENOBUFS)"),
     Supported("getsockname", so.sys_getsockname),
     Supported("getpeername", so.sys_getpeername),
     Supported("shutdown", so.sys_shutdown),
     Partial("sendto", sm.sys_sendto, "a blocking stream send that finds some room returns "
-            "short; buffers are not charged to the memory limit; TCP to a peer closed "
-            "without reset is EPIPE at once (Linux accepts one send first)"),
+            "short (Linux waits until all is sent)"),
     Supported("recvfrom", sm.sys_recvfrom),
     Partial("sendmsg", sm.sys_sendmsg, "as sendto; SCM_CREDENTIALS taken as given (guests "
             "run as root)"),
@@ -196,7 +202,8 @@ ENTRIES: list[Entry] = [
             "MSG_WAITFORONE); timeout ignored"),
     Partial("setsockopt", sp.sys_setsockopt, "SOL_SOCKET: SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, "
             "SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE, SO_LINGER; IPPROTO_TCP: TCP_NODELAY, "
-            "TCP_KEEPIDLE/INTVL/CNT (stored); IPV6_V6ONLY; others ENOPROTOOPT"),
+            "TCP_KEEPIDLE/INTVL/CNT (stored); IPV6_V6ONLY; others ENOPROTOOPT; a larger "
+            "SO_SNDBUF/SO_RCVBUF past the memory limit is ENOBUFS"),
     Partial("getsockopt", sp.sys_getsockopt, "SOL_SOCKET: SO_TYPE, SO_DOMAIN, SO_PROTOCOL, "
             "SO_ERROR, SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, SO_PEERCRED, SO_REUSEADDR, "
             "SO_ACCEPTCONN and the internet options set takes; TCP_INFO ENOPROTOOPT; an "
