@@ -96,6 +96,8 @@ SOCKET_FIELD_CASES = [
     ("socket", "type", 3),                   # SOCK_RAW is made a datagram socket, never saved
     ("socket", "shutdown", 9),
     ("socket", "sndbuf", -1),
+    ("socket", "sndbuf", 1 << 31),           # a budget setsockopt never gives: host memory
+    ("socket", "rcvbuf", 16),
     ("socket", "peer", 999999),              # names no endpoint
     ("socket", "acceptq", [999999]),
     ("socket", "msgs", "nope"),
