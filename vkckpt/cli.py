@@ -149,9 +149,11 @@ def _thaw_parser(sub: argparse._SubParsersAction) -> None:
 def _inspect_parser(sub: argparse._SubParsersAction) -> None:
     i = sub.add_parser("inspect", help="describe an image as YAML",
                        description="Print an image's processes, threads, registers, VMAs, "
-                       "signal state and page statistics as YAML. Exit 1 for an invalid image.")
+                       "signal state, page statistics and the guest-root paths it depends on "
+                       "as YAML. Exit 1 for an invalid image.")
     i.add_argument("image", help="image file")
     i.add_argument("--no-registers", action="store_true", help="leave register values out")
+    i.add_argument("--json", action="store_true", help="print JSON instead of YAML")
     _key_option(i, "require the image to be sealed with this key")
 
 
