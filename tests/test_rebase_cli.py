@@ -27,6 +27,10 @@ def test_rebase_onto_merged_parent(tmp_path: Path) -> None:
     base = yaml.safe_load(vk("inspect", "--no-registers", "base.img", cwd=tmp_path).stdout)
     assert info["parent_id"] == base["image_id"] and info["incremental"] is True
     assert vk("diff", head, "re.img", cwd=tmp_path).returncode == 0
+    for src, out in ((head, "m1.img"), ("re.img", "m2.img")):  # re-frozen without running
+        assert vk("merge", "--root", "root", src, "-o", out, cwd=tmp_path).returncode == 0
+    assert vk("diff", "m1.img", "m2.img", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "m1.img").read_bytes() == (tmp_path / "m2.img").read_bytes()
     ends = [vk("thaw", "--root", "root", "--no-control", "--stats", f"{img}.stats",
                img, cwd=tmp_path) for img in (head, "re.img")]
     assert ends[0].returncode == ends[1].returncode == 0
