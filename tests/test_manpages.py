@@ -52,14 +52,14 @@ MANDIR = Path(__file__).resolve().parents[1] / "manpages"
 PAGES = ["vkckpt.1", "vkckpt-run.1", "vkckpt-thaw.1", "vkckpt-freeze.1", "vkckpt-inspect.1",
          "vkckpt-receive.1", "vkckpt-verify.1", "vkckpt-regress.1", "vkckpt-check.1",
          "vkckpt-completion.1", "vkckpt-diff.1", "vkckpt-merge.1", "vkckpt-decode.1",
-         "vkckpt-encode.1", "checkpoint.2", "vkckpt.3",
+         "vkckpt-encode.1", "vkckpt-rebase.1", "checkpoint.2", "vkckpt.3",
          "vkckpt-image.5", "vkckpt.yaml.5", "vkckpt-abi.7", "vkckpt-security.7"]
 #: The page documenting each subcommand of `vkckpt`.
 COMMAND_PAGES = {"run": "vkckpt-run.1", "thaw": "vkckpt-thaw.1", "freeze": "vkckpt-freeze.1",
                  "receive": "vkckpt-receive.1",
                  "inspect": "vkckpt-inspect.1", "verify": "vkckpt-verify.1",
                  "regress": "vkckpt-regress.1", "check": "vkckpt-check.1", "diff": "vkckpt-diff.1",
-                 "merge": "vkckpt-merge.1",
+                 "merge": "vkckpt-merge.1", "rebase": "vkckpt-rebase.1",
                  "decode": "vkckpt-decode.1", "encode": "vkckpt-encode.1",
                  "completion": "vkckpt-completion.1", "demo": "vkckpt.1"}
 #: Pages whose EXAMPLES are run (vkckpt-abi(7) has none).
@@ -214,7 +214,7 @@ def test_exit_statuses_match_the_cli() -> None:
     assert EXIT_VKERNEL_ERROR in codes("vkckpt-thaw.1")
     for page in ("vkckpt-inspect.1", "vkckpt-verify.1", "vkckpt-freeze.1", "vkckpt-regress.1",
                  "vkckpt-check.1", "vkckpt-completion.1", "vkckpt-diff.1",
-                 "vkckpt-merge.1", "vkckpt-decode.1", "vkckpt-encode.1"):
+                 "vkckpt-merge.1", "vkckpt-decode.1", "vkckpt-encode.1", "vkckpt-rebase.1"):
         assert {0, EXIT_FAILURE, EXIT_USAGE} <= codes(page)
 
 

@@ -149,9 +149,11 @@ def _thaw_parser(sub: argparse._SubParsersAction) -> None:
 def _inspect_parser(sub: argparse._SubParsersAction) -> None:
     i = sub.add_parser("inspect", help="describe an image as YAML",
                        description="Print an image's processes, threads, registers, VMAs, "
-                       "signal state and page statistics as YAML. Exit 1 for an invalid image.")
+                       "signal state, page statistics and the guest-root paths it depends on "
+                       "as YAML. Exit 1 for an invalid image.")
     i.add_argument("image", help="image file")
     i.add_argument("--no-registers", action="store_true", help="leave register values out")
+    i.add_argument("--json", action="store_true", help="print JSON instead of YAML")
     _key_option(i, "require the image to be sealed with this key")
 
 
@@ -274,6 +276,17 @@ def _merge_parser(sub: argparse._SubParsersAction) -> None:
                 "FULL with it")
 
 
+def _rebase_parser(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("rebase", help="re-parent an incremental image onto an equal base",
+                       description="Write IMAGE as OUT whose parent is BASE, which must hold "
+                       "the state of IMAGE's parent (typically its vkckpt merge). Exit 0 "
+                       "when written, 1 when refused.")
+    r.add_argument("image", metavar="IMAGE", help="incremental image")
+    r.add_argument("--onto", required=True, metavar="BASE", help="the new parent")
+    r.add_argument("-o", "--output", required=True, metavar="OUT", help="image to write")
+    _key_option(r, "seal OUT with this key")
+
+
 def _diff_parser(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("diff", help="what differs between two images",
                        description="Compare the vkernel state two images hold (each with its "
@@ -323,6 +336,7 @@ _COMMANDS = {"run": _run_parser, "thaw": _thaw_parser, "inspect": _inspect_parse
              "verify": _verify_parser, "freeze": _freeze_parser,
              "receive": _receive_parser, "demo": _demo_parser,
              "regress": _regress_parser, "merge": _merge_parser, "diff": _diff_parser,
+             "rebase": _rebase_parser,
              "check": _check_parser,
              "decode": _decode_parser, "encode": _encode_parser,
              "completion": _completion_parser}
@@ -342,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
               "freeze": commands.cmd_freeze, "demo": _demo,
               "receive": _receive,
               "regress": commands.cmd_regress, "merge": commands.cmd_merge,
-              "diff": commands.cmd_diff,
+              "diff": commands.cmd_diff, "rebase": _rebase,
               "check": commands.cmd_check,
               "decode": commands.cmd_decode, "encode": commands.cmd_encode,
               "completion": _completion}[args.command]
@@ -375,6 +389,11 @@ def _completion(args: argparse.Namespace) -> int:
 def _receive(args: argparse.Namespace) -> int:
     from vkckpt.cmd_migrate import cmd_receive
     return cmd_receive(args)
+
+
+def _rebase(args: argparse.Namespace) -> int:
+    from vkckpt.cmd_rebase import cmd_rebase
+    return cmd_rebase(args)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -244,7 +244,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from vkckpt.ckpt.inspect import describe
 
     info = describe(args.image, registers=not args.no_registers, key=_key(args))
-    sys.stdout.write(yaml.safe_dump(info, sort_keys=False, width=100))
+    if args.json:
+        import json
+        print(json.dumps(info, indent=1))
+    else:
+        sys.stdout.write(yaml.safe_dump(info, sort_keys=False, width=100))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from vkckpt.abi import signals as S
 from vkckpt.ckpt import schema
 from vkckpt.ckpt.chain import load_chain
+from vkckpt.ckpt.depends import Depends
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.ckpt.trust import ImageKey
@@ -52,9 +53,11 @@ def _describe(path: str, registers: bool, key: ImageKey | None) -> dict:
     files = {}
     ghosts: list[dict] = []
     ghost_stored = 0
+    deps = Depends()
     for rec in r.records(RECORD_VERSIONS):
         f = rec.fields
         schema.check(rec.type, f)
+        deps.record(rec.type, f)
         if rec.type == "kernel":
             out["kernel"] = {k: f[k] for k in ("ticks", "quantum", "memory_limit", "seed",
                                                "next_pid", "init_pid", "scope",
@@ -108,6 +111,7 @@ def _describe(path: str, registers: bool, key: ImageKey | None) -> dict:
     if ghosts:  # open unlinked files whose bytes the image carries
         out["ghosts"] = {"count": len(ghosts), "bytes": sum(g["size"] for g in ghosts),
                          "stored_bytes": ghost_stored, "files": ghosts}
+    out["depends_on"] = deps.report()
     return out
 
 
