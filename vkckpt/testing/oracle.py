@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -143,14 +144,14 @@ def thaw_child(image: Path, root: Path, *extra: str, sigthaw: bool = False,
                ) -> tuple[subprocess.CompletedProcess[bytes], dict | None]:
     """`vkckpt thaw IMAGE --stats` in a fresh host process: the finished process and its
     stats (status, ticks, statuses; None when it wrote none).  Raises TimeoutExpired."""
-    stats = image.with_suffix(".stats.yaml")
-    stats.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "vkckpt", "thaw", str(image), "--root", str(root),
-           "--no-control", "--stats", str(stats), *extra]
-    if not sigthaw:
-        cmd.append("--no-sigthaw")
-    p = subprocess.run(cmd, capture_output=True, stdin=stdin, timeout=timeout)
-    return p, (yaml.safe_load(stats.read_text()) if stats.exists() else None)
+    with tempfile.TemporaryDirectory(prefix="vkckpt-stats-") as tmp:  # never beside the
+        stats = Path(tmp) / "stats.yaml"  # image: a fixture's directory stays clean
+        cmd = [sys.executable, "-m", "vkckpt", "thaw", str(image), "--root", str(root),
+               "--no-control", "--stats", str(stats), *extra]
+        if not sigthaw:
+            cmd.append("--no-sigthaw")
+        p = subprocess.run(cmd, capture_output=True, stdin=stdin, timeout=timeout)
+        return p, (yaml.safe_load(stats.read_text()) if stats.exists() else None)
 
 
 def thaw_in_new_process(image: Path, root: Path, *extra: str) -> Outcome:
