@@ -19,6 +19,7 @@ from vkckpt.ckpt import pages as PG
 from vkckpt.ckpt.chain import DigestCheck, ImageChain, load_chain
 from vkckpt.ckpt.lay_pages import Laid, lay_pages
 from vkckpt.ckpt.schema import RECORD_VERSIONS
+from vkckpt.engine import cpu_state
 from vkckpt.errors import ConfigError, GuestError, ImageError
 from vkckpt.fs import ghost_state, inet_state, lock_state, unix_state
 from vkckpt.fs.binds import BindSpec
@@ -181,6 +182,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
     """Every record, in the order snapshot.py wrote them: kernel, buffers, pipes and files,
     processes with their vmspaces, threads, wait queues, locks (pages: _pages)."""
     kr = _one(recs, "kernel")
+    cpu_state.check(recs.get("cpu", []))  # before anything is built: one line, exit 125
     cfg = kernel_state.config(kr, root, stdout=opts.stdout, stderr=opts.stderr,
                               stdin=opts.stdin, trace_syscalls=opts.trace_syscalls,
                               publish=opts.publish)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from vkckpt import kernel_state, process_state
 from vkckpt.ckpt import pages
+from vkckpt.engine import cpu_state
 from vkckpt.errors import ImageError
 from vkckpt.fieldtypes import Maybe
 from vkckpt.fs import lock_state
@@ -28,8 +29,8 @@ _RANGES = {"u64": (0, 1 << 64), "i64": (-(1 << 63), 1 << 63), "u32": (0, 1 << 32
 _META = {"meta": (1, {})}
 #: Record type -> (version, field types), in the order images hold them.
 RECORDS: dict[str, tuple[int, dict[str, object]]] = {
-    **_META, **kernel_state.RECORDS, **vmspace_state.RECORDS, **fs_state.RECORDS,
-    **process_state.RECORDS, **threads_state.RECORDS, **lock_state.RECORDS,
+    **_META, **kernel_state.RECORDS, **cpu_state.RECORDS, **vmspace_state.RECORDS,
+    **fs_state.RECORDS, **process_state.RECORDS, **threads_state.RECORDS, **lock_state.RECORDS,
     **pages.RECORDS}
 #: Record types and the versions this vkckpt writes and reads.
 RECORD_VERSIONS = {rtype: version for rtype, (version, _) in RECORDS.items()}

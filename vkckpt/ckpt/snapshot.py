@@ -15,6 +15,7 @@ from vkckpt import kernel_state, process_state
 from vkckpt.ckpt import pages as PG
 from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.schema import RECORD_VERSIONS
+from vkckpt.engine import cpu_state
 from vkckpt.errors import ImageError
 from vkckpt.fs import ghost_state, inet_state, lock_state, unix_state
 from vkckpt.fs.files import HostFile
@@ -155,6 +156,7 @@ def _write(k: VKernel, w: ImageWriter, procs: list[Process], scope: list[int] | 
     overrides = {tid: v for tid, v in overrides.items()
                  if tid in k.threads and in_scope(k.threads[tid].process.pid, scope)}
     w.add("kernel", kernel_state.save(k, scope, sorted(overrides), root_hint(k, dir_fd)))
+    w.add("cpu", cpu_state.save(), critical=False)  # what guests saw, checked at thaw
     bufs: dict[int, HostBuffer] = {}
     cover = covered_pages(bufs, [p.vm for p in live])
     for bid in sorted(bufs):

@@ -3,7 +3,7 @@
 A document is a plain tree (dicts, lists, str, int, float, bool, None, bytes)::
 
     {"document": 1, "pages": "base64" | "ref" | "none",
-     "header": {"format": "1.1", "flags", "codec", "vkernel_id", "image_id", "parent_id",
+     "header": {"format": "1.2", "flags", "codec", "vkernel_id", "image_id", "parent_id",
                 "producer"},
      "records": [{"type", "version", "critical", "fields"}, ...]}
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from vkckpt.image.limits import Limits
 
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 1
+FORMAT_MINOR = 2
 #: The first minor version whose trailer holds the one-pass image digest.
 ONE_PASS_MINOR = 1
 
