@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from vkckpt.ckpt.snapshot import write_image
+from vkckpt.image import FORMAT_MAJOR, FORMAT_MINOR
 from vkckpt.testing.oracle import Workload, freeze_points, golden, run_until
 from vkckpt.testing.workload import make_root
 
@@ -74,7 +75,8 @@ def test_inspect_reports_processes_threads_registers_vmas(tmp_path: Path) -> Non
     p = vk("inspect", str(img), cwd=root)
     assert p.returncode == 0, p.stderr
     info = yaml.safe_load(p.stdout)
-    assert info["format"] == "1.1" and info["kernel"]["ticks"] == k.sched.ticks
+    assert info["format"] == f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
+    assert info["kernel"]["ticks"] == k.sched.ticks
     assert {pr["pid"] for pr in info["processes"]} == set(k.procs)
     t = info["processes"][0]["threads"][0]
     assert t["registers"]["rip"].startswith("0x") and "xmm15" in t["registers"]
