@@ -29,6 +29,7 @@ from vkckpt.host.fs import TEMP_PREFIX
 from vkckpt.image import (
     CODECS,
     DEFAULT_LIMITS,
+    FORMAT_MINOR,
     HEADER_SIZE,
     MAGIC,
     MIGRATIONS,
@@ -186,8 +187,8 @@ def test_image_id_is_content_hash(tmp_path: Path) -> None:
     blob = p.read_bytes()
     body = blob[HEADER_SIZE:-TRAILER_SIZE]
     assert hdr.image_id == hashlib.sha256(body).digest()[:16]
-    # format 1.1: the trailer digest is SHA-256(header || SHA-256(records)), one pass
-    assert hdr.minor == 1 and blob[-32:] == hashlib.sha256(
+    # format 1.1 on: the trailer digest is SHA-256(header || SHA-256(records)), one pass
+    assert hdr.minor == FORMAT_MINOR >= 1 and blob[-32:] == hashlib.sha256(
         blob[:HEADER_SIZE] + hashlib.sha256(body).digest()).digest()
     assert struct.unpack_from("<Q", blob, len(blob) - 40)[0] == 7
     assert len(blob) == HEADER_SIZE + len(body) + TRAILER_SIZE

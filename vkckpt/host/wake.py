@@ -6,25 +6,21 @@ freeze request (the control socket's threads, SIGUSR1) must end that sleep too, 
 queues one calls `wake()`, which writes a byte to a non-blocking pipe the wait also
 selects on.  A byte written before the wait began ends the wait at once, so a request
 queued between the run loop's last look and its select is never missed.  One pipe serves
-the whole host process (its descriptors are made on first use, close-on-exec).
+the whole host process (its descriptors are made on first use, close-on-exec, by the main
+thread: the control server makes them before its threads start or SIGUSR1 is caught).
 """
 
 from __future__ import annotations
 
 import os
-import threading
 
-_lock = threading.Lock()
 _fds: tuple[int, int] | None = None
 
 
 def _pipe() -> tuple[int, int]:
     global _fds
     if _fds is None:
-        with _lock:
-            if _fds is None:
-                r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-                _fds = (r, w)
+        _fds = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     return _fds
 
 

@@ -57,6 +57,7 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("unixserver", ("work",), quantum=QUANTUM),  # listeners, accept queues, epoll
     Workload("unixdgram", ("work",), quantum=QUANTUM),   # datagram queues, seqpacket
     Workload("tcploop", quantum=QUANTUM),         # loopback TCP: accept loop, RST, v4-mapped
+    Workload("sockedge", ("work",), quantum=QUANTUM),  # TCP and AF_UNIX edges as Linux
     Workload("udploop", quantum=QUANTUM),         # loopback UDP: datagrams, ECONNREFUSED
     Workload("netbench", quantum=QUANTUM),        # TCP connect waiting on a full backlog
     Workload("ghosts", ("work",), quantum=QUANTUM),  # open unlinked files saved with their bytes
