@@ -27,7 +27,8 @@ def _receive(sock: object, root: str, out: Console, got: dict) -> None:
     conn, _ = sock.accept()
     with conn:
         rec = R.receive(conn, None)
-        got["k"] = thaw(rec.final, ThawOptions(root=root, stdout=out, stderr=out))
+        got["k"] = thaw(rec.final, ThawOptions(root=root, stdout=out, stderr=out),
+                        staged=rec.staged)
         R.answer(conn, True)
         rec.close()
 

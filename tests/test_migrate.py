@@ -175,7 +175,7 @@ def test_moved_state_digest_matches_the_unmoved_run(root: Path, tmp_path: Path) 
         conn, _ = sock.accept()
         with conn:
             rec = R.receive(conn, None)
-            got["k"] = thaw(rec.final, ThawOptions(root=str(root)))
+            got["k"] = thaw(rec.final, ThawOptions(root=str(root)), staged=rec.staged)
             R.answer(conn, True)
             rec.close()
 

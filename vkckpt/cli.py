@@ -200,7 +200,10 @@ def _receive_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--root", metavar="DIR", help="guest root, as for thaw")
     _bind_option(r, "give a bind of the image again, as for thaw (repeatable)")
     r.add_argument("--once", action="store_true", help="exit 125 when the first stream is "
-                   "refused (default: log it and wait for another)")
+                   "refused, 124 when its sender's run ended before it could move (default: "
+                   "log it and wait for another)")
+    r.add_argument("--timeout", type=_positive(float), default=120.0, metavar="SECONDS",
+                   help="refuse a stream that sends nothing for this long (default 120)")
     r.add_argument("--no-sigthaw", action="store_true", help="do not deliver SIGTHAW to "
                    "processes that handle it")
     _freeze_options(r)
