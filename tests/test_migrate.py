@@ -17,7 +17,8 @@ import pytest
 
 from vkckpt.ckpt import migrate_recv as R
 from vkckpt.ckpt import migrate_wire as W
-from vkckpt.ckpt.migrate_send import migrate
+from vkckpt.ckpt.freeze import FreezePlan, serve_guest_request
+from vkckpt.ckpt.migrate_send import RunEnded, migrate
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.config import KernelConfig, ProcessSpec
 from vkckpt.errors import ImageError
@@ -205,5 +206,119 @@ def test_stream_bounds_are_checked() -> None:
         a.sendall(b"GET / HTTP/1.0\r\n\r\n")
         with pytest.raises(ImageError, match="not a vkckpt migration stream"):
             R.receive(b, None)
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(b"VKCKPT-MIGRATE 1\n")
+        with pytest.raises(ImageError, match="use the same vkckpt on both hosts"):
+            R.receive(b, None)
     with pytest.raises(ValueError):
         W.parse_target("nohost")
+
+
+def test_run_ending_before_migrate_at_tells_the_receiver(tmp_path: Path) -> None:
+    """The receiver exits 124 and runs nothing; the sender's run finishes at home."""
+    root = make_root(tmp_path, ["memtouch"])
+    short = ("./memtouch", "1", "1", "2", "10")
+    rp, port = receiver(root)
+    sp = vk("run", "--root", str(root), "--migrate-at", str(10 ** 12), "--to",
+            f"127.0.0.1:{port}", *short, cwd=root)
+    s_out, s_err = sp.communicate(timeout=120)
+    r_out, r_err = rp.communicate(timeout=120)
+    gold = vk("run", "--root", str(root), *short, cwd=root).communicate(timeout=120)[0]
+    assert sp.returncode == 0 and s_out == gold and gold
+    assert b"before --migrate-at; nothing was moved" in s_err and b"told it" in s_err
+    assert rp.returncode == 124 and r_out == b""
+    assert r_err.strip().splitlines() == [b"vkckpt receive: the sender's run ended before it "
+                                          b"could move; nothing to resume"]
+
+
+def test_run_ending_during_precopy_moves_nothing(root: Path) -> None:
+    """In process: the run ends while round 1 waits to be applied; the receiver learns it."""
+    cfg = KernelConfig(root=str(root), processes=[ProcessSpec("/memtouch", list(ARGS))])
+    k = boot(cfg)
+    assert k.run(until_ticks=8_000_000) is None
+    sock = R.listen("127.0.0.1:0")
+    got: dict = {}
+
+    def serve() -> None:
+        conn, _ = sock.accept()
+        while k.exit_status is None:  # apply nothing until the sender's run is over
+            time.sleep(0.01)
+        with conn:
+            try:
+                R.receive(conn, None)
+            except R.SenderEnded as exc:
+                got["ended"] = str(exc)
+
+    t = threading.Thread(target=serve)
+    t.start()
+    with pytest.raises(RunEnded, match="during pre-copy; nothing was moved"):
+        migrate(k, f"127.0.0.1:{sock.getsockname()[1]}", None, round_ticks=10 ** 9)
+    t.join(timeout=120)
+    sock.close()
+    assert k.exit_status == 0 and "nothing to resume" in got["ended"]
+    k.shutdown()
+
+
+def test_checkpoint_during_precopy_is_served_at_home(tmp_path: Path) -> None:
+    """checkpoint(2) during pre-copy: written at home, the call returns 0 there, pre-copy
+    goes on, and the moved run ends exactly as the run never moved (a short quantum gives
+    the round scheduling points to end at between the call and the end of the run)."""
+    def kernel(name: str) -> tuple[object, list[bytes], Path]:
+        (tmp_path / name).mkdir()
+        root = make_root(tmp_path / name, ["ckpt_self"])
+        out: list[bytes] = []
+        cfg = KernelConfig(root=str(root), stdout=out.append, quantum=1000, processes=[
+            ProcessSpec("/ckpt_self", ["./ckpt_self", "self", "work/self.img"])])
+        return boot(cfg), out, root
+
+    k0, gold, _ = kernel("gold")
+    assert k0.run() is None and k0.host_request is not None
+    asked_at = k0.sched.ticks
+    serve_guest_request(k0, FreezePlan(output=str(tmp_path / "unused.img")))
+    assert k0.run() == 0
+    end = k0.sched.ticks
+    k0.shutdown()
+    k1, home, root = kernel("moved")
+    assert k1.run(until_ticks=1) is None
+    plan = FreezePlan(output=str(tmp_path / "unused2.img"))
+    served = threading.Event()
+    sock = R.listen("127.0.0.1:0")
+    got: dict = {}
+    away: list[bytes] = []
+
+    def receive() -> None:
+        conn, _ = sock.accept()
+        served.wait(120)  # round 1 is applied only once the checkpoint was served
+        with conn:
+            rec = R.receive(conn, None)
+            got["k"] = thaw(rec.final, ThawOptions(root=str(root), stdout=away.append),
+                            staged=rec.staged)
+            R.answer(conn, True)
+            rec.close()
+
+    def serve(k: object) -> None:
+        serve_guest_request(k, plan)
+        served.set()
+
+    t = threading.Thread(target=receive)
+    t.start()
+    st = migrate(k1, f"127.0.0.1:{sock.getsockname()[1]}", None,
+                 round_ticks=asked_at + 1000, serve=serve)
+    t.join(timeout=120)
+    sock.close()
+    assert served.is_set() and asked_at < st.ticks < end
+    assert b"".join(home).startswith(b"checkpointed acc=")
+    assert (root / "work" / "self.img").stat().st_size > 0
+    k2 = got["k"]
+    assert k2.run() == 0 and k2.sched.ticks == end
+    assert b"".join(home + away) == b"".join(gold)
+
+
+def test_receive_timeout_refuses_a_silent_connection(root: Path) -> None:
+    rp, port = receiver(root, "--timeout", "1")
+    with socket.create_connection(("127.0.0.1", port)):
+        out, err = rp.communicate(timeout=60)
+    assert rp.returncode == 125 and out == b""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and b"nothing received for 1 s inside the greeting" in lines[0]
