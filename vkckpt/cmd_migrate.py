@@ -59,7 +59,6 @@ def _resume(conn: socket.socket, args: argparse.Namespace, plan: FreezePlan,
     from vkckpt.ckpt.restore import ThawOptions, thaw
 
     with conn:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         got = None
         try:
             got = receive(conn, key.secret if key else None, args.timeout)

@@ -57,11 +57,14 @@ class Received:
 
 
 def receive(conn: socket.socket, key: bytes | None,
-            timeout: float | None = W.IDLE_TIMEOUT) -> Received:
+            timeout: float | None = W.IDLE_TIMEOUT, stage: bool = True) -> Received:
     """Read a whole stream from conn into a Received, applying each round as it lands;
     ImageError if any part is wrong (SenderEnded: the sender's run ended first).  timeout:
-    seconds without a byte before giving up (None: wait as long as it takes)."""
+    seconds without a byte before giving up (None: wait as long as it takes).  stage=False
+    only checks the rounds (then thaw the chain without staged=; bench/migrate.py compares
+    the two)."""
     conn.settimeout(timeout)
+    W.no_delay(conn)
     got = Received()
     try:
         greeting = W.recv_exact(conn, len(W.GREETING), "the greeting")
@@ -82,7 +85,8 @@ def receive(conn: socket.socket, key: bytes | None,
             if kind == W.KIND_FINAL:
                 got.final = got.staged.images[-1].path
             else:
-                _apply(got.staged)
+                if stage:
+                    _apply(got.staged)
                 W.send_ack(conn, W.ACK_APPLIED)
     except BaseException:
         got.close()

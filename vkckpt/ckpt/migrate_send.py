@@ -69,6 +69,7 @@ class Sender:
         except OSError as exc:
             raise MigrationError(f"cannot connect to {target}: {exc.strerror or exc}") from None
         self.sock.settimeout(ACK_TIMEOUT)
+        W.no_delay(self.sock)
         self.dir = tempfile.mkdtemp(prefix="vkckpt-migrate-")
         self.dir_fd = os.open(self.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.chain = ImageChain(key)

@@ -46,6 +46,15 @@ def parse_target(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def no_delay(sock: socket.socket) -> None:
+    """Send small writes (frame heads, answers, an image's last segment) at once: with
+    Nagle's algorithm each waits for the peer's delayed ACK (~40 ms, all of it downtime)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass  # not TCP (a socketpair in tests)
+
+
 def send_image(sock: socket.socket, path: str, kind: int) -> int:
     """Send one frame holding the image file at path; its size in bytes."""
     with open(path, "rb") as f:
