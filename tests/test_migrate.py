@@ -17,6 +17,7 @@ import pytest
 
 from vkckpt.ckpt import migrate_recv as R
 from vkckpt.ckpt import migrate_wire as W
+from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.freeze import FreezePlan, serve_guest_request
 from vkckpt.ckpt.migrate_send import RunEnded, migrate
 from vkckpt.ckpt.restore import ThawOptions, thaw
@@ -63,10 +64,11 @@ def whole(root: Path, tmp_path: Path) -> tuple[bytes, str]:
     return out, (tmp_path / "w.yaml").read_text()
 
 
-def _migrated(root: Path, tmp_path: Path, send_key: Path | None, recv_key: Path | None
+def _migrated(root: Path, tmp_path: Path, send_key: Path | None, recv_key: Path | None,
+              *recv_extra: str
               ) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
     rp, port = receiver(root, "--stats", str(tmp_path / "r.yaml"),
-                        *(("--key", str(recv_key)) if recv_key else ()))
+                        *(("--key", str(recv_key)) if recv_key else ()), *recv_extra)
     sp = vk("run", "--root", str(root), "--migrate-at", "1000000", "--to",
             f"127.0.0.1:{port}", "--stats", str(tmp_path / "s.yaml"),
             *(("--key", str(send_key)) if send_key else ()), *ARGS, cwd=root)
@@ -90,6 +92,43 @@ def test_run_moved_mid_run_continues_identically(root: Path, tmp_path: Path, who
     assert re.search(r"ticks: \d+", recv_stats)[0] == re.search(r"ticks: \d+", whole[1])[0]
     sent = (tmp_path / "s.yaml").read_text()
     assert "downtime_ms" in sent and "pages_per_round" in sent
+
+
+def test_incremental_checkpoint_after_receive_thaws(tmp_path: Path) -> None:
+    """The stream's images are gone once the run resumed: the first image the moved run
+    writes with incremental on (here by checkpoint(2)) is full, so it thaws on its own."""
+    root = make_root(tmp_path, ["ckpt_self"])
+    cfg = KernelConfig(root=str(root), quantum=1000, processes=[
+        ProcessSpec("/ckpt_self", ["./ckpt_self", "self", "work/self.img"])])
+    sock = R.listen("127.0.0.1:0")
+    chain = ImageChain()
+    got: dict = {}
+
+    def receive() -> None:
+        conn, _ = sock.accept()
+        with conn:
+            rec = R.receive(conn, None)
+            got["k"] = thaw(rec.final, ThawOptions(root=str(root)), chain=chain,
+                            staged=rec.staged)
+            R.answer(conn, True)
+            rec.close()
+
+    t = threading.Thread(target=receive)
+    t.start()
+    k1 = boot(cfg)
+    assert k1.run(until_ticks=1) is None
+    migrate(k1, f"127.0.0.1:{sock.getsockname()[1]}", None, round_ticks=1000)
+    t.join(timeout=120)
+    sock.close()
+    k1.shutdown()
+    k2 = got["k"]
+    assert k2.run() is None and k2.host_request is not None  # checkpoint(2), after the move
+    serve_guest_request(k2, FreezePlan(incremental=True, chain=chain))
+    assert k2.run() == 0
+    k3 = thaw(str(root / "work" / "self.img"), ThawOptions(root=str(root)))
+    assert k3.run() == 3 << 8  # wait status: exit 3, the thawed checkpoint returned 42
+    k2.shutdown()
+    k3.shutdown()
 
 
 def test_wrong_key_is_refused_and_the_run_goes_on_at_home(root: Path, tmp_path: Path,

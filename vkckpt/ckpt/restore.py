@@ -149,6 +149,8 @@ def thaw(path: str, opts: ThawOptions | None = None, *,
         lazy_thaw.check_digests_aside(images)
     if chain is not None:
         chain.extend(final.header.image_id, path, base)
+        if staged is not None:  # a stream's images end with the receive: the next is full
+            chain.lose(final.header.image_id, path)
     if opts.deliver_sigthaw:
         _sigthaw(k)
     return k
