@@ -19,7 +19,7 @@ from vkckpt.ckpt import migrate_recv as R
 from vkckpt.ckpt import migrate_wire as W
 from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.freeze import FreezePlan, serve_guest_request
-from vkckpt.ckpt.migrate_send import RunEnded, migrate
+from vkckpt.ckpt.migrate_send import MigrationError, RunEnded, migrate
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.config import KernelConfig, ProcessSpec
 from vkckpt.errors import ImageError
@@ -361,3 +361,34 @@ def test_receive_timeout_refuses_a_silent_connection(root: Path) -> None:
     assert rp.returncode == 125 and out == b""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and b"nothing received for 1 s inside the greeting" in lines[0]
+
+
+def test_checkpoint_nobody_serves_fails_the_migration(tmp_path: Path) -> None:
+    """Without a server for checkpoint(2) (freeze --to), a pending call makes the migration
+    fail rather than move a caller nothing would wake; the receiver resumes nothing and the
+    request is still there for the run loop at home."""
+    root = make_root(tmp_path, ["ckpt_self"])
+    cfg = KernelConfig(root=str(root), quantum=1000, processes=[
+        ProcessSpec("/ckpt_self", ["./ckpt_self", "self", "work/self.img"])])
+    sock = R.listen("127.0.0.1:0")
+    got: dict = {}
+
+    def receive() -> None:
+        conn, _ = sock.accept()
+        with conn:
+            try:
+                R.receive(conn, None)
+            except ImageError as exc:
+                got["refused"] = str(exc)
+
+    t = threading.Thread(target=receive)
+    t.start()
+    k = boot(cfg)
+    assert k.run(until_ticks=19_000) is None and k.host_request is None
+    with pytest.raises(MigrationError, match="checkpoint"):
+        migrate(k, f"127.0.0.1:{sock.getsockname()[1]}", None, round_ticks=100_000)
+    t.join(timeout=120)
+    sock.close()
+    assert "closed the connection" in got["refused"]
+    assert k.host_request is not None and k.exit_status is None
+    k.shutdown()

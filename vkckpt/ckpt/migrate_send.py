@@ -14,8 +14,11 @@ kernel state), which is sent, and the run may end once the receiver says it resu
 
 A checkpoint(2) a guest calls during pre-copy is served here, as in a run never moved
 (`serve`: its image is written where the guest asked and the call returns 0), and
-pre-copy goes on.  A run that ends during pre-copy (or before --migrate-at, see
-`mover`) tells the receiver so (migrate_wire.KIND_ENDED): nothing is moved.
+pre-copy goes on; without `serve` (freeze --to), or when one is asked during the final
+stop, the migration fails (MigrationError) and the run goes on here, where the run loop
+serves it: a moved caller would sleep forever.  A run that ends during pre-copy (or
+before --migrate-at, see `mover`) tells the receiver so (migrate_wire.KIND_ENDED):
+nothing is moved.
 """
 
 from __future__ import annotations
@@ -203,9 +206,13 @@ def migrate(k: VKernel, target: str, key: bytes | None, codec: str = "none",
             s.end()
             raise RunEnded(f"the run finished at tick {k.sched.ticks} during pre-copy; "
                            f"nothing was moved to {target}")
+        _no_request(k)
         stop = time.monotonic()
         res = freeze(k, s.next_path(), chain=s.chain, incremental=True, codec=codec,
                      background=True, dir_fd=s.dir_fd)
+        if k.host_request is not None:  # asked during the SIGCKPT handlers of the stop
+            res.wait()
+            _no_request(k)
         st.rounds.append(res.pages)
         st.image_id = res.header.image_id.hex()
         s.post(res, W.KIND_FINAL)
@@ -218,6 +225,14 @@ def migrate(k: VKernel, target: str, key: bytes | None, codec: str = "none",
         s.close()
     k.log(st.line(target))
     return st
+
+
+def _no_request(k: VKernel) -> None:
+    """MigrationError while a guest's checkpoint(2) waits: moved, its caller would sleep
+    forever (nothing serves it over there); the run goes on here and serves it."""
+    if k.host_request is not None:
+        raise MigrationError("a guest's checkpoint(2) is waiting to be served; it is "
+                             "served here and the run goes on here")
 
 
 def mover(plan: FreezePlan, target: str) -> Callable[[VKernel], bool]:
