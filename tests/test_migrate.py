@@ -392,3 +392,21 @@ def test_checkpoint_nobody_serves_fails_the_migration(tmp_path: Path) -> None:
     assert "closed the connection" in got["refused"]
     assert k.host_request is not None and k.exit_status is None
     k.shutdown()
+
+
+def test_receiver_without_once_waits_on_after_an_ended_stream(root: Path) -> None:
+    """Without --once an ENDED stream is logged and the next connection is accepted (a
+    peer cannot end a listener that serves several senders)."""
+    p = vk("receive", "--listen", "127.0.0.1:0", "--root", str(root), cwd=root)
+    try:
+        m = re.search(rb"listening on 127\.0\.0\.1:(\d+)", p.stderr.readline())
+        assert m
+        with socket.create_connection(("127.0.0.1", int(m.group(1)))) as s:
+            s.sendall(W.GREETING + W.FRAME_HEAD.pack(W.FRAME_MAGIC, W.KIND_ENDED, 0))
+        assert p.stderr.readline() == (b"vkckpt receive: the sender's run ended before it "
+                                       b"could move; nothing to resume\n")
+        time.sleep(0.2)
+        assert p.poll() is None, "the listener should wait for another stream"
+    finally:
+        p.kill()
+        p.communicate(timeout=60)
