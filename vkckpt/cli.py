@@ -194,7 +194,8 @@ def _receive_parser(sub: argparse._SubParsersAction) -> None:
                        "`vkckpt run --migrate-at --to` or `vkckpt freeze --to`), check every "
                        "image of it as thaw does, resume the vkernel it carries in this "
                        "process and run it to completion. Exit status as for thaw; 125 when "
-                       "the stream is refused (with --once) or the vkernel fails.")
+                       "the stream is refused (with --once) or the vkernel fails; 124 when "
+                       "the sender's run ended before it could move (with --once).")
     r.add_argument("--listen", required=True, metavar="HOST:PORT", help="address to listen "
                    "on (port 0: any free port; the bound address is printed on stderr)")
     r.add_argument("--root", metavar="DIR", help="guest root, as for thaw")
