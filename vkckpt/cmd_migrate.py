@@ -69,11 +69,11 @@ def _resume(conn: socket.socket, args: argparse.Namespace, plan: FreezePlan,
                      chain=plan.chain, staged=got.staged)
         except BaseException:
             answer(conn, False)
-            raise
-        finally:
             if got is not None:
                 got.close()
-        answer(conn, True)
+            raise
+        answer(conn, True)  # first: removing the stream's images takes ~10 ms at 256 MiB
+        got.close()
     print(f"vkckpt receive: resumed at tick {k.sched.ticks} ({got.images} images)",
           file=sys.stderr, flush=True)
     return k
