@@ -49,6 +49,14 @@ class Received:
         self.images = 0
         self.staged = Staged()
 
+    def drop_newest(self) -> None:
+        """The newest round is laid: close and remove its file (the next round and the
+        final thaw need only its header and path), so the stream costs the host one
+        round's bytes at a time, not the sum of every round's."""
+        r = self.staged.images[-1]
+        r.close()
+        os.unlink(os.path.basename(r.path), dir_fd=self.dir_fd)
+
     def close(self) -> None:
         """Unmap the memory nothing adopted, close and remove the images."""
         self.staged.close()
@@ -87,6 +95,7 @@ def receive(conn: socket.socket, key: bytes | None,
             else:
                 if stage:
                     _apply(got.staged)
+                    got.drop_newest()
                 W.send_ack(conn, W.ACK_APPLIED)
     except BaseException:
         got.close()

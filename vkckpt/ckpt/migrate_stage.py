@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 
 
 class Staged:
-    """The checked images of one stream, base first (kept open), and the memory their
-    rounds built: `bufs` by buffer id, `laid` the page runs written into each, in order."""
+    """The checked images of one stream, base first, and the memory their rounds built:
+    `bufs` by buffer id, `laid` the page runs written into each, in order.  Only the last
+    image need still be open; of the others the final thaw uses the header and path."""
 
     def __init__(self) -> None:
         self.images: list[ImageReader] = []
