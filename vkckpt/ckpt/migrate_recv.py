@@ -20,6 +20,10 @@ from vkckpt.ckpt import migrate_wire as W
 from vkckpt.ckpt.migrate_stage import Staged
 from vkckpt.errors import ImageError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from vkckpt.image import Header
+
 
 class SenderEnded(ImageError):
     """The sender's run ended before it could move: the stream carries nothing to resume."""
@@ -82,7 +86,7 @@ def receive(conn: socket.socket, key: bytes | None,
                 f"the sender speaks {greeting.strip().decode(errors='replace')!r}, this "
                 f"vkckpt {W.GREETING.strip().decode()!r}; use the same vkckpt on both hosts"
                 if other else "not a vkckpt migration stream"))
-        prev = None
+        prev: Header | None = None
         while got.final is None:
             n = got.images + 1
             kind, size = W.recv_head(conn, n)
@@ -104,7 +108,7 @@ def receive(conn: socket.socket, key: bytes | None,
 
 
 def _one_image(conn: socket.socket, got: Received, n: int, size: int, key: bytes | None,
-               prev: object) -> object:
+               prev: Header | None) -> Header:
     """Receive image n into got and check it (digests, seal, link to prev, the previous
     image's header); returns its header."""
     from vkckpt.image import ImageReader
