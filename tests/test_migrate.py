@@ -20,6 +20,7 @@ from vkckpt.ckpt import migrate_wire as W
 from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.freeze import FreezePlan, serve_guest_request
 from vkckpt.ckpt.migrate_send import MigrationError, RunEnded, migrate
+from vkckpt.ckpt.migrate_stage import Staged
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.config import KernelConfig, ProcessSpec
 from vkckpt.errors import ImageError
@@ -410,3 +411,57 @@ def test_receiver_without_once_waits_on_after_an_ended_stream(root: Path) -> Non
     finally:
         p.kill()
         p.communicate(timeout=60)
+
+
+def test_buffers_freed_and_made_between_rounds(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """mmaps maps and unmaps between round 1 (tick ~60k) and round 2 (~120k): the
+    receiver unmaps what a round no longer has, maps what is new, and the moved run ends
+    exactly as the unmoved one (output, ticks)."""
+    root = make_root(tmp_path, ["mmaps"])
+
+    def kernel(out: list[bytes]) -> object:
+        return boot(KernelConfig(root=str(root), stdout=out.append,
+                                 processes=[ProcessSpec("/mmaps", ["./mmaps"])]))
+
+    gold: list[bytes] = []
+    k0 = kernel(gold)
+    assert k0.run() == 0
+    end = k0.sched.ticks
+    k0.shutdown()
+    home: list[bytes] = []
+    away: list[bytes] = []
+    k = kernel(home)
+    assert k.run(until_ticks=60_000) is None
+    sock = R.listen("127.0.0.1:0")
+    got: dict = {"bufs": []}
+
+    def receive() -> None:
+        conn, _ = sock.accept()
+        with conn:
+            while k.sched.ticks < 100_000:  # hold round 1: the guests run the round out
+                time.sleep(0.005)
+            rec = R.receive(conn, None)
+            got["k"] = thaw(rec.final, ThawOptions(root=str(root), stdout=away.append),
+                            staged=rec.staged)
+            R.answer(conn, True)
+            rec.close()
+
+    real_apply = Staged.apply
+
+    def apply(self: Staged, r: object) -> None:
+        real_apply(self, r)
+        got["bufs"].append(set(self.bufs))
+
+    monkeypatch.setattr(Staged, "apply", apply)  # records each round's buffer ids
+    t = threading.Thread(target=receive)
+    t.start()
+    st = migrate(k, f"127.0.0.1:{sock.getsockname()[1]}", None, round_ticks=60_000)
+    t.join(timeout=120)
+    sock.close()
+    k.shutdown()
+    first, second = got["bufs"][:2]
+    assert first - second and second - first, "a buffer should go and another come"
+    k2 = got["k"]
+    assert st.ticks < end and k2.run() == 0 and k2.sched.ticks == end
+    assert b"".join(home + away) == b"".join(gold)
