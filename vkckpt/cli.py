@@ -196,13 +196,17 @@ def _receive_parser(sub: argparse._SubParsersAction) -> None:
                        "`vkckpt run --migrate-at --to` or `vkckpt freeze --to`), check every "
                        "image of it as thaw does, resume the vkernel it carries in this "
                        "process and run it to completion. Exit status as for thaw; 125 when "
-                       "the stream is refused (with --once) or the vkernel fails.")
+                       "the stream is refused (with --once) or the vkernel fails; 124 when "
+                       "the sender's run ended before it could move (with --once).")
     r.add_argument("--listen", required=True, metavar="HOST:PORT", help="address to listen "
                    "on (port 0: any free port; the bound address is printed on stderr)")
     r.add_argument("--root", metavar="DIR", help="guest root, as for thaw")
     _bind_option(r, "give a bind of the image again, as for thaw (repeatable)")
     r.add_argument("--once", action="store_true", help="exit 125 when the first stream is "
-                   "refused (default: log it and wait for another)")
+                   "refused, 124 when its sender's run ended before it could move (default: "
+                   "log it and wait for another)")
+    r.add_argument("--timeout", type=_positive(float), default=120.0, metavar="SECONDS",
+                   help="refuse a stream that sends nothing for this long (default 120)")
     r.add_argument("--no-sigthaw", action="store_true", help="do not deliver SIGTHAW to "
                    "processes that handle it")
     _freeze_options(r)

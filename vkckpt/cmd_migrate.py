@@ -16,9 +16,13 @@ if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
 
 
+NOTHING_MOVED = 124  # the sender's run ended before it could move (with --once)
+
+
 def cmd_receive(args: argparse.Namespace) -> int:
-    """vkckpt receive: the exit status of the moved run, 125 when the stream is refused."""
-    from vkckpt.ckpt.migrate_recv import listen
+    """vkckpt receive: the exit status of the moved run, 125 when the stream is refused,
+    NOTHING_MOVED when the sender said its run ended first (both with --once)."""
+    from vkckpt.ckpt.migrate_recv import SenderEnded, listen
 
     plan = plan_from_args(args)
     stats = _pin("--stats", args.stats)
@@ -35,6 +39,10 @@ def cmd_receive(args: argparse.Namespace) -> int:
             try:
                 k = _resume(conn, args, plan, key)
                 break
+            except SenderEnded as exc:
+                print(f"vkckpt receive: {exc}", file=sys.stderr, flush=True)
+                if args.once:
+                    return NOTHING_MOVED
             except ImageError as exc:
                 if args.once:
                     raise
@@ -51,22 +59,21 @@ def _resume(conn: socket.socket, args: argparse.Namespace, plan: FreezePlan,
     from vkckpt.ckpt.restore import ThawOptions, thaw
 
     with conn:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         got = None
         try:
-            got = receive(conn, key.secret if key else None)
+            got = receive(conn, key.secret if key else None, args.timeout)
             k = thaw(got.final, ThawOptions(root=args.root, key=key,
                                             trace_syscalls=args.trace_syscalls,
                                             deliver_sigthaw=not args.no_sigthaw,
                                             binds=binds_from_args(args)),
-                     chain=plan.chain)
+                     chain=plan.chain, staged=got.staged)
         except BaseException:
             answer(conn, False)
-            raise
-        finally:
             if got is not None:
                 got.close()
-        answer(conn, True)
+            raise
+        answer(conn, True)  # first: removing the stream's images takes ~10 ms at 256 MiB
+        got.close()
     print(f"vkckpt receive: resumed at tick {k.sched.ticks} ({got.images} images)",
           file=sys.stderr, flush=True)
     return k

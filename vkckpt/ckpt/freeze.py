@@ -121,7 +121,8 @@ class FreezePlan(Comparable):
         self.results = [] if results is None else results
         self.out: OutputPath | None = None
         self.chain = ImageChain() if chain is None else chain
-        self.migrate_at: int | None = None  # --migrate-at: call mover(k) then; True: moved
+        self.migrate_at: int | None = None  # --migrate-at: call mover(k) then (or at the
+        # end of a run that ends first, with k.exit_status set); True: moved
         self.mover: Callable[[VKernel], bool] | None = None
         self.migrated: dict | None = None   # the migration's statistics once it moved
 
@@ -171,6 +172,8 @@ def drive(k: VKernel, plan: FreezePlan,
             stop_at = next_at if move_at is None else min(move_at, next_at or move_at)
             status = k.run(until_ticks=stop_at, on_schedule_point=hook)
             if status is not None:
+                if move_at is not None:
+                    plan.mover(k)  # ended before --migrate-at: the mover tells the receiver
                 return status
             if pending is not None:
                 pending, done = None, pending

@@ -3,9 +3,13 @@
 The sender opens with GREETING, then sends frames: FRAME_HEAD (magic, kind, byte count)
 followed by one whole image file.  Image n of the stream is named ``image_name(n)`` on both
 sides, so an incremental image finds its parent (the previous frame) by the name its meta
-record gives.  KIND_ROUND frames are pre-copy rounds; the one KIND_FINAL frame is the frozen
-state, after which the sender waits for one answer line: ACK_RESUMED or ACK_REFUSED.
-Every count is bounded before anything is read.
+record gives.  KIND_ROUND frames are pre-copy rounds: the receiver checks and applies each
+one (migrate_stage.py) and answers ACK_APPLIED before the sender takes the next round, so
+at the final stop the receiver is never behind.  The one KIND_FINAL frame is the frozen
+state, after which the sender waits for ACK_RESUMED.  ACK_REFUSED answers any frame the
+receiver refuses.  A KIND_ENDED frame (no bytes) says the sender's run ended before it
+could move: the stream ends with nothing to resume.  Every count is bounded before
+anything is read.
 """
 
 from __future__ import annotations
@@ -16,15 +20,17 @@ import struct
 
 from vkckpt.errors import ImageError
 
-GREETING = b"VKCKPT-MIGRATE 1\n"
+GREETING = b"VKCKPT-MIGRATE 2\n"
+GREETING_PREFIX = b"VKCKPT-MIGRATE "
 FRAME_HEAD = struct.Struct("<4sBxxxQ")
 FRAME_MAGIC = b"VKMF"
-KIND_ROUND, KIND_FINAL = 1, 2
-ACK_RESUMED, ACK_REFUSED = b"RESUMED\n", b"REFUSED\n"
+KIND_ROUND, KIND_FINAL, KIND_ENDED = 1, 2, 3
+ACK_RESUMED, ACK_REFUSED, ACK_APPLIED = b"RESUMED\n", b"REFUSED\n", b"APPLIED\n"
+ACK_SIZE = 8                # every answer line is this long
 MAX_IMAGES = 64             # frames in one stream (the sender sends at most MAX_ROUNDS + 1)
 MAX_IMAGE_BYTES = 1 << 40   # one image
 CHUNK = 1 << 20             # bytes a receive call asks for
-IDLE_TIMEOUT = 120.0        # seconds without a byte before the receiver gives up
+IDLE_TIMEOUT = 120.0        # default seconds without a byte before the receiver gives up
 
 
 def image_name(n: int) -> str:
@@ -40,6 +46,15 @@ def parse_target(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def no_delay(sock: socket.socket) -> None:
+    """Send small writes (frame heads, answers, an image's last segment) at once: with
+    Nagle's algorithm each waits for the peer's delayed ACK (~40 ms, all of it downtime)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass  # not TCP (a socketpair in tests)
+
+
 def send_image(sock: socket.socket, path: str, kind: int) -> int:
     """Send one frame holding the image file at path; its size in bytes."""
     with open(path, "rb") as f:
@@ -48,6 +63,20 @@ def send_image(sock: socket.socket, path: str, kind: int) -> int:
         if size and sock.sendfile(f, 0, size) != size:  # waits out the socket's timeout
             raise OSError("the connection closed during the image")
     return size
+
+
+def send_ack(sock: socket.socket, line: bytes) -> None:
+    """Answer the sender with one ACK_* line."""
+    try:
+        sock.sendall(line)
+    except OSError as exc:
+        raise ImageError(f"migration stream: cannot answer the sender: "
+                         f"{exc.strerror or exc}") from None
+
+
+def send_ended(sock: socket.socket) -> None:
+    """Say the run ended before it moved (the stream then ends)."""
+    sock.sendall(FRAME_HEAD.pack(FRAME_MAGIC, KIND_ENDED, 0))
 
 
 def recv_exact(sock: socket.socket, n: int, what: str) -> bytes:
@@ -63,7 +92,7 @@ def _recv(sock: socket.socket, n: int, what: str) -> bytes:
     try:
         chunk = sock.recv(n)
     except TimeoutError:
-        raise ImageError(f"migration stream: nothing received for {IDLE_TIMEOUT:g} s "
+        raise ImageError(f"migration stream: nothing received for {sock.gettimeout():g} s "
                          f"inside {what}") from None
     except OSError as exc:
         raise ImageError(f"migration stream: {what}: {exc.strerror or exc}") from None
@@ -76,7 +105,8 @@ def recv_head(sock: socket.socket, n: int) -> tuple[int, int]:
     """(kind, size) of the n-th frame, checked."""
     magic, kind, size = FRAME_HEAD.unpack(recv_exact(sock, FRAME_HEAD.size,
                                                      f"the head of image {n}"))
-    if magic != FRAME_MAGIC or kind not in (KIND_ROUND, KIND_FINAL):
+    if magic != FRAME_MAGIC or kind not in (KIND_ROUND, KIND_FINAL, KIND_ENDED) or \
+            (kind == KIND_ENDED and size):
         raise ImageError(f"migration stream: image {n} has a malformed frame head")
     if n > MAX_IMAGES:
         raise ImageError(f"migration stream: more than {MAX_IMAGES} images")

@@ -40,6 +40,10 @@ from vkckpt.vmspace.filemap import FileBuffer
 from vkckpt.vmspace.hostmem import HostBuffer
 from vkckpt.vmspace.state import check_filemap, check_memory, covered_pages, load_buffers
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from vkckpt.ckpt.migrate_stage import Staged
+
 __all__ = ["ThawOptions", "add_after_load", "load_chain", "thaw"]  # load_chain: chain.py
 
 AfterLoad = Callable[[VKernel, dict[int, HostBuffer], Laid], None]
@@ -103,14 +107,19 @@ class ThawOptions(Comparable):
 
 
 def thaw(path: str, opts: ThawOptions | None = None, *,
-         chain: ImageChain | None = None) -> VKernel:
+         chain: ImageChain | None = None, staged: Staged | None = None) -> VKernel:
     """Load the image at path into a new vkernel ready to run.  chain: extended with that
-    image, so that the thawed vkernel's next incremental freeze hangs on it."""
+    image, so that the thawed vkernel's next incremental freeze hangs on it.  staged: the
+    chain as live migration received it (path is its last image): every image already
+    checked, the earlier ones' pages already laid (see migrate_stage.py)."""
     opts = opts or ThawOptions()
-    images = load_chain(path)
+    images = load_chain(path) if staged is None else staged.images
     final = images[-1]
-    lazy = lazy_thaw.wanted(images, opts.lazy, opts.key is not None, opts.read_only)
-    if opts.key is not None:  # authenticate before believing anything, the root above all
+    lazy = staged is None and lazy_thaw.wanted(images, opts.lazy, opts.key is not None,
+                                                opts.read_only)
+    if staged is not None:
+        digests = DigestCheck([])  # each image was checked (with the key) as it arrived
+    elif opts.key is not None:  # authenticate before believing anything, the root above all
         for r in images:
             r.check_digests(opts.key.secret)
         digests = DigestCheck([])
@@ -124,8 +133,8 @@ def thaw(path: str, opts: ThawOptions | None = None, *,
         root = trust.guest_root(images, opts.root, _one(recs, "kernel")["root"],
                                 sealed=opts.key is not None)
         trust.check_key_outside(opts.key, root)
-        k = _build(final, recs, opts, root)
-        base = _pages(k, images, lazy)
+        k = _build(final, recs, opts, root, staged)
+        base = _pages(k, images, lazy, staged)
     except ImageError:
         digests.join()  # a corrupted file explains a malformed record best
         if k is not None:
@@ -146,6 +155,8 @@ def thaw(path: str, opts: ThawOptions | None = None, *,
         lazy_thaw.check_digests_aside(images)
     if chain is not None:
         chain.extend(final.header.image_id, path, base)
+        if staged is not None:  # a stream's images end with the receive: the next is full
+            chain.lose(final.header.image_id, path)
     if opts.deliver_sigthaw:
         _sigthaw(k)
     return k
@@ -178,7 +189,7 @@ def _one(recs: dict[str, list[dict]], kind: str) -> dict:
 
 
 def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
-           root: str) -> VKernel:
+           root: str, staged: Staged | None = None) -> VKernel:
     """Every record, in the order snapshot.py wrote them: kernel, buffers, pipes and files,
     processes with their vmspaces, threads, wait queues, locks (pages: _pages)."""
     kr = _one(recs, "kernel")
@@ -206,6 +217,8 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
         raise ImageError(str(exc)) from None
     kernel_state.load(k, kr, final.header.vkernel_id)
     bufs = load_buffers(recs.get("buffer", []), k.ids.next_bid)
+    if staged is not None:
+        staged.adopt(bufs)
     _filemaps(k, recs.get("filemap", []), bufs, opts)
     pipes = load_pipes(recs.get("pipe", []), k.mem, k.poll_q)
     sock_rows = recs.get("socket", [])
@@ -326,13 +339,17 @@ def _waitqs(k: VKernel, rows: list[dict], queues: dict) -> None:
             raise ImageError(f"thread {t.tid} sleeps on a queue that does not list it")
 
 
-def _pages(k: VKernel, images: list[ImageReader], lazy: bool) -> dict:
+def _pages(k: VKernel, images: list[ImageReader], lazy: bool,
+           staged: Staged | None = None) -> dict:
     """Lay down page data from the base image up to the final one (lazy: leaving what it can
-    in the images, see lazy_thaw.py); returns the page bases the next incremental freeze
-    compares against."""
+    in the images, see lazy_thaw.py; staged: only the final one's, the rest is laid);
+    returns the page bases the next incremental freeze compares against."""
     bufs: dict[int, HostBuffer] = {}
     cover = covered_pages(bufs, [p.vm for p in k.procs.values() if not p.zombie])
-    laid = lazy_thaw.lay(images, bufs) if lazy else lay_pages(images, bufs)
+    if staged is not None:
+        laid = staged.laid_for(bufs, lay_pages(images[-1:], bufs))
+    else:
+        laid = lazy_thaw.lay(images, bufs) if lazy else lay_pages(images, bufs)
     for hook in _after_load:
         hook(k, bufs, laid)
     return PG.thawed_bases(bufs, cover, laid)
