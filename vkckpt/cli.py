@@ -99,6 +99,10 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the program")
     r.add_argument("-c", "--config", metavar="FILE", help="vkernel description (vkckpt.yaml(5))")
     r.add_argument("--root", metavar="DIR", help="guest root directory (default: .)")
+    r.add_argument("--fs", choices=("host", "overlay"), help="overlay: the root is a "
+                   "read-only lower layer, guests' changes live in images (default: host)")
+    r.add_argument("--embed-root", action="store_true", help="with --fs overlay: full images "
+                   "carry the lower layer too, so a thaw needs no --root")
     _bind_option(r, "mount host directory HOST on guest directory GUEST (read-only with :ro; "
                  "repeatable; see vkckpt-run(1))")
     _publish_option(r, "forward TCP connections to the host's 127.0.0.1:HOSTPORT to a guest "
