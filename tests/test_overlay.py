@@ -7,16 +7,23 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from vkckpt.ckpt.chain import ImageChain
+from vkckpt.ckpt.restore import ThawOptions, thaw
+from vkckpt.ckpt.snapshot import write_image
 from vkckpt.config import KernelConfig, ProcessSpec
 from vkckpt.errors import ConfigError
 from vkckpt.fs import treedigest
 from vkckpt.fs.sandbox import GuestRoot
 from vkckpt.guests import build
 from vkckpt.runner import boot
+from vkckpt.testing.oracle import image_records, run_noting
+from vkckpt.testing.outcome import Outcome
 
 
 def make_tree(root: Path) -> Path:
@@ -121,3 +128,105 @@ def test_tree_digest_never_follows_a_symlink(tmp_path: Path) -> None:
     d1 = treedigest.tree_digest(str(lower))
     (outside / "secret").write_text("x" * 100)
     assert treedigest.tree_digest(str(lower)) == d1 != d0
+
+
+# -- images -------------------------------------------------------------------------------
+
+
+def config(root: Path, out: list[bytes], *args: str, embed: bool = False) -> KernelConfig:
+    return KernelConfig(root=str(root), quantum=997, stdout=out.append, stderr=out.append,
+                        processes=[ProcessSpec("/layers", ["layers", "/work", *args])],
+                        fs="overlay", embed_root=embed)
+
+
+def chain_of_images(lower: Path, where: Path, n: int, embed: bool = False
+                    ) -> tuple[Outcome, list[tuple[Path, bytes]]]:
+    """The golden overlay run of layers, and n images of one run frozen along it (a full
+    image, then incremental ones), each with the output written before it."""
+    out: list[bytes] = []
+    k = boot(config(lower, out, "40", embed=embed))
+    status, points = run_noting(k)
+    gold = Outcome(b"".join(out), b"", status, k.sched.ticks, dict(k.statuses), points)
+    k.shutdown()
+    inside = [p for p in points if 0 < p < gold.ticks]
+    ats = [inside[len(inside) * (i + 1) // (n + 1)] for i in range(n)]
+    out = []
+    k = boot(config(lower, out, "40", embed=embed))
+    chain = ImageChain()
+    images = []
+    for i, at in enumerate(ats):
+        assert k.run(until_ticks=at) is None
+        img = where / f"chain{i}.img"
+        write_image(k, str(img), chain=chain, incremental=i > 0)
+        images.append((img, b"".join(out)))
+    assert k.run() == gold.status and b"".join(out) == gold.output
+    k.shutdown()
+    return gold, images
+
+
+def finish_thawed(img: Path, root: Path | None, before: bytes, gold: Outcome) -> None:
+    after: list[bytes] = []
+    k = thaw(str(img), ThawOptions(root=None if root is None else str(root),
+                                   stdout=after.append, stderr=after.append,
+                                   deliver_sigthaw=False))
+    try:
+        status = k.run()
+        assert before + b"".join(after) == gold.output, img.name
+        assert (status, k.sched.ticks, k.statuses) == (gold.status, gold.ticks, gold.statuses)
+    finally:
+        k.shutdown()
+
+
+def test_every_image_of_an_incremental_chain_thaws_and_finishes_as_the_unfrozen_run(
+        tmp_path: Path) -> None:
+    lower = make_tree(tmp_path / "lower")
+    before = host_state(lower)
+    gold, images = chain_of_images(lower, tmp_path, 4)
+    recs = [image_records(img, ("overlay", "ovl_entry")) for img, _ in images]
+    assert [r[0][1]["full"] for r in recs] == [True, False, False, False]
+    assert all(f["lower"] == before[0] for r in recs for t, f in r if t == "overlay")
+    full_paths = {f["path"] for t, f in recs[0] if t == "ovl_entry"}
+    assert "/work/keep.txt" in full_paths and "/work/tree" not in full_paths  # not changed
+    seen = {(f["path"], f["kind"], f["wh"]) for r in recs for t, f in r if t == "ovl_entry"}
+    assert {("/work/tree2/deep/leaf.txt", "file", False), ("/work/tree", "absent", True),
+            ("/work/gone.txt", "dir", True), ("/work/sub/mode.txt", "absent", True)} <= seen
+    assert all(kind == "absent" for p, kind, _ in seen if p.startswith("/work/tree/"))
+    for img, out in reversed(images):  # the later images exist: the earlier still thaw
+        finish_thawed(img, lower, out, gold)
+    assert host_state(lower) == before
+
+
+def test_an_incremental_image_holds_exactly_what_changed(tmp_path: Path) -> None:
+    lower = make_tree(tmp_path / "lower")
+    out: list[bytes] = []
+    k = boot(config(lower, out, "40"))
+    try:
+        chain = ImageChain()
+        assert k.run(until_ticks=1) is None
+        write_image(k, str(tmp_path / "a.img"), chain=chain)
+        write_image(k, str(tmp_path / "b.img"), chain=chain, incremental=True)  # no change
+        assert image_records(tmp_path / "b.img", ("ovl_entry",)) == []
+        while not os.path.exists(k.root.overlay.up("work/keep.txt")):  # the first append
+            assert k.run(until_ticks=k.sched.ticks + 1) is None
+        write_image(k, str(tmp_path / "c.img"), chain=chain, incremental=True)
+        got = [f["path"] for _, f in image_records(tmp_path / "c.img", ("ovl_entry",))]
+        assert got == ["/work", "/work/keep.txt"]  # copied up: the directory and the file
+        write_image(k, str(tmp_path / "d.img"), chain=chain, incremental=True)
+        got = [f["path"] for _, f in image_records(tmp_path / "d.img", ("ovl_entry",))]
+        assert got in ([], ["/work/keep.txt"])  # appended to again, or not yet
+    finally:
+        k.shutdown()
+
+
+def test_a_root_with_another_digest_is_refused_in_one_line(tmp_path: Path) -> None:
+    lower = make_tree(tmp_path / "lower")
+    _, images = chain_of_images(lower, tmp_path, 1)
+    want = treedigest.tree_digest(str(lower))
+    (lower / "work" / "keep.txt").write_text("changed on the host\n")
+    got = treedigest.tree_digest(str(lower))
+    p = subprocess.run([sys.executable, "-m", "vkckpt", "thaw", str(images[0][0]), "--root",
+                        str(lower), "--no-control"], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 125
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and want in lines[0] and got in lines[0], p.stderr

@@ -425,6 +425,8 @@ class VKernel:
         self.bury()
         self.cpu_pool.close()
         self.publish.close()
+        if self.root.overlay is not None:  # its private layers go with it
+            self.root.overlay.close()
 
     def defer(self, fn: Callable[[], None]) -> object:
         """Run fn once the current engine stops; the caller returns NORETURN."""

@@ -76,6 +76,7 @@ class Overlay:
         self.upper = upper or new_private_dir("upper")
         self.upper_fd = hostfs.open_dir(self.upper)
         self.gen = 1  # the generation changes are recorded in (one per image written)
+        self.pending = 0  # the generation of the image being written
         self.changed: dict[str, int] = {}  # upper-relative path -> generation of its change
         self.image_gen: dict[bytes, int] = {}  # image id -> the generation it holds
         self.written: set[tuple[int, int]] = set()  # upper inodes opened for writing
@@ -154,6 +155,14 @@ class Overlay:
         return self.below(_parent(rel)[0]) and os.path.lexists(self.low(rel))
 
     # -- changes --------------------------------------------------------------------------
+
+    def next_gen(self) -> None:
+        """An image now holds every change so far (saved() names it once written)."""
+        self.pending, self.gen = self.gen, self.gen + 1
+
+    def saved(self, image_id: bytes) -> None:
+        """The image being written is image_id: later incremental ones may hang on it."""
+        self.image_gen[image_id] = self.pending
 
     def touch(self, rel: str) -> None:
         """rel's upper entry or marker changed now."""

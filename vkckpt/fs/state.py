@@ -14,7 +14,14 @@ import stat
 
 from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError, ImageError
-from vkckpt.fs import event_state, ghost_state, inet_state, proc_state, unix_state
+from vkckpt.fs import (
+    event_state,
+    ghost_state,
+    inet_state,
+    overlay_state,
+    proc_state,
+    unix_state,
+)
 from vkckpt.fs.fdtable import FdTable
 from vkckpt.fs.fifo import FifoEnd, fifo_of
 from vkckpt.fs.files import (
@@ -53,7 +60,7 @@ FILE_SCHEMA = {"id": "u64", "kind": "str", "flags": "u32", "stream": "u32", "pip
 FDTABLE_SCHEMA = [("u32", "u64", "u32")]  # a process record's descriptors
 RECORDS = {"pipe": (PIPE_VERSION, PIPE_SCHEMA), **ghost_state.RECORDS,
            "file": (FILE_VERSION, FILE_SCHEMA),
-           **unix_state.RECORDS, **inet_state.RECORDS}
+           **unix_state.RECORDS, **inet_state.RECORDS, **overlay_state.RECORDS}
 
 HASH_LIMIT = 1 << 20
 _DEVICE_KINDS = {"null": DevNull, "zero": DevZero, "random": DevRandom}
