@@ -12,16 +12,18 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.snapshot import write_image
 from vkckpt.config import KernelConfig, ProcessSpec
-from vkckpt.errors import ConfigError
+from vkckpt.errors import ConfigError, ImageError
 from vkckpt.fs import treedigest
 from vkckpt.fs.sandbox import GuestRoot
 from vkckpt.guests import build
 from vkckpt.runner import boot
+from vkckpt.testing.hostile_images import load_records, write_records
 from vkckpt.testing.oracle import image_records, run_noting
 from vkckpt.testing.outcome import Outcome
 
@@ -230,3 +232,40 @@ def test_a_root_with_another_digest_is_refused_in_one_line(tmp_path: Path) -> No
     assert p.returncode == 125
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and want in lines[0] and got in lines[0], p.stderr
+
+
+def test_embedded_root_thaws_with_the_host_root_wiped(tmp_path: Path) -> None:
+    lower = make_tree(tmp_path / "lower")
+    gold, images = chain_of_images(lower, tmp_path, 3, embed=True)
+    heads = [image_records(img, ("overlay",))[0][1] for img, _ in images]
+    assert [h["embedded"] for h in heads] == [True, False, False]  # incrementals refer to it
+    lows = [f for t, f in image_records(images[0][0], ("ovl_entry",)) if f["layer"] == 1]
+    assert {"/layers", "/work/tree/deep/leaf.txt"} <= {f["path"] for f in lows}
+    assert not any(f["layer"] == 1 for img, _ in images[1:]
+                   for _, f in image_records(img, ("ovl_entry",)))
+    shutil.rmtree(lower)
+    for img, before in images:
+        stats = img.with_suffix(".stats.yaml")
+        p = subprocess.run([sys.executable, "-m", "vkckpt", "thaw", str(img), "--no-control",
+                            "--no-sigthaw", "--stats", str(stats)], capture_output=True,
+                           timeout=600)
+        assert p.returncode == gold.status, p.stderr.decode()
+        assert before + p.stdout == gold.output, img.name
+        st = yaml.safe_load(stats.read_text())
+        assert st["ticks"] == gold.ticks
+    finish_thawed(images[-1][0], None, images[-1][1], gold)  # here too, and nothing is left
+    assert not [n for n in os.listdir(os.environ.get("TMPDIR") or "/tmp")
+                if n.startswith(f"vkckpt-lower.{os.getpid()}.")]
+
+
+def test_a_corrupted_embedded_root_is_refused_by_its_digest(tmp_path: Path) -> None:
+    lower = make_tree(tmp_path / "lower")
+    _, images = chain_of_images(lower, tmp_path, 1, embed=True)
+    recs = load_records(images[0][0])
+    for rtype, _, _, f in recs:
+        if rtype == "ovl_entry" and f["layer"] == 1 and f["path"] == "/work/keep.txt":
+            f["mode"] = 0o600  # bytes intact, checksums fine: only the digest can tell
+    bad = tmp_path / "bad.img"
+    write_records(bad, images[0][0], recs)
+    with pytest.raises(ImageError, match="embedded lower layer has tree digest"):
+        thaw(str(bad), ThawOptions(deliver_sigthaw=False))
