@@ -269,3 +269,72 @@ def test_a_corrupted_embedded_root_is_refused_by_its_digest(tmp_path: Path) -> N
     write_records(bad, images[0][0], recs)
     with pytest.raises(ImageError, match="embedded lower layer has tree digest"):
         thaw(str(bad), ThawOptions(deliver_sigthaw=False))
+
+
+# -- export ------------------------------------------------------------------------------
+
+
+def host_tree_at(lower: Path, where: Path, at: int) -> str:
+    """The digest of the tree a default-mode run on a copy of lower has at tick at."""
+    copy = where / f"copy{at}"
+    shutil.copytree(lower, copy, symlinks=True)
+    out: list[bytes] = []
+    cfg = config(copy, out, "40")
+    cfg.fs = "host"
+    k = boot(cfg)
+    try:
+        assert k.run(until_ticks=at) is None
+        return treedigest.tree_digest(str(copy))
+    finally:
+        k.shutdown()
+
+
+def vkckpt(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vkckpt", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_export_writes_the_tree_the_guest_saw_at_each_freeze(tmp_path: Path) -> None:
+    lower = make_tree(tmp_path / "lower")
+    _, images = chain_of_images(lower, tmp_path, 3)
+    for i, (img, _) in enumerate(images):
+        ticks = image_records(img, ("meta",))[0][1]["ticks"]
+        dest = tmp_path / f"export{i}"
+        p = vkckpt("export", str(img), str(dest), "--root", str(lower))
+        assert p.returncode == 0, p.stderr
+        assert treedigest.tree_digest(str(dest)) == host_tree_at(lower, tmp_path, ticks)
+    assert (tmp_path / "export2" / "work" / "tree2" / "deep" / "leaf.txt").read_text() == \
+        "leaf\n"
+
+
+def test_export_refuses_a_full_dir_a_missing_root_and_a_wrong_one(tmp_path: Path) -> None:
+    lower = make_tree(tmp_path / "lower")
+    _, images = chain_of_images(lower, tmp_path, 1)
+    img = str(images[0][0])
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("x")
+    p = vkckpt("export", img, str(full), "--root", str(lower))
+    assert p.returncode == 1 and "not empty" in p.stderr and (full / "x").exists()
+    p = vkckpt("export", img, str(tmp_path / "new"))
+    assert p.returncode == 1 and "give --root" in p.stderr
+    other = make_tree(tmp_path / "other")
+    (other / "work" / "extra").write_text("x")
+    p = vkckpt("export", img, str(tmp_path / "new"), "--root", str(other))
+    assert p.returncode == 1 and "tree digest" in p.stderr
+    assert not (tmp_path / "new").exists()
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".vkckpt-tmp.")]
+
+
+def test_export_of_an_embedded_image_needs_no_root(tmp_path: Path) -> None:
+    lower = make_tree(tmp_path / "lower")
+    _, images = chain_of_images(lower, tmp_path, 2, embed=True)
+    want = treedigest.tree_digest(str(tmp_path / "lower"))  # before the run: lower unchanged
+    shutil.rmtree(lower)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    p = vkckpt("export", str(images[1][0]), str(dest))
+    assert p.returncode == 0, p.stderr
+    assert (dest / "layers").is_file() and (dest / "work" / "keep.txt").read_text() \
+        .startswith("lower\nround 0\n")
+    assert treedigest.tree_digest(str(dest)) != want

@@ -315,6 +315,18 @@ def _encode_parser(sub: argparse._SubParsersAction) -> None:
     _key_option(e, "seal IMAGE with this key (replacing a seal the document ends with)")
 
 
+def _export_parser(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser("export", help="write an overlay run's files at a freeze as a tree",
+                       description="Write the merged tree (lower layer + upper layer - "
+                       "whiteouts) of an image of a --fs overlay run into DIR, which must be "
+                       "empty or missing. Exit 1 when the image, the root or DIR is refused.")
+    e.add_argument("image", help="image file (of a chain: the files at its freeze)")
+    e.add_argument("dir", metavar="DIR", help="directory to create (or an empty one)")
+    e.add_argument("--root", metavar="DIR", help="the lower layer, unless the image embeds "
+                   "it (--embed-root); its digest must be the image's")
+    _key_option(e, "require every image of the chain to be sealed with this key")
+
+
 def _completion_parser(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("completion", help="print a shell completion script",
                        description="Print the bash or zsh completion script for vkckpt, "
@@ -329,7 +341,7 @@ _COMMANDS = {"run": _run_parser, "thaw": _thaw_parser, "inspect": _inspect_parse
              "regress": _regress_parser, "merge": _merge_parser, "diff": _diff_parser,
              "check": _check_parser,
              "decode": _decode_parser, "encode": _encode_parser,
-             "completion": _completion_parser}
+             "completion": _completion_parser, "export": _export_parser}
 #: Shells `vkckpt completion` writes scripts for.
 SHELLS = ("bash", "zsh")
 
@@ -349,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
               "diff": commands.cmd_diff,
               "check": commands.cmd_check,
               "decode": commands.cmd_decode, "encode": commands.cmd_encode,
-              "completion": _completion}[args.command]
+              "completion": _completion, "export": _export}[args.command]
         return fn(args)
     except ProgramError as exc:
         print(f"vkckpt: {exc}", file=sys.stderr)
@@ -379,6 +391,11 @@ def _completion(args: argparse.Namespace) -> int:
 def _receive(args: argparse.Namespace) -> int:
     from vkckpt.cmd_migrate import cmd_receive
     return cmd_receive(args)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from vkckpt.cmd_overlay import cmd_export
+    return cmd_export(args)
 
 
 def _demo(args: argparse.Namespace) -> int:
