@@ -72,7 +72,7 @@ def begin(images: list[ImageReader], final_recs: dict[str, list[dict]]) -> Overl
     if oc.embedded:
         oc.root = new_private_dir("lower")
         try:
-            _apply(images[0], oc.root, OS.LOWER, None)
+            _apply(images[0], oc.root, OS.LOWER, None, lower_ok=True)
         except BaseException:
             _remove(oc.root)
             raise
@@ -98,13 +98,14 @@ def finish(ov: Overlay | None, oc: OverlayChain, final_id: bytes) -> None:
                     shutil.rmtree(path)
                 else:
                     os.unlink(path)
-        _apply(r, ov.upper, OS.UPPER, ov)
+        _apply(r, ov.upper, OS.UPPER, ov, lower_ok=oc.embedded and r is oc.images[0])
     ov.changed, ov.gen, ov.written = {}, 1, set()
     ov.image_gen = {final_id: 0}
 
 
-def _apply(r: ImageReader, top: str, layer: int, ov: Overlay | None) -> None:
-    """Apply image r's entries of one layer to directory top."""
+def _apply(r: ImageReader, top: str, layer: int, ov: Overlay | None, lower_ok: bool) -> None:
+    """Apply image r's entries of one layer to directory top (lower_ok: r may hold lower
+    entries, the chain's embedded lower layer)."""
     fd = hostfs.open_dir(top)
     loader = OS.LayerLoader(fd, f"{r.path}: {'upper' if layer == OS.UPPER else 'lower'} layer")
     mine = False  # whether the data records that follow belong to this layer's entries
@@ -112,8 +113,10 @@ def _apply(r: ImageReader, top: str, layer: int, ov: Overlay | None) -> None:
         for t, f in records(r):
             if t == "ovl_entry":
                 mine = f["layer"] == layer
-                if f["layer"] not in (OS.UPPER, OS.LOWER):
-                    raise ImageError(f"{r.path}: overlay entry of unknown layer {f['layer']}")
+                if f["layer"] not in (OS.UPPER, OS.LOWER) or \
+                        (f["layer"] == OS.LOWER and not lower_ok):
+                    raise ImageError(f"{r.path}: overlay entry {f['path']!r} of layer "
+                                     f"{f['layer']}, which this image cannot hold")
                 if mine:
                     loader.entry(f, ov)
             elif t == "ovl_data" and mine:
