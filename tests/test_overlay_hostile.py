@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from test_overlay import chain_of_images, make_tree
 
 from vkckpt.ckpt.restore import ThawOptions, thaw
