@@ -267,7 +267,9 @@ def _files(k: VKernel, rows: list[dict], pipes: dict, opts: ThawOptions,
     """Open file descriptions by saved id (guest-root files reopened by path, ghosts from
     their saved bytes)."""
     files = {}
-    ghosts = ghost_state.load_ghosts(*ghost_recs, k.root.root_fd, k.inodes)
+    ov = k.root.overlay  # an overlay's lower layer is never written, not even unnamed files
+    ghosts = ghost_state.load_ghosts(*ghost_recs, k.root.root_fd if ov is None else ov.upper_fd,
+                                     k.inodes)
     try:
         for d in rows:
             if d["id"] in files:
