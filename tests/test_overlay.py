@@ -17,7 +17,7 @@ import yaml
 from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.snapshot import write_image
-from vkckpt.config import KernelConfig, ProcessSpec
+from vkckpt.config import KernelConfig, ProcessSpec, load_config
 from vkckpt.errors import ConfigError, ImageError
 from vkckpt.fs import treedigest
 from vkckpt.fs.sandbox import GuestRoot
@@ -338,3 +338,25 @@ def test_export_of_an_embedded_image_needs_no_root(tmp_path: Path) -> None:
     assert (dest / "layers").is_file() and (dest / "work" / "keep.txt").read_text() \
         .startswith("lower\nround 0\n")
     assert treedigest.tree_digest(str(dest)) != want
+
+
+def test_yaml_fs_overlay_and_embed_root(tmp_path: Path) -> None:
+    lower = make_tree(tmp_path / "lower")
+    good = tmp_path / "good.yaml"
+    good.write_text("root: lower\nfs: overlay\nembed_root: true\n"
+                    "processes:\n  - program: /layers\n    argv: [layers, /work]\n")
+    cfg = load_config(good)
+    assert (cfg.fs, cfg.embed_root, cfg.root) == ("overlay", True, str(lower))
+    for text, err in (("fs: tmpfs\n", "fs must be one of host, overlay"),
+                      ("embed_root: 1\n", "embed_root must be true or false"),
+                      ("embed_root: true\n", "embed_root needs fs: overlay")):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text + "processes:\n  - program: /layers\n")
+        with pytest.raises(ConfigError, match=err):
+            load_config(bad)
+    p = vkckpt("run", "-c", str(good), "--quantum", "200", "--freeze-at", "500", "-o",
+               str(tmp_path / "y.img"))
+    assert p.returncode == 0, p.stderr
+    assert image_records(tmp_path / "y.img", ("overlay",))[0][1]["embedded"] is True
+    p = vkckpt("run", "--root", str(lower), "--embed-root", str(lower / "layers"))
+    assert p.returncode == 125 and "--embed-root needs --fs overlay" in p.stderr
