@@ -166,11 +166,14 @@ def chain_of_images(lower: Path, where: Path, n: int, embed: bool = False
     return gold, images
 
 
-def finish_thawed(img: Path, root: Path | None, before: bytes, gold: Outcome) -> None:
+def finish_thawed(img: Path, root: Path | None, before: bytes, gold: Outcome,
+                  binds: list | None = None, stdin: bytes | None = None) -> None:
+    """Thaw img here (with the guests' unread stdin) and run it to the end: with before,
+    the golden run's output, status, ticks and statuses."""
     after: list[bytes] = []
     k = thaw(str(img), ThawOptions(root=None if root is None else str(root),
                                    stdout=after.append, stderr=after.append,
-                                   deliver_sigthaw=False))
+                                   deliver_sigthaw=False, binds=binds, stdin=stdin))
     try:
         status = k.run()
         assert before + b"".join(after) == gold.output, img.name
