@@ -187,6 +187,7 @@ SPECS: dict[str, Spec] = {
     "renames": Spec(needs_dir=True, lines=("file after rename: /rn/b.txt",
                                            "file in renamed dir: /rn/e/in.txt",
                                            "cwd after renaming it: /rn/f", "renames done")),
+    "layers": Spec(needs_dir=True, lines=("no tree",)),  # its tree: tests/test_overlay.py
     "fdlinks": Spec(needs_dir=True, lines=("read via /dev/fd: through the pipe",
                                            "reopened file reads from its start: abc",
                                            "written to /dev/stdout",

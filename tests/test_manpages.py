@@ -52,7 +52,8 @@ MANDIR = Path(__file__).resolve().parents[1] / "manpages"
 PAGES = ["vkckpt.1", "vkckpt-run.1", "vkckpt-thaw.1", "vkckpt-freeze.1", "vkckpt-inspect.1",
          "vkckpt-receive.1", "vkckpt-verify.1", "vkckpt-regress.1", "vkckpt-check.1",
          "vkckpt-completion.1", "vkckpt-diff.1", "vkckpt-merge.1", "vkckpt-decode.1",
-         "vkckpt-encode.1", "vkckpt-rebase.1", "checkpoint.2", "vkckpt.3",
+         "vkckpt-encode.1", "vkckpt-rebase.1",
+         "vkckpt-export.1", "checkpoint.2", "vkckpt.3",
          "vkckpt-image.5", "vkckpt.yaml.5", "vkckpt-abi.7", "vkckpt-security.7"]
 #: The page documenting each subcommand of `vkckpt`.
 COMMAND_PAGES = {"run": "vkckpt-run.1", "thaw": "vkckpt-thaw.1", "freeze": "vkckpt-freeze.1",
@@ -61,7 +62,8 @@ COMMAND_PAGES = {"run": "vkckpt-run.1", "thaw": "vkckpt-thaw.1", "freeze": "vkck
                  "regress": "vkckpt-regress.1", "check": "vkckpt-check.1", "diff": "vkckpt-diff.1",
                  "merge": "vkckpt-merge.1", "rebase": "vkckpt-rebase.1",
                  "decode": "vkckpt-decode.1", "encode": "vkckpt-encode.1",
-                 "completion": "vkckpt-completion.1", "demo": "vkckpt.1"}
+                 "completion": "vkckpt-completion.1", "export": "vkckpt-export.1",
+                 "demo": "vkckpt.1"}
 #: Pages whose EXAMPLES are run (vkckpt-abi(7) has none).
 RUNNABLE = [p for p in PAGES if p != "vkckpt-abi.7"]
 #: Guests the examples expect in root/.
@@ -214,7 +216,8 @@ def test_exit_statuses_match_the_cli() -> None:
     assert EXIT_VKERNEL_ERROR in codes("vkckpt-thaw.1")
     for page in ("vkckpt-inspect.1", "vkckpt-verify.1", "vkckpt-freeze.1", "vkckpt-regress.1",
                  "vkckpt-check.1", "vkckpt-completion.1", "vkckpt-diff.1",
-                 "vkckpt-merge.1", "vkckpt-decode.1", "vkckpt-encode.1", "vkckpt-rebase.1"):
+                 "vkckpt-merge.1", "vkckpt-decode.1", "vkckpt-encode.1", "vkckpt-rebase.1",
+                 "vkckpt-export.1"):
         assert {0, EXIT_FAILURE, EXIT_USAGE} <= codes(page)
 
 
@@ -432,6 +435,14 @@ def test_images_read_with_the_documented_format(tmp_path: Path) -> None:
         assert drive(k, plan) == 0
         images += [Path(r.path) for r in plan.results]
         k.shutdown()
+    # an overlay run with its lower layer embedded (overlay, ovl_entry, ovl_data)
+    k = boot(KernelConfig(root=str(root), quantum=997, stdout=lambda b: None,
+                          stderr=lambda b: None, log=lambda s: None, fs="overlay",
+                          embed_root=True, processes=[ProcessSpec("/files", ["files", "/work"])]))
+    plan = FreezePlan(output=str(tmp_path / "ovl.img"), every=3000, incremental=True)
+    assert drive(k, plan) == 0
+    images += [Path(r.path) for r in plan.results]
+    k.shutdown()
     # an incremental image that clears a page (zero_pages)
     k = boot(KernelConfig(root=str(root), stdout=lambda b: None, log=lambda s: None,
                           processes=[ProcessSpec("/pthreads", ["pthreads"])]))

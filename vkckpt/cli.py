@@ -99,6 +99,10 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the program")
     r.add_argument("-c", "--config", metavar="FILE", help="vkernel description (vkckpt.yaml(5))")
     r.add_argument("--root", metavar="DIR", help="guest root directory (default: .)")
+    r.add_argument("--fs", choices=("host", "overlay"), help="overlay: the root is a "
+                   "read-only lower layer, guests' changes live in images (default: host)")
+    r.add_argument("--embed-root", action="store_true", help="with --fs overlay: full images "
+                   "carry the lower layer too, so a thaw needs no --root")
     _bind_option(r, "mount host directory HOST on guest directory GUEST (read-only with :ro; "
                  "repeatable; see vkckpt-run(1))")
     _publish_option(r, "forward TCP connections to the host's 127.0.0.1:HOSTPORT to a guest "
@@ -328,6 +332,18 @@ def _encode_parser(sub: argparse._SubParsersAction) -> None:
     _key_option(e, "seal IMAGE with this key (replacing a seal the document ends with)")
 
 
+def _export_parser(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser("export", help="write an overlay run's files at a freeze as a tree",
+                       description="Write the merged tree (lower layer + upper layer - "
+                       "whiteouts) of an image of a --fs overlay run into DIR, which must be "
+                       "empty or missing. Exit 1 when the image, the root or DIR is refused.")
+    e.add_argument("image", help="image file (of a chain: the files at its freeze)")
+    e.add_argument("dir", metavar="DIR", help="directory to create (or an empty one)")
+    e.add_argument("--root", metavar="DIR", help="the lower layer, unless the image embeds "
+                   "it (--embed-root); its digest must be the image's")
+    _key_option(e, "require every image of the chain to be sealed with this key")
+
+
 def _completion_parser(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("completion", help="print a shell completion script",
                        description="Print the bash or zsh completion script for vkckpt, "
@@ -343,7 +359,7 @@ _COMMANDS = {"run": _run_parser, "thaw": _thaw_parser, "inspect": _inspect_parse
              "rebase": _rebase_parser,
              "check": _check_parser,
              "decode": _decode_parser, "encode": _encode_parser,
-             "completion": _completion_parser}
+             "completion": _completion_parser, "export": _export_parser}
 #: Shells `vkckpt completion` writes scripts for.
 SHELLS = ("bash", "zsh")
 
@@ -363,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
               "diff": commands.cmd_diff, "rebase": _rebase,
               "check": commands.cmd_check,
               "decode": commands.cmd_decode, "encode": commands.cmd_encode,
-              "completion": _completion}[args.command]
+              "completion": _completion, "export": _export}[args.command]
         return fn(args)
     except ProgramError as exc:
         print(f"vkckpt: {exc}", file=sys.stderr)
@@ -398,6 +414,11 @@ def _receive(args: argparse.Namespace) -> int:
 def _rebase(args: argparse.Namespace) -> int:
     from vkckpt.cmd_rebase import cmd_rebase
     return cmd_rebase(args)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from vkckpt.cmd_overlay import cmd_export
+    return cmd_export(args)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -55,6 +55,9 @@ def config_from_args(args: argparse.Namespace) -> KernelConfig:
     cfg.trace_syscalls = args.trace_syscalls
     cfg.binds = [*cfg.binds, *binds_from_args(args)]
     cfg.publish = [*cfg.publish, *publish_from_args(args)]
+    cfg.fs, cfg.embed_root = args.fs or cfg.fs, args.embed_root or cfg.embed_root
+    if cfg.embed_root and cfg.fs != "overlay":
+        raise ConfigError("--embed-root needs --fs overlay")
     if not os.path.isdir(cfg.root):
         raise ConfigError(f"guest root {cfg.root}: not a directory")
     return cfg

@@ -33,7 +33,7 @@ class KernelConfig(Comparable):
 
     __slots__ = ("root", "processes", "quantum", "memory_limit", "seed", "max_processes",
                  "max_threads", "trace_syscalls", "preempt", "cpus", "stdin", "stdout", "stderr",
-                 "log", "binds", "publish")
+                 "log", "binds", "publish", "fs", "embed_root")
 
     def __init__(
         self,
@@ -53,6 +53,8 @@ class KernelConfig(Comparable):
         log: Callable[[str], None] | None = None,
         binds: list[BindSpec] | None = None,  # host directories in the guest namespace
         publish: list[tuple[int, int]] | None = None,  # host port -> guest port (fs/publish.py)
+        fs: str = "host",             # "overlay": the root is a read-only lower layer
+        embed_root: bool = False,     # overlay: full images carry the lower layer too
     ) -> None:
         self.root = root
         self.processes = [] if processes is None else processes
@@ -70,6 +72,8 @@ class KernelConfig(Comparable):
         self.log = log
         self.binds = [] if binds is None else binds
         self.publish = [] if publish is None else publish
+        self.fs = fs
+        self.embed_root = embed_root
 
 
 #: The most host threads `cpus` may name.
@@ -122,7 +126,9 @@ def parse_memory_limit(value: object, what: str) -> int:
 
 
 _TOP_KEYS = {"root", "processes", "quantum", "memory_limit", "seed", "cpus", "binds",
-             "publish"}
+             "publish", "fs", "embed_root"}
+#: What `fs` may name: the root itself, or an overlay over it (fs/overlay.py).
+FS_MODES = ("host", "overlay")
 _PROC_KEYS = {"program", "argv", "env", "cwd"}
 
 
@@ -160,6 +166,16 @@ def load_config(path: str | os.PathLike) -> KernelConfig:
         cfg.binds = _binds(data["binds"], p.parent, f"{p}: binds")
     if "publish" in data:
         cfg.publish = _publish(data["publish"], f"{p}: publish")
+    if "fs" in data:
+        if data["fs"] not in FS_MODES:
+            raise ConfigError(f"{p}: fs must be one of {', '.join(FS_MODES)}, got {data['fs']!r}")
+        cfg.fs = data["fs"]
+    if "embed_root" in data:
+        if not isinstance(data["embed_root"], bool):
+            raise ConfigError(f"{p}: embed_root must be true or false")
+        cfg.embed_root = data["embed_root"]
+    if cfg.embed_root and cfg.fs != "overlay":
+        raise ConfigError(f"{p}: embed_root needs fs: overlay")
     procs = data.get("processes")
     if not isinstance(procs, list) or not procs:
         raise ConfigError(f"{p}: 'processes' must be a non-empty list")

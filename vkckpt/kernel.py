@@ -64,7 +64,9 @@ class VKernel:
         self.host_fds = HostFds()  # host descriptors guest files may hold
         self.table = table
         self.on_eintr = on_eintr
-        self.root = GuestRoot(config.root)
+        self.root = GuestRoot(config.root, overlay=config.fs == "overlay")
+        if self.root.overlay is not None:
+            self.root.overlay.copied = self.inodes_copied
         self.inodes = InodeTable(self.now_ns)
         self.unix = UnixNamespace(self.root, self.inodes)  # AF_UNIX names (fs/unix_ns.py)
         self.inet = self.unix.inet  # loopback TCP and UDP ports (fs/inet_ns.py)
@@ -120,6 +122,13 @@ class VKernel:
             return None
 
     # -- time and randomness -----------------------------------------------------------------
+    def inodes_copied(self, old: os.stat_result, new: os.stat_result) -> None:
+        """An overlay copied a lower file up: its virtual inode (number, time, metadata)
+        is the upper copy's too, as overlayfs keeps st_ino across copy-up."""
+        ent = self.inodes.entries.get((old.st_dev, old.st_ino))
+        if ent is not None:
+            self.inodes.entries[(new.st_dev, new.st_ino)] = ent
+
     def now_ns(self) -> int:
         """Virtual monotonic time, including the blocks of the run in progress."""
         running = 0
@@ -380,6 +389,8 @@ class VKernel:
         self.bury()
         self.cpu_pool.close()
         self.publish.close()
+        if self.root.overlay is not None:  # its private layers go with it
+            self.root.overlay.close()
 
     def defer(self, fn: Callable[[], None]) -> object:
         """Run fn once the current engine stops; the caller returns NORETURN."""

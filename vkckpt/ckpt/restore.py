@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from vkckpt import kernel_state, process_state, sched_state
 from vkckpt.abi import signals as S
-from vkckpt.ckpt import lazy_thaw, schema, trust
+from vkckpt.ckpt import lazy_thaw, overlay_thaw, schema, trust
 from vkckpt.ckpt import pages as PG
 from vkckpt.ckpt.chain import DigestCheck, ImageChain, load_chain
 from vkckpt.ckpt.lay_pages import Laid, lay_pages
@@ -127,24 +127,28 @@ def thaw(path: str, opts: ThawOptions | None = None, *,
         digests = DigestCheck([])  # checked while the guest runs (check_digests_aside)
     else:
         digests = DigestCheck(images)  # whole-file checksums, hashed beside the loading
-    k = None
+    k = ovl = None
     try:
         recs = _records(final)
-        root = trust.guest_root(images, opts.root, _one(recs, "kernel")["root"],
-                                sealed=opts.key is not None)
+        ovl = overlay_thaw.begin(images, recs)
+        root = ovl.root if ovl is not None and ovl.root else \
+            trust.guest_root(images, opts.root, _one(recs, "kernel")["root"],
+                             sealed=opts.key is not None)
         trust.check_key_outside(opts.key, root)
-        k = _build(final, recs, opts, root, staged)
+        k = _build(final, recs, opts, root, staged, ovl)
         base = _pages(k, images, lazy, staged)
     except ImageError:
         digests.join()  # a corrupted file explains a malformed record best
         if k is not None:
             k.shutdown()
+        overlay_thaw.abandon(ovl, k)
         raise
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError,
             MemoryError, OSError) as exc:
         digests.join()
         if k is not None:
             k.shutdown()
+        overlay_thaw.abandon(ovl, k)
         raise ImageError(f"{path}: malformed image ({type(exc).__name__}: {exc})") from None
     try:
         digests.join()
@@ -167,7 +171,7 @@ def _records(final: ImageReader) -> dict[str, list[dict]]:
     (pages: _pages; meta: see chain.load_chain)."""
     recs: dict[str, list[dict]] = {}
     for rec in final.records(RECORD_VERSIONS, skip_pages=True):
-        if rec.type not in ("pages", "zero_pages", "meta"):
+        if rec.type not in ("pages", "zero_pages", "meta", "ovl_entry", "ovl_data"):
             schema.check(rec.type, rec.fields)
             recs.setdefault(rec.type, []).append(rec.fields)
     return recs
@@ -189,7 +193,8 @@ def _one(recs: dict[str, list[dict]], kind: str) -> dict:
 
 
 def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
-           root: str, staged: Staged | None = None) -> VKernel:
+           root: str, staged: Staged | None = None,
+           ovl: overlay_thaw.OverlayChain | None = None) -> VKernel:
     """Every record, in the order snapshot.py wrote them: kernel, buffers, pipes and files,
     processes with their vmspaces, threads, wait queues, locks (pages: _pages)."""
     kr = _one(recs, "kernel")
@@ -201,8 +206,16 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
                  cfg.memory_limit)
     if not os.path.isdir(cfg.root):
         raise ImageError(f"guest root {cfg.root} does not exist; pass --root")
-    k = VKernel(cfg, TABLE, ON_EINTR)
+    if ovl is not None:  # the files are the image's: checked by the lower layer's digest
+        cfg.fs, cfg.embed_root = "overlay", ovl.embedded
+        opts = opts.replace(allow_changed_files=True)
     try:
+        k = VKernel(cfg, TABLE, ON_EINTR)
+    except ConfigError as exc:
+        raise ImageError(str(exc)) from None
+    try:
+        if ovl is not None:
+            overlay_thaw.finish(k.root.overlay, ovl, final.header.image_id)
         for b in opts.binds:
             k.root.bind(b)
         kernel_state.check_binds(k, kr)
@@ -279,7 +292,9 @@ def _files(k: VKernel, rows: list[dict], pipes: dict, opts: ThawOptions,
     """Open file descriptions by saved id (guest-root files reopened by path, ghosts from
     their saved bytes)."""
     files = {}
-    ghosts = ghost_state.load_ghosts(*ghost_recs, k.root.root_fd, k.inodes)
+    ov = k.root.overlay  # an overlay's lower layer is never written, not even unnamed files
+    ghosts = ghost_state.load_ghosts(*ghost_recs, k.root.root_fd if ov is None else ov.upper_fd,
+                                     k.inodes)
     try:
         for d in rows:
             if d["id"] in files:

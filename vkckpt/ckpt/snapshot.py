@@ -17,7 +17,7 @@ from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.engine import cpu_state
 from vkckpt.errors import ImageError
-from vkckpt.fs import ghost_state, inet_state, lock_state, unix_state
+from vkckpt.fs import ghost_state, inet_state, lock_state, overlay_state, unix_state
 from vkckpt.fs.files import HostFile
 from vkckpt.fs.state import fingerprint, save_file, save_pipe
 from vkckpt.host import fs as hostfs
@@ -112,6 +112,8 @@ def write_image(k: VKernel, path: str, *, chain: ImageChain | None = None,
         if mine is not None:
             os.close(mine)  # the writer holds its own duplicate
     chain.extend(header.image_id, path, base)
+    if k.root.overlay is not None:
+        k.root.overlay.saved(header.image_id)
 
     def wait() -> None:
         try:
@@ -157,6 +159,11 @@ def _write(k: VKernel, w: ImageWriter, procs: list[Process], scope: list[int] | 
                  if tid in k.threads and in_scope(k.threads[tid].process.pid, scope)}
     w.add("kernel", kernel_state.save(k, scope, sorted(overrides), root_hint(k, dir_fd)))
     w.add("cpu", cpu_state.save(), critical=False)  # what guests saw, checked at thaw
+    if k.root.overlay is not None:  # only an overlay run's images hold its layers
+        writing = _writing(live)
+        for rtype, rec in overlay_state.save(k.root.overlay, parent[0] if parent else None,
+                                             writing, k.config.embed_root):
+            w.add(rtype, rec)
     bufs: dict[int, HostBuffer] = {}
     cover = covered_pages(bufs, [p.vm for p in live])
     for bid in sorted(bufs):
@@ -230,6 +237,22 @@ def _save_files(w: ImageWriter, k: VKernel, live: list[Process]) -> dict[int, in
             d["path"] = ghost_state.reopen_path(f, k.inodes, k.host_path_of)
         w.add("file", d)
     return fids
+
+
+def _writing(live: list[Process]) -> set[tuple[int, int]]:
+    """The host inodes live processes hold open for writing (descriptors and shared
+    mappings): an overlay counts them as changed in every image while they are."""
+    keys = set()
+    for p in live:
+        for f, _ in p.fds.fds.values():
+            if isinstance(f, HostFile) and f.flags & 3:
+                st = os.fstat(f.fd)
+                keys.add((st.st_dev, st.st_ino))
+    for fb in file_buffers([p.vm for p in live]).values():
+        if fb.writable:
+            st = os.fstat(fb.fd)
+            keys.add((st.st_dev, st.st_ino))
+    return keys
 
 
 def _queues(live: list[Process]) -> dict[tuple, object]:

@@ -20,6 +20,12 @@ Bind mounts (binds.py) join more host directories to the namespace: the host pat
 path is taken from the deepest mount holding it, and opens inside a bind go beneath the
 bind's own directory fd.  A Resolved knows its mount; `Resolved.writable` is the one rule
 for read-only binds (EROFS) and for calls that would cross or remove a mount.
+
+With an overlay (fs/overlay.py, `--fs overlay`) the root is a read-only lower layer under a
+private upper one: each name is looked up upper first, and a Resolved knows the layer its
+host path is in.  `writable` and `host_open` for writing copy the name up first (they then
+change the Resolved's host path to the upper copy: the one place a Resolved changes), and
+removals go through `unlink`, `rmdir` and `rename`, which keep whiteouts.
 """
 from __future__ import annotations
 
@@ -30,6 +36,8 @@ import stat
 from vkckpt.abi import errno as E
 from vkckpt.errors import ConfigError, GuestError
 from vkckpt.fs.binds import MAX_BINDS, BindSpec, Mount, host_dir
+from vkckpt.fs.overlay import Overlay
+from vkckpt.fs.treedigest import tree_digest
 from vkckpt.host import fs as hostfs
 from vkckpt.record import Value
 
@@ -43,15 +51,22 @@ _Component = tuple[str, bool]  # (name, must be a directory)
 class Resolved(Value):
     """A guest path after resolution."""
 
-    __slots__ = ("guest", "host", "mount", "ro", "top")
+    __slots__ = ("guest", "host", "mount", "ro", "top", "lower", "ov")
 
     def __init__(self, guest: str, host: str, mount: int = 0, ro: bool = False,
-                 top: bool = False) -> None:
+                 top: bool = False, lower: bool = False, ov: Overlay | None = None) -> None:
         self.guest = guest  # normalized absolute guest path, symlinks followed ("/a/b")
         self.host = host  # absolute host path inside the guest root or a bind
         self.mount = mount  # 0: the guest root; n: GuestRoot.mounts[n - 1]
         self.ro = ro  # on a read-only bind
         self.top = top  # a bind's top directory itself (the mount point)
+        self.lower = lower  # host is in an overlay's lower layer (read-only)
+        self.ov = ov  # the overlay of the root when mount is 0 and the root is one
+
+    @property
+    def rel(self) -> str:
+        """The guest path relative to the root ("" for the root itself)."""
+        return self.guest.strip("/")
 
     def writable(self, *others: Resolved, moves: bool = False) -> Resolved:
         """Check that a modifying call may change this path (and others, the other names
@@ -66,7 +81,26 @@ class Resolved(Value):
         for r in every:
             if r.ro:
                 raise GuestError(E.EROFS, r.guest)
+        for r in every:
+            if r.ov is not None:
+                r.copy_up(whole=moves and bool(others) and r is self)
         return self
+
+    def copy_up(self, whole: bool = False) -> None:
+        """In an overlay: give the name an upper copy (its parents, and itself when it
+        exists); host then names the upper one.  whole: a directory's contents too."""
+        ov, rel = self.ov, self.rel
+        if ov is None or not rel:
+            return
+        try:
+            if self.lower or whole:
+                ov.copy_up(rel, whole)
+            elif "/" in rel:
+                ov.copy_up(rel.rpartition("/")[0])
+        except OSError as exc:
+            raise GuestError(guest_errno(exc), self.guest) from None
+        ov.touch(rel)
+        self.host, self.lower = ov.up(rel), False
 
 
 def guest_errno(exc: OSError) -> int:
@@ -110,13 +144,15 @@ def _check_name(name: str, path: str) -> None:
 class GuestRoot:
     """A host directory presented to guests as "/"."""
 
-    def __init__(self, host_root: str | os.PathLike[str]) -> None:
+    def __init__(self, host_root: str | os.PathLike[str], overlay: bool = False) -> None:
+        """overlay: make the root an overlay's lower layer (named by its tree digest)."""
         root = os.path.realpath(os.fspath(host_root))
         if not os.path.isdir(root):
             raise ConfigError(f"guest root {os.fspath(host_root)!r} is not a directory")
         self.host_root: str = root
         self.root_fd: int = hostfs.open_dir(root)  # every open is beneath this directory
         self.mounts: list[Mount] = []  # binds, in the order given
+        self.overlay = Overlay(root, self.root_fd, tree_digest(root)) if overlay else None
 
     def bind(self, spec: BindSpec) -> Mount:
         """Mount spec's host directory on its guest path, which must be a directory of the
@@ -143,6 +179,9 @@ class GuestRoot:
         fd, self.root_fd = getattr(self, "root_fd", -1), -1
         if fd >= 0:
             os.close(fd)
+        ov = getattr(self, "overlay", None)
+        if ov is not None:
+            ov.close()
         for m in getattr(self, "mounts", []):
             m.close()
 
@@ -214,6 +253,8 @@ class GuestRoot:
         # resolved guest components of the current directory
         parts: list[str] = list(top_parts) if p.startswith("/") else []
         links = 0
+        ov = self.overlay
+        trail = ov.trail(parts) if ov is not None else []  # (host, lower, below) per part
         while todo:
             name, must_dir = todo.pop()
             last = not todo
@@ -222,16 +263,26 @@ class GuestRoot:
             if name == "..":
                 if parts and parts != top_parts:
                     parts.pop()
+                    if ov is not None:
+                        trail.pop()
                 continue
             _check_name(name, p)  # lazily, like the kernel: only names actually looked up
             if hostfs.is_reserved(name):
                 raise GuestError(E.ENOENT, p)
             host = self._host([*parts, name])
+            entry = (host, False, False)
             try:
-                st = os.lstat(host)
+                if ov is not None and self._mount_of([*parts, name]) == 0:
+                    host, st, low, below = ov.lookup("/".join([*parts, name]),
+                                                     trail[-1][2] if trail else True)
+                    entry = (host, low, below)
+                else:
+                    st = os.lstat(host)
             except FileNotFoundError:
                 if last and not must_exist:
                     parts.append(name)
+                    trail.append((self._host(parts) if ov is None else ov.up("/".join(parts)),
+                                  False, False))
                     break
                 raise GuestError(E.ENOENT, p) from None
             except OSError as exc:
@@ -251,18 +302,58 @@ class GuestRoot:
                 todo.extend(reversed(expansion))
                 if target.startswith("/"):
                     parts[:] = top_parts
+                    trail = ov.trail(parts) if ov is not None else []
                 continue
             if must_dir and not stat.S_ISDIR(mode):
                 raise GuestError(E.ENOTDIR, p)
             parts.append(name)
-        return self._resolved(parts)
+            trail.append(entry)
+        r = self._resolved(parts)
+        if ov is not None and r.mount == 0:
+            r.host, r.lower, r.ov = (trail[-1][0], trail[-1][1], ov) if parts else \
+                (ov.upper, False, ov)
+        return r
 
-    def writable_path(self, guest: str) -> None:
+    def writable_path(self, guest: str) -> str | None:
         """EROFS when the file at a guest path (an open file's) lies on a read-only bind
-        (for calls through a descriptor: fchmod, futimens)."""
+        (for calls through a descriptor: fchmod, futimens).  In an overlay, the file is
+        copied up and its upper host path returned (change that, never the descriptor's
+        file, which may be the lower one); else None."""
         n = self._mount_of([x for x in guest.split("/") if x])
         if n and self.mounts[n - 1].ro:
             raise GuestError(E.EROFS, guest)
+        if self.overlay is None or n:
+            return None
+        r = self.resolve(guest, "/", follow=False)
+        r.copy_up()
+        return r.host
+
+    def unlink(self, r: Resolved) -> None:
+        """Remove non-directory r (after r.writable): os.unlink, and in an overlay a
+        whiteout when the lower layer has the name.  OSError as os.unlink."""
+        os.unlink(r.host)
+        if r.ov is not None:
+            r.ov.removed(r.rel)
+
+    def rmdir(self, r: Resolved) -> None:
+        """Remove directory r (after r.writable): ENOTEMPTY while the merged view has
+        entries in it; os.rmdir; a whiteout in an overlay.  OSError as os.rmdir."""
+        if r.ov is not None and os.path.isdir(r.host) and not os.path.islink(r.host):
+            r.ov.before_rmdir(r.rel)
+        os.rmdir(r.host)
+        if r.ov is not None:
+            r.ov.removed(r.rel)
+
+    def rename(self, a: Resolved, b: Resolved) -> None:
+        """Rename a onto b (after a.writable(b, moves=True)); in an overlay a whiteout
+        hides a lower a, and a moved directory hides a lower b.  OSError as os.rename."""
+        os.rename(a.host, b.host)
+        ov = a.ov
+        if ov is not None and b.ov is not None:
+            ov.removed(a.rel)
+            if os.path.isdir(b.host) and not os.path.islink(b.host) and ov.lower_shows(b.rel):
+                ov.set_marker(b.rel)
+            ov.touch_tree(b.rel)
 
     def holds(self, host_path: str | os.PathLike[str]) -> bool:
         """Whether an absolute host path lies (lexically) inside the root."""
@@ -281,6 +372,8 @@ class GuestRoot:
         """(host directory, directory fd) of the mount a resolved path lies on."""
         if not 0 <= resolved.mount <= len(self.mounts):
             raise GuestError(E.EXDEV, "resolved path on no mount")
+        if resolved.mount == 0 and resolved.ov is not None and not resolved.lower:
+            return resolved.ov.upper, resolved.ov.upper_fd
         if resolved.mount == 0:
             return self.host_root, self.root_fd
         m = self.mounts[resolved.mount - 1]
@@ -320,6 +413,9 @@ class GuestRoot:
         ELOOP, one swapped in for a directory by a host process gives EXDEV.  Host errors
         become ``GuestError`` with the matching Linux errno.
         """
+        writes = flags & os.O_ACCMODE != os.O_RDONLY or flags & (os.O_TRUNC | os.O_CREAT)
+        if resolved.ov is not None and writes:
+            resolved.copy_up()
         rel = self._relative(resolved)
         top_fd = self._top(resolved)[1]
         if resolved.ro:
@@ -329,7 +425,10 @@ class GuestRoot:
         else:
             dir_fd, name = self.open_parent(resolved, rel)
         try:
-            return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+            fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+            if resolved.ov is not None:
+                resolved.ov.opened(fd, resolved.lower, flags)
+            return fd
         except OSError as exc:
             raise GuestError(guest_errno(exc), resolved.guest) from None
         finally:

@@ -14,7 +14,14 @@ import stat
 
 from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError, ImageError
-from vkckpt.fs import event_state, ghost_state, inet_state, proc_state, unix_state
+from vkckpt.fs import (
+    event_state,
+    ghost_state,
+    inet_state,
+    overlay_state,
+    proc_state,
+    unix_state,
+)
 from vkckpt.fs.fdtable import FdTable
 from vkckpt.fs.fifo import FifoEnd, fifo_of
 from vkckpt.fs.files import (
@@ -27,6 +34,7 @@ from vkckpt.fs.files import (
     HostFile,
     OpenFile,
 )
+from vkckpt.fs.overlay_dir import dir_file
 from vkckpt.fs.pipe import CAPACITY, Pipe, PipeEnd
 from vkckpt.fs.unix_file import SocketFile
 
@@ -36,7 +44,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from vkckpt.fs.inodes import InodeTable
-    from vkckpt.fs.sandbox import GuestRoot
+    from vkckpt.fs.sandbox import GuestRoot, Resolved
     from vkckpt.fs.unix import UnixSocket
     from vkckpt.fs.unix_ns import UnixNamespace
     from vkckpt.threads.wait import WaitQueue
@@ -52,7 +60,7 @@ FILE_SCHEMA = {"id": "u64", "kind": "str", "flags": "u32", "stream": "u32", "pip
 FDTABLE_SCHEMA = [("u32", "u64", "u32")]  # a process record's descriptors
 RECORDS = {"pipe": (PIPE_VERSION, PIPE_SCHEMA), **ghost_state.RECORDS,
            "file": (FILE_VERSION, FILE_SCHEMA),
-           **unix_state.RECORDS, **inet_state.RECORDS}
+           **unix_state.RECORDS, **inet_state.RECORDS, **overlay_state.RECORDS}
 
 HASH_LIMIT = 1 << 20
 _DEVICE_KINDS = {"null": DevNull, "zero": DevZero, "random": DevRandom}
@@ -294,7 +302,7 @@ def _reopen(d: dict, ctx: _Loading) -> OpenFile:
         raise ImageError(f"file {d['id']!r} ({path}): negative offset {offset!r}")
     if "ghost" in d:
         return _reopen_ghost(d, ctx)
-    fd, host = _open_as_recorded(d, ctx.root, ctx.read_only)
+    fd, resolved = _open_as_recorded(d, ctx.root, ctx.read_only)
     fp = fingerprint(fd)
     want = d["fingerprint"]
     if not isinstance(want, dict) or not {"size", "sha256"} <= set(want):
@@ -305,7 +313,7 @@ def _reopen(d: dict, ctx: _Loading) -> OpenFile:
         raise FileChanged(f"{path}: changed since the freeze (size {want['size']} -> "
                           f"{fp['size']}); pass --allow-changed-files to thaw anyway")
     if d["kind"] == "dir":
-        f: HostFile = DirFile(fd, d["flags"], path, host, ctx.inodes, ctx.svc.host_fds)
+        f: HostFile = dir_file(resolved, fd, d["flags"], ctx.inodes, ctx.svc.host_fds)
         f.pos = offset
     else:
         f = HostFile(fd, d["flags"], path, ctx.inodes, ctx.svc.host_fds)
@@ -361,10 +369,10 @@ _LOAD_KIND: dict[str, Callable[[dict, _Loading], OpenFile]] = {
 }
 
 
-def _open_as_recorded(d: dict, root: GuestRoot, read_only: bool) -> tuple[int, str]:
+def _open_as_recorded(d: dict, root: GuestRoot, read_only: bool) -> tuple[int, Resolved]:
     """open(2) the file of record d without blocking or following a last symlink, and check
     it is still the kind of file recorded; (the host fd, with the recorded status flags,
-    and its host path)."""
+    and its resolved path)."""
     path, is_dir = d["path"], d["kind"] == "dir"
     if is_dir:
         flags = os.O_RDONLY | os.O_DIRECTORY
@@ -383,6 +391,6 @@ def _open_as_recorded(d: dict, root: GuestRoot, read_only: bool) -> tuple[int, s
                           " inside the guest root; refusing to reopen it")
     if not flags & os.O_NONBLOCK:
         os.set_blocking(fd, True)
-    return fd, r.host
+    return fd, r
 
 

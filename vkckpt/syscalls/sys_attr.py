@@ -33,8 +33,11 @@ def sys_fchmod(k: VKernel, t: Thread, fd: int, mode: int) -> int:
     f = t.process.fds.get(s32(fd))
     host_fd = getattr(f, "fd", None)
     if isinstance(host_fd, int) and f.kind in ("host", "dir", "fifo"):
-        k.root.writable_path(f.dir_path() if f.kind == "dir" else f.guest_path)
-        host_call(os.fchmod, host_fd, mode & HOST_MODE_MASK)
+        upper = k.root.writable_path(f.dir_path() if f.kind == "dir" else f.guest_path)
+        if upper is not None:  # an overlay: the upper copy, never a lower file
+            host_call(os.chmod, upper, mode & HOST_MODE_MASK)
+        else:
+            host_call(os.fchmod, host_fd, mode & HOST_MODE_MASK)
     return 0
 
 

@@ -11,6 +11,7 @@ from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError
 from vkckpt.fs.fdlinks import fd_link
 from vkckpt.fs.files import DEVICES, DirFile, HostFile, host_call
+from vkckpt.fs.overlay_dir import dir_file
 from vkckpt.fs.procfs import Redirect
 from vkckpt.fs.sandbox import Resolved
 from vkckpt.syscalls import procpaths
@@ -79,8 +80,7 @@ def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: in
         if flags & F.O_ACCMODE != F.O_RDONLY or creat:
             raise GuestError(E.EISDIR)
         fd = _host_open(k, r, os.O_RDONLY | os.O_DIRECTORY)
-        return _install(t, DirFile(fd, flags & _OPEN_PASS, r.guest, r.host, k.inodes,
-                                   k.host_fds), cloexec)
+        return _install(t, dir_file(r, fd, flags & _OPEN_PASS, k.inodes, k.host_fds), cloexec)
     if flags & F.O_DIRECTORY:
         raise GuestError(E.ENOTDIR)
     existed = os.path.lexists(r.host)
@@ -226,12 +226,12 @@ def sys_unlinkat(k: VKernel, t: Thread, dirfd: int, path: int, flags: int) -> in
         raise GuestError(E.EBUSY)
     r.writable(moves=True)
     if flags & F.AT_REMOVEDIR:
-        host_call(os.rmdir, r.host)
+        host_call(k.root.rmdir, r)
     else:
         if os.path.isdir(r.host) and not os.path.islink(r.host):
             raise GuestError(E.EISDIR)
         st = host_call(os.lstat, r.host)
-        host_call(os.unlink, r.host)
+        host_call(k.root.unlink, r)
         if st.st_nlink == 1:  # the host may give its inode number to the next new file
             k.inodes.forget_meta(st)
         k.inodes.unlinked(st)
@@ -259,7 +259,7 @@ def sys_renameat2(k: VKernel, t: Thread, od: int, old: int, nd: int, new: int,
         raise GuestError(E.EBUSY)
     a.writable(b, moves=True)
     gone = os.lstat(b.host) if os.path.lexists(b.host) else None
-    host_call(os.rename, a.host, b.host)
+    host_call(k.root.rename, a, b)
     if gone is not None and gone.st_nlink == 1 and not os.path.samestat(gone, os.lstat(b.host)):
         k.inodes.forget_meta(gone)  # the replaced file's last name
     k.inodes.moved(host_call(os.lstat, b.host), b.guest)

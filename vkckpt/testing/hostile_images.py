@@ -140,6 +140,36 @@ GHOST_FIELD_CASES = [
     ("file", "ghost", 999999),               # a description of no ghost
 ]
 
+#: Field mutations of an overlay run's records, with the kind of entry mutated ("dir" or
+#: "file": the first ovl_entry of that kind; None: the first record of the type).  The seed
+#: is a full image of tests/test_overlay.py's layers guest holding file data.
+OVERLAY_FIELD_CASES = [
+    ("overlay", "lower", "sha256:" + "0" * 64, None),  # another lower layer
+    ("overlay", "full", False, None),        # a chain that starts with an incremental
+    ("overlay", "embedded", True, None),     # an embedded layer with no entries
+    ("overlay", "lower", 7, None),
+    ("ovl_entry", "path", "work/x", "file"),             # not absolute
+    ("ovl_entry", "path", "/work/../x", "file"),         # not plain names
+    ("ovl_entry", "path", "/work//x", "file"),
+    ("ovl_entry", "path", "/work/.vkckpt-tmp.wh.x", "file"),  # a reserved name
+    ("ovl_entry", "path", "/" + "x" * 256, "file"),      # a name too long
+    ("ovl_entry", "path", "/nodir/x", "file"),           # its directory is missing
+    ("ovl_entry", "kind", "fifo", "file"),
+    ("ovl_entry", "size", 5, "dir"),         # only files have sizes
+    ("ovl_entry", "size", 1 << 40, "file"),  # past MAX_BYTES
+    ("ovl_entry", "size", 1, "file"),        # smaller than its data
+    ("ovl_entry", "layer", 7, "file"),
+    ("ovl_entry", "layer", 1, "file"),       # a lower entry in an image embedding none
+    ("ovl_entry", "target", "x", "file"),    # a target for a file
+    ("ovl_entry", "mode", "rw", "file"),
+    ("ovl_data", "entry", 999999, None),     # data of no entry
+    ("ovl_data", "off", 1 << 20, None),      # past the file's size
+    ("ovl_data", "off", 7, None),            # not on a chunk boundary
+    ("ovl_data", "crc", 0, None),            # checksum mismatch
+    ("ovl_data", "data", b"not zlib", None),
+    ("ovl_data", "data", b"x" * 100, None),
+]
+
 Recs = list  # [type, version, critical, fields] lists, or raw msgpack payloads (bytes)
 
 
