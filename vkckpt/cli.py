@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from vkckpt.cluster import cluster_arg
 from vkckpt.errors import ImageError, VkError
 from vkckpt.kernel import Deadlock
 from vkckpt.runner import EXIT_VKERNEL_ERROR, ProgramError
@@ -236,6 +237,8 @@ def _regress_parser(sub: argparse._SubParsersAction) -> None:
                    "(default 3 quick, 6 full)")
     g.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="run cases in N "
                    "parallel host processes (default 1)")
+    g.add_argument("--cluster", type=cluster_arg, metavar="SPEC", help="run the cases on a "
+                   "Dask cluster: local[:N] or tcp://HOST:PORT (-j is then unused)")
     g.add_argument("-k", "--case", action="append", default=[], metavar="PATTERN",
                    help="only cases whose name contains PATTERN, or matching it as a glob, "
                    "or of that kind (repeatable)")

@@ -66,6 +66,16 @@ def parse_spec(text: str) -> ClusterSpec:
     raise ValueError(f"{text!r}: give local, local:N or tcp://HOST:PORT")
 
 
+def cluster_arg(text: str) -> ClusterSpec:
+    """An argparse type: parse_spec, its error a usage error."""
+    import argparse
+
+    try:
+        return parse_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def stderr_progress(prefix: str) -> Callable[[str], None]:
     """A progress log: one line on stderr per message, after prefix."""
     def log(msg: str) -> None:
