@@ -52,6 +52,7 @@ MANDIR = Path(__file__).resolve().parents[1] / "manpages"
 PAGES = ["vkckpt.1", "vkckpt-run.1", "vkckpt-thaw.1", "vkckpt-freeze.1", "vkckpt-inspect.1",
          "vkckpt-receive.1", "vkckpt-verify.1", "vkckpt-regress.1", "vkckpt-check.1",
          "vkckpt-completion.1", "vkckpt-diff.1", "vkckpt-merge.1", "vkckpt-decode.1",
+         "vkckpt-fanout.1",
          "vkckpt-encode.1", "checkpoint.2", "vkckpt.3",
          "vkckpt-image.5", "vkckpt.yaml.5", "vkckpt-abi.7", "vkckpt-security.7"]
 #: The page documenting each subcommand of `vkckpt`.
@@ -59,7 +60,7 @@ COMMAND_PAGES = {"run": "vkckpt-run.1", "thaw": "vkckpt-thaw.1", "freeze": "vkck
                  "receive": "vkckpt-receive.1",
                  "inspect": "vkckpt-inspect.1", "verify": "vkckpt-verify.1",
                  "regress": "vkckpt-regress.1", "check": "vkckpt-check.1", "diff": "vkckpt-diff.1",
-                 "merge": "vkckpt-merge.1",
+                 "merge": "vkckpt-merge.1", "fanout": "vkckpt-fanout.1",
                  "decode": "vkckpt-decode.1", "encode": "vkckpt-encode.1",
                  "completion": "vkckpt-completion.1", "demo": "vkckpt.1"}
 #: Pages whose EXAMPLES are run (vkckpt-abi(7) has none).

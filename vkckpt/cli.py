@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable
 
 from vkckpt.cluster import cluster_arg
+from vkckpt.cmd_fanout import add_parser as _fanout_parser
+from vkckpt.cmd_fanout import cmd_fanout
 from vkckpt.errors import ImageError, VkError
 from vkckpt.kernel import Deadlock
 from vkckpt.runner import EXIT_VKERNEL_ERROR, ProgramError
@@ -326,7 +328,7 @@ _COMMANDS = {"run": _run_parser, "thaw": _thaw_parser, "inspect": _inspect_parse
              "verify": _verify_parser, "freeze": _freeze_parser,
              "receive": _receive_parser, "demo": _demo_parser,
              "regress": _regress_parser, "merge": _merge_parser, "diff": _diff_parser,
-             "check": _check_parser,
+             "check": _check_parser, "fanout": _fanout_parser,
              "decode": _decode_parser, "encode": _encode_parser,
              "completion": _completion_parser}
 #: Shells `vkckpt completion` writes scripts for.
@@ -346,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
               "receive": _receive,
               "regress": commands.cmd_regress, "merge": commands.cmd_merge,
               "diff": commands.cmd_diff,
-              "check": commands.cmd_check,
+              "check": commands.cmd_check, "fanout": cmd_fanout,
               "decode": commands.cmd_decode, "encode": commands.cmd_encode,
               "completion": _completion}[args.command]
         return fn(args)
