@@ -137,9 +137,11 @@ def serial_map(fn: Callable[..., Any], calls: Sequence[tuple], names: Sequence[s
 
 
 @contextmanager
-def open_cluster(spec: ClusterSpec, log: Callable[[str], None]) -> Iterator[Engine]:
+def open_cluster(spec: ClusterSpec, log: Callable[[str], None],
+                 timeout: float = CONNECT_TIMEOUT) -> Iterator[Engine]:
     """An Engine on spec's cluster: a local one started here (scheduler and workers on
-    127.0.0.1, TCP, stopped on leaving), or the scheduler at spec.address."""
+    127.0.0.1, TCP, stopped on leaving), or the scheduler at spec.address; ClusterError
+    when it does not answer within timeout seconds."""
     try:
         import dask
         from distributed import Client, LocalCluster
@@ -151,15 +153,15 @@ def open_cluster(spec: ClusterSpec, log: Callable[[str], None]) -> Iterator[Engi
     cluster = None
     try:
         if spec.address:
-            client = Client(spec.address, timeout=CONNECT_TIMEOUT)
+            client = Client(spec.address, timeout=timeout)
         else:
             dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES})
             cluster = LocalCluster(n_workers=spec.workers, threads_per_worker=1,
                                    processes=True, host="127.0.0.1", protocol="tcp",
                                    scheduler_port=0, dashboard_address=None,
                                    silence_logs=logging.ERROR, memory_limit=0)
-            client = Client(cluster, timeout=CONNECT_TIMEOUT)
-            client.wait_for_workers(spec.workers, timeout=CONNECT_TIMEOUT)
+            client = Client(cluster, timeout=timeout)
+            client.wait_for_workers(spec.workers, timeout=timeout)
     except (OSError, TimeoutError) as exc:
         if cluster is not None:
             cluster.close()
