@@ -229,3 +229,36 @@ def test_an_unreachable_scheduler_is_one_error() -> None:
     with pytest.raises(ClusterError, match="cannot connect"):
         with open_cluster(parse_spec("tcp://127.0.0.1:9"), lambda s: None, timeout=2):
             pass
+
+
+def test_exec_env_is_kept_by_a_freeze_and_thaws_bit_identically(probe, tmp_path: Path) -> None:
+    """A fan-out thaw's exec_env is state: frozen with the run, thawed back, frozen again
+    into the same bytes, and the thawed run finishes as the run never frozen."""
+    from vkckpt.ckpt.restore import ThawOptions, thaw
+    from vkckpt.ckpt.snapshot import write_image
+
+    root = tmp_path / "root"
+
+    def fresh_thaw(image: Path, out: list[bytes]):
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.copytree(probe["root"], root)
+        return thaw(str(image), ThawOptions(root=str(root), stdout=out.append,
+                                            stderr=out.append, stdin=b"",
+                                            deliver_sigthaw=False))
+    gold: list[bytes] = []
+    k = fresh_thaw(probe["short"], gold)
+    k.exec_env = {b"FANVAR": b"zz"}
+    assert k.run(until_ticks=20_000) is None
+    mid = len(gold)
+    write_image(k, str(tmp_path / "a.img"))
+    assert k.run() == 0
+    k.shutdown()
+    after: list[bytes] = []
+    k2 = fresh_thaw(tmp_path / "a.img", after)
+    assert k2.exec_env == {b"FANVAR": b"zz"}
+    write_image(k2, str(tmp_path / "b.img"))
+    assert (tmp_path / "a.img").read_bytes() == (tmp_path / "b.img").read_bytes()
+    assert k2.run() == 0
+    assert b"".join(after) == b"".join(gold[mid:])
+    assert b"child FANVAR=zz" in b"".join(after)
+    k2.shutdown()

@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--root", required=True, metavar="DIR", help="guest root the image thaws "
                    "in; each run gets a copy of it")
     f.add_argument("--runs", required=True, type=int, metavar="N", help="how many thaws")
-    f.add_argument("--vary", nargs="+", action="append", default=[], metavar="KIND",
+    f.add_argument("--vary", nargs="+", action="append", default=[], metavar=("KIND", "ARG"),
                    help="seed [S1,S2,...] | env NAME=V1,V2,... | stdin FILE... (repeatable; "
                    "run i takes value i of each list, cycling)")
     f.add_argument("--collect", action="append", default=[], metavar="GUESTPATH",
@@ -73,7 +73,12 @@ def cmd_fanout(args: argparse.Namespace) -> int:
             out = OutputPath(args.jsonl)
         except OSError as exc:
             return _usage(f"--jsonl {args.jsonl}: {exc.strerror}")
-    payload = fanout.pack(args.image, args.root)
+    try:
+        payload = fanout.pack(args.image, args.root)
+    except OSError as exc:
+        print(f"vkckpt fanout: cannot pack {exc.filename or args.root}: {exc.strerror}",
+              file=sys.stderr)
+        return EXIT_RUN_FAILED
     log = cluster.stderr_progress("vkckpt fanout")
     calls = [(payload, v, tuple(args.collect), args.max_ticks, not args.no_sigthaw)
              for v in vs]

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 #: A guest root shipped to workers is at most this big (packed), and an image chain too.
 MAX_ROOT = 1 << 30
 MAX_CHAIN_BYTES = 4 << 30
+#: Console input one run may be given (--vary stdin).
+MAX_STDIN = 64 << 20
 #: Guest files collected per run, and the bytes of one read for its digest.
 MAX_COLLECT = 64
 
@@ -212,6 +214,8 @@ def variants(runs: int, vary: list[list[str]]) -> list[Variant]:
         elif kind == "stdin":
             if not rest:
                 raise ValueError("--vary stdin takes one FILE or more")
+            if any(os.path.getsize(f) > MAX_STDIN for f in rest):
+                raise ValueError(f"--vary stdin: a file over {MAX_STDIN >> 20} MiB")
             stdins = [(f, Path(f).read_bytes()) for f in rest]
         else:
             raise ValueError(f"--vary {kind}: give seed, env or stdin")
