@@ -172,8 +172,10 @@ def test_regress_on_a_local_cluster_gives_the_serial_verdicts(tmp_path: Path) ->
     """Quick-profile cases (points, ckpt-self, fixtures) on `--cluster local:2`: the same
     cases, verdicts and order as serially; with a restore bug planted, both fail alike."""
     def table(*extra: str, env: dict | None = None) -> tuple[int, list[tuple[str, ...]]]:
-        p = _vkckpt("regress", "--quick", "-k", "execer/points", "-k", "fixture",
-                    "-k", "ckpt_self", "--no-bisect", *extra,
+        cases = ["-k", "execer/points", "-k", "fixture"]
+        if env is None:
+            cases += ["-k", "ckpt_self"]
+        p = _vkckpt("regress", "--quick", *cases, "--no-bisect", *extra,
                     env={**os.environ, **(env or {})})
         rows = [tuple(ln.split()[:4]) for ln in p.stdout.decode().splitlines()
                 if re.match(r"^ ?(execer|fixture|ckpt_self)/", ln)]
@@ -185,7 +187,7 @@ def test_regress_on_a_local_cluster_gives_the_serial_verdicts(tmp_path: Path) ->
     bug = {"VKCKPT_TEST_FAULT": "flip-page"}
     serial, cluster = table(env=bug), table("--cluster", "local:2", env=bug)
     assert serial[0] == cluster[0] == 1
-    assert serial[1] == cluster[1]
+    assert serial[1] == cluster[1] and len(serial[1]) == 3
     assert "fail" in {r[3] for r in serial[1]}
 
 
@@ -262,3 +264,36 @@ def test_exec_env_is_kept_by_a_freeze_and_thaws_bit_identically(probe, tmp_path:
     assert b"".join(after) == b"".join(gold[mid:])
     assert b"child FANVAR=zz" in b"".join(after)
     k2.shutdown()
+
+
+def test_fanout_on_an_existing_scheduler(probe) -> None:
+    """`--cluster tcp://HOST:PORT`: a `dask scheduler` and a `dask worker` started apart
+    (as on other hosts) run the thaws; the rows are the serial ones."""
+    dask = str(Path(sys.executable).with_name("dask"))
+    sched = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                              "--no-dashboard"], stderr=subprocess.PIPE, text=True)
+    worker = None
+    try:
+        address = None
+        for line in sched.stderr:
+            if m := re.search(r"Scheduler at:\s+(tcp://127\.0\.0\.1:\d+)", line):
+                address = m.group(1)
+                break
+        assert address, "the scheduler printed no address"
+        threading.Thread(target=sched.stderr.read, daemon=True).start()
+        worker = subprocess.Popen([dask, "worker", address, "--nthreads", "1",
+                                   "--no-dashboard"], stderr=subprocess.DEVNULL)
+        payload = fanout.pack(str(probe["short"]), str(probe["root"]))
+        vs = fanout.variants(2, [["seed", "5,6"]])
+        with open_cluster(parse_spec(address), lambda s: None) as engine:
+            engine.client.wait_for_workers(1, timeout=60)
+            rows = engine.map(fanout.run_one, [(engine.share(payload), v, (), None)
+                                               for v in vs], ["a", "b"])
+        assert [asdict(r) for r in rows] == [asdict(fanout.run_one(payload, v, (), None))
+                                             for v in vs]
+        assert rows[0].status == 0 and rows[0].stdout_sha256 != rows[1].stdout_sha256
+    finally:
+        for p in (worker, sched):
+            if p is not None:
+                p.terminate()
+                p.wait(timeout=30)
