@@ -155,7 +155,9 @@ def open_cluster(spec: ClusterSpec, log: Callable[[str], None],
         if spec.address:
             client = Client(spec.address, timeout=timeout)
         else:
-            dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES})
+            dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+                             # its 10 ms stack sampling takes the GIL from the vkernel
+                             "distributed.worker.profile.enabled": False})
             cluster = LocalCluster(n_workers=spec.workers, threads_per_worker=1,
                                    processes=True, host="127.0.0.1", protocol="tcp",
                                    scheduler_port=0, dashboard_address=None,
