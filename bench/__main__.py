@@ -19,6 +19,7 @@ DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 def _benchmarks() -> dict[str, Callable[[Profile, Guests], Result | list[Result]]]:
     from bench import (
         compute,
+        fanout,
         freeze,
         maps,
         migrate,
@@ -36,15 +37,15 @@ def _benchmarks() -> dict[str, Callable[[Profile, Guests], Result | list[Result]
         "preempt": preempt.run, "compute": compute.run, "syscalls": syscalls.run_syscalls,
         "mutex": syscalls.run_mutex, "freeze": freeze.run, "thaw": thaw.run, "scale": scale.run,
         "maps": maps.run, "peers": peers.run, "net": net.run, "parallel": parallel.run,
-        "migrate": migrate.run, "publish": publish.run,
+        "migrate": migrate.run, "publish": publish.run, "fanout": fanout.run,
     }
 
 
 #: Benchmark names and what each produces (freeze also yields the "image" result).
 NAMES = ("preempt", "compute", "syscalls", "mutex", "freeze", "thaw", "scale", "maps", "peers",
-         "net", "parallel", "migrate", "publish")
+         "net", "parallel", "migrate", "publish", "fanout")
 RESULTS = ("preempt", "compute", "syscalls", "mutex", "freeze", "image", "thaw", "scale",
-           "maps", "peers", "net", "parallel", "migrate", "publish")
+           "maps", "peers", "net", "parallel", "migrate", "publish", "fanout")
 
 
 def _fmt(v: float) -> str:

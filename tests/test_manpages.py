@@ -53,7 +53,7 @@ PAGES = ["vkckpt.1", "vkckpt-run.1", "vkckpt-thaw.1", "vkckpt-freeze.1", "vkckpt
          "vkckpt-receive.1", "vkckpt-verify.1", "vkckpt-regress.1", "vkckpt-check.1",
          "vkckpt-completion.1", "vkckpt-diff.1", "vkckpt-merge.1", "vkckpt-decode.1",
          "vkckpt-encode.1", "vkckpt-rebase.1",
-         "vkckpt-export.1", "checkpoint.2", "vkckpt.3",
+         "vkckpt-export.1", "vkckpt-fanout.1", "checkpoint.2", "vkckpt.3",
          "vkckpt-image.5", "vkckpt.yaml.5", "vkckpt-abi.7", "vkckpt-security.7"]
 #: The page documenting each subcommand of `vkckpt`.
 COMMAND_PAGES = {"run": "vkckpt-run.1", "thaw": "vkckpt-thaw.1", "freeze": "vkckpt-freeze.1",
@@ -61,6 +61,7 @@ COMMAND_PAGES = {"run": "vkckpt-run.1", "thaw": "vkckpt-thaw.1", "freeze": "vkck
                  "inspect": "vkckpt-inspect.1", "verify": "vkckpt-verify.1",
                  "regress": "vkckpt-regress.1", "check": "vkckpt-check.1", "diff": "vkckpt-diff.1",
                  "merge": "vkckpt-merge.1", "rebase": "vkckpt-rebase.1",
+                 "fanout": "vkckpt-fanout.1",
                  "decode": "vkckpt-decode.1", "encode": "vkckpt-encode.1",
                  "completion": "vkckpt-completion.1", "export": "vkckpt-export.1",
                  "demo": "vkckpt.1"}

@@ -54,6 +54,7 @@ def test_every_process_field_is_saved_or_transient(make_root) -> None:
 
 def test_every_kernel_and_vmspace_attribute_is_saved_or_transient(make_root) -> None:
     k = _kernel(make_root)
+    k.exec_env = {b"FANOUT": b"1"}  # saved only when set (vkckpt fanout --vary env)
     saved = set(kernel_state.save(k, None, []))
     for name in vars(k):
         assert name in saved or name in kernel_state.TRANSIENT, f"VKernel.{name} unsaved"

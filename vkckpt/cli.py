@@ -6,6 +6,9 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from vkckpt.cluster import cluster_arg
+from vkckpt.cmd_fanout import add_parser as _fanout_parser
+from vkckpt.cmd_fanout import cmd_fanout
 from vkckpt.errors import ImageError, VkError
 from vkckpt.kernel_idle import Deadlock
 from vkckpt.runner import EXIT_VKERNEL_ERROR, ProgramError
@@ -246,6 +249,8 @@ def _regress_parser(sub: argparse._SubParsersAction) -> None:
                    "(default 3 quick, 6 full)")
     g.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="run cases in N "
                    "parallel host processes (default 1)")
+    g.add_argument("--cluster", type=cluster_arg, metavar="SPEC", help="run the cases on a "
+                   "Dask cluster: local[:N] or tcp://HOST:PORT (-j is then unused)")
     g.add_argument("-k", "--case", action="append", default=[], metavar="PATTERN",
                    help="only cases whose name contains PATTERN, or matching it as a glob, "
                    "or of that kind (repeatable)")
@@ -357,7 +362,7 @@ _COMMANDS = {"run": _run_parser, "thaw": _thaw_parser, "inspect": _inspect_parse
              "receive": _receive_parser, "demo": _demo_parser,
              "regress": _regress_parser, "merge": _merge_parser, "diff": _diff_parser,
              "rebase": _rebase_parser,
-             "check": _check_parser,
+             "check": _check_parser, "fanout": _fanout_parser,
              "decode": _decode_parser, "encode": _encode_parser,
              "completion": _completion_parser, "export": _export_parser}
 #: Shells `vkckpt completion` writes scripts for.
@@ -377,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
               "receive": _receive,
               "regress": commands.cmd_regress, "merge": commands.cmd_merge,
               "diff": commands.cmd_diff, "rebase": _rebase,
-              "check": commands.cmd_check,
+              "check": commands.cmd_check, "fanout": cmd_fanout,
               "decode": commands.cmd_decode, "encode": commands.cmd_encode,
               "completion": _completion, "export": _export}[args.command]
         return fn(args)

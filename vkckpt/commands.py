@@ -424,8 +424,13 @@ def cmd_regress(args: argparse.Namespace) -> int:
 
     progress(f"{profile.name} profile, {len(cases)} case(s), seed {args.seed}, "
              f"{args.jobs} job(s), work in {work}")
-    results = run_suite(cases, work, seed=args.seed, jobs=args.jobs,
-                        bisect=not args.no_bisect, progress=progress, verbose=args.verbose)
+    if args.cluster is not None:
+        from vkckpt.regress.spread import run_on_cluster
+        results = run_on_cluster(cases, args.cluster, seed=args.seed, bisect=not args.no_bisect,
+                                 verbose=args.verbose, progress=progress)
+    else:
+        results = run_suite(cases, work, seed=args.seed, jobs=args.jobs,
+                            bisect=not args.no_bisect, progress=progress, verbose=args.verbose)
     report.print_table(results)
     report.print_failures(results)
     if args.junit:

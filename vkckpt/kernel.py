@@ -86,6 +86,7 @@ class VKernel:
         self.deferred: list[Callable[[], None]] = []
         self.reported_enosys: set[int] = set()
         self.rng_counter = 0
+        self.exec_env: dict[bytes, bytes] = {}  # set in every later execve's env (fanout)
         self.exit_status: int | None = None  # pid 1's wait status once it exits
         self.statuses: dict[int, int] = {}   # every process's wait status, by pid
         self.out = hostout.HostOut()  # console output to host descriptors, never blocking

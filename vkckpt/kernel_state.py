@@ -61,6 +61,7 @@ SCHEMA = {"exit_status": "?i32", "init_pid": "u32", "max_processes": "u32",
           "binds": [("str", "bool", "bytes")],
           "publish": [("u32", "u32")], "external": ["u64"],
           "inode_meta": [("u64", "u32", "u32", "bool", [("bytes", "bytes")])],
+          "exec_env": [("bytes", "bytes")],
           **sched_state.SCHEMA}
 RECORDS = {"kernel": (VERSION, SCHEMA)}
 _COUNTERS = ("init_pid", "sleep_seq", "rng_counter")
@@ -88,6 +89,8 @@ def save(k: VKernel, scope: list[int] | None, woken: list[int], root: str | None
         kr["inode_meta"] = meta
     if k.root.mounts:  # written only when there are binds: images without any stay as before
         kr["binds"] = [[m.guest, m.ro, m.identity(stamp_key())] for m in k.root.mounts]
+    if k.exec_env:  # written only when a thaw set variables for later execs (vkckpt fanout)
+        kr["exec_env"] = [[n, v] for n, v in k.exec_env.items()]
     if k.publish.active:  # written only with published ports: such a run is not deterministic
         kr["publish"] = [list(pp) for pp in k.publish.ports]
         kr["external"] = k.publish.external_ids()
@@ -120,6 +123,22 @@ def load(k: VKernel, kr: dict, vkernel_id: bytes) -> None:
         raise ImageError("the inode table is malformed")
     k.inodes.load(kr.get("inodes", []), kr.get("next_ino", 2), k.host_path_of)
     k.inodes.load_meta(kr.get("inode_meta", []))
+    k.exec_env = exec_env(kr.get("exec_env", []))
+
+
+#: Variables a kernel sets in later execs' environments, and the bytes of a name or value.
+MAX_EXEC_ENV, MAX_EXEC_ENV_TEXT = 64, 4096
+
+
+def exec_env(rows: list) -> dict[bytes, bytes]:
+    """The exec_env rows as a map; ImageError unless each is NAME (no '=' or NUL) and VALUE
+    (no NUL), within the limits, names distinct."""
+    env = {n: v for n, v in rows}
+    if len(rows) > MAX_EXEC_ENV or len(env) != len(rows) or not all(
+            0 < len(n) <= MAX_EXEC_ENV_TEXT and len(v) <= MAX_EXEC_ENV_TEXT
+            and b"=" not in n and b"\0" not in n + v for n, v in rows):
+        raise ImageError("the kernel record's exec_env is malformed")
+    return env
 
 
 def check_binds(k: VKernel, kr: dict) -> None:

@@ -156,9 +156,27 @@ def spawn(k: VKernel, program: str, argv: list[str], env: dict[str, str],
     return p
 
 
+def with_env(envp: list[bytes], env: dict[bytes, bytes]) -> list[bytes]:
+    """envp with each NAME=VALUE of env: in place of NAME's first entry (its others
+    dropped), or appended in env's order when NAME is not there."""
+    out: list[bytes] = []
+    done: set[bytes] = set()
+    for entry in envp:
+        name = entry.split(b"=", 1)[0]
+        if name in env:
+            if name not in done:
+                out.append(name + b"=" + env[name])
+                done.add(name)
+            continue
+        out.append(entry)
+    return out + [n + b"=" + v for n, v in env.items() if n not in done]
+
+
 def execve(k: VKernel, t: Thread, path: bytes, argv: list[bytes], envp: list[bytes]) -> object:
     """Implement execve(2): load the new image now, switch to it once the engine stops."""
     p = t.process
+    if k.exec_env:
+        envp = with_env(envp, k.exec_env)
     try:
         prog = open_program(k, os.fsdecode(path), p.cwd, p.root)
         guest = prog.guest
