@@ -104,6 +104,8 @@ EXCLUDED: dict[str, str] = {
     "escape": "needs a secret planted outside the root: tests/test_sandbox_guest.py",
     "hostpaths": "attacks the host's opens (needs host targets): tests/test_hostpaths.py",
     "stuck": "deadlocks on purpose (never reaches an end to compare)",
+    "layers": "needs --fs overlay and a prepared lower layer: tests/test_overlay.py (diffed "
+              "against the host, frozen at several points)",
     "pubserver": "serves host connections through --publish (not deterministic): "
                  "tests/test_publish.py",
     "ckpt_self": "run by the ckpt-self cases (it checkpoints itself)",
