@@ -11,6 +11,7 @@ from vkckpt.ckpt import pages as PG
 from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.errors import ImageError
 from vkckpt.image import MAX_CHUNK_PAGES, PageChunk
+from vkckpt.vmspace.hostmem import PREFAULT_RUN
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,7 +45,8 @@ def _chunk(r: ImageReader, rec: PageChunk, bufs: dict[int, HostBuffer], laid: La
     first, count = rec.first, rec.count
     if buf is None or not 1 <= count <= MAX_CHUNK_PAGES or first + count > buf.size // PAGE:
         return False
-    PG.populate(buf, first, count)
+    if count >= PREFAULT_RUN:  # shorter runs: the read faults them in (or they are there)
+        PG.populate(buf, first, count)
     r.load_pages(rec, buf.view[first * PAGE: (first + count) * PAGE])
     laid.setdefault(rec.buf, []).append((first, first + count))
     return True
