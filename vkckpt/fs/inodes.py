@@ -37,6 +37,7 @@ class InodeTable:
         self.meta: dict[int, InodeMeta] = {}  # vino -> what is kept beyond the host's
         self.fifos: dict[int, Fifo] = {}  # vino -> its fifo.Fifo while in use (transient)
         self.sockets: set[tuple[int, int]] = set()  # AF_UNIX placeholders (unix_ns.py)
+        self.dir_size: int | None = None  # every directory's st_size, if not the host's
 
     def _entry(self, st: os.stat_result, guest_path: str) -> list:
         key = (st.st_dev, st.st_ino)
@@ -128,6 +129,8 @@ class InodeTable:
         else:
             blocks = 8 if st_mod.S_ISDIR(mode) else 0
             size = 0 if st_mod.S_ISFIFO(mode) else size
+            if self.dir_size is not None and st_mod.S_ISDIR(mode):
+                size = self.dir_size
         if (st.st_dev, st.st_ino) in self.sockets:
             mode, blocks = st_mod.S_IFSOCK | st_mod.S_IMODE(mode), 0
         return pack_stat(VIRTUAL_DEV, vino, mode, st.st_nlink, uid, gid, 0, size,

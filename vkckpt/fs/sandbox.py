@@ -126,6 +126,10 @@ def _read_only_open(r: Resolved, flags: int) -> int:
     return flags
 
 
+def _is_dir(host: str) -> bool:
+    return os.path.isdir(host) and not os.path.islink(host)
+
+
 def _as_str(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
     return os.fsdecode(path)
 
@@ -338,7 +342,7 @@ class GuestRoot:
     def rmdir(self, r: Resolved) -> None:
         """Remove directory r (after r.writable): ENOTEMPTY while the merged view has
         entries in it; os.rmdir; a whiteout in an overlay.  OSError as os.rmdir."""
-        if r.ov is not None and os.path.isdir(r.host) and not os.path.islink(r.host):
+        if r.ov is not None and _is_dir(r.host):
             r.ov.before_rmdir(r.rel)
         os.rmdir(r.host)
         if r.ov is not None:
@@ -347,11 +351,13 @@ class GuestRoot:
     def rename(self, a: Resolved, b: Resolved) -> None:
         """Rename a onto b (after a.writable(b, moves=True)); in an overlay a whiteout
         hides a lower a, and a moved directory hides a lower b.  OSError as os.rename."""
-        os.rename(a.host, b.host)
         ov = a.ov
+        if ov is not None and b.ov is not None and _is_dir(a.host) and _is_dir(b.host):
+            ov.before_rmdir(b.rel)  # ENOTEMPTY while the merged b holds anything
+        os.rename(a.host, b.host)
         if ov is not None and b.ov is not None:
             ov.removed(a.rel)
-            if os.path.isdir(b.host) and not os.path.islink(b.host) and ov.lower_shows(b.rel):
+            if _is_dir(b.host) and ov.lower_shows(b.rel):
                 ov.set_marker(b.rel)
             ov.touch_tree(b.rel)
 

@@ -96,6 +96,8 @@ int main(int argc, char **argv)
     step("unlink link", unlink("link"));
     step("rmdir empty", rmdir("empty"));
     step("rmdir full", rmdir("sub"));
+    step("mkdir new", mkdir("new", 0755));
+    step("rename onto full", rename("new", "full"));  /* never copied up: merged check */
     step("rename file", rename("sub/mode.txt", "moved.txt"));
     step("rename dir", rename("tree", "tree2"));
     step("mkdir over deleted", mkdir("empty", 0755));
