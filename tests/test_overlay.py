@@ -24,7 +24,7 @@ from vkckpt.fs.sandbox import GuestRoot
 from vkckpt.guests import build
 from vkckpt.runner import boot
 from vkckpt.testing.hostile_images import load_records, write_records
-from vkckpt.testing.oracle import image_records, run_noting
+from vkckpt.testing.oracle import image_records, run_noting, thaw_refreeze_finish
 from vkckpt.testing.outcome import Outcome
 
 
@@ -366,3 +366,23 @@ def test_yaml_fs_overlay_and_embed_root(tmp_path: Path) -> None:
     assert image_records(tmp_path / "y.img", ("overlay",))[0][1]["embedded"] is True
     p = vkckpt("run", "--root", str(lower), "--embed-root", str(lower / "layers"))
     assert p.returncode == 125 and "--embed-root needs --fs overlay" in p.stderr
+
+
+def test_freeze_thaw_freeze_is_identical_at_points_all_along(tmp_path: Path) -> None:
+    lower = make_tree(tmp_path / "lower")
+    out: list[bytes] = []
+    k = boot(config(lower, out, "2"))
+    status, points = run_noting(k)
+    gold = Outcome(b"".join(out), b"", status, k.sched.ticks, dict(k.statuses), points)
+    k.shutdown()
+    inside = [p for p in points if 0 < p < gold.ticks]
+    for at in inside[:: max(1, len(inside) // 8)]:
+        out = []
+        k = boot(config(lower, out, "2"))
+        assert k.run(until_ticks=at) is None
+        img = tmp_path / f"p{at}.img"
+        write_image(k, str(img))
+        k.shutdown()
+        thaw_refreeze_finish(img, lower, out, gold)
+    assert not [n for n in os.listdir(os.environ.get("TMPDIR") or "/tmp")
+                if n.startswith(f"vkckpt-upper.{os.getpid()}.")]
