@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from test_overlay import finish_thawed, host_state
 
 from vkckpt.ckpt.chain import ImageChain
