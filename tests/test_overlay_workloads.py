@@ -1,7 +1,7 @@
 """The bundled guests that work with files, on an overlay root: each prints what it does
-on the host's root directly (the run without --fs overlay on a copy), and an incremental
-chain of images frozen along the run thaws, every image, to finish as the unfrozen run, with
-the host root untouched."""
+on the host's root directly (the run without --fs overlay on a copy), an incremental chain
+of images frozen along the run thaws, every image, to finish as the unfrozen run, a full
+image frozen again after its thaw holds the same records, and the host root is untouched."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from vkckpt.ckpt.chain import ImageChain
 from vkckpt.ckpt.snapshot import write_image
 from vkckpt.regress.cases import QUANTUM
 from vkckpt.runner import boot
-from vkckpt.testing.oracle import run_noting
+from vkckpt.testing.oracle import run_noting, thaw_refreeze_finish
 from vkckpt.testing.outcome import Outcome
 from vkckpt.testing.workload import Workload, make_root
 
@@ -61,4 +61,5 @@ def test_guest_on_an_overlay(name: str, tmp_path: Path) -> None:
     k.shutdown()
     for img, prefix in reversed(images):
         finish_thawed(img, root, prefix, gold)
+    thaw_refreeze_finish(images[0][0], root, [images[0][1]], gold)  # the full one: same records
     assert host_state(root) == before

@@ -170,7 +170,7 @@ def _write(k: VKernel, w: ImageWriter, procs: list[Process], scope: list[int] | 
         if os.fstat(fb.fd).st_nlink == 0:
             raise ImageError(f"{fb.path}: a shared mapping of an open unlinked file cannot be "
                              "saved in an image (map it MAP_PRIVATE or keep a name)")
-        w.add("filemap", {**save_filemap(fb), "fingerprint": fingerprint(fb.fd)})
+        w.add("filemap", {**save_filemap(fb), "fingerprint": _fingerprint(k, fb.fd)})
     fids = _save_files(w, k, live)
     for p in procs:
         w.add("process", process_state.save(p, fids, scope))
@@ -233,8 +233,20 @@ def _save_files(w: ImageWriter, k: VKernel, live: list[Process]) -> dict[int, in
             del d["fingerprint"]
         elif type(f) is HostFile:  # a guest renamed it: reopened at its new name
             d["path"] = ghost_state.reopen_path(f, k.inodes, k.host_path_of)
+        if "fingerprint" in d and k.root.overlay is not None:
+            d["fingerprint"] = dict(OVERLAY_FINGERPRINT)
         w.add("file", d)
     return fids
+
+
+#: The fingerprint of every file of an overlay run's images: its files are the image's own
+#: (the upper layer) or the lower layer's (checked by its digest), so nothing is compared,
+#: and nothing host-specific (an inode, a host directory's size) makes a re-freeze differ.
+OVERLAY_FINGERPRINT = {"size": 0, "stamp": None, "sha256": None}
+
+
+def _fingerprint(k: VKernel, fd: int) -> dict:
+    return fingerprint(fd) if k.root.overlay is None else dict(OVERLAY_FINGERPRINT)
 
 
 def _writing(live: list[Process]) -> set[tuple[int, int]]:

@@ -246,7 +246,7 @@ class Overlay:
         new = os.lstat(up)
         if self.copied is not None:
             self.copied(st, new)
-        if stat.S_ISREG(mode):
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
             self._move_readers(st, rel)
 
     def _copy_file(self, rel: str, st: os.stat_result) -> None:
@@ -273,7 +273,8 @@ class Overlay:
             d.close()
 
     def _move_readers(self, st: os.stat_result, rel: str) -> None:
-        """Point every descriptor still open on the lower file st at its upper copy."""
+        """Point every descriptor still open on the lower file (or directory) st at its
+        upper copy, with its status flags and offset."""
         key = (st.st_dev, st.st_ino)
         for fd, k in list(self.lower_fds.items()):
             try:
@@ -286,18 +287,21 @@ class Overlay:
             if k != key:
                 continue
             flags = fcntl.fcntl(fd, fcntl.F_GETFL) & (os.O_ACCMODE | os.O_APPEND | os.O_NONBLOCK)
+            if stat.S_ISDIR(st.st_mode):
+                flags |= os.O_DIRECTORY
             off = os.lseek(fd, 0, os.SEEK_CUR)
             new = hostfs.open_beneath(self.upper_fd, rel, flags | os.O_NOFOLLOW)
             os.dup2(new, fd, inheritable=False)
             os.close(new)
-            os.lseek(fd, off, os.SEEK_SET)
+            if not stat.S_ISDIR(st.st_mode):  # a DirFile keeps its own position
+                os.lseek(fd, off, os.SEEK_SET)
             del self.lower_fds[fd]
 
     def opened(self, fd: int, lower: bool, flags: int) -> None:
         """A guest open of a merged file gave host fd (on the lower copy if lower)."""
         st = os.fstat(fd)
         if lower:
-            if stat.S_ISREG(st.st_mode):
+            if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
                 self.lower_fds[fd] = (st.st_dev, st.st_ino)
         elif flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             self.written.add((st.st_dev, st.st_ino))

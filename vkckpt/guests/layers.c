@@ -76,6 +76,7 @@ int main(int argc, char **argv)
         printf("no tree\n");  /* an empty directory: nothing to change */
         return 0;
     }
+    int dfd = open("sub", O_RDONLY | O_DIRECTORY);  /* a directory opened before, too */
     list(".");
     for (int r = 0; r < rounds; r++) {
         int fd = open("keep.txt", O_WRONLY | O_APPEND);
@@ -91,6 +92,11 @@ int main(int argc, char **argv)
     close(ro);
     step("truncate", truncate("sub/big.bin", 10));
     step("chmod", chmod("sub/mode.txt", 0600));
+    step("chmod dir", chmod("sub", 0700));
+    struct stat dst;
+    fstat(dfd, &dst);
+    printf("early directory descriptor: mode %o\n", dst.st_mode);
+    close(dfd);
     step("unlink", unlink("gone.txt"));
     step("unlink again", unlink("gone.txt"));
     step("unlink link", unlink("link"));
