@@ -250,14 +250,9 @@ def _fingerprint(k: VKernel, fd: int) -> dict:
 
 
 def _writing(live: list[Process]) -> set[tuple[int, int]]:
-    """The host inodes live processes hold open for writing (descriptors and shared
-    mappings): an overlay counts them as changed in every image while they are."""
+    """The host inodes live processes map shared and writable: an overlay counts them as
+    changed in every image while they are (stores into a mapping are not seen)."""
     keys = set()
-    for p in live:
-        for f, _ in p.fds.fds.values():
-            if isinstance(f, HostFile) and f.flags & 3:
-                st = os.fstat(f.fd)
-                keys.add((st.st_dev, st.st_ino))
     for fb in file_buffers([p.vm for p in live]).values():
         if fb.writable:
             st = os.fstat(fb.fd)

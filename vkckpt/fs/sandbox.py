@@ -369,7 +369,7 @@ class GuestRoot:
         try:
             fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
             if resolved.ov is not None:
-                resolved.ov.opened(fd, resolved.lower, flags)
+                resolved.ov.opened(fd, resolved.lower)
             return fd
         except OSError as exc:
             raise GuestError(guest_errno(exc), resolved.guest) from None

@@ -77,6 +77,8 @@ int main(int argc, char **argv)
         return 0;
     }
     int dfd = open("sub", O_RDONLY | O_DIRECTORY);  /* a directory opened before, too */
+    int log = open("log.txt", O_CREAT | O_WRONLY, 0644);  /* held open, written once */
+    step("log", (int)write(log, "start\n", 6));
     list(".");
     for (int r = 0; r < rounds; r++) {
         int fd = open("keep.txt", O_WRONLY | O_APPEND);
@@ -123,5 +125,7 @@ int main(int argc, char **argv)
     cat("tree2/deep/leaf.txt");
     cat("link2");
     cat("tree/deep/leaf.txt");
+    close(log);
+    cat("log.txt");
     return 0;
 }
