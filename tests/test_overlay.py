@@ -393,3 +393,13 @@ def test_freeze_thaw_freeze_is_identical_at_points_all_along(tmp_path: Path) -> 
         thaw_refreeze_finish(img, lower, out, gold)
     assert not [n for n in os.listdir(os.environ.get("TMPDIR") or "/tmp")
                 if n.startswith(f"vkckpt-upper.{os.getpid()}.")]
+
+
+def test_an_image_inside_the_lower_layer_is_refused(tmp_path: Path) -> None:
+    lower = make_tree(tmp_path / "lower")
+    before = host_state(lower)
+    p = vkckpt("run", "--root", str(lower), "--fs", "overlay", "--quantum", "200",
+               "--freeze-at", "500", "-o", str(lower / "work" / "x.img"), str(lower / "layers"),
+               "/work")
+    assert p.returncode == 125 and "an overlay's lower layer" in p.stderr, p.stderr
+    assert host_state(lower) == before

@@ -98,6 +98,12 @@ def write_image(k: VKernel, path: str, *, chain: ImageChain | None = None,
         dir_fd = hostfs.pinned_dir(os.path.dirname(path) or ".")
     if dir_fd is None:
         dir_fd = mine = _open_image_dir(k, path)
+    if k.root.overlay is not None and k.root.holds(os.readlink(f"/proc/self/fd/{dir_fd}")):
+        if mine is not None:
+            os.close(mine)
+        raise ImageError(f"cannot create checkpoint image {path}: it is inside the guest "
+                         "root, an overlay's lower layer, which stays unchanged; write it "
+                         "outside --root")
     try:
         with ImageWriter(path, vkernel_id=k.vkernel_id,
                          parent_id=parent[0] if parent else None,
