@@ -24,7 +24,7 @@ from vkckpt.fs.sandbox import GuestRoot
 from vkckpt.guests import build
 from vkckpt.runner import boot
 from vkckpt.testing.hostile_images import load_records, write_records
-from vkckpt.testing.oracle import image_records, run_noting
+from vkckpt.testing.oracle import image_records, run_noting, thaw_refreeze_finish
 from vkckpt.testing.outcome import Outcome
 
 
@@ -36,6 +36,8 @@ def make_tree(root: Path) -> Path:
     (w / "sub").mkdir(parents=True)
     (w / "tree" / "deep").mkdir(parents=True)
     (w / "empty").mkdir()
+    (w / "full").mkdir()
+    (w / "full" / "x.txt").write_text("x\n")
     (w / "keep.txt").write_text("lower\n")
     (w / "gone.txt").write_text("gone\n")
     os.symlink("keep.txt", w / "link")
@@ -80,7 +82,8 @@ def test_overlay_sees_what_the_host_does_and_leaves_the_lower_layer_alone(tmp_pa
     want, want_status = run(oracle, "host", "3")
     assert status == want_status == 0
     assert got == want
-    for needle in (b"rmdir full: -1 errno 39", b"unlink again: -1 errno 2",
+    for needle in (b"rmdir full: -1 errno 39", b"rename onto full: -1 errno 39",
+                   b"unlink again: -1 errno 2", b"early directory descriptor: mode 40700",
                    b"cat tree/deep/leaf.txt: errno 2", b"round 2", b"early reader sees"):
         assert needle in got
     assert host_state(lower) == before  # nothing changed on the host: not even an inode
@@ -207,7 +210,9 @@ def test_an_incremental_image_holds_exactly_what_changed(tmp_path: Path) -> None
     k = boot(config(lower, out, "40"))
     try:
         chain = ImageChain()
-        assert k.run(until_ticks=1) is None
+        log = k.root.overlay.up("work/log.txt")
+        while not os.path.exists(log) or os.path.getsize(log) != 6:  # its one write done
+            assert k.run(until_ticks=k.sched.ticks + 1) is None
         write_image(k, str(tmp_path / "a.img"), chain=chain)
         write_image(k, str(tmp_path / "b.img"), chain=chain, incremental=True)  # no change
         assert image_records(tmp_path / "b.img", ("ovl_entry",)) == []
@@ -215,10 +220,15 @@ def test_an_incremental_image_holds_exactly_what_changed(tmp_path: Path) -> None
             assert k.run(until_ticks=k.sched.ticks + 1) is None
         write_image(k, str(tmp_path / "c.img"), chain=chain, incremental=True)
         got = [f["path"] for _, f in image_records(tmp_path / "c.img", ("ovl_entry",))]
-        assert got == ["/work", "/work/keep.txt"]  # copied up: the directory and the file
+        assert got == ["/work/keep.txt"]  # copied up (its directory was, for log.txt)
         write_image(k, str(tmp_path / "d.img"), chain=chain, incremental=True)
-        got = [f["path"] for _, f in image_records(tmp_path / "d.img", ("ovl_entry",))]
-        assert got in ([], ["/work/keep.txt"])  # appended to again, or not yet
+        assert image_records(tmp_path / "d.img", ("ovl_entry",)) == []  # nothing ran since
+        size = os.path.getsize(k.root.overlay.up("work/keep.txt"))
+        while os.path.getsize(k.root.overlay.up("work/keep.txt")) == size:  # one more append
+            assert k.run(until_ticks=k.sched.ticks + 1) is None
+        write_image(k, str(tmp_path / "e.img"), chain=chain, incremental=True)
+        got = [f["path"] for _, f in image_records(tmp_path / "e.img", ("ovl_entry",))]
+        assert got == ["/work/keep.txt"]  # not log.txt: open for writing, but not written
     finally:
         k.shutdown()
 
@@ -363,3 +373,33 @@ def test_yaml_fs_overlay_and_embed_root(tmp_path: Path) -> None:
     assert image_records(tmp_path / "y.img", ("overlay",))[0][1]["embedded"] is True
     p = vkckpt("run", "--root", str(lower), "--embed-root", str(lower / "layers"))
     assert p.returncode == 125 and "--embed-root needs --fs overlay" in p.stderr
+
+
+def test_freeze_thaw_freeze_is_identical_at_points_all_along(tmp_path: Path) -> None:
+    lower = make_tree(tmp_path / "lower")
+    out: list[bytes] = []
+    k = boot(config(lower, out, "2"))
+    status, points = run_noting(k)
+    gold = Outcome(b"".join(out), b"", status, k.sched.ticks, dict(k.statuses), points)
+    k.shutdown()
+    inside = [p for p in points if 0 < p < gold.ticks]
+    for at in inside[:: max(1, len(inside) // 8)]:
+        out = []
+        k = boot(config(lower, out, "2"))
+        assert k.run(until_ticks=at) is None
+        img = tmp_path / f"p{at}.img"
+        write_image(k, str(img))
+        k.shutdown()
+        thaw_refreeze_finish(img, lower, out, gold)
+    assert not [n for n in os.listdir(os.environ.get("TMPDIR") or "/tmp")
+                if n.startswith(f"vkckpt-upper.{os.getpid()}.")]
+
+
+def test_an_image_inside_the_lower_layer_is_refused(tmp_path: Path) -> None:
+    lower = make_tree(tmp_path / "lower")
+    before = host_state(lower)
+    p = vkckpt("run", "--root", str(lower), "--fs", "overlay", "--quantum", "200",
+               "--freeze-at", "500", "-o", str(lower / "work" / "x.img"), str(lower / "layers"),
+               "/work")
+    assert p.returncode == 125 and "an overlay's lower layer" in p.stderr, p.stderr
+    assert host_state(lower) == before

@@ -65,9 +65,13 @@ class VKernel:
         self.table = table
         self.on_eintr = on_eintr
         self.root = GuestRoot(config.root, overlay=config.fs == "overlay")
+        self.inodes = InodeTable(self.now_ns)
         if self.root.overlay is not None:
             self.root.overlay.copied = self.inodes_copied
-        self.inodes = InodeTable(self.now_ns)
+            # an upper directory is recreated at thaw: a host size that grew with entries
+            # since removed (ext4's) would differ, so every directory says 4096
+            self.inodes.dir_size = 4096
+            self.inodes.on_touch = self.root.overlay.wrote
         self.unix = UnixNamespace(self.root, self.inodes)  # AF_UNIX names (fs/unix_ns.py)
         self.inet = self.unix.inet  # loopback TCP and UDP ports (fs/inet_ns.py)
         self.publish = Publisher(config.publish)  # host ports forwarded in (fs/publish.py)

@@ -99,6 +99,12 @@ def write_image(k: VKernel, path: str, *, chain: ImageChain | None = None,
         dir_fd = hostfs.pinned_dir(os.path.dirname(path) or ".")
     if dir_fd is None:
         dir_fd = mine = _open_image_dir(k, path)
+    if k.root.overlay is not None and k.root.holds(os.readlink(f"/proc/self/fd/{dir_fd}")):
+        if mine is not None:
+            os.close(mine)
+        raise ImageError(f"cannot create checkpoint image {path}: it is inside the guest "
+                         "root, an overlay's lower layer, which stays unchanged; write it "
+                         "outside --root")
     try:
         with ImageWriter(path, vkernel_id=k.vkernel_id,
                          parent_id=parent[0] if parent else None,
@@ -172,7 +178,7 @@ def _write(k: VKernel, w: ImageWriter, procs: list[Process], scope: list[int] | 
         if os.fstat(fb.fd).st_nlink == 0:
             raise ImageError(f"{fb.path}: a shared mapping of an open unlinked file cannot be "
                              "saved in an image (map it MAP_PRIVATE or keep a name)")
-        w.add("filemap", {**save_filemap(fb), "fingerprint": fingerprint(fb.fd)})
+        w.add("filemap", {**save_filemap(fb), "fingerprint": _fingerprint(k, fb.fd)})
     fids = _save_files(w, k, live)
     for p in procs:
         w.add("process", process_state.save(p, fids, scope))
@@ -235,19 +241,26 @@ def _save_files(w: ImageWriter, k: VKernel, live: list[Process]) -> dict[int, in
             del d["fingerprint"]
         elif type(f) is HostFile:  # a guest renamed it: reopened at its new name
             d["path"] = ghost_state.reopen_path(f, k.inodes, k.host_path_of)
+        if "fingerprint" in d and k.root.overlay is not None:
+            d["fingerprint"] = dict(OVERLAY_FINGERPRINT)
         w.add("file", d)
     return fids
 
 
+#: The fingerprint of every file of an overlay run's images: its files are the image's own
+#: (the upper layer) or the lower layer's (checked by its digest), so nothing is compared,
+#: and nothing host-specific (an inode, a host directory's size) makes a re-freeze differ.
+OVERLAY_FINGERPRINT = {"size": 0, "stamp": None, "sha256": None}
+
+
+def _fingerprint(k: VKernel, fd: int) -> dict:
+    return fingerprint(fd) if k.root.overlay is None else dict(OVERLAY_FINGERPRINT)
+
+
 def _writing(live: list[Process]) -> set[tuple[int, int]]:
-    """The host inodes live processes hold open for writing (descriptors and shared
-    mappings): an overlay counts them as changed in every image while they are."""
+    """The host inodes live processes map shared and writable: an overlay counts them as
+    changed in every image while they are (stores into a mapping are not seen)."""
     keys = set()
-    for p in live:
-        for f, _ in p.fds.fds.values():
-            if isinstance(f, HostFile) and f.flags & 3:
-                st = os.fstat(f.fd)
-                keys.add((st.st_dev, st.st_ino))
     for fb in file_buffers([p.vm for p in live]).values():
         if fb.writable:
             st = os.fstat(fb.fd)

@@ -37,6 +37,8 @@ class InodeTable:
         self.meta: dict[int, InodeMeta] = {}  # vino -> what is kept beyond the host's
         self.fifos: dict[int, Fifo] = {}  # vino -> its fifo.Fifo while in use (transient)
         self.sockets: set[tuple[int, int]] = set()  # AF_UNIX placeholders (unix_ns.py)
+        self.dir_size: int | None = None  # every directory's st_size, if not the host's
+        self.on_touch: Callable[[os.stat_result], None] | None = None  # told of each change
 
     def _entry(self, st: os.stat_result, guest_path: str) -> list:
         key = (st.st_dev, st.st_ino)
@@ -55,8 +57,11 @@ class InodeTable:
         return next((e[0] for e in self.entries.values() if e[2] == guest_path), 0)
 
     def touch(self, st: os.stat_result, guest_path: str) -> None:
-        """A guest modified the file now."""
+        """A guest modified the file now (every write, truncate and allocation through a
+        descriptor comes here: an overlay counts the file as changed)."""
         self._entry(st, guest_path)[1] = EPOCH_NS + self.clock()
+        if self.on_touch is not None:
+            self.on_touch(st)
 
     def set_mtime(self, st: os.stat_result, guest_path: str, ns: int | None) -> None:
         """A guest set the file's time (utimensat): ns since the epoch, or None for now."""
@@ -135,6 +140,8 @@ class InodeTable:
         else:
             blocks = 8 if st_mod.S_ISDIR(mode) else 0
             size = 0 if st_mod.S_ISFIFO(mode) or st_mod.S_ISSOCK(mode) else size
+            if self.dir_size is not None and st_mod.S_ISDIR(mode):
+                size = self.dir_size
         return pack_stat(VIRTUAL_DEV, vino, mode, st.st_nlink, uid, gid, 0, size,
                          4096, blocks, t, t, t)
 

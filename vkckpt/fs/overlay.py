@@ -17,8 +17,10 @@ directories first); descriptors opened on the lower copy before are moved to the
 overlayfs's stacked files do.
 
 Change tracking for incremental images is exact and not by time: every upper entry or
-marker the vkernel changes records the generation (`gen`, one per image) it changed in, and
-files opened for writing count as changed in every generation while they may be written.
+marker the vkernel changes records the generation (`gen`, one per image) it changed in, every
+write through a descriptor names its inode (`wrote`), and only files mapped shared and
+writable count as changed in every generation while they are mapped (their stores are not
+seen).
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class Overlay:
         self.pending = 0  # the generation of the image being written
         self.changed: dict[str, int] = {}  # upper-relative path -> generation of its change
         self.image_gen: dict[bytes, int] = {}  # image id -> the generation it holds
-        self.written: set[tuple[int, int]] = set()  # upper inodes opened for writing
+        self.written: set[tuple[int, int]] = set()  # upper inodes written since the image
         self.lower_fds: dict[int, tuple[int, int]] = {}  # host fd -> lower inode it opened
         self.copied: Callable[[os.stat_result, os.stat_result], None] | None = None
         self.embedded: str | None = None  # a lower layer a thaw recreated (removed at close)
@@ -246,7 +248,7 @@ class Overlay:
         new = os.lstat(up)
         if self.copied is not None:
             self.copied(st, new)
-        if stat.S_ISREG(mode):
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
             self._move_readers(st, rel)
 
     def _copy_file(self, rel: str, st: os.stat_result) -> None:
@@ -273,7 +275,8 @@ class Overlay:
             d.close()
 
     def _move_readers(self, st: os.stat_result, rel: str) -> None:
-        """Point every descriptor still open on the lower file st at its upper copy."""
+        """Point every descriptor still open on the lower file (or directory) st at its
+        upper copy, with its status flags and offset."""
         key = (st.st_dev, st.st_ino)
         for fd, k in list(self.lower_fds.items()):
             try:
@@ -286,21 +289,26 @@ class Overlay:
             if k != key:
                 continue
             flags = fcntl.fcntl(fd, fcntl.F_GETFL) & (os.O_ACCMODE | os.O_APPEND | os.O_NONBLOCK)
+            if stat.S_ISDIR(st.st_mode):
+                flags |= os.O_DIRECTORY
             off = os.lseek(fd, 0, os.SEEK_CUR)
             new = hostfs.open_beneath(self.upper_fd, rel, flags | os.O_NOFOLLOW)
             os.dup2(new, fd, inheritable=False)
             os.close(new)
-            os.lseek(fd, off, os.SEEK_SET)
+            if not stat.S_ISDIR(st.st_mode):  # a DirFile keeps its own position
+                os.lseek(fd, off, os.SEEK_SET)
             del self.lower_fds[fd]
 
-    def opened(self, fd: int, lower: bool, flags: int) -> None:
+    def opened(self, fd: int, lower: bool) -> None:
         """A guest open of a merged file gave host fd (on the lower copy if lower)."""
-        st = os.fstat(fd)
         if lower:
-            if stat.S_ISREG(st.st_mode):
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
                 self.lower_fds[fd] = (st.st_dev, st.st_ino)
-        elif flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
-            self.written.add((st.st_dev, st.st_ino))
+
+    def wrote(self, st: os.stat_result) -> None:
+        """A guest changed the upper file st through a descriptor (InodeTable.on_touch)."""
+        self.written.add((st.st_dev, st.st_ino))
 
     # -- removal --------------------------------------------------------------------------
 

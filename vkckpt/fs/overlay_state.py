@@ -78,7 +78,8 @@ def save(ov: Overlay, parent_id: bytes | None, writing: set[tuple[int, int]],
          embed: bool) -> list[Rec]:
     """The records of an image of ov: the whole upper layer (and with embed the lower one)
     when parent_id is None or unknown to ov, else what changed since that image; writing:
-    the upper inodes open for writing now (they count as changed in the next image too)."""
+    the upper inodes mapped shared and writable now (they count as changed in the next
+    image too)."""
     base = ov.image_gen.get(parent_id) if parent_id is not None else None
     for rel in _inode_paths(ov, ov.written | writing):
         ov.touch(rel)

@@ -37,79 +37,15 @@ from vkckpt.abi import errno as E
 from vkckpt.errors import ConfigError, GuestError
 from vkckpt.fs.binds import MAX_BINDS, BindSpec, Mount, host_dir
 from vkckpt.fs.overlay import Overlay
+from vkckpt.fs.resolved import Resolved, guest_errno
 from vkckpt.fs.treedigest import tree_digest
 from vkckpt.host import fs as hostfs
-from vkckpt.record import Value
 
 PATH_MAX = 4096  # including the terminating NUL
 NAME_MAX = 255
 MAXSYMLINKS = 40
 
 _Component = tuple[str, bool]  # (name, must be a directory)
-
-
-class Resolved(Value):
-    """A guest path after resolution."""
-
-    __slots__ = ("guest", "host", "mount", "ro", "top", "lower", "ov")
-
-    def __init__(self, guest: str, host: str, mount: int = 0, ro: bool = False,
-                 top: bool = False, lower: bool = False, ov: Overlay | None = None) -> None:
-        self.guest = guest  # normalized absolute guest path, symlinks followed ("/a/b")
-        self.host = host  # absolute host path inside the guest root or a bind
-        self.mount = mount  # 0: the guest root; n: GuestRoot.mounts[n - 1]
-        self.ro = ro  # on a read-only bind
-        self.top = top  # a bind's top directory itself (the mount point)
-        self.lower = lower  # host is in an overlay's lower layer (read-only)
-        self.ov = ov  # the overlay of the root when mount is 0 and the root is one
-
-    @property
-    def rel(self) -> str:
-        """The guest path relative to the root ("" for the root itself)."""
-        return self.guest.strip("/")
-
-    def writable(self, *others: Resolved, moves: bool = False) -> Resolved:
-        """Check that a modifying call may change this path (and others, the other names
-        of a rename or link): EROFS on a read-only bind, EXDEV across mounts; moves (unlink,
-        rmdir, rename) of a mount's top are EBUSY.  Returns self."""
-        every = (self, *others)
-        if moves and any(r.top for r in every):  # a mount point's entry is its parent's
-            raise GuestError(E.EBUSY, self.guest)
-        for r in others:  # Linux's order: the mounts first, then whether they are writable
-            if r.mount != self.mount:
-                raise GuestError(E.EXDEV, f"{self.guest} and {r.guest} are on different mounts")
-        for r in every:
-            if r.ro:
-                raise GuestError(E.EROFS, r.guest)
-        for r in every:
-            if r.ov is not None:
-                r.copy_up(whole=moves and bool(others) and r is self)
-        return self
-
-    def copy_up(self, whole: bool = False) -> None:
-        """In an overlay: give the name an upper copy (its parents, and itself when it
-        exists); host then names the upper one.  whole: a directory's contents too."""
-        ov, rel = self.ov, self.rel
-        if ov is None or not rel:
-            return
-        try:
-            if self.lower or whole:
-                ov.copy_up(rel, whole)
-            elif "/" in rel:
-                ov.copy_up(rel.rpartition("/")[0])
-        except OSError as exc:
-            raise GuestError(guest_errno(exc), self.guest) from None
-        ov.touch(rel)
-        self.host, self.lower = ov.up(rel), False
-
-
-def guest_errno(exc: OSError) -> int:
-    """The Linux errno for a host ``OSError`` (by name via the ABI table, else the raw number)."""
-    if exc.errno is None:
-        return E.EIO
-    name = _host_errno.errorcode.get(exc.errno)
-    value = getattr(E, name, None) if name else None
-    return value if isinstance(value, int) else exc.errno
 
 
 def _read_only_open(r: Resolved, flags: int) -> int:
@@ -124,6 +60,10 @@ def _read_only_open(r: Resolved, flags: int) -> int:
             raise GuestError(E.EEXIST, r.guest)
         flags &= ~(os.O_CREAT | os.O_EXCL)
     return flags
+
+
+def _is_dir(host: str) -> bool:
+    return os.path.isdir(host) and not os.path.islink(host)
 
 
 def _as_str(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
@@ -338,7 +278,7 @@ class GuestRoot:
     def rmdir(self, r: Resolved) -> None:
         """Remove directory r (after r.writable): ENOTEMPTY while the merged view has
         entries in it; os.rmdir; a whiteout in an overlay.  OSError as os.rmdir."""
-        if r.ov is not None and os.path.isdir(r.host) and not os.path.islink(r.host):
+        if r.ov is not None and _is_dir(r.host):
             r.ov.before_rmdir(r.rel)
         os.rmdir(r.host)
         if r.ov is not None:
@@ -347,11 +287,13 @@ class GuestRoot:
     def rename(self, a: Resolved, b: Resolved) -> None:
         """Rename a onto b (after a.writable(b, moves=True)); in an overlay a whiteout
         hides a lower a, and a moved directory hides a lower b.  OSError as os.rename."""
-        os.rename(a.host, b.host)
         ov = a.ov
+        if ov is not None and b.ov is not None and _is_dir(a.host) and _is_dir(b.host):
+            ov.before_rmdir(b.rel)  # ENOTEMPTY while the merged b holds anything
+        os.rename(a.host, b.host)
         if ov is not None and b.ov is not None:
             ov.removed(a.rel)
-            if os.path.isdir(b.host) and not os.path.islink(b.host) and ov.lower_shows(b.rel):
+            if _is_dir(b.host) and ov.lower_shows(b.rel):
                 ov.set_marker(b.rel)
             ov.touch_tree(b.rel)
 
@@ -427,7 +369,7 @@ class GuestRoot:
         try:
             fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
             if resolved.ov is not None:
-                resolved.ov.opened(fd, resolved.lower, flags)
+                resolved.ov.opened(fd, resolved.lower)
             return fd
         except OSError as exc:
             raise GuestError(guest_errno(exc), resolved.guest) from None

@@ -76,6 +76,9 @@ int main(int argc, char **argv)
         printf("no tree\n");  /* an empty directory: nothing to change */
         return 0;
     }
+    int dfd = open("sub", O_RDONLY | O_DIRECTORY);  /* a directory opened before, too */
+    int log = open("log.txt", O_CREAT | O_WRONLY, 0644);  /* held open, written once */
+    step("log", (int)write(log, "start\n", 6));
     list(".");
     for (int r = 0; r < rounds; r++) {
         int fd = open("keep.txt", O_WRONLY | O_APPEND);
@@ -91,11 +94,18 @@ int main(int argc, char **argv)
     close(ro);
     step("truncate", truncate("sub/big.bin", 10));
     step("chmod", chmod("sub/mode.txt", 0600));
+    step("chmod dir", chmod("sub", 0700));
+    struct stat dst;
+    fstat(dfd, &dst);
+    printf("early directory descriptor: mode %o\n", dst.st_mode);
+    close(dfd);
     step("unlink", unlink("gone.txt"));
     step("unlink again", unlink("gone.txt"));
     step("unlink link", unlink("link"));
     step("rmdir empty", rmdir("empty"));
     step("rmdir full", rmdir("sub"));
+    step("mkdir new", mkdir("new", 0755));
+    step("rename onto full", rename("new", "full"));  /* never copied up: merged check */
     step("rename file", rename("sub/mode.txt", "moved.txt"));
     step("rename dir", rename("tree", "tree2"));
     step("mkdir over deleted", mkdir("empty", 0755));
@@ -115,5 +125,7 @@ int main(int argc, char **argv)
     cat("tree2/deep/leaf.txt");
     cat("link2");
     cat("tree/deep/leaf.txt");
+    close(log);
+    cat("log.txt");
     return 0;
 }
