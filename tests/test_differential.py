@@ -48,6 +48,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "tcploop": (),
     "udploop": (),
     "sockedge": ("work",),
+    "bigwrite": (),
     "netbench": (),
     "rlimits": (),
     "ghosts": ("work",),

@@ -41,6 +41,11 @@ class SocketFile(OpenFile):
         """Only streams raise SIGPIPE with EPIPE (datagram and seqpacket sends do not)."""
         return self.sock.type == S.SOCK_STREAM
 
+    @property
+    def waits_for_all(self) -> bool:  # type: ignore[override]
+        """A blocking stream send waits until all is sent; datagrams go whole or not."""
+        return self.sock.type == S.SOCK_STREAM
+
     def nonblock(self, flags: int = 0) -> bool:
         return bool(self.flags & F.O_NONBLOCK or flags & S.MSG_DONTWAIT)
 
