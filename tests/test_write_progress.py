@@ -12,7 +12,7 @@ from vkckpt.ckpt.snapshot import write_image
 from vkckpt.errors import ImageError
 from vkckpt.kernel import VKernel
 from vkckpt.runner import boot
-from vkckpt.testing.hostile_images import load_records, set_field, write_records
+from vkckpt.testing.hostile_images import load_records, write_records
 from vkckpt.testing.oracle import Workload, golden, image_records, thaw_in_process
 from vkckpt.testing.workload import make_root
 
@@ -61,9 +61,11 @@ def test_a_freeze_mid_write_keeps_its_count(tmp_path: Path, skip: int) -> None:
 def test_a_count_on_a_thread_in_no_write_is_refused(tmp_path: Path) -> None:
     root, image, _ = _frozen_mid_write(tmp_path, 0)
     recs = load_records(image)
-    threads = [r[3] for r in recs if r[0] == "thread"]
-    idle = next(i for i, f in enumerate(threads) if not f["progress"])
-    bad = write_records(tmp_path / "bad.img", image,
-                        set_field(recs, "thread", "progress", 4096, index=idle))
+    idle = next(r for r in recs if r[0] == "thread" and "progress" not in r[3])
+    assert idle[1] == 1  # only a thread with a count is written as version 2
+    idle[3]["progress"] = 4096
+    with pytest.raises(ImageError, match="version 1 thread holds a progress count"):
+        thaw_in_process(write_records(tmp_path / "v1.img", image, recs), [], root)
+    idle[1] = 2
     with pytest.raises(ImageError, match="bytes of a write done"):
-        thaw_in_process(bad, [], root)
+        thaw_in_process(write_records(tmp_path / "v2.img", image, recs), [], root)
