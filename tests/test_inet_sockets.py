@@ -179,3 +179,13 @@ def test_reuseport_shares_a_listening_port_and_reuseaddr_does_not() -> None:
     a.inet.reuseport = b.inet.reuseport = True
     ns.bind(b, I.name(I.ANY4, 5000))
     assert b.addr is not None
+
+
+def test_closed_connections_leave_the_port_space(tmp_path: Path) -> None:
+    """300 connections made and closed leave no endpoint on the port lists (a long-lived
+    server's closed connections used to pile up there, and each accept scanned them)."""
+    wl = Workload("netbench", ("conn", "300"))
+    k, _, status = run_until(wl, _root(tmp_path, "netbench", 0), 1 << 62)
+    assert status == 0
+    assert sum(len(users) for users in k.inet.ports.values()) <= 1  # at most the listener
+    assert not k.inet.syn_sent

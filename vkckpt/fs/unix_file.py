@@ -104,8 +104,10 @@ class SocketFile(OpenFile):
         opts = self.sock.inet
         listening = self.sock.state == LISTENING
         drop_files(self.sock.release(embryo=opts is not None and opts.linger == (1, 0)))
-        if opts is not None and listening:
-            inet.listener_closed(self.ns.inet)
+        if opts is not None:
+            self.ns.inet.forget(self.sock)
+            if listening:
+                inet.listener_closed(self.ns.inet)
 
 
 def drop_files(files: list[OpenFile]) -> None:
