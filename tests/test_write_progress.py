@@ -61,11 +61,10 @@ def test_a_freeze_mid_write_keeps_its_count(tmp_path: Path, skip: int) -> None:
 def test_a_count_on_a_thread_in_no_write_is_refused(tmp_path: Path) -> None:
     root, image, _ = _frozen_mid_write(tmp_path, 0)
     recs = load_records(image)
-    idle = next(r for r in recs if r[0] == "thread" and "progress" not in r[3])
-    assert idle[1] == 1  # only a thread with a count is written as version 2
+    idle = next(r for r in recs if r[0] == "thread" and not r[3]["progress"])
     idle[3]["progress"] = 4096
-    with pytest.raises(ImageError, match="version 1 thread holds a progress count"):
-        thaw_in_process(write_records(tmp_path / "v1.img", image, recs), [], root)
-    idle[1] = 2
     with pytest.raises(ImageError, match="bytes of a write done"):
         thaw_in_process(write_records(tmp_path / "v2.img", image, recs), [], root)
+    idle[1] = 1  # a version 1 record (before the field) holds no count
+    with pytest.raises(ImageError, match="version 1 thread holds a progress count"):
+        thaw_in_process(write_records(tmp_path / "v1.img", image, recs), [], root)

@@ -21,10 +21,7 @@ if TYPE_CHECKING:
 TRANSIENT = {"process": "saved as the pid", "ctx": "saved as regs",
              "waker": "installed again by the kernel that registers the thread"}
 
-#: Thread fields saved only when they hold something, with such a value (for the tests).
-OPTIONAL = {"progress": 4096}
-
-THREAD_VERSION = 2  # 2: progress (written only when non-zero: thread_version)
+THREAD_VERSION = 2  # 2: progress
 WAITQ_VERSION = 1
 #: The calls that sleep with part of their bytes written (syscalls/progress.py).
 _WRITES = {NUMBERS[n] for n in ("write", "writev", "sendto", "sendmsg")}
@@ -88,15 +85,8 @@ def save_thread(t: Thread, regs: dict[str, int]) -> dict:
         "retry_call": [t.retry_call[0], list(t.retry_call[1])], "restart_nr": t.restart_nr,
         "saved_sigmask": t.saved_sigmask, "ticks": t.ticks, "exit_code": t.exit_code,
         "ckpt_frames": list(t.ckpt_frames), "futex_bitset": t.futex_bitset,
-        "retry_deadline": t.retry_deadline, "regs": save_regs(regs),
-        **({"progress": t.progress} if t.progress else {}),
+        "retry_deadline": t.retry_deadline, "progress": t.progress, "regs": save_regs(regs),
     }
-
-
-def thread_version(rec: dict) -> int:
-    """The version a saved thread is written as: 1 (which 1.x readers before the progress
-    field read) unless it sleeps in a write with part of its bytes written."""
-    return THREAD_VERSION if "progress" in rec else 1
 
 
 def load_thread(d: dict, p: Process, queues: dict[tuple, WaitQueue]) -> tuple[Thread,
