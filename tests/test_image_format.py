@@ -125,6 +125,24 @@ def temp_files(directory: Path) -> list[str]:
 # -- round trips -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("durable", [True, False])
+def test_only_a_durable_image_is_synced(tmp_path: Path, durable: bool,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """durable=False (a migration's images) commits and renames without any fsync; the
+    image reads back the same."""
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+    p = tmp_path / "a.img"
+    with ImageWriter(p, vkernel_id=VK, durable=durable) as w:
+        w.add("kernel", {"n": 1})
+        w.add_pages(0, 0, page_data(600))
+        w.commit()
+    assert bool(synced) == durable
+    with ImageReader(p) as r:
+        assert r.verify()["pages"] == 600
+
+
 @pytest.mark.parametrize("codec", ["none", "zstd"])
 def test_round_trip(tmp_path: Path, codec: str) -> None:
     p = tmp_path / "a.img"

@@ -72,18 +72,18 @@ def freeze(k: VKernel, path: str, *, chain: ImageChain | None = None,
            codec: str = "none", overrides: dict[int, int] | None = None,
            progress: Callable[[int, int], None] | None = None,
            requester: int | None = None, background: bool = False,
-           dir_fd: int | None = None) -> FreezeResult:
+           dir_fd: int | None = None, durable: bool = True) -> FreezeResult:
     """Run the protocol and write the image; k must be at a scheduling point.
     chain, background: see write_image (the image extends chain; it is durable once the
     result's wait() returns).  dir_fd: the directory to create path's final name in (see
-    ImageWriter)."""
+    ImageWriter).  durable=False: see write_image."""
     if not quiesce(k, scope, exclude=requester):
         k.log("vkckpt: SIGCKPT handlers did not finish within the bound; freezing anyway")
     from vkckpt.ckpt.snapshot import write_image  # a run that never freezes needs no writer
 
     res = write_image(k, path, chain=chain, scope=scope, incremental=incremental, codec=codec,
                       overrides=overrides, progress=progress, background=background,
-                      dir_fd=dir_fd)
+                      dir_fd=dir_fd, durable=durable)
     k.log(f"vkckpt: frozen at tick {k.sched.ticks} into {res.path} ({res.pages} pages"
           f"{', incremental' if res.header.incremental else ''})")
     return res

@@ -188,7 +188,7 @@ def migrate(k: VKernel, target: str, key: bytes | None, codec: str = "none",
         incremental = False
         while len(st.rounds) < MAX_ROUNDS:
             res = write_image(k, s.next_path(), chain=s.chain, incremental=incremental,
-                              codec=codec, background=True, dir_fd=s.dir_fd)
+                              codec=codec, background=True, dir_fd=s.dir_fd, durable=False)
             st.rounds.append(res.pages)
             s.post(res, W.KIND_ROUND)
             incremental = True
@@ -209,7 +209,7 @@ def migrate(k: VKernel, target: str, key: bytes | None, codec: str = "none",
         _no_request(k)
         stop = time.monotonic()
         res = freeze(k, s.next_path(), chain=s.chain, incremental=True, codec=codec,
-                     background=True, dir_fd=s.dir_fd)
+                     background=True, dir_fd=s.dir_fd, durable=False)  # sent, then removed
         if k.host_request is not None:  # asked during the SIGCKPT handlers of the stop
             res.wait()
             _no_request(k)

@@ -83,14 +83,16 @@ def write_image(k: VKernel, path: str, *, chain: ImageChain | None = None,
                 codec: str = "none", overrides: dict[int, int] | None = None,
                 progress: Callable[[int, int], None] | None = None,
                 fault_hook: Callable[[int], None] | None = None,
-                background: bool = False, dir_fd: int | None = None) -> FreezeResult:
+                background: bool = False, dir_fd: int | None = None,
+                durable: bool = True) -> FreezeResult:
     """Freeze k into path (atomically; created in dir_fd if given, see ImageWriter).
     chain: the chain the image extends (incremental: on its newest image; sealed with its
     key); None writes a full, unsealed image and changes nothing a caller must restore.
     overrides: tid -> syscall result in the image only (checkpoint(2) returns its retval in
     the thawed run).  background: return once every byte is written, and make the image
     durable (checksum, fsync, rename) on a helper thread while the vkernel runs on; the
-    result's wait() joins it."""
+    result's wait() joins it.  durable=False: complete and renamed into place, but not
+    synced to disk (a migration's images, which a crash makes useless anyway)."""
     chain = ImageChain() if chain is None else chain
     procs = [p for pid, p in sorted(k.procs.items()) if in_scope(pid, scope)]
     parent = chain.parent if incremental else None
@@ -109,7 +111,7 @@ def write_image(k: VKernel, path: str, *, chain: ImageChain | None = None,
         with ImageWriter(path, vkernel_id=k.vkernel_id,
                          parent_id=parent[0] if parent else None,
                          incremental=parent is not None, codec=codec, fault_hook=fault_hook,
-                         dir_fd=dir_fd, key=chain.key) as w:
+                         dir_fd=dir_fd, key=chain.key, durable=durable) as w:
             npages, nzero, base = _write(k, w, procs, scope, parent, chain.page_base,
                                          overrides or {}, progress, dir_fd)
             header, commit_wait = w.commit_background() if background else (w.commit(),

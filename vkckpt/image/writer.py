@@ -96,9 +96,13 @@ class ImageWriter:
         fault_hook: Callable[[int], None] | None = None,
         dir_fd: int | None = None,
         key: bytes | None = None,
+        durable: bool = True,
     ) -> None:
         self.path = os.fspath(path)
         self._key = key  # seals the image (see seal_input) when given
+        # False: committed (complete, renamed into place) without syncing to disk: an image
+        # that is useless after a crash anyway (a migration's, sent and then removed)
+        self._durable = durable
         self.bytes_written = 0
         self._state = "new"
         where = f"checkpoint image {self.path}"
@@ -243,7 +247,7 @@ class ImageWriter:
             self._batched = 0
             self._body_hash.update(data)
             self._io(self._write, data)
-            if self.bytes_written - self._written_back >= _WRITEBACK:
+            if self._durable and self.bytes_written - self._written_back >= _WRITEBACK:
                 self._io(self._write_back)
 
     def _write_back(self) -> None:
@@ -395,7 +399,8 @@ class ImageWriter:
         self._io(self._out.publish)
         self._state = "committed"
         try:
-            _fsync_dir(self._dir)
+            if self._durable:
+                _fsync_dir(self._dir)
         except OSError as e:
             raise self._err(f"renamed into place but could not sync its directory: {e}") from e
         finally:
@@ -411,7 +416,8 @@ class ImageWriter:
             self._fault_hook(self.bytes_written)
         f.write(head)
         f.flush()
-        os.fsync(f.fileno())
+        if self._durable:
+            os.fsync(f.fileno())
         f.close()
 
     def abort(self) -> None:
