@@ -109,7 +109,7 @@ def write_image(k: VKernel, path: str, *, chain: ImageChain | None = None,
         with ImageWriter(path, vkernel_id=k.vkernel_id,
                          parent_id=parent[0] if parent else None,
                          incremental=parent is not None, codec=codec, fault_hook=fault_hook,
-                         dir_fd=dir_fd, key=chain.key) as w:
+                         dir_fd=dir_fd, key=chain.key, versions=RECORD_VERSIONS) as w:
             npages, nzero, base = _write(k, w, procs, scope, parent, chain.page_base,
                                          overrides or {}, progress, dir_fd)
             header, commit_wait = w.commit_background() if background else (w.commit(),
