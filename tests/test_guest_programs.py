@@ -257,7 +257,9 @@ SPECS: dict[str, Spec] = {
                            "peer of a lingering close reads: -104",
                            "accepted from ::ffff:127.0.0.1 len 28 flowinfo 0 scope 0")),
     "sockedge": Spec(needs_dir=True, lines=(
-        "inode d_type: 12 (DT_SOCK 12)", "inode open: -1 ENXIO", "epipe send 1: 1",
+        "inode d_type: 12 (DT_SOCK 12)", "inode open: -1 ENXIO",
+        "inode truncate: -1 EINVAL", "inode execve: -1 EACCES", "inode renamed: sock 1",
+        "inode replaced: sock 0 reg 1", "epipe send 1: 1",
         "epipe send 2: -1 EPIPE", "unixpipe send 1: -1 EPIPE",
         "refused nonblocking connect: -1 EINPROGRESS", "refused SO_ERROR: ECONNREFUSED",
         "backlog recv: -1 ECONNRESET", "nbclose SO_ERROR: ECONNRESET",

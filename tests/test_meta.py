@@ -227,3 +227,52 @@ def test_fifo_end_whose_placeholder_lost_its_marker_is_refused(base: Path) -> No
     bad = write_records(root / "bad.img", image, recs)
     with pytest.raises(ImageError, match="no longer the named FIFO"):
         thaw_in_process(bad, [], root)
+
+
+def _fifo_image(base: Path) -> tuple[Path, Path, list]:
+    """(root, image, records) of metacalls frozen with a named FIFO open."""
+    from vkckpt.testing.hostile_images import load_records
+
+    root = make_root(base, [META.name])
+    k = boot(META.config(root, []))
+    assert k.run(on_schedule_point=_has_fifo_open) is None
+    image = root / "x.img"
+    write_image(k, str(image))
+    k.shutdown()
+    return root, image, load_records(image)
+
+
+def test_a_v1_fifo_flag_thaws_as_the_fifo_kind(base: Path) -> None:
+    """A v1 kernel record's inode_meta flag (True: a FIFO) is upgraded to S_IFIFO."""
+    from vkckpt.testing.hostile_images import write_records
+
+    root, image, recs = _fifo_image(base)
+    kr = next(r for r in recs if r[0] == "kernel")
+    kinds = {row[0]: row[3] for row in kr[3]["inode_meta"]}
+    assert kr[1] == 2 and F.S_IFIFO in kinds.values()
+    kr[1] = 1
+    kr[3]["inode_meta"] = [[*row[:3], row[3] == F.S_IFIFO, row[4]]
+                           for row in kr[3]["inode_meta"]]
+    k = thaw_in_process(write_records(root / "v1.img", image, recs), [], root)
+    try:
+        assert _has_fifo_open(k)
+        assert {v: m.kind for v, m in k.inodes.meta.items()} == kinds
+    finally:
+        k.shutdown()
+    kr[3]["inode_meta"][0][3] = 0  # no bool: not a v1 row
+    with pytest.raises(ImageError, match="is no v1 row"):
+        thaw_in_process(write_records(root / "bad.img", image, recs), [], root)
+
+
+def test_a_placeholder_kind_on_a_directory_is_refused(base: Path) -> None:
+    """An image may give a FIFO or socket type only to a regular file (its placeholder)."""
+    from vkckpt.testing.hostile_images import write_records
+
+    root, image, recs = _fifo_image(base)
+    kr = next(r[3] for r in recs if r[0] == "kernel")
+    (root / "work/d").mkdir()
+    vino, kr["next_ino"] = kr["next_ino"], kr["next_ino"] + 1
+    kr["inodes"].append(["/work/d", vino, None])
+    kr["inode_meta"].append([vino, 0, 0, F.S_IFSOCK, []])
+    with pytest.raises(ImageError, match="is no regular file"):
+        thaw_in_process(write_records(root / "bad.img", image, recs), [], root)

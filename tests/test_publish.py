@@ -211,8 +211,9 @@ def test_yaml_publish(tmp_path: Path) -> None:
         load_config(cfg)
 
 
-def _pair(tmp_path: Path):
-    """A publisher of a free port to guest port 8080 where a virtual listener waits."""
+def _pair(tmp_path: Path, limit: int = 1 << 30):
+    """A publisher of a free port to guest port 8080 where a virtual listener waits, and
+    the memory account (of limit bytes) the listener is charged to."""
     from vkckpt.abi import inet as I
     from vkckpt.fs import inet
     from vkckpt.fs.inodes import InodeTable
@@ -221,38 +222,41 @@ def _pair(tmp_path: Path):
     from vkckpt.fs.unix import UnixSocket
     from vkckpt.fs.unix_ns import UnixNamespace
     from vkckpt.threads.wait import WaitQueue
+    from vkckpt.vmspace.account import MemAccount
 
+    mem = MemAccount(limit)
     uns = UnixNamespace(GuestRoot(str(tmp_path)), InodeTable(lambda: 0))
     q = WaitQueue(("poll",))
     ls = UnixSocket(uns.new_id(), 1, q)
     ls.inet = inet.InetOpts(I.AF_INET)
+    ls.account(mem)
     uns.inet.bind(ls, I.name(I.V4MAPPED + bytes((127, 0, 0, 1)), 8080))
     inet.listen(uns.inet, ls, 4, (1, 0, 0))
     port = _free_port()
     pub = Publisher([(port, 8080)])
     pub.open()
-    return uns, q, ls, pub, port
+    return uns, q, ls, pub, port, mem
 
 
-def _pump_until(pub, uns, q, cond) -> None:
+def _pump_until(pub, uns, q, mem, cond) -> None:
     end = time.monotonic() + 10
     while not cond():
         assert time.monotonic() < end
         pub.wait(0.01)
-        pub.pump(uns, q)
+        pub.pump(uns, q, mem)
 
 
 def test_a_guest_reset_resets_the_host_connection(tmp_path: Path) -> None:
     from vkckpt.fs import unix_conn
 
-    uns, q, ls, pub, port = _pair(tmp_path)
+    uns, q, ls, pub, port, mem = _pair(tmp_path)
     try:
         h = socket.create_connection(("127.0.0.1", port), timeout=10)
         h.sendall(b"unread")
-        _pump_until(pub, uns, q, lambda: ls.acceptq and ls.acceptq[0].recvq)
+        _pump_until(pub, uns, q, mem, lambda: ls.acceptq and ls.acceptq[0].recvq)
         g = unix_conn.accept(ls, True)
         g.release()  # closed with bytes unread: the peer gets a reset
-        _pump_until(pub, uns, q, lambda: not pub.conns)
+        _pump_until(pub, uns, q, mem, lambda: not pub.conns)
         with pytest.raises(ConnectionResetError):
             h.recv(10)
         h.close()
@@ -266,28 +270,28 @@ def test_a_host_reset_reaches_the_guest_as_econnreset(tmp_path: Path) -> None:
     from vkckpt.abi import errno as E
     from vkckpt.fs import unix_conn
 
-    uns, q, ls, pub, port = _pair(tmp_path)
+    uns, q, ls, pub, port, mem = _pair(tmp_path)
     try:
         h = socket.create_connection(("127.0.0.1", port), timeout=10)
-        _pump_until(pub, uns, q, lambda: bool(ls.acceptq))
+        _pump_until(pub, uns, q, mem, lambda: bool(ls.acceptq))
         g = unix_conn.accept(ls, True)
         h.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         h.close()
-        _pump_until(pub, uns, q, lambda: not pub.conns)
+        _pump_until(pub, uns, q, mem, lambda: not pub.conns)
         assert g.err == E.ECONNRESET
     finally:
         pub.close()
 
 
 def test_a_host_connection_to_a_full_backlog_is_closed(tmp_path: Path) -> None:
-    uns, q, ls, pub, port = _pair(tmp_path)
+    uns, q, ls, pub, port, mem = _pair(tmp_path)
     ls.backlog = 0  # one queued connection fills it
     try:
         first = socket.create_connection(("127.0.0.1", port), timeout=10)
-        _pump_until(pub, uns, q, lambda: len(ls.acceptq) == 1)
+        _pump_until(pub, uns, q, mem, lambda: len(ls.acceptq) == 1)
         second = socket.create_connection(("127.0.0.1", port), timeout=10)
         time.sleep(0.2)  # the host has queued it on the listener
-        pub.pump(uns, q)
+        pub.pump(uns, q, mem)
         assert second.recv(1) == b""
         assert len(ls.acceptq) == 1 and len(pub.conns) == 1
         assert not any(s.inet.syn for users in uns.inet.ports.values() for s in users)
@@ -295,3 +299,103 @@ def test_a_host_connection_to_a_full_backlog_is_closed(tmp_path: Path) -> None:
         second.close()
     finally:
         pub.close()
+
+
+def _cost() -> int:
+    """What one fresh TCP endpoint costs the memory account (UnixSocket.cost)."""
+    from vkckpt.fs.unix import UnixSocket
+    from vkckpt.threads.wait import WaitQueue
+
+    return UnixSocket(1, 1, WaitQueue(("poll",))).cost()
+
+
+def test_published_connections_are_charged_until_they_close(tmp_path: Path) -> None:
+    """Each host connection charges its virtual client endpoint and the guest's accepted
+    end, as a guest's connect would; both are uncharged once the connection is over."""
+    from vkckpt.fs import unix_conn
+
+    uns, q, ls, pub, port, mem = _pair(tmp_path)
+    idle = mem.used
+    try:
+        hosts = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+        _pump_until(pub, uns, q, mem, lambda: len(ls.acceptq) == 2)
+        assert mem.used == idle + 4 * _cost()
+        assert all(c.vsock.charged == _cost() for c in pub.conns)
+        g = unix_conn.accept(ls, True)
+        hosts[0].close()  # the host ends one connection; the guest then closes its end
+        _pump_until(pub, uns, q, mem, lambda: g.shutdown & 1)
+        g.release()
+        _pump_until(pub, uns, q, mem, lambda: len(pub.conns) == 1)
+        assert mem.used == idle + 2 * _cost()
+        pub.close()  # what is still open is released with the host sockets
+        assert mem.used == idle + _cost()  # the accepted end still queued at the listener
+        hosts[1].close()
+    finally:
+        pub.close()
+
+
+def test_a_host_connection_without_memory_is_closed(tmp_path: Path) -> None:
+    """At the memory limit a host connection is refused as a full backlog refuses it: the
+    host side is closed, nothing is queued at the listener, nothing stays charged."""
+    uns, q, ls, pub, port, mem = _pair(tmp_path, limit=3 * _cost())
+    try:
+        first = socket.create_connection(("127.0.0.1", port), timeout=10)
+        _pump_until(pub, uns, q, mem, lambda: len(ls.acceptq) == 1)
+        assert mem.used == 3 * _cost()
+        second = socket.create_connection(("127.0.0.1", port), timeout=10)
+        time.sleep(0.2)  # the host has queued it on the listener
+        pub.pump(uns, q, mem)
+        assert second.recv(1) == b""
+        assert len(ls.acceptq) == 1 and len(pub.conns) == 1
+        assert mem.used == 3 * _cost()
+        first.close()
+        second.close()
+    finally:
+        pub.close()
+
+
+def _echoed(h: socket.socket) -> bool:
+    """The host has the guest's echo of b"abc" (non-blocking h: looked at, not taken)."""
+    try:
+        return h.recv(3, socket.MSG_PEEK) == b"ABC"
+    except BlockingIOError:
+        return False
+
+
+def test_thaws_keep_the_account_of_external_connections(tmp_path: Path) -> None:
+    """A run with a host connection open holds both of its endpoints' costs; a merge's
+    thaw (refreeze: the external endpoint adopted) holds exactly what the run held, and a
+    thaw that resets the external endpoint holds that much less its cost."""
+    from vkckpt.ckpt.restore import ThawOptions, thaw
+    from vkckpt.ckpt.snapshot import write_image
+    from vkckpt.runner import boot
+    from vkckpt.testing.workload import Workload
+
+    root = make_root(tmp_path, ["pubserver"])
+    port = _free_port()
+    out: list[bytes] = []
+    cfg = Workload("pubserver", (GUEST_PORT, "2")).config(root, out)
+    cfg.publish = [(port, 8080)]
+    k = boot(cfg)
+    try:
+        assert k.run(on_schedule_point=lambda k: b"listening" in b"".join(out)) is None
+        h = socket.create_connection(("127.0.0.1", port), timeout=10)
+        h.sendall(b"abc")
+        h.setblocking(False)
+        assert k.run(on_schedule_point=lambda k: _echoed(h)) is None  # the guest is in recv
+        vs = k.publish.conns[0].vsock
+        assert vs.mem is k.mem and vs.charged == vs.cost() and vs.peer.charged == vs.cost()
+        used, cost = k.mem.used, vs.cost()
+        image = root / "pub.img"
+        write_image(k, str(image))
+    finally:
+        k.shutdown()
+    h.close()
+    for refreeze, want in ((True, used), (False, used - cost)):
+        k2 = thaw(str(image), ThawOptions(root=str(root), stdout=lambda b: None,
+                                          deliver_sigthaw=False, publish=[(port, 8080)],
+                                          refreeze=refreeze))
+        try:
+            assert k2.mem.used == want
+        finally:
+            k2.shutdown()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from vkckpt.abi.fcntl import S_IFIFO, S_IFSOCK
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.snapshot import write_image
 from vkckpt.errors import ImageError
@@ -21,6 +22,7 @@ from vkckpt.testing.hostile_images import SOCKET_FIELD_CASES, load_records, set_
 from vkckpt.testing.oracle import (
     golden,
     image_at,
+    image_records,
     points_where,
     run_until,
     thaw_refreeze_finish,
@@ -201,3 +203,56 @@ def test_socket_buffers_are_charged_to_the_memory_account(tmp_path: Path) -> Non
         assert k2.mem.used == used
     finally:
         k2.shutdown()
+
+
+def _socket_inodes(k: VKernel) -> bool:
+    return any(m.kind == S_IFSOCK for m in k.inodes.meta.values()) and _accept_queued(k)
+
+
+def _as_v1(recs: list) -> list:
+    """recs in the v1 layout: socket inodes as the unixns record's paths, an inode_meta
+    row's fourth column a FIFO flag (socket rows dropped: v1 had no such row)."""
+    out = [list(r) for r in recs]
+    kr = next(r for r in out if r[0] == "kernel")
+    ns = next(r for r in out if r[0] == "unixns")
+    fields = dict(kr[3])
+    rows = fields.pop("inode_meta", [])
+    socks = {row[0] for row in rows if row[3] == S_IFSOCK}
+    ns[3] = {**ns[3], "inodes": sorted(p for p, vino, _ in fields["inodes"] if vino in socks)}
+    v1 = [[*row[:3], row[3] == S_IFIFO, row[4]] for row in rows if row[0] not in socks]
+    kr[3] = {**fields, **({"inode_meta": v1} if v1 else {})}
+    kr[1] = ns[1] = 1
+    return out
+
+
+def test_a_v1_image_with_socket_inodes_thaws(tmp_path: Path) -> None:
+    """Socket inodes of a v1 image (paths in unixns, no kind in the kernel record) are
+    socket inodes after the thaw: a freeze then writes what a v2 freeze wrote, and the
+    run finishes as the unfrozen one."""
+    wl = Workload("unixserver", ("work",))
+    gold = golden(wl, _root(tmp_path, "unixserver", 0))
+    at = points_where(wl, _root(tmp_path, "unixserver", 1), _socket_inodes)[0]
+    root = _root(tmp_path, "unixserver", 2)
+    k, before, _ = run_until(wl, root, at)
+    v2 = root / "v2.img"
+    write_image(k, str(v2))
+    k.shutdown()
+    recs = load_records(v2)
+    assert [r[1] for r in recs if r[0] in ("kernel", "unixns")] == [2, 2]
+    assert "inodes" not in next(r[3] for r in recs if r[0] == "unixns")
+    v1 = write_records(root / "v1.img", v2, _as_v1(recs))
+    assert "inodes" in next(r[3] for r in load_records(v1) if r[0] == "unixns")
+    after: list[bytes] = []
+    k = thaw(str(v1), ThawOptions(root=str(root), stdout=after.append,
+                                  stderr=after.append, deliver_sigthaw=False))
+    try:
+        assert _socket_inodes(k)
+        again = root / "again.img"
+        write_image(k, str(again))
+        kinds = ("kernel", "unixns", "socket", "file")
+        assert image_records(again, kinds) == image_records(v2, kinds)
+        status = k.run()
+        assert b"".join(before + after) == gold.output
+        assert (status, k.sched.ticks) == (gold.status, gold.ticks)
+    finally:
+        k.shutdown()

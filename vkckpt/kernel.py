@@ -283,7 +283,7 @@ class VKernel:
                 self.out.wait(hostout.BACKLOG, 0.05)
                 continue
             if self.publish.active:  # the outside world, at scheduling points only
-                self.publish.pump(self.unix, self.poll_q)
+                self.publish.pump(self.unix, self.poll_q, self.mem)
             self.sched.fire_events()
             for t in self.sched.expired():
                 t.wake(t.sleep.timeout_result)

@@ -10,6 +10,7 @@ external connections' endpoints, which a thaw resets.
 from __future__ import annotations
 
 from vkckpt import sched_state
+from vkckpt.abi import fcntl as F
 from vkckpt.config import KernelConfig
 from vkckpt.errors import ImageError
 from vkckpt.fs.binds import MAX_BINDS
@@ -18,13 +19,14 @@ from vkckpt.fs.sandbox import PATH_MAX
 from vkckpt.fs.state import stamp_key
 from vkckpt.fs.unix_state import MAX_SOCKETS
 from vkckpt.image.limits import MAX_GUEST_MEMORY
+from vkckpt.image.migrate import migration
 from vkckpt.process_state import in_scope
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
 
-VERSION = 1
+VERSION = 2  # 2: inode_meta's fourth column is the inode's file type, not a FIFO flag
 #: VKernel attributes that are not kernel-record fields, and why.
 TRANSIENT = {
     "config": "its saved parts are quantum/memory_limit/seed/max_*; streams are the host's",
@@ -60,11 +62,25 @@ SCHEMA = {"exit_status": "?i32", "init_pid": "u32", "max_processes": "u32",
           "sleep_seq": "u64", "statuses": [("u32", "i32")], "enosys": ["u64"],
           "binds": [("str", "bool", "bytes")],
           "publish": [("u32", "u32")], "external": ["u64"],
-          "inode_meta": [("u64", "u32", "u32", "bool", [("bytes", "bytes")])],
+          "inode_meta": [("u64", "u32", "u32", "u32", [("bytes", "bytes")])],
           "exec_env": [("bytes", "bytes")],
           **sched_state.SCHEMA}
 RECORDS = {"kernel": (VERSION, SCHEMA)}
 _COUNTERS = ("init_pid", "sleep_seq", "rng_counter")
+
+
+@migration("kernel", 1)
+def _kernel_v1_to_v2(fields: dict) -> dict:
+    """kernel v1 -> v2: an inode_meta row's FIFO flag (a bool) becomes its file type
+    (S_IFIFO or 0); v1 kept socket inodes in the unixns record (fs/unix_state.py)."""
+    if "inode_meta" not in fields:
+        return dict(fields)
+    rows = []
+    for row in fields["inode_meta"]:
+        if not isinstance(row, list) or len(row) != 5 or not isinstance(row[3], bool):
+            raise ValueError(f"inode_meta row {row!r} is no v1 row")
+        rows.append([*row[:3], F.S_IFIFO if row[3] else 0, row[4]])
+    return {**fields, "inode_meta": rows}
 
 
 def save(k: VKernel, scope: list[int] | None, woken: list[int], root: str | None = None) -> dict:
@@ -85,7 +101,7 @@ def save(k: VKernel, scope: list[int] | None, woken: list[int], root: str | None
         "inodes": k.inodes.save(k.host_path_of), "next_ino": k.inodes.next_ino,
     }
     meta = k.inodes.save_meta(kr["inodes"])
-    if meta:  # written only when some inode has an owner, FIFO marker or attribute
+    if meta:  # written only when some inode has an owner, file type or attribute
         kr["inode_meta"] = meta
     if k.root.mounts:  # written only when there are binds: images without any stay as before
         kr["binds"] = [[m.guest, m.ro, m.identity(stamp_key())] for m in k.root.mounts]
@@ -122,7 +138,7 @@ def load(k: VKernel, kr: dict, vkernel_id: bytes) -> None:
                for r in kr.get("inodes", [])):
         raise ImageError("the inode table is malformed")
     k.inodes.load(kr.get("inodes", []), kr.get("next_ino", 2), k.host_path_of)
-    k.inodes.load_meta(kr.get("inode_meta", []))
+    k.inodes.load_meta(kr.get("inode_meta", []), k.host_path_of)
     k.exec_env = exec_env(kr.get("exec_env", []))
 
 

@@ -69,7 +69,7 @@ def open_program(k: VKernel, path: str, cwd: str, top: str = "/") -> Program:
     headers (close() it)."""
     r = k.root.resolve(path, cwd, top=top)
     st = os.stat(r.host)
-    if not os.path.isfile(r.host) or k.inodes.is_fifo(st) is not None:
+    if not os.path.isfile(r.host) or k.inodes.kind(st):
         raise GuestError(E.EACCES, f"{path}: not a regular file")
     if not st.st_mode & 0o111:
         raise GuestError(E.EACCES, f"{path}: not executable")

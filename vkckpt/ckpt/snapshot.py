@@ -24,7 +24,7 @@ from vkckpt.host import fs as hostfs
 from vkckpt.image import ImageWriter
 from vkckpt.process_state import in_scope
 from vkckpt.record import Comparable
-from vkckpt.threads.state import THREAD_VERSION, save_thread
+from vkckpt.threads.state import save_thread
 from vkckpt.vmspace.hostmem import materialise_all
 from vkckpt.vmspace.state import (
     covered_pages,
@@ -111,7 +111,8 @@ def write_image(k: VKernel, path: str, *, chain: ImageChain | None = None,
         with ImageWriter(path, vkernel_id=k.vkernel_id,
                          parent_id=parent[0] if parent else None,
                          incremental=parent is not None, codec=codec, fault_hook=fault_hook,
-                         dir_fd=dir_fd, key=chain.key, durable=durable) as w:
+                         dir_fd=dir_fd, key=chain.key, versions=RECORD_VERSIONS,
+                         durable=durable) as w:
             npages, nzero, base = _write(k, w, procs, scope, parent, chain.page_base,
                                          overrides or {}, progress, dir_fd)
             header, commit_wait = w.commit_background() if background else (w.commit(),
@@ -191,7 +192,7 @@ def _write(k: VKernel, w: ImageWriter, procs: list[Process], scope: list[int] | 
             rec = save_thread(t, thread_regs(t))
             if t.tid in overrides:
                 rec.update(state="runnable", sleep=None, wake_result=overrides[t.tid])
-            w.add("thread", rec, version=THREAD_VERSION)
+            w.add("thread", rec)
     for key, q in sorted(_queues(live).items(), key=lambda kv: repr(kv[0])):
         tids = [t.tid for t in q.waiters if t.tid not in overrides]
         if tids:

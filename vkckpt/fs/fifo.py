@@ -86,7 +86,7 @@ def fifo_of(inodes: InodeTable, vino: int) -> Fifo:
 
 def all_queues(inodes: InodeTable) -> list[WaitQueue]:
     """The open queues of every named FIFO (a thawed sleeper names its queue by key)."""
-    return [q for vino, m in sorted(inodes.meta.items()) if m.fifo
+    return [q for vino, m in sorted(inodes.meta.items()) if m.kind == F.S_IFIFO
             for q in fifo_of(inodes, vino).queues()]
 
 

@@ -1,10 +1,11 @@
-"""What the vkernel keeps of an inode beyond the host's: owner, FIFO marker, extended attributes.
+"""What the vkernel keeps of an inode beyond the host's: owner, file type, extended attributes.
 
 Owners are virtual (the host never chowns): a guest runs as root and may give any file any
-owner, which stat reports.  A named FIFO (mknod S_IFIFO) is an empty regular file on the host
-marked here; opening it gives pipe semantics (fifo.py).  Extended attributes of the user,
-trusted and security namespaces are kept here per inode, in the order they were first set
-(as ext4 lists them); system.* (POSIX ACLs) is not supported.
+owner, which stat reports.  A named FIFO (mknod S_IFIFO) and a bound AF_UNIX socket's inode
+are empty regular files on the host whose virtual file type (`kind`) is kept here: stat and
+getdents report it, open gives pipe semantics (fifo.py) or ENXIO (unix_ns.py).  Extended
+attributes of the user, trusted and security namespaces are kept here per inode, in the order
+they were first set (as ext4 lists them); system.* (POSIX ACLs) is not supported.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from vkckpt.abi import fcntl as F
 from vkckpt.errors import GuestError, ImageError
 
 NAMESPACES = (b"user.", b"trusted.", b"security.")
+#: The virtual file types a placeholder may have (0: the host file's own type).
+KINDS = (0, F.S_IFIFO, F.S_IFSOCK)
 #: The most attributes and attribute bytes one inode holds (ext4 holds about a block's).
 MAX_XATTRS, MAX_XATTR_BYTES = 64, 1 << 16
 
@@ -21,17 +24,17 @@ MAX_XATTRS, MAX_XATTR_BYTES = 64, 1 << 16
 class InodeMeta:
     """The virtual metadata of one inode."""
 
-    __slots__ = ("uid", "gid", "fifo", "xattrs")
+    __slots__ = ("uid", "gid", "kind", "xattrs")
 
-    def __init__(self, uid: int = 0, gid: int = 0, fifo: bool = False,
+    def __init__(self, uid: int = 0, gid: int = 0, kind: int = 0,
                  xattrs: dict[bytes, bytes] | None = None) -> None:
         self.uid = uid
         self.gid = gid
-        self.fifo = fifo  # a named FIFO whose host placeholder is an empty regular file
+        self.kind = kind  # one of KINDS: S_IFIFO, S_IFSOCK over an empty regular host file
         self.xattrs = {} if xattrs is None else xattrs  # name -> value, in setting order
 
     def is_default(self) -> bool:
-        return not (self.uid or self.gid or self.fifo or self.xattrs)
+        return not (self.uid or self.gid or self.kind or self.xattrs)
 
     def chown(self, uid: int, gid: int) -> None:
         """chown(2) by root: -1 (0xffffffff) keeps a field."""
@@ -76,17 +79,20 @@ class InodeMeta:
 
     # -- saved form ---------------------------------------------------------------------------
     def save(self, vino: int) -> list:
-        return [vino, self.uid, self.gid, self.fifo, [[k, v] for k, v in self.xattrs.items()]]
+        return [vino, self.uid, self.gid, self.kind, [[k, v] for k, v in self.xattrs.items()]]
 
     @classmethod
     def load(cls, row: list) -> tuple[int, InodeMeta]:
-        """(inode, metadata) of a saved row, its attributes bounded as setxattr bounds them."""
-        vino, uid, gid, fifo, xattrs = row
+        """(inode, metadata) of a saved row: its kind one of KINDS, its attributes bounded
+        as setxattr bounds them."""
+        vino, uid, gid, kind, xattrs = row
+        if kind not in KINDS or isinstance(kind, bool):
+            raise ImageError(f"inode {vino}: file type {kind!r} is no placeholder's")
         if len(xattrs) > MAX_XATTRS or any(
                 not k.startswith(NAMESPACES) or len(k) > F.XATTR_NAME_MAX for k, _ in xattrs) \
                 or sum(len(k) + len(v) for k, v in xattrs) > MAX_XATTR_BYTES:
             raise ImageError(f"inode {vino}: extended attributes out of bounds")
-        return vino, cls(uid, gid, bool(fifo), {bytes(k): bytes(v) for k, v in xattrs})
+        return vino, cls(uid, gid, kind, {bytes(k): bytes(v) for k, v in xattrs})
 
 
 def check_name(name: bytes, mode: int, write: bool) -> None:

@@ -4,7 +4,8 @@ Passing the host's st_dev, st_ino and nanosecond timestamps to guests would make
 the same program differ in guest memory, and a file's identity change across a thaw. Guests
 instead see one device, inode numbers handed out in the order they first see files, and
 modification times on the virtual clock (the vkernel epoch until a guest modifies the file).
-Owners, the named-FIFO marker and extended attributes are kept per inode too (inode_meta.py).
+Owners, the virtual file type of FIFO and socket placeholders and extended attributes are kept
+per inode too (inode_meta.py).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ class InodeTable:
         self.entries: dict[tuple[int, int], list] = {}  # key -> [vino, mtime_ns|None, path]
         self.meta: dict[int, InodeMeta] = {}  # vino -> what is kept beyond the host's
         self.fifos: dict[int, Fifo] = {}  # vino -> its fifo.Fifo while in use (transient)
-        self.sockets: set[tuple[int, int]] = set()  # AF_UNIX placeholders (unix_ns.py)
         self.dir_size: int | None = None  # every directory's st_size, if not the host's
         self.on_touch: Callable[[os.stat_result], None] | None = None  # told of each change
 
@@ -75,24 +75,31 @@ class InodeTable:
             m = self.meta[vino] = InodeMeta()
         return m
 
+    def kind(self, st: os.stat_result) -> int:
+        """The virtual file type of host file st: S_IFIFO for a named FIFO's placeholder,
+        S_IFSOCK for a bound AF_UNIX socket's, 0 for any other file (its host type)."""
+        ent = self.entries.get((st.st_dev, st.st_ino))
+        m = self.meta.get(ent[0]) if ent else None
+        return m.kind if m is not None else 0
+
     def is_fifo(self, st: os.stat_result) -> int | None:
         """The inode number of a named FIFO's placeholder, None for any other file."""
         ent = self.entries.get((st.st_dev, st.st_ino))
-        m = self.meta.get(ent[0]) if ent else None
-        return ent[0] if m is not None and m.fifo else None
+        return ent[0] if ent is not None and self.kind(st) == F.S_IFIFO else None
 
     def is_socket(self, st: os.stat_result) -> bool:
         """The host file st is a bound AF_UNIX socket's placeholder (unix_ns.py)."""
-        return (st.st_dev, st.st_ino) in self.sockets
+        return self.kind(st) == F.S_IFSOCK
 
     def mode(self, st: os.stat_result) -> int:
-        """st_mode as guests see it (stat, getdents): the placeholder of a named FIFO is a
-        FIFO, that of a bound AF_UNIX socket a socket."""
-        if self.is_socket(st):
-            return F.S_IFSOCK | st.st_mode & 0o7777
-        if self.is_fifo(st) is not None:
-            return F.S_IFIFO | st.st_mode & 0o7777
-        return st.st_mode
+        """st_mode as guests see it (stat, getdents): a placeholder has its virtual type."""
+        kind = self.kind(st)
+        return kind | st.st_mode & 0o7777 if kind else st.st_mode
+
+    def mark(self, st: os.stat_result, guest_path: str, kind: int) -> None:
+        """The host file st, just made at guest_path (mknod, bind), has virtual type kind
+        (one of inode_meta.KINDS)."""
+        self.meta_of(st, guest_path).kind = kind
 
     def forget_meta(self, st: os.stat_result) -> None:
         """The file's last name is gone: its owner, marker and attributes go with it (the
@@ -108,6 +115,7 @@ class InodeTable:
         ent = self.entries.get((st.st_dev, st.st_ino))
         if ent is not None:
             ent[2] = guest_path
+
     def mark_socket(self, st: os.stat_result, guest_path: str) -> None:
         """The host file st, just created at guest_path, is an AF_UNIX socket inode's
         placeholder: it stats as S_IFSOCK.  An entry the host's reused inode number left
@@ -117,17 +125,11 @@ class InodeTable:
         if ent is None or ent[2] != guest_path:
             self.entries[key] = [self.next_ino, None, guest_path]
             self.next_ino += 1
-        self.sockets.add((st.st_dev, st.st_ino))
-
-    def unlinked(self, st: os.stat_result) -> None:
-        """The host file st (lstat before the unlink) lost a name: its last one gone, it is
-        no socket inode any more (the host may reuse its inode number)."""
-        if st.st_nlink <= 1:
-            self.sockets.discard((st.st_dev, st.st_ino))
+        self.mark(st, guest_path, F.S_IFSOCK)
 
     def stat_bytes(self, st: os.stat_result, guest_path: str) -> bytes:
         """struct stat as the guest sees it (size, mode, link count are the host's; owner
-        and FIFO-ness the inode's virtual metadata)."""
+        and file type of a placeholder the inode's virtual metadata)."""
         vino, mtime, _ = self._entry(st, guest_path)
         t = (mtime if mtime is not None else EPOCH_NS) / 1e9
         m = self.meta.get(vino)
@@ -160,23 +162,28 @@ class InodeTable:
         return rows
 
     def save_meta(self, rows: list[list]) -> list[list]:
-        """[inode, uid, gid, fifo, [[name, value]...]] of the saved rows' inodes that have
+        """[inode, uid, gid, kind, [[name, value]...]] of the saved rows' inodes that have
         more than the defaults, by inode."""
         kept = {r[1] for r in rows}
         return [m.save(v) for v, m in sorted(self.meta.items())
                 if v in kept and not m.is_default()]
 
-    def load_meta(self, rows: list) -> None:
-        """Rebuild the metadata saved by save_meta (after load())."""
-        known = {e[0] for e in self.entries.values()}
+    def load_meta(self, rows: list, resolve: Callable[[str], str | None]) -> None:
+        """Rebuild the metadata saved by save_meta (after load()); a FIFO or socket inode
+        must be a regular file on the host (its placeholder)."""
+        known = {e[0]: e[2] for e in self.entries.values()}
         seen: set[int] = set()
         for row in rows:
             vino, m = InodeMeta.load(row)
             if vino in seen:
                 raise ImageError(f"inode {vino}: metadata given twice")
             seen.add(vino)
-            if vino in known:  # a file gone since the freeze is forgotten, as by load()
-                self.meta[vino] = m
+            if vino not in known:  # a file gone since the freeze is forgotten, as by load()
+                continue
+            if m.kind and not _is_regular(resolve(known[vino])):
+                raise ImageError(f"inode {vino}: a FIFO or socket whose placeholder "
+                                 f"{known[vino]} is no regular file")
+            self.meta[vino] = m
 
     def load(self, rows: list, next_ino: int, resolve: Callable[[str], str | None]) -> None:
         """Rebuild from saved rows; files that no longer exist are forgotten."""
@@ -190,3 +197,10 @@ class InodeTable:
             except OSError:
                 continue
             self.entries[(st.st_dev, st.st_ino)] = [vino, mtime, path]
+
+
+def _is_regular(host: str | None) -> bool:
+    try:
+        return host is not None and st_mod.S_ISREG(os.lstat(host).st_mode)
+    except OSError:
+        return False

@@ -4,7 +4,9 @@ loopback forwarded to guest listeners on the virtual loopback network.
 The vkernel owns one non-blocking host listening socket per published port.  At each
 scheduling point `pump` accepts what the host queued (each becomes a virtual client
 endpoint connected to the guest listener on 127.0.0.1:GUESTPORT, or is closed at once
-when none listens or its accept queue is full) and moves bytes both ways between each
+when none listens, its accept queue is full or the vkernel's memory account has no room
+for the two endpoints, charged as a guest's socket and its accepted end are) and moves
+bytes both ways between each
 host connection and its virtual endpoint, never blocking and never holding more than one
 send budget per direction.  Such a run depends on the outside world: it is not
 deterministic.
@@ -32,6 +34,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vkckpt.fs.unix_ns import UnixNamespace
     from vkckpt.threads.wait import WaitQueue
+    from vkckpt.vmspace.account import MemAccount
 
 Port = tuple[int, int]  # host port, guest port
 CHUNK = 1 << 16
@@ -99,15 +102,19 @@ class Publisher:
         self.ports, self.kept = list(ports), list(external)
 
     def close(self) -> None:
+        """Close the host sockets; each connection's endpoint is released (uncharged)."""
         for ls, _ in self.listeners:
             ls.close()
         for c in self.conns:
+            if not c.vsock.dead:
+                c.vsock.release()
             c.host.close()
         self.listeners, self.conns = [], []
 
     # -- the scheduling-point work --------------------------------------------------------
-    def pump(self, uns: UnixNamespace, poll_q: WaitQueue) -> None:
-        """Accept queued host connections, then move what can move without waiting."""
+    def pump(self, uns: UnixNamespace, poll_q: WaitQueue, mem: MemAccount) -> None:
+        """Accept queued host connections (their endpoints charged to mem), then move what
+        can move without waiting."""
         for ls, guest in self.listeners:
             while True:
                 try:
@@ -115,19 +122,22 @@ class Publisher:
                 except (BlockingIOError, InterruptedError):
                     break
                 hs.setblocking(False)
-                self._attach(uns, poll_q, hs, guest)
+                self._attach(uns, poll_q, mem, hs, guest)
         self.conns = [c for c in self.conns if self._move(c)]
 
-    def _attach(self, uns: UnixNamespace, poll_q: WaitQueue, hs: socket.socket,
-                guest: int) -> None:
-        """Connect a virtual client to the guest listener on guest (close hs: none)."""
+    def _attach(self, uns: UnixNamespace, poll_q: WaitQueue, mem: MemAccount,
+                hs: socket.socket, guest: int) -> None:
+        """Connect a virtual client to the guest listener on guest, both endpoints charged
+        to mem as socket(2) and connect(2) charge them (close hs: no listener, a full
+        backlog, or ENOBUFS)."""
         vs = UnixSocket(uns.new_id(), S.SOCK_STREAM, poll_q)
         vs.inet = InetOpts(I.AF_INET)
         try:
+            vs.account(mem)  # the accepted end is charged to vs.mem by the connect
             inet.connect(uns.inet, uns, vs, I.name(SOURCE4, guest), HOST_CRED, True)
         except GuestError as exc:
-            if exc.errno != E.EINPROGRESS or vs.inet.syn is not None:  # refused, or a full
-                vs.inet.syn = None  # backlog: closed now rather than held in SYN_SENT
+            if exc.errno != E.EINPROGRESS or vs.inet.syn is not None:  # refused, a full
+                vs.inet.syn = None  # backlog or no room: closed now, not held in SYN_SENT
                 vs.release()
                 hs.close()
                 return

@@ -2,8 +2,9 @@
 
 Abstract names (sun_path[0] == 0) live only here.  A path name is a *socket inode* in the
 guest root: the host gets an empty regular file as its placeholder (never a real host
-socket, which host processes could reach), marked in the inode table so stat(2) reports
-S_IFSOCK, and this table maps the placeholder's host identity to the bound endpoint.  So
+socket, which host processes could reach), whose file type in the inode table is S_IFSOCK
+(so stat(2) and getdents report a socket, open is ENXIO), and this table maps the
+placeholder's host identity to the bound endpoint.  So
 stat, ls, rename and unlink act on the placeholder as on Linux's socket inode; bind on an
 existing name is EADDRINUSE; connect through a name whose endpoint is gone (or that is no
 socket) is ECONNREFUSED.  Autobind names are five hex digits, counted from 0 (Linux starts
@@ -86,18 +87,9 @@ class UnixNamespace:
         except (OSError, GuestError):
             return None
 
-    def inode_paths(self) -> list[str]:
-        """The guest paths of socket inodes still found where they were made (saved)."""
-        out = []
-        for key in self.inodes.sockets:
-            ent = self.inodes.entries.get(key)
-            st = self._lstat(ent[2]) if ent else None
-            if st is not None and (st.st_dev, st.st_ino) == key:
-                out.append(ent[2])
-        return sorted(out)
-
     def mark_inode(self, guest: str) -> None:
-        """A thawed socket inode: the file at guest path stats as a socket again."""
+        """A socket inode of a v1 image (whose unixns record listed them): the file at
+        guest path stats as a socket again."""
         st = self._lstat(guest)
         if st is not None:
             self.inodes.mark_socket(st, guest)
@@ -105,7 +97,7 @@ class UnixNamespace:
     def adopt_path(self, sock: UnixSocket, guest: str) -> None:
         """A thawed endpoint bound at guest path: reachable again if its inode is there."""
         st = self._lstat(guest)
-        if st is not None and (st.st_dev, st.st_ino) in self.inodes.sockets:
+        if st is not None and self.inodes.is_socket(st):
             self.paths[(st.st_dev, st.st_ino)] = sock
 
     def lookup_path(self, r: Resolved) -> UnixSocket:
@@ -114,8 +106,8 @@ class UnixNamespace:
             st = os.stat(r.host)
         except OSError as exc:
             raise GuestError(E.ENOENT if exc.errno == E.ENOENT else E.ECONNREFUSED) from None
-        sock = self.paths.get((st.st_dev, st.st_ino))
-        if sock is None or sock.dead:
+        sock = self.paths.get((st.st_dev, st.st_ino)) if self.inodes.is_socket(st) else None
+        if sock is None or sock.dead:  # a file the host gave a gone placeholder's inode too
             raise GuestError(E.ECONNREFUSED)
         return sock
 

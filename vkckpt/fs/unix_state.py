@@ -16,6 +16,7 @@ from vkckpt.fieldtypes import Maybe
 from vkckpt.fs.unix import STATES, Message, UnixSocket
 from vkckpt.fs.unix_file import SocketFile
 from vkckpt.fs.unix_ns import AUTOBIND_SPACE
+from vkckpt.image.migrate import migration
 
 TYPE_CHECKING = False
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from vkckpt.vmspace.account import MemAccount
 
 SOCKET_VERSION = 1
-NS_VERSION = 1
+NS_VERSION = 2  # 2: socket inodes are the kernel record's inode_meta kinds, not paths here
 _CRED = Maybe(("u32", "u32", "u32"))
 SOCKET_SCHEMA = {
     "id": "u64", "type": "u32", "state": "str", "addr": "?bytes", "path": "?str",
@@ -35,7 +36,8 @@ SOCKET_SCHEMA = {
     "peercred": _CRED, "own_cred": _CRED, "wmem": "i64", "dead": "bool",
     "msgs": [("bytes", "?bytes", "u64", ["u64"], _CRED, "u64")],
 }
-NS_SCHEMA = {"next_id": "u64", "next_auto": "u32", "inodes": ["str"]}
+#: v1_inodes: only in a record migrated from v1, the socket inodes' guest paths v1 listed.
+NS_SCHEMA = {"next_id": "u64", "next_auto": "u32", "v1_inodes": ["str"]}
 RECORDS = {"socket": (SOCKET_VERSION, SOCKET_SCHEMA), "unixns": (NS_VERSION, NS_SCHEMA)}
 #: The fields of the `file` record a socket file adds (fs/state.py's FILE_SCHEMA takes them).
 FILE_FIELDS = {"sock": "u64", "cred": ("u32", "u32", "u32")}
@@ -103,8 +105,16 @@ def save_socket(s: UnixSocket, ns: UnixNamespace, fids: dict[int, int]) -> dict:
 
 
 def save_ns(ns: UnixNamespace) -> dict:
-    """The counters and the socket inodes still at the paths they were bound at."""
-    return {"next_id": ns.next_id, "next_auto": ns.next_auto, "inodes": ns.inode_paths()}
+    """The counters (socket inodes are saved with the inode table's metadata)."""
+    return {"next_id": ns.next_id, "next_auto": ns.next_auto}
+
+
+@migration("unixns", 1)
+def _ns_v1_to_v2(fields: dict) -> dict:
+    """unixns v1 -> v2: the socket inodes' paths ("inodes") move to v1_inodes, which only
+    a migrated record holds (a v2 image keeps them as inode kinds in the kernel record)."""
+    rest = {k: v for k, v in fields.items() if k != "inodes"}
+    return {**rest, "v1_inodes": list(fields["inodes"])}
 
 
 def load_sockets(rows: list[dict], poll_q: WaitQueue, mem: MemAccount | None = None
@@ -162,13 +172,16 @@ def link_messages(socks: dict[int, UnixSocket], rows: list[dict],
 
 def load_ns(ns: UnixNamespace, d: dict | None, rows: list[dict],
             socks: dict[int, UnixSocket]) -> None:
-    """Rebuild the name space: counters, socket inodes, the names bound endpoints hold."""
+    """Rebuild the name space: counters, a v1 image's socket inodes, the names bound
+    endpoints hold (after the kernel record marked the socket inodes)."""
     if d is None:
         return
     ns.next_id, ns.next_auto = d["next_id"], d["next_auto"] % AUTOBIND_SPACE
     if any(r["id"] >= ns.next_id for r in rows):
         raise ImageError("a socket id is past the name space's next id")
-    for path in d["inodes"]:
+    if len(d.get("v1_inodes", [])) > MAX_SOCKETS:
+        raise ImageError("the unixns record lists too many socket inodes")
+    for path in d.get("v1_inodes", []):
         ns.mark_inode(path)
     for r in rows:
         s = socks[r["id"]]

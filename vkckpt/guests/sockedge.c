@@ -1,5 +1,7 @@
 /* sockedge: socket edge cases whose results Linux defines, printed for a differential test.
- *   inode:   a bound AF_UNIX path stats as a socket, lists as DT_SOCK, opens with ENXIO;
+ *   inode:   a bound AF_UNIX path stats as a socket, lists as DT_SOCK, opens with ENXIO,
+ *            truncates with EINVAL, execs with EACCES, stays a socket renamed and is gone
+ *            once a regular file is renamed over it;
  *   epipe:   TCP sends after the peer closed (the first is accepted, then the reset shows);
  *   unixpipe: AF_UNIX stream send after the peer closed (EPIPE at once);
  *   refused: connect to a loopback port nobody listens on;
@@ -28,6 +30,8 @@ static const char *en(int e) {
     case ECONNRESET: return "ECONNRESET";
     case ECONNREFUSED: return "ECONNREFUSED";
     case ENXIO: return "ENXIO";
+    case EINVAL: return "EINVAL";
+    case EACCES: return "EACCES";
     case EINPROGRESS: return "EINPROGRESS";
     case EAGAIN: return "EAGAIN";
     case ENOTCONN: return "ENOTCONN";
@@ -60,7 +64,20 @@ static void inode(const char *dir) {
             printf("inode d_type: %d (DT_SOCK %d)\n", e->d_type, DT_SOCK);
     closedir(d);
     result("inode open", open(path, O_RDONLY));
-    result("inode unlink", unlink(path));
+    result("inode truncate", truncate(path, 0));
+    char *argv[] = {path, NULL};
+    result("inode execve", execve(path, argv, argv + 1));
+    char moved[256], plain[256];
+    snprintf(moved, sizeof moved, "%s/t.sock", dir);
+    snprintf(plain, sizeof plain, "%s/plain", dir);
+    result("inode rename", rename(path, moved));
+    stat(moved, &st);
+    printf("inode renamed: sock %d\n", S_ISSOCK(st.st_mode));
+    close(open(plain, O_CREAT | O_WRONLY, 0644));
+    result("inode replaced", rename(plain, moved));
+    stat(moved, &st);
+    printf("inode replaced: sock %d reg %d\n", S_ISSOCK(st.st_mode), S_ISREG(st.st_mode));
+    result("inode unlink", unlink(moved));
     close(s);
 }
 

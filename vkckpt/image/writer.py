@@ -13,7 +13,7 @@ import errno
 import hashlib
 import os
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 
 import msgpack
@@ -96,9 +96,11 @@ class ImageWriter:
         fault_hook: Callable[[int], None] | None = None,
         dir_fd: int | None = None,
         key: bytes | None = None,
+        versions: Mapping[str, int] | None = None,
         durable: bool = True,
     ) -> None:
         self.path = os.fspath(path)
+        self._versions = {} if versions is None else dict(versions)  # type -> version add writes
         self._key = key  # seals the image (see seal_input) when given
         # False: committed (complete, renamed into place) without syncing to disk: an image
         # that is useless after a crash anyway (a migration's, sent and then removed)
@@ -258,9 +260,12 @@ class ImageWriter:
                         self.bytes_written - self._written_back)
         self._written_back = self.bytes_written
 
-    def add(self, type: str, fields: dict, *, version: int = 1, critical: bool = True) -> None:
-        """Append one record.  Fields must be msgpack-able (maps with str keys)."""
+    def add(self, type: str, fields: dict, *, version: int | None = None,
+            critical: bool = True) -> None:
+        """Append one record.  Fields must be msgpack-able (maps with str keys); version
+        defaults to the writer's `versions` entry for the type, else 1."""
         self._check_open()
+        version = self._versions.get(type, 1) if version is None else version
         if not isinstance(type, str) or not type:
             raise self._err(f"record type {type!r} is not a non-empty string")
         if builtin_type(version) is not int or version < 1:

@@ -87,8 +87,8 @@ def sys_truncate(k: VKernel, t: Thread, path: int, length: int) -> int:
     r.writable()
     if s64(length) < 0:
         raise GuestError(E.EINVAL)
-    if k.inodes.is_fifo(host_call(os.lstat, r.host)) is not None:
-        raise GuestError(E.EINVAL)  # not a regular file to guests
+    if k.inodes.kind(host_call(os.lstat, r.host)):
+        raise GuestError(E.EINVAL)  # a FIFO or socket: not a regular file to guests
     host_call(os.truncate, r.host, s64(length))
     k.inodes.touch(host_call(os.lstat, r.host), r.guest)
     files_resized(k)

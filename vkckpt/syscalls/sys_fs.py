@@ -85,13 +85,13 @@ def open_at(k: VKernel, t: Thread, dirfd: int, path: bytes, flags: int, mode: in
         raise GuestError(E.ENOTDIR)
     existed = os.path.lexists(r.host)
     st = os.lstat(r.host) if existed else None
-    if st is not None and k.inodes.is_socket(st):  # a socket inode opens as on Linux: no
-        raise GuestError(E.EEXIST if creat and flags & F.O_EXCL else E.ENXIO)
-    vino = k.inodes.is_fifo(st) if st is not None else None
-    if vino is not None:  # a named FIFO's placeholder
-        if creat and flags & F.O_EXCL:
-            raise GuestError(E.EEXIST)
-        return open_fifo(k, t, r, vino, flags)
+    kind = k.inodes.kind(st) if st is not None else 0
+    if kind and creat and flags & F.O_EXCL:
+        raise GuestError(E.EEXIST)
+    if kind == F.S_IFSOCK:  # a socket inode opens as on Linux: no
+        raise GuestError(E.ENXIO)
+    if kind == F.S_IFIFO:  # a named FIFO's placeholder
+        return open_fifo(k, t, r, k.inodes.vino(st, r.guest), flags)
     fd = _host_open(k, r, flags & _OPEN_PASS & ~F.O_NOFOLLOW,
                     mode & ~t.process.umask & HOST_MODE_MASK)
     f = HostFile(fd, flags & _OPEN_PASS, r.guest, k.inodes, k.host_fds)
@@ -233,8 +233,7 @@ def sys_unlinkat(k: VKernel, t: Thread, dirfd: int, path: int, flags: int) -> in
         st = host_call(os.lstat, r.host)
         host_call(k.root.unlink, r)
         if st.st_nlink == 1:  # the host may give its inode number to the next new file
-            k.inodes.forget_meta(st)
-        k.inodes.unlinked(st)
+            k.inodes.forget_meta(st)  # (a socket's or FIFO's file type goes with it)
     return 0
 
 

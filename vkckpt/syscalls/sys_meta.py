@@ -77,7 +77,8 @@ def sys_statx(k: VKernel, t: Thread, dirfd: int, path: int, flags: int, mask: in
 # -- mknod -------------------------------------------------------------------------------------
 def sys_mknodat(k: VKernel, t: Thread, dirfd: int, path: int, mode: int, dev: int) -> int:
     """Implement mknodat(2) for regular files and named FIFOs (an empty placeholder file on
-    the host, marked in the inode table: fs/fifo.py); device and socket nodes are EPERM."""
+    the host, its file type kept in the inode table: fs/fifo.py); device and socket nodes
+    are EPERM."""
     kind = u32(mode) & F.S_IFMT
     if kind not in (0, F.S_IFREG, F.S_IFIFO, F.S_IFCHR, F.S_IFBLK, ST.S_IFSOCK):
         raise GuestError(E.EPERM if kind == F.S_IFDIR else E.EINVAL)
@@ -98,7 +99,7 @@ def sys_mknodat(k: VKernel, t: Thread, dirfd: int, path: int, mode: int, dev: in
     finally:
         os.close(fd)
     k.inodes.touch(st, r.guest)
-    k.inodes.meta_of(st, r.guest).fifo = kind == F.S_IFIFO
+    k.inodes.mark(st, r.guest, F.S_IFIFO if kind == F.S_IFIFO else 0)
     return 0
 
 

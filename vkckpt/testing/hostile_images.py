@@ -52,10 +52,12 @@ FIELD_CASES = [
     ("kernel", "runq", [31337]),
     ("kernel", "timers", [[5, 1, 1]]),
     ("kernel", "next_pid", "many"),
-    ("kernel", "inode_meta", [[2, 0, 0, False, [[b"user.%d" % i, b""] for i in range(65)]]]),
-    ("kernel", "inode_meta", [[2, 0, 0, True, [[b"user.a", bytes(1 << 17)]]]]),  # too big
-    ("kernel", "inode_meta", [[2, 0, 0, False, [[b"system.posix_acl_access", b""]]]]),
-    ("kernel", "inode_meta", [[2, 0, 0, False, []], [2, 1, 1, False, []]]),  # given twice
+    ("kernel", "inode_meta", [[2, 0, 0, 0, [[b"user.%d" % i, b""] for i in range(65)]]]),
+    ("kernel", "inode_meta", [[2, 0, 0, 0o10000, [[b"user.a", bytes(1 << 17)]]]]),  # too big
+    ("kernel", "inode_meta", [[2, 0, 0, 0, [[b"system.posix_acl_access", b""]]]]),
+    ("kernel", "inode_meta", [[2, 0, 0, 0, []], [2, 1, 1, 0, []]]),  # given twice
+    ("kernel", "inode_meta", [[2, 0, 0, 0o60000, []]]),  # a block device: no placeholder's
+    ("kernel", "inode_meta", [[2, 0, 0, True, []]]),  # v1's FIFO flag in a v2 record
     ("kernel", "publish", [[8000, 70000]]),  # a guest port no TCP port can be
     ("kernel", "publish", [[8000, 80], [8000, 81]]),  # one host port published twice
     ("kernel", "publish", [[8000 + i, 80] for i in range(65)]),  # more than MAX_PUBLISH
