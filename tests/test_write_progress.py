@@ -17,7 +17,7 @@ from vkckpt.testing.oracle import Workload, golden, image_records, thaw_in_proce
 from vkckpt.testing.workload import make_root
 
 WL = Workload("bigwrite")
-_WRITES = {NUMBERS[n] for n in ("write", "sendto", "sendmsg")}
+_WRITES = {NUMBERS[n] for n in ("write", "sendto", "sendmsg", "sendmmsg")}
 
 
 def _mid_write(k: VKernel) -> bool:

@@ -7,7 +7,10 @@
  *   fds:       one 1 MiB sendmsg carrying a descriptor: the reader gets it once;
  *   interrupt: SIGALRM during a write nobody reads (pipe: exactly its capacity);
  *   closed:    the reader closes in the middle: the count, no SIGPIPE; then EPIPE;
- *   nonblock:  a non-blocking one returns short. */
+ *   nonblock:  a non-blocking one returns short;
+ *   mmsg:      sendmmsg waits for room for each message (stream and datagram), recvmmsg
+ *              for each message (only the first with MSG_WAITFORONE), a signal ends
+ *              sendmmsg with the messages done, counting one sent in part. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -145,8 +150,15 @@ static void with_fds(void) {
     close(q[0]);
 }
 
+/* SIGALRM every usec until disarmed: one that comes before the call waits (a loaded host
+ * may run the caller late) is followed by one that interrupts it. */
 static void arm(long usec) {
-    struct itimerval it = {.it_value = {.tv_sec = 0, .tv_usec = usec}};
+    struct itimerval it = {.it_value = {.tv_usec = usec}, .it_interval = {.tv_usec = usec}};
+    setitimer(ITIMER_REAL, &it, NULL);
+}
+
+static void disarm(void) {
+    struct itimerval it = {0};
     setitimer(ITIMER_REAL, &it, NULL);
 }
 
@@ -159,14 +171,16 @@ static void interrupted(int restart) {
     arm(100000);
     errno = 0;
     long r = write(p[1], buf, MiB);
+    disarm();
     printf("interrupted pipe write (SA_RESTART %d): %ld errno %d alarms %d\n", restart, r,
-           errno, alarms);
+           errno, alarms > 0);
     socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
     arm(100000);
     errno = 0;
     r = write(sv[0], buf, MiB);
+    disarm();
     printf("interrupted unix write (SA_RESTART %d): short %d errno %d alarms %d\n", restart,
-           r > 0 && r < MiB, errno, alarms);
+           r > 0 && r < MiB, errno, alarms > 0);
     close(p[0]), close(p[1]), close(sv[0]), close(sv[1]);
 }
 
@@ -205,6 +219,98 @@ static void nonblock(void) {
     close(sv[0]), close(sv[1]), close(p[0]), close(p[1]);
 }
 
+/* musl's sendmmsg is a loop of sendmsg calls (on 64-bit targets): call the kernel's. */
+static int raw_sendmmsg(int fd, struct mmsghdr *m, unsigned n, int flags) {
+    return (int)syscall(SYS_sendmmsg, fd, m, n, flags);
+}
+
+static void setmsgs(struct mmsghdr *m, struct iovec *iov, int n, long len) {
+    memset(m, 0, n * sizeof *m);
+    for (int i = 0; i < n; i++) {
+        iov[i].iov_base = buf + i * len;
+        iov[i].iov_len = len;
+        m[i].msg_hdr.msg_iov = &iov[i];
+        m[i].msg_hdr.msg_iovlen = 1;
+    }
+}
+
+static void mmsg_send(int type, int n, long len) {
+    int sv[2];
+    socketpair(AF_UNIX, type, 0, sv);
+    fflush(stdout);
+    pid_t c = fork();
+    if (c == 0) {
+        close(sv[0]);
+        char *chunk = malloc(len);
+        long got = 0;
+        int msgs = 0;
+        ssize_t r;
+        while ((type == SOCK_STREAM || msgs < n) && (r = read(sv[1], chunk, len)) > 0)
+            got += r, msgs++;  /* a datagram socket sees no end: its peer's count */
+        printf("mmsg %s reader: %ld bytes%s\n", type == SOCK_STREAM ? "stream" : "dgram", got,
+               type == SOCK_DGRAM && msgs == n ? ", every datagram" : "");
+        fflush(stdout);
+        _exit(0);
+    }
+    close(sv[1]);
+    struct mmsghdr m[32];
+    struct iovec iov[32];
+    setmsgs(m, iov, n, len);
+    int r = raw_sendmmsg(sv[0], m, n, 0);
+    int whole = 1;
+    for (int i = 0; i < r; i++)
+        whole &= m[i].msg_len == (unsigned)len;
+    shutdown(sv[0], SHUT_WR);
+    int st;
+    waitpid(c, &st, 0);
+    close(sv[0]);
+    printf("sendmmsg %s %d x %ld: %d, each whole %d\n", type == SOCK_STREAM ? "stream" : "dgram",
+           n, len, r, whole);
+}
+
+static void mmsg_recv(int flags) {
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_DGRAM, 0, sv);
+    fflush(stdout);
+    pid_t c = fork();
+    if (c == 0) {
+        close(sv[0]);
+        struct timespec gap = {0, 100 * 1000 * 1000};
+        for (int i = 0; i < 3; i++) {
+            send(sv[1], "abc", 1 + i, 0);
+            nanosleep(&gap, NULL);
+        }
+        _exit(0);
+    }
+    close(sv[1]);
+    struct mmsghdr m[3];
+    struct iovec iov[3];
+    setmsgs(m, iov, 3, 8);
+    int r = recvmmsg(sv[0], m, 3, flags, NULL);
+    printf("recvmmsg%s of 3 spaced datagrams: %d, first %u\n",
+           flags ? " MSG_WAITFORONE" : "", r, m[0].msg_len);
+    int st;
+    waitpid(c, &st, 0);
+    close(sv[0]);
+}
+
+static void mmsg_interrupted(void) {
+    struct sigaction sa = {.sa_handler = on_alarm, .sa_flags = SA_RESTART};
+    sigaction(SIGALRM, &sa, NULL);
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    struct mmsghdr m[2];
+    struct iovec iov[2];
+    setmsgs(m, iov, 2, MiB);
+    alarms = 0;
+    arm(100000);
+    int r = raw_sendmmsg(sv[0], m, 2, 0);
+    disarm();
+    printf("interrupted sendmmsg: %d, first short %d, alarms %d\n", r,
+           m[0].msg_len > 0 && m[0].msg_len < MiB, alarms > 0);
+    close(sv[0]), close(sv[1]);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     fill(4 * MiB);
@@ -220,5 +326,10 @@ int main(void) {
     interrupted(1);
     closed();
     nonblock();
+    mmsg_send(SOCK_STREAM, 3, 512 * 1024);
+    mmsg_send(SOCK_DGRAM, 30, 1000);
+    mmsg_recv(0);
+    mmsg_recv(MSG_WAITFORONE);
+    mmsg_interrupted();
     return 0;
 }

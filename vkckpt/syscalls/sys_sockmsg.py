@@ -16,7 +16,6 @@ from vkckpt.sigsend import kernel_info
 from vkckpt.syscalls import progress, sys_inet
 from vkckpt.syscalls.args import iovec_arg, s32, u32
 from vkckpt.syscalls.sys_socket import cred_of, find, put_name, sock_arg
-from vkckpt.threads.wait import Block
 
 TYPE_CHECKING = False
 
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
     from vkckpt.fs.unix import Cred
     from vkckpt.fs.unix_io import Received
     from vkckpt.kernel import VKernel
-    from vkckpt.threads.thread import Thread
+    from vkckpt.threads.thread import Sleep, Thread
 
 def _control(t: Thread, addr: int, size: int) -> tuple[list[OpenFile], Cred]:
     """The files (SCM_RIGHTS) and credentials (SCM_CREDENTIALS, else the caller's) a
@@ -66,11 +65,10 @@ def _scatter(t: Thread, segs: list[tuple[int, int]], data: bytes) -> None:
 
 
 def send_one(k: VKernel, t: Thread, f: SocketFile, data: bytes, name: int, nlen: int,
-             extra: tuple[list[OpenFile], Cred] | None, flags: int,
-             wait_all: bool = True) -> int:
+             extra: tuple[list[OpenFile], Cred] | None, flags: int) -> int:
     """One send to the peer or to the address at name, of data: what is left after the
     t.progress bytes earlier runs sent (a blocking stream send goes on until all is sent,
-    progress.py, unless not wait_all); EPIPE with nothing sent sends SIGPIPE unless
+    progress.py); EPIPE with nothing sent sends SIGPIPE unless
     MSG_NOSIGNAL."""
     if flags & S.MSG_OOB:
         raise GuestError(E.EOPNOTSUPP)
@@ -84,7 +82,7 @@ def send_one(k: VKernel, t: Thread, f: SocketFile, data: bytes, name: int, nlen:
             dest = find(k, t, name, nlen)
     fds, cred = extra if extra is not None else ([], cred_of(t))
     try:
-        if not wait_all or not f.waits_for_all:
+        if not f.waits_for_all:
             return f.send(data, dest, fds, cred, flags)
         # the files go with the first bytes only, as Linux attaches them to the first skb
         return progress.write_all(
@@ -103,33 +101,59 @@ def sys_sendto(k: VKernel, t: Thread, fd: int, buf: int, n: int, flags: int, nam
     return send_one(k, t, f, data, name, nlen, None, u32(flags))
 
 
-def _sendmsg(k: VKernel, t: Thread, f: SocketFile, msg: int, flags: int,
-             wait_all: bool = True) -> int:
+def _sendmsg(k: VKernel, t: Thread, f: SocketFile, msg: int, flags: int) -> tuple[int, bool]:
+    """One sendmsg: (its result, whether it sent all its bytes)."""
     name, nlen, iov, iovlen, ctl, ctllen, _ = S.MSGHDR.unpack(t.process.vm.read(msg, 56))
-    data = _gather(t, progress.skip(iovec_arg(t, iov, iovlen), t.progress))
-    return send_one(k, t, f, data, name, nlen, _control(t, ctl, ctllen), flags, wait_all)
+    segs = iovec_arg(t, iov, iovlen)
+    data = _gather(t, progress.skip(segs, t.progress))
+    want = t.progress + len(data)
+    n = send_one(k, t, f, data, name, nlen, _control(t, ctl, ctllen), flags)
+    return n, n >= want
 
 
 def sys_sendmsg(k: VKernel, t: Thread, fd: int, msg: int, flags: int) -> int:
-    return _sendmsg(k, t, sock_arg(t, fd), msg, u32(flags))
+    return _sendmsg(k, t, sock_arg(t, fd), msg, u32(flags))[0]
 
 
 def sys_sendmmsg(k: VKernel, t: Thread, fd: int, vec: int, vlen: int, flags: int) -> int:
-    """Implement sendmmsg(2): messages in order, each one's length in its msg_len; once
-    one is sent, a later error or wait ends the call with the count sent."""
+    """Implement sendmmsg(2): messages in order, each a whole sendmsg (a blocking one
+    waits, a stream one until all is sent), its length in its msg_len; once one is sent,
+    an error ends the call with the count.  While it sleeps, t.progress_msgs counts the
+    messages done (t.progress the bytes of the current one).  A message sent short (non-
+    blocking, or an error after some bytes) ends the call."""
     f = sock_arg(t, fd)
-    sent = 0
-    for i in range(min(u32(vlen), S.UIO_MAXIOV_MMSG)):
-        at = vec + i * S.MMSGHDR_SIZE
+    count = min(u32(vlen), S.UIO_MAXIOV_MMSG)
+    while t.progress_msgs < count:
+        at = vec + t.progress_msgs * S.MMSGHDR_SIZE
         try:
-            n = _sendmsg(k, t, f, at, u32(flags), wait_all=False)
-        except (GuestError, Block):
-            if sent:
-                return sent
+            n, whole = _sendmsg(k, t, f, at, u32(flags))
+        except GuestError:
+            if t.progress_msgs:
+                return _mmsg_done(t)
             raise
         t.process.vm.write(at + S.MSGHDR.size, struct.pack("<I", n))
-        sent += 1
-    return sent
+        t.progress_msgs += 1
+        if not whole:  # a short send ends the call (msg_data_left in __sys_sendmmsg)
+            break
+    return _mmsg_done(t)
+
+
+def _mmsg_done(t: Thread) -> int:
+    """End a sendmmsg/recvmmsg: the count of messages it did."""
+    n, t.progress_msgs = t.progress_msgs, 0
+    return n
+
+
+def mmsg_interrupted(k: VKernel, t: Thread, s: Sleep) -> int:
+    """A signal ended a sendmmsg/recvmmsg asleep: the messages done, counting one sent in
+    part (its msg_len the bytes that went); -EINTR when none."""
+    n = t.progress_msgs
+    if t.progress:  # sendmmsg, in the middle of a stream message
+        t.process.vm.write(s.args[1] + n * S.MMSGHDR_SIZE + S.MSGHDR.size,
+                           struct.pack("<I", t.progress))
+        n += 1
+    t.progress = t.progress_msgs = 0
+    return n if n else -E.EINTR
 
 
 def _put_cmsg(out: bytearray, room: int, ctype: int, body: bytes) -> int:
@@ -211,18 +235,20 @@ def sys_recvfrom(k: VKernel, t: Thread, fd: int, buf: int, n: int, flags: int, n
 
 def sys_recvmmsg(k: VKernel, t: Thread, fd: int, vec: int, vlen: int, flags: int,
                  timeout: int) -> int:
-    """Implement recvmmsg(2): waits (unless non-blocking) for the first message only, then
-    takes what is queued, up to vlen (as with MSG_WAITFORONE)."""
+    """Implement recvmmsg(2): up to vlen messages, each a whole recvmsg (a blocking one
+    waits for each, or only for the first with MSG_WAITFORONE); once one is received, an
+    error ends the call with the count.  t.progress_msgs counts them while it sleeps."""
     f = sock_arg(t, fd)
-    got = 0
-    for i in range(min(u32(vlen), S.UIO_MAXIOV_MMSG)):
-        at = vec + i * S.MMSGHDR_SIZE
+    count = min(u32(vlen), S.UIO_MAXIOV_MMSG)
+    while t.progress_msgs < count:
+        at = vec + t.progress_msgs * S.MMSGHDR_SIZE
+        more = S.MSG_DONTWAIT if t.progress_msgs and u32(flags) & S.MSG_WAITFORONE else 0
         try:
-            n = _recvmsg(t, f, at, u32(flags) | (S.MSG_DONTWAIT if got else 0))
+            n = _recvmsg(t, f, at, u32(flags) | more)
         except GuestError:
-            if got:
-                return got
+            if t.progress_msgs:
+                return _mmsg_done(t)
             raise
         t.process.vm.write(at + S.MSGHDR.size, struct.pack("<I", n))
-        got += 1
-    return got
+        t.progress_msgs += 1
+    return _mmsg_done(t)

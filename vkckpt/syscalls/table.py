@@ -195,11 +195,9 @@ ENTRIES: list[Entry] = [
     Partial("sendmsg", sm.sys_sendmsg, "SCM_CREDENTIALS taken as given (guests run as "
             "root)"),
     Supported("recvmsg", sm.sys_recvmsg),
-    Partial("sendmmsg", sm.sys_sendmmsg, "stops at the first message that would wait once "
-            "one is sent; a stream message that finds some room is sent short, where Linux "
-            "waits until all of it is sent"),
-    Partial("recvmmsg", sm.sys_recvmmsg, "waits for the first message only (as "
-            "MSG_WAITFORONE); timeout ignored"),
+    Supported("sendmmsg", sm.sys_sendmmsg),
+    Partial("recvmmsg", sm.sys_recvmmsg, "timeout ignored (Linux checks it only after "
+            "each message received)"),
     Partial("setsockopt", sp.sys_setsockopt, "SOL_SOCKET: SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, "
             "SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE, SO_LINGER; IPPROTO_TCP: TCP_NODELAY, "
             "TCP_KEEPIDLE/INTVL/CNT (stored); IPV6_V6ONLY; others ENOPROTOOPT; a larger "
@@ -311,4 +309,6 @@ ON_EINTR: dict[int, Callable[..., int]] = {
     NUMBERS["clock_nanosleep"]: tm.clock_nanosleep_interrupted,
     NUMBERS["select"]: pl.select_interrupted,
     NUMBERS["pselect6"]: pl.pselect6_interrupted,
+    NUMBERS["sendmmsg"]: sm.mmsg_interrupted,
+    NUMBERS["recvmmsg"]: sm.mmsg_interrupted,
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vkckpt.abi.limits import MAX_RW_COUNT
+from vkckpt.abi.limits import MAX_RW_COUNT, UIO_MAXIOV
 from vkckpt.abi.syscalls import NUMBERS
 from vkckpt.engine import regs as R
 from vkckpt.errors import ImageError
@@ -21,10 +21,12 @@ if TYPE_CHECKING:
 TRANSIENT = {"process": "saved as the pid", "ctx": "saved as regs",
              "waker": "installed again by the kernel that registers the thread"}
 
-THREAD_VERSION = 2  # 2: progress
+THREAD_VERSION = 2  # 2: progress, progress_msgs
 WAITQ_VERSION = 1
-#: The calls that sleep with part of their bytes written (syscalls/progress.py).
-_WRITES = {NUMBERS[n] for n in ("write", "writev", "sendto", "sendmsg")}
+#: The calls that sleep with part of their bytes written (syscalls/progress.py), and those
+#: that sleep with some of their messages done.
+_WRITES = {NUMBERS[n] for n in ("write", "writev", "sendto", "sendmsg", "sendmmsg")}
+_MMSG = {NUMBERS[n] for n in ("sendmmsg", "recvmmsg")}
 _ARGS = ("u64",) * 6  # a syscall's six argument registers
 _SLEEP = {"queue": "?list", "deadline": "?u64", "timeout_result": "?i64",
           "restartable": "bool", "nr": "u64", "args": _ARGS, "seq": "u64", "timer": "u64"}
@@ -36,7 +38,7 @@ THREAD_SCHEMA = {"tid": "u32", "pid": "u32", "state": "str", "sigmask": "u64",
                  "retry_call": ("u64", ["u64"]), "restart_nr": "?u64",
                  "saved_sigmask": "?u64", "ticks": "u64", "exit_code": "i32",
                  "ckpt_frames": ["u64"], "futex_bitset": "u32", "retry_deadline": "?u64",
-                 "progress": "u64"}
+                 "progress": "u64", "progress_msgs": "u32"}
 WAITQ_SCHEMA = {"key": "list", "tids": ["u32"]}
 RECORDS = {"thread": (THREAD_VERSION, THREAD_SCHEMA), "waitq": (WAITQ_VERSION, WAITQ_SCHEMA)}
 
@@ -85,7 +87,8 @@ def save_thread(t: Thread, regs: dict[str, int]) -> dict:
         "retry_call": [t.retry_call[0], list(t.retry_call[1])], "restart_nr": t.restart_nr,
         "saved_sigmask": t.saved_sigmask, "ticks": t.ticks, "exit_code": t.exit_code,
         "ckpt_frames": list(t.ckpt_frames), "futex_bitset": t.futex_bitset,
-        "retry_deadline": t.retry_deadline, "progress": t.progress, "regs": save_regs(regs),
+        "retry_deadline": t.retry_deadline, "progress": t.progress,
+        "progress_msgs": t.progress_msgs, "regs": save_regs(regs),
     }
 
 
@@ -100,7 +103,7 @@ def load_thread(d: dict, p: Process, queues: dict[tuple, WaitQueue]) -> tuple[Th
                restart_nr=d["restart_nr"], saved_sigmask=d["saved_sigmask"], ticks=d["ticks"],
                exit_code=d["exit_code"], ckpt_frames=list(d["ckpt_frames"]),
                futex_bitset=d["futex_bitset"], retry_deadline=d.get("retry_deadline"),
-               progress=d["progress"])
+               progress=d["progress"], progress_msgs=d["progress_msgs"])
     if t.retry and len(t.retry_call[1]) != 6:
         raise ImageError(f"thread {t.tid}: the call to run again lacks its arguments")
     s = d["sleep"]
@@ -115,12 +118,15 @@ def load_thread(d: dict, p: Process, queues: dict[tuple, WaitQueue]) -> tuple[Th
     if t.progress and (call not in _WRITES or t.progress >= MAX_RW_COUNT):
         raise ImageError(f"thread {t.tid}: {t.progress} bytes of a write done, with no write "
                          f"waiting to go on or more than one write moves")
+    if t.progress_msgs and (call not in _MMSG or t.progress_msgs >= UIO_MAXIOV):
+        raise ImageError(f"thread {t.tid}: {t.progress_msgs} messages done, with no "
+                         f"sendmmsg/recvmmsg waiting to go on or more than one moves")
     return t, load_regs(d["regs"])
 
 
 @migration("thread", 1)
 def _thread_v1(fields: dict) -> dict:
     """thread v1 -> v2: no write had written part of its bytes before sleeping."""
-    if "progress" in fields:
+    if "progress" in fields or "progress_msgs" in fields:
         raise ValueError("a version 1 thread holds a progress count")
-    return {**fields, "progress": 0}
+    return {**fields, "progress": 0, "progress_msgs": 0}

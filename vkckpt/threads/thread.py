@@ -55,7 +55,8 @@ class Thread(Record):
     __slots__ = ("tid", "process", "ctx", "state", "sigmask", "pending", "altstack",
                  "clear_child_tid", "robust_list", "sleep", "wake_result", "retry", "retry_call",
                  "restart_nr", "saved_sigmask", "ticks", "exit_code", "ckpt_frames",
-                 "futex_bitset", "retry_deadline", "progress", "waker")
+                 "futex_bitset", "retry_deadline", "progress", "progress_msgs",
+                 "waker")
 
     def __init__(self, tid: int, process: Process, ctx: object = None,
                  state: ThreadState = ThreadState.RUNNABLE, sigmask: int = 0,
@@ -67,7 +68,8 @@ class Thread(Record):
                  restart_nr: int | None = None, saved_sigmask: int | None = None,
                  ticks: int = 0, exit_code: int = 0, ckpt_frames: list[int] | None = None,
                  futex_bitset: int = 0xFFFFFFFF, retry_deadline: int | None = None,
-                 progress: int = 0, waker: Callable[[Thread], None] | None = None) -> None:
+                 progress: int = 0, progress_msgs: int = 0,
+                 waker: Callable[[Thread], None] | None = None) -> None:
         self.tid = tid
         self.process = process
         self.ctx = ctx
@@ -92,6 +94,7 @@ class Thread(Record):
         self.retry_deadline = retry_deadline  # a re-run wait keeps its first deadline
         # bytes the sleeping write already wrote: its re-run goes on from there (progress.py)
         self.progress = progress
+        self.progress_msgs = progress_msgs  # messages a sleeping sendmmsg/recvmmsg has done
         # makes a woken thread runnable again: installed by the kernel that registers the
         # thread (VKernel.add_thread), so queues wake their waiters without the kernel
         self.waker = waker
