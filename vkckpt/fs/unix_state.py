@@ -5,7 +5,8 @@ Endpoints are saved by id, and name each other (peer, accept queue, a message's 
 id; a message's in-flight files are saved `file` records named by file id (the freeze saves
 every file a queue holds, see `carried`).  A thaw makes the endpoints first, then the files
 (a socket file names its endpoint), then fills the queues (`link_messages`), which takes
-one reference to each in-flight file as the live queue held it.
+one reference to each in-flight file as the live queue held it and rebuilds the garbage
+collector's in-flight counts (never saved).
 """
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ def _ref(socks: dict[int, UnixSocket], sid: int, d: dict) -> UnixSocket:
 
 def link_messages(socks: dict[int, UnixSocket], rows: list[dict],
                   files: dict[int, OpenFile]) -> None:
-    """Fill each endpoint's queue; every in-flight file gains the reference it held."""
+    """Fill each endpoint's queue; every in-flight file gains the reference it held, and
+    each socket file in flight is counted again for the collector (fs/unix_gc.py)."""
     for d in rows:
         s = socks[d["id"]]
         for data, addr, sender, fids, cred, charge in d["msgs"]:
@@ -156,6 +158,8 @@ def link_messages(socks: dict[int, UnixSocket], rows: list[dict],
             fds = [files[fid] for fid in fids]
             for f in fds:
                 f.refs += 1
+                if isinstance(f, SocketFile):
+                    f.ns.gc.board([f])  # the collector's in-flight count, rebuilt
             s.recvq.append(Message(data, addr, _ref(socks, sender, d) if sender else None,
                                    fds, None if cred is None else tuple(cred), charge))
 

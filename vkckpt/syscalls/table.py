@@ -194,7 +194,9 @@ ENTRIES: list[Entry] = [
             "short (Linux waits until all is sent)"),
     Supported("recvfrom", sm.sys_recvfrom),
     Partial("sendmsg", sm.sys_sendmsg, "as sendto; SCM_CREDENTIALS taken as given (guests "
-            "run as root)"),
+            "run as root); AF_UNIX sockets that only in-flight SCM_RIGHTS messages queued on "
+            "each other hold are garbage collected, with the files they carry, when a socket "
+            "is released (Linux's unix_gc, run then rather than later from a workqueue)"),
     Supported("recvmsg", sm.sys_recvmsg),
     Partial("sendmmsg", sm.sys_sendmmsg, "stops at the first message that would wait once "
             "one is sent"),
