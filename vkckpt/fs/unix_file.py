@@ -66,8 +66,8 @@ class SocketFile(OpenFile):
         return S.pack_sockaddr_un(name)
 
     def _board(self, fds: list[OpenFile]) -> None:
-        """The socket files among fds are in flight now (the collector counts them)."""
-        self.ns.gc.board([f for f in fds if isinstance(f, SocketFile)])
+        """The AF_UNIX socket files among fds are in flight now (the collector counts them)."""
+        self.ns.gc.board(unix_files(fds))
 
     def recv(self, n: int, flags: int) -> Received:
         """One receive; the files it takes (not merely peeks at) are no longer in flight."""
@@ -116,3 +116,9 @@ class SocketFile(OpenFile):
         if opts is not None and listening:
             inet.listener_closed(self.ns.inet)
         self.ns.gc.collect()
+
+
+def unix_files(files: list[OpenFile]) -> list[SocketFile]:
+    """unix_get_socket: the files that are AF_UNIX sockets' (internet sockets carry no
+    files, so the collector never counts them)."""
+    return [f for f in files if isinstance(f, SocketFile) and f.sock.inet is None]

@@ -11,7 +11,7 @@ purges their queues, which releases the sockets and the files they carried.
 
 The collection is deterministic (candidates in socket id order) and bounded: it visits each
 in-flight socket file once and each message queued on one once.  The counts are never
-saved: a thaw rebuilds them from the queues it fills (unix_state.link_messages).
+saved: a thaw rebuilds them from the queues it fills (unix_state.count_in_flight).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class UnixGc:
         them, in socket id order: candidates (all references in flight) less those a
         message on a non-candidate's queue reaches, directly or through candidates."""
         cand = {id(f): f for f, n in self.inflight.values()
-                if f.refs == n and f.sock.inet is None and not f.sock.dead}
+                if f.refs == n and not f.sock.dead}
         inner = {k: 0 for k in cand}
         for f in cand.values():
             for g in _carried(f.sock):

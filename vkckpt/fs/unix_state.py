@@ -5,8 +5,8 @@ Endpoints are saved by id, and name each other (peer, accept queue, a message's 
 id; a message's in-flight files are saved `file` records named by file id (the freeze saves
 every file a queue holds, see `carried`).  A thaw makes the endpoints first, then the files
 (a socket file names its endpoint), then fills the queues (`link_messages`), which takes
-one reference to each in-flight file as the live queue held it and rebuilds the garbage
-collector's in-flight counts (never saved).
+one reference to each in-flight file as the live queue held it; `count_in_flight` then
+rebuilds the garbage collector's in-flight counts (never saved).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from vkckpt.abi import socket as S
 from vkckpt.errors import ImageError
 from vkckpt.fieldtypes import Maybe
 from vkckpt.fs.unix import STATES, Message, UnixSocket
-from vkckpt.fs.unix_file import SocketFile
+from vkckpt.fs.unix_file import SocketFile, unix_files
 from vkckpt.fs.unix_ns import AUTOBIND_SPACE
 
 TYPE_CHECKING = False
@@ -148,8 +148,7 @@ def _ref(socks: dict[int, UnixSocket], sid: int, d: dict) -> UnixSocket:
 
 def link_messages(socks: dict[int, UnixSocket], rows: list[dict],
                   files: dict[int, OpenFile]) -> None:
-    """Fill each endpoint's queue; every in-flight file gains the reference it held, and
-    each socket file in flight is counted again for the collector (fs/unix_gc.py)."""
+    """Fill each endpoint's queue; every in-flight file gains the reference it held."""
     for d in rows:
         s = socks[d["id"]]
         for data, addr, sender, fids, cred, charge in d["msgs"]:
@@ -158,10 +157,18 @@ def link_messages(socks: dict[int, UnixSocket], rows: list[dict],
             fds = [files[fid] for fid in fids]
             for f in fds:
                 f.refs += 1
-                if isinstance(f, SocketFile):
-                    f.ns.gc.board([f])  # the collector's in-flight count, rebuilt
             s.recvq.append(Message(data, addr, _ref(socks, sender, d) if sender else None,
                                    fds, None if cred is None else tuple(cred), charge))
+
+
+def count_in_flight(socks: dict[int, UnixSocket]) -> None:
+    """Count the AF_UNIX socket files the filled queues carry for the garbage collector
+    (fs/unix_gc.py), as the live sends did; after inet_state.load, which tells internet
+    sockets (never counted) apart."""
+    for sid in sorted(socks):
+        for m in socks[sid].recvq:
+            for f in unix_files(m.fds):
+                f.ns.gc.board([f])
 
 
 def load_ns(ns: UnixNamespace, d: dict | None, rows: list[dict],
