@@ -252,6 +252,7 @@ SPECS: dict[str, Spec] = {
                              "recvmmsg: 3: 1'a' 2'bb' 3'ccc'")),
     "unixgc": Spec(lines=("self cycle reader: poll ready 1, read 0",
                           "two cycle reader: poll ready 1, read 0",
+                          "listener reader: poll ready 1, read 0",
                           "kept reader (no EOF): poll ready 0, read -1",
                           "kept: reader gets 1", "kept: c0 to its peer 2, peer reads 2",
                           "kept reader after close: poll ready 1, read 0", "unixgc OK")),

@@ -8,7 +8,8 @@ from vkckpt.abi import fcntl as F
 from vkckpt.abi import socket as S
 from vkckpt.fs.fdtable import FdTable
 from vkckpt.fs.pipe import Pipe, PipeEnd
-from vkckpt.fs.unix import UnixSocket
+from vkckpt.fs.unix import LISTENING, UnixSocket
+from vkckpt.fs.unix_conn import connect
 from vkckpt.fs.unix_file import SocketFile
 from vkckpt.fs.unix_ns import UnixNamespace
 from vkckpt.threads.wait import WaitQueue
@@ -33,6 +34,15 @@ class World:
         b.account(self.mem)
         a.pair(b, CRED, CRED)
         return tuple(self.fds.install(SocketFile(s, 0, self.ns, CRED)) for s in (a, b))
+
+    def listener_with_client(self) -> tuple[int, int]:
+        """A listening socket and a client connected to it, not yet accepted."""
+        lsock, csock = (UnixSocket(self.ns.new_id(), S.SOCK_STREAM, self.q) for _ in range(2))
+        lsock.account(self.mem)
+        csock.account(self.mem)
+        lsock.state, lsock.backlog, lsock.addr = LISTENING, 4, b"\0gc"
+        connect(self.ns, csock, lsock, CRED, True)
+        return tuple(self.fds.install(SocketFile(s, 0, self.ns, CRED)) for s in (lsock, csock))
 
     def pipe(self) -> tuple[int, int]:
         p = Pipe(1, self.mem, self.q)
@@ -116,3 +126,19 @@ def test_message_sent_twice_counts_twice() -> None:
     w.close(t0)
     assert not w.ns.gc.inflight and f.sock.dead
     w.close(t1)
+
+
+def test_listener_held_by_its_own_embryo_is_collected() -> None:
+    """The listener's fd sent by the client before accept queues on the embryo: only the
+    listener's accept queue reaches it (Linux's scan_children)."""
+    w = World()
+    base = w.mem.used
+    rd, wr = w.pipe()
+    lfd, cfd = w.listener_with_client()
+    w.send(cfd, [lfd, wr])  # queued on the embryo in lfd's accept queue
+    w.close(wr, lfd)
+    assert not _eof(w, rd), "no socket was released since: the collector has not run"
+    w.close(cfd)
+    assert _eof(w, rd)
+    w.close(rd)
+    assert w.mem.used == base and not w.ns.gc.inflight

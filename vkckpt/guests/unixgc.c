@@ -3,16 +3,18 @@
  * collected (Linux's net/unix/garbage.c).  (1) A self cycle: s0 sent over s1 queues on s0,
  * with a pipe's write end; both closed, the pipe's reader sees EOF.  (2) A two-socket cycle
  * (a0 queued on b0, b0 and a pipe's write end queued on a0), everything closed: EOF again.
- * (3) A socket in flight on a queue an open descriptor still reaches is kept: received later,
+ * (3) A listener sent to its own unaccepted connection, then closed with the client: EOF.
+ * (4) A socket in flight on a queue an open descriptor still reaches is kept: received later,
  * its own queue still holds a pipe's write end and its peer still answers.  Linux collects
- * asynchronously, so the readers poll with a timeout of a few seconds.  Short sleeps give a
- * freeze points with the cycles built, and with the ring reachable only through peers. */
+ * asynchronously, so the readers poll with a timeout of a few seconds.  Short sleeps give
+ * freezes points with the cycles built, and with the ring reachable only through peers. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define EOF_WAIT_MS 5000 /* Linux's collector runs from a workqueue */
@@ -120,6 +122,29 @@ static void two_cycle(void)
     close(p[0]);
 }
 
+/* A listener whose own fd, with a pipe's write end, waits on its unaccepted connection's
+ * queue (Linux's scan_children): once the listener and the client are closed, EOF. */
+static void listener(void)
+{
+    int l = socket(AF_UNIX, SOCK_STREAM, 0), c = socket(AF_UNIX, SOCK_STREAM, 0), p[2];
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    socklen_t len = sizeof(sa_family_t);
+    bind(l, (struct sockaddr *)&sa, len); /* autobind: an abstract name nobody else has */
+    len = sizeof sa;
+    getsockname(l, (struct sockaddr *)&sa, &len);
+    listen(l, 4);
+    pipe(p);
+    int carried[2] = {l, p[1]};
+    printf("listener: connect %d, send the listener to its embryo %d\n",
+           res(connect(c, (struct sockaddr *)&sa, len)), send_fds(c, carried, 2));
+    close(p[1]);
+    close(l);
+    settle();
+    close(c);
+    reader_eof("listener reader", p[0], EOF_WAIT_MS);
+    close(p[0]);
+}
+
 static void kept(void)
 {
     int c[2], d[2], p[2];
@@ -155,6 +180,7 @@ int main(void)
     setvbuf(stdout, NULL, _IONBF, 0);
     self_cycle();
     two_cycle();
+    listener();
     kept();
     printf("unixgc OK\n");
     return 0;
