@@ -142,3 +142,37 @@ def test_listener_held_by_its_own_embryo_is_collected() -> None:
     assert _eof(w, rd)
     w.close(rd)
     assert w.mem.used == base and not w.ns.gc.inflight
+
+
+def test_cycle_becomes_garbage_by_closes_alone() -> None:
+    """A ring that was reachable when the collector last ran becomes garbage by closes that
+    release nothing (no file queued or received since): the next release still collects it,
+    while a graph without a cycle is not searched at all."""
+    w = World()
+    rd, wr = w.pipe()
+    a0, a1 = w.pair()
+    b0, b1 = w.pair()
+    w.send(b1, [a0])
+    w.send(a1, [b0, wr])
+    w.close(wr, a1, b1)       # releases: the collector runs, a0 and b0 still have fds
+    assert w.ns.gc.cyclic and not _eof(w, rd)
+    w.close(a0, b0)           # refs drop to the in-flight ones; nothing released
+    assert not _eof(w, rd)
+    e0, e1 = w.pair()
+    w.close(e0, e1)
+    assert _eof(w, rd) and not w.ns.gc.inflight
+
+
+def test_acyclic_in_flight_graph_is_not_searched(monkeypatch) -> None:
+    w = World()
+    d0, d1 = w.pair()
+    c0, c1 = w.pair()
+    w.send(d1, [c0])
+    w.close(c0)
+
+    def no_search(self) -> list:
+        raise AssertionError("searched an acyclic graph")
+    monkeypatch.setattr(type(w.ns.gc), "garbage", no_search)
+    e0, e1 = w.pair()
+    w.close(e0, e1)
+    assert not w.ns.gc.cyclic and len(w.ns.gc.inflight) == 1

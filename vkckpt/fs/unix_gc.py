@@ -10,7 +10,9 @@ a socket is released while any are in flight (unix_release_sock), finds such set
 purges their queues, which releases the sockets and the files they carried.
 
 The collection is deterministic (candidates in socket id order) and bounded: it visits each
-in-flight socket file once and each message queued on one once.  The counts are never
+in-flight socket file once and each message queued on one once, and only while the graph of
+in-flight sockets may hold a cycle (checked again only after that graph changed), as
+Linux's unix_graph_maybe_cyclic.  The counts are never
 saved: a thaw rebuilds them from the queues it fills (unix_state.count_in_flight).
 """
 
@@ -54,6 +56,9 @@ class UnixGc:
     def __init__(self) -> None:
         self.inflight: dict[int, tuple[SocketFile, int]] = {}
         self.running = False  # gc_in_progress: releases during a purge do not collect again
+        #: unix_graph_maybe_cyclic, recomputed when `board` or `land` changed the graph.
+        self.cyclic = False
+        self.changed = False
 
     @property
     def total(self) -> int:
@@ -65,6 +70,7 @@ class UnixGc:
         for f in files:
             _, n = self.inflight.get(id(f), (f, 0))
             self.inflight[id(f)] = (f, n + 1)
+            self.changed = True
 
     def land(self, files: list[OpenFile]) -> None:
         """unix_notinflight: each file left a queue (received, or its message dropped);
@@ -73,6 +79,7 @@ class UnixGc:
             ent = self.inflight.get(id(f))
             if ent is None:
                 continue
+            self.changed = True
             if ent[1] == 1:
                 del self.inflight[id(f)]
             else:
@@ -82,6 +89,10 @@ class UnixGc:
         """unix_gc: release the socket files only unreachable in-flight messages hold."""
         if self.running or not self.inflight:
             return
+        if self.changed:
+            self.cyclic, self.changed = self._cyclic(), False
+        if not self.cyclic:
+            return
         self.running = True
         try:
             hit = [g for s in self.garbage() for g in _purge(s.sock)]
@@ -89,6 +100,28 @@ class UnixGc:
             drop_files(hit)
         finally:
             self.running = False
+
+    def _cyclic(self) -> bool:
+        """Whether the in-flight graph (f -> g: f queued on g's queues) has a cycle, which
+        any garbage set has (each member's references are members' messages).  Its edges
+        change only when a file is queued (board) or leaves a queue (land); an accept only
+        takes edges away.  Kahn's algorithm: acyclic iff every node can be peeled off."""
+        succ: dict[int, list[int]] = {k: [] for k in self.inflight}
+        indeg = dict.fromkeys(self.inflight, 0)
+        for k, (g, _) in self.inflight.items():
+            for f in _carried(g.sock):
+                if id(f) in succ:
+                    succ[id(f)].append(k)
+                    indeg[k] += 1
+        free = [k for k, n in indeg.items() if n == 0]
+        peeled = 0
+        while free:
+            peeled += 1
+            for k in succ[free.pop()]:
+                indeg[k] -= 1
+                if indeg[k] == 0:
+                    free.append(k)
+        return peeled < len(succ)
 
     def garbage(self) -> list[SocketFile]:
         """The socket files every reference of which is a message queued on another of
