@@ -251,6 +251,7 @@ SPECS: dict[str, Spec] = {
                              "seqpacket 1: 6 'record' trunc=1",
                              "recvmmsg: 3: 1'a' 2'bb' 3'ccc'")),
     "unixgc": Spec(lines=("self cycle reader: poll ready 1, read 0",
+                          "pending reader: poll ready 1, read 0",
                           "two cycle reader: poll ready 1, read 0",
                           "listener reader: poll ready 1, read 0",
                           "kept reader (no EOF): poll ready 0, read -1",

@@ -91,6 +91,32 @@ def _sockets_in_flight(k: VKernel) -> dict[int, int]:
     return {f.sock.id: n for f, n in k.unix.gc.inflight.values()}
 
 
+def _garbage(k: VKernel) -> list[int]:
+    """The sockets the collector would release now (no descriptor reaches them)."""
+    return [f.sock.id for f in k.unix.gc.garbage()]
+
+
+def test_pending_garbage_is_saved_and_collected_after_the_thaw(tmp_path: Path) -> None:
+    """unixgc frozen while garbage waits for the next release (its `pending` case): the
+    image holds the unreachable sockets and the pipe end they carry, so the thawed run has
+    the same garbage and collects it at the same release (output and ticks compared)."""
+    wl = Workload("unixgc")
+    gold = golden(wl, _root(tmp_path, "unixgc", 0))
+    hits = points_where(wl, _root(tmp_path, "unixgc", 1), lambda k: bool(_garbage(k)))
+    assert hits, "unixgc never has garbage waiting at a scheduling point"
+    root = _root(tmp_path, "unixgc", 2)
+    k, before, status = run_until(wl, root, hits[0])
+    want = (_garbage(k), _sockets_in_flight(k))
+    image = root / "x.img"
+    write_image(k, str(image))
+    k.shutdown()
+
+    def check(k2: VKernel) -> None:
+        assert (_garbage(k2), _sockets_in_flight(k2)) == want
+
+    thaw_refreeze_finish(image, root, before, gold, check, _KINDS)
+
+
 def test_in_flight_counts_rebuilt_at_thaw_then_collected(tmp_path: Path) -> None:
     """unixgc frozen with sockets in flight (its cycles before they are closed): the thaw
     counts them as the live run did, and collects them so the run ends as the golden one

@@ -78,6 +78,13 @@ def sockets_of(files: list[OpenFile]) -> list[UnixSocket]:
     return _reach([f.sock for f in files if isinstance(f, SocketFile)])
 
 
+def in_flight(ns: UnixNamespace) -> list[OpenFile]:
+    """The in-flight socket files, by socket id: a freeze saves those no descriptor reaches
+    too (garbage until the collector next runs), so the thaw collects them when the run
+    would have."""
+    return [f for f, _ in sorted(ns.gc.inflight.values(), key=lambda e: e[0].sock.id)]
+
+
 def save_file(f: SocketFile, d: dict) -> None:
     d["sock"] = f.sock.id
     d["cred"] = list(f.cred)

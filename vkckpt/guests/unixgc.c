@@ -1,7 +1,8 @@
 #define _GNU_SOURCE
 /* unixgc: AF_UNIX sockets reachable only through in-flight SCM_RIGHTS messages are garbage
  * collected (Linux's net/unix/garbage.c).  (1) A self cycle: s0 sent over s1 queues on s0,
- * with a pipe's write end; both closed, the pipe's reader sees EOF.  (2) A two-socket cycle
+ * with a pipe's write end; both closed, the pipe's reader sees EOF (closed s1 first, the
+ * garbage waits for the next socket released).  (2) A two-socket cycle
  * (a0 queued on b0, b0 and a pipe's write end queued on a0), everything closed: EOF again.
  * (3) A listener sent to its own unaccepted connection, then closed with the client: EOF.
  * (4) A socket in flight on a queue an open descriptor still reaches is kept: received later,
@@ -101,6 +102,25 @@ static void self_cycle(void)
     close(p[0]);
 }
 
+/* The self cycle closed the other way round: s1's release finds s0 still open, and closing
+ * s0 releases nothing, so the garbage waits (across a scheduling point) for the next
+ * socket released. */
+static void pending(void)
+{
+    int s[2], p[2];
+    socketpair(AF_UNIX, SOCK_DGRAM, 0, s);
+    pipe(p);
+    int fds[2] = {s[0], p[1]};
+    printf("pending: send s0 over s1: %d\n", send_fds(s[1], fds, 2));
+    close(p[1]);
+    close(s[1]);
+    close(s[0]);
+    settle();
+    release_one();
+    reader_eof("pending reader", p[0], EOF_WAIT_MS);
+    close(p[0]);
+}
+
 static void two_cycle(void)
 {
     int a[2], b[2], p[2];
@@ -179,6 +199,7 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
     self_cycle();
+    pending();
     two_cycle();
     listener();
     kept();
