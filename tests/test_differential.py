@@ -49,6 +49,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "tcploop": (),
     "udploop": (),
     "sockedge": ("work",),
+    "bigwrite": (),
     "netbench": (),
     "rlimits": (),
     "ghosts": ("work",),

@@ -50,6 +50,7 @@ WORKLOADS = [
     Workload("udploop"),             # UDP datagrams queued with source addresses, v6
     Workload("sockedge", ("work",)),  # a reset pending as SO_ERROR, refused connects
     Workload("netbench"),            # a non-blocking connect waiting on a full backlog
+    Workload("bigwrite"),            # writes asleep with part of their bytes written
     Workload("rlimits", quantum=97),  # changed limits kept by fork, execve and the image
     Workload("ghosts", ("work",)),   # open unlinked files: tmpfile, shared descriptions, fork
 ]

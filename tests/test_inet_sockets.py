@@ -179,3 +179,34 @@ def test_reuseport_shares_a_listening_port_and_reuseaddr_does_not() -> None:
     a.inet.reuseport = b.inet.reuseport = True
     ns.bind(b, I.name(I.ANY4, 5000))
     assert b.addr is not None
+
+
+def test_closed_connections_leave_the_port_space(tmp_path: Path) -> None:
+    """300 connections made and closed leave no endpoint on the port lists (a long-lived
+    server's closed connections used to pile up there, and each accept scanned them)."""
+    wl = Workload("netbench", ("conn", "300"))
+    k, _, status = run_until(wl, _root(tmp_path, "netbench", 0), 1 << 62)
+    assert status == 0
+    assert sum(len(users) for users in k.inet.ports.values()) <= 1  # at most the listener
+    assert not k.inet.syn_sent
+
+
+def test_inspect_lists_the_network(tmp_path: Path) -> None:
+    """`vkckpt inspect` shows each endpoint: a listener with its accept queue, the queued
+    connections by name, and bytes waiting to be read."""
+    from vkckpt.ckpt.inspect import describe
+
+    wl = Workload("tcploop")
+    root = _root(tmp_path, "tcploop", 0)
+    at = points_where(wl, root, lambda k: _accept_queued(k) and _in_flight(k))[0]
+    socks = describe(str(image_at(wl, root, at, tmp_path / "x.img")), False)["sockets"]
+    listener = next(s for s in socks if s["state"] == "listening")
+    assert listener["family"] == "inet" and listener["type"] == "stream"
+    assert listener["local"].startswith("127.0.0.1:")
+    assert listener["accept_queue"] >= 1
+    queued = [s for s in socks if "queued" in s]
+    assert queued and all(s["queued"]["bytes"] > 0 for s in queued)
+    conns = [s for s in socks if s["state"] == "connected"]
+    assert all(s["peer"].startswith("127.0.0.1:") for s in conns)
+    by_id = {s["id"]: s for s in socks}
+    assert all(by_id[s["peer_socket"]]["peer"] == s["local"] for s in conns)

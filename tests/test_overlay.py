@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from vkckpt.ckpt.chain import ImageChain
+from vkckpt.ckpt.inspect import describe
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.snapshot import write_image
 from vkckpt.config import KernelConfig, ProcessSpec, load_config
@@ -199,6 +200,12 @@ def test_every_image_of_an_incremental_chain_thaws_and_finishes_as_the_unfrozen_
     assert {("/work/tree2/deep/leaf.txt", "file", False), ("/work/tree", "absent", True),
             ("/work/gone.txt", "dir", True), ("/work/sub/mode.txt", "absent", True)} <= seen
     assert all(kind == "absent" for p, kind, _ in seen if p.startswith("/work/tree/"))
+    views = [describe(str(img), False)["overlay"] for img, _ in images]  # vkckpt inspect
+    assert [v["full"] for v in views] == [True, False, False, False]
+    assert all(v["lower_digest"] == before[0] and not v["embedded_lower"] for v in views)
+    assert [v["upper_entries"] for v in views] == [
+        sum(t == "ovl_entry" and f["layer"] == 0 for t, f in r) for r in recs]
+    assert views[0]["upper_file_bytes"] > 0
     for img, out in reversed(images):  # the later images exist: the earlier still thaw
         finish_thawed(img, lower, out, gold)
     assert host_state(lower) == before

@@ -113,6 +113,10 @@ def interrupt(k: VKernel, t: Thread, sig: int) -> None:
     s = t.sleep
     if act.handler != S.SIG_DFL and s.queue is not None and s.queue.key[0] == "vfork":
         return  # vfork waits killably: the handler runs once the child exec'ed or exited
+    if t.progress:  # a write that sent some: it returns their count (progress.py)
+        done, t.progress = t.progress, 0
+        t.wake(done)
+        return
     if s.restartable and act.flags & S.SA_RESTART and act.handler not in (S.SIG_DFL,):
         t.wake(0)
         t.wake_result = None

@@ -6,6 +6,7 @@ from vkckpt.abi import signals as S
 from vkckpt.ckpt import schema
 from vkckpt.ckpt.chain import load_chain
 from vkckpt.ckpt.depends import Depends
+from vkckpt.ckpt.netview import NetView
 from vkckpt.ckpt.restore import ThawOptions, thaw
 from vkckpt.ckpt.schema import RECORD_VERSIONS
 from vkckpt.ckpt.trust import ImageKey
@@ -54,10 +55,12 @@ def _describe(path: str, registers: bool, key: ImageKey | None) -> dict:
     ghosts: list[dict] = []
     ghost_stored = 0
     deps = Depends()
+    net = NetView()
     for rec in r.records(RECORD_VERSIONS):
         f = rec.fields
         schema.check(rec.type, f)
         deps.record(rec.type, f)
+        net.record(rec.type, f)
         if rec.type == "kernel":
             out["kernel"] = {k: f[k] for k in ("ticks", "quantum", "memory_limit", "seed",
                                                "next_pid", "init_pid", "scope",
@@ -87,6 +90,8 @@ def _describe(path: str, registers: bool, key: ImageKey | None) -> dict:
                 s = f["sleep"]
                 t["sleeping_in"] = {"syscall": s["nr"], "queue": s["queue"],
                                     "deadline": s["deadline"]}
+            if f["progress"]:  # a write asleep with part of its bytes written
+                t["written_so_far"] = f["progress"]
             if registers:
                 t["registers"] = {n: _hex(f["regs"][n]) for n in R.ALL_REGS}
             procs[f["pid"]]["threads"].append(t)
@@ -111,6 +116,7 @@ def _describe(path: str, registers: bool, key: ImageKey | None) -> dict:
     if ghosts:  # open unlinked files whose bytes the image carries
         out["ghosts"] = {"count": len(ghosts), "bytes": sum(g["size"] for g in ghosts),
                          "stored_bytes": ghost_stored, "files": ghosts}
+    out.update(net.report())
     out["depends_on"] = deps.report()
     return out
 

@@ -24,7 +24,7 @@ from vkckpt.host import fs as hostfs
 from vkckpt.image import ImageWriter
 from vkckpt.process_state import in_scope
 from vkckpt.record import Comparable
-from vkckpt.threads.state import save_thread
+from vkckpt.threads.state import THREAD_VERSION, save_thread
 from vkckpt.vmspace.hostmem import materialise_all
 from vkckpt.vmspace.state import (
     covered_pages,
@@ -189,7 +189,7 @@ def _write(k: VKernel, w: ImageWriter, procs: list[Process], scope: list[int] | 
             rec = save_thread(t, thread_regs(t))
             if t.tid in overrides:
                 rec.update(state="runnable", sleep=None, wake_result=overrides[t.tid])
-            w.add("thread", rec)
+            w.add("thread", rec, version=THREAD_VERSION)
     for key, q in sorted(_queues(live).items(), key=lambda kv: repr(kv[0])):
         tids = [t.tid for t in q.waiters if t.tid not in overrides]
         if tids:

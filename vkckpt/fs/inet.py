@@ -146,6 +146,7 @@ def connect(ns: InetNamespace, uns: UnixNamespace, sock: UnixSocket, dest: I.Nam
     if nonblock and len(server.acceptq) > server.backlog and not \
             server.shutdown & S.RCV_SHUTDOWN:
         sock.inet.syn = dest
+        ns.syn_sent[sock.id] = sock
         raise GuestError(E.EINPROGRESS)
     _establish(ns, uns, sock, server, dest, cred, nonblock)
     if nonblock:
@@ -165,17 +166,11 @@ def _establish(ns: InetNamespace, uns: UnixNamespace, sock: UnixSocket, server: 
     ns.add(embryo)
 
 
-def _waiting(ns: InetNamespace) -> list[UnixSocket]:
-    """The sockets in SYN_SENT, oldest first."""
-    return sorted({s.id: s for users in ns.ports.values() for s in users
-                   if not s.dead and s.inet.syn is not None}.values(), key=lambda s: s.id)
-
-
 def listener_closed(ns: InetNamespace) -> None:
     """A listener closed: a connect waiting in SYN_SENT that no listener takes any more is
     refused (its next SYN meets a closed port: RST), so POLLERR|POLLHUP and SO_ERROR
     ECONNREFUSED follow."""
-    for s in _waiting(ns):
+    for s in ns.waiting():
         if ns.lookup(S.SOCK_STREAM, s.inet.syn, True) is None:
             s.inet.syn = None
             s.shutdown, s.err = S.SHUTDOWN_MASK, E.ECONNREFUSED
@@ -185,7 +180,7 @@ def listener_closed(ns: InetNamespace) -> None:
 def accepted(ns: InetNamespace, uns: UnixNamespace, server: UnixSocket) -> None:
     """An accept made room on server's queue: connects waiting in SYN_SENT for it
     complete, oldest socket first, while the backlog allows."""
-    for s in _waiting(ns):
+    for s in ns.waiting():
         if len(server.acceptq) > server.backlog:
             return
         if ns.lookup(S.SOCK_STREAM, s.inet.syn, True) is server:

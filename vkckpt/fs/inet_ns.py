@@ -47,6 +47,8 @@ class InetNamespace:
     def __init__(self) -> None:
         self.ports: dict[tuple[int, int], list[UnixSocket]] = {}
         self.next_port = I.EPHEMERAL_LOW
+        # the sockets whose connect waits in SYN_SENT, by id (rebuilt at thaw from `syn`)
+        self.syn_sent: dict[int, UnixSocket] = {}
 
     def users(self, stype: int, port: int) -> list[UnixSocket]:
         """The live endpoints on a port (closed ones are dropped here)."""
@@ -94,6 +96,25 @@ class InetNamespace:
     def add(self, sock: UnixSocket) -> None:
         """sock (an accepted connection) uses its bound port too."""
         self.ports.setdefault((sock.type, I.port_of(sock.addr)), []).append(sock)
+
+    def forget(self, sock: UnixSocket) -> None:
+        """sock was released: it no longer holds its port (a long-lived server's closed
+        connections must not pile up on the port lists)."""
+        if sock.addr is None:
+            return
+        key = (sock.type, I.port_of(sock.addr))
+        users = self.ports.get(key)
+        if users is not None and sock in users:
+            users.remove(sock)
+            if not users:
+                del self.ports[key]
+        self.syn_sent.pop(sock.id, None)
+
+    def waiting(self) -> list[UnixSocket]:
+        """The sockets in SYN_SENT, oldest first."""
+        live = {i: s for i, s in self.syn_sent.items() if not s.dead and s.inet.syn}
+        self.syn_sent = live
+        return [live[i] for i in sorted(live)]
 
     def lookup(self, stype: int, n: I.Name, listening: bool) -> UnixSocket | None:
         """The endpoint a packet for n reaches: the exact address before a wildcard; for

@@ -85,3 +85,5 @@ def load(ns: InetNamespace, ns_rows: list[dict], rows: list[dict],
         o.linger, o.peer, o.syn = tuple(d["linger"]), d["peer"], syn
         if o.bound and not s.dead:
             ns.add(s)
+        if syn is not None:
+            ns.syn_sent[s.id] = s

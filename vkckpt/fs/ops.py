@@ -60,6 +60,9 @@ class OpenFile:
     discards = False
     pollable = False  # Linux's file_can_poll: epoll_ctl refuses others with EPERM
     sigpipe = True    # whether a write failing with EPIPE sends the writer SIGPIPE
+    # whether a blocking write waits until all is written (pipes, stream sockets), taking
+    # the file's short counts as "some room was left" (syscalls/progress.py)
+    waits_for_all = False
 
     def __init__(self, flags: int) -> None:
         self.flags = flags

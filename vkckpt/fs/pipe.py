@@ -53,6 +53,7 @@ class PipeEnd(OpenFile):
     """One end of a pipe."""
 
     kind = "pipe"
+    waits_for_all = True
     pollable = True
 
     def __init__(self, pipe: Pipe, flags: int) -> None:

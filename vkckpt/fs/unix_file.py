@@ -42,6 +42,11 @@ class SocketFile(OpenFile):
         """Only streams raise SIGPIPE with EPIPE (datagram and seqpacket sends do not)."""
         return self.sock.type == S.SOCK_STREAM
 
+    @property
+    def waits_for_all(self) -> bool:  # type: ignore[override]
+        """A blocking stream send waits until all is sent; datagrams go whole or not."""
+        return self.sock.type == S.SOCK_STREAM
+
     def nonblock(self, flags: int = 0) -> bool:
         return bool(self.flags & F.O_NONBLOCK or flags & S.MSG_DONTWAIT)
 
@@ -113,8 +118,10 @@ class SocketFile(OpenFile):
         dropped = self.sock.release(embryo=opts is not None and opts.linger == (1, 0))
         self.ns.gc.land(dropped)
         drop_files(dropped)
-        if opts is not None and listening:
-            inet.listener_closed(self.ns.inet)
+        if opts is not None:
+            self.ns.inet.forget(self.sock)
+            if listening:
+                inet.listener_closed(self.ns.inet)
         self.ns.gc.collect()
 
 

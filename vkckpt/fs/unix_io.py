@@ -3,8 +3,9 @@ unix_stream_read_generic) and the datagram/seqpacket path (unix_dgram_sendmsg,
 unix_dgram_recvmsg).
 
 A call that must wait raises Block on the readiness queue before changing anything, so the
-re-run after a wake-up starts afresh; a blocking stream write that finds some room queues
-what fits and returns that short count (as a non-blocking one does).
+re-run after a wake-up starts afresh; a stream write that finds some room queues what fits
+and returns that short count, which a blocking write(2) or send(2) takes as room to go on
+later (syscalls/progress.py: it waits until all is sent).
 """
 
 from __future__ import annotations

@@ -61,6 +61,7 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("sockedge", ("work",), quantum=QUANTUM),  # TCP and AF_UNIX edges as Linux
     Workload("udploop", quantum=QUANTUM),         # loopback UDP: datagrams, ECONNREFUSED
     Workload("netbench", quantum=QUANTUM),        # TCP connect waiting on a full backlog
+    Workload("bigwrite", quantum=QUANTUM),        # blocking writes that wait until all went
     Workload("ghosts", ("work",), quantum=QUANTUM),  # open unlinked files saved with their bytes
     Workload("sigwait", quantum=QUANTUM),         # sigwait/sigtimedwait, a signal thread
     Workload("execer", quantum=QUANTUM),          # fork + execve + wait

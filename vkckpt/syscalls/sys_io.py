@@ -13,7 +13,7 @@ from vkckpt.abi.mman import PROT_READ, PROT_WRITE
 from vkckpt.errors import GuestError
 from vkckpt.fs.pipe import PIPE_COST, Pipe, PipeEnd
 from vkckpt.sigsend import kernel_info
-from vkckpt.syscalls import sys_lock
+from vkckpt.syscalls import progress, sys_lock
 from vkckpt.syscalls.args import (
     MAX_IO,
     s32,
@@ -87,6 +87,8 @@ def _write_from(k: VKernel, t: Thread, f: OpenFile, segs: list[tuple[int, int]],
     want = min(sum(n for _, n in segs), MAX_IO)
     if f.discards and off is None:
         return want  # /dev/null never looks at the buffer
+    if t.progress:  # the re-run of a write that slept after writing some
+        segs, want = progress.skip(segs, t.progress), want - t.progress
     n = min(_span(t, segs, PROT_READ), want)
     if n < want:
         n = f.write_fit(n, want)
@@ -98,6 +100,8 @@ def _write_from(k: VKernel, t: Thread, f: OpenFile, segs: list[tuple[int, int]],
         left -= size
     data = b"".join(chunks)
     try:
+        if off is None and f.waits_for_all:
+            return progress.write_all(t, lambda chunk, _: f.write(chunk), data)
         return f.write(data) if off is None else f.pwrite(data, off)
     except GuestError as exc:
         if exc.errno == E.EPIPE and f.sigpipe:

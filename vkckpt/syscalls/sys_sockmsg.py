@@ -13,7 +13,7 @@ from vkckpt.abi import socket as S
 from vkckpt.errors import GuestError
 from vkckpt.fs.unix_file import SocketFile, drop_files
 from vkckpt.sigsend import kernel_info
-from vkckpt.syscalls import sys_inet
+from vkckpt.syscalls import progress, sys_inet
 from vkckpt.syscalls.args import iovec_arg, s32, u32
 from vkckpt.syscalls.sys_socket import cred_of, find, put_name, sock_arg
 from vkckpt.threads.wait import Block
@@ -66,9 +66,12 @@ def _scatter(t: Thread, segs: list[tuple[int, int]], data: bytes) -> None:
 
 
 def send_one(k: VKernel, t: Thread, f: SocketFile, data: bytes, name: int, nlen: int,
-             extra: tuple[list[OpenFile], Cred] | None, flags: int) -> int:
-    """One send to the peer or to the address at name; EPIPE on a stream sends SIGPIPE
-    unless MSG_NOSIGNAL."""
+             extra: tuple[list[OpenFile], Cred] | None, flags: int,
+             wait_all: bool = True) -> int:
+    """One send to the peer or to the address at name, of data: what is left after the
+    t.progress bytes earlier runs sent (a blocking stream send goes on until all is sent,
+    progress.py, unless not wait_all); EPIPE with nothing sent sends SIGPIPE unless
+    MSG_NOSIGNAL."""
     if flags & S.MSG_OOB:
         raise GuestError(E.EOPNOTSUPP)
     dest = None
@@ -81,7 +84,11 @@ def send_one(k: VKernel, t: Thread, f: SocketFile, data: bytes, name: int, nlen:
             dest = find(k, t, name, nlen)
     fds, cred = extra if extra is not None else ([], cred_of(t))
     try:
-        return f.send(data, dest, fds, cred, flags)
+        if not wait_all or not f.waits_for_all:
+            return f.send(data, dest, fds, cred, flags)
+        # the files go with the first bytes only, as Linux attaches them to the first skb
+        return progress.write_all(
+            t, lambda chunk, at: f.send(chunk, dest, [] if at else fds, cred, flags), data)
     except GuestError as exc:
         if exc.errno == E.EPIPE and f.sigpipe and not flags & S.MSG_NOSIGNAL:
             task_signals.send_to_thread(k, t, kernel_info(SG.SIGPIPE))
@@ -91,14 +98,16 @@ def send_one(k: VKernel, t: Thread, f: SocketFile, data: bytes, name: int, nlen:
 def sys_sendto(k: VKernel, t: Thread, fd: int, buf: int, n: int, flags: int, name: int,
                nlen: int) -> int:
     f = sock_arg(t, fd)
-    data = t.process.vm.read(buf, u32(n)) if u32(n) else b""
+    done = t.progress  # a stream send that slept after sending some goes on after them
+    data = t.process.vm.read(buf + done, u32(n) - done) if u32(n) > done else b""
     return send_one(k, t, f, data, name, nlen, None, u32(flags))
 
 
-def _sendmsg(k: VKernel, t: Thread, f: SocketFile, msg: int, flags: int) -> int:
+def _sendmsg(k: VKernel, t: Thread, f: SocketFile, msg: int, flags: int,
+             wait_all: bool = True) -> int:
     name, nlen, iov, iovlen, ctl, ctllen, _ = S.MSGHDR.unpack(t.process.vm.read(msg, 56))
-    data = _gather(t, iovec_arg(t, iov, iovlen))
-    return send_one(k, t, f, data, name, nlen, _control(t, ctl, ctllen), flags)
+    data = _gather(t, progress.skip(iovec_arg(t, iov, iovlen), t.progress))
+    return send_one(k, t, f, data, name, nlen, _control(t, ctl, ctllen), flags, wait_all)
 
 
 def sys_sendmsg(k: VKernel, t: Thread, fd: int, msg: int, flags: int) -> int:
@@ -113,7 +122,7 @@ def sys_sendmmsg(k: VKernel, t: Thread, fd: int, vec: int, vlen: int, flags: int
     for i in range(min(u32(vlen), S.UIO_MAXIOV_MMSG)):
         at = vec + i * S.MMSGHDR_SIZE
         try:
-            n = _sendmsg(k, t, f, at, u32(flags))
+            n = _sendmsg(k, t, f, at, u32(flags), wait_all=False)
         except (GuestError, Block):
             if sent:
                 return sent

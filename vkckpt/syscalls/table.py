@@ -190,16 +190,16 @@ ENTRIES: list[Entry] = [
     Supported("getsockname", so.sys_getsockname),
     Supported("getpeername", so.sys_getpeername),
     Supported("shutdown", so.sys_shutdown),
-    Partial("sendto", sm.sys_sendto, "a blocking stream send that finds some room returns "
-            "short (Linux waits until all is sent)"),
+    Supported("sendto", sm.sys_sendto),
     Supported("recvfrom", sm.sys_recvfrom),
-    Partial("sendmsg", sm.sys_sendmsg, "as sendto; SCM_CREDENTIALS taken as given (guests "
-            "run as root); AF_UNIX sockets that only in-flight SCM_RIGHTS messages queued on "
-            "each other hold are garbage collected, with the files they carry, when a socket "
-            "is released (Linux's unix_gc, run then rather than later from a workqueue)"),
+    Partial("sendmsg", sm.sys_sendmsg, "SCM_CREDENTIALS taken as given (guests run as "
+            "root); AF_UNIX sockets that only in-flight SCM_RIGHTS messages queued on each "
+            "other hold are garbage collected, with the files they carry, when a socket is "
+            "released (Linux's unix_gc, run then rather than later from a workqueue)"),
     Supported("recvmsg", sm.sys_recvmsg),
     Partial("sendmmsg", sm.sys_sendmmsg, "stops at the first message that would wait once "
-            "one is sent"),
+            "one is sent; a stream message that finds some room is sent short, where Linux "
+            "waits until all of it is sent"),
     Partial("recvmmsg", sm.sys_recvmmsg, "waits for the first message only (as "
             "MSG_WAITFORONE); timeout ignored"),
     Partial("setsockopt", sp.sys_setsockopt, "SOL_SOCKET: SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, "

@@ -70,6 +70,7 @@ FIELD_CASES = [
     ("process", "ptimers", {"next_id": 1, "timers": [[0, 1, 0, 10, 0, 0, 5, 0, 1 << 40, 0]]}),
     ("process", "ptimers", {"next_id": 1, "timers": [[0, 99, 0, 10, 0, 0, 0, 0, 0, 0]]}),
     ("waitq", "tids", [1, 2, 3, 4, 5]),
+    ("thread", "progress", 1 << 40),         # more written than one write moves
     ("process", "comm", b"a name longer than fifteen bytes"),
 ]
 

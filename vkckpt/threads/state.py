@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from vkckpt.abi.limits import MAX_RW_COUNT
+from vkckpt.abi.syscalls import NUMBERS
 from vkckpt.engine import regs as R
 from vkckpt.errors import ImageError
 from vkckpt.fieldtypes import Maybe
+from vkckpt.image.migrate import migration
 from vkckpt.signals.state import PENDING_SCHEMA, load_pending, save_pending
 from vkckpt.threads.thread import Sleep, Thread, ThreadState
 from vkckpt.threads.wait import WaitQueue
@@ -18,8 +21,10 @@ if TYPE_CHECKING:
 TRANSIENT = {"process": "saved as the pid", "ctx": "saved as regs",
              "waker": "installed again by the kernel that registers the thread"}
 
-THREAD_VERSION = 1
+THREAD_VERSION = 2  # 2: progress
 WAITQ_VERSION = 1
+#: The calls that sleep with part of their bytes written (syscalls/progress.py).
+_WRITES = {NUMBERS[n] for n in ("write", "writev", "sendto", "sendmsg")}
 _ARGS = ("u64",) * 6  # a syscall's six argument registers
 _SLEEP = {"queue": "?list", "deadline": "?u64", "timeout_result": "?i64",
           "restartable": "bool", "nr": "u64", "args": _ARGS, "seq": "u64", "timer": "u64"}
@@ -30,7 +35,8 @@ THREAD_SCHEMA = {"tid": "u32", "pid": "u32", "state": "str", "sigmask": "u64",
                  "sleep": Maybe(_SLEEP), "wake_result": "?i64", "retry": "bool",
                  "retry_call": ("u64", ["u64"]), "restart_nr": "?u64",
                  "saved_sigmask": "?u64", "ticks": "u64", "exit_code": "i32",
-                 "ckpt_frames": ["u64"], "futex_bitset": "u32", "retry_deadline": "?u64"}
+                 "ckpt_frames": ["u64"], "futex_bitset": "u32", "retry_deadline": "?u64",
+                 "progress": "u64"}
 WAITQ_SCHEMA = {"key": "list", "tids": ["u32"]}
 RECORDS = {"thread": (THREAD_VERSION, THREAD_SCHEMA), "waitq": (WAITQ_VERSION, WAITQ_SCHEMA)}
 
@@ -79,7 +85,7 @@ def save_thread(t: Thread, regs: dict[str, int]) -> dict:
         "retry_call": [t.retry_call[0], list(t.retry_call[1])], "restart_nr": t.restart_nr,
         "saved_sigmask": t.saved_sigmask, "ticks": t.ticks, "exit_code": t.exit_code,
         "ckpt_frames": list(t.ckpt_frames), "futex_bitset": t.futex_bitset,
-        "retry_deadline": t.retry_deadline, "regs": save_regs(regs),
+        "retry_deadline": t.retry_deadline, "progress": t.progress, "regs": save_regs(regs),
     }
 
 
@@ -93,7 +99,8 @@ def load_thread(d: dict, p: Process, queues: dict[tuple, WaitQueue]) -> tuple[Th
                retry_call=(d["retry_call"][0], tuple(d["retry_call"][1])),
                restart_nr=d["restart_nr"], saved_sigmask=d["saved_sigmask"], ticks=d["ticks"],
                exit_code=d["exit_code"], ckpt_frames=list(d["ckpt_frames"]),
-               futex_bitset=d["futex_bitset"], retry_deadline=d.get("retry_deadline"))
+               futex_bitset=d["futex_bitset"], retry_deadline=d.get("retry_deadline"),
+               progress=d["progress"])
     if t.retry and len(t.retry_call[1]) != 6:
         raise ImageError(f"thread {t.tid}: the call to run again lacks its arguments")
     s = d["sleep"]
@@ -104,4 +111,16 @@ def load_thread(d: dict, p: Process, queues: dict[tuple, WaitQueue]) -> tuple[Th
             q = queues.get(key) or queues.setdefault(key, WaitQueue(key))
         t.sleep = Sleep(q, s["deadline"], s["timeout_result"], s["restartable"], s["nr"],
                         tuple(s["args"]), s["seq"], s["timer"])
+    call = t.sleep.nr if t.sleep is not None else t.retry_call[0] if t.retry else None
+    if t.progress and (call not in _WRITES or t.progress >= MAX_RW_COUNT):
+        raise ImageError(f"thread {t.tid}: {t.progress} bytes of a write done, with no write "
+                         f"waiting to go on or more than one write moves")
     return t, load_regs(d["regs"])
+
+
+@migration("thread", 1)
+def _thread_v1(fields: dict) -> dict:
+    """thread v1 -> v2: no write had written part of its bytes before sleeping."""
+    if "progress" in fields:
+        raise ValueError("a version 1 thread holds a progress count")
+    return {**fields, "progress": 0}

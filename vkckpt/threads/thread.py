@@ -55,7 +55,7 @@ class Thread(Record):
     __slots__ = ("tid", "process", "ctx", "state", "sigmask", "pending", "altstack",
                  "clear_child_tid", "robust_list", "sleep", "wake_result", "retry", "retry_call",
                  "restart_nr", "saved_sigmask", "ticks", "exit_code", "ckpt_frames",
-                 "futex_bitset", "retry_deadline", "waker")
+                 "futex_bitset", "retry_deadline", "progress", "waker")
 
     def __init__(self, tid: int, process: Process, ctx: object = None,
                  state: ThreadState = ThreadState.RUNNABLE, sigmask: int = 0,
@@ -67,7 +67,7 @@ class Thread(Record):
                  restart_nr: int | None = None, saved_sigmask: int | None = None,
                  ticks: int = 0, exit_code: int = 0, ckpt_frames: list[int] | None = None,
                  futex_bitset: int = 0xFFFFFFFF, retry_deadline: int | None = None,
-                 waker: Callable[[Thread], None] | None = None) -> None:
+                 progress: int = 0, waker: Callable[[Thread], None] | None = None) -> None:
         self.tid = tid
         self.process = process
         self.ctx = ctx
@@ -90,6 +90,8 @@ class Thread(Record):
         self.ckpt_frames = [] if ckpt_frames is None else ckpt_frames  # live SIGCKPT frames
         self.futex_bitset = futex_bitset  # the bitset of the futex wait it sleeps in
         self.retry_deadline = retry_deadline  # a re-run wait keeps its first deadline
+        # bytes the sleeping write already wrote: its re-run goes on from there (progress.py)
+        self.progress = progress
         # makes a woken thread runnable again: installed by the kernel that registers the
         # thread (VKernel.add_thread), so queues wake their waiters without the kernel
         self.waker = waker
