@@ -45,6 +45,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "unixpair": (),
     "unixserver": (),
     "unixdgram": (),
+    "unixgc": (),
     "tcploop": (),
     "udploop": (),
     "sockedge": ("work",),

@@ -45,6 +45,7 @@ WORKLOADS = [
     Workload("unixpair"),            # socketpairs across fork, SCM_RIGHTS, shutdown, EPIPE
     Workload("unixserver", ("work",)),  # listeners, accept queues, an epoll accept loop
     Workload("unixdgram", ("work",)),   # datagram queues with sender names, seqpacket
+    Workload("unixgc"),              # sockets in flight in cycles, collected once closed
     Workload("tcploop"),             # TCP listeners, accept queues, bytes in flight, resets
     Workload("udploop"),             # UDP datagrams queued with source addresses, v6
     Workload("sockedge", ("work",)),  # a reset pending as SO_ERROR, refused connects

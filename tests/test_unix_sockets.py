@@ -88,6 +88,60 @@ def test_frozen_with_socket_state_thaws_identically(tmp_path: Path, name: str, a
 _KINDS = ("socket", "unixns", "file")
 
 
+def _sockets_in_flight(k: VKernel) -> dict[int, int]:
+    """The garbage collector's in-flight count of each socket file, by socket id."""
+    return {f.sock.id: n for f, n in k.unix.gc.inflight.values()}
+
+
+def _garbage(k: VKernel) -> list[int]:
+    """The sockets the collector would release now (no descriptor reaches them)."""
+    return [f.sock.id for f in k.unix.gc.garbage()]
+
+
+def test_pending_garbage_is_saved_and_collected_after_the_thaw(tmp_path: Path) -> None:
+    """unixgc frozen while garbage waits for the next release (its `pending` case): the
+    image holds the unreachable sockets and the pipe end they carry, so the thawed run has
+    the same garbage and collects it at the same release (output and ticks compared)."""
+    wl = Workload("unixgc")
+    gold = golden(wl, _root(tmp_path, "unixgc", 0))
+    hits = points_where(wl, _root(tmp_path, "unixgc", 1), lambda k: bool(_garbage(k)))
+    assert hits, "unixgc never has garbage waiting at a scheduling point"
+    root = _root(tmp_path, "unixgc", 2)
+    k, before, status = run_until(wl, root, hits[0])
+    want = (_garbage(k), _sockets_in_flight(k))
+    image = root / "x.img"
+    write_image(k, str(image))
+    k.shutdown()
+
+    def check(k2: VKernel) -> None:
+        assert (_garbage(k2), _sockets_in_flight(k2)) == want
+
+    thaw_refreeze_finish(image, root, before, gold, check, _KINDS)
+
+
+def test_in_flight_counts_rebuilt_at_thaw_then_collected(tmp_path: Path) -> None:
+    """unixgc frozen with sockets in flight (its cycles before they are closed): the thaw
+    counts them as the live run did, and collects them so the run ends as the golden one
+    (its pipe readers see EOF: output and ticks compared)."""
+    wl = Workload("unixgc")
+    gold = golden(wl, _root(tmp_path, "unixgc", 0))
+    hits = points_where(wl, _root(tmp_path, "unixgc", 1), lambda k: bool(_sockets_in_flight(k)))
+    assert len(hits) >= 3, "unixgc never has sockets in flight at a scheduling point"
+    for i, at in enumerate(sorted({hits[0], hits[len(hits) // 2], hits[-1]})):
+        root = _root(tmp_path, "unixgc", 10 + i)
+        k, before, status = run_until(wl, root, at)
+        counts = _sockets_in_flight(k)
+        assert status is None and counts, f"nothing in flight at tick {at}"
+        image = root / "x.img"
+        write_image(k, str(image))
+        k.shutdown()
+
+        def check(k2: VKernel, counts: dict[int, int] = counts) -> None:
+            assert _sockets_in_flight(k2) == counts
+
+        thaw_refreeze_finish(image, root, before, gold, check, _KINDS)
+
+
 def test_every_socket_field_is_saved_or_transient(tmp_path: Path) -> None:
     root = _root(tmp_path, "unixpair", 0)
     hits = points_where(Workload("unixpair"), root, _in_flight)

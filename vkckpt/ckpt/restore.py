@@ -244,6 +244,7 @@ def _build(final: ImageReader, recs: dict[str, list[dict]], opts: ThawOptions,
         raise ImageError("an image with sockets holds exactly one unixns record")
     unix_state.load_ns(k.unix, ns_rows[0] if ns_rows else None, sock_rows, socks)
     inet_state.load(k.inet, recs.get("inetns", []), recs.get("inetsock", []), socks)
+    unix_state.count_in_flight(socks)
     held = {f.sock.id for f in files.values() if isinstance(f, SocketFile)}
     reset_external(socks, external, held, reset=not opts.refreeze)  # the host side is gone
     queues: dict[tuple, WaitQueue] = {}

@@ -204,9 +204,20 @@ def _write(k: VKernel, w: ImageWriter, procs: list[Process], scope: list[int] | 
     return _save_pages(w, bufs, cover, base, parent is not None, progress)
 
 
+def _add_carried(files: list, fids: dict[int, int], i: int) -> None:
+    """Append (and number) the files in flight in the queues files[i:] reach, transitively."""
+    while i < len(files):
+        for g in unix_state.carried(files[i]):
+            if id(g) not in fids:
+                fids[id(g)] = len(fids) + 1
+                files.append(g)
+        i += 1
+
+
 def _save_files(w: ImageWriter, k: VKernel, live: list[Process]) -> dict[int, int]:
     """Every open file description the live processes hold, then those in flight in their
-    sockets' queues (SCM_RIGHTS), with the pipes and sockets they use."""
+    sockets' queues (SCM_RIGHTS), then the in-flight sockets no descriptor reaches (garbage
+    the collector has not yet met) and what they carry, with the pipes and sockets they use."""
     fids: dict[int, int] = {}
     files = []
     for p in live:
@@ -214,13 +225,13 @@ def _save_files(w: ImageWriter, k: VKernel, live: list[Process]) -> dict[int, in
             if id(f) not in fids:
                 fids[id(f)] = len(fids) + 1
                 files.append(f)
-    i = 0
-    while i < len(files):
-        for g in unix_state.carried(files[i]):
-            if id(g) not in fids:
-                fids[id(g)] = len(fids) + 1
-                files.append(g)
-        i += 1
+    _add_carried(files, fids, 0)
+    n = len(files)
+    for g in unix_state.in_flight(k.unix):  # no descriptor reaches it: collected later
+        if id(g) not in fids:
+            fids[id(g)] = len(fids) + 1
+            files.append(g)
+    _add_carried(files, fids, n)
     pipes = {f.pipe.id: f.pipe for f in files if f.kind in ("pipe", "fifo")}
     for pid_ in sorted(pipes):
         w.add("pipe", save_pipe(pipes[pid_]))

@@ -11,6 +11,7 @@ from vkckpt.errors import GuestError
 from vkckpt.fs import inet
 from vkckpt.fs.ops import OpenFile
 from vkckpt.fs.unix import CONNECTED, LISTENING, UnixSocket
+from vkckpt.fs.unix_gc import drop_files
 from vkckpt.fs.unix_io import Outgoing, Received, dgram_recv, dgram_send, stream_recv, stream_send
 
 TYPE_CHECKING = False
@@ -52,7 +53,7 @@ class SocketFile(OpenFile):
     def send(self, data: bytes, dest: UnixSocket | bytes | None, fds: list[OpenFile], cred: Cred,
              flags: int) -> int:
         """One sendmsg's data to dest (None: the peer); EPIPE left to the caller."""
-        out = Outgoing(fds, cred, self.nonblock(flags))
+        out = Outgoing(fds, cred, self.nonblock(flags), self._board)
         if self.sock.inet is not None:
             return inet.send(self.ns.inet, self.sock, data, dest, out)
         if self.sock.type == S.SOCK_STREAM:
@@ -69,10 +70,19 @@ class SocketFile(OpenFile):
             return I.pack(name, self.sock.inet.family)
         return S.pack_sockaddr_un(name)
 
+    def _board(self, fds: list[OpenFile]) -> None:
+        """The AF_UNIX socket files among fds are in flight now (the collector counts them)."""
+        self.ns.gc.board(unix_files(fds))
+
     def recv(self, n: int, flags: int) -> Received:
+        """One receive; the files it takes (not merely peeks at) are no longer in flight."""
         if self.sock.type == S.SOCK_STREAM:
-            return stream_recv(self.sock, n, flags, self.nonblock(flags))
-        return dgram_recv(self.sock, n, flags, self.nonblock(flags))
+            got = stream_recv(self.sock, n, flags, self.nonblock(flags))
+        else:
+            got = dgram_recv(self.sock, n, flags, self.nonblock(flags))
+        if not flags & S.MSG_PEEK:
+            self.ns.gc.land(got.fds)
+        return got
 
     def read(self, n: int) -> bytes:
         """read(2) as recv with no flags; files sent with the data are closed unreceived."""
@@ -100,20 +110,22 @@ class SocketFile(OpenFile):
         return self.sock.event_q
 
     def release(self) -> None:
+        """The last reference is gone (unix_release_sock): the endpoint goes, the files its
+        queue held are dropped, and while sockets are in flight the collector runs."""
         self.ns.unbind(self.sock)
         opts = self.sock.inet
         listening = self.sock.state == LISTENING
-        drop_files(self.sock.release(embryo=opts is not None and opts.linger == (1, 0)))
+        dropped = self.sock.release(embryo=opts is not None and opts.linger == (1, 0))
+        self.ns.gc.land(dropped)
+        drop_files(dropped)
         if opts is not None:
             self.ns.inet.forget(self.sock)
             if listening:
                 inet.listener_closed(self.ns.inet)
+        self.ns.gc.collect()
 
 
-def drop_files(files: list[OpenFile]) -> None:
-    """Drop the reference each in-flight file held (files received by read(2), or left in
-    a released socket's queue): the last one releases the file."""
-    for f in files:
-        f.refs -= 1
-        if f.refs == 0:
-            f.release()
+def unix_files(files: list[OpenFile]) -> list[SocketFile]:
+    """unix_get_socket: the files that are AF_UNIX sockets' (internet sockets carry no
+    files, so the collector never counts them)."""
+    return [f for f in files if isinstance(f, SocketFile) and f.sock.inet is None]

@@ -19,6 +19,8 @@ from vkckpt.threads.wait import Block
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from vkckpt.fs.ops import OpenFile
     from vkckpt.fs.unix import UnixSocket
 
@@ -40,12 +42,15 @@ class Received:
 
 class Outgoing:
     """What one send carries beside its bytes: files (SCM_RIGHTS), the sender's
-    credentials, whether it may wait."""
+    credentials, whether it may wait, and whom to tell once the files are queued (the
+    in-flight count of the garbage collector, fs/unix_gc.py)."""
 
-    __slots__ = ("fds", "cred", "nonblock")
+    __slots__ = ("fds", "cred", "nonblock", "on_queued")
 
-    def __init__(self, fds: list[OpenFile], cred: Cred, nonblock: bool) -> None:
+    def __init__(self, fds: list[OpenFile], cred: Cred, nonblock: bool,
+                 on_queued: Callable[[list[OpenFile]], None] | None = None) -> None:
         self.fds, self.cred, self.nonblock = fds, cred, nonblock
+        self.on_queued = on_queued
 
 
 def _wait(sock: UnixSocket, nonblock: bool) -> Block:
@@ -58,6 +63,8 @@ def _message(sock: UnixSocket, other: UnixSocket, data: bytes, out: Outgoing) ->
     """A message from sock to other, holding a reference to each file it carries."""
     for f in out.fds:
         f.refs += 1
+    if out.fds and out.on_queued is not None:
+        out.on_queued(out.fds)
     cred = out.cred if sock.passcred or other.passcred else None
     return Message(data, sock.addr, sock, list(out.fds), cred, len(data) + MSG_OVERHEAD)
 

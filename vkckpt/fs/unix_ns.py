@@ -18,6 +18,7 @@ import os
 from vkckpt.abi import errno as E
 from vkckpt.errors import GuestError
 from vkckpt.fs.inet_ns import InetNamespace
+from vkckpt.fs.unix_gc import UnixGc
 
 TYPE_CHECKING = False
 
@@ -41,6 +42,8 @@ class UnixNamespace:
         self.next_auto = 0
         #: The same vkernel's port space: an internet socket's file reaches it through here.
         self.inet = InetNamespace()
+        #: The socket files in flight in SCM_RIGHTS messages, and their collector.
+        self.gc = UnixGc()
 
     def new_id(self) -> int:
         n = self.next_id

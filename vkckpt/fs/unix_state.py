@@ -5,7 +5,8 @@ Endpoints are saved by id, and name each other (peer, accept queue, a message's 
 id; a message's in-flight files are saved `file` records named by file id (the freeze saves
 every file a queue holds, see `carried`).  A thaw makes the endpoints first, then the files
 (a socket file names its endpoint), then fills the queues (`link_messages`), which takes
-one reference to each in-flight file as the live queue held it.
+one reference to each in-flight file as the live queue held it; `count_in_flight` then
+rebuilds the garbage collector's in-flight counts (never saved).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from vkckpt.abi import socket as S
 from vkckpt.errors import ImageError
 from vkckpt.fieldtypes import Maybe
 from vkckpt.fs.unix import STATES, Message, UnixSocket
-from vkckpt.fs.unix_file import SocketFile
+from vkckpt.fs.unix_file import SocketFile, unix_files
 from vkckpt.fs.unix_ns import AUTOBIND_SPACE
 from vkckpt.image.migrate import migration
 
@@ -77,6 +78,13 @@ def carried(f: OpenFile) -> list[OpenFile]:
 def sockets_of(files: list[OpenFile]) -> list[UnixSocket]:
     """The endpoints the saved files reach, by id."""
     return _reach([f.sock for f in files if isinstance(f, SocketFile)])
+
+
+def in_flight(ns: UnixNamespace) -> list[OpenFile]:
+    """The in-flight socket files, by socket id: a freeze saves those no descriptor reaches
+    too (garbage until the collector next runs), so the thaw collects them when the run
+    would have."""
+    return [f for f, _ in sorted(ns.gc.inflight.values(), key=lambda e: e[0].sock.id)]
 
 
 def save_file(f: SocketFile, d: dict) -> None:
@@ -168,6 +176,16 @@ def link_messages(socks: dict[int, UnixSocket], rows: list[dict],
                 f.refs += 1
             s.recvq.append(Message(data, addr, _ref(socks, sender, d) if sender else None,
                                    fds, None if cred is None else tuple(cred), charge))
+
+
+def count_in_flight(socks: dict[int, UnixSocket]) -> None:
+    """Count the AF_UNIX socket files the filled queues carry for the garbage collector
+    (fs/unix_gc.py), as the live sends did; after inet_state.load, which tells internet
+    sockets (never counted) apart."""
+    for sid in sorted(socks):
+        for m in socks[sid].recvq:
+            for f in unix_files(m.fds):
+                f.ns.gc.board([f])
 
 
 def load_ns(ns: UnixNamespace, d: dict | None, rows: list[dict],

@@ -56,6 +56,7 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("unixpair", quantum=QUANTUM),        # socketpairs, SCM_RIGHTS, EPIPE/SIGPIPE
     Workload("unixserver", ("work",), quantum=QUANTUM),  # listeners, accept queues, epoll
     Workload("unixdgram", ("work",), quantum=QUANTUM),   # datagram queues, seqpacket
+    Workload("unixgc", quantum=QUANTUM),          # in-flight socket cycles garbage collected
     Workload("tcploop", quantum=QUANTUM),         # loopback TCP: accept loop, RST, v4-mapped
     Workload("sockedge", ("work",), quantum=QUANTUM),  # TCP and AF_UNIX edges as Linux
     Workload("udploop", quantum=QUANTUM),         # loopback UDP: datagrams, ECONNREFUSED

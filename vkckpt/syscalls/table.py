@@ -193,7 +193,9 @@ ENTRIES: list[Entry] = [
     Supported("sendto", sm.sys_sendto),
     Supported("recvfrom", sm.sys_recvfrom),
     Partial("sendmsg", sm.sys_sendmsg, "SCM_CREDENTIALS taken as given (guests run as "
-            "root)"),
+            "root); AF_UNIX sockets that only in-flight SCM_RIGHTS messages queued on each "
+            "other hold are garbage collected, with the files they carry, when a socket is "
+            "released (Linux's unix_gc, run then rather than later from a workqueue)"),
     Supported("recvmsg", sm.sys_recvmsg),
     Supported("sendmmsg", sm.sys_sendmmsg),
     Partial("recvmmsg", sm.sys_recvmmsg, "timeout ignored (Linux checks it only after "
