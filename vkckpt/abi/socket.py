@@ -37,6 +37,10 @@ MAX_DGRAM_QLEN = 10           # net.unix.max_dgram_qlen: a datagram queue is ful
 
 # -- control messages (linux/socket.h) ------------------------------------------------------------
 SCM_RIGHTS, SCM_CREDENTIALS = 1, 2
+#: SOL_SOCKET control messages an internet socket's sendmsg accepts (__sock_cmsg_send:
+#: SCM_RIGHTS and SCM_CREDENTIALS, ignored as AF_UNIX's; SO_PRIORITY, SO_MARK,
+#: SO_TIMESTAMPING_OLD, SCM_TXTIME); vkckpt ignores them all.
+INET_SOL_CMSGS = frozenset((SCM_RIGHTS, SCM_CREDENTIALS, 12, 36, 37, 61))
 SCM_MAX_FD = 253              # descriptors one SCM_RIGHTS message may carry
 CMSG_HDR = struct.Struct("<QiI")  # cmsg_len (size_t), cmsg_level, cmsg_type
 UCRED = struct.Struct("<iII")     # pid, uid, gid

@@ -7,7 +7,9 @@
  *   refused: connect to a loopback port nobody listens on;
  *   backlog: a listener closed with a connection it never accepted (the client is reset);
  *   nbclose: the same for a non-blocking connect, seen through poll and SO_ERROR;
- *   synclose: a non-blocking connect waiting on a full backlog when the listener closes.
+ *   synclose: a non-blocking connect waiting on a full backlog when the listener closes;
+ *   cmsgs:   SCM_RIGHTS on TCP and UDP (ignored: the reader gets no descriptor), a control
+ *            message of another level (skipped), an unknown SOL_SOCKET one (EINVAL).
  * argv[1]: a writable directory for the socket path. */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -216,6 +218,51 @@ static void synclose(void) {
     close(c2);
 }
 
+/* sendmsg with one control message of level/type; the result (and errno). */
+static long cmsg_send(int s, int level, int type, int fd) {
+    union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {"c", 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+                       .msg_controllen = sizeof ctl.b};
+    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+    h->cmsg_level = level;
+    h->cmsg_type = type;
+    h->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(h), &fd, sizeof fd);
+    return sendmsg(s, &m, MSG_DONTWAIT);
+}
+
+/* Control messages: SCM_RIGHTS is AF_UNIX's only; another level's message is skipped. */
+static void cmsgs(void) {
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    result("cmsg unix SOL_IP", cmsg_send(sv[0], IPPROTO_IP, 1, 0));
+    result("cmsg unix SOL_SOCKET 99", cmsg_send(sv[0], SOL_SOCKET, 99, 0));
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    bind(l, (struct sockaddr *)&a, sizeof a);
+    listen(l, 1);
+    getsockname(l, (struct sockaddr *)&a, &len);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    connect(c, (struct sockaddr *)&a, sizeof a);
+    result("cmsg tcp SCM_RIGHTS", cmsg_send(c, SOL_SOCKET, SCM_RIGHTS, sv[1]));
+    result("cmsg tcp SCM_CREDENTIALS", cmsg_send(c, SOL_SOCKET, SCM_CREDENTIALS, 0));
+    int u = socket(AF_INET, SOCK_DGRAM, 0);
+    connect(u, (struct sockaddr *)&a, sizeof a);
+    result("cmsg udp SCM_RIGHTS", cmsg_send(u, SOL_SOCKET, SCM_RIGHTS, sv[1]));
+    int s = accept(l, NULL, NULL);
+    char got[4];
+    union { struct cmsghdr h; char b[CMSG_SPACE(4 * sizeof(int))]; } ctl;
+    struct iovec iov = {got, sizeof got};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+                       .msg_controllen = sizeof ctl.b};
+    long n = recvmsg(s, &m, MSG_DONTWAIT);
+    printf("cmsg tcp reader: %ld bytes, control %ld\n", n, (long)m.msg_controllen);
+    close(s), close(u), close(c), close(l), close(sv[0]), close(sv[1]);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IONBF, 0);
     signal(SIGPIPE, SIG_IGN);
@@ -226,5 +273,6 @@ int main(int argc, char **argv) {
     backlog();
     nbclose();
     synclose();
+    cmsgs();
     return 0;
 }

@@ -26,18 +26,28 @@ if TYPE_CHECKING:
     from vkckpt.kernel import VKernel
     from vkckpt.threads.thread import Sleep, Thread
 
-def _control(t: Thread, addr: int, size: int) -> tuple[list[OpenFile], Cred]:
+def _control(t: Thread, addr: int, size: int, inet: bool) -> tuple[list[OpenFile], Cred]:
     """The files (SCM_RIGHTS) and credentials (SCM_CREDENTIALS, else the caller's) a
-    sendmsg's control buffer carries; EINVAL for a malformed or unknown message."""
+    sendmsg's control buffer carries (__scm_send); EINVAL for a malformed message or an
+    unknown SOL_SOCKET one; messages of other levels are skipped.  An internet socket
+    carries neither: sock_cmsg_send ignores them (so no file goes in flight over TCP or
+    UDP), and the few other SOL_SOCKET ones it takes."""
     fds: list[OpenFile] = []
     cred = cred_of(t)
     raw = t.process.vm.read(addr, size) if size else b""
     off = 0
     while off + S.CMSG_HDR.size <= size:
         clen, level, ctype = S.CMSG_HDR.unpack_from(raw, off)
-        if clen < S.CMSG_HDR.size or off + clen > size or level != S.SOL_SOCKET:
+        if clen < S.CMSG_HDR.size or off + clen > size:
             raise GuestError(E.EINVAL)
         body = raw[off + S.CMSG_HDR.size: off + clen]
+        off += S.cmsg_align(clen)
+        if level != S.SOL_SOCKET:
+            continue
+        if inet:
+            if ctype not in S.INET_SOL_CMSGS:
+                raise GuestError(E.EINVAL)
+            continue
         if ctype == S.SCM_RIGHTS:
             nums = struct.unpack(f"<{len(body) // 4}i", body[: len(body) // 4 * 4])
             if len(fds) + len(nums) > S.SCM_MAX_FD:
@@ -47,7 +57,6 @@ def _control(t: Thread, addr: int, size: int) -> tuple[list[OpenFile], Cred]:
             cred = S.UCRED.unpack(body)
         else:
             raise GuestError(E.EINVAL)
-        off += S.cmsg_align(clen)
     return fds, cred
 
 
@@ -107,7 +116,8 @@ def _sendmsg(k: VKernel, t: Thread, f: SocketFile, msg: int, flags: int) -> tupl
     segs = iovec_arg(t, iov, iovlen)
     data = _gather(t, progress.skip(segs, t.progress))
     want = t.progress + len(data)
-    n = send_one(k, t, f, data, name, nlen, _control(t, ctl, ctllen), flags)
+    extra = _control(t, ctl, ctllen, f.sock.inet is not None)
+    n = send_one(k, t, f, data, name, nlen, extra, flags)
     return n, n >= want
 
 
