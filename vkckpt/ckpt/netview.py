@@ -63,7 +63,7 @@ class NetView:
         name = _unix_name if o is None else _inet_name
         row = {"id": s["id"], "family": "unix" if o is None else _FAMILIES[o["family"]],
                "type": _TYPES.get(s["type"], str(s["type"])), "state": s["state"],
-               "local": s["path"] or name(s["addr"]) if o is None else name(s["addr"])}
+               "local": s["path"] or name(s["addr"])}  # only a bound AF_UNIX one has a path
         if o is not None and o.get("syn") is not None:
             row["state"] = "syn-sent"
             row["connecting_to"] = _inet_name(o["syn"])

@@ -9,7 +9,7 @@ collects them, in the order restore.py reads them back, and owns the page scan.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from vkckpt import kernel_state, process_state
 from vkckpt.ckpt import pages as PG
@@ -204,13 +204,18 @@ def _write(k: VKernel, w: ImageWriter, procs: list[Process], scope: list[int] | 
     return _save_pages(w, bufs, cover, base, parent is not None, progress)
 
 
+def _number(files: list, fids: dict[int, int], new: Iterable) -> None:
+    """Append (and number) the files of new that are not numbered yet."""
+    for f in new:
+        if id(f) not in fids:
+            fids[id(f)] = len(fids) + 1
+            files.append(f)
+
+
 def _add_carried(files: list, fids: dict[int, int], i: int) -> None:
     """Append (and number) the files in flight in the queues files[i:] reach, transitively."""
     while i < len(files):
-        for g in unix_state.carried(files[i]):
-            if id(g) not in fids:
-                fids[id(g)] = len(fids) + 1
-                files.append(g)
+        _number(files, fids, unix_state.carried(files[i]))
         i += 1
 
 
@@ -221,16 +226,10 @@ def _save_files(w: ImageWriter, k: VKernel, live: list[Process]) -> dict[int, in
     fids: dict[int, int] = {}
     files = []
     for p in live:
-        for _, (f, _) in sorted(p.fds.fds.items()):
-            if id(f) not in fids:
-                fids[id(f)] = len(fids) + 1
-                files.append(f)
+        _number(files, fids, (f for _, (f, _) in sorted(p.fds.fds.items())))
     _add_carried(files, fids, 0)
     n = len(files)
-    for g in unix_state.in_flight(k.unix):  # no descriptor reaches it: collected later
-        if id(g) not in fids:
-            fids[id(g)] = len(fids) + 1
-            files.append(g)
+    _number(files, fids, unix_state.in_flight(k.unix))  # no descriptor reaches them: garbage
     _add_carried(files, fids, n)
     pipes = {f.pipe.id: f.pipe for f in files if f.kind in ("pipe", "fifo")}
     for pid_ in sorted(pipes):

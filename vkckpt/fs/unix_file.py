@@ -115,9 +115,7 @@ class SocketFile(OpenFile):
         self.ns.unbind(self.sock)
         opts = self.sock.inet
         listening = self.sock.state == LISTENING
-        dropped = self.sock.release(embryo=opts is not None and opts.linger == (1, 0))
-        self.ns.gc.land(dropped)
-        drop_files(dropped)
+        self.ns.gc.drop(self.sock.release(embryo=opts is not None and opts.linger == (1, 0)))
         if opts is not None:
             self.ns.inet.forget(self.sock)
             if listening:

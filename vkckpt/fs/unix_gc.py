@@ -85,6 +85,12 @@ class UnixGc:
             else:
                 self.inflight[id(f)] = (ent[0], ent[1] - 1)
 
+    def drop(self, files: list[OpenFile]) -> None:
+        """Files left their queues for good (a released socket's, a purge's): no longer in
+        flight, and each loses the reference its message held."""
+        self.land(files)
+        drop_files(files)
+
     def collect(self) -> None:
         """unix_gc: release the socket files only unreachable in-flight messages hold."""
         if self.running or not self.inflight:
@@ -95,9 +101,7 @@ class UnixGc:
             return
         self.running = True
         try:
-            hit = [g for s in self.garbage() for g in _purge(s.sock)]
-            self.land(hit)
-            drop_files(hit)
+            self.drop([g for s in self.garbage() for g in _purge(s.sock)])
         finally:
             self.running = False
 

@@ -105,8 +105,7 @@ def send_one(k: VKernel, t: Thread, f: SocketFile, data: bytes, name: int, nlen:
 def sys_sendto(k: VKernel, t: Thread, fd: int, buf: int, n: int, flags: int, name: int,
                nlen: int) -> int:
     f = sock_arg(t, fd)
-    done = t.progress  # a stream send that slept after sending some goes on after them
-    data = t.process.vm.read(buf + done, u32(n) - done) if u32(n) > done else b""
+    data = _gather(t, progress.skip([(buf, u32(n))], t.progress))  # after what went
     return send_one(k, t, f, data, name, nlen, None, u32(flags))
 
 
@@ -156,13 +155,13 @@ def _mmsg_done(t: Thread) -> int:
 
 def mmsg_interrupted(k: VKernel, t: Thread, s: Sleep) -> int:
     """A signal ended a sendmmsg/recvmmsg asleep: the messages done, counting one sent in
-    part (its msg_len the bytes that went); -EINTR when none."""
+    part (its msg_len the bytes that went); -EINTR when none (sigsend.interrupt clears
+    the counts)."""
     n = t.progress_msgs
     if t.progress:  # sendmmsg, in the middle of a stream message
         t.process.vm.write(s.args[1] + n * S.MMSGHDR_SIZE + S.MSGHDR.size,
                            struct.pack("<I", t.progress))
         n += 1
-    t.progress = t.progress_msgs = 0
     return n if n else -E.EINTR
 
 
