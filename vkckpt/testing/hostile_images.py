@@ -73,6 +73,7 @@ FIELD_CASES = [
     ("process", "ptimers", {"next_id": 1, "timers": [[0, 99, 0, 10, 0, 0, 0, 0, 0, 0]]}),
     ("waitq", "tids", [1, 2, 3, 4, 5]),
     ("thread", "progress", 1 << 40),         # more written than one write moves
+    ("thread", "progress_msgs", 5000),       # more messages than one sendmmsg moves
     ("process", "comm", b"a name longer than fifteen bytes"),
 ]
 
